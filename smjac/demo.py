@@ -1,0 +1,108 @@
+"""``smjac demo``: the blog post's walk-through on its own example, one table per step."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from rich.rule import Rule
+from rich.text import Text
+
+from . import core, render
+
+
+def blog_example() -> tuple[np.ndarray, np.ndarray]:
+    """The post's W (3×5) and x (3), shipped inside the package."""
+    data = json.loads(resources.files("smjac").joinpath("data/blog.json").read_text())
+    return np.array(data["W"], dtype=np.float64), np.array(data["x"], dtype=np.float64)
+
+
+def run(console: Any, precision: int = 5) -> None:
+    W, x = blog_example()
+    n, K = W.shape
+    fwd = core.forward(W, x)
+    dhdz = core.softmax_jacobian(fwd.h)
+    dzdw = core.jacobian(W, x, of="z", wrt="W")
+    chain = core.jacobian(W, x, method="chain")
+    short = core.jacobian(W, x, method="shortcut")
+    report = {c.name: c for c in core.check(W, x).checks}
+    summed = core.grad(W, x, upstream=np.ones(K))
+    target = int(np.argmax(fwd.h))
+    ce = core.grad(W, x, target=target)
+    width = console.width
+    hidden: list[str] = []
+
+    def step(title: str, text: str, M: np.ndarray | None = None, rows: Any = None, cols: Any = None) -> None:
+        console.print(Rule(Text(title)))
+        console.print(Text(text))
+        if M is not None:
+            shown = render.matrix_table(M, rows, cols, precision=precision, width=width)
+            console.print(shown.table)
+            if shown.elided:
+                hidden.append(title)
+
+    step(
+        "1 · the layer",
+        f"W is n×K = {n}×{K}: one row per input, one column per output. The input is x = {x.tolist()}.",
+        W,
+        render.labels("x", n),
+        render.labels("z", K),
+    )
+    console.print(Rule(Text("2 · forward pass")))
+    console.print(
+        Text(
+            "z = Wᵀx and h = softmax(z). The post prints h = [0.19091352 0.20353145 0.21698333 0.23132428 0.15724743]."
+        )
+    )
+    console.print(render.forward_table(fwd.z, fwd.h, precision=8))
+    step(
+        "3 · dh/dz = diag(h) − hhᵀ",
+        "The softmax Jacobian: symmetric, and each row and column sums to 0 because h always sums to 1.",
+        dhdz,
+        render.labels("h", K),
+        render.labels("z", K),
+    )
+    step(
+        "4 · dz/dW",
+        f"∂z_k/∂w[i,j] = x_j when i = k, else 0. smjac gives it K × K·n ({K}×{K * n}), rows = outputs; "
+        "the post prints its transpose.",
+        dzdw,
+        render.labels("z", K),
+        render.weight_labels(K, n),
+    )
+    step(
+        "5 · dh/dW by the chain rule: dh/dz · dz/dW",
+        "The post's first method: multiply the two matrices. Weight w[i,j] is column i·n + j.",
+        chain,
+        render.labels("h", K),
+        render.weight_labels(K, n),
+    )
+    agree = report["dh/dW shortcut = chain rule"]
+    step(
+        "6 · the shortcut: ∂h_t/∂w[i,j] = h_t (δ_ti − h_i) x_j",
+        f"Each entry from h and x alone, no matrix product. Largest difference from step 5: "
+        f"{agree.max_error:.1e} (rounding only).",
+        short,
+        render.labels("h", K),
+        render.weight_labels(K, n),
+    )
+    colsum = report["dh/dW columns sum to 0"]
+    step(
+        "7 · summing the columns gives zero",
+        "The post ends by summing each column of dh/dW to update the weights. But every column sums to 0 "
+        f"(largest sum here: {colsum.max_error:.1e}), since the probabilities always sum to 1: "
+        f"that update is zero everywhere (largest entry {np.max(np.abs(summed.W)):.1e}). "
+        "A real update weights each row by how much the loss cares about that output, g = dLoss/dh: "
+        f"grad_W = gᵀ · dh/dW. For cross-entropy with true class {target}, that is x (h − e_{target})ᵀ, "
+        f"loss −log h_{target} = {ce.loss:.{precision}f}:",
+        ce.W,
+        render.labels("x", n),
+        render.labels("z", K),
+    )
+    console.print(Text("Try it on your own layer: smjac check -W W.json -x x.json"))
+    if hidden:
+        console.print(
+            f"[dim]Some tables were elided to fit {width} columns; a wider terminal shows them whole.[/dim]"
+        )

@@ -1,0 +1,423 @@
+"""Load matrices from JSON, CSV and NPY files (or stdin) and write results, exactly and atomically.
+
+Loaders are strict: numbers only, finite, rectangular. Writers print floats with Python's shortest
+round-trip ``repr``, so every number read back is the number computed; files are written to a
+temporary name in the target folder, synced and renamed, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .core import validate_layer
+from .errors import LoadError, OutputError
+
+STDIN = "-"
+DEFAULT_MAX_INPUT_BYTES = 2**30
+NPY_MAGIC = b"\x93NUMPY"
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+
+
+class Format(str, Enum):
+    """File formats smjac reads and writes; taken from the file's suffix."""
+
+    JSON = "json"
+    CSV = "csv"
+    NPY = "npy"
+    NPZ = "npz"
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> Format:
+        suffix = Path(path).suffix.lower().lstrip(".")
+        try:
+            return cls(suffix)
+        except ValueError:
+            known = ", ".join("." + f.value for f in cls)
+            what = f"suffix '.{suffix}'" if suffix else "no suffix"
+            raise LoadError(f"{path}: {what}; smjac knows {known}") from None
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_bytes(
+    path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
+) -> bytes:
+    """The raw bytes of ``path`` (``-`` is stdin), refusing more than ``max_bytes`` before reading."""
+    if str(path) == STDIN:
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        if stream.isatty():
+            raise LoadError("-: stdin is a terminal; pipe a matrix in (smjac ... -x - < x.json)")
+        data = stream.read(max_bytes + 1)
+        label = "stdin"
+    else:
+        label = str(path)
+        try:
+            size = os.stat(path).st_size
+            if size > max_bytes:
+                raise LoadError(_too_big(label, size, max_bytes))
+            with open(path, "rb") as f:
+                data = f.read(max_bytes + 1)
+        except IsADirectoryError:
+            raise LoadError(f"{label}: is a directory, not a file") from None
+        except FileNotFoundError:
+            raise LoadError(f"{label}: no such file") from None
+        except PermissionError:
+            raise LoadError(f"{label}: permission denied") from None
+        except OSError as e:
+            raise LoadError(f"{label}: cannot read it ({e.strerror or e})") from None
+    if len(data) > max_bytes:
+        raise LoadError(_too_big(label, len(data), max_bytes))
+    if not data.strip():
+        raise LoadError(f"{label}: is empty")
+    return data
+
+
+def _too_big(label: str, size: int, cap: int) -> str:
+    return (
+        f"{label}: is over the input size cap of {cap:,} bytes ({size:,} bytes or more); "
+        "raise the cap with --max-input-bytes"
+    )
+
+
+def sniff(data: bytes) -> Format:
+    """Guess the format of bytes from stdin: NPY by its magic, JSON by a leading bracket, else CSV."""
+    if data.startswith(NPY_MAGIC):
+        return Format.NPY
+    if data.startswith(b"PK"):
+        return Format.NPZ
+    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    return Format.JSON if head in (b"[", b"{") else Format.CSV
+
+
+def parse(data: bytes, fmt: Format, label: str) -> np.ndarray:
+    """Turn bytes of a known format into a finite float array; ``label`` names it in errors."""
+    if fmt is Format.JSON:
+        arr = _parse_json(data, label)
+    elif fmt is Format.CSV:
+        arr = _parse_csv(data, label)
+    elif fmt is Format.NPY:
+        arr = _parse_npy(data, label)
+    else:
+        raise LoadError(f"{label}: .npz bundles are not read yet; give W and x as .json, .csv or .npy")
+    if arr.size == 0:
+        raise LoadError(f"{label}: holds no numbers (shape {arr.shape})")
+    if not np.all(np.isfinite(arr)):
+        raise LoadError(f"{label}: holds NaN or infinite values; every number must be finite")
+    return arr
+
+
+def load_array(
+    path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
+) -> np.ndarray:
+    """Load one matrix or vector from a .json, .csv or .npy file, or from stdin (``-``).
+
+    The suffix names the format; stdin and a path with no suffix (such as the shell's ``<(...)``)
+    are sniffed from their first bytes.
+    """
+    label = "stdin" if str(path) == STDIN else str(path)
+    fmt = None if label == "stdin" or not Path(path).suffix else Format.from_path(path)
+    data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
+    return parse(data, fmt or sniff(data), label)
+
+
+def load_layer(
+    W: str | Path,
+    x: str | Path,
+    b: str | Path | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    stdin: BinaryIO | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Load W, x (and b) and check that they fit together; errors name the files."""
+    paths = [p for p in (W, x, b) if p is not None]
+    if sum(str(p) == STDIN for p in paths) > 1:
+        raise LoadError("- given twice: only one input can come from stdin")
+    arrays = [load_array(p, max_bytes=max_bytes, stdin=stdin) for p in paths]
+    names = tuple("stdin" if str(p) == STDIN else str(p) for p in paths)
+    bias = arrays[2] if b is not None else None
+    labels = (names[0], names[1], names[2] if b is not None else "b")
+    return validate_layer(arrays[0], arrays[1], bias, names=labels)
+
+
+def _parse_json(data: bytes, label: str) -> np.ndarray:
+    def refuse_constant(token: str) -> float:
+        raise LoadError(f"{label}: {token} is not allowed; every number must be finite")
+
+    def strict_float(token: str) -> float:
+        value = float(token)
+        if math.isinf(value):
+            raise LoadError(f"{label}: {token} overflows a 64-bit float")
+        return value
+
+    try:
+        obj = json.loads(data.decode("utf-8-sig"), parse_constant=refuse_constant, parse_float=strict_float)
+    except UnicodeDecodeError:
+        raise LoadError(f"{label}: is not UTF-8 text, so not JSON") from None
+    except json.JSONDecodeError as e:
+        raise LoadError(
+            f"{label}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+        ) from None
+    except RecursionError:
+        raise LoadError(f"{label}: is nested too deeply") from None
+    if not isinstance(obj, list):
+        raise LoadError(f"{label}: expected an array of numbers, found {_json_kind(obj)}")
+    _check_json_numbers(obj, label)
+    try:
+        return np.array(obj, dtype=np.float64)
+    except OverflowError:
+        raise LoadError(f"{label}: holds an integer too large for a 64-bit float") from None
+    except ValueError:
+        raise LoadError(f"{label}: rows have different lengths (a matrix must be rectangular)") from None
+
+
+def _json_kind(obj: Any) -> str:
+    if obj is None:
+        return "null"
+    if isinstance(obj, bool):
+        return "a boolean"
+    kinds: dict[type, str] = {str: "a string", dict: "an object", list: "an array"}
+    return kinds.get(type(obj), type(obj).__name__)
+
+
+def _check_json_numbers(obj: list[Any], label: str) -> None:
+    stack: list[Any] = [obj]
+    while stack:  # iterative, so a deeply nested document cannot exhaust the call stack
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise LoadError(f"{label}: expected numbers, found {_json_kind(item)} ({json.dumps(item)[:40]})")
+
+
+def _parse_csv(data: bytes, label: str) -> np.ndarray:
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark from a spreadsheet is harmless
+    except UnicodeDecodeError:
+        raise LoadError(f"{label}: is not UTF-8 text, so not CSV") from None
+    rows: list[list[float]] = []
+    for lineno, cells in enumerate(csv.reader(io.StringIO(text)), start=1):
+        cells = [c.strip() for c in cells]
+        if not any(cells):
+            continue
+        if not rows and not any(_NUMBER.match(c) for c in cells):
+            raise LoadError(f"{label}: line {lineno} looks like a header ({','.join(cells)[:40]}); remove it")
+        row = []
+        for col, cell in enumerate(cells, start=1):
+            if not _NUMBER.match(cell):
+                what = (
+                    "not a finite number"
+                    if cell.lower().lstrip("+-") in ("nan", "inf", "infinity")
+                    else "not a number"
+                )
+                raise LoadError(f"{label}: line {lineno}, column {col}: {cell!r} is {what}")
+            value = float(cell)
+            if math.isinf(value):
+                raise LoadError(f"{label}: line {lineno}, column {col}: {cell} overflows a 64-bit float")
+            row.append(value)
+        if rows and len(row) != len(rows[0]):
+            raise LoadError(
+                f"{label}: line {lineno} has {len(row)} values but the first row has {len(rows[0])}"
+                " (a matrix must be rectangular)"
+            )
+        rows.append(row)
+    if not rows:
+        raise LoadError(f"{label}: is empty")
+    arr = np.array(rows, dtype=np.float64)
+    return arr
+
+
+def _parse_npy(data: bytes, label: str) -> np.ndarray:
+    if not data.startswith(NPY_MAGIC):
+        raise LoadError(f"{label}: is not an NPY file (no NPY header)")
+    try:
+        # allow_pickle=False: an object array would be unpickled, and unpickling runs code.
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise LoadError(f"{label}: holds Python objects (a pickle); smjac never unpickles data") from None
+        raise LoadError(f"{label}: is not a valid NPY file ({e})") from None
+    except (EOFError, OSError) as e:
+        raise LoadError(f"{label}: is truncated or corrupt ({e})") from None
+    if not isinstance(arr, np.ndarray):
+        raise LoadError(f"{label}: is not a single NPY array")
+    if arr.dtype.names is not None or arr.dtype.kind not in "fiu":
+        raise LoadError(f"{label}: has dtype {arr.dtype}; smjac needs real numbers (float or int)")
+    return arr.astype(np.float64) if arr.dtype.kind != "f" or arr.dtype.itemsize < 4 else arr
+
+
+# ---------------------------------------------------------------- writing
+
+
+@dataclass(frozen=True)
+class Document:
+    """A command's result, ready to be written in any format.
+
+    ``fields`` is the JSON object (arrays allowed). ``matrix`` names the one field a ``.npy`` or a
+    plain ``.csv`` holds. Without one, ``columns`` (1-D fields of equal length) or ``records`` (rows of
+    scalars) make a CSV with a header. NPZ holds every array and number in ``fields``.
+    """
+
+    fields: Mapping[str, Any]
+    matrix: str | None = None
+    columns: Sequence[str] = ()
+    records: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_json(doc: Document) -> str:
+    """One JSON object; floats as shortest round-trip text, never NaN."""
+    return json.dumps(_plain(doc.fields), allow_nan=False) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
+def _csv_text(rows: Iterable[Iterable[Any]], header: Sequence[str] | None = None) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if header is not None:
+        writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+    return buf.getvalue()
+
+
+def to_csv(doc: Document) -> str:
+    """CSV text: the matrix without a header (so it loads back), or a table with one."""
+    if doc.matrix is not None:
+        m = np.atleast_2d(doc.fields[doc.matrix])
+        return _csv_text(m.tolist())
+    if doc.columns:
+        return _csv_text(
+            zip(*(np.asarray(doc.fields[c]).tolist() for c in doc.columns), strict=True), doc.columns
+        )
+    header = list(doc.records[0]) if doc.records else []
+    return _csv_text(([r[k] for k in header] for r in doc.records), header)
+
+
+def to_npy(doc: Document) -> bytes:
+    assert doc.matrix is not None
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(doc.fields[doc.matrix]), allow_pickle=False)
+    return buf.getvalue()
+
+
+def to_npz(doc: Document) -> bytes:
+    arrays = {
+        k: np.asarray(v)
+        for k, v in doc.fields.items()
+        if isinstance(v, (np.ndarray, float, int, np.generic)) and not isinstance(v, bool)
+    }
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **arrays)
+    return buf.getvalue()
+
+
+def encode(doc: Document, fmt: Format, what: str = "this result") -> bytes:
+    """The bytes of ``doc`` in ``fmt``; an OutputError when that format cannot hold it."""
+    if fmt is Format.JSON:
+        return to_json(doc).encode()
+    if fmt is Format.CSV:
+        return to_csv(doc).encode()
+    if fmt is Format.NPY:
+        if doc.matrix is None:
+            raise OutputError(f"{what} is not a single array, so it cannot be .npy; use .npz, .json or .csv")
+        return to_npy(doc)
+    if not any(isinstance(v, np.ndarray) for v in doc.fields.values()):
+        raise OutputError(f"{what} holds no arrays, so it cannot be .npz; use .json or .csv")
+    return to_npz(doc)
+
+
+def write_atomic(path: str | Path, data: bytes, *, force: bool = False) -> None:
+    """Write ``data`` to ``path`` all at once or not at all.
+
+    The bytes go to a temporary file in the same folder, are flushed and synced, and then take the
+    target's name in one rename. Without ``force`` an existing file is never replaced, even one that
+    appears while writing.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"{path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory")
+    if path.exists() and not force:
+        raise OutputError(f"{path}: exists; add --force to replace it")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        if force:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write it ({e.strerror or e})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _link_no_clobber(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)  # fails if path exists: no window in which another file is replaced
+    except FileExistsError:
+        raise OutputError(f"{path}: exists; add --force to replace it") from None
+    except OSError:
+        if path.exists():  # a file system without hard links: check, then rename
+            raise OutputError(f"{path}: exists; add --force to replace it") from None
+        os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save(doc: Document, path: str | Path, *, force: bool = False, what: str = "this result") -> Format:
+    """Write ``doc`` to ``path`` in the format its suffix names; return that format."""
+    try:
+        fmt = Format.from_path(path)
+    except LoadError as e:
+        raise OutputError(str(e)) from None
+    write_atomic(path, encode(doc, fmt, what), force=force)
+    return fmt
