@@ -364,9 +364,11 @@ def grad(
             raise InputError(f"target must be a class index, not {target!r}")
         if not 0 <= target < K:
             raise InputError(f"target class {target} is out of range: K = {K}, so 0 ≤ target ≤ {K - 1}")
+        # δ = h − e_k, with 1 − h_k taken as the sum of the other classes: it keeps its digits when
+        # h_k is within rounding of 1, where 1 − h_k (or Σh − h_k) would give 0.
         delta = h.copy()
-        # 1 − h_k summed from the other classes keeps its digits when h_k is close to 1.
-        delta[target] = -(np.sum(h) - h[target]) if K > 1 else 0.0
+        delta[target] = 0.0
+        delta[target] = -np.sum(delta)
         m = np.max(z)
         loss = float(m + np.log(np.sum(np.exp(z - m))) - z[target])
     else:

@@ -1,0 +1,283 @@
+"""The command line, in process with CliRunner, and once as the installed script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from typer.testing import CliRunner
+
+from smjac import __version__
+from smjac.cli import app
+
+from .conftest import BLOG_W, BLOG_X, ROOT, post_l_dir_shortcut, post_softmax, write_matrix
+
+ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+SAMPLE = ["-W", str(ROOT / "samples/blog/W.json"), "-x", str(ROOT / "samples/blog/x.json")]
+POST_H = post_softmax(BLOG_W.T @ BLOG_X)
+
+
+def run(*args: str, input: str | bytes | None = None):
+    return CliRunner().invoke(app, list(args), input=input, env=ENV)
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout == f"smjac {__version__}\n"
+
+
+@pytest.mark.parametrize("command", ["forward", "jacobian", "grad", "check", "demo"])
+def test_every_command_has_help_with_an_example(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Example: smjac " + command in result.stdout
+
+
+def test_forward_csv_in_a_pipe_is_exact():
+    result = run("forward", *SAMPLE)
+    assert result.exit_code == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header == "z,h" and result.stderr == ""
+    cells = [row.split(",") for row in rows]
+    assert all(repr(float(c)) == c for row in cells for c in row)  # shortest text that round-trips
+    values = np.array(cells, dtype=float)
+    assert_allclose(values[:, 0], BLOG_W.T @ BLOG_X, rtol=1e-15)
+    assert_allclose(values[:, 1], POST_H, rtol=1e-15)
+
+
+def test_forward_json():
+    result = run("forward", *SAMPLE, "--format", "json")
+    doc = json.loads(result.stdout)
+    assert sorted(doc) == ["h", "z"]
+    assert_allclose(doc["h"], POST_H, rtol=1e-15)
+
+
+def test_forward_table_for_a_person():
+    result = run("forward", *SAMPLE, "-f", "table", "--precision", "8")
+    assert result.exit_code == 0
+    assert "z = Wᵀx, h = softmax(z)" in result.stdout
+    for figure in ["0.19091352", "0.20353145", "0.21698333", "0.23132428", "0.15724743"]:
+        assert figure in result.stdout
+
+
+@pytest.mark.parametrize("method", ["shortcut", "chain"])
+@pytest.mark.parametrize("fmt", ["json", "csv", "npy"])
+def test_jacobian_reads_every_format(tmp_path, method, fmt):
+    W = write_matrix(tmp_path / f"W.{fmt}", BLOG_W)
+    x = write_matrix(tmp_path / f"x.{fmt}", BLOG_X)
+    result = run("jacobian", "-W", str(W), "-x", str(x), "--method", method, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["of"] == "h" and doc["wrt"] == "W" and doc["method"] == method and doc["shape"] == [5, 15]
+    expected = post_l_dir_shortcut(BLOG_W, POST_H, BLOG_X).T
+    assert_allclose(doc["jacobian"], expected, atol=1e-16)
+
+
+def test_jacobian_csv_loads_back_exactly(tmp_path):
+    result = run("jacobian", *SAMPLE, "--wrt", "x")
+    rows = np.array([[float(v) for v in line.split(",")] for line in result.stdout.splitlines()])
+    assert rows.shape == (5, 3)
+    J = np.asarray(json.loads(run("jacobian", *SAMPLE, "--wrt", "x", "-f", "json").stdout)["jacobian"])
+    assert_array_equal(rows, J)
+
+
+@pytest.mark.parametrize(
+    ("of", "wrt", "shape"), [("h", "z", [5, 5]), ("z", "W", [5, 15]), ("h", "b", [5, 5])]
+)
+def test_jacobian_of_and_wrt(of, wrt, shape):
+    doc = json.loads(run("jacobian", *SAMPLE, "--of", of, "--wrt", wrt, "-f", "json").stdout)
+    assert doc["shape"] == shape and np.shape(doc["jacobian"]) == tuple(shape)
+
+
+def test_jacobian_table_labels_the_weights():
+    result = run("jacobian", *SAMPLE, "-f", "table", "--precision", "5")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if "w[0,0]" in line)
+    assert header.split() == [f"w[{i},{j}]" for i in range(5) for j in range(3)]
+    h1 = next(line for line in lines if line.lstrip().startswith("h₁"))
+    assert h1.split()[5] == "0.08105"  # the post's dh₁/dw[1,1]
+    assert result.stderr == ""
+
+
+def test_a_wide_table_is_elided_with_a_hint(tmp_path, rng):
+    W = write_matrix(tmp_path / "W.npy", rng.normal(size=(30, 40)))
+    x = write_matrix(tmp_path / "x.npy", rng.normal(size=30))
+    result = CliRunner().invoke(
+        app, ["jacobian", "-W", str(W), "-x", str(x), "-f", "table"], env={**ENV, "COLUMNS": "100"}
+    )
+    assert result.exit_code == 0
+    assert "…" in result.stdout and "⋮" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100
+    assert "showing 16 of 40 rows" in result.stderr and "-o FILE" in result.stderr
+
+
+def test_grad_with_target():
+    result = run("grad", *SAMPLE, "--target", "3", "-f", "json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert_allclose(doc["grad"], np.outer(BLOG_X, POST_H - np.eye(5)[3]), atol=1e-16)
+    assert doc["loss"] == pytest.approx(-np.log(POST_H[3]), rel=1e-15)
+
+
+def test_grad_csv_puts_the_loss_on_stderr():
+    result = run("grad", *SAMPLE, "--target", "0")
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 3
+    assert result.stderr.startswith("loss = ")
+
+
+def test_grad_with_all_ones_upstream_is_zero_and_says_why(tmp_path):
+    up = write_matrix(tmp_path / "g.json", np.ones(5))
+    result = run("grad", *SAMPLE, "--upstream", str(up), "-f", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"grad": np.zeros((3, 5)).tolist(), "loss": None}
+    assert "each column of dh/dW sums to 0" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give exactly one of --target K or --upstream FILE"),
+        (("--target", "5"), "target class 5 is out of range: K = 5"),
+        (("--target", "-1"), "-1"),
+    ],
+)
+def test_grad_usage_errors(args, message):
+    result = run("grad", *SAMPLE, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and result.stdout == ""
+
+
+def test_grad_upstream_of_wrong_length(tmp_path):
+    up = write_matrix(tmp_path / "g.json", np.ones(4))
+    result = run("grad", *SAMPLE, "--upstream", str(up))
+    assert result.exit_code == 2
+    assert "upstream has shape (4,) but the layer has K = 5 outputs" in result.stderr
+
+
+def test_check_passes_on_the_sample():
+    result = run("check", *SAMPLE, "-f", "json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True and len(doc["checks"]) == 10
+    assert all(c["ok"] and c["max_error"] <= c["tolerance"] for c in doc["checks"])
+
+
+def test_check_exits_1_on_a_disagreement():
+    # Zero tolerance: finite differences can only agree to rounding, so those checks fail.
+    result = run("check", *SAMPLE, "--rtol", "0", "--atol", "0", "-f", "table")
+    assert result.exit_code == 1
+    assert "checks fail" in result.stdout and "FAIL" in result.stdout
+
+
+def test_check_csv_has_a_header():
+    lines = run("check", *SAMPLE).stdout.splitlines()
+    assert lines[0] == "name,max_error,tolerance,ok" and len(lines) == 11
+
+
+def test_demo_walks_through_the_post():
+    result = run("demo")
+    assert result.exit_code == 0
+    for step in ("1 · the layer", "dh/dz = diag(h) − hhᵀ", "the shortcut", "summing the columns gives zero"):
+        assert step in result.stdout
+    assert "0.08105" in result.stdout and "0.19091352" in result.stdout
+
+
+# ---------------------------------------------------------------- errors and files
+
+
+def test_shape_mismatch_is_one_line_and_exit_2(tmp_path):
+    x = write_matrix(tmp_path / "x.json", np.ones(4))
+    result = run("forward", "-W", SAMPLE[1], "-x", str(x))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"Error: {SAMPLE[1]} has shape (3, 5) but {x} has 4 entries; "
+        f"W is n×K (one row per input), so {x} needs 3 entries or {SAMPLE[1]} 4 rows\n"
+    )
+
+
+def test_missing_file_is_a_usage_error():
+    result = run("forward", "-W", "nope.json", "-x", SAMPLE[3])
+    assert result.exit_code == 2 and "nope.json" in result.stderr and result.stdout == ""
+
+
+def test_stdin_input():
+    result = run("forward", "-W", SAMPLE[1], "-x", "-", input="0.1,0.5,0.4\n")
+    assert result.exit_code == 0 and result.stdout == run("forward", *SAMPLE).stdout
+
+
+def test_dash_twice():
+    result = run("forward", "-W", "-", "-x", "-", input="[1]")
+    assert result.exit_code == 2 and "- given twice" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", ["npy", "csv", "json", "npz"])
+def test_output_file_round_trips(tmp_path, suffix):
+    out = tmp_path / f"J.{suffix}"
+    result = run("jacobian", *SAMPLE, "-o", str(out))
+    assert result.exit_code == 0 and result.stdout == "" and f"wrote {out}" in result.stderr
+    J = np.asarray(json.loads(run("jacobian", *SAMPLE, "-f", "json").stdout)["jacobian"])
+    if suffix == "npy":
+        back = np.load(out)
+    elif suffix == "npz":
+        back = np.load(out)["jacobian"]
+    elif suffix == "csv":
+        back = np.loadtxt(out, delimiter=",")
+    else:
+        back = np.asarray(json.loads(out.read_text())["jacobian"])
+    assert_array_equal(back, J)
+
+
+def test_output_is_not_clobbered_without_force(tmp_path):
+    out = tmp_path / "J.npy"
+    out.write_bytes(b"keep me")
+    result = run("jacobian", *SAMPLE, "-o", str(out))
+    assert result.exit_code == 2 and "exists; add --force" in result.stderr
+    assert out.read_bytes() == b"keep me"
+    assert run("jacobian", *SAMPLE, "-o", str(out), "--force").exit_code == 0
+    assert np.load(out).shape == (5, 15)
+    assert sorted(os.listdir(tmp_path)) == ["J.npy"]
+
+
+def test_output_and_format_together_print_too(tmp_path):
+    result = run("forward", *SAMPLE, "-o", str(tmp_path / "f.json"), "-f", "csv")
+    assert result.exit_code == 0 and result.stdout.startswith("z,h\n")
+
+
+def test_bad_output_leaves_nothing(tmp_path):
+    result = run("forward", *SAMPLE, "-o", str(tmp_path / "f.npy"))
+    assert result.exit_code == 2 and "cannot be .npy; use .npz" in result.stderr
+    result = run("forward", *SAMPLE, "-o", str(tmp_path / "missing" / "f.json"))
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_input_size_cap_from_the_environment():
+    result = CliRunner().invoke(app, ["forward", *SAMPLE], env={**ENV, "SMJAC_MAX_INPUT_BYTES": "20"})
+    assert result.exit_code == 2 and "input size cap of 20 bytes" in result.stderr
+
+
+def test_installed_script_runs():
+    script = Path(sys.executable).parent / "smjac"
+    assert script.exists(), "install the project first: pip install -e '.[dev]'"
+    proc = subprocess.run(
+        [str(script), "jacobian", *SAMPLE, "-f", "json"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["shape"] == [5, 15]
+    bad = subprocess.run(
+        [str(script), "forward", "-W", SAMPLE[1], "-x", SAMPLE[1]], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("Error: ") and "Traceback" not in bad.stderr
+
+
+def test_python_dash_m():
+    proc = subprocess.run([sys.executable, "-m", "smjac", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == f"smjac {__version__}\n"
