@@ -62,9 +62,9 @@ class _Group(TyperGroup):
 app = typer.Typer(
     name="smjac",
     cls=_Group,
-    help="See and check the derivative of a softmax layer h = softmax(Wᵀx).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help text is plain: w[i,j] is a weight, not a markup tag
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -136,7 +136,13 @@ def _main(
     """See and check the derivative of a softmax layer h = softmax(Wᵀx).
 
     W is n×K (n inputs, K outputs), as in the blog post; Jacobians have one row per output and
-    one column per input, with weight w[i,j] (output i, input j) at column i·n + j.
+    one column per input, with weight w[i,j] (output i, input j) at column i·n + j. Indices count
+    from 0. Results go to stdout, messages to stderr. Exit status: 0 ok, 1 check found a
+    disagreement, 2 usage error or bad input/output.
+
+    \b
+    Example:
+      smjac jacobian -W samples/blog/W.json -x samples/blog/x.json
     """
     ctx.obj = {"max_input_bytes": max_input_bytes}
 
@@ -203,7 +209,9 @@ def forward(
 ) -> None:
     """Run the layer forward: z = Wᵀx (+ b) and h = softmax(z).
 
-    Example: smjac forward -W samples/blog/W.json -x samples/blog/x.json
+    \b
+    Example:
+      smjac forward -W samples/blog/W.json -x samples/blog/x.json
     """
     from . import render
 
@@ -238,9 +246,13 @@ def jacobian(
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Print a Jacobian: rows are outputs, columns inputs; w[i,j] is column i·n + j.
+    """Print a Jacobian: one row per output, one column per input.
 
-    Example: smjac jacobian -W samples/blog/W.json -x samples/blog/x.json --method chain
+    For --wrt W, the column of weight w[i,j] (output i, input j) is i·n + j, as in the post.
+
+    \b
+    Example:
+      smjac jacobian -W samples/blog/W.json -x samples/blog/x.json --method chain
     """
     from . import render
 
@@ -284,9 +296,14 @@ def grad(
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Gradient of the loss with respect to W, in W's own shape (n×K), and the loss.
+    """Gradient of a loss with respect to W, in W's shape (n×K).
 
-    Example: smjac grad -W samples/blog/W.json -x samples/blog/x.json --target 3
+    --target K uses cross-entropy, −log h[K], and also prints that loss; --upstream FILE takes
+    dLoss/dh from whatever follows the layer. Both run in O(K·n), without the Jacobian.
+
+    \b
+    Example:
+      smjac grad -W samples/blog/W.json -x samples/blog/x.json --target 3
     """
     from . import render
 
@@ -342,11 +359,13 @@ def check(
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Check the derivatives: shortcut vs chain rule vs finite differences, and identities.
+    """Check the derivatives against each other, finite differences and identities.
 
     Exits 0 when every check holds, 1 when one fails, 2 when it could not run.
 
-    Example: smjac check -W samples/blog/W.json -x samples/blog/x.json
+    \b
+    Example:
+      smjac check -W samples/blog/W.json -x samples/blog/x.json
     """
     from . import render
 
@@ -372,7 +391,9 @@ def check(
 def demo(precision: PrecisionOpt = 5) -> None:
     """Walk through the blog post on its own example, step by step.
 
-    Example: smjac demo
+    \b
+    Example:
+      smjac demo
     """
     from . import demo as walkthrough
 

@@ -1,0 +1,57 @@
+"""The README stays true: its examples are what the program prints, and its code runs."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from smjac.cli import app
+
+from . import readme
+from .conftest import ROOT
+
+TEXT = readme.README.read_text()
+
+
+def test_readme_examples_match_a_fresh_run():
+    fresh = readme.render(TEXT)
+    stale = [
+        cmd
+        for cmd, old, new in zip(readme.commands(TEXT), _blocks(TEXT), _blocks(fresh), strict=True)
+        if old != new
+    ]
+    assert not stale, f"README blocks are stale (run python -m tests.readme): {stale}"
+
+
+def _blocks(text: str) -> list[str]:
+    return [m["body"] for m in readme.BLOCK.finditer(text)]
+
+
+def test_readme_examples_exit_as_shown():
+    for m in readme.BLOCK.finditer(TEXT):
+        shown = re.search(r"# exit status (\d+)", m["body"])
+        _, code = readme.run(m["cmd"])
+        assert code == (int(shown[1]) if shown else 0), m["cmd"]
+
+
+def test_every_command_help_is_in_the_readme():
+    shown = set(readme.commands(TEXT))
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    assert {f"smjac {name} --help" for name in names} | {"smjac --help"} <= shown
+
+
+def test_readme_python_runs():
+    (code,) = re.findall(r"```python\n(.*?)```", TEXT, re.DOTALL)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert np.all(namespace["J"].shape == (5, 15))
+
+
+def test_setup_is_two_commands_and_ci_runs_them():
+    setup = TEXT.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", setup, re.DOTALL)
+    assert len(commands) == 2 and all("\n" not in c for c in commands)
+    assert "pytest" in commands[1]
+    ci = (ROOT / ".ci/run").read_text()
+    assert "## Set-up" in ci  # .ci/run reads these very commands out of the README
