@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from enum import Enum, IntEnum
@@ -23,6 +24,7 @@ class ExitStatus(IntEnum):
     OK = 0
     DISAGREE = 1  # smjac check found a disagreement
     ERROR = 2  # usage error, or input/output that could not be read or written
+    PIPE_CLOSED = 141  # the reader went away (smjac ... | head): 128 + SIGPIPE, as Unix tools end
 
 
 class OutputFormat(str, Enum):
@@ -57,6 +59,11 @@ class _Group(TyperGroup):
         except SmjacError as e:
             typer.echo(f"Error: {e}", err=True)
             raise typer.Exit(ExitStatus.ERROR) from None
+        except BrokenPipeError:
+            # Nobody is reading: stop quietly. Point stdout at /dev/null so that the flush at exit
+            # does not fail a second time with a message.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(ExitStatus.PIPE_CLOSED) from None
 
 
 app = typer.Typer(
@@ -164,7 +171,12 @@ def _note(message: str) -> None:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console  # rich only when a person is shown a table
 
-    return Console(stderr=stderr, highlight=False)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # rich would exit 1; leave it to the one handler
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(stderr=stderr, highlight=False)
 
 
 def _emit(

@@ -167,10 +167,29 @@ def forward(W: ArrayLike, x: ArrayLike, b: ArrayLike | None = None) -> Forward:
     array([0.19091352, 0.20353145, 0.21698333, 0.23132428, 0.15724743])
     """
     W, x, b = validate_layer(W, x, b)
-    z = W.T @ x
-    if b is not None:
-        z = z + b
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, in words
+        z = W.T @ x
+        if b is not None:
+            z = z + b
+    if not np.all(np.isfinite(z)):
+        raise InputError(
+            f"z = Wᵀx overflows {z.dtype} (its largest value is {np.finfo(z.dtype).max:.3g}); "
+            "scale W or x down"
+        )
     return Forward(z=z, h=softmax(z))
+
+
+def _one_minus(h: Array) -> Array:
+    """``1 − h`` for a probability vector, keeping its digits where h_t is within rounding of 1.
+
+    Only the largest h_t can exceed ½, so only there does ``1 − h_t`` cancel; it is taken as the
+    sum of the other probabilities instead, which has no cancellation at all.
+    """
+    out = 1.0 - h
+    if h.size:
+        k = int(np.argmax(h))
+        out[k] = np.sum(h[:k]) + np.sum(h[k + 1 :])
+    return out
 
 
 def softmax_jacobian(h: ArrayLike) -> Array:
@@ -188,7 +207,9 @@ def softmax_jacobian(h: ArrayLike) -> Array:
            [-0.25,  0.25]])
     """
     h = _as_float(h)
-    return np.diag(h) - np.outer(h, h)
+    J = -np.outer(h, h)
+    J[np.diag_indices_from(J)] = h * _one_minus(h)  # h_t(1 − h_t) without cancelling
+    return J
 
 
 def dz_dW(x: ArrayLike, K: int) -> Array:
@@ -215,8 +236,7 @@ def dz_dW(x: ArrayLike, K: int) -> Array:
 def _layer_shortcut(h: Array, x: Array) -> Array:
     """``∂h_t/∂w[i,j] = h_t (δ_ti − h_i) x_j`` straight from h and x, the post's shortcut."""
     K, n = h.size, x.size
-    ht_delta = h[:, None] * (np.eye(K, dtype=h.dtype) - h[None, :])
-    return (ht_delta[:, :, None] * x[None, None, :]).reshape(K, K * n)
+    return (softmax_jacobian(h)[:, :, None] * x[None, None, :]).reshape(K, K * n)
 
 
 def jacobian(
@@ -287,7 +307,7 @@ def jacobian(
         return _layer_shortcut(h, x)
     if wrt == "x":
         return h[:, None] * (W.T - (W @ h)[None, :])
-    return h[:, None] * (np.eye(K, dtype=h.dtype) - h[None, :])
+    return softmax_jacobian(h)
 
 
 @dataclass(frozen=True)
@@ -364,11 +384,8 @@ def grad(
             raise InputError(f"target must be a class index, not {target!r}")
         if not 0 <= target < K:
             raise InputError(f"target class {target} is out of range: K = {K}, so 0 ≤ target ≤ {K - 1}")
-        # δ = h − e_k, with 1 − h_k taken as the sum of the other classes: it keeps its digits when
-        # h_k is within rounding of 1, where 1 − h_k (or Σh − h_k) would give 0.
-        delta = h.copy()
-        delta[target] = 0.0
-        delta[target] = -np.sum(delta)
+        delta = h.copy()  # h − e_k
+        delta[target] = -_one_minus(h)[target]
         m = np.max(z)
         loss = float(m + np.log(np.sum(np.exp(z - m))) - z[target])
     else:
@@ -387,31 +404,79 @@ def grad(
     return Gradient(W=np.outer(x, delta), b=delta, z=delta, x=W @ delta, loss=loss)
 
 
-def numerical_jacobian(f: Callable[[Array], Array], v: ArrayLike, step: float | None = None) -> Array:
+def numerical_jacobian(
+    f: Callable[[Array], Array],
+    v: ArrayLike,
+    *,
+    step: ArrayLike | None = None,
+    noise: float | None = None,
+) -> tuple[Array, Array]:
     """Central finite differences of ``f`` at ``v``: a slow reference, one column per entry of v.
 
-    Column k is ``(f(v + s e_k) − f(v − s e_k)) / 2s`` with ``s = step · max(1, |v_k|)`` and
-    ``step = ε^(1/3)`` (≈ 6e-6 in float64) by default, which balances truncation against rounding.
+    Parameters
+    ----------
+    f : callable
+        Maps an array shaped like ``v`` to an array.
+    v : array_like
+        The point.
+    step : array_like, optional
+        How far to move each entry of v (a scalar or one per entry). By default
+        ``ε^(1/3) · max(1, |v_k|)``, about 6e-6 for entries near 1 in float64.
+    noise : float, optional
+        How much rounding the values of f carry; ``ε · max|f(v)|`` by default. Pass more when f
+        amplifies rounding in its own internals.
+
+    Returns
+    -------
+    J : ndarray
+        ``J[:, k] ≈ ∂f/∂v_k``, with ``f``'s output flattened.
+    error : ndarray
+        An estimate of the error in each entry of J.
+
+    Notes
+    -----
+    The central difference ``D(s) = (f(v + s e_k) − f(v − s e_k)) / 2s`` has an error of order
+    ``s²`` from truncation and ``ε|f|/s`` from rounding. One Richardson step,
+    ``(4 D(s/2) − D(s)) / 3``, cancels the ``s²`` term. The error estimate returned is
+    ``|D(s/2) − D(s)| + 3 noise / s``: what is left of both kinds, generously. A given step
+    is raised to at least four ulps of v_k, so every probe really moves it.
 
     Examples
     --------
-    >>> numerical_jacobian(lambda v: v**2, np.array([3.0]))
-    array([[6.]])
+    >>> J, err = numerical_jacobian(lambda v: v**3, np.array([2.0]))
+    >>> J
+    array([[12.]])
+    >>> bool(err[0, 0] < 1e-8)
+    True
     """
     v = _as_float(v)
-    if step is None:
-        step = float(np.finfo(v.dtype).eps) ** (1 / 3)
     flat = v.reshape(-1)
-    cols = []
-    for k in range(flat.size):  # deliberately entry by entry: this is the independent reference
-        s = step * max(1.0, abs(float(flat[k])))
+    eps = float(np.finfo(v.dtype).eps)
+    if step is None:
+        steps = eps ** (1 / 3) * np.maximum(1.0, np.abs(flat))
+    else:
+        # never a step too small to move v_k at all: a few ulps of it at least
+        given = np.broadcast_to(np.asarray(step, dtype=v.dtype), v.shape).reshape(-1)
+        steps = np.maximum(given, 4 * eps * np.abs(flat))
+    if noise is None:
+        noise = eps * float(np.max(np.abs(f(v)), initial=0.0))
+
+    def central(k: int, s: float) -> Array:
         up, down = flat.copy(), flat.copy()
         up[k] += s
         down[k] -= s
-        cols.append(
-            (np.ravel(f(up.reshape(v.shape))) - np.ravel(f(down.reshape(v.shape)))) / (up[k] - down[k])
-        )
-    return np.stack(cols, axis=1)
+        diff = np.ravel(f(up.reshape(v.shape))) - np.ravel(f(down.reshape(v.shape)))
+        return diff / (up[k] - down[k])  # the step actually taken, after rounding
+
+    cols, errs = [], []
+    for k in range(flat.size):  # deliberately entry by entry: this is the independent reference
+        coarse, fine = central(k, steps[k]), central(k, steps[k] / 2)
+        cols.append((4 * fine - coarse) / 3)
+        # truncation and noise both show in fine − coarse; rounding of f alone, amplified by the
+        # division, is about 3·noise/s in the extrapolated value: take the two together.
+        with np.errstate(over="ignore"):  # past the float range it says "cannot resolve"
+            errs.append(np.minimum(np.abs(fine - coarse) + 3 * noise / steps[k], np.finfo(v.dtype).max))
+    return np.stack(cols, axis=1), np.stack(errs, axis=1)
 
 
 @dataclass(frozen=True)
@@ -446,8 +511,11 @@ def check(
     """Cross-check the layer's derivatives against each other, finite differences and identities.
 
     Each check compares two things, ``a`` and a reference ``r``, and holds when
-    ``max|a − r| ≤ atol + rtol · max|r|`` (for an identity such as "rows sum to 0", ``r`` is the
-    sum of the absolute terms, the size the rounding error scales with).
+    ``max|a − r| ≤ atol + rtol · max|r|``. For an identity such as "rows sum to 0", ``max|r|`` is
+    taken over the sums of the absolute terms, the size the rounding error scales with. Against
+    finite differences, the tolerance also holds the differences' own error estimate (see
+    :func:`numerical_jacobian`), so a badly scaled layer is not blamed for what finite differences
+    cannot resolve; a wrong derivative is still far outside it.
 
     Returns
     -------
@@ -478,11 +546,16 @@ def check(
 
     results: list[Check] = []
 
-    def compare(name: str, a: Array, ref: Array, scale: Array | None = None) -> None:
+    def compare(
+        name: str, a: Array, ref: Array, scale: Array | None = None, slack: Array | None = None
+    ) -> None:
         err = float(np.max(np.abs(a - ref))) if a.size else 0.0
         size = float(np.max(np.abs(ref if scale is None else scale))) if a.size else 0.0
-        tol = atol + rtol * size
+        tol = atol + rtol * size + (float(np.max(slack)) if slack is not None and slack.size else 0.0)
         results.append(Check(name, err, tol, err <= tol))
+
+    def against_fd(name: str, a: Array, fd: tuple[Array, Array]) -> None:
+        compare(name, a, fd[0], slack=fd[1])  # held to rtol and atol, plus what FD itself can resolve
 
     zeros_K = np.zeros(K)
     compare("sum of h is 1", np.array([np.sum(h)]), np.ones(1))
@@ -491,16 +564,33 @@ def check(
     compare("dh/dz is symmetric", dhdz, dhdz.T)
     compare("dh/dW columns sum to 0", short.sum(axis=0), np.zeros(K * n), np.abs(short).sum(axis=0))
     compare("dh/dW shortcut = chain rule", short, chain)
-    compare("dh/dz = finite differences", dhdz, numerical_jacobian(lambda z: softmax(z), fwd.z))
-    compare("dh/dW = finite differences", short, numerical_jacobian(h_of_W, W.T.reshape(-1)))
-    compare(
-        "dh/dx = finite differences",
-        jacobian(W, x, b0, wrt="x"),
-        numerical_jacobian(lambda v: forward(W, v, b0).h, x),
-    )
-    compare(
-        "cross-entropy grad = finite differences",
-        grad(W, x, b0, target=0).W.T.reshape(1, -1),
-        numerical_jacobian(ce_loss, W.T.reshape(-1)),
+
+    # Softmax responds to each logit on a scale of 1, and z_i carries rounding of ε times the size
+    # of its terms; a probe that moves z_i by δ_i = (ε·size_i)^(1/3) balances that rounding
+    # against truncation. Each variable moves by whatever shifts the logits it feeds by δ.
+    eps = float(np.finfo(W.dtype).eps)
+    big = np.finfo(W.dtype).max
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # extremes are capped below
+        terms = np.minimum(np.abs(W).T @ np.abs(x) + np.abs(b0), big)
+        z_noise = eps * np.maximum(1.0, terms)  # rounding in each z_i
+        delta = z_noise ** (1 / 3)
+        # rounding in z_i reaches h through ∂h/∂z_i, of size h_i(1 − h_i): a saturated logit's is lost
+        h_noise = eps + 2 * float(np.sum(h * _one_minus(h) * z_noise))
+        w_step = (delta[:, None] / np.abs(x)[None, :]).reshape(-1)  # w[i,j] feeds z_i through x_j
+        x_step = np.min(delta[None, :] / np.abs(W), axis=1)  # x_j feeds every z_i through W[j,i]
+    # x_j = 0 or a zero row of W: h ignores that variable, so any modest step will do.
+    w_step = np.where(np.isfinite(w_step), w_step, float(delta.min()))
+    x_step = np.where(np.isfinite(x_step), x_step, float(delta.min()))
+    flat_W = W.T.reshape(-1)
+    fd_z = numerical_jacobian(softmax, fwd.z, step=delta, noise=h_noise)
+    fd_W = numerical_jacobian(h_of_W, flat_W, step=w_step, noise=h_noise)
+    fd_x = numerical_jacobian(lambda v: forward(W, v, b0).h, x, step=x_step, noise=h_noise)
+    loss = float(ce_loss(flat_W)[0])
+    fd_loss = numerical_jacobian(ce_loss, flat_W, step=w_step, noise=h_noise + eps * abs(loss))
+    against_fd("dh/dz = finite differences", dhdz, fd_z)
+    against_fd("dh/dW = finite differences", short, fd_W)
+    against_fd("dh/dx = finite differences", jacobian(W, x, b0, wrt="x"), fd_x)
+    against_fd(
+        "cross-entropy grad = finite differences", grad(W, x, b0, target=0).W.T.reshape(1, -1), fd_loss
     )
     return CheckReport(tuple(results))

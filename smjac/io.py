@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from .core import validate_layer
 from .errors import LoadError, OutputError
@@ -191,6 +192,8 @@ def _json_kind(obj: Any) -> str:
         return "null"
     if isinstance(obj, bool):
         return "a boolean"
+    if isinstance(obj, (int, float)):
+        return "a single number"
     kinds: dict[type, str] = {str: "a string", dict: "an object", list: "an array"}
     return kinds.get(type(obj), type(obj).__name__)
 
@@ -243,22 +246,39 @@ def _parse_csv(data: bytes, label: str) -> np.ndarray:
 
 
 def _parse_npy(data: bytes, label: str) -> np.ndarray:
+    """Read an NPY file's header, check it against the bytes that follow, then view the numbers.
+
+    ``np.load`` is not used: it would unpickle an object array if asked, it raises whatever its
+    header parser raises on a mangled header, and it allocates whatever shape the header claims
+    before finding the data short.
+    """
     if not data.startswith(NPY_MAGIC):
         raise LoadError(f"{label}: is not an NPY file (no NPY header)")
+    buf = io.BytesIO(data)
     try:
-        # allow_pickle=False: an object array would be unpickled, and unpickling runs code.
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise LoadError(f"{label}: holds Python objects (a pickle); smjac never unpickles data") from None
+        version = npformat.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = npformat.read_array_header_1_0(buf)
+        elif version == (2, 0):
+            shape, fortran, dtype = npformat.read_array_header_2_0(buf)
+        else:
+            raise ValueError(f"NPY version {version[0]}.{version[1]} is not supported")
+    except Exception as e:  # the header parser's errors are many (ValueError, SyntaxError, ...)
         raise LoadError(f"{label}: is not a valid NPY file ({e})") from None
-    except (EOFError, OSError) as e:
-        raise LoadError(f"{label}: is truncated or corrupt ({e})") from None
-    if not isinstance(arr, np.ndarray):
-        raise LoadError(f"{label}: is not a single NPY array")
-    if arr.dtype.names is not None or arr.dtype.kind not in "fiu":
-        raise LoadError(f"{label}: has dtype {arr.dtype}; smjac needs real numbers (float or int)")
-    return arr.astype(np.float64) if arr.dtype.kind != "f" or arr.dtype.itemsize < 4 else arr
+    if dtype.hasobject:
+        raise LoadError(f"{label}: holds Python objects (a pickle); smjac never unpickles data")
+    if dtype.names is not None or dtype.kind not in "fiu":
+        raise LoadError(f"{label}: has dtype {dtype}; smjac needs real numbers (float or int)")
+    count = math.prod(shape)
+    expected, offset = count * dtype.itemsize, buf.tell()
+    if len(data) - offset != expected:
+        what = "is truncated" if len(data) - offset < expected else "has bytes after its data"
+        raise LoadError(
+            f"{label}: {what}: its header says shape {shape} of {dtype} ({expected:,} bytes) "
+            f"but {len(data) - offset:,} bytes follow"
+        )
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    return arr.reshape(shape, order="F" if fortran else "C").astype(np.float64)
 
 
 # ---------------------------------------------------------------- writing
