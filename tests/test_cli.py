@@ -282,3 +282,42 @@ def test_installed_script_runs():
 def test_python_dash_m():
     proc = subprocess.run([sys.executable, "-m", "smjac", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout == f"smjac {__version__}\n"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "table"])
+def test_a_closed_pipe_ends_quietly(tmp_path, fmt):
+    # A big result, and a reader that has gone away before smjac writes (smjac ... | head -0).
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "W.npy", rng.normal(size=(60, 60)))
+    np.save(tmp_path / "x.npy", rng.normal(size=60))
+    script = Path(sys.executable).parent / "smjac"
+    args = [str(script), "jacobian", "-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy"), "-f", fmt]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141
+    assert stderr == ""
+
+
+def test_output_folder_not_writable(tmp_path, monkeypatch):
+    # As root a read-only folder is still writable, so refuse the temporary file as the OS would.
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    result = run("forward", *SAMPLE, "-o", str(tmp_path / "f.json"))
+    assert result.exit_code == 2
+    assert "cannot write in" in result.stderr and "Permission denied" in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_no_numpy_warnings_reach_the_user(tmp_path):
+    np.save(tmp_path / "W.npy", np.array([[1e300, -1e300, 0.0]]))
+    np.save(tmp_path / "x.npy", np.array([1.0]))
+    for command in (["forward"], ["jacobian"], ["grad", "--target", "1"], ["check"]):
+        result = run(*command, "-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy"), "-f", "json")
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""

@@ -402,3 +402,46 @@ def test_importing_smjac_does_not_import_the_cli_stack():
     code = "import smjac, sys; print(sorted(m for m in ('typer', 'rich', 'click') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------- numerical edge cases
+
+
+def edge_layers():
+    yield "one-hot", np.array([[1000.0, 0.0, -5.0]]), np.array([1.0])
+    yield "K = 1", np.array([[0.3], [-2.0]]), np.array([1.5, 0.25])
+    yield "n = 1", np.array([[0.2, -0.7, 1.1]]), np.array([2.0])
+    yield "equal logits", np.full((2, 4), 0.5), np.array([1.0, -1.0])
+    yield "x all zeros", np.array([[0.1, 0.2], [0.3, 0.4]]), np.zeros(2)
+
+
+@pytest.mark.parametrize(("name", "W", "x"), list(edge_layers()), ids=[e[0] for e in edge_layers()])
+def test_edge_cases_are_right_and_quiet(name, W, x):
+    K = W.shape[1]
+    z = W.T @ x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = smjac.forward(W, x).h
+        J = smjac.jacobian(W, x)
+        g = smjac.grad(W, x, target=K - 1)
+        report = smjac.check(W, x)
+    expected_h = post_softmax(z - z.max())
+    assert_allclose(h, expected_h, rtol=1e-15)
+    assert_allclose(
+        J, np.kron(np.diag(expected_h) - np.outer(expected_h, expected_h), x[None, :]), atol=1e-16
+    )
+    assert_allclose(g.W, np.outer(x, expected_h - np.eye(K)[K - 1]), atol=1e-16)
+    assert report.ok, [c for c in report.checks if not c.ok]
+    if name == "one-hot":
+        assert_array_equal(h, [1.0, 0.0, 0.0])
+        assert_array_equal(J, 0.0)
+        assert g.loss == pytest.approx(1005.0)
+    if name == "K = 1":
+        assert_array_equal(h, [1.0])
+        assert_array_equal(J, 0.0)
+        assert g.loss == 0.0 and np.all(g.W == 0.0)
+    if name == "equal logits":
+        assert_array_equal(h, np.full(4, 0.25))
+    if name == "x all zeros":
+        assert_array_equal(J, 0.0)
+        assert_array_equal(h, [0.5, 0.5])
