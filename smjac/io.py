@@ -219,7 +219,9 @@ def _parse_csv(data: bytes, label: str) -> np.ndarray:
         if not any(cells):
             continue
         if not rows and not any(_NUMBER.match(c) for c in cells):
-            raise LoadError(f"{label}: line {lineno} looks like a header ({','.join(cells)[:40]}); remove it")
+            raise LoadError(
+                f"{label}: line {lineno} looks like a header ({','.join(cells)[:40]!r}); remove it"
+            )
         row = []
         for col, cell in enumerate(cells, start=1):
             if not _NUMBER.match(cell):
