@@ -8,28 +8,30 @@ The Python API mirrors the command line::
     smjac.grad(W, x, target=k)              # or upstream=g
     smjac.check(W, x)
 
-Importing smjac loads numpy only; the command line's typer and rich stay out of it.
+Each also takes ``b=``, ``layout="out-in"`` (PyTorch's K×n weights), ``function="log-softmax"``
+and ``temperature=``; x may be a batch (N×n). Importing smjac loads numpy only; the command
+line's typer and rich stay out of it.
 """
 
+from .checks import Check, CheckReport, check, numerical_jacobian
 from .core import (
-    Check,
-    CheckReport,
     Forward,
     Gradient,
-    check,
+    Layer,
     dz_dW,
     forward,
     grad,
     jacobian,
     log_softmax,
-    numerical_jacobian,
+    log_softmax_jacobian,
+    make_layer,
     softmax,
     softmax_jacobian,
     validate_layer,
 )
 from .errors import InputError, LoadError, OutputError, ShapeError, SmjacError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Check",
@@ -37,6 +39,7 @@ __all__ = [
     "Forward",
     "Gradient",
     "InputError",
+    "Layer",
     "LoadError",
     "OutputError",
     "ShapeError",
@@ -48,6 +51,8 @@ __all__ = [
     "grad",
     "jacobian",
     "log_softmax",
+    "log_softmax_jacobian",
+    "make_layer",
     "numerical_jacobian",
     "softmax",
     "softmax_jacobian",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from typer.core import TyperGroup
 
 from . import __version__, core
 from . import io as smio
-from .errors import SmjacError
+from .errors import InputError, SmjacError
 
 
 class ExitStatus(IntEnum):
@@ -31,6 +32,9 @@ class OutputFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    markdown = "markdown"
+    latex = "latex"
+    heatmap = "heatmap"
 
 
 class Of(str, Enum):
@@ -48,6 +52,26 @@ class Wrt(str, Enum):
 class Method(str, Enum):
     shortcut = "shortcut"
     chain = "chain"
+
+
+class Layout(str, Enum):
+    in_out = "in-out"
+    out_in = "out-in"
+
+
+class Function(str, Enum):
+    softmax = "softmax"
+    log_softmax = "log-softmax"
+
+
+class Reduce(str, Enum):
+    sum = "sum"
+    mean = "mean"
+
+
+class DType(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
 
 
 class _Group(TyperGroup):
@@ -76,33 +100,52 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_INPUT = "Inputs"
-_OUTPUT = "Output"
-_FILE = {"exists": True, "dir_okay": False, "readable": True, "allow_dash": True, "rich_help_panel": _INPUT}
+_FILE = {"exists": True, "dir_okay": False, "readable": True, "allow_dash": True}
 
 WeightsOpt = Annotated[
-    Path,
+    Path | None,
     typer.Option(
-        "-W", "--weights", help="Weights W, n inputs × K outputs (.json, .csv, .npy; - for stdin).", **_FILE
+        "-W",
+        "--weights",
+        help="Weights W: n×K, or K×n with --layout out-in (.json, .csv, .npy; - for stdin).",
+        **_FILE,
     ),
 ]
-InputOpt = Annotated[Path, typer.Option("-x", "--input", help="Input vector x, n entries.", **_FILE)]
+InputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "-x", "--input", help="Input x: a vector (n), or a batch (N×n, one row per sample).", **_FILE
+    ),
+]
 BiasOpt = Annotated[
     Path | None, typer.Option("-b", "--bias", help="Bias b, K entries: z = Wᵀx + b.", **_FILE)
 ]
+LayerOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--layer", help="W, x (and b) in one file: .npz, or a JSON object with those keys.", **_FILE
+    ),
+]
+LayoutOpt = Annotated[
+    Layout,
+    typer.Option(help="in-out: W is n×K, z = Wᵀx (the post). out-in: W is K×n, z = Wx (PyTorch nn.Linear)."),
+]
+FunctionOpt = Annotated[Function, typer.Option(help="The layer's output: softmax(z/T) or its log.")]
+TemperatureOpt = Annotated[float, typer.Option(help="T > 0: h = softmax(z / T).")]
+DTypeOpt = Annotated[DType, typer.Option("--dtype", help="Precision of the arithmetic and of written files.")]
 FormatOpt = Annotated[
     OutputFormat | None,
     typer.Option(
         "--format",
         "-f",
-        help="How to print: table (default at a terminal), csv (default in a pipe) or json.",
+        help="table (default at a terminal), csv (default in a pipe), json, markdown, latex or heatmap.",
         show_default=False,
-        rich_help_panel=_OUTPUT,
     ),
 ]
 PrecisionOpt = Annotated[
-    int, typer.Option(help="Digits after the point in tables.", min=0, max=17, rich_help_panel=_OUTPUT)
+    int, typer.Option(help="Digits after the point in tables and documents.", min=0, max=17)
 ]
+SampleOpt = Annotated[int, typer.Option(help="Which sample of a batch a table shows, from 0.", min=0)]
 OutputOpt = Annotated[
     Path | None,
     typer.Option(
@@ -110,12 +153,9 @@ OutputOpt = Annotated[
         "--output",
         help="Write the result to FILE (.npy, .csv, .json, .npz), atomically.",
         dir_okay=False,
-        rich_help_panel=_OUTPUT,
     ),
 ]
-ForceOpt = Annotated[
-    bool, typer.Option("--force", help="Replace FILE if it exists.", rich_help_panel=_OUTPUT)
-]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")]
 
 
 def _version(value: bool) -> None:
@@ -142,10 +182,10 @@ def _main(
 ) -> None:
     """See and check the derivative of a softmax layer h = softmax(Wᵀx).
 
-    W is n×K (n inputs, K outputs), as in the blog post; Jacobians have one row per output and
-    one column per input, with weight w[i,j] (output i, input j) at column i·n + j. Indices count
-    from 0. Results go to stdout, messages to stderr. Exit status: 0 ok, 1 check found a
-    disagreement, 2 usage error or bad input/output.
+    W is n×K (n inputs, K outputs), as in the blog post, or K×n with --layout out-in; Jacobians
+    have one row per output and one column per input, with weight w[i,j] (output i, input j) at
+    column i·n + j in both layouts. Indices count from 0. Results go to stdout, messages to
+    stderr. Exit status: 0 ok, 1 check found a disagreement, 2 usage error or bad input/output.
 
     \b
     Example:
@@ -154,14 +194,35 @@ def _main(
     ctx.obj = {"max_input_bytes": max_input_bytes}
 
 
+@dataclass
+class Opts:
+    """The options every command shares: where the layer comes from and what kind it is."""
+
+    W: Path | None
+    x: Path | None
+    b: Path | None
+    layer: Path | None
+    layout: str
+    function: str
+    temperature: float
+    dtype: str
+
+    def kind(self) -> dict[str, Any]:
+        return {"layout": self.layout, "function": self.function, "temperature": self.temperature}
+
+
+def _opts(W, x, b, layer, layout, function, temperature, dtype) -> Opts:
+    return Opts(W, x, b, layer, layout.value, function.value, temperature, dtype.value)
+
+
 def _max_bytes(ctx: typer.Context) -> int:
     return int(ctx.find_root().obj["max_input_bytes"])
 
 
-def _load(
-    ctx: typer.Context, W: Path, x: Path, b: Path | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    return smio.load_layer(W, x, b, max_bytes=_max_bytes(ctx))
+def _load(ctx: typer.Context, o: Opts) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    return smio.load_layer(
+        o.W, o.x, o.b, layer=o.layer, layout=o.layout, dtype=o.dtype, max_bytes=_max_bytes(ctx)
+    )
 
 
 def _note(message: str) -> None:
@@ -179,16 +240,36 @@ def _console(stderr: bool = False) -> Any:
     return _Console(stderr=stderr, highlight=False)
 
 
-def _emit(
-    doc: smio.Document,
-    *,
-    what: str,
-    fmt: OutputFormat | None,
-    output: Path | None,
-    force: bool,
-    table: Callable[[int], tuple[Any, str | None]],
-) -> None:
-    """Write ``doc`` to ``output`` and/or print it: a table for a person, plain data for a pipe."""
+@dataclass
+class View:
+    """What a person sees of a result: one matrix (one sample of a batch), labelled."""
+
+    M: np.ndarray
+    rows: list[str]
+    cols: list[str]
+    title: str
+    caption: str | None = None
+    table: Callable[[], Any] | None = None  # a table of its own, instead of the matrix's
+    notes: list[str] = field(default_factory=list)
+
+
+def _pick(batch: np.ndarray, batched: bool, sample: int, view_notes: list[str]) -> np.ndarray:
+    """One sample of a per-sample result, for the formats that show one matrix."""
+    if not batched:
+        return batch
+    if sample >= len(batch):
+        raise InputError(
+            f"--sample {sample} is out of range: the batch has {len(batch)} samples (0 to {len(batch) - 1})"
+        )
+    view_notes.append(
+        f"showing sample {sample} of {len(batch)}; --sample I shows another, --format json all of them"
+    )
+    return batch[sample]
+
+
+def _emit(doc: smio.Document, *, what: str, fmt: OutputFormat | None, output: Path | None, force: bool,
+          precision: int, view: Callable[[], View]) -> None:  # fmt: skip
+    """Write ``doc`` to ``output`` and/or print it: a picture for a person, plain data for a pipe."""
     if output is not None:
         smio.save(doc, output, force=force, what=what)
         _note(f"wrote {output}")
@@ -198,28 +279,75 @@ def _emit(
         fmt = OutputFormat.table if sys.stdout.isatty() else OutputFormat.csv
     if fmt is OutputFormat.json:
         sys.stdout.write(smio.to_json(doc))
-    elif fmt is OutputFormat.csv:
+        return
+    if fmt is OutputFormat.csv:
         sys.stdout.write(smio.to_csv(doc))
+        return
+    from . import render
+
+    v = view()
+    if fmt is OutputFormat.markdown:
+        sys.stdout.write(render.markdown(v.M, v.rows, v.cols, precision))
+    elif fmt is OutputFormat.latex:
+        sys.stdout.write(render.latex(v.M, precision))
+    elif fmt is OutputFormat.heatmap:
+        console = _console()
+        picture, note = render.heatmap(
+            v.M,
+            title=v.title,
+            width=console.width - 1,
+            height=max(4, console.height - 6),
+            color=console.color_system is not None,
+        )
+        console.print(picture)
+        v.notes += [note] if note else []
     else:
         console = _console()
-        shown, elided = table(console.width)
-        console.print(shown)
-        if elided:
-            _note(elided)
+        if v.table is not None:
+            console.print(v.table())
+        else:
+            shown = render.matrix_table(
+                v.M,
+                v.rows,
+                v.cols,
+                title=v.title,
+                precision=precision,
+                width=console.width,
+                caption=v.caption,
+            )
+            console.print(shown.table)
+            v.notes += [shown.elided] if shown.elided else []
+    for note in v.notes:
+        _note(note)
+
+
+def _flat_columns(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A batch's per-sample vectors (N×K each) as long CSV columns: sample, i, then each value."""
+    N, K = next(iter(values.values())).shape
+    index = {"sample": np.repeat(np.arange(N), K), "i": np.tile(np.arange(K), N)}
+    return {**index, **{name: v.reshape(-1) for name, v in values.items()}}
 
 
 @app.command()
 def forward(
     ctx: typer.Context,
-    W: WeightsOpt,
-    x: InputOpt,
+    W: WeightsOpt = None,
+    x: InputOpt = None,
     b: BiasOpt = None,
+    layer: LayerOpt = None,
+    layout: LayoutOpt = Layout.in_out,
+    function: FunctionOpt = Function.softmax,
+    temperature: TemperatureOpt = 1.0,
+    dtype: DTypeOpt = DType.float64,
     fmt: FormatOpt = None,
     precision: PrecisionOpt = 6,
+    sample: SampleOpt = 0,
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Run the layer forward: z = Wᵀx (+ b) and h = softmax(z).
+    """Run the layer forward: z = Wᵀx (+ b) and h = softmax(z / T).
+
+    A batch x (N×n) gives z and h as N×K; its CSV has one row per sample and output.
 
     \b
     Example:
@@ -227,40 +355,72 @@ def forward(
     """
     from . import render
 
-    res = core.forward(*_load(ctx, W, x, b))
-    doc = smio.Document({"z": res.z, "h": res.h}, columns=("z", "h"))
+    o = _opts(W, x, b, layer, layout, function, temperature, dtype)
+    Wa, xa, ba = _load(ctx, o)
+    res = core.forward(Wa, xa, ba, **o.kind())
+    batched = res.h.ndim == 2
+    values = {"z": res.z, "h": res.h}
+    doc = smio.Document(values, columns=_flat_columns(values) if batched else values)
+    name = "h" if o.function == "softmax" else "log h"
+
+    def view() -> View:
+        notes: list[str] = []
+        z, h = _pick(res.z, batched, sample, notes), _pick(res.h, batched, sample, [])
+        zt = "z" if o.temperature == 1 else f"z/{o.temperature:g}"
+        title = f"z = {'Wᵀx' if o.layout == 'in-out' else 'Wx'}{'' if ba is None else ' + b'}, {name} = {o.function}({zt})"
+        return View(
+            np.stack([z, h], axis=1),
+            [str(i) for i in range(z.shape[0])],
+            ["z", name],
+            title,
+            table=lambda: render.forward_table(z, h, precision=precision, h_name=name, title=title),
+            notes=notes,
+        )
+
     _emit(
         doc,
         what="the forward pass (z and h)",
         fmt=fmt,
         output=output,
         force=force,
-        table=lambda width: (render.forward_table(res.z, res.h, precision=precision), None),
+        precision=precision,
+        view=view,
     )
 
 
-_COLUMNS = {"W": "w", "z": "z", "x": "x", "b": "b"}
+_SYMBOL = {"W": "w", "z": "z", "x": "x", "b": "b"}
 
 
 @app.command()
 def jacobian(
     ctx: typer.Context,
-    W: WeightsOpt,
-    x: InputOpt,
+    W: WeightsOpt = None,
+    x: InputOpt = None,
     b: BiasOpt = None,
-    of: Annotated[Of, typer.Option(help="Differentiate h (probabilities) or z (logits).")] = Of.h,
+    layer: LayerOpt = None,
+    layout: LayoutOpt = Layout.in_out,
+    function: FunctionOpt = Function.softmax,
+    temperature: TemperatureOpt = 1.0,
+    dtype: DTypeOpt = DType.float64,
+    of: Annotated[Of, typer.Option(help="Differentiate h (the outputs) or z (the logits).")] = Of.h,
     wrt: Annotated[Wrt, typer.Option(help="With respect to W, z, x or b.")] = Wrt.W,
     method: Annotated[
-        Method, typer.Option(help="shortcut: closed form per entry; chain: dh/dz · dz/dW, as the post.")
+        Method,
+        typer.Option(help="shortcut: closed form per entry; chain: dh/dz · dz/dW, as the post."),
     ] = Method.shortcut,
+    legend: Annotated[
+        bool, typer.Option("--legend", help="Print which column is which variable instead.")
+    ] = False,
     fmt: FormatOpt = None,
     precision: PrecisionOpt = 6,
+    sample: SampleOpt = 0,
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Print a Jacobian: one row per output, one column per input.
 
-    For --wrt W, the column of weight w[i,j] (output i, input j) is i·n + j, as in the post.
+    For --wrt W, the column of weight w[i,j] (output i, input j) is i·n + j in both layouts, as
+    in the post; --legend lists them. A batch x (N×n) gives N Jacobians, N × K × columns.
 
     \b
     Example:
@@ -268,50 +428,92 @@ def jacobian(
     """
     from . import render
 
-    Wa, xa, ba = _load(ctx, W, x, b)
-    J = core.jacobian(Wa, xa, ba, of=of.value, wrt=wrt.value, method=method.value)
-    n, K = Wa.shape
+    o = _opts(W, x, b, layer, layout, function, temperature, dtype)
+    Wa, xa, ba = _load(ctx, o)
+    L = core.make_layer(Wa, xa, ba, **o.kind())
+    n, K = L.n, L.K
+    if legend:
+        rows = render.legend_rows(wrt.value, K, n, o.layout)
+        records = [{"column": c, "variable": v, "stored_at": w} for c, v, w in rows]
+        doc = smio.Document({"columns": records}, records=records)
+        if fmt not in (None, OutputFormat.table, OutputFormat.json, OutputFormat.csv):
+            raise typer.BadParameter(f"the legend is a table: use table, json or csv, not {fmt.value}")
+
+        def legend_view() -> View:
+            return View(np.zeros((0, 0)), [], [], "legend", table=lambda: render.legend_table(rows, o.layout))
+
+        _emit(
+            doc, what="the legend", fmt=fmt, output=output, force=force, precision=precision, view=legend_view
+        )
+        return
+    J = core.jacobian(Wa, xa, ba, of=of.value, wrt=wrt.value, method=method.value, **o.kind())
     doc = smio.Document(
         {"of": of.value, "wrt": wrt.value, "method": method.value, "shape": list(J.shape), "jacobian": J},
         matrix="jacobian",
     )
-    cols = render.weight_labels(K, n) if wrt is Wrt.W else render.labels(_COLUMNS[wrt.value], J.shape[1])
+    cols = render.weight_labels(K, n) if wrt.value == "W" else render.labels(_SYMBOL[wrt.value], J.shape[-1])
 
-    def table(width: int) -> tuple[Any, str | None]:
-        shown = render.matrix_table(
-            J,
-            render.labels(of.value, K),
-            cols,
-            title=f"d{of.value}/d{wrt.value} ({method.value}), {J.shape[0]}×{J.shape[1]}",
-            precision=precision,
-            width=width,
-        )
-        return shown.table, shown.elided
+    def view() -> View:
+        notes: list[str] = []
+        M = _pick(J, L.batched, sample, notes)
+        title = f"d{of.value}/d{wrt.value} ({method.value}), {M.shape[0]}×{M.shape[1]}"
+        return View(M, render.labels(of.value, K), cols, title, notes=notes)
 
-    _emit(doc, what=f"d{of.value}/d{wrt.value}", fmt=fmt, output=output, force=force, table=table)
+    _emit(
+        doc,
+        what=f"d{of.value}/d{wrt.value}",
+        fmt=fmt,
+        output=output,
+        force=force,
+        precision=precision,
+        view=view,
+    )
+
+
+def _targets(ctx: typer.Context, text: str) -> np.ndarray:
+    """--target: one class, a comma list with one per sample, or a file of them."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        return np.array([int(p) for p in parts])
+    except ValueError:
+        if len(parts) > 1:
+            raise InputError(f"--target {text!r}: a comma list holds class indices, such as 3,0,2") from None
+    return smio.load_array(text, max_bytes=_max_bytes(ctx))
 
 
 @app.command()
 def grad(
     ctx: typer.Context,
-    W: WeightsOpt,
-    x: InputOpt,
+    W: WeightsOpt = None,
+    x: InputOpt = None,
     b: BiasOpt = None,
+    layer: LayerOpt = None,
+    layout: LayoutOpt = Layout.in_out,
+    function: FunctionOpt = Function.softmax,
+    temperature: TemperatureOpt = 1.0,
+    dtype: DTypeOpt = DType.float64,
     target: Annotated[
-        int | None, typer.Option(help="True class, from 0: cross-entropy loss −log h[target].", min=0)
+        str | None,
+        typer.Option(
+            help="True class from 0 (cross-entropy); for a batch a comma list or a file, one per sample."
+        ),
     ] = None,
     upstream: Annotated[
-        Path | None, typer.Option(help="dLoss/dh, K entries, from whatever follows the layer.", **_FILE)
+        Path | None,
+        typer.Option(help="dLoss/dh from whatever follows the layer: K entries, or N×K.", **_FILE),
     ] = None,
+    reduce: Annotated[
+        Reduce, typer.Option(help="Sum or average a batch's gradients and losses.")
+    ] = Reduce.sum,
     fmt: FormatOpt = None,
     precision: PrecisionOpt = 6,
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Gradient of a loss with respect to W, in W's shape (n×K).
+    """Gradient of a loss with respect to W, in W's shape and layout.
 
-    --target K uses cross-entropy, −log h[K], and also prints that loss; --upstream FILE takes
-    dLoss/dh from whatever follows the layer. Both run in O(K·n), without the Jacobian.
+    --target K uses cross-entropy, −log p[K], and also prints that loss; --upstream FILE takes
+    dLoss/dh from whatever follows the layer. Both run in O(N·K·n), without the Jacobian.
 
     \b
     Example:
@@ -321,51 +523,59 @@ def grad(
 
     if (target is None) == (upstream is None):
         raise typer.BadParameter("give exactly one of --target K or --upstream FILE")
-    Wa, xa, ba = _load(ctx, W, x, b)
-    g = None
-    if upstream is not None:
-        g = smio.load_array(upstream, max_bytes=_max_bytes(ctx))
-    res = core.grad(Wa, xa, ba, target=target, upstream=g)
-    n, K = Wa.shape
-    doc = smio.Document({"grad": res.W, "loss": res.loss}, matrix="grad")
-    if g is not None and np.all(g == g.flat[0]):
+    o = _opts(W, x, b, layer, layout, function, temperature, dtype)
+    Wa, xa, ba = _load(ctx, o)
+    t = None if target is None else _targets(ctx, target)
+    g = None if upstream is None else smio.load_array(upstream, max_bytes=_max_bytes(ctx)).astype(o.dtype)
+    res = core.grad(Wa, xa, ba, target=t, upstream=g, reduce=reduce.value, **o.kind())
+    fields: dict[str, Any] = {"grad": res.W, "loss": res.loss}
+    if ba is not None:
+        fields["grad_b"] = res.b
+    doc = smio.Document(fields, matrix="grad")
+    constant = g is not None and bool(np.all(g == g.reshape(-1, g.shape[-1])[:, :1]))
+    if constant and o.function == "softmax":
         _note(
             "note: the gradient is zero because upstream is the same for every output: each column "
             "of dh/dW sums to 0 (h always sums to 1), so summing the columns, as the post ends by "
             "suggesting, changes nothing. Use --target K or a real dLoss/dh."
         )
-    if res.loss is not None and (
-        fmt is OutputFormat.csv or (fmt is None and output is None and not sys.stdout.isatty())
-    ):
+    csv_out = fmt is OutputFormat.csv or (fmt is None and output is None and not sys.stdout.isatty())
+    if res.loss is not None and csv_out:
         _note(f"loss = {res.loss!r} (--format json puts it on stdout)")
 
-    def table(width: int) -> tuple[Any, str | None]:
-        caption = (
-            None if res.loss is None else f"loss −log h{render.sub(target or 0)} = {res.loss:.{precision}f}"
-        )
-        shown = render.matrix_table(
+    def view() -> View:
+        rows, cols = ("x", "z") if o.layout == "in-out" else ("z", "x")
+        Wshape = res.W.shape
+        caption = None if res.loss is None else f"loss ({reduce.value}) = {res.loss:.{precision}f}"
+        where = "rows: inputs, columns: outputs" if o.layout == "in-out" else "rows: outputs, columns: inputs"
+        return View(
             res.W,
-            render.labels("x", n),
-            render.labels("z", K),
-            title="dLoss/dW in W's shape (rows: inputs, columns: outputs)",
-            precision=precision,
-            width=width,
+            render.labels(rows, Wshape[0]),
+            render.labels(cols, Wshape[1]),
+            f"dLoss/dW in W's shape ({where})",
             caption=caption,
         )
-        return shown.table, shown.elided
 
-    _emit(doc, what="the gradient", fmt=fmt, output=output, force=force, table=table)
+    _emit(doc, what="the gradient", fmt=fmt, output=output, force=force, precision=precision, view=view)
 
 
 @app.command()
 def check(
     ctx: typer.Context,
-    W: WeightsOpt,
-    x: InputOpt,
+    W: WeightsOpt = None,
+    x: InputOpt = None,
     b: BiasOpt = None,
+    layer: LayerOpt = None,
+    layout: LayoutOpt = Layout.in_out,
+    function: FunctionOpt = Function.softmax,
+    temperature: TemperatureOpt = 1.0,
+    dtype: DTypeOpt = DType.float64,
     rtol: Annotated[
-        float, typer.Option(help="Relative tolerance, times the size of the reference.", min=0)
-    ] = 1e-6,
+        float | None,
+        typer.Option(
+            help="Relative tolerance, times the size of the reference [default: 1e-6, float32 1.2e-5].", min=0
+        ),
+    ] = None,
     atol: Annotated[float, typer.Option(help="Absolute tolerance.", min=0)] = 1e-9,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
@@ -373,28 +583,45 @@ def check(
 ) -> None:
     """Check the derivatives against each other, finite differences and identities.
 
-    Exits 0 when every check holds, 1 when one fails, 2 when it could not run.
+    Each sample of a batch is checked; a failing check names the samples it fails for. Exits 0
+    when every check holds, 1 when one fails, 2 when it could not run.
 
     \b
     Example:
       smjac check -W samples/blog/W.json -x samples/blog/x.json
     """
     from . import render
+    from .checks import check as run_checks
 
-    report = core.check(*_load(ctx, W, x, b), rtol=rtol, atol=atol)
+    o = _opts(W, x, b, layer, layout, function, temperature, dtype)
+    report = run_checks(*_load(ctx, o), rtol=rtol, atol=atol, **o.kind())
     records = [
-        {"name": c.name, "max_error": c.max_error, "tolerance": c.tolerance, "ok": c.ok}
+        {
+            "name": c.name,
+            "max_error": c.max_error,
+            "tolerance": c.tolerance,
+            "ok": c.ok,
+            **({} if c.sample is None else {"sample": c.sample, "failed": list(c.failed)}),
+        }
         for c in report.checks
     ]
     doc = smio.Document({"ok": report.ok, "checks": records}, records=records)
-    _emit(
-        doc,
-        what="a check report",
-        fmt=fmt,
-        output=output,
-        force=force,
-        table=lambda width: (render.check_table(report), None),
-    )
+    if fmt in (OutputFormat.latex, OutputFormat.heatmap):
+        raise typer.BadParameter(
+            f"a check report is a table, not a matrix: use table, json, csv or markdown, not {fmt.value}"
+        )
+    M = np.array([[c.max_error, c.tolerance] for c in report.checks])
+
+    def view():
+        return View(
+            M,
+            [c.name for c in report.checks],
+            ["max error", "tolerance"],
+            "checks",
+            table=lambda: render.check_table(report),
+        )
+
+    _emit(doc, what="a check report", fmt=fmt, output=output, force=force, precision=3, view=view)
     if not report.ok:
         raise typer.Exit(ExitStatus.DISAGREE)
 

@@ -1,18 +1,23 @@
-"""The maths of a softmax layer: forward pass, Jacobians, gradients and a checker.
+"""The maths of a softmax layer: forward pass, Jacobians and gradients.
 
-Pure numpy; no I/O and no printing. The layout is the blog post's throughout:
+Pure numpy; no I/O and no printing. The blog post's conventions hold throughout:
 
-* ``W`` is n×K (n inputs, K outputs) and ``z = Wᵀx (+ b)``, ``h = softmax(z)``;
+* ``z = Wᵀx + b`` with W n×K (``layout="in-out"``, the default), or ``z = Wx + b`` with W K×n
+  (``layout="out-in"``, PyTorch's ``nn.Linear``); then ``h = softmax(z / T)`` or its log;
 * a Jacobian has one row per output and one column per input;
-* the weight ``w[i,j]`` joining input j to output i is ``W[j, i]`` and sits at column ``i·n + j``
-  of ``dh/dW`` and ``dz/dW``.
+* the weight ``w[i,j]`` joining input j to output i sits at column ``i·n + j`` of ``dh/dW`` and
+  ``dz/dW`` in both layouts (it is ``W[j, i]`` in-out and ``W[i, j]`` out-in, so the order is
+  PyTorch's ``weight.flatten()``);
+* x may be one sample (n entries) or a batch (N×n); a batch gives one Jacobian per sample,
+  stacked (N × K × …), never the block-diagonal N·K × N·K matrix.
+
+The checker, with its finite-difference reference, is in :mod:`smjac.checks`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -20,19 +25,25 @@ from numpy.typing import ArrayLike, NDArray
 from .errors import InputError, ShapeError
 
 Array = NDArray[np.floating]
-Of = Literal["h", "z"]
-Wrt = Literal["W", "z", "x", "b"]
-Method = Literal["shortcut", "chain"]
 
-OFS: tuple[str, ...] = ("h", "z")
-WRTS: tuple[str, ...] = ("W", "z", "x", "b")
-METHODS: tuple[str, ...] = ("shortcut", "chain")
+OFS = ("h", "z")
+WRTS = ("W", "z", "x", "b")
+METHODS = ("shortcut", "chain")
+LAYOUTS = ("in-out", "out-in")
+FUNCTIONS = ("softmax", "log-softmax")
+REDUCTIONS = ("sum", "mean")
 
 
 def _as_float(a: ArrayLike) -> Array:
     """Float arrays keep their precision; anything else becomes float64."""
     arr = np.asarray(a)
     return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
+
+
+def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
 
 
 def softmax(z: ArrayLike, axis: int = -1) -> Array:
@@ -68,7 +79,11 @@ def softmax(z: ArrayLike, axis: int = -1) -> Array:
 
 
 def log_softmax(z: ArrayLike, axis: int = -1) -> Array:
-    """``log(softmax(z))`` computed without taking the log of a rounded-to-zero probability.
+    """``log(softmax(z))``, computed directly so no probability is rounded to 0 first.
+
+    Notes
+    -----
+    ``log softmax(z)_t = (z_t − m) − log Σ_k exp(z_k − m)`` with ``m = max(z)``.
 
     Examples
     --------
@@ -80,125 +95,30 @@ def log_softmax(z: ArrayLike, axis: int = -1) -> Array:
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-def validate_layer(
-    W: ArrayLike,
-    x: ArrayLike,
-    b: ArrayLike | None = None,
-    *,
-    names: tuple[str, str, str] = ("W", "x", "b"),
-) -> tuple[Array, Array, Array | None]:
-    """Check that W (n×K), x (n) and b (K) fit together and are finite; return them as floats.
+def _one_minus(p: Array) -> Array:
+    """``1 − p`` for probability vectors (last axis), keeping digits where p_t is near 1.
 
-    ``names`` label the arrays in error messages (the CLI passes file names).
-
-    Raises
-    ------
-    ShapeError
-        When a dimension is wrong; the message names both shapes and the fix.
-    InputError
-        When a value is NaN or infinite.
-
-    Examples
-    --------
-    >>> validate_layer(np.ones((3, 5)), np.ones(4))
-    Traceback (most recent call last):
-    ...
-    smjac.errors.ShapeError: W has shape (3, 5) but x has 4 entries; W is n×K (one row per input), so x needs 3 entries or W 4 rows
+    Only the largest p_t can exceed ½, so only there does ``1 − p_t`` cancel; it is taken as the
+    sum of the other probabilities instead, which cannot cancel.
     """
-    W, x = _as_float(W), _as_float(x)
-    wn, xn, bn = names
-    if W.ndim != 2:
-        raise ShapeError(f"{wn} must be a matrix (n inputs × K outputs) but has shape {W.shape}")
-    if W.size == 0:
-        raise ShapeError(f"{wn} is empty (shape {W.shape})")
-    if x.ndim == 2 and 1 in x.shape:
-        x = x.reshape(-1)  # a vector written as one row or one column
-    if x.ndim != 1:
-        raise ShapeError(f"{xn} must be a vector but has shape {x.shape}")
-    n, K = W.shape
-    if x.size != n:
-        hint = f"W is n×K (one row per input), so {xn} needs {n} entries or {wn} {x.size} rows"
-        if x.size == K:
-            hint = f"{wn} looks transposed: it must be n×K (inputs × outputs), here ({K}, {n})"
-        raise ShapeError(f"{wn} has shape {W.shape} but {xn} has {x.size} entries; {hint}")
-    arrays = [(wn, W), (xn, x)]
-    if b is not None:
-        b = _as_float(b).reshape(-1) if np.ndim(b) == 2 and 1 in np.shape(b) else _as_float(b)
-        if b.shape != (K,):
-            raise ShapeError(f"{bn} has shape {b.shape} but W has K = {K} outputs; b needs {K} entries")
-        arrays.append((bn, b))
-    for name, arr in arrays:
-        if not np.all(np.isfinite(arr)):
-            raise InputError(f"{name} holds a NaN or infinite value")
-    return W, x, b
-
-
-@dataclass(frozen=True)
-class Forward:
-    """The forward pass of a softmax layer: logits ``z`` and probabilities ``h``."""
-
-    z: Array
-    h: Array
-
-
-def forward(W: ArrayLike, x: ArrayLike, b: ArrayLike | None = None) -> Forward:
-    """Run the layer forward: ``z = Wᵀx + b``, ``h = softmax(z)``.
-
-    Parameters
-    ----------
-    W : array_like, shape (n, K)
-        Weights, one row per input and one column per output (the post's layout).
-    x : array_like, shape (n,)
-        Input vector.
-    b : array_like, shape (K,), optional
-        Bias; none by default, as in the post.
-
-    Returns
-    -------
-    Forward
-        ``z`` and ``h``, each of shape (K,).
-
-    Examples
-    --------
-    The post's example:
-
-    >>> W = [[0.1, 0.2, 0.3, 0.4, 0.5], [0.6, 0.7, 0.8, 0.9, 0.1], [0.11, 0.12, 0.13, 0.14, 0.15]]
-    >>> forward(W, [0.1, 0.5, 0.4]).h
-    array([0.19091352, 0.20353145, 0.21698333, 0.23132428, 0.15724743])
-    """
-    W, x, b = validate_layer(W, x, b)
-    with np.errstate(over="ignore", invalid="ignore"):  # reported below, in words
-        z = W.T @ x
-        if b is not None:
-            z = z + b
-    if not np.all(np.isfinite(z)):
-        raise InputError(
-            f"z = Wᵀx overflows {z.dtype} (its largest value is {np.finfo(z.dtype).max:.3g}); "
-            "scale W or x down"
-        )
-    return Forward(z=z, h=softmax(z))
-
-
-def _one_minus(h: Array) -> Array:
-    """``1 − h`` for a probability vector, keeping its digits where h_t is within rounding of 1.
-
-    Only the largest h_t can exceed ½, so only there does ``1 − h_t`` cancel; it is taken as the
-    sum of the other probabilities instead, which has no cancellation at all.
-    """
-    out = 1.0 - h
-    if h.size:
-        k = int(np.argmax(h))
-        out[k] = np.sum(h[:k]) + np.sum(h[k + 1 :])
+    out = 1.0 - p
+    if p.size:
+        top = np.argmax(p, axis=-1)[..., None]
+        rest = np.where(np.arange(p.shape[-1]) == top, 0, p).sum(axis=-1, keepdims=True)
+        np.put_along_axis(out, top, rest, axis=-1)
     return out
 
 
 def softmax_jacobian(h: ArrayLike) -> Array:
     """Jacobian of the softmax, ``dh/dz = diag(h) − h hᵀ`` (K×K), from its output ``h``.
 
+    A stack of outputs (… × K) gives a stack of Jacobians (… × K × K).
+
     Notes
     -----
     ``∂h_t/∂z_i = h_t (δ_ti − h_i)``. The matrix is symmetric and its rows and columns sum to 0,
-    because ``Σ h = 1`` whatever z is.
+    because ``Σ h = 1`` whatever z is. Its diagonal ``h_t (1 − h_t)`` is computed without the
+    cancellation ``1 − h_t`` suffers when h_t is near 1.
 
     Examples
     --------
@@ -207,13 +127,36 @@ def softmax_jacobian(h: ArrayLike) -> Array:
            [-0.25,  0.25]])
     """
     h = _as_float(h)
-    J = -np.outer(h, h)
-    J[np.diag_indices_from(J)] = h * _one_minus(h)  # h_t(1 − h_t) without cancelling
+    J = -h[..., :, None] * h[..., None, :]
+    diag = np.arange(h.shape[-1])
+    J[..., diag, diag] = h * _one_minus(h)
+    return J
+
+
+def log_softmax_jacobian(p: ArrayLike) -> Array:
+    """Jacobian of log-softmax, ``I − 1 pᵀ`` (K×K), from the probabilities ``p = softmax(z)``.
+
+    Notes
+    -----
+    ``∂ log p_t / ∂z_i = δ_ti − p_i``: each row sums to 0, and ``pᵀ J = 0``. Unlike the softmax
+    Jacobian it is not symmetric.
+
+    Examples
+    --------
+    >>> log_softmax_jacobian([0.25, 0.75])
+    array([[ 0.75, -0.75],
+           [-0.25,  0.25]])
+    """
+    p = _as_float(p)
+    K = p.shape[-1]
+    J = np.broadcast_to(-p[..., None, :], (*p.shape, K)).copy()
+    diag = np.arange(K)
+    J[..., diag, diag] = _one_minus(p)
     return J
 
 
 def dz_dW(x: ArrayLike, K: int) -> Array:
-    """Jacobian of the logits with respect to the weights, ``dz/dW`` (K × K·n).
+    """Jacobian of the logits with respect to the weights, ``dz/dW`` (K × K·n), for one sample.
 
     Notes
     -----
@@ -227,16 +170,258 @@ def dz_dW(x: ArrayLike, K: int) -> Array:
            [0., 0., 1., 2.]])
     """
     x = _as_float(x)
-    n = x.size
-    J = np.zeros((K, K, n), dtype=x.dtype)
-    J[np.arange(K), np.arange(K), :] = x
-    return J.reshape(K, K * n)
+    return _dz_dW(x[None, :], K)[0]
 
 
-def _layer_shortcut(h: Array, x: Array) -> Array:
-    """``∂h_t/∂w[i,j] = h_t (δ_ti − h_i) x_j`` straight from h and x, the post's shortcut."""
-    K, n = h.size, x.size
-    return (softmax_jacobian(h)[:, :, None] * x[None, None, :]).reshape(K, K * n)
+def _dz_dW(X: Array, K: int) -> Array:
+    N, n = X.shape
+    J = np.zeros((N, K, K, n), dtype=X.dtype)
+    J[:, np.arange(K), np.arange(K), :] = X[:, None, :]
+    return J.reshape(N, K, K * n)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A softmax layer and its input, checked and put in the post's layout.
+
+    ``W`` is n×K whatever layout it was given in, ``X`` is N×n (one row per sample, N = 1 for a
+    single vector) and ``batched`` says whether results keep the sample axis.
+    """
+
+    W: Array
+    X: Array
+    b: Array | None
+    batched: bool
+    layout: str = "in-out"
+    function: str = "softmax"
+    temperature: float = 1.0
+
+    @property
+    def n(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def K(self) -> int:
+        return self.W.shape[1]
+
+    @property
+    def N(self) -> int:
+        return self.X.shape[0]
+
+    def out(self, a: Array) -> Array:
+        """Drop the sample axis of a per-sample result when x was a single vector."""
+        return a if self.batched else a[0]
+
+
+def make_layer(
+    W: ArrayLike,
+    x: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+    names: tuple[str, str, str] = ("W", "x", "b"),
+) -> Layer:
+    """Check that W, x and b fit together and are finite, and put them in the post's layout.
+
+    ``names`` label the arrays in error messages (the command line passes file names).
+
+    Raises
+    ------
+    ShapeError
+        When a dimension is wrong; the message names the shapes and the fix.
+    InputError
+        When a value is NaN or infinite, or an option is not known.
+
+    Examples
+    --------
+    >>> make_layer(np.ones((3, 5)), np.ones(4))
+    Traceback (most recent call last):
+    ...
+    smjac.errors.ShapeError: W has shape (3, 5) but x has 4 entries; with --layout in-out W is n×K (one row per input), so x needs 3 entries or W 4 rows
+    """
+    _choice("layout", layout, LAYOUTS)
+    _choice("function", function, FUNCTIONS)
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise InputError(f"temperature must be a positive number, not {temperature}")
+    wn, xn, bn = names
+    W, x = _as_float(W), _as_float(x)
+    if W.ndim != 2:
+        shape = "n inputs × K outputs" if layout == "in-out" else "K outputs × n inputs"
+        raise ShapeError(f"{wn} must be a matrix ({shape}) but has shape {W.shape}")
+    if W.size == 0:
+        raise ShapeError(f"{wn} is empty (shape {W.shape})")
+    Wio = W if layout == "in-out" else W.T
+    n, K = Wio.shape
+    if x.ndim == 1 or (x.ndim == 2 and x.shape == (n, 1) and n != 1) or (x.ndim == 2 and x.shape[0] == 1):
+        X, batched = x.reshape(1, -1), False  # one sample, written as a vector, a row or a column
+    elif x.ndim == 2:
+        X, batched = x, True
+    else:
+        raise ShapeError(f"{xn} must be a vector (n) or a batch (N×n) but has shape {x.shape}")
+    if X.shape[1] != n:
+        entries = f"{X.shape[1]} entries" + (f" per sample ({xn} has shape {x.shape})" if batched else "")
+        other = "out-in" if layout == "in-out" else "in-out"
+        if W.shape[layout == "in-out"] == X.shape[1]:  # the other axis would fit
+            hint = f"{wn} fits --layout {other}" + (
+                " (K×n, as PyTorch stores nn.Linear)" if other == "out-in" else " (n×K, as in the post)"
+            )
+        elif layout == "in-out":
+            hint = f"with --layout in-out W is n×K (one row per input), so {xn} needs {n} entries or {wn} {X.shape[1]} rows"
+        else:
+            hint = f"with --layout out-in W is K×n (one column per input), so {xn} needs {n} entries or {wn} {X.shape[1]} columns"
+        raise ShapeError(f"{wn} has shape {W.shape} but {xn} has {entries}; {hint}")
+    if b is not None:
+        b = _as_float(b)
+        if b.ndim == 2 and 1 in b.shape:
+            b = b.reshape(-1)
+        if b.shape != (K,):
+            raise ShapeError(f"{bn} has shape {b.shape} but {wn} has K = {K} outputs; {bn} needs {K} entries")
+    for name, arr in ((wn, W), (xn, x), (bn, b)):
+        if arr is not None and not np.all(np.isfinite(arr)):
+            raise InputError(f"{name} holds a NaN or infinite value")
+    dtype = np.result_type(W, X, *([] if b is None else [b]))
+    return Layer(
+        W=Wio.astype(dtype, copy=False),
+        X=X.astype(dtype, copy=False),
+        b=None if b is None else b.astype(dtype, copy=False),
+        batched=batched,
+        layout=layout,
+        function=function,
+        temperature=float(temperature),
+    )
+
+
+def validate_layer(
+    W: ArrayLike, x: ArrayLike, b: ArrayLike | None = None, *, names: tuple[str, str, str] = ("W", "x", "b")
+) -> tuple[Array, Array, Array | None]:
+    """Check one sample against W (n×K) and b; return them as float arrays (the post's layout)."""
+    L = make_layer(W, x, b, names=names)
+    return L.W, L.out(L.X), L.b
+
+
+def _logits(L: Layer) -> Array:
+    """``Z = X W + b`` (N×K), refusing logits that overflow rather than returning NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, in words
+        Z = L.X @ L.W
+        if L.b is not None:
+            Z = Z + L.b
+    if not np.all(np.isfinite(Z)):
+        raise InputError(
+            f"z = Wᵀx overflows {Z.dtype} (its largest value is {np.finfo(Z.dtype).max:.3g}); scale W or x down"
+        )
+    return Z
+
+
+@dataclass(frozen=True)
+class Forward:
+    """The forward pass: logits ``z``, outputs ``h`` and probabilities ``p = softmax(z / T)``.
+
+    For the softmax ``h`` and ``p`` are the same; for log-softmax ``h = log p``. Each has K
+    entries, or N×K for a batch.
+    """
+
+    z: Array
+    h: Array
+    p: Array
+
+
+def _forward(L: Layer) -> tuple[Array, Array, Array]:
+    Z = _logits(L)
+    Zt = Z / L.temperature if L.temperature != 1 else Z
+    P = softmax(Zt)
+    H = P if L.function == "softmax" else log_softmax(Zt)
+    return Z, H, P
+
+
+def forward(
+    W: ArrayLike,
+    x: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+) -> Forward:
+    """Run the layer forward: ``z = Wᵀx + b``, ``h = softmax(z / T)`` (or its log).
+
+    Parameters
+    ----------
+    W : array_like
+        Weights: n×K (``layout="in-out"``, the post's) or K×n (``"out-in"``, PyTorch's).
+    x : array_like
+        One input (n) or a batch (N×n).
+    b : array_like, optional
+        Bias, K entries; none by default, as in the post.
+    layout : {"in-out", "out-in"}
+    function : {"softmax", "log-softmax"}
+    temperature : float
+        T > 0; the logits are divided by it.
+
+    Returns
+    -------
+    Forward
+        ``z``, ``h`` and ``p``, each K (or N×K).
+
+    Examples
+    --------
+    The post's example:
+
+    >>> W = [[0.1, 0.2, 0.3, 0.4, 0.5], [0.6, 0.7, 0.8, 0.9, 0.1], [0.11, 0.12, 0.13, 0.14, 0.15]]
+    >>> forward(W, [0.1, 0.5, 0.4]).h
+    array([0.19091352, 0.20353145, 0.21698333, 0.23132428, 0.15724743])
+    """
+    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    Z, H, P = _forward(L)
+    return Forward(z=L.out(Z), h=L.out(H), p=L.out(P))
+
+
+def _dh_dz(L: Layer, P: Array) -> Array:
+    """Per-sample Jacobian of h with respect to z (N×K×K), temperature included."""
+    J = softmax_jacobian(P) if L.function == "softmax" else log_softmax_jacobian(P)
+    return J / L.temperature if L.temperature != 1 else J
+
+
+def _shortcut_dW(A: Array, X: Array) -> Array:
+    """``dh/dW[t, i·n + j] = A[t, i] x_j`` for each sample: the post's closed form, ``A ⊗ xᵀ``."""
+    N, K, n = A.shape[0], A.shape[1], X.shape[1]
+    return (A[:, :, :, None] * X[:, None, None, :]).reshape(N, K, K * n)
+
+
+def layer_jacobian(L: Layer, *, of: str = "h", wrt: str = "W", method: str = "shortcut") -> Array:
+    """:func:`jacobian` for a :class:`Layer`: always per sample, N × K × (columns)."""
+    _choice("of", of, OFS)
+    _choice("wrt", wrt, WRTS)
+    _choice("method", method, METHODS)
+    N, n, K = L.N, L.n, L.K
+    eye = np.broadcast_to(np.eye(K, dtype=L.W.dtype), (N, K, K))
+    if of == "z":
+        if wrt == "W":
+            return _dz_dW(L.X, K)
+        if wrt == "x":
+            return np.broadcast_to(L.W.T, (N, K, n)).copy()
+        return eye.copy()
+    _, _, P = _forward(L)
+    A = _dh_dz(L, P)
+    if method == "chain":
+        factors = {"W": lambda: _dz_dW(L.X, K), "x": lambda: L.W.T, "z": lambda: eye, "b": lambda: eye}
+        return np.matmul(A, factors[wrt]())
+    if wrt == "W":
+        return _shortcut_dW(A, L.X)
+    if wrt == "x":
+        # h_t (W[j,t] − Σ_i p_i W[j,i]) for softmax; without the leading p_t for log-softmax.
+        Wt = L.W.T
+        centred = Wt[None, :, :] - (P @ Wt)[:, None, :]
+        # For the likeliest output the two terms agree to 1 − p_t and cancel; there take
+        # (1 − p_t) W[j,t] − Σ_{i≠t} p_i W[j,i], whose parts do not.
+        rows, top = np.arange(N), np.argmax(P, axis=1)
+        others = P.copy()
+        others[rows, top] = 0
+        centred[rows, top, :] = _one_minus(P)[rows, top][:, None] * Wt[top, :] - others @ Wt
+        J = P[:, :, None] * centred if L.function == "softmax" else centred
+        return J / L.temperature if L.temperature != 1 else J
+    return A
 
 
 def jacobian(
@@ -244,18 +429,21 @@ def jacobian(
     x: ArrayLike,
     b: ArrayLike | None = None,
     *,
-    of: Of = "h",
-    wrt: Wrt = "W",
-    method: Method = "shortcut",
+    of: str = "h",
+    wrt: str = "W",
+    method: str = "shortcut",
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
 ) -> Array:
     """Jacobian of the layer's output ``of`` with respect to ``wrt``.
 
     Parameters
     ----------
-    W, x, b : array_like
+    W, x, b, layout, function, temperature
         The layer, as in :func:`forward`.
     of : {"h", "z"}
-        Differentiate the probabilities h (default) or the logits z.
+        Differentiate the outputs h (default) or the logits z.
     wrt : {"W", "z", "x", "b"}
         With respect to the weights (default), the logits, the input or the bias.
     method : {"shortcut", "chain"}
@@ -266,16 +454,16 @@ def jacobian(
     -------
     ndarray
         Rows are the K outputs; columns are the entries of ``wrt``: K·n for W (weight ``w[i,j]`` at
-        column ``i·n + j``), n for x, K for z and b.
+        column ``i·n + j``), n for x, K for z and b. A batch gives N such matrices, N × K × ….
 
     Notes
     -----
-    With ``S = h``:
+    With ``p = softmax(z/T)`` and ``A = dh/dz``:
 
-    * ``dh/dz[t, i] = S_t (δ_ti − S_i)``; ``dh/db`` is the same matrix, since ``dz/db = I``.
-    * ``dh/dW[t, i·n + j] = S_t (δ_ti − S_i) x_j``, i.e. ``dh/dz ⊗ xᵀ``.
-    * ``dh/dx[t, j] = S_t (W[j, t] − Σ_i S_i W[j, i])``, i.e. ``dh/dz · Wᵀ``.
-    * ``dz/dW = I ⊗ xᵀ``, ``dz/dx = Wᵀ``, ``dz/dz = dz/db = I``.
+    * softmax: ``A[t, i] = p_t (δ_ti − p_i) / T``; log-softmax: ``A[t, i] = (δ_ti − p_i) / T``.
+    * ``dh/db = A`` (``dz/db = I``); ``dh/dW[t, i·n + j] = A[t, i] x_j``, i.e. ``A ⊗ xᵀ``.
+    * ``dh/dx = A · dz/dx`` with ``dz/dx[i, j] = w[i,j]``.
+    * ``dz/dW = I ⊗ xᵀ``, ``dz/dz = dz/db = I``.
 
     Examples
     --------
@@ -285,37 +473,17 @@ def jacobian(
     >>> J.sum(axis=0)  # every column sums to zero
     array([0., 0.])
     """
-    if of not in OFS:
-        raise InputError(f"of must be one of {', '.join(OFS)}, not {of!r}")
-    if wrt not in WRTS:
-        raise InputError(f"wrt must be one of {', '.join(WRTS)}, not {wrt!r}")
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    W, x, b = validate_layer(W, x, b)
-    K = W.shape[1]
-    if of == "z":
-        if wrt == "W":
-            return dz_dW(x, K)
-        if wrt == "x":
-            return W.T.copy()
-        return np.eye(K, dtype=W.dtype)
-    h = forward(W, x, b).h
-    if method == "chain":
-        factor = {"W": lambda: dz_dW(x, K), "x": lambda: W.T, "z": lambda: np.eye(K), "b": lambda: np.eye(K)}
-        return softmax_jacobian(h) @ factor[wrt]()
-    if wrt == "W":
-        return _layer_shortcut(h, x)
-    if wrt == "x":
-        return h[:, None] * (W.T - (W @ h)[None, :])
-    return softmax_jacobian(h)
+    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    return L.out(layer_jacobian(L, of=of, wrt=wrt, method=method))
 
 
 @dataclass(frozen=True)
 class Gradient:
     """Gradients of a scalar loss through the layer.
 
-    ``W`` has W's own shape (n×K), ``b`` and ``z`` have K entries, ``x`` has n; ``loss`` is the
-    cross-entropy when a target was given, else None.
+    ``W`` has W's own shape and layout, ``b`` has K entries; both are summed (or averaged) over a
+    batch. ``z`` (K or N×K) and ``x`` (n or N×n) are per sample. ``loss`` is the cross-entropy
+    when targets were given (summed or averaged likewise), else None.
     """
 
     W: Array
@@ -325,39 +493,62 @@ class Gradient:
     loss: float | None
 
 
+def _targets(target: int | ArrayLike, L: Layer) -> NDArray[np.intp]:
+    t = np.asarray(target)
+    if t.dtype == bool or t.dtype.kind not in "iuf" or (t.dtype.kind == "f" and not np.all(t == np.round(t))):
+        raise InputError(f"target must be class indices, not {target!r}")
+    t = t.astype(np.intp).reshape(-1)
+    if t.size == 1:
+        t = np.repeat(t, L.N)
+    if t.size != L.N:
+        raise ShapeError(f"{t.size} targets for a batch of {L.N} samples; give one class per sample")
+    bad = (t < 0) | (t >= L.K)
+    if np.any(bad):
+        k = int(t[np.argmax(bad)])
+        raise InputError(f"target class {k} is out of range: K = {L.K}, so 0 ≤ target ≤ {L.K - 1}")
+    return t
+
+
 def grad(
     W: ArrayLike,
     x: ArrayLike,
     b: ArrayLike | None = None,
     *,
-    target: int | None = None,
+    target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
+    reduce: str = "sum",
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
 ) -> Gradient:
-    """Gradient of a loss with respect to the weights, in closed form, O(K·n).
+    """Gradient of a loss with respect to the weights, in closed form, O(N·K·n).
 
-    Give exactly one of ``target`` (cross-entropy loss ``−log h_target``) or ``upstream``
+    Give exactly one of ``target`` (cross-entropy loss ``−log p_target``) or ``upstream``
     (``g = dLoss/dh`` from whatever comes after the layer).
 
     Parameters
     ----------
-    W, x, b : array_like
+    W, x, b, layout, function, temperature
         The layer, as in :func:`forward`.
-    target : int, optional
-        The true class, counted from 0.
-    upstream : array_like, shape (K,), optional
-        ``dLoss/dh``.
+    target : int or array_like of int, optional
+        The true class, counted from 0; one per sample for a batch (or one for all).
+    upstream : array_like, optional
+        ``dLoss/dh``: K entries, or N×K for a batch.
+    reduce : {"sum", "mean"}
+        How the batch's gradients and losses are combined.
 
     Returns
     -------
     Gradient
-        ``Gradient.W`` is ``dLoss/dW`` in W's shape (n×K).
+        ``Gradient.W`` is ``dLoss/dW`` in W's own shape and layout.
 
     Notes
     -----
     The update is ``gᵀ · dh/dW``, which never needs the K × K·n Jacobian: with
-    ``δ = dh/dzᵀ g = h ⊙ (g − hᵀg)`` it is ``x δᵀ``. The post's last sentence says to sum the columns
-    of ``dh/dW``, i.e. ``g = 1``; but every column sums to 0, so that update is zero. For
-    cross-entropy, ``g = −e_k / h_k`` and ``δ = h − e_k``.
+    ``δ = (dh/dz)ᵀ g`` it is ``x δᵀ`` (in-out). For the softmax ``δ = p ⊙ (g − pᵀg) / T``; the
+    post's last sentence says to sum the columns of ``dh/dW``, i.e. ``g = 1``, but every column
+    sums to 0, so that update is zero. For log-softmax ``δ = (g − p Σg) / T``. For cross-entropy,
+    with either function, ``δ = (p − e_k) / T``.
 
     Examples
     --------
@@ -372,225 +563,46 @@ def grad(
     array([[0., 0.],
            [0., 0.]])
     """
-    W, x, b = validate_layer(W, x, b)
-    K = W.shape[1]
+    _choice("reduce", reduce, REDUCTIONS)
+    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
     if (target is None) == (upstream is None):
         raise InputError("give exactly one of target (a class index) or upstream (dLoss/dh)")
-    fwd = forward(W, x, b)
-    h, z = fwd.h, fwd.z
-    loss: float | None = None
+    Z, _H, P = _forward(L)
+    T = L.temperature
+    losses: Array | None = None
     if target is not None:
-        if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
-            raise InputError(f"target must be a class index, not {target!r}")
-        if not 0 <= target < K:
-            raise InputError(f"target class {target} is out of range: K = {K}, so 0 ≤ target ≤ {K - 1}")
-        delta = h.copy()  # h − e_k
-        delta[target] = -_one_minus(h)[target]
-        m = np.max(z)
-        loss = float(m + np.log(np.sum(np.exp(z - m))) - z[target])
+        t = _targets(target, L)
+        rows = np.arange(L.N)
+        delta = P.copy()  # p − e_k, with 1 − p_k taken without cancelling
+        delta[rows, t] = -_one_minus(P)[rows, t]
+        losses = -log_softmax(Z / T)[rows, t]
     else:
-        assert upstream is not None
-        g = _as_float(upstream)
-        if g.ndim == 2 and 1 in g.shape:
+        g = _as_float(upstream)  # type: ignore[arg-type]
+        if g.ndim == 2 and not L.batched and 1 in g.shape:
             g = g.reshape(-1)
-        if g.shape != (K,):
-            raise ShapeError(f"upstream has shape {g.shape} but the layer has K = {K} outputs")
+        if g.shape not in ((L.K,), (L.N, L.K)):
+            want = f"{L.K} entries" + (f" or {L.N}×{L.K}" if L.batched else "")
+            raise ShapeError(
+                f"upstream has shape {g.shape} but the layer has K = {L.K} outputs; it needs {want}"
+            )
+        g = np.broadcast_to(g, (L.N, L.K))
         if not np.all(np.isfinite(g)):
             raise InputError("upstream holds a NaN or infinite value")
-        # dh/dz annihilates constants, so shift g by one of its own entries first: a constant g then
-        # gives an exact zero instead of the rounding error of 1 − Σh.
-        g = g - np.max(g)
-        delta = h * (g - h @ g)
-    return Gradient(W=np.outer(x, delta), b=delta, z=delta, x=W @ delta, loss=loss)
-
-
-def numerical_jacobian(
-    f: Callable[[Array], Array],
-    v: ArrayLike,
-    *,
-    step: ArrayLike | None = None,
-    noise: float | None = None,
-) -> tuple[Array, Array]:
-    """Central finite differences of ``f`` at ``v``: a slow reference, one column per entry of v.
-
-    Parameters
-    ----------
-    f : callable
-        Maps an array shaped like ``v`` to an array.
-    v : array_like
-        The point.
-    step : array_like, optional
-        How far to move each entry of v (a scalar or one per entry). By default
-        ``ε^(1/3) · max(1, |v_k|)``, about 6e-6 for entries near 1 in float64.
-    noise : float, optional
-        How much rounding the values of f carry; ``ε · max|f(v)|`` by default. Pass more when f
-        amplifies rounding in its own internals.
-
-    Returns
-    -------
-    J : ndarray
-        ``J[:, k] ≈ ∂f/∂v_k``, with ``f``'s output flattened.
-    error : ndarray
-        An estimate of the error in each entry of J.
-
-    Notes
-    -----
-    The central difference ``D(s) = (f(v + s e_k) − f(v − s e_k)) / 2s`` has an error of order
-    ``s²`` from truncation and ``ε|f|/s`` from rounding. One Richardson step,
-    ``(4 D(s/2) − D(s)) / 3``, cancels the ``s²`` term. The error estimate returned is
-    ``|D(s/2) − D(s)| + 3 noise / s``: what is left of both kinds, generously. A given step
-    is raised to at least four ulps of v_k, so every probe really moves it.
-
-    Examples
-    --------
-    >>> J, err = numerical_jacobian(lambda v: v**3, np.array([2.0]))
-    >>> J
-    array([[12.]])
-    >>> bool(err[0, 0] < 1e-8)
-    True
-    """
-    v = _as_float(v)
-    flat = v.reshape(-1)
-    eps = float(np.finfo(v.dtype).eps)
-    if step is None:
-        steps = eps ** (1 / 3) * np.maximum(1.0, np.abs(flat))
-    else:
-        # never a step too small to move v_k at all: a few ulps of it at least
-        given = np.broadcast_to(np.asarray(step, dtype=v.dtype), v.shape).reshape(-1)
-        steps = np.maximum(given, 4 * eps * np.abs(flat))
-    if noise is None:
-        noise = eps * float(np.max(np.abs(f(v)), initial=0.0))
-
-    def central(k: int, s: float) -> Array:
-        up, down = flat.copy(), flat.copy()
-        up[k] += s
-        down[k] -= s
-        diff = np.ravel(f(up.reshape(v.shape))) - np.ravel(f(down.reshape(v.shape)))
-        return diff / (up[k] - down[k])  # the step actually taken, after rounding
-
-    cols, errs = [], []
-    for k in range(flat.size):  # deliberately entry by entry: this is the independent reference
-        coarse, fine = central(k, steps[k]), central(k, steps[k] / 2)
-        cols.append((4 * fine - coarse) / 3)
-        # truncation and noise both show in fine − coarse; rounding of f alone, amplified by the
-        # division, is about 3·noise/s in the extrapolated value: take the two together.
-        with np.errstate(over="ignore"):  # past the float range it says "cannot resolve"
-            errs.append(np.minimum(np.abs(fine - coarse) + 3 * noise / steps[k], np.finfo(v.dtype).max))
-    return np.stack(cols, axis=1), np.stack(errs, axis=1)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of a check report: ``ok`` when ``max_error ≤ tolerance``."""
-
-    name: str
-    max_error: float
-    tolerance: float
-    ok: bool
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    """All the checks :func:`check` ran; ``ok`` when every one holds."""
-
-    checks: tuple[Check, ...]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-
-def check(
-    W: ArrayLike,
-    x: ArrayLike,
-    b: ArrayLike | None = None,
-    *,
-    rtol: float = 1e-6,
-    atol: float = 1e-9,
-) -> CheckReport:
-    """Cross-check the layer's derivatives against each other, finite differences and identities.
-
-    Each check compares two things, ``a`` and a reference ``r``, and holds when
-    ``max|a − r| ≤ atol + rtol · max|r|``. For an identity such as "rows sum to 0", ``max|r|`` is
-    taken over the sums of the absolute terms, the size the rounding error scales with. Against
-    finite differences, the tolerance also holds the differences' own error estimate (see
-    :func:`numerical_jacobian`), so a badly scaled layer is not blamed for what finite differences
-    cannot resolve; a wrong derivative is still far outside it.
-
-    Returns
-    -------
-    CheckReport
-        The checks in order, each with its max error and the tolerance it was held to.
-
-    Examples
-    --------
-    >>> report = check([[0.1, 0.2], [0.3, 0.4]], [1.0, 2.0])
-    >>> report.ok, len(report.checks)
-    (True, 10)
-    """
-    W, x, b = validate_layer(W, x, b)
-    n, K = W.shape
-    b0 = np.zeros(K, dtype=W.dtype) if b is None else b
-    fwd = forward(W, x, b0)
-    h = fwd.h
-    dhdz = softmax_jacobian(h)
-    chain = jacobian(W, x, b0, method="chain")
-    short = jacobian(W, x, b0, method="shortcut")
-
-    def h_of_W(flatW: Array) -> Array:
-        # flatW is ordered like dh/dW's columns: w[i,j] at i·n + j, i.e. Wᵀ flattened.
-        return forward(flatW.reshape(K, n).T, x, b0).h
-
-    def ce_loss(flatW: Array) -> Array:
-        return -log_softmax(flatW.reshape(K, n) @ x + b0)[:1]
-
-    results: list[Check] = []
-
-    def compare(
-        name: str, a: Array, ref: Array, scale: Array | None = None, slack: Array | None = None
-    ) -> None:
-        err = float(np.max(np.abs(a - ref))) if a.size else 0.0
-        size = float(np.max(np.abs(ref if scale is None else scale))) if a.size else 0.0
-        tol = atol + rtol * size + (float(np.max(slack)) if slack is not None and slack.size else 0.0)
-        results.append(Check(name, err, tol, err <= tol))
-
-    def against_fd(name: str, a: Array, fd: tuple[Array, Array]) -> None:
-        compare(name, a, fd[0], slack=fd[1])  # held to rtol and atol, plus what FD itself can resolve
-
-    zeros_K = np.zeros(K)
-    compare("sum of h is 1", np.array([np.sum(h)]), np.ones(1))
-    compare("dh/dz rows sum to 0", dhdz.sum(axis=1), zeros_K, np.abs(dhdz).sum(axis=1))
-    compare("dh/dz columns sum to 0", dhdz.sum(axis=0), zeros_K, np.abs(dhdz).sum(axis=0))
-    compare("dh/dz is symmetric", dhdz, dhdz.T)
-    compare("dh/dW columns sum to 0", short.sum(axis=0), np.zeros(K * n), np.abs(short).sum(axis=0))
-    compare("dh/dW shortcut = chain rule", short, chain)
-
-    # Softmax responds to each logit on a scale of 1, and z_i carries rounding of ε times the size
-    # of its terms; a probe that moves z_i by δ_i = (ε·size_i)^(1/3) balances that rounding
-    # against truncation. Each variable moves by whatever shifts the logits it feeds by δ.
-    eps = float(np.finfo(W.dtype).eps)
-    big = np.finfo(W.dtype).max
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # extremes are capped below
-        terms = np.minimum(np.abs(W).T @ np.abs(x) + np.abs(b0), big)
-        z_noise = eps * np.maximum(1.0, terms)  # rounding in each z_i
-        delta = z_noise ** (1 / 3)
-        # rounding in z_i reaches h through ∂h/∂z_i, of size h_i(1 − h_i): a saturated logit's is lost
-        h_noise = eps + 2 * float(np.sum(h * _one_minus(h) * z_noise))
-        w_step = (delta[:, None] / np.abs(x)[None, :]).reshape(-1)  # w[i,j] feeds z_i through x_j
-        x_step = np.min(delta[None, :] / np.abs(W), axis=1)  # x_j feeds every z_i through W[j,i]
-    # x_j = 0 or a zero row of W: h ignores that variable, so any modest step will do.
-    w_step = np.where(np.isfinite(w_step), w_step, float(delta.min()))
-    x_step = np.where(np.isfinite(x_step), x_step, float(delta.min()))
-    flat_W = W.T.reshape(-1)
-    fd_z = numerical_jacobian(softmax, fwd.z, step=delta, noise=h_noise)
-    fd_W = numerical_jacobian(h_of_W, flat_W, step=w_step, noise=h_noise)
-    fd_x = numerical_jacobian(lambda v: forward(W, v, b0).h, x, step=x_step, noise=h_noise)
-    loss = float(ce_loss(flat_W)[0])
-    fd_loss = numerical_jacobian(ce_loss, flat_W, step=w_step, noise=h_noise + eps * abs(loss))
-    against_fd("dh/dz = finite differences", dhdz, fd_z)
-    against_fd("dh/dW = finite differences", short, fd_W)
-    against_fd("dh/dx = finite differences", jacobian(W, x, b0, wrt="x"), fd_x)
-    against_fd(
-        "cross-entropy grad = finite differences", grad(W, x, b0, target=0).W.T.reshape(1, -1), fd_loss
+        if L.function == "softmax":
+            # dh/dz annihilates constants, so shift g by one of its own entries first: a constant
+            # g then gives an exact zero instead of the rounding error of 1 − Σp.
+            g = g - np.max(g, axis=1, keepdims=True)
+            delta = P * (g - np.sum(P * g, axis=1, keepdims=True))
+        else:
+            delta = g - P * np.sum(g, axis=1, keepdims=True)
+    delta = delta / T if T != 1 else delta
+    scale = 1.0 / L.N if reduce == "mean" else 1.0
+    grad_W = (L.X.T @ delta) * scale  # n×K, the post's layout
+    loss = None if losses is None else float(np.sum(losses) * scale)
+    return Gradient(
+        W=grad_W if L.layout == "in-out" else grad_W.T,
+        b=delta.sum(axis=0) * scale,
+        z=L.out(delta),
+        x=L.out(delta @ L.W.T),
+        loss=loss,
     )
-    return CheckReport(tuple(results))

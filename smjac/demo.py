@@ -11,6 +11,7 @@ from rich.rule import Rule
 from rich.text import Text
 
 from . import core, render
+from .checks import check
 
 
 def blog_example() -> tuple[np.ndarray, np.ndarray]:
@@ -27,7 +28,7 @@ def run(console: Any, precision: int = 5) -> None:
     dzdw = core.jacobian(W, x, of="z", wrt="W")
     chain = core.jacobian(W, x, method="chain")
     short = core.jacobian(W, x, method="shortcut")
-    report = {c.name: c for c in core.check(W, x).checks}
+    report = {c.name: c for c in check(W, x).checks}
     summed = core.grad(W, x, upstream=np.ones(K))
     target = int(np.argmax(fwd.h))
     ce = core.grad(W, x, target=target)

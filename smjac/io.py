@@ -16,6 +16,8 @@ import os
 import re
 import sys
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -25,7 +27,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.lib import format as npformat
 
-from .core import validate_layer
+from .core import make_layer
 from .errors import LoadError, OutputError
 
 STDIN = "-"
@@ -115,7 +117,7 @@ def parse(data: bytes, fmt: Format, label: str) -> np.ndarray:
     elif fmt is Format.NPY:
         arr = _parse_npy(data, label)
     else:
-        raise LoadError(f"{label}: .npz bundles are not read yet; give W and x as .json, .csv or .npy")
+        raise LoadError(f"{label}: an .npz bundle holds several arrays; give it with --layer")
     if arr.size == 0:
         raise LoadError(f"{label}: holds no numbers (shape {arr.shape})")
     if not np.all(np.isfinite(arr)):
@@ -137,26 +139,100 @@ def load_array(
     return parse(data, fmt or sniff(data), label)
 
 
+LAYER_KEYS = ("W", "x", "b")
+
+
+def load_bundle(
+    path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
+) -> dict[str, np.ndarray]:
+    """Load a layer bundled in one file: an .npz archive or a JSON object holding W, x (and b).
+
+    Each array is read as strictly as a file of its own; an .npz member is read with the same
+    NPY reader, so nothing in it is ever unpickled.
+    """
+    label = "stdin" if str(path) == STDIN else str(path)
+    data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
+    fmt = sniff(data) if label == "stdin" or not Path(path).suffix else Format.from_path(path)
+    found: dict[str, np.ndarray] = {}
+    if fmt is Format.NPZ:
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+            members = {Path(info.filename).stem: info for info in archive.infolist()}
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise LoadError(f"{label}: is not a valid .npz archive ({e})") from None
+        _check_keys(members, label)
+        for key, info in members.items():
+            if info.file_size > max_bytes:
+                raise LoadError(_too_big(f"{label}[{key}]", info.file_size, max_bytes))
+            try:
+                raw = archive.read(info)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+                raise LoadError(f"{label}[{key}]: cannot be read ({e})") from None
+            found[key] = parse(raw, Format.NPY, f"{label}[{key}]")
+    elif fmt is Format.JSON:
+        obj = _json_document(data, label)
+        if not isinstance(obj, dict):
+            raise LoadError(f"{label}: a layer bundle is a JSON object with W and x, not {_json_kind(obj)}")
+        _check_keys(obj, label)
+        for key, value in obj.items():
+            if not isinstance(value, list):
+                raise LoadError(f"{label}[{key}]: expected an array of numbers, found {_json_kind(value)}")
+            found[key] = _json_array(value, f"{label}[{key}]")
+            if found[key].size == 0:
+                raise LoadError(f"{label}[{key}]: holds no numbers")
+    else:
+        raise LoadError(f"{label}: a layer bundle is .npz or a JSON object, not .{fmt.value}")
+    return found
+
+
+def _check_keys(keys: Mapping[str, Any], label: str) -> None:
+    unknown = sorted(set(keys) - set(LAYER_KEYS))
+    if unknown:
+        raise LoadError(
+            f"{label}: holds {', '.join(map(repr, unknown))}; a layer bundle holds W, x and b only"
+        )
+    missing = [k for k in ("W", "x") if k not in keys]
+    if missing:
+        raise LoadError(f"{label}: has no {' or '.join(missing)}; a layer bundle holds W, x and b")
+
+
 def load_layer(
-    W: str | Path,
-    x: str | Path,
+    W: str | Path | None,
+    x: str | Path | None,
     b: str | Path | None = None,
     *,
+    layer: str | Path | None = None,
+    layout: str = "in-out",
+    dtype: str = "float64",
     max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
     stdin: BinaryIO | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Load W, x (and b) and check that they fit together; errors name the files."""
-    paths = [p for p in (W, x, b) if p is not None]
+    """Load W, x (and b) from their files, or from a bundle, and check that they fit together.
+
+    A file given on its own takes the place of the bundle's array. Errors name the files.
+    """
+    paths = [p for p in (W, x, b, layer) if p is not None]
     if sum(str(p) == STDIN for p in paths) > 1:
         raise LoadError("- given twice: only one input can come from stdin")
-    arrays = [load_array(p, max_bytes=max_bytes, stdin=stdin) for p in paths]
-    names = tuple("stdin" if str(p) == STDIN else str(p) for p in paths)
-    bias = arrays[2] if b is not None else None
-    labels = (names[0], names[1], names[2] if b is not None else "b")
-    return validate_layer(arrays[0], arrays[1], bias, names=labels)
+    arrays: dict[str, np.ndarray] = {}
+    names = {key: key for key in LAYER_KEYS}
+    if layer is not None:
+        arrays = load_bundle(layer, max_bytes=max_bytes, stdin=stdin)
+        label = "stdin" if str(layer) == STDIN else str(layer)
+        names = {key: f"{label}[{key}]" for key in LAYER_KEYS}
+    for key, path in zip(LAYER_KEYS, (W, x, b), strict=True):
+        if path is not None:
+            arrays[key] = load_array(path, max_bytes=max_bytes, stdin=stdin)
+            names[key] = "stdin" if str(path) == STDIN else str(path)
+    missing = [f"-{key}" for key in ("W", "x") if key not in arrays]
+    if missing:
+        raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with --layer FILE")
+    cast = {k: v.astype(dtype, copy=False) for k, v in arrays.items()}
+    make_layer(cast["W"], cast["x"], cast.get("b"), layout=layout, names=(names["W"], names["x"], names["b"]))
+    return cast["W"], cast["x"], cast.get("b")
 
 
-def _parse_json(data: bytes, label: str) -> np.ndarray:
+def _json_document(data: bytes, label: str) -> Any:
     def refuse_constant(token: str) -> float:
         raise LoadError(f"{label}: {token} is not allowed; every number must be finite")
 
@@ -167,7 +243,7 @@ def _parse_json(data: bytes, label: str) -> np.ndarray:
         return value
 
     try:
-        obj = json.loads(data.decode("utf-8-sig"), parse_constant=refuse_constant, parse_float=strict_float)
+        return json.loads(data.decode("utf-8-sig"), parse_constant=refuse_constant, parse_float=strict_float)
     except UnicodeDecodeError:
         raise LoadError(f"{label}: is not UTF-8 text, so not JSON") from None
     except json.JSONDecodeError as e:
@@ -176,8 +252,16 @@ def _parse_json(data: bytes, label: str) -> np.ndarray:
         ) from None
     except RecursionError:
         raise LoadError(f"{label}: is nested too deeply") from None
+
+
+def _parse_json(data: bytes, label: str) -> np.ndarray:
+    obj = _json_document(data, label)
     if not isinstance(obj, list):
         raise LoadError(f"{label}: expected an array of numbers, found {_json_kind(obj)}")
+    return _json_array(obj, label)
+
+
+def _json_array(obj: list[Any], label: str) -> np.ndarray:
     _check_json_numbers(obj, label)
     try:
         return np.array(obj, dtype=np.float64)
@@ -213,8 +297,12 @@ def _parse_csv(data: bytes, label: str) -> np.ndarray:
         text = data.decode("utf-8-sig")  # a byte-order mark from a spreadsheet is harmless
     except UnicodeDecodeError:
         raise LoadError(f"{label}: is not UTF-8 text, so not CSV") from None
+    try:
+        lines = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as e:  # a stray carriage return or NUL, say
+        raise LoadError(f"{label}: is not valid CSV ({e})") from None
     rows: list[list[float]] = []
-    for lineno, cells in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for lineno, cells in enumerate(lines, start=1):
         cells = [c.strip() for c in cells]
         if not any(cells):
             continue
@@ -258,13 +346,15 @@ def _parse_npy(data: bytes, label: str) -> np.ndarray:
         raise LoadError(f"{label}: is not an NPY file (no NPY header)")
     buf = io.BytesIO(data)
     try:
-        version = npformat.read_magic(buf)
-        if version == (1, 0):
-            shape, fortran, dtype = npformat.read_array_header_1_0(buf)
-        elif version == (2, 0):
-            shape, fortran, dtype = npformat.read_array_header_2_0(buf)
-        else:
-            raise ValueError(f"NPY version {version[0]}.{version[1]} is not supported")
+        with warnings.catch_warnings():  # a Python 2 era header is read fine; numpy's note is noise here
+            warnings.simplefilter("ignore")
+            version = npformat.read_magic(buf)
+            if version == (1, 0):
+                shape, fortran, dtype = npformat.read_array_header_1_0(buf)
+            elif version == (2, 0):
+                shape, fortran, dtype = npformat.read_array_header_2_0(buf)
+            else:
+                raise ValueError(f"NPY version {version[0]}.{version[1]} is not supported")
     except Exception as e:  # the header parser's errors are many (ValueError, SyntaxError, ...)
         raise LoadError(f"{label}: is not a valid NPY file ({e})") from None
     if dtype.hasobject:
@@ -291,21 +381,33 @@ class Document:
     """A command's result, ready to be written in any format.
 
     ``fields`` is the JSON object (arrays allowed). ``matrix`` names the one field a ``.npy`` or a
-    plain ``.csv`` holds. Without one, ``columns`` (1-D fields of equal length) or ``records`` (rows of
-    scalars) make a CSV with a header. NPZ holds every array and number in ``fields``.
+    plain ``.csv`` holds. Without one, ``columns`` (name → 1-D array, all of one length) or
+    ``records`` (rows of scalars) make a CSV with a header. NPZ holds every array and number in
+    ``fields``.
     """
 
     fields: Mapping[str, Any]
     matrix: str | None = None
-    columns: Sequence[str] = ()
+    columns: Mapping[str, np.ndarray] = field(default_factory=dict)
     records: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+
+def _floats(a: np.ndarray) -> Any:
+    """Nested lists of Python floats that print as the shortest text giving back each number.
+
+    float64 values print that way already; a float32 value goes through numpy's shortest float32
+    text (0.1, not 0.10000000149011612), which reads back as the same float32.
+    """
+    if a.dtype.kind == "f" and a.dtype.itemsize < 8:
+        return a.astype(str).astype(np.float64).tolist()
+    return a.tolist()
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _floats(value)
     if isinstance(value, np.generic):
-        return value.item()
+        return _floats(np.asarray(value))
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -337,14 +439,17 @@ def _csv_text(rows: Iterable[Iterable[Any]], header: Sequence[str] | None = None
 
 
 def to_csv(doc: Document) -> str:
-    """CSV text: the matrix without a header (so it loads back), or a table with one."""
+    """CSV text: the matrix without a header (so it loads back), or a table with one.
+
+    A stack of matrices (N × K × C) is written as N·K rows, sample after sample.
+    """
     if doc.matrix is not None:
-        m = np.atleast_2d(doc.fields[doc.matrix])
-        return _csv_text(m.tolist())
+        m = np.asarray(doc.fields[doc.matrix])
+        m = m.reshape(-1, m.shape[-1]) if m.ndim > 2 else np.atleast_2d(m)
+        return _csv_text(_floats(m))
     if doc.columns:
-        return _csv_text(
-            zip(*(np.asarray(doc.fields[c]).tolist() for c in doc.columns), strict=True), doc.columns
-        )
+        columns = (_floats(np.asarray(c)) for c in doc.columns.values())
+        return _csv_text(zip(*columns, strict=True), list(doc.columns))
     header = list(doc.records[0]) if doc.records else []
     return _csv_text(([r[k] for k in header] for r in doc.records), header)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .core import CheckReport
+from .checks import CheckReport
 
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 ROW_EDGE = 8  # rows shown at each end of a long matrix
@@ -104,12 +105,19 @@ def matrix_table(
     return Shown(table, elided)
 
 
-def forward_table(z: np.ndarray, h: np.ndarray, *, precision: int = 6) -> Table:
+def forward_table(
+    z: np.ndarray,
+    h: np.ndarray,
+    *,
+    precision: int = 6,
+    h_name: str = "h",
+    title: str = "z = Wᵀx, h = softmax(z)",
+) -> Table:
     fmt_z, fmt_h = number_format(z, precision), number_format(h, precision)
-    table = Table(title="z = Wᵀx, h = softmax(z)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("i", style="bold")
     table.add_column("z", justify="right")
-    table.add_column("h", justify="right")
+    table.add_column(h_name, justify="right")
     for i, (zi, hi) in enumerate(zip(z.tolist(), h.tolist(), strict=True)):
         table.add_row(str(i), _cell(zi, fmt_z), _cell(hi, fmt_h))
     return table
@@ -122,8 +130,139 @@ def check_table(report: CheckReport) -> Table:
     table.add_column("check")
     table.add_column("max error", justify="right")
     table.add_column("tolerance", justify="right")
+    batched = any(c.sample is not None for c in report.checks)
+    if batched:
+        table.add_column("worst sample", justify="right")
     table.add_column("", justify="center")
     for c in report.checks:
         mark = Text("ok", style="green") if c.ok else Text("FAIL", style="bold red")
-        table.add_row(c.name, f"{c.max_error:.2e}", f"{c.tolerance:.2e}", mark)
+        if c.failed and batched:
+            shown = ",".join(map(str, c.failed[:5])) + (",…" if len(c.failed) > 5 else "")
+            mark = Text(f"FAIL ({len(c.failed)}: {shown})", style="bold red")
+        where = [str(c.sample)] if batched else []
+        table.add_row(c.name, f"{c.max_error:.2e}", f"{c.tolerance:.2e}", *where, mark)
     return table
+
+
+# ---------------------------------------------------------------- legend
+
+
+def legend_rows(wrt: str, K: int, n: int, layout: str) -> list[tuple[int, str, str]]:
+    """(column, what it is, where it lives) for each column of a Jacobian with respect to ``wrt``."""
+    if wrt == "W":
+        where = (lambda i, j: f"W[{j},{i}]") if layout == "in-out" else (lambda i, j: f"W[{i},{j}]")
+        return [
+            (i * n + j, f"w[{i},{j}]: input {j} → output {i}", where(i, j))
+            for i in range(K)
+            for j in range(n)
+        ]
+    count = n if wrt == "x" else K
+    return [(k, f"{wrt}{sub(k)}", f"{wrt}[{k}]") for k in range(count)]
+
+
+def legend_table(rows: list[tuple[int, str, str]], layout: str) -> Table:
+    table = Table(title=f"columns of the Jacobian (--layout {layout})", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("column", justify="right")
+    table.add_column("variable")
+    table.add_column("stored at")
+    for column, what, where in rows:
+        table.add_row(str(column), what, where)
+    return table
+
+
+# ---------------------------------------------------------------- documents
+
+
+def _texts(M: np.ndarray, precision: int) -> list[list[str]]:
+    fmt = number_format(M, precision)
+    return [[format(float(v), fmt) for v in row] for row in np.atleast_2d(M)]
+
+
+def markdown(M: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], precision: int = 6) -> str:
+    """A Markdown table: a header of column labels, a label in front of each row."""
+    lines = ["| | " + " | ".join(col_labels) + " |", "|---|" + "---:|" * len(col_labels)]
+    for label, cells in zip(row_labels, _texts(M, precision), strict=True):
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def latex(M: np.ndarray, precision: int = 6) -> str:
+    """A LaTeX ``bmatrix`` (amsmath); scientific numbers as ``1.5 \\times 10^{-3}``."""
+
+    def tex(cell: str) -> str:
+        if "e" not in cell:
+            return cell
+        mantissa, exponent = cell.split("e")
+        return rf"{mantissa} \times 10^{{{int(exponent)}}}"
+
+    rows = [" & ".join(tex(c) for c in cells) + r" \\" for cells in _texts(M, precision)]
+    return "\\begin{bmatrix}\n" + "\n".join(rows) + "\n\\end{bmatrix}\n"
+
+
+# ---------------------------------------------------------------- heatmap
+
+_POS = " .+*#"  # glyphs by magnitude when there is no colour: sign by the glyph set
+_NEG = " ,-=%"
+
+
+def _blocks(M: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Shrink M to at most rows × cols by blocks, keeping in each the entry of largest magnitude."""
+    r_edges = np.linspace(0, M.shape[0], min(rows, M.shape[0]) + 1).astype(int)
+    c_edges = np.linspace(0, M.shape[1], min(cols, M.shape[1]) + 1).astype(int)
+    out = np.empty((len(r_edges) - 1, len(c_edges) - 1))
+    for a, (r0, r1) in enumerate(itertools.pairwise(r_edges)):
+        band = M[r0:r1]
+        for c, (c0, c1) in enumerate(itertools.pairwise(c_edges)):
+            block = band[:, c0:c1]
+            out[a, c] = block.flat[np.argmax(np.abs(block))]
+    return out
+
+
+def _rgb(v: float) -> str:
+    """Red for positive, blue for negative, black for zero; brightness by √|v| (v in [-1, 1])."""
+    level = round(255 * abs(v) ** 0.5)
+    return f"rgb({level},0,0)" if v > 0 else f"rgb(0,{level // 3},{level})" if v < 0 else "rgb(0,0,0)"
+
+
+def heatmap(M: np.ndarray, *, title: str, width: int, height: int, color: bool) -> tuple[Text, str | None]:
+    """The matrix as a grid of cells, shrunk to fit ``width`` × ``height`` characters.
+
+    In colour each character is two cells (upper and lower half blocks); without colour each
+    cell is a glyph whose set gives the sign and whose weight gives the magnitude.
+    """
+    M = np.atleast_2d(np.asarray(M, dtype=float))
+    cols = max(1, width)
+    rows = max(1, height) * (2 if color else 1)
+    small = _blocks(M, rows, cols)
+    peak = float(np.max(np.abs(small))) or 1.0
+    unit = small / peak
+    text = Text()
+    text.append(title, style="bold")
+    shrunk = small.shape != M.shape
+    if shrunk:
+        text.append(f": shown as {small.shape[0]}×{small.shape[1]} blocks, the largest |entry| of each")
+    text.append("\n")
+    if color:
+        if unit.shape[0] % 2:
+            unit = np.vstack([unit, np.full((1, unit.shape[1]), np.nan)])
+        for top, bottom in zip(unit[0::2], unit[1::2], strict=True):
+            for u, d in zip(top, bottom, strict=True):
+                text.append("▀", style=f"{_rgb(u)} on {_rgb(0.0 if np.isnan(d) else d)}")
+            text.append("\n")
+        text.append("scale: ")
+        for v in np.linspace(-1, 1, 21):
+            text.append("█", style=_rgb(float(v)))
+        text.append(f"  −{peak:.3g} … 0 … +{peak:.3g} (brightness ∝ √|entry|)\n")
+    else:
+        for row in unit:
+            for v in row:
+                level = min(4, int(np.ceil(abs(v) ** 0.5 * 4)))
+                text.append((_POS if v >= 0 else _NEG)[level])
+            text.append("\n")
+        text.append(f"scale: positive '{_POS[1:]}', negative '{_NEG[1:]}', by √|entry| up to {peak:.3g}\n")
+    note = (
+        "the heatmap shows the largest entry of each block; see every number with --format csv"
+        if shrunk
+        else None
+    )
+    return text, note

@@ -97,14 +97,15 @@ CASES = [
     # wrong dimensions and shapes
     bad_w("W a vector", "W.json", b"[0.1, 0.5, 0.4]", "must be a matrix"),
     bad_w("W three-dimensional", "W.json", b"[[[0.1]]]", "must be a matrix"),
-    bad_x("x a matrix", "x.json", b"[[1, 2], [3, 4], [5, 6]]", "must be a vector but has shape (3, 2)"),
+    bad_x("x three-dimensional", "x.json", b"[[[1, 2, 3]]]", "must be a vector (n) or a batch (N×n)"),
+    bad_x("batch of the wrong width", "x.json", b"[[1, 2], [3, 4]]", "has 2 entries per sample"),
     bad_x(
         "shape mismatch",
         "x.json",
         b"[1, 2, 3, 4]",
-        "has shape (3, 5) but {tmp}/x.json has 4 entries; W is n×K (one row per input)",
+        "has shape (3, 5) but {tmp}/x.json has 4 entries; with --layout in-out W is n×K (one row per input)",
     ),
-    bad_x("W transposed", "x.json", b"[1, 2, 3, 4, 5]", "looks transposed"),
+    bad_x("W in the other layout", "x.json", b"[1, 2, 3, 4, 5]", "fits --layout out-in (K×n"),
     # NPY of the wrong kind
     bad_w("npy NaN", "W.npy", npy(np.array([[0.1, np.nan]])), "NaN or infinite"),
     bad_w("npy Inf", "W.npy", npy(np.array([[0.1, np.inf]])), "NaN or infinite"),
@@ -137,7 +138,7 @@ CASES = [
     ),
     Case(
         "negative target",
-        "-1 is not in the range x>=0",
+        "target class -1 is out of range: K = 5",
         args=("grad", "-W", "{W}", "-x", "{x}", "--target", "-1"),
     ),
     Case(
@@ -154,7 +155,7 @@ CASES = [
     ),
     Case(
         "bias of wrong length",
-        "b needs 5 entries",
+        "b.json needs 5 entries",
         {"b.json": b"[1, 2]"},
         ("forward", "-W", "{W}", "-x", "{x}", "-b", "{tmp}/b.json"),
     ),

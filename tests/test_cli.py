@@ -167,7 +167,7 @@ def test_check_passes_on_the_sample():
     result = run("check", *SAMPLE, "-f", "json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
-    assert doc["ok"] is True and len(doc["checks"]) == 10
+    assert doc["ok"] is True and len(doc["checks"]) == 12
     assert all(c["ok"] and c["max_error"] <= c["tolerance"] for c in doc["checks"])
 
 
@@ -180,7 +180,7 @@ def test_check_exits_1_on_a_disagreement():
 
 def test_check_csv_has_a_header():
     lines = run("check", *SAMPLE).stdout.splitlines()
-    assert lines[0] == "name,max_error,tolerance,ok" and len(lines) == 11
+    assert lines[0] == "name,max_error,tolerance,ok" and len(lines) == 13
 
 
 def test_demo_walks_through_the_post():
@@ -200,7 +200,7 @@ def test_shape_mismatch_is_one_line_and_exit_2(tmp_path):
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr == (
         f"Error: {SAMPLE[1]} has shape (3, 5) but {x} has 4 entries; "
-        f"W is n×K (one row per input), so {x} needs 3 entries or {SAMPLE[1]} 4 rows\n"
+        f"with --layout in-out W is n×K (one row per input), so {x} needs 3 entries or {SAMPLE[1]} 4 rows\n"
     )
 
 

@@ -286,9 +286,10 @@ def test_grad_refuses_an_upstream_of_the_wrong_length():
     ("W", "x", "message"),
     [
         (np.ones((3, 5)), np.ones(4), r"W has shape \(3, 5\) but x has 4 entries; .* x needs 3 entries"),
-        (np.ones((3, 5)), np.ones(5), r"W looks transposed: it must be n×K .* here \(5, 3\)"),
+        (np.ones((3, 5)), np.ones(5), r"W fits --layout out-in \(K×n, as PyTorch stores nn.Linear\)"),
         (np.ones(3), np.ones(3), r"W must be a matrix"),
-        (np.ones((3, 2)), np.ones((3, 2)), r"x must be a vector but has shape \(3, 2\)"),
+        (np.ones((3, 2)), np.ones((2, 2, 3)), r"x must be a vector \(n\) or a batch \(N×n\) but has shape"),
+        (np.ones((3, 2)), np.ones((4, 2)), r"x has 2 entries per sample \(x has shape \(4, 2\)\)"),
     ],
 )
 def test_shape_errors_name_both_shapes(W, x, message):
@@ -329,10 +330,12 @@ def test_check_passes_on_a_good_layer(rng):
 
 
 def test_check_catches_a_wrong_shortcut(monkeypatch):
-    def wrong(h, x):  # a classic slip: forgets the δ term
-        return (-(h[:, None] * h[None, :]))[:, :, None] * x[None, None, :]
+    h = smjac.forward(BLOG_W, BLOG_X).h
 
-    monkeypatch.setattr(core, "_layer_shortcut", lambda h, x: wrong(h, x).reshape(h.size, -1))
+    def forgets_the_delta(A, X):  # a classic slip: −h_t h_i x_j, without the δ_ti h_t term
+        return (-np.outer(h, h)[:, :, None] * X[0][None, None, :]).reshape(1, 5, 15)
+
+    monkeypatch.setattr(core, "_shortcut_dW", forgets_the_delta)
     report = smjac.check(BLOG_W, BLOG_X)
     failed = {c.name for c in report.checks if not c.ok}
     assert not report.ok

@@ -1,0 +1,302 @@
+"""Cross-examine a layer's derivatives: against each other, finite differences and identities.
+
+Pure numpy, like :mod:`smjac.core`; :func:`check` is what ``smjac check`` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .core import (
+    Array,
+    Layer,
+    _as_float,
+    _dh_dz,
+    _forward,
+    _one_minus,
+    grad,
+    layer_jacobian,
+    log_softmax,
+    make_layer,
+)
+
+
+def numerical_jacobian(
+    f: Callable[[Array], Array],
+    v: ArrayLike,
+    *,
+    step: ArrayLike | None = None,
+    noise: float | None = None,
+) -> tuple[Array, Array]:
+    """Central finite differences of ``f`` at ``v``: a slow reference, one column per entry of v.
+
+    Parameters
+    ----------
+    f : callable
+        Maps an array shaped like ``v`` to an array.
+    v : array_like
+        The point.
+    step : array_like, optional
+        How far to move each entry of v (a scalar or one per entry). By default
+        ``ε^(1/3) · max(1, |v_k|)``, about 6e-6 for entries near 1 in float64.
+    noise : float, optional
+        How much rounding the values of f carry; ``ε · max|f(v)|`` by default. Pass more when f
+        amplifies rounding in its own internals.
+
+    Returns
+    -------
+    J : ndarray
+        ``J[:, k] ≈ ∂f/∂v_k``, with ``f``'s output flattened.
+    error : ndarray
+        An estimate of the error in each entry of J.
+
+    Notes
+    -----
+    The central difference ``D(s) = (f(v + s e_k) − f(v − s e_k)) / 2s`` has an error of order
+    ``s²`` from truncation and ``ε|f|/s`` from rounding. One Richardson step,
+    ``(4 D(s/2) − D(s)) / 3``, cancels the ``s²`` term. The error estimate returned is
+    ``|D(s/2) − D(s)| + 3 noise / s``: what is left of both kinds, generously. A given step
+    is raised to at least four ulps of v_k, so every probe really moves it.
+
+    Examples
+    --------
+    >>> J, err = numerical_jacobian(lambda v: v**3, np.array([2.0]))
+    >>> J
+    array([[12.]])
+    >>> bool(err[0, 0] < 1e-8)
+    True
+    """
+    v = _as_float(v)
+    flat = v.reshape(-1)
+    eps = float(np.finfo(v.dtype).eps)
+    if step is None:
+        steps = eps ** (1 / 3) * np.maximum(1.0, np.abs(flat))
+    else:
+        # never a step too small to move v_k at all: a few ulps of it at least
+        given = np.broadcast_to(np.asarray(step, dtype=v.dtype), v.shape).reshape(-1)
+        steps = np.maximum(given, 4 * eps * np.abs(flat))
+    if noise is None:
+        noise = eps * float(np.max(np.abs(f(v)), initial=0.0))
+
+    def central(k: int, s: float) -> Array:
+        up, down = flat.copy(), flat.copy()
+        up[k] += s
+        down[k] -= s
+        diff = np.ravel(f(up.reshape(v.shape))) - np.ravel(f(down.reshape(v.shape)))
+        return diff / (up[k] - down[k])  # the step actually taken, after rounding
+
+    cols, errs = [], []
+    for k in range(flat.size):  # deliberately entry by entry: this is the independent reference
+        coarse, fine = central(k, steps[k]), central(k, steps[k] / 2)
+        cols.append((4 * fine - coarse) / 3)
+        # truncation and noise both show in fine − coarse; rounding of f alone, amplified by the
+        # division, is about 3·noise/s in the extrapolated value: take the two together.
+        with np.errstate(over="ignore"):  # past the float range it says "cannot resolve"
+            errs.append(np.minimum(np.abs(fine - coarse) + 3 * noise / steps[k], np.finfo(v.dtype).max))
+    return np.stack(cols, axis=1), np.stack(errs, axis=1)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of a check report: ``ok`` when ``max_error ≤ tolerance`` for every sample.
+
+    ``max_error`` and ``tolerance`` are those of the sample that came closest to failing,
+    ``sample`` (None for a single input); ``failed`` lists every sample that failed.
+    """
+
+    name: str
+    max_error: float
+    tolerance: float
+    ok: bool
+    sample: int | None = None
+    failed: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """All the checks :func:`check` ran; ``ok`` when every one holds."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def default_rtol(dtype: np.dtype) -> float:
+    """1e-6 in float64; looser where the arithmetic is coarser (float32: about 1.2e-5)."""
+    return max(1e-6, 100 * float(np.finfo(dtype).eps))
+
+
+def _sample_checks(L: Layer, rtol: float, atol: float) -> list[tuple[str, float, float]]:
+    """(name, max error, tolerance) of each check, for a one-sample layer."""
+    n, K, T = L.n, L.K, L.temperature
+    soft = L.function == "softmax"
+    b0 = np.zeros(K, dtype=L.W.dtype) if L.b is None else L.b
+    x = L.X[0]
+    Z, H, P = _forward(L)
+    z, p = Z[0], P[0]
+    A = _dh_dz(L, P)[0]
+    short = layer_jacobian(L, method="shortcut")[0]
+    chain = layer_jacobian(L, method="chain")[0]
+    out: list[tuple[str, float, float]] = []
+
+    def compare(name: str, a: Array, ref: Array, scale: Array | None = None, slack: float = 0.0) -> None:
+        err = float(np.max(np.abs(a - ref))) if a.size else 0.0
+        size = float(np.max(np.abs(ref if scale is None else scale))) if a.size else 0.0
+        out.append((name, err, atol + rtol * size + slack))
+
+    # identities: what softmax guarantees whatever the numbers are
+    weights = np.ones(K) if soft else p  # softmax: columns sum to 0; log-softmax: pᵀJ = 0
+    cols = "columns sum to 0" if soft else "columns weighted by p sum to 0"
+    compare("sum of p is 1" if not soft else "sum of h is 1", np.array([np.sum(p)]), np.ones(1))
+    compare("dh/dz rows sum to 0", A.sum(axis=1), np.zeros(K), np.abs(A).sum(axis=1))
+    compare(f"dh/dz {cols}", weights @ A, np.zeros(K), weights @ np.abs(A))
+    if soft:
+        compare("dh/dz is symmetric", A, A.T)
+        # diag(p) − ppᵀ is a rank-one downdate of a diagonal: its eigenvalues interlace the sorted
+        # p, the smallest is 0 and, since every p_t > 0, only that one: rank K − 1.
+        mu, q = np.linalg.eigvalsh(A), np.sort(p) / T
+        above = np.concatenate([[0.0], q[:-1]])  # μ_1 = 0, q_{i−1} ≤ μ_i ≤ q_i
+        gap = np.maximum(np.maximum(mu - q, above - mu), 0.0)
+        gap[0] = abs(mu[0])
+        compare("dh/dz has rank K−1 (eigenvalues interlace h)", gap, np.zeros(K), q)
+    else:
+        ev = np.linalg.eigvals(A)
+        ev = ev[np.argsort(ev.real)]
+        expect = np.concatenate([[0.0], np.full(K - 1, 1.0 / T)])
+        compare("dh/dz has rank K−1 (eigenvalues 0 and 1/T)", np.abs(ev - expect), np.zeros(K), expect)
+    compare(f"dh/dW {cols}", weights @ short, np.zeros(K * n), weights @ np.abs(short))
+    compare("dh/dW shortcut = chain rule", short, chain)
+    compare(
+        "dh/dx shortcut = chain rule",
+        layer_jacobian(L, wrt="x")[0],
+        layer_jacobian(L, wrt="x", method="chain")[0],
+    )
+
+    # finite differences. Softmax responds to each logit on a scale of T, and z_i carries rounding of
+    # ε times the size of its terms; a probe that moves z_i/T by δ_i = (ε·size_i/T)^(1/3) balances
+    # that rounding against truncation. Each variable moves by whatever shifts the logits it feeds
+    # by T·δ.
+    eps = float(np.finfo(L.W.dtype).eps)
+    big = float(np.finfo(L.W.dtype).max)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # extremes are capped below
+        terms = np.minimum(np.abs(L.W).T @ np.abs(x) + np.abs(b0), big)
+        z_noise = eps * np.maximum(1.0, terms / T)  # rounding in each z_i / T
+        delta = T * z_noise ** (1 / 3)  # in units of z
+        # rounding in z_i reaches h through ∂h/∂z_i: p_i(1 − p_i) for softmax, up to 1 for log-softmax
+        reach = p * _one_minus(p) if soft else np.ones(K)
+        h_noise = eps * (1.0 + float(np.max(np.abs(H)))) + 2 * float(np.sum(reach * z_noise))
+        w_step = (delta[:, None] / np.abs(x)[None, :]).reshape(-1)  # w[i,j] feeds z_i through x_j
+        x_step = np.min(delta[None, :] / np.abs(L.W), axis=1)  # x_j feeds every z_i through W[j,i]
+    # x_j = 0 or a zero row of W: h ignores that variable, so any modest step will do.
+    w_step = np.where(np.isfinite(w_step), w_step, float(delta.min()))
+    x_step = np.where(np.isfinite(x_step), x_step, float(delta.min()))
+
+    def h_at(W: Array | None = None, xv: Array | None = None, zv: Array | None = None) -> Array:
+        if zv is not None:
+            zt = zv / T
+            return (np.exp(log_softmax(zt)) if soft else log_softmax(zt)).reshape(-1)
+        M = L.W if W is None else W
+        v = x if xv is None else xv
+        Lp = make_layer(M, v, b0, function=L.function, temperature=T)
+        return _forward(Lp)[1][0]
+
+    def w_of(flat: Array) -> Array:  # dh/dW's columns are w[i,j] at i·n + j: Wᵀ, flattened
+        return flat.reshape(K, n).T
+
+    def ce_loss(flat: Array) -> Array:
+        return -log_softmax((x @ w_of(flat) + b0) / T)[:1]
+
+    flat_W = L.W.T.reshape(-1)
+    loss = float(ce_loss(flat_W)[0])
+    fds = [
+        (
+            "dh/dz = finite differences",
+            A,
+            numerical_jacobian(lambda v: h_at(zv=v), z, step=delta, noise=h_noise),
+        ),
+        (
+            "dh/dW = finite differences",
+            short,
+            numerical_jacobian(lambda v: h_at(W=w_of(v)), flat_W, step=w_step, noise=h_noise),
+        ),
+        (
+            "dh/dx = finite differences",
+            layer_jacobian(L, wrt="x")[0],
+            numerical_jacobian(lambda v: h_at(xv=v), x, step=x_step, noise=h_noise),
+        ),
+        (
+            "cross-entropy grad = finite differences",
+            grad(L.W, x, b0, target=0, temperature=T).W.T.reshape(1, -1),
+            # the loss moves with the logits one for one (|∂L/∂z_i| ≤ 1), so it carries their rounding
+            numerical_jacobian(
+                ce_loss, flat_W, step=w_step, noise=eps * abs(loss) + 2 * float(np.max(z_noise))
+            ),
+        ),
+    ]
+    for name, analytic, (fd, fd_err) in fds:
+        # held to rtol and atol, plus what finite differences themselves can resolve
+        compare(name, analytic, fd, slack=float(np.max(fd_err)) if fd_err.size else 0.0)
+    return out
+
+
+def check(
+    W: ArrayLike,
+    x: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    rtol: float | None = None,
+    atol: float = 1e-9,
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+) -> CheckReport:
+    """Cross-check the layer's derivatives against each other, finite differences and identities.
+
+    Each check compares two things, ``a`` and a reference ``r``, and holds when
+    ``max|a − r| ≤ atol + rtol · max|r|``. For an identity such as "rows sum to 0", ``max|r|`` is
+    taken over the sums of the absolute terms, the size the rounding error scales with. Against
+    finite differences, the tolerance also holds the differences' own error estimate (see
+    :func:`numerical_jacobian`), so a badly scaled layer is not blamed for what finite differences
+    cannot resolve; a wrong derivative is still far outside it. A batch is checked sample by sample.
+
+    Parameters
+    ----------
+    W, x, b, layout, function, temperature
+        The layer, as in :func:`smjac.forward`.
+    rtol : float, optional
+        Relative tolerance; 1e-6 in float64 and ``100 ε`` in coarser types by default.
+    atol : float
+        Absolute tolerance.
+
+    Returns
+    -------
+    CheckReport
+        The checks in order, each with its max error and the tolerance it was held to.
+
+    Examples
+    --------
+    >>> report = check([[0.1, 0.2], [0.3, 0.4]], [1.0, 2.0])
+    >>> report.ok, len(report.checks)
+    (True, 12)
+    """
+    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    tol = default_rtol(L.W.dtype) if rtol is None else rtol
+    per_sample = []
+    for s in range(L.N):
+        one = Layer(L.W, L.X[s : s + 1], L.b, False, "in-out", L.function, L.temperature)
+        per_sample.append(_sample_checks(one, tol, atol))
+    checks = []
+    for i, (name, _, _) in enumerate(per_sample[0]):
+        rows = [sample[i] for sample in per_sample]
+        ratio = [err / t if t > 0 else (np.inf if err > 0 else 0.0) for _, err, t in rows]
+        worst = int(np.argmax(ratio))
+        failed = tuple(s for s, (_, err, t) in enumerate(rows) if not err <= t)
+        _, err, t = rows[worst]
+        checks.append(Check(name, err, t, not failed, worst if L.batched else None, failed))
+    return CheckReport(tuple(checks))
