@@ -239,9 +239,9 @@ def heatmap(M: np.ndarray, *, title: str, width: int, height: int, color: bool) 
     text = Text()
     text.append(title, style="bold")
     shrunk = small.shape != M.shape
-    if shrunk:
-        text.append(f": shown as {small.shape[0]}×{small.shape[1]} blocks, the largest |entry| of each")
     text.append("\n")
+    if shrunk:
+        text.append(f"shown as {small.shape[0]}×{small.shape[1]} blocks, the largest |entry| of each\n")
     if color:
         if unit.shape[0] % 2:
             unit = np.vstack([unit, np.full((1, unit.shape[1]), np.nan)])
@@ -252,14 +252,14 @@ def heatmap(M: np.ndarray, *, title: str, width: int, height: int, color: bool) 
         text.append("scale: ")
         for v in np.linspace(-1, 1, 21):
             text.append("█", style=_rgb(float(v)))
-        text.append(f"  −{peak:.3g} … 0 … +{peak:.3g} (brightness ∝ √|entry|)\n")
+        text.append(f" −{peak:.3g} … +{peak:.3g}, by √|entry|")
     else:
         for row in unit:
             for v in row:
                 level = min(4, int(np.ceil(abs(v) ** 0.5 * 4)))
                 text.append((_POS if v >= 0 else _NEG)[level])
             text.append("\n")
-        text.append(f"scale: positive '{_POS[1:]}', negative '{_NEG[1:]}', by √|entry| up to {peak:.3g}\n")
+        text.append(f"scale: + {_POS[1:]}  − {_NEG[1:]}  by √|entry|, up to {peak:.3g}")
     note = (
         "the heatmap shows the largest entry of each block; see every number with --format csv"
         if shrunk
