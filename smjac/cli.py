@@ -350,8 +350,10 @@ def forward(
     A batch x (N×n) gives z and h as N×K; its CSV has one row per sample and output.
 
     \b
-    Example:
+    Examples:
       smjac forward -W samples/blog/W.json -x samples/blog/x.json
+      smjac forward -W samples/batch/W.json -x samples/batch/X.json --function log-softmax
+      smjac forward --layer samples/blog/layer.npz --temperature 2 --format json
     """
     from . import render
 
@@ -423,8 +425,12 @@ def jacobian(
     in the post; --legend lists them. A batch x (N×n) gives N Jacobians, N × K × columns.
 
     \b
-    Example:
+    Examples:
       smjac jacobian -W samples/blog/W.json -x samples/blog/x.json --method chain
+      smjac jacobian -W samples/pytorch/W.json -x samples/pytorch/x.json --layout out-in --legend
+      smjac jacobian -W samples/batch/W.json -x samples/batch/X.json --sample 2 --wrt x
+      smjac jacobian --layer samples/blog/layer.json --format heatmap
+      smjac jacobian --layer samples/blog/layer.json --wrt z --format latex --precision 3
     """
     from . import render
 
@@ -516,8 +522,10 @@ def grad(
     dLoss/dh from whatever follows the layer. Both run in O(N·K·n), without the Jacobian.
 
     \b
-    Example:
+    Examples:
       smjac grad -W samples/blog/W.json -x samples/blog/x.json --target 3
+      smjac grad -W samples/batch/W.json -x samples/batch/X.json --target 3,0,2,1 --reduce mean
+      smjac grad -W samples/batch/W.json -x samples/batch/X.json --target samples/batch/targets.csv
     """
     from . import render
 
@@ -587,8 +595,10 @@ def check(
     when every check holds, 1 when one fails, 2 when it could not run.
 
     \b
-    Example:
+    Examples:
       smjac check -W samples/blog/W.json -x samples/blog/x.json
+      smjac check -W samples/pytorch/W.json -x samples/pytorch/x.json -b samples/pytorch/b.json --layout out-in
+      smjac check --layer samples/blog/layer.npz --function log-softmax --temperature 2 --dtype float32
     """
     from . import render
     from .checks import check as run_checks

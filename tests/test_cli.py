@@ -37,7 +37,7 @@ def test_version():
 def test_every_command_has_help_with_an_example(command):
     result = run(command, "--help")
     assert result.exit_code == 0
-    assert re.search(rf"Example:\n\s+smjac {command}\b", result.stdout)
+    assert re.search(rf"Examples?:\n\s+smjac {command}\b", result.stdout)
 
 
 def test_forward_csv_in_a_pipe_is_exact():

@@ -55,3 +55,17 @@ def test_setup_is_two_commands_and_ci_runs_them():
     assert "pytest" in commands[1]
     ci = (ROOT / ".ci/run").read_text()
     assert "## Set-up" in ci  # .ci/run reads these very commands out of the README
+
+
+def test_every_example_in_the_help_runs():
+    # The examples under "Example(s):" in each command's --help are commands a user will paste.
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    examples = []
+    for name in ["", *names]:
+        text, _ = readme.run(f"smjac {name} --help".replace("  ", " "))
+        block = text.split("Example", 1)[1].split("\n\n", 1)[0]
+        examples += [line.strip() for line in block.splitlines()[1:] if line.strip().startswith("smjac ")]
+    assert len(examples) >= 13
+    for example in examples:
+        output, code = readme.run(example)
+        assert code == 0, (example, output)

@@ -1,10 +1,11 @@
-"""Every file in samples/ loads, holds the post's example, and runs through the CLI."""
+"""Every file in samples/ loads, holds what it says, and runs through the CLI."""
 
 from __future__ import annotations
 
 import itertools
 import json
 
+import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 from typer.testing import CliRunner
@@ -17,17 +18,42 @@ from .conftest import BLOG_W, BLOG_X, ROOT
 
 SAMPLES = sorted(p for p in (ROOT / "samples").rglob("*") if p.is_file())
 BLOG = ROOT / "samples" / "blog"
+BATCH_X = np.array([[0.1, 0.5, 0.4], [1.0, 0.0, -1.0], [0.3, 0.3, 0.3], [-0.2, 0.9, 0.1]])
+
+# What each sample holds, typed in here from the post (not read from another sample).
+EXPECTED = {
+    "blog/W.json": BLOG_W,
+    "blog/W.csv": BLOG_W,
+    "blog/W.npy": BLOG_W,
+    "blog/x.json": BLOG_X,
+    "blog/x.csv": BLOG_X,
+    "blog/x.npy": BLOG_X,
+    "pytorch/W.json": BLOG_W.T,  # nn.Linear(3, 5).weight is K×n
+    "pytorch/x.json": BLOG_X,
+    "pytorch/b.json": np.array([0.05, -0.05, 0.0, 0.1, -0.1]),
+    "batch/W.json": BLOG_W,
+    "batch/X.json": BATCH_X,
+    "batch/targets.csv": np.array([3.0, 0.0, 2.0, 1.0]),
+}
+BUNDLES = {"blog/layer.npz", "blog/layer.json"}
 
 
-def test_the_samples_are_there():
-    names = {p.relative_to(BLOG).as_posix() for p in SAMPLES if p.parent == BLOG}
-    assert names >= {f"{a}.{f}" for a in "Wx" for f in ("json", "csv", "npy")}
+def test_every_sample_is_accounted_for():
+    assert {p.relative_to(ROOT / "samples").as_posix() for p in SAMPLES} == set(EXPECTED) | BUNDLES
 
 
-@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_every_sample_loads_as_the_posts_example(path):
-    expected = {"W": BLOG_W, "x": BLOG_X}[path.stem]
-    assert_array_equal(smio.load_array(path).reshape(expected.shape), expected)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_sample_holds_what_it_says(name):
+    expected = EXPECTED[name]
+    assert_array_equal(smio.load_array(ROOT / "samples" / name).reshape(expected.shape), expected)
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLES))
+def test_bundles_hold_the_posts_layer(name):
+    arrays = smio.load_bundle(ROOT / "samples" / name)
+    assert sorted(arrays) == ["W", "x"]
+    assert_array_equal(arrays["W"], BLOG_W)
+    assert_array_equal(arrays["x"], BLOG_X)
 
 
 def test_the_demo_ships_the_same_example():
@@ -36,10 +62,30 @@ def test_the_demo_ships_the_same_example():
     assert_array_equal(x, BLOG_X)
 
 
-@pytest.mark.parametrize(("wf", "xf"), list(itertools.product(["json", "csv", "npy"], repeat=2)))
-def test_every_pair_of_sample_formats_checks_out(wf, xf):
-    result = CliRunner().invoke(
-        app, ["check", "-W", str(BLOG / f"W.{wf}"), "-x", str(BLOG / f"x.{xf}"), "-f", "json"]
-    )
+def ok(*args: str) -> dict:
+    result = CliRunner().invoke(app, [*args, "-f", "json"])
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["ok"] is True
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(("wf", "xf"), list(itertools.product(["json", "csv", "npy"], repeat=2)))
+def test_every_pair_of_blog_formats_checks_out(wf, xf):
+    assert ok("check", "-W", str(BLOG / f"W.{wf}"), "-x", str(BLOG / f"x.{xf}"))["ok"] is True
+
+
+def test_every_sample_set_runs():
+    s = ROOT / "samples"
+    for bundle in BUNDLES:
+        assert ok("check", "--layer", str(s / bundle))["ok"] is True
+    torch = [
+        "-W",
+        str(s / "pytorch/W.json"),
+        "-x",
+        str(s / "pytorch/x.json"),
+        "-b",
+        str(s / "pytorch/b.json"),
+    ]
+    assert ok("check", *torch, "--layout", "out-in")["ok"] is True
+    batch = ["-W", str(s / "batch/W.json"), "-x", str(s / "batch/X.json")]
+    assert ok("check", *batch)["ok"] is True
+    assert ok("grad", *batch, "--target", str(s / "batch/targets.csv"))["loss"] > 0
