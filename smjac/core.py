@@ -16,8 +16,12 @@ The checker, with its finite-difference reference, is in :mod:`smjac.checks`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -38,6 +42,18 @@ def _as_float(a: ArrayLike) -> Array:
     """Float arrays keep their precision; anything else becomes float64."""
     arr = np.asarray(a)
     return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
+
+
+def _all_finite(a: Array) -> bool:
+    """Whether every entry is finite, in one pass and without a boolean array the size of ``a``.
+
+    A NaN or infinity makes the sum NaN or infinite; a finite sum therefore clears them all. Only
+    a sum that overflows needs the entry-by-entry look.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a)):
+            return True
+    return bool(np.all(np.isfinite(a)))
 
 
 def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
@@ -279,7 +295,7 @@ def make_layer(
         if b.shape != (K,):
             raise ShapeError(f"{bn} has shape {b.shape} but {wn} has K = {K} outputs; {bn} needs {K} entries")
     for name, arr in ((wn, W), (xn, x), (bn, b)):
-        if arr is not None and not np.all(np.isfinite(arr)):
+        if arr is not None and not _all_finite(arr):
             raise InputError(f"{name} holds a NaN or infinite value")
     dtype = np.result_type(W, X, *([] if b is None else [b]))
     return Layer(
@@ -383,45 +399,242 @@ def _dh_dz(L: Layer, P: Array) -> Array:
     return J / L.temperature if L.temperature != 1 else J
 
 
-def _shortcut_dW(A: Array, X: Array) -> Array:
-    """``dh/dW[t, i·n + j] = A[t, i] x_j`` for each sample: the post's closed form, ``A ⊗ xᵀ``."""
+BLOCK_BYTES = 16 * 2**20  # row blocks of about this size: large enough to stream, small enough to share
+Progress = Callable[[int], None]  # called with the number of bytes just written
+
+
+def _row_blocks(rows: int, row_bytes: int, block_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
+    step = max(1, block_bytes // max(1, row_bytes))
+    return [(r, min(rows, r + step)) for r in range(0, rows, step)]
+
+
+def _workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _run(
+    work: Callable[[Any], int], tasks: Sequence[Any], progress: Progress | None, threads: bool = True
+) -> None:
+    if threads and len(tasks) > 1 and _workers() > 1:
+        with ThreadPoolExecutor(_workers()) as pool:
+            for done in pool.map(work, tasks):
+                if progress:
+                    progress(done)
+    else:
+        for task in tasks:
+            done = work(task)
+            if progress:
+                progress(done)
+
+
+def _shortcut_dW(A: Array, X: Array, out: Array, progress: Progress | None = None) -> Array:
+    """``out[s, t, i·n + j] = A[s, t, i] x[s, j]``: the post's closed form, ``A ⊗ xᵀ``, in place."""
+    return _outer_fill(A, X, out, progress)
+
+
+def _outer_fill(A: Array, X: Array, out: Array, progress: Progress | None = None) -> Array:
+    """``out[s, r, c·m + j] = A[s, r, c] X[s, j]`` for A of shape N×R×C and X of N×m.
+
+    The output is written in row blocks straight into ``out`` (no temporary of its size), by a
+    few threads at once: numpy lets go of the GIL inside the multiplication, and memory bandwidth,
+    not arithmetic, is what limits it. With C = 1 it is an outer product, as the gradient uses it.
+    """
+    (N, R, C), m = A.shape, X.shape[1]
+    out4 = out.reshape(N, R, C, m)
+    tasks = [(s, r0, r1) for s in range(N) for r0, r1 in _row_blocks(R, C * m * out.itemsize)]
+
+    def fill(task: tuple[int, int, int]) -> int:
+        s, r0, r1 = task
+        np.multiply(A[s, r0:r1, :, None], X[s, None, None, :], out=out4[s, r0:r1])
+        return (r1 - r0) * C * m * out.itemsize
+
+    _run(fill, tasks, progress)
+    return out
+
+
+def _chain_dW(A: Array, X: Array, out: Array, progress: Progress | None = None) -> Array:
+    """``out = A · dz/dW`` for each sample, the post's chain rule, using the shape of dz/dW.
+
+    dz/dW is block diagonal: its row i holds x in columns ``i·n … i·n + n − 1`` and nothing else,
+    so the block of columns for output i is ``A · dz/dW[:, block i] = A[:, i] · xᵀ``, a K×1 by
+    1×n product. That costs K²n in all, not the K³n of multiplying by the dense matrix.
+    """
     N, K, n = A.shape[0], A.shape[1], X.shape[1]
-    return (A[:, :, :, None] * X[:, None, None, :]).reshape(N, K, K * n)
+    out4 = out.reshape(N, K, K, n)
+    tasks = [(s, i) for s in range(N) for i in range(K)]
+
+    def product(task: tuple[int, int]) -> int:
+        s, i = task
+        np.matmul(A[s, :, i : i + 1], X[s, None, :], out=out4[s, :, i, :])
+        return K * n * out.itemsize
+
+    # each product writes K·n numbers; below about a megabyte threads cost more than they save
+    _run(product, tasks, progress, threads=K * n * out.itemsize >= 2**20)
+    return out
 
 
-def layer_jacobian(L: Layer, *, of: str = "h", wrt: str = "W", method: str = "shortcut") -> Array:
-    """:func:`jacobian` for a :class:`Layer`: always per sample, N × K × (columns)."""
+def jacobian_shape(L: Layer, *, of: str = "h", wrt: str = "W") -> tuple[int, int, int]:
+    """The per-sample Jacobian's shape, N × K × columns, without computing it."""
     _choice("of", of, OFS)
     _choice("wrt", wrt, WRTS)
-    _choice("method", method, METHODS)
-    N, n, K = L.N, L.n, L.K
-    eye = np.broadcast_to(np.eye(K, dtype=L.W.dtype), (N, K, K))
+    cols = {"W": L.K * L.n, "x": L.n, "z": L.K, "b": L.K}[wrt]
+    return (L.N, L.K, cols)
+
+
+def _dfdz_or_identity(L: Layer, of: str) -> Array:
     if of == "z":
-        if wrt == "W":
-            return _dz_dW(L.X, K)
-        if wrt == "x":
-            return np.broadcast_to(L.W.T, (N, K, n)).copy()
-        return eye.copy()
-    _, _, P = _forward(L)
-    A = _dh_dz(L, P)
-    if method == "chain":
-        factors = {"W": lambda: _dz_dW(L.X, K), "x": lambda: L.W.T, "z": lambda: eye, "b": lambda: eye}
-        return np.matmul(A, factors[wrt]())
+        return np.broadcast_to(np.eye(L.K, dtype=L.W.dtype), (L.N, L.K, L.K))
+    return _dh_dz(L, _forward(L)[2])
+
+
+def layer_jacobian(
+    L: Layer,
+    *,
+    of: str = "h",
+    wrt: str = "W",
+    method: str = "shortcut",
+    out: Array | None = None,
+    progress: Progress | None = None,
+) -> Array:
+    """:func:`jacobian` for a :class:`Layer`: always per sample, N × K × (columns).
+
+    ``out``, if given, receives the result (shape from :func:`jacobian_shape`, the layer's dtype).
+    ``progress`` is called with each block's bytes as they are written.
+    """
+    _choice("method", method, METHODS)
+    shape = jacobian_shape(L, of=of, wrt=wrt)
+    if out is None:
+        out = np.empty(shape, dtype=L.W.dtype)
+    elif out.shape != shape or out.dtype != L.W.dtype:
+        raise ShapeError(f"out has shape {out.shape} and dtype {out.dtype}; it needs {shape} and {L.W.dtype}")
+    A = _dfdz_or_identity(L, of)
     if wrt == "W":
-        return _shortcut_dW(A, L.X)
-    if wrt == "x":
-        # h_t (W[j,t] − Σ_i p_i W[j,i]) for softmax; without the leading p_t for log-softmax.
-        Wt = L.W.T
-        centred = Wt[None, :, :] - (P @ Wt)[:, None, :]
-        # For the likeliest output the two terms agree to 1 − p_t and cancel; there take
-        # (1 − p_t) W[j,t] − Σ_{i≠t} p_i W[j,i], whose parts do not.
-        rows, top = np.arange(N), np.argmax(P, axis=1)
-        others = P.copy()
-        others[rows, top] = 0
-        centred[rows, top, :] = _one_minus(P)[rows, top][:, None] * Wt[top, :] - others @ Wt
-        J = P[:, :, None] * centred if L.function == "softmax" else centred
-        return J / L.temperature if L.temperature != 1 else J
-    return A
+        fill = _chain_dW if method == "chain" else _shortcut_dW
+        return fill(A, L.X, out, progress)
+    if wrt in ("z", "b"):
+        out[...] = A
+    elif of == "z" or method == "chain":
+        np.matmul(A, L.W.T, out=out)
+    else:
+        out[...] = _shortcut_dx(L, _forward(L)[2])
+    if progress:
+        progress(out.nbytes)
+    return out
+
+
+def _shortcut_dx(L: Layer, P: Array) -> Array:
+    """``dh/dx[t, j]`` in closed form: ``p_t (W[j,t] − Σ_i p_i W[j,i]) / T`` (no p_t for log-softmax)."""
+    N = L.N
+    Wt = L.W.T
+    centred = Wt[None, :, :] - (P @ Wt)[:, None, :]
+    # For the likeliest output the two terms agree to 1 − p_t and cancel; there take
+    # (1 − p_t) W[j,t] − Σ_{i≠t} p_i W[j,i], whose parts do not.
+    rows, top = np.arange(N), np.argmax(P, axis=1)
+    others = P.copy()
+    others[rows, top] = 0
+    centred[rows, top, :] = _one_minus(P)[rows, top][:, None] * Wt[top, :] - others @ Wt
+    J = P[:, :, None] * centred if L.function == "softmax" else centred
+    return J / L.temperature if L.temperature != 1 else J
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """A Jacobian as consecutive row blocks, for writing one too large to hold.
+
+    ``shape`` and ``dtype`` describe the whole; ``rows`` yields 2-D blocks of its rows in C order
+    (sample by sample). Each block is only valid until the next is drawn: the buffer is reused.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    rows: Iterator[Array]
+
+
+def jacobian_blocks(
+    L: Layer,
+    *,
+    of: str = "h",
+    wrt: str = "W",
+    method: str = "shortcut",
+    block_bytes: int = BLOCK_BYTES,
+) -> Blocks:
+    """The per-sample Jacobian of ``L`` in row blocks of about ``block_bytes``: memory stays flat."""
+    _choice("method", method, METHODS)
+    N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
+    shape = (N, K, cols) if L.batched else (K, cols)
+
+    def rows() -> Iterator[Array]:
+        if wrt != "W":  # small: K × (n or K) per sample
+            yield layer_jacobian(L, of=of, wrt=wrt, method=method).reshape(-1, cols)
+            return
+        A = _dfdz_or_identity(L, of)
+        fill = _chain_dW if method == "chain" else _shortcut_dW
+        spans = _row_blocks(K, cols * L.W.dtype.itemsize, block_bytes)
+        buffer = np.empty((max(r1 - r0 for r0, r1 in spans), cols), dtype=L.W.dtype)
+        for s in range(N):
+            for r0, r1 in spans:
+                block = buffer[: r1 - r0]
+                fill(A[s : s + 1, r0:r1], L.X[s : s + 1], block[None])
+                yield block
+
+    return Blocks(shape, L.W.dtype, rows())
+
+
+@dataclass(frozen=True)
+class Factored:
+    """``dh/dW`` (or ``dz/dW``) without its K²n entries: ``J[t, i·n + j] = A[t, i] · x[j]``.
+
+    ``A`` is ``dh/dz`` (the identity for ``dz/dW``), K×K or N×K×K; ``x`` is n or N×n. K² + n
+    numbers stand for K²·n, so a Jacobian too large to hold can still be used, entry by entry.
+    """
+
+    A: Array
+    x: Array
+    shape: tuple[int, ...]
+    formula: str = "J[t, i*n + j] = A[t, i] * x[j]"
+
+    def entry(self, t: int, i: int, j: int, sample: int = 0) -> float:
+        """``∂h_t/∂w[i,j]`` (of the given sample of a batch)."""
+        A = self.A if self.A.ndim == 2 else self.A[sample]
+        x = self.x if self.x.ndim == 1 else self.x[sample]
+        K, n = A.shape[0], x.shape[0]
+        for name, value, size in (("t", t, K), ("i", i, K), ("j", j, n)):
+            if not 0 <= value < size:
+                raise InputError(f"{name} = {value} is out of range: 0 ≤ {name} ≤ {size - 1}")
+        return float(A[t, i] * x[j])
+
+    def dense(self) -> Array:
+        """All K²n entries, as :func:`jacobian` gives them."""
+        A, X = (self.A, self.x) if self.A.ndim == 3 else (self.A[None], self.x[None])
+        out = np.empty((A.shape[0], A.shape[1], A.shape[2] * X.shape[1]), dtype=A.dtype)
+        _shortcut_dW(A, X, out)
+        return out if self.A.ndim == 3 else out[0]
+
+
+def jacobian_factors(
+    W: ArrayLike,
+    x: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    of: str = "h",
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+) -> Factored:
+    """The layer Jacobian with respect to W, as its factors: ``dh/dz`` and x.
+
+    Examples
+    --------
+    >>> F = jacobian_factors([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0])
+    >>> F.shape
+    (2, 4)
+    >>> bool(F.entry(0, 0, 1) == jacobian([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0])[0, 1])
+    True
+    """
+    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    A = np.ascontiguousarray(_dfdz_or_identity(L, of))
+    N, K, cols = jacobian_shape(L, of=of, wrt="W")
+    return Factored(L.out(A), L.out(L.X), (N, K, cols) if L.batched else (K, cols))
 
 
 def jacobian(
@@ -435,6 +648,7 @@ def jacobian(
     layout: str = "in-out",
     function: str = "softmax",
     temperature: float = 1.0,
+    out: Array | None = None,
 ) -> Array:
     """Jacobian of the layer's output ``of`` with respect to ``wrt``.
 
@@ -449,6 +663,8 @@ def jacobian(
     method : {"shortcut", "chain"}
         ``"chain"`` multiplies the factor matrices, ``dh/dz · dz/dwrt``, as the post does first;
         ``"shortcut"`` (default) evaluates the closed form of each entry. They agree to rounding.
+    out : ndarray, optional
+        Where to write the result (its shape, in the layer's dtype), instead of a new array.
 
     Returns
     -------
@@ -474,7 +690,9 @@ def jacobian(
     array([0., 0.])
     """
     L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
-    return L.out(layer_jacobian(L, of=of, wrt=wrt, method=method))
+    if out is not None and not L.batched:
+        out = out[None]
+    return L.out(layer_jacobian(L, of=of, wrt=wrt, method=method, out=out))
 
 
 @dataclass(frozen=True)
@@ -482,15 +700,21 @@ class Gradient:
     """Gradients of a scalar loss through the layer.
 
     ``W`` has W's own shape and layout, ``b`` has K entries; both are summed (or averaged) over a
-    batch. ``z`` (K or N×K) and ``x`` (n or N×n) are per sample. ``loss`` is the cross-entropy
-    when targets were given (summed or averaged likewise), else None.
+    batch. ``z`` (K or N×K) is per sample, and so is ``x`` (n or N×n), computed when first asked
+    for (it takes a pass over W). ``loss`` is the cross-entropy when targets were given (summed or
+    averaged likewise), else None.
     """
 
     W: Array
     b: Array
     z: Array
-    x: Array
     loss: float | None
+    layer: Layer = field(repr=False, compare=False)
+
+    @cached_property
+    def x(self) -> Array:
+        delta = self.z if self.layer.batched else self.z[None]
+        return self.layer.out(delta @ self.layer.W.T)
 
 
 def _targets(target: int | ArrayLike, L: Layer) -> NDArray[np.intp]:
@@ -597,12 +821,12 @@ def grad(
             delta = g - P * np.sum(g, axis=1, keepdims=True)
     delta = delta / T if T != 1 else delta
     scale = 1.0 / L.N if reduce == "mean" else 1.0
-    grad_W = (L.X.T @ delta) * scale  # n×K, the post's layout
     loss = None if losses is None else float(np.sum(losses) * scale)
-    return Gradient(
-        W=grad_W if L.layout == "in-out" else grad_W.T,
-        b=delta.sum(axis=0) * scale,
-        z=L.out(delta),
-        x=L.out(delta @ L.W.T),
-        loss=loss,
-    )
+    X = L.X * scale if scale != 1 else L.X  # scale the small factor, not the n×K product
+    if L.N == 1:  # x δᵀ (or δ xᵀ out-in), written in place by rows: memory speed, O(K·n)
+        rows, cols = (X[0], delta[0]) if L.layout == "in-out" else (delta[0], X[0])
+        grad_W = np.empty((rows.size, cols.size), dtype=delta.dtype)
+        _outer_fill(rows[None, :, None], cols[None, :], grad_W[None])
+    else:
+        grad_W = X.T @ delta if L.layout == "in-out" else delta.T @ X
+    return Gradient(W=grad_W, b=delta.sum(axis=0) * scale, z=L.out(delta), loss=loss, layer=L)

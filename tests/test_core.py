@@ -332,8 +332,9 @@ def test_check_passes_on_a_good_layer(rng):
 def test_check_catches_a_wrong_shortcut(monkeypatch):
     h = smjac.forward(BLOG_W, BLOG_X).h
 
-    def forgets_the_delta(A, X):  # a classic slip: −h_t h_i x_j, without the δ_ti h_t term
-        return (-np.outer(h, h)[:, :, None] * X[0][None, None, :]).reshape(1, 5, 15)
+    def forgets_the_delta(A, X, out, progress=None):  # a classic slip: −h_t h_i x_j, no δ_ti h_t
+        out[...] = (-np.outer(h, h)[:, :, None] * X[0][None, None, :]).reshape(1, 5, 15)
+        return out
 
     monkeypatch.setattr(core, "_shortcut_dW", forgets_the_delta)
     report = smjac.check(BLOG_W, BLOG_X)
