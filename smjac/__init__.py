@@ -13,8 +13,9 @@ and ``temperature=``; x may be a batch (N×n). Importing smjac loads numpy only;
 line's typer and rich stay out of it.
 """
 
-from .checks import Check, CheckReport, check, numerical_jacobian
 from .core import (
+    Blocks,
+    Factored,
     Forward,
     Gradient,
     Layer,
@@ -22,6 +23,8 @@ from .core import (
     forward,
     grad,
     jacobian,
+    jacobian_blocks,
+    jacobian_factors,
     log_softmax,
     log_softmax_jacobian,
     make_layer,
@@ -33,9 +36,23 @@ from .errors import InputError, LoadError, OutputError, ShapeError, SmjacError
 
 __version__ = "0.2.0"
 
+_CHECKS = ("Check", "CheckReport", "check", "numerical_jacobian")
+
+
+def __getattr__(name: str) -> object:
+    # The checker loads on first use: the command line's other commands never need it.
+    if name in _CHECKS:
+        from . import checks
+
+        return getattr(checks, name)
+    raise AttributeError(f"module 'smjac' has no attribute {name!r}")
+
+
 __all__ = [
+    "Blocks",
     "Check",
     "CheckReport",
+    "Factored",
     "Forward",
     "Gradient",
     "InputError",
@@ -50,6 +67,8 @@ __all__ = [
     "forward",
     "grad",
     "jacobian",
+    "jacobian_blocks",
+    "jacobian_factors",
     "log_softmax",
     "log_softmax_jacobian",
     "make_layer",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
@@ -35,6 +36,7 @@ class OutputFormat(str, Enum):
     markdown = "markdown"
     latex = "latex"
     heatmap = "heatmap"
+    factored = "factored"
 
 
 class Of(str, Enum):
@@ -138,7 +140,8 @@ FormatOpt = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="table (default at a terminal), csv (default in a pipe), json, markdown, latex or heatmap.",
+        help="table (default at a terminal), csv (default in a pipe), json, markdown, latex, heatmap, "
+        "or factored (jacobian --wrt W only: dh/dz and x, K² + n numbers).",
         show_default=False,
     ),
 ]
@@ -240,6 +243,42 @@ def _console(stderr: bool = False) -> Any:
     return _Console(stderr=stderr, highlight=False)
 
 
+class _Progress:
+    """A progress bar on stderr for work that turns out to take more than about a second.
+
+    Nothing is drawn when stderr is not a terminal, or with --quiet; nothing ever goes to stdout.
+    """
+
+    DELAY = 1.0
+
+    def __init__(self, total: int, label: str, quiet: bool = False):
+        self.total, self.label, self.done = total, label, 0
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.bar: Any = None
+
+    def __call__(self, nbytes: int) -> None:
+        self.done += nbytes
+        if not self.enabled:
+            return
+        if self.bar is None and time.monotonic() - self.started > self.DELAY:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            self.bar = Progress(
+                self.label, BarColumn(), DownloadColumn(binary_units=True), TimeRemainingColumn(),
+                console=_console(stderr=True), transient=True,
+            )  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
 @dataclass
 class View:
     """What a person sees of a result: one matrix (one sample of a batch), labelled."""
@@ -277,6 +316,8 @@ def _emit(doc: smio.Document, *, what: str, fmt: OutputFormat | None, output: Pa
             return
     if fmt is None:
         fmt = OutputFormat.table if sys.stdout.isatty() else OutputFormat.csv
+    if fmt is OutputFormat.factored:
+        raise typer.BadParameter("--format factored is for smjac jacobian --wrt W")
     if fmt is OutputFormat.json:
         sys.stdout.write(smio.to_json(doc))
         return
@@ -326,6 +367,47 @@ def _flat_columns(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     N, K = next(iter(values.values())).shape
     index = {"sample": np.repeat(np.arange(N), K), "i": np.tile(np.arange(K), N)}
     return {**index, **{name: v.reshape(-1) for name, v in values.items()}}
+
+
+def _size(text: str) -> int:
+    try:
+        return smio.parse_size(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--max-memory") from None
+
+
+def _print_entry(L: core.Layer, text: str, of: str, wrt: str, sample: int, fmt: OutputFormat | None) -> None:
+    """--entry: one number of the Jacobian, without building the rest of it."""
+    from . import render
+
+    try:
+        index = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: give indices from 0, such as 1,1,2", param_hint="--entry"
+        ) from None
+    want = 3 if wrt == "W" else 2
+    if len(index) != want:
+        form = "T,I,J (output T, weight w[I,J])" if wrt == "W" else f"T,K (output T, {wrt}[K])"
+        raise typer.BadParameter(f"{text!r}: --wrt {wrt} takes {form}", param_hint="--entry")
+    if wrt == "W":
+        t, i, j = index
+        value = core.layer_factors(L, of=of).entry(t, i, j, sample=sample)
+        label = f"∂{of}{render.sub(index[0])}/∂w[{index[1]},{index[2]}]"
+    else:
+        J = core.layer_jacobian(L, of=of, wrt=wrt)[sample]
+        t, k = index
+        for name, v, size in (("T", t, J.shape[0]), ("K", k, J.shape[1])):
+            if not 0 <= v < size:
+                raise InputError(f"{name} = {v} is out of range: 0 ≤ {name} ≤ {size - 1}")
+        value = float(J[t, k])
+        label = f"∂{of}{render.sub(t)}/∂{wrt}{render.sub(k)}"
+    if fmt is OutputFormat.json:
+        sys.stdout.write(smio.to_json(smio.Document({"entry": index, "value": value})))
+    elif fmt is OutputFormat.table or (fmt is None and sys.stdout.isatty()):
+        typer.echo(f"{label} = {value!r}")
+    else:
+        typer.echo(repr(value))
 
 
 @app.command()
@@ -413,6 +495,24 @@ def jacobian(
     legend: Annotated[
         bool, typer.Option("--legend", help="Print which column is which variable instead.")
     ] = False,
+    entry: Annotated[
+        str | None,
+        typer.Option(
+            help="Print one entry: T,I,J for --wrt W (∂h_T/∂w[I,J]), T,K otherwise.", show_default=False
+        ),
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SMJAC_MAX_MEMORY",
+            help="Refuse to build a Jacobian larger than this in memory: 4G, 512M or bytes "
+            "[default: half the memory available].",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar and no notes on stderr.")
+    ] = False,
     fmt: FormatOpt = None,
     precision: PrecisionOpt = 6,
     sample: SampleOpt = 0,
@@ -424,6 +524,10 @@ def jacobian(
     For --wrt W, the column of weight w[i,j] (output i, input j) is i·n + j in both layouts, as
     in the post; --legend lists them. A batch x (N×n) gives N Jacobians, N × K × columns.
 
+    dh/dW has K²·n entries. -o J.npy (or .csv) streams it to the file in blocks, so memory stays
+    flat however large it is; printed or written any other way it must fit in --max-memory.
+    --format factored gives it as dh/dz and x instead, and --entry T,I,J one entry of it.
+
     \b
     Examples:
       smjac jacobian -W samples/blog/W.json -x samples/blog/x.json --method chain
@@ -431,6 +535,8 @@ def jacobian(
       smjac jacobian -W samples/batch/W.json -x samples/batch/X.json --sample 2 --wrt x
       smjac jacobian --layer samples/blog/layer.json --format heatmap
       smjac jacobian --layer samples/blog/layer.json --wrt z --format latex --precision 3
+      smjac jacobian --layer samples/blog/layer.npz --entry 1,1,2
+      smjac jacobian --layer samples/blog/layer.npz --format factored
     """
     from . import render
 
@@ -452,7 +558,48 @@ def jacobian(
             doc, what="the legend", fmt=fmt, output=output, force=force, precision=precision, view=legend_view
         )
         return
-    J = core.jacobian(Wa, xa, ba, of=of.value, wrt=wrt.value, method=method.value, **o.kind())
+    if sample >= L.N:
+        raise InputError(f"--sample {sample} is out of range: the batch has {L.N} samples (0 to {L.N - 1})")
+    if entry is not None:
+        _print_entry(L, entry, of.value, wrt.value, sample, fmt)
+        return
+    if fmt is OutputFormat.factored:
+        if wrt.value != "W":
+            raise typer.BadParameter(
+                f"--format factored is for --wrt W; d{of.value}/d{wrt.value} is small already"
+            )
+        F = core.jacobian_factors(Wa, xa, ba, of=of.value, **o.kind())
+        factors = smio.Document({"formula": F.formula, "shape": list(F.shape), "A": F.A, "x": F.x})
+        if output is None:
+            sys.stdout.write(smio.to_json(factors))
+            return
+        smio.save(factors, output, force=force, what="the factors")
+        if not quiet:
+            _note(f"wrote {output}")
+        return
+    shape = core.jacobian_shape(L, of=of.value, wrt=wrt.value)
+    nbytes = int(np.prod(shape)) * L.W.dtype.itemsize
+    what = f"d{of.value}/d{wrt.value}"
+    dims = " × ".join(map(str, shape if L.batched else shape[1:]))
+    progress = _Progress(nbytes, what, quiet)
+    try:
+        if output is not None and fmt is None and output.suffix.lower() in (".npy", ".csv"):
+            blocks = core.jacobian_blocks(L, of=of.value, wrt=wrt.value, method=method.value)
+            smio.write_blocks(output, blocks.shape, blocks.dtype, blocks.rows, force=force, progress=progress)
+            progress.close()
+            if not quiet:
+                _note(f"wrote {output} ({dims} {L.W.dtype}, {smio.format_size(nbytes)})")
+            return
+        budget = smio.default_memory_budget() if max_memory is None else _size(max_memory)
+        if nbytes > budget:
+            raise InputError(
+                f"{what} would take {smio.format_size(nbytes)} ({dims} {L.W.dtype}), over the memory budget of "
+                f"{smio.format_size(budget)} (--max-memory). Write it to a file, streamed in blocks: -o J.npy; "
+                "or take it as its factors, K² + n numbers: --format factored (one entry: --entry T,I,J)"
+            )
+        J = L.out(core.layer_jacobian(L, of=of.value, wrt=wrt.value, method=method.value, progress=progress))
+    finally:
+        progress.close()
     doc = smio.Document(
         {"of": of.value, "wrt": wrt.value, "method": method.value, "shape": list(J.shape), "jacobian": J},
         matrix="jacobian",

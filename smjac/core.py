@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -416,6 +415,8 @@ def _run(
     work: Callable[[Any], int], tasks: Sequence[Any], progress: Progress | None, threads: bool = True
 ) -> None:
     if threads and len(tasks) > 1 and _workers() > 1:
+        from concurrent.futures import ThreadPoolExecutor  # only for large outputs
+
         with ThreadPoolExecutor(_workers()) as pool:
             for done in pool.map(work, tasks):
                 if progress:
@@ -459,17 +460,17 @@ def _chain_dW(A: Array, X: Array, out: Array, progress: Progress | None = None) 
     so the block of columns for output i is ``A · dz/dW[:, block i] = A[:, i] · xᵀ``, a K×1 by
     1×n product. That costs K²n in all, not the K³n of multiplying by the dense matrix.
     """
-    N, K, n = A.shape[0], A.shape[1], X.shape[1]
-    out4 = out.reshape(N, K, K, n)
+    (N, R, K), n = A.shape, X.shape[1]  # R rows of A: all K, or a block of them
+    out4 = out.reshape(N, R, K, n)
     tasks = [(s, i) for s in range(N) for i in range(K)]
 
     def product(task: tuple[int, int]) -> int:
         s, i = task
         np.matmul(A[s, :, i : i + 1], X[s, None, :], out=out4[s, :, i, :])
-        return K * n * out.itemsize
+        return R * n * out.itemsize
 
-    # each product writes K·n numbers; below about a megabyte threads cost more than they save
-    _run(product, tasks, progress, threads=K * n * out.itemsize >= 2**20)
+    # each product writes R·n numbers; below about a megabyte threads cost more than they save
+    _run(product, tasks, progress, threads=R * n * out.itemsize >= 2**20)
     return out
 
 
@@ -631,7 +632,13 @@ def jacobian_factors(
     >>> bool(F.entry(0, 0, 1) == jacobian([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0])[0, 1])
     True
     """
-    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    return layer_factors(
+        make_layer(W, x, b, layout=layout, function=function, temperature=temperature), of=of
+    )
+
+
+def layer_factors(L: Layer, *, of: str = "h") -> Factored:
+    """:func:`jacobian_factors` for a :class:`Layer`."""
     A = np.ascontiguousarray(_dfdz_or_identity(L, of))
     N, K, cols = jacobian_shape(L, of=of, wrt="W")
     return Factored(L.out(A), L.out(L.X), (N, K, cols) if L.batched else (K, cols))

@@ -15,17 +15,14 @@ import math
 import os
 import re
 import sys
-import tempfile
 import warnings
-import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from numpy.lib import format as npformat
 
 from .core import make_layer
 from .errors import LoadError, OutputError
@@ -155,6 +152,8 @@ def load_bundle(
     fmt = sniff(data) if label == "stdin" or not Path(path).suffix else Format.from_path(path)
     found: dict[str, np.ndarray] = {}
     if fmt is Format.NPZ:
+        import zipfile  # only for bundles: it brings bz2, lzma and shutil along
+
         try:
             archive = zipfile.ZipFile(io.BytesIO(data))
             members = {Path(info.filename).stem: info for info in archive.infolist()}
@@ -344,6 +343,8 @@ def _parse_npy(data: bytes, label: str) -> np.ndarray:
     """
     if not data.startswith(NPY_MAGIC):
         raise LoadError(f"{label}: is not an NPY file (no NPY header)")
+    from numpy.lib import format as npformat
+
     buf = io.BytesIO(data)
     try:
         with warnings.catch_warnings():  # a Python 2 era header is read fine; numpy's note is noise here
@@ -487,13 +488,18 @@ def encode(doc: Document, fmt: Format, what: str = "this result") -> bytes:
     return to_npz(doc)
 
 
-def write_atomic(path: str | Path, data: bytes, *, force: bool = False) -> None:
+def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, force: bool = False) -> None:
     """Write ``data`` to ``path`` all at once or not at all.
+
+    ``data`` is the bytes, or a function that writes them to the open file (for a result too
+    large to hold: it streams, and memory stays flat).
 
     The bytes go to a temporary file in the same folder, are flushed and synced, and then take the
     target's name in one rename. Without ``force`` an existing file is never replaced, even one that
     appears while writing.
     """
+    import tempfile  # here, not at the top: most runs write no file, and start-up time counts
+
     path = Path(path)
     folder = path.parent
     if not folder.is_dir():
@@ -508,7 +514,10 @@ def write_atomic(path: str | Path, data: bytes, *, force: bool = False) -> None:
         raise OutputError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
@@ -548,3 +557,88 @@ def save(doc: Document, path: str | Path, *, force: bool = False, what: str = "t
         raise OutputError(str(e)) from None
     write_atomic(path, encode(doc, fmt, what), force=force)
     return fmt
+
+
+def write_blocks(
+    path: str | Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    blocks: Iterator[np.ndarray],
+    *,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Format:
+    """Stream an array given as consecutive row blocks to a .npy or .csv file, atomically.
+
+    The .npy header comes from ``numpy.lib.format``; then each block's bytes follow, so only one
+    block is ever in memory (mapping the whole output instead would count all of it as resident).
+    A .csv gets one line per row, without a header, as :func:`to_csv` writes.
+    """
+    try:
+        fmt = Format.from_path(path)
+    except LoadError as e:
+        raise OutputError(str(e)) from None
+    if fmt not in (Format.NPY, Format.CSV):
+        raise OutputError(f"{path}: a result this large is written as .npy or .csv, not .{fmt.value}")
+
+    from numpy.lib import format as npformat
+
+    def write(f: BinaryIO) -> None:
+        if fmt is Format.NPY:
+            header = {
+                "descr": npformat.dtype_to_descr(np.dtype(dtype)),
+                "fortran_order": False,
+                "shape": shape,
+            }
+            npformat.write_array_header_1_0(f, header)
+        for block in blocks:
+            data = np.ascontiguousarray(block)
+            if fmt is Format.NPY:
+                f.write(data.data.cast("B"))
+            else:
+                f.write(_csv_text(_floats(data)).encode())
+            if progress:
+                progress(data.nbytes)
+
+    write_atomic(path, write, force=force)
+    return fmt
+
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``"4G"``, ``"512MiB"``, ``"1.5g"`` or ``"1000000"`` as a number of bytes (units of 1024)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if not m:
+        raise ValueError(f"{text!r} is not a size; write it as 4G, 512M or a number of bytes")
+    return int(float(m[1]) * _UNITS[m[2]])
+
+
+def format_size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system could give now (MemAvailable on Linux), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_memory_budget() -> int:
+    """Half the memory available now; 2 GiB when that cannot be told."""
+    available = available_memory()
+    return available // 2 if available else 2 * 2**30

@@ -1,17 +1,22 @@
-"""Rich tables for a person at a terminal. Nothing here computes; it only lays numbers out."""
+"""Tables and pictures for a person at a terminal, and documents. Nothing here computes."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from rich import box
-from rich.table import Table
-from rich.text import Text
 
-from .checks import CheckReport
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+
+    from .checks import CheckReport
+
+# rich is imported inside the functions that draw: the label helpers here are plain strings, and
+# a command that prints CSV should not pay for loading rich.
 
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 ROW_EDGE = 8  # rows shown at each end of a long matrix
@@ -41,6 +46,8 @@ def number_format(values: np.ndarray, precision: int) -> str:
 
 
 def _cell(v: float, fmt: str) -> Text:
+    from rich.text import Text
+
     text = format(v, fmt)
     if v == 0:
         return Text("0", style="dim")
@@ -77,6 +84,10 @@ def matrix_table(
     caption: str | None = None,
 ) -> Shown:
     """A labelled table of ``M``; rows and columns beyond the screen are elided like numpy does."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     M = np.atleast_2d(M)
     fmt = number_format(M, precision)
     cell_w = max(len(format(-abs(float(v)), fmt)) for v in (M.max(), M.min(), 1.0))
@@ -113,6 +124,9 @@ def forward_table(
     h_name: str = "h",
     title: str = "z = Wᵀx, h = softmax(z)",
 ) -> Table:
+    from rich import box
+    from rich.table import Table
+
     fmt_z, fmt_h = number_format(z, precision), number_format(h, precision)
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("i", style="bold")
@@ -124,6 +138,10 @@ def forward_table(
 
 
 def check_table(report: CheckReport) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     failed = sum(not c.ok for c in report.checks)
     title = "all checks hold" if not failed else f"{failed} of {len(report.checks)} checks fail"
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
@@ -161,6 +179,9 @@ def legend_rows(wrt: str, K: int, n: int, layout: str) -> list[tuple[int, str, s
 
 
 def legend_table(rows: list[tuple[int, str, str]], layout: str) -> Table:
+    from rich import box
+    from rich.table import Table
+
     table = Table(title=f"columns of the Jacobian (--layout {layout})", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("column", justify="right")
     table.add_column("variable")
@@ -230,6 +251,8 @@ def heatmap(M: np.ndarray, *, title: str, width: int, height: int, color: bool) 
     In colour each character is two cells (upper and lower half blocks); without colour each
     cell is a glyph whose set gives the sign and whose weight gives the magnitude.
     """
+    from rich.text import Text
+
     M = np.atleast_2d(np.asarray(M, dtype=float))
     cols = max(1, width)
     rows = max(1, height) * (2 if color else 1)

@@ -1,0 +1,227 @@
+"""Large layers: the in-place fast path, row blocks, streaming, the memory guard, factors, progress.
+
+These check behaviour (same numbers, bounded buffers, files written whole or not at all); how
+fast and how much memory is measured by benchmarks/bench.py, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from typer.testing import CliRunner
+
+import smjac
+from smjac import core
+from smjac import io as smio
+from smjac.cli import _Progress, app
+
+from .conftest import BLOG_W, BLOG_X, ROOT, post_l_dir_shortcut, post_softmax
+
+ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
+LAYER = ["--layer", str(ROOT / "samples/blog/layer.npz")]
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), env=ENV)
+
+
+@pytest.fixture
+def big(rng):
+    n, K, N = 7, 6, 3
+    return rng.normal(size=(n, K)), rng.normal(size=(N, n))
+
+
+def test_out_receives_the_jacobian(big):
+    W, X = big
+    out = np.full((3, 6, 42), np.nan)
+    J = smjac.jacobian(W, X, out=out)
+    assert J is out
+    assert_allclose(
+        out[1], post_l_dir_shortcut(W, post_softmax(W.T @ X[1] - (W.T @ X[1]).max()), X[1]).T, atol=1e-16
+    )
+    with pytest.raises(smjac.ShapeError, match="out has shape"):
+        smjac.jacobian(W, X, out=np.empty((3, 6, 41)))
+    single = np.empty((5, 15))
+    assert smjac.jacobian(BLOG_W, BLOG_X, out=single) is not None
+    assert_array_equal(single, smjac.jacobian(BLOG_W, BLOG_X))
+
+
+@pytest.mark.parametrize("method", ["shortcut", "chain"])
+@pytest.mark.parametrize("wrt", ["W", "x", "z"])
+def test_row_blocks_make_up_the_whole(big, method, wrt):
+    W, X = big
+    L = core.make_layer(W, X)
+    whole = core.layer_jacobian(L, wrt=wrt, method=method)
+    blocks = core.jacobian_blocks(L, wrt=wrt, method=method, block_bytes=2 * 42 * 8)  # two rows a block
+    assert blocks.shape == whole.shape
+    pieces = [b.copy() for b in blocks.rows]
+    assert_array_equal(np.concatenate(pieces).reshape(whole.shape), whole)
+    if wrt == "W":
+        assert max(len(p) for p in pieces) == 2  # memory is bounded by the block, not the whole
+
+
+def test_row_blocks_reuse_one_buffer(big):
+    W, X = big
+    rows = core.jacobian_blocks(core.make_layer(W, X), block_bytes=2 * 42 * 8).rows
+    first = next(rows)
+    second = next(rows)
+    assert np.shares_memory(first, second)
+
+
+def test_factors_give_every_entry(big):
+    W, X = big
+    F = smjac.jacobian_factors(W, X)
+    J = smjac.jacobian(W, X)
+    assert F.shape == J.shape
+    assert_array_equal(F.dense(), J)
+    for s, t, i, j in [(0, 0, 0, 0), (2, 5, 3, 6), (1, 2, 2, 4)]:
+        assert F.entry(t, i, j, sample=s) == J[s, t, i * 7 + j]
+    with pytest.raises(smjac.InputError, match="j = 7 is out of range"):
+        F.entry(0, 0, 7)
+
+
+def test_dz_dw_factors_are_the_identity():
+    F = smjac.jacobian_factors(BLOG_W, BLOG_X, of="z")
+    assert_array_equal(F.A, np.eye(5))
+    assert_array_equal(F.dense(), smjac.dz_dW(BLOG_X, 5))
+
+
+def test_the_gradient_s_x_part_is_computed_when_asked(big):
+    W, X = big
+    g = smjac.grad(W, X[0], target=2)
+    assert "x" not in g.__dict__
+    assert_allclose(g.x, W @ g.z, rtol=1e-14)
+
+
+# ---------------------------------------------------------------- streaming to files
+
+
+@pytest.mark.parametrize("suffix", ["npy", "csv"])
+def test_blocks_stream_to_a_file(tmp_path, big, suffix):
+    W, X = big
+    L = core.make_layer(W, X)
+    blocks = core.jacobian_blocks(L, block_bytes=3 * 42 * 8)
+    done = []
+    smio.write_blocks(tmp_path / f"J.{suffix}", blocks.shape, blocks.dtype, blocks.rows, progress=done.append)
+    J = core.layer_jacobian(L)
+    back = np.load(tmp_path / "J.npy") if suffix == "npy" else np.loadtxt(tmp_path / "J.csv", delimiter=",")
+    assert_array_equal(back.reshape(J.shape), J)
+    assert sum(done) == J.nbytes
+    assert os.listdir(tmp_path) == [f"J.{suffix}"]
+
+
+def test_a_stream_that_fails_leaves_nothing(tmp_path):
+    def rows():
+        yield np.ones((2, 3))
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(smio.OutputError, match="No space left"):
+        smio.write_blocks(tmp_path / "J.npy", (4, 3), np.dtype("float64"), rows())
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_streams_npy_past_the_memory_budget(tmp_path):
+    out = tmp_path / "J.npy"
+    result = run("jacobian", *LAYER, "--max-memory", "100", "-o", str(out))  # 600 bytes > 100
+    assert result.exit_code == 0, result.stderr
+    assert_array_equal(np.load(out), smjac.jacobian(BLOG_W, BLOG_X))
+
+
+def test_memory_guard_refuses_and_says_how_on():
+    result = run("jacobian", *LAYER, "--max-memory", "100")
+    assert result.exit_code == 2 and result.stdout == ""
+    message = result.stderr
+    assert "dh/dW would take 600 bytes (5 × 15 float64), over the memory budget of 100 bytes" in message
+    assert "-o J.npy" in message and "--format factored" in message and "--entry T,I,J" in message
+    assert message.count("\n") == 1
+    assert run("jacobian", *LAYER, "--max-memory", "1G", "-f", "json").exit_code == 0
+
+
+def test_memory_budget_from_the_environment_and_bad_sizes():
+    result = CliRunner().invoke(app, ["jacobian", *LAYER], env={**ENV, "SMJAC_MAX_MEMORY": "64"})
+    assert result.exit_code == 2 and "memory budget of 64 bytes" in result.stderr
+    result = run("jacobian", *LAYER, "--max-memory", "lots")
+    assert result.exit_code == 2 and "'lots' is not a size" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("4G", 4 * 2**30), ("512MiB", 512 * 2**20), ("1.5g", 3 * 2**29), ("1000", 1000), ("2 KB", 2048)],
+)
+def test_sizes(text, expected):
+    assert smio.parse_size(text) == expected
+
+
+def test_default_budget_is_half_the_available_memory():
+    available = smio.available_memory()
+    assert available is not None and available > 0  # this machine tells
+    assert abs(smio.default_memory_budget() - available // 2) < available // 10  # memory moves a little
+
+
+# ---------------------------------------------------------------- factors and entries on the command line
+
+
+def test_cli_factored():
+    doc = json.loads(run("jacobian", *LAYER, "--format", "factored").stdout)
+    assert doc["formula"] == "J[t, i*n + j] = A[t, i] * x[j]" and doc["shape"] == [5, 15]
+    A, x = np.array(doc["A"]), np.array(doc["x"])
+    assert_array_equal(A, smjac.softmax_jacobian(smjac.forward(BLOG_W, BLOG_X).h))
+    assert_array_equal(x, BLOG_X)
+    assert run("jacobian", *LAYER, "--format", "factored", "--wrt", "x").exit_code == 2
+    assert run("forward", *LAYER, "--format", "factored").exit_code == 2
+
+
+def test_cli_factored_to_a_file(tmp_path):
+    out = tmp_path / "factors.npz"
+    assert run("jacobian", *LAYER, "--format", "factored", "-o", str(out)).exit_code == 0
+    with np.load(out) as data:
+        assert sorted(data.files) == ["A", "x"]
+
+
+def test_cli_entry():
+    J = smjac.jacobian(BLOG_W, BLOG_X)
+    assert run("jacobian", *LAYER, "--entry", "1,1,2").stdout == f"{float(J[1, 1 * 3 + 2])!r}\n"
+    table = run("jacobian", *LAYER, "--entry", "1,1,2", "-f", "table").stdout
+    assert table == f"∂h₁/∂w[1,2] = {float(J[1, 5])!r}\n"
+    doc = json.loads(run("jacobian", *LAYER, "--entry", "4,0", "--wrt", "x", "-f", "json").stdout)
+    assert doc == {"entry": [4, 0], "value": smjac.jacobian(BLOG_W, BLOG_X, wrt="x")[4, 0]}
+    for bad, message in [
+        ("1,1", "takes T,I,J"),
+        ("1,x,2", "give indices from 0"),
+        ("1,9,2", "i = 9 is out of range"),
+    ]:
+        result = run("jacobian", *LAYER, "--entry", bad)
+        assert result.exit_code == 2 and message in result.stderr
+
+
+# ---------------------------------------------------------------- progress
+
+
+def test_progress_draws_on_stderr_only_at_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(_Progress, "DELAY", 0.0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar = _Progress(100, "dh/dW")
+    bar(50)
+    bar(50)
+    bar.close()
+    out, err = capsys.readouterr()
+    assert out == "" and "dh/dW" in err
+    for quiet, tty in [(True, True), (False, False)]:
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty, raising=False)
+        silent = _Progress(100, "dh/dW", quiet=quiet)
+        silent(100)
+        silent.close()
+        assert capsys.readouterr() == ("", "")
+
+
+def test_no_progress_for_quick_work(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar = _Progress(100, "dh/dW")  # the default delay of a second has not passed
+    bar(100)
+    bar.close()
+    assert capsys.readouterr() == ("", "")
