@@ -225,3 +225,18 @@ def test_no_progress_for_quick_work(capsys, monkeypatch):
     bar(100)
     bar.close()
     assert capsys.readouterr() == ("", "")
+
+
+def test_the_benchmark_script_runs(tmp_path):
+    # Not a timing test: it checks the script still runs end to end and reports what it measured.
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/bench.py"), "--quick", "--sections", "streaming,gradient"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| 64 × 4096 float64 |" in proc.stdout and "| yes |" in proc.stdout
+    assert "| 256 × 2000 |" in proc.stdout

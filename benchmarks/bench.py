@@ -1,0 +1,349 @@
+"""Benchmark smjac's core side by side with its baselines, in one process, and print ratios.
+
+Run from the repository root after installing the project:
+
+    python benchmarks/bench.py            # everything (several minutes, up to ~20 GiB of memory)
+    python benchmarks/bench.py --quick    # small sizes only, to see that it runs
+
+Each timing is the best of a few runs. Ratios, not seconds, are the point: every row is timed
+next to its baseline in the same process, so a busy or slow machine moves both.
+
+* Jacobian dh/dW at n = K: smjac (new array, into ``out=``, and the chain method) against a fresh
+  array of the same bytes allocated and filled once (what returning a new result costs at
+  least), a fill of a preallocated one, ``np.kron``, the post's loops (small sizes), and
+  ``torch.func.jacrev``, ``torch.autograd.functional.jacobian`` and ``jax.jacrev`` when installed
+  (``pip install '.[bench]'``; never a run-time dependency).
+* The cross-entropy gradient at n = 4096, K = 50000 against a fresh n×K fill, and torch's autograd.
+* Peak memory of ``smjac jacobian -o J.npy`` streaming a Jacobian of several GiB.
+* Start-up: ``smjac forward`` on the sample against ``python -c "import numpy"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import smjac
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def best_of(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+        del result
+    return min(times)
+
+
+def fresh_fill(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    a = np.empty(shape, dtype=dtype)
+    a.fill(1.0)
+    return a
+
+
+# ---------------------------------------------------------------- the post's loops (small sizes)
+
+
+def post_jacobian(W: np.ndarray, x: np.ndarray) -> np.ndarray:
+    Z = W.T @ x
+    eZ = np.exp(Z - Z.max())
+    S = eZ / eZ.sum()
+    dir_matrix = np.zeros((W.shape[0] * W.shape[1], W.shape[1]))
+    for t in range(W.shape[1]):
+        for i in range(W.shape[1]):
+            for j in range(W.shape[0]):
+                dir_matrix[i * W.shape[0] + j][t] = S[t] * ((i == t) - S[i]) * x[j]
+    return dir_matrix.T
+
+
+# ---------------------------------------------------------------- peers, when installed
+
+
+def torch_peers(dtype: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], Callable[[], Any]]]:
+    try:
+        import torch
+    except ImportError:
+        return {}
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+
+    def setup(W: np.ndarray, x: np.ndarray) -> tuple[Any, Any]:
+        return torch.tensor(W, dtype=tdtype), torch.tensor(x, dtype=tdtype)
+
+    def jacrev(W: np.ndarray, x: np.ndarray) -> Callable[[], Any]:
+        Wt, xt = setup(W, x)
+        return lambda: torch.func.jacrev(lambda M: torch.softmax(M.T @ xt, dim=0))(Wt)
+
+    def autograd(W: np.ndarray, x: np.ndarray) -> Callable[[], Any]:
+        Wt, xt = setup(W, x)
+        return lambda: torch.autograd.functional.jacobian(lambda M: torch.softmax(M.T @ xt, dim=0), Wt)
+
+    return {"torch.func.jacrev": jacrev, "torch.autograd.functional.jacobian": autograd}
+
+
+def jax_peers(dtype: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], Callable[[], Any]]]:
+    try:
+        import jax
+    except ImportError:
+        return {}
+    jax.config.update("jax_enable_x64", True)  # so that float64 rows are float64; float32 stays so
+    import jax.numpy as jnp
+
+    def jacrev(W: np.ndarray, x: np.ndarray) -> Callable[[], Any]:
+        # jitted and warmed up, so compiling is not timed: the way JAX is used, and kind to it
+        Wj, xj = jnp.asarray(W, dtype=dtype), jnp.asarray(x, dtype=dtype)
+        f = jax.jit(jax.jacrev(lambda M: jax.nn.softmax(M.T @ xj)))
+        f(Wj).block_until_ready()
+        return lambda: f(Wj).block_until_ready()
+
+    return {"jax.jacrev (jit)": jacrev}
+
+
+PEERS = ("torch.func.jacrev", "torch.autograd.functional.jacobian", "jax.jacrev (jit)")
+
+
+def peer_time(name: str, n: int, dtype: Any, repeat: int) -> float:
+    """Time one peer in a child process, so that running out of memory costs only that cell.
+
+    The child builds the same W and x (same seed); inf when the peer is missing or fails.
+    """
+    cmd = [
+        sys.executable,
+        __file__,
+        "--peer",
+        name,
+        "--n",
+        str(n),
+        "--dtype",
+        np.dtype(dtype).name,
+        "--repeat",
+        str(repeat),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    try:
+        return float(proc.stdout.split()[-1])
+    except (ValueError, IndexError):
+        return float("inf")
+
+
+def layer_for(n: int, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(n)
+    return (rng.standard_normal((n, n)) / np.sqrt(n)).astype(dtype), rng.standard_normal(n).astype(dtype)
+
+
+def run_peer(name: str, n: int, dtype: Any, repeat: int) -> None:
+    peers = {**torch_peers(dtype), **jax_peers(dtype)}
+    if name not in peers:
+        print("nan")
+        return
+    W, x = layer_for(n, dtype)
+    run = peers[name](W, x)
+    run()  # a warm-up call: first-call set-up is not what is compared
+    print(best_of(run, max(1, repeat - 1)))
+
+
+# ---------------------------------------------------------------- sections
+
+
+def jacobian_section(sizes: list[int], dtypes: list[Any], repeat: int) -> list[str]:
+    rows = [
+        "| n = K | dtype | output | fresh fill | smjac | smjac ÷ fill | into out= ÷ preallocated fill | chain ÷ fill "
+        "| np.kron ÷ smjac | post's loops ÷ smjac | peers ÷ smjac |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for n in sizes:
+        for dtype in dtypes:
+            rows.append(jacobian_row(n, dtype, repeat))
+            print(rows[-1], flush=True)
+    return rows
+
+
+def preallocated(
+    W: np.ndarray, x: np.ndarray, shape: tuple[int, int], dtype: Any, repeat: int
+) -> tuple[float, float]:
+    """Seconds to fill an existing array, and to write the Jacobian into it with ``out=``."""
+    out = fresh_fill(shape, dtype)
+    return best_of(lambda: out.fill(2.0), repeat), best_of(lambda: smjac.jacobian(W, x, out=out), repeat)
+
+
+def jacobian_row(n: int, dtype: Any, repeat: int) -> str:
+    W, x = layer_for(n, dtype)
+    shape = (n, n * n)
+    nbytes = n**3 * np.dtype(dtype).itemsize
+    fill = best_of(lambda: fresh_fill(shape, dtype), repeat)
+    ours = best_of(lambda: smjac.jacobian(W, x), repeat)
+    chain = best_of(lambda: smjac.jacobian(W, x, method="chain"), repeat)
+    pre, into = preallocated(W, x, shape, dtype, repeat)
+    A = smjac.softmax_jacobian(smjac.forward(W, x).h)
+    kron = best_of(lambda: np.kron(A, x[None, :]), repeat)
+    loops = f"{best_of(lambda: post_jacobian(W, x), 1) / ours:.0f}×" if n <= 64 else "–"
+    peers = [f"{name} {peer_time(name, n, dtype, repeat) / ours:.1f}×" for name in PEERS]
+    peers = [p.replace("inf×", "failed (out of memory or error)") for p in peers]
+    return (
+        f"| {n} | {np.dtype(dtype).name} | {nbytes / 2**20:,.0f} MiB | {fill:.3f} s | {ours:.3f} s "
+        f"| {ours / fill:.2f} | {into / pre:.2f} | {chain / fill:.2f} | {kron / ours:.2f} | {loops} "
+        f"| {'; '.join(p for p in peers if 'nan' not in p) or 'not installed'} |"
+    )
+
+
+def gradient_section(n: int, K: int, repeat: int) -> list[str]:
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal((n, K)) * 0.01
+    x = rng.standard_normal(n)
+    fill = best_of(lambda: fresh_fill((n, K), np.float64), repeat)
+    ours = best_of(lambda: smjac.grad(W, x, target=3), repeat)
+    peer = "not installed"
+    try:
+        import torch
+
+        Wt, xt = torch.tensor(W, requires_grad=True), torch.tensor(x)
+        target = torch.tensor([3])
+
+        def torch_grad() -> Any:
+            Wt.grad = None
+            loss = torch.nn.functional.cross_entropy((xt @ Wt)[None, :], target)
+            loss.backward()
+            return Wt.grad
+
+        peer = f"torch autograd {best_of(torch_grad, repeat) / ours:.2f}×"
+    except ImportError:
+        pass
+    rows = [
+        "| n × K | fresh n×K fill | smjac.grad | smjac ÷ fill | peer ÷ smjac |",
+        "|---|---:|---:|---:|---|",
+        f"| {n} × {K} | {fill:.3f} s | {ours:.3f} s | {ours / fill:.2f} | {peer} |",
+    ]
+    print(rows[-1], flush=True)
+    return rows
+
+
+# The child reports its own high-water mark of resident memory. VmHWM starts afresh at exec;
+# getrusage's ru_maxrss would carry the parent's over (on Linux it survives fork and exec).
+STREAM = """
+import sys
+from smjac.cli import app
+code = 0
+try:
+    app(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+hwm = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(hwm, code, file=sys.stderr)
+"""
+
+
+def streaming_section(n: int) -> list[str]:
+    rng = np.random.default_rng(2)
+    with tempfile.TemporaryDirectory(dir=ROOT) as work:
+        folder = Path(work)
+        np.save(folder / "W.npy", rng.standard_normal((n, n)) / np.sqrt(n))
+        np.save(folder / "x.npy", rng.standard_normal(n))
+        out = folder / "J.npy"
+        start = time.perf_counter()
+        args = [
+            "jacobian",
+            "-W",
+            str(folder / "W.npy"),
+            "-x",
+            str(folder / "x.npy"),
+            "-o",
+            str(out),
+            "--quiet",
+        ]
+        proc = subprocess.run([sys.executable, "-c", STREAM, *args], capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        peak_kib, code = proc.stderr.split()[-2:]
+        size = out.stat().st_size if out.exists() else 0
+        ok = code in ("0", "None") and size > 0 and np.load(out, mmap_mode="r").shape == (n, n * n)
+    row = f"| {n} × {n * n} float64 | {size / 2**30:.2f} GiB | {int(peak_kib) / 1024:.0f} MiB | {seconds:.1f} s | {'yes' if ok else 'NO'} |"
+    rows = [
+        "| Jacobian | file | peak memory (RSS) | time | file reads back |",
+        "|---|---:|---:|---:|---|",
+        row,
+    ]
+    print(row, flush=True)
+    return rows
+
+
+def startup_section(runs: int) -> list[str]:
+    smjac_bin = shutil.which("smjac") or str(Path(sys.executable).parent / "smjac")
+    numpy_cmd = [sys.executable, "-c", "import numpy"]
+    smjac_cmd = [smjac_bin, "forward", "-W", "samples/blog/W.json", "-x", "samples/blog/x.json"]
+    # As a user runs it: with bytecode cached (an environment that forbids writing it would time
+    # compiling smjac's sources instead of importing them), after one warm-up run of each.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for cmd in (numpy_cmd, smjac_cmd):
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
+    a, b = [], []
+    for _ in range(runs):  # alternate, so that a busy moment hits both
+        for cmd, times in ((numpy_cmd, a), (smjac_cmd, b)):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
+            times.append(time.perf_counter() - start)
+    na, nb = statistics.median(a), statistics.median(b)
+    rows = [
+        '| python -c "import numpy" | smjac forward (sample) | ratio |',
+        "|---:|---:|---:|",
+        f"| {na * 1e3:.0f} ms | {nb * 1e3:.0f} ms | {nb / na:.2f} |",
+    ]
+    print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument("--sections", default="jacobian,gradient,streaming,startup")
+    parser.add_argument("--peer", help=argparse.SUPPRESS)  # the child side of peer_time
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peer:
+        run_peer(args.peer, args.n, np.dtype(args.dtype).type, args.repeat)
+        return
+    sections = args.sections.split(",")
+    quick = args.quick
+    print(
+        f"smjac {smjac.__version__}, numpy {np.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} cores\n"
+    )
+    report: list[str] = []
+    if "jacobian" in sections:
+        print("## Jacobian dh/dW")
+        sizes = [16, 64] if quick else [64, 256, 512, 1024]
+        report += [
+            "## Jacobian dh/dW",
+            "",
+            *jacobian_section(sizes, [np.float64, np.float32], 2 if quick else 3),
+            "",
+        ]
+    if "gradient" in sections:
+        print("\n## Gradient")
+        n, K = (256, 2000) if quick else (4096, 50000)
+        report += ["## Gradient", "", *gradient_section(n, K, 3), ""]
+    if "streaming" in sections:
+        print("\n## Streaming")
+        report += ["## Streaming", "", *streaming_section(64 if quick else 820), ""]
+    if "startup" in sections:
+        print("\n## Start-up")
+        report += ["## Start-up", "", *startup_section(5 if quick else 31), ""]
+    print("\n" + "\n".join(report))
+
+
+if __name__ == "__main__":
+    main()
