@@ -30,7 +30,6 @@ from .core import (
     make_layer,
     softmax,
     softmax_jacobian,
-    validate_layer,
 )
 from .errors import InputError, LoadError, OutputError, ShapeError, SmjacError
 
@@ -75,5 +74,4 @@ __all__ = [
     "numerical_jacobian",
     "softmax",
     "softmax_jacobian",
-    "validate_layer",
 ]

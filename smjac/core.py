@@ -308,14 +308,6 @@ def make_layer(
     )
 
 
-def validate_layer(
-    W: ArrayLike, x: ArrayLike, b: ArrayLike | None = None, *, names: tuple[str, str, str] = ("W", "x", "b")
-) -> tuple[Array, Array, Array | None]:
-    """Check one sample against W (n×K) and b; return them as float arrays (the post's layout)."""
-    L = make_layer(W, x, b, names=names)
-    return L.W, L.out(L.X), L.b
-
-
 def _logits(L: Layer) -> Array:
     """``Z = X W + b`` (N×K), refusing logits that overflow rather than returning NaN."""
     with np.errstate(over="ignore", invalid="ignore"):  # reported below, in words
