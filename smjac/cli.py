@@ -1,7 +1,5 @@
 """The ``smjac`` command line: parse, call the core, hand the result to io or render. No maths here."""
 
-from __future__ import annotations
-
 import os
 import sys
 import time
