@@ -83,8 +83,12 @@ def run(console: Any, precision: int = 5) -> None:
     agree = report["dh/dW shortcut = chain rule"]
     step(
         "6 · the shortcut: ∂h_t/∂w[i,j] = h_t (δ_ti − h_i) x_j",
-        f"Each entry from h and x alone, no matrix product. Largest difference from step 5: "
-        f"{agree.max_error:.1e} (rounding only).",
+        "Each entry from h and x alone, no matrix product. "
+        + (
+            "It agrees with step 5 to the last digit."
+            if agree.max_error == 0
+            else f"Largest difference from step 5: {agree.max_error:.1e}, rounding."
+        ),
         short,
         render.labels("h", K),
         render.weight_labels(K, n),

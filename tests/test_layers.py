@@ -410,3 +410,28 @@ def test_check_report_is_not_a_matrix():
     result = run("check", *SAMPLE, "-f", "latex")
     assert result.exit_code == 2 and "not a matrix" in result.stderr
     assert run("check", *SAMPLE, "-f", "markdown").stdout.startswith("| | max error | tolerance |")
+
+
+def test_cli_upstream_per_sample(tmp_path, rng):
+    X = rng.normal(size=(3, 3))
+    G = rng.normal(size=(3, 5))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "G.npy", G)
+    args = [
+        "-W",
+        str(ROOT / "samples/blog/W.json"),
+        "-x",
+        str(tmp_path / "X.npy"),
+        "--upstream",
+        str(tmp_path / "G.npy"),
+    ]
+    doc = json.loads(run("grad", *args, "-f", "json").stdout)
+    assert_allclose(doc["grad"], smjac.grad(BLOG_W, X, upstream=G).W, rtol=1e-15)
+    assert doc["loss"] is None
+    np.save(tmp_path / "G.npy", G[:2])
+    result = run("grad", *args)
+    assert (
+        result.exit_code == 2
+        and "upstream has shape (2, 5) but the layer has K = 5 outputs; it needs 5 entries or 3×5"
+        in result.stderr
+    )
