@@ -43,7 +43,7 @@ def _as_float(a: ArrayLike) -> Array:
     return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
 
 
-def _all_finite(a: Array) -> bool:
+def all_finite(a: Array) -> bool:
     """Whether every entry is finite, in one pass and without a boolean array the size of ``a``.
 
     A NaN or infinity makes the sum NaN or infinite; a finite sum therefore clears them all. Only
@@ -294,7 +294,7 @@ def make_layer(
         if b.shape != (K,):
             raise ShapeError(f"{bn} has shape {b.shape} but {wn} has K = {K} outputs; {bn} needs {K} entries")
     for name, arr in ((wn, W), (xn, x), (bn, b)):
-        if arr is not None and not _all_finite(arr):
+        if arr is not None and not all_finite(arr):
             raise InputError(f"{name} holds a NaN or infinite value")
     dtype = np.result_type(W, X, *([] if b is None else [b]))
     return Layer(

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .core import make_layer
+from .core import all_finite, make_layer
 from .errors import LoadError, OutputError
 
 STDIN = "-"
@@ -117,7 +117,7 @@ def parse(data: bytes, fmt: Format, label: str) -> np.ndarray:
         raise LoadError(f"{label}: an .npz bundle holds several arrays; give it with --layer")
     if arr.size == 0:
         raise LoadError(f"{label}: holds no numbers (shape {arr.shape})")
-    if not np.all(np.isfinite(arr)):
+    if not all_finite(arr):
         raise LoadError(f"{label}: holds NaN or infinite values; every number must be finite")
     return arr
 
