@@ -470,9 +470,6 @@ def forward(
     )
 
 
-_SYMBOL = {"W": "w", "z": "z", "x": "x", "b": "b"}
-
-
 @app.command()
 def jacobian(
     ctx: typer.Context,
@@ -602,7 +599,7 @@ def jacobian(
         {"of": of.value, "wrt": wrt.value, "method": method.value, "shape": list(J.shape), "jacobian": J},
         matrix="jacobian",
     )
-    cols = render.weight_labels(K, n) if wrt.value == "W" else render.labels(_SYMBOL[wrt.value], J.shape[-1])
+    cols = render.weight_labels(K, n) if wrt.value == "W" else render.labels(wrt.value.lower(), J.shape[-1])
 
     def view() -> View:
         notes: list[str] = []
@@ -699,13 +696,13 @@ def grad(
     def view() -> View:
         rows, cols = ("x", "z") if o.layout == "in-out" else ("z", "x")
         Wshape = res.W.shape
-        caption = None if res.loss is None else f"loss ({reduce.value}) = {res.loss:.{precision}f}"
         where = "rows: inputs, columns: outputs" if o.layout == "in-out" else "rows: outputs, columns: inputs"
+        caption = where if res.loss is None else f"{where}\nloss ({reduce.value}) = {res.loss:.{precision}f}"
         return View(
             res.W,
             render.labels(rows, Wshape[0]),
             render.labels(cols, Wshape[1]),
-            f"dLoss/dW in W's shape ({where})",
+            "dLoss/dW, in W's shape",
             caption=caption,
         )
 

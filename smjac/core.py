@@ -276,7 +276,9 @@ def make_layer(
     else:
         raise ShapeError(f"{xn} must be a vector (n) or a batch (N×n) but has shape {x.shape}")
     if X.shape[1] != n:
-        entries = f"{X.shape[1]} entries" + (f" per sample ({xn} has shape {x.shape})" if batched else "")
+        entries = f"{X.shape[1]} entries" + (
+            f" per sample (shape {x.shape}, read as a batch of {X.shape[0]} samples)" if batched else ""
+        )
         other = "out-in" if layout == "in-out" else "in-out"
         if W.shape[layout == "in-out"] == X.shape[1]:  # the other axis would fit
             hint = f"{wn} fits --layout {other}" + (

@@ -289,7 +289,11 @@ def test_grad_refuses_an_upstream_of_the_wrong_length():
         (np.ones((3, 5)), np.ones(5), r"W fits --layout out-in \(K×n, as PyTorch stores nn.Linear\)"),
         (np.ones(3), np.ones(3), r"W must be a matrix"),
         (np.ones((3, 2)), np.ones((2, 2, 3)), r"x must be a vector \(n\) or a batch \(N×n\) but has shape"),
-        (np.ones((3, 2)), np.ones((4, 2)), r"x has 2 entries per sample \(x has shape \(4, 2\)\)"),
+        (
+            np.ones((3, 2)),
+            np.ones((4, 2)),
+            r"x has 2 entries per sample \(shape \(4, 2\), read as a batch of 4 samples\)",
+        ),
     ],
 )
 def test_shape_errors_name_both_shapes(W, x, message):
