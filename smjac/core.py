@@ -422,6 +422,19 @@ def _run(
                 progress(done)
 
 
+def _bufsize_for_rows(m: int) -> int:
+    """numpy's ufunc buffer size (in elements) for an outer product with rows of m numbers.
+
+    When rows are shorter than the buffer (8192 by default), numpy 2 copies both broadcast
+    operands through its buffers to make longer inner loops, and the product runs at a third of
+    the memory's speed. A buffer no longer than a row lets the ufunc write each row in place:
+    measured here, 2–3× faster for rows of 128 to 2048 numbers. Below about 128 the copies pay
+    for themselves, so the setting is left alone there.
+    """
+    current = np.getbufsize()
+    return m - m % 16 if 128 <= m < current else current
+
+
 def _shortcut_dW(A: Array, X: Array, out: Array, progress: Progress | None = None) -> Array:
     """``out[s, t, i·n + j] = A[s, t, i] x[s, j]``: the post's closed form, ``A ⊗ xᵀ``, in place."""
     return _outer_fill(A, X, out, progress)
@@ -437,10 +450,15 @@ def _outer_fill(A: Array, X: Array, out: Array, progress: Progress | None = None
     (N, R, C), m = A.shape, X.shape[1]
     out4 = out.reshape(N, R, C, m)
     tasks = [(s, r0, r1) for s in range(N) for r0, r1 in _row_blocks(R, C * m * out.itemsize)]
+    bufsize = _bufsize_for_rows(m)
 
     def fill(task: tuple[int, int, int]) -> int:
         s, r0, r1 = task
-        np.multiply(A[s, r0:r1, :, None], X[s, None, None, :], out=out4[s, r0:r1])
+        previous = np.setbufsize(bufsize)  # per thread; restored, so the caller's setting stands
+        try:
+            np.multiply(A[s, r0:r1, :, None], X[s, None, None, :], out=out4[s, r0:r1])
+        finally:
+            np.setbufsize(previous)
         return (r1 - r0) * C * m * out.itemsize
 
     _run(fill, tasks, progress)

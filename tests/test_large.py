@@ -51,6 +51,20 @@ def test_out_receives_the_jacobian(big):
     assert_array_equal(single, smjac.jacobian(BLOG_W, BLOG_X))
 
 
+@pytest.mark.parametrize("K", [3, 130])  # one block on the calling thread; several blocks on a pool
+def test_long_rows_match_kron_and_leave_numpy_s_buffer_size_alone(rng, K):
+    # Rows of n >= 128 numbers run with a smaller ufunc buffer (see core._bufsize_for_rows).
+    n = 200
+    W, x = rng.normal(size=(n, K)) / 10, rng.normal(size=n)
+    A = smjac.softmax_jacobian(smjac.forward(W, x).h)
+    with np.errstate():
+        np.setbufsize(4096)
+        J = smjac.jacobian(W, x)
+        assert np.getbufsize() == 4096
+    assert_array_equal(J, np.kron(A, x[None, :]))
+    assert J.nbytes > core.BLOCK_BYTES if K == 130 else J.nbytes < core.BLOCK_BYTES
+
+
 @pytest.mark.parametrize("method", ["shortcut", "chain"])
 @pytest.mark.parametrize("wrt", ["W", "x", "z"])
 def test_row_blocks_make_up_the_whole(big, method, wrt):
