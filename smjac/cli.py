@@ -3,11 +3,10 @@
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import numpy as np
 import typer
@@ -195,8 +194,7 @@ def _main(
     ctx.obj = {"max_input_bytes": max_input_bytes}
 
 
-@dataclass
-class Opts:
+class Opts(NamedTuple):
     """The options every command shares: where the layer comes from and what kind it is."""
 
     W: Path | None
@@ -277,8 +275,7 @@ class _Progress:
             self.bar = None
 
 
-@dataclass
-class View:
+class View(NamedTuple):
     """What a person sees of a result: one matrix (one sample of a batch), labelled."""
 
     M: np.ndarray
@@ -287,7 +284,7 @@ class View:
     title: str
     caption: str | None = None
     table: Callable[[], Any] | None = None  # a table of its own, instead of the matrix's
-    notes: list[str] = field(default_factory=list)
+    notes: Sequence[str] = ()
 
 
 def _pick(batch: np.ndarray, batched: bool, sample: int, view_notes: list[str]) -> np.ndarray:
@@ -325,6 +322,7 @@ def _emit(doc: smio.Document, *, what: str, fmt: OutputFormat | None, output: Pa
     from . import render
 
     v = view()
+    notes: list[str | None] = list(v.notes)
     if fmt is OutputFormat.markdown:
         sys.stdout.write(render.markdown(v.M, v.rows, v.cols, precision))
     elif fmt is OutputFormat.latex:
@@ -339,7 +337,7 @@ def _emit(doc: smio.Document, *, what: str, fmt: OutputFormat | None, output: Pa
             color=console.color_system is not None,
         )
         console.print(picture)
-        v.notes += [note] if note else []
+        notes.append(note)
     else:
         console = _console()
         if v.table is not None:
@@ -355,9 +353,10 @@ def _emit(doc: smio.Document, *, what: str, fmt: OutputFormat | None, output: Pa
                 caption=v.caption,
             )
             console.print(shown.table)
-            v.notes += [shown.elided] if shown.elided else []
-    for note in v.notes:
-        _note(note)
+            notes.append(shown.elided)
+    for note in notes:
+        if note:
+            _note(note)
 
 
 def _flat_columns(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

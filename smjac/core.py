@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -195,8 +194,7 @@ def _dz_dW(X: Array, K: int) -> Array:
     return J.reshape(N, K, K * n)
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(NamedTuple):
     """A softmax layer and its input, checked and put in the post's layout.
 
     ``W`` is n×K whatever layout it was given in, ``X`` is N×n (one row per sample, N = 1 for a
@@ -323,8 +321,7 @@ def _logits(L: Layer) -> Array:
     return Z
 
 
-@dataclass(frozen=True)
-class Forward:
+class Forward(NamedTuple):
     """The forward pass: logits ``z``, outputs ``h`` and probabilities ``p = softmax(z / T)``.
 
     For the softmax ``h`` and ``p`` are the same; for log-softmax ``h = log p``. Each has K
@@ -550,8 +547,7 @@ def _shortcut_dx(L: Layer, P: Array) -> Array:
     return J / L.temperature if L.temperature != 1 else J
 
 
-@dataclass(frozen=True)
-class Blocks:
+class Blocks(NamedTuple):
     """A Jacobian as consecutive row blocks, for writing one too large to hold.
 
     ``shape`` and ``dtype`` describe the whole; ``rows`` yields 2-D blocks of its rows in C order
@@ -593,8 +589,7 @@ def jacobian_blocks(
     return Blocks(shape, L.W.dtype, rows())
 
 
-@dataclass(frozen=True)
-class Factored:
+class Factored(NamedTuple):
     """``dh/dW`` (or ``dz/dW``) without its K²n entries: ``J[t, i·n + j] = A[t, i] · x[j]``.
 
     ``A`` is ``dh/dz`` (the identity for ``dz/dW``), K×K or N×K×K; ``x`` is n or N×n. K² + n
@@ -714,7 +709,6 @@ def jacobian(
     return L.out(layer_jacobian(L, of=of, wrt=wrt, method=method, out=out))
 
 
-@dataclass(frozen=True)
 class Gradient:
     """Gradients of a scalar loss through the layer.
 
@@ -724,11 +718,11 @@ class Gradient:
     averaged likewise), else None.
     """
 
-    W: Array
-    b: Array
-    z: Array
-    loss: float | None
-    layer: Layer = field(repr=False, compare=False)
+    def __init__(self, W: Array, b: Array, z: Array, loss: float | None, layer: Layer) -> None:
+        self.W, self.b, self.z, self.loss, self.layer = W, b, z, loss, layer
+
+    def __repr__(self) -> str:
+        return f"Gradient(W={self.W!r}, b={self.b!r}, z={self.z!r}, loss={self.loss!r})"
 
     @cached_property
     def x(self) -> Array:

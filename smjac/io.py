@@ -17,10 +17,10 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, BinaryIO
+from types import MappingProxyType
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -377,8 +377,7 @@ def _parse_npy(data: bytes, label: str) -> np.ndarray:
 # ---------------------------------------------------------------- writing
 
 
-@dataclass(frozen=True)
-class Document:
+class Document(NamedTuple):
     """A command's result, ready to be written in any format.
 
     ``fields`` is the JSON object (arrays allowed). ``matrix`` names the one field a ``.npy`` or a
@@ -389,8 +388,8 @@ class Document:
 
     fields: Mapping[str, Any]
     matrix: str | None = None
-    columns: Mapping[str, np.ndarray] = field(default_factory=dict)
-    records: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    columns: Mapping[str, np.ndarray] = MappingProxyType({})
+    records: Sequence[Mapping[str, Any]] = ()
 
 
 def _floats(a: np.ndarray) -> Any:

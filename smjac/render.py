@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -56,8 +55,7 @@ def _cell(v: float, fmt: str) -> Text:
     return Text(text, style="red" if v < 0 else "")
 
 
-@dataclass(frozen=True)
-class Shown:
+class Shown(NamedTuple):
     """A table, and what was left out of it (None when the whole matrix fits)."""
 
     table: Table
