@@ -295,6 +295,7 @@ def startup_section(runs: int) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     for cmd in (numpy_cmd, smjac_cmd):
         subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
+
     def children_cpu() -> float:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return usage.ru_utime + usage.ru_stime
