@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from . import __version__, core
 from . import io as smio
-from .errors import InputError, SmjacError
+from .errors import InputError, OutputError, SmjacError
 
 
 class ExitStatus(IntEnum):
@@ -151,7 +151,7 @@ OutputOpt = Annotated[
     typer.Option(
         "-o",
         "--output",
-        help="Write the result to FILE (.npy, .csv, .json, .npz), atomically.",
+        help="Write the result to FILE, atomically: data as .npy, .csv, .json or .npz; the table as .md or .tex.",
         dir_okay=False,
     ),
 ]
@@ -285,6 +285,39 @@ class View(NamedTuple):
     caption: str | None = None
     table: Callable[[], Any] | None = None  # a table of its own, instead of the matrix's
     notes: Sequence[str] = ()
+    documents: Sequence[str] = ("markdown", "latex")  # the text formats that can hold it
+
+
+# A file named FILE.md or FILE.tex holds what --format markdown or latex prints.
+DOCUMENT_SUFFIXES = {".md": "markdown", ".tex": "latex"}
+
+
+def _document(v: View, kind: str, precision: int) -> str:
+    from . import render
+
+    if kind == "markdown":
+        return render.markdown(v.M, v.rows, v.cols, precision)
+    return render.latex(v.M, precision)
+
+
+def _check_output(output: Path | None, force: bool) -> None:
+    """Refuse a file smjac cannot write, or would clobber, before any work is done."""
+    if output is None:
+        return
+    suffix = output.suffix.lower()
+    if suffix not in DOCUMENT_SUFFIXES and suffix.lstrip(".") not in {f.value for f in smio.Format}:
+        what = f"suffix '{suffix}'" if suffix else "no suffix"
+        raise OutputError(f"{output}: {what}; smjac writes .json, .csv, .npy, .npz, .md and .tex")
+    if output.exists() and not force:
+        raise OutputError(f"{output}: exists; add --force to replace it")
+
+
+def _save_document(output: Path, what: str, force: bool, precision: int, v: View) -> None:
+    kind = DOCUMENT_SUFFIXES[output.suffix.lower()]
+    if kind not in v.documents:
+        others = ".json, .csv or .md" if "markdown" in v.documents else ".json or .csv"
+        raise OutputError(f"{what} cannot be written as {output.suffix}; use {others}")
+    smio.write_atomic(output, _document(v, kind, precision).encode(), force=force)
 
 
 def _pick(batch: np.ndarray, batched: bool, sample: int, view_notes: list[str]) -> np.ndarray:
@@ -305,7 +338,14 @@ def _emit(doc: smio.Document, *, what: str, fmt: OutputFormat | None, output: Pa
           precision: int, view: Callable[[], View]) -> None:  # fmt: skip
     """Write ``doc`` to ``output`` and/or print it: a picture for a person, plain data for a pipe."""
     if output is not None:
-        smio.save(doc, output, force=force, what=what)
+        if output.suffix.lower() in DOCUMENT_SUFFIXES:
+            v = view()
+            _save_document(output, what, force, precision, v)
+            if fmt is None:  # otherwise they follow what is printed
+                for text in v.notes:
+                    _note(text)
+        else:
+            smio.save(doc, output, force=force, what=what)
         _note(f"wrote {output}")
         if fmt is None:
             return
@@ -323,10 +363,8 @@ def _emit(doc: smio.Document, *, what: str, fmt: OutputFormat | None, output: Pa
 
     v = view()
     notes: list[str | None] = list(v.notes)
-    if fmt is OutputFormat.markdown:
-        sys.stdout.write(render.markdown(v.M, v.rows, v.cols, precision))
-    elif fmt is OutputFormat.latex:
-        sys.stdout.write(render.latex(v.M, precision))
+    if fmt in (OutputFormat.markdown, OutputFormat.latex):
+        sys.stdout.write(_document(v, fmt.value, precision))
     elif fmt is OutputFormat.heatmap:
         console = _console()
         picture, note = render.heatmap(
@@ -354,9 +392,9 @@ def _emit(doc: smio.Document, *, what: str, fmt: OutputFormat | None, output: Pa
             )
             console.print(shown.table)
             notes.append(shown.elided)
-    for note in notes:
-        if note:
-            _note(note)
+    for line in notes:
+        if line:
+            _note(line)
 
 
 def _flat_columns(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -437,6 +475,7 @@ def forward(
     from . import render
 
     o = _opts(W, x, b, layer, layout, function, temperature, dtype)
+    _check_output(output, force)
     Wa, xa, ba = _load(ctx, o)
     res = core.forward(Wa, xa, ba, **o.kind())
     batched = res.h.ndim == 2
@@ -535,6 +574,7 @@ def jacobian(
     from . import render
 
     o = _opts(W, x, b, layer, layout, function, temperature, dtype)
+    _check_output(output, force)
     Wa, xa, ba = _load(ctx, o)
     L = core.make_layer(Wa, xa, ba, **o.kind())
     n, K = L.n, L.K
@@ -546,7 +586,14 @@ def jacobian(
             raise typer.BadParameter(f"the legend is a table: use table, json or csv, not {fmt.value}")
 
         def legend_view() -> View:
-            return View(np.zeros((0, 0)), [], [], "legend", table=lambda: render.legend_table(rows, o.layout))
+            return View(
+                np.zeros((0, 0)),
+                [],
+                [],
+                "legend",
+                table=lambda: render.legend_table(rows, o.layout),
+                documents=(),
+            )
 
         _emit(
             doc, what="the legend", fmt=fmt, output=output, force=force, precision=precision, view=legend_view
@@ -673,6 +720,7 @@ def grad(
     if (target is None) == (upstream is None):
         raise typer.BadParameter("give exactly one of --target K or --upstream FILE")
     o = _opts(W, x, b, layer, layout, function, temperature, dtype)
+    _check_output(output, force)
     Wa, xa, ba = _load(ctx, o)
     t = None if target is None else _targets(ctx, target)
     g = None if upstream is None else smio.load_array(upstream, max_bytes=_max_bytes(ctx)).astype(o.dtype)
@@ -745,6 +793,7 @@ def check(
     from .checks import check as run_checks
 
     o = _opts(W, x, b, layer, layout, function, temperature, dtype)
+    _check_output(output, force)
     report = run_checks(*_load(ctx, o), rtol=rtol, atol=atol, **o.kind())
     records = [
         {
@@ -770,6 +819,7 @@ def check(
             ["max error", "tolerance"],
             "checks",
             table=lambda: render.check_table(report),
+            documents=("markdown",),
         )
 
     _emit(doc, what="a check report", fmt=fmt, output=output, force=force, precision=3, view=view)

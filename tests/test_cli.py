@@ -260,6 +260,56 @@ def test_bad_output_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize(("suffix", "fmt"), [("md", "markdown"), ("tex", "latex")])
+def test_tables_as_documents_in_files(tmp_path, suffix, fmt):
+    out = tmp_path / f"J.{suffix}"
+    result = run("jacobian", *SAMPLE, "--precision", "4", "-o", str(out))
+    assert result.exit_code == 0 and result.stdout == "" and f"wrote {out}" in result.stderr
+    text = out.read_text()
+    assert text == run("jacobian", *SAMPLE, "--precision", "4", "-f", fmt).stdout
+    J = np.asarray(json.loads(run("jacobian", *SAMPLE, "-f", "json").stdout)["jacobian"])
+    numbers = [float(c) for c in re.findall(r"-?\d+\.\d{4}\b", text)]
+    assert_array_equal(numbers, np.round(J, 4).reshape(-1))
+
+
+def test_a_batch_document_shows_one_sample_and_says_so(tmp_path):
+    batch = ["-W", str(ROOT / "samples/batch/W.json"), "-x", str(ROOT / "samples/batch/X.json")]
+    result = run("forward", *batch, "--sample", "1", "-o", str(tmp_path / "f.md"))
+    assert result.exit_code == 0 and "showing sample 1 of" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["jacobian", *SAMPLE, "--legend"], "the legend cannot be written as .md; use .json or .csv"),
+        (["check", *SAMPLE], None),
+    ],
+)
+def test_documents_only_for_what_has_a_table(tmp_path, args, message):
+    md, tex = tmp_path / "r.md", tmp_path / "r.tex"
+    result = run(*args, "-o", str(md))
+    if message:
+        assert result.exit_code == 2 and message in result.stderr
+        assert os.listdir(tmp_path) == []
+    else:
+        assert result.exit_code == 0 and md.read_text().startswith("| | max error | tolerance |")
+        result = run(*args, "-o", str(tex))
+        assert result.exit_code == 2 and "cannot be written as .tex; use .json, .csv or .md" in result.stderr
+        assert os.listdir(tmp_path) == ["r.md"]
+
+
+def test_output_problems_are_found_before_any_work(tmp_path):
+    (tmp_path / "bad.json").write_text("[1, 2,")  # would fail to load, if it were read
+    bad = ["-W", str(tmp_path / "bad.json"), "-x", str(tmp_path / "bad.json")]
+    result = run("jacobian", *bad, "-o", str(tmp_path / "J.txt"))
+    assert result.exit_code == 2
+    assert "suffix '.txt'; smjac writes .json, .csv, .npy, .npz, .md and .tex" in result.stderr
+    (tmp_path / "J.md").write_text("keep me")
+    result = run("grad", *bad, "--target", "0", "-o", str(tmp_path / "J.md"))
+    assert result.exit_code == 2 and "exists; add --force" in result.stderr
+    assert (tmp_path / "J.md").read_text() == "keep me"
+
+
 def test_input_size_cap_from_the_environment():
     result = CliRunner().invoke(app, ["forward", *SAMPLE], env={**ENV, "SMJAC_MAX_INPUT_BYTES": "20"})
     assert result.exit_code == 2 and "input size cap of 20 bytes" in result.stderr
