@@ -92,6 +92,13 @@ def test_post_h():
     assert_allclose(h, [float(t) for t in POST_H.split()], atol=5e-9)  # 8 digits, rounded
 
 
+def test_forward_unpacks_as_z_h_p():
+    z, h, p = smjac.forward(BLOG_W, BLOG_X)
+    assert_allclose(z, BLOG_W.T @ BLOG_X, rtol=1e-15)
+    assert_array_equal(h, p)
+    assert_allclose(h, post_softmax(z), rtol=1e-15)
+
+
 def test_post_softmax_jacobian():
     assert_as_printed(smjac.softmax_jacobian(smjac.forward(BLOG_W, BLOG_X).h), POST_DS)
 
