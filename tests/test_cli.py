@@ -329,6 +329,56 @@ def test_installed_script_runs():
     assert bad.returncode == 2 and bad.stderr.startswith("Error: ") and "Traceback" not in bad.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["forward", "--help"],
+        ["grad", *SAMPLE],  # a usage error
+        ["forward", *SAMPLE, "--bogus"],
+        ["jacobian", *SAMPLE, "--wrt", "z", "-f", "json"],
+        ["nosuch"],
+        ["--version"],
+    ],
+)
+def test_the_entry_point_builds_one_command_and_behaves_as_the_whole_app(args):
+    def output(code: str) -> tuple[int, str, str]:
+        env = {**os.environ, **ENV}
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    lean = output("import sys; from smjac.cli import main; sys.argv[0] = 'smjac'; main()")
+    whole = output("import sys; from smjac.cli import app; app(sys.argv[1:], prog_name='smjac')")
+    assert lean == whole
+
+
+def test_the_entry_point_flushes_a_large_output_before_it_ends(tmp_path, rng):
+    np.save(tmp_path / "W.npy", rng.normal(size=(25, 25)))
+    np.save(tmp_path / "x.npy", rng.normal(size=25))
+    args = ["jacobian", "-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy"), "-f", "csv"]
+    code = "import sys; from smjac.cli import main; sys.argv[0] = 'smjac'; main()"
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert len(proc.stdout) > 300_000 and proc.stdout == run(*args).stdout
+
+
+def test_the_entry_point_exits_the_ordinary_way_under_a_tracer():
+    # Tracers and profilers (coverage) save their data in atexit hooks, which must run then.
+    code = (
+        "import atexit, sys\n"
+        "from smjac.cli import main\n"
+        "atexit.register(print, 'atexit ran')\n"
+        "if sys.argv[1] == 'traced':\n"
+        "    sys.settrace(lambda *a: None)\n"
+        "sys.argv[1:] = ['--version']\n"
+        "main()\n"
+    )
+    traced = subprocess.run([sys.executable, "-c", code, "traced"], capture_output=True, text=True)
+    plain = subprocess.run([sys.executable, "-c", code, "plain"], capture_output=True, text=True)
+    assert traced.returncode == plain.returncode == 0
+    assert traced.stdout == f"smjac {__version__}\natexit ran\n"
+    assert plain.stdout == f"smjac {__version__}\n"  # ended without the interpreter's teardown
+
+
 def test_python_dash_m():
     proc = subprocess.run([sys.executable, "-m", "smjac", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout == f"smjac {__version__}\n"
