@@ -90,6 +90,9 @@ class _Group(TyperGroup):
             raise typer.Exit(ExitStatus.PIPE_CLOSED) from None
 
 
+CHECK_MAX_WEIGHTS = 50_000  # about a minute of finite differences here
+
+
 def _typer() -> typer.Typer:
     return typer.Typer(
         name="smjac",
@@ -779,6 +782,13 @@ def check(
         ),
     ] = None,
     atol: Annotated[float, typer.Option(help="Absolute tolerance.", min=0)] = 1e-9,
+    max_weights: Annotated[
+        int,
+        typer.Option(
+            help="Refuse more weights than this, K·n times the samples, rather than run for hours; 0: no limit.",
+            min=0,
+        ),
+    ] = CHECK_MAX_WEIGHTS,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     force: ForceOpt = False,
@@ -787,6 +797,9 @@ def check(
 
     Each sample of a batch is checked; a failing check names the samples it fails for. Exits 0
     when every check holds, 1 when one fails, 2 when it could not run.
+
+    Finite differences move one weight at a time, so the work grows as (K·n)²: a 100 × 100 layer
+    takes a few seconds, and layers past --max-weights are refused.
 
     \b
     Examples:
@@ -799,7 +812,17 @@ def check(
 
     o = _opts(W, x, b, layer, layout, function, temperature, dtype)
     _check_output(output, force)
-    report = run_checks(*_load(ctx, o), rtol=rtol, atol=atol, **o.kind())
+    Wa, xa, ba = _load(ctx, o)
+    L = core.make_layer(Wa, xa, ba, **o.kind())
+    weights = L.K * L.n * L.N
+    if max_weights and weights > max_weights:
+        samples = f" and {L.N} samples, {weights:,} in all," if L.batched else ""
+        raise InputError(
+            f"the layer has K·n = {L.K * L.n:,} weights{samples} over --max-weights {max_weights:,}: finite "
+            f"differences would take about {4 * (2 * L.K * L.n + L.n + L.K) * L.N:,} forward passes. "
+            "Raise --max-weights (0: no limit) to wait, or check a slice of the layer or fewer samples"
+        )
+    report = run_checks(Wa, xa, ba, rtol=rtol, atol=atol, **o.kind())
     records = [
         {
             "name": c.name,

@@ -178,6 +178,18 @@ def test_check_exits_1_on_a_disagreement():
     assert "checks fail" in result.stdout and "FAIL" in result.stdout
 
 
+def test_check_refuses_a_layer_past_max_weights():
+    result = run("check", *SAMPLE, "--max-weights", "14")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "K·n = 15 weights over --max-weights 14" in result.stderr
+    assert "about 152 forward passes" in result.stderr  # 4 · (2·15 + 3 + 5)
+    batch = ["-W", str(ROOT / "samples/batch/W.json"), "-x", str(ROOT / "samples/batch/X.json")]
+    result = run("check", *batch, "--max-weights", "59")
+    assert result.exit_code == 2 and "15 weights and 4 samples, 60 in all, over" in result.stderr
+    assert run("check", *batch, "--max-weights", "60").exit_code == 0
+    assert run("check", *batch, "--max-weights", "0").exit_code == 0
+
+
 def test_check_csv_has_a_header():
     lines = run("check", *SAMPLE).stdout.splitlines()
     assert lines[0] == "name,max_error,tolerance,ok" and len(lines) == 13
