@@ -245,6 +245,15 @@ def _sample_checks(L: Layer, rtol: float, atol: float) -> list[tuple[str, float,
     return out
 
 
+def forward_passes(L: Layer) -> int:
+    """How many times :func:`check` evaluates the layer for its finite differences.
+
+    Four per variable (two steps, each both ways) for each of z (K), W (K·n, for h and again for
+    the cross-entropy loss) and x (n), per sample; each pass costs O(K·n) in turn.
+    """
+    return 4 * (2 * L.K * L.n + L.n + L.K) * L.N
+
+
 def check(
     W: ArrayLike,
     x: ArrayLike,

@@ -316,8 +316,7 @@ def _check_output(output: Path | None, force: bool) -> None:
     if suffix not in DOCUMENT_SUFFIXES and suffix.lstrip(".") not in {f.value for f in smio.Format}:
         what = f"suffix '{suffix}'" if suffix else "no suffix"
         raise OutputError(f"{output}: {what}; smjac writes .json, .csv, .npy, .npz, .md and .tex")
-    if output.exists() and not force:
-        raise OutputError(f"{output}: exists; add --force to replace it")
+    smio.check_writable(output, force=force)
 
 
 def _save_document(output: Path, what: str, force: bool, precision: int, v: View) -> None:
@@ -809,6 +808,7 @@ def check(
     """
     from . import render
     from .checks import check as run_checks
+    from .checks import forward_passes
 
     o = _opts(W, x, b, layer, layout, function, temperature, dtype)
     _check_output(output, force)
@@ -819,7 +819,7 @@ def check(
         samples = f" and {L.N} samples, {weights:,} in all," if L.batched else ""
         raise InputError(
             f"the layer has K·n = {L.K * L.n:,} weights{samples} over --max-weights {max_weights:,}: finite "
-            f"differences would take about {4 * (2 * L.K * L.n + L.n + L.K) * L.N:,} forward passes. "
+            f"differences would take about {forward_passes(L):,} forward passes. "
             "Raise --max-weights (0: no limit) to wait, or check a slice of the layer or fewer samples"
         )
     report = run_checks(Wa, xa, ba, rtol=rtol, atol=atol, **o.kind())

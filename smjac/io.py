@@ -487,6 +487,18 @@ def encode(doc: Document, fmt: Format, what: str = "this result") -> bytes:
     return to_npz(doc)
 
 
+def check_writable(path: str | Path, *, force: bool = False) -> None:
+    """Refuse, before any work, a path whose folder is missing, that is a folder, or that exists
+    (unless ``force``). :func:`write_atomic` checks again when it writes."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory")
+    if path.exists() and not force:
+        raise OutputError(f"{path}: exists; add --force to replace it")
+
+
 def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, force: bool = False) -> None:
     """Write ``data`` to ``path`` all at once or not at all.
 
@@ -501,12 +513,7 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, 
 
     path = Path(path)
     folder = path.parent
-    if not folder.is_dir():
-        raise OutputError(f"{path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory")
-    if path.exists() and not force:
-        raise OutputError(f"{path}: exists; add --force to replace it")
+    check_writable(path, force=force)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as e:

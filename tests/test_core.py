@@ -460,3 +460,23 @@ def test_edge_cases_are_right_and_quiet(name, W, x):
     if name == "x all zeros":
         assert_array_equal(J, 0.0)
         assert_array_equal(h, [0.5, 0.5])
+
+
+def test_forward_passes_counts_what_check_evaluates(rng, monkeypatch):
+    # The count smjac check's guard quotes, against the calls finite differences really make.
+    from smjac import checks
+
+    calls = []
+    real = checks.numerical_jacobian
+
+    def counting(f, v, **kw):
+        def counted(u):
+            calls.append(1)
+            return f(u)
+
+        return real(counted, v, **kw)
+
+    monkeypatch.setattr(checks, "numerical_jacobian", counting)
+    W, X = rng.normal(size=(4, 3)), rng.normal(size=(2, 4))
+    checks.check(W, X)
+    assert len(calls) == checks.forward_passes(core.make_layer(W, X)) == 4 * (2 * 12 + 4 + 3) * 2
