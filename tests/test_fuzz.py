@@ -12,7 +12,7 @@ import json
 import warnings
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
@@ -137,6 +137,7 @@ def wild_layers(draw):
 
 @settings(max_examples=150, deadline=None)
 @given(wild_layers())
+@example((np.full((1, 3), -1e8), np.zeros(1)))  # dh/dx = A·Wᵀ cancels to 0: rounding on the terms' scale
 def test_any_finite_layer_checks_out(layer):
     W, x = layer
     with warnings.catch_warnings():
