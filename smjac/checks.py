@@ -5,11 +5,11 @@ Pure numpy, like :mod:`smjac.core`; :func:`check` is what ``smjac check`` runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from .core import (
     Array,
@@ -19,10 +19,12 @@ from .core import (
     _forward,
     _one_minus,
     grad,
+    layer_factors,
     layer_jacobian,
     log_softmax,
     make_layer,
 )
+from .errors import InputError
 
 
 def numerical_jacobian(
@@ -31,6 +33,7 @@ def numerical_jacobian(
     *,
     step: ArrayLike | None = None,
     noise: float | None = None,
+    columns: Sequence[int] | NDArray[np.intp] | None = None,
 ) -> tuple[Array, Array]:
     """Central finite differences of ``f`` at ``v``: a slow reference, one column per entry of v.
 
@@ -46,11 +49,13 @@ def numerical_jacobian(
     noise : float, optional
         How much rounding the values of f carry; ``ε · max|f(v)|`` by default. Pass more when f
         amplifies rounding in its own internals.
+    columns : sequence of int, optional
+        Probe only these entries of v (flat indices), in this order; all by default.
 
     Returns
     -------
     J : ndarray
-        ``J[:, k] ≈ ∂f/∂v_k``, with ``f``'s output flattened.
+        ``J[:, k] ≈ ∂f/∂v_k``, with ``f``'s output flattened (one column per probed entry).
     error : ndarray
         An estimate of the error in each entry of J.
 
@@ -90,13 +95,16 @@ def numerical_jacobian(
         return diff / (up[k] - down[k])  # the step actually taken, after rounding
 
     cols, errs = [], []
-    for k in range(flat.size):  # deliberately entry by entry: this is the independent reference
+    for k in range(flat.size) if columns is None else columns:  # entry by entry: the independent reference
         coarse, fine = central(k, steps[k]), central(k, steps[k] / 2)
         cols.append((4 * fine - coarse) / 3)
         # truncation and noise both show in fine − coarse; rounding of f alone, amplified by the
         # division, is about 3·noise/s in the extrapolated value: take the two together.
         with np.errstate(over="ignore"):  # past the float range it says "cannot resolve"
             errs.append(np.minimum(np.abs(fine - coarse) + 3 * noise / steps[k], np.finfo(v.dtype).max))
+    if not cols:
+        empty = np.zeros((np.size(f(v)), 0), dtype=v.dtype)
+        return empty, empty.copy()
     return np.stack(cols, axis=1), np.stack(errs, axis=1)
 
 
@@ -132,8 +140,22 @@ def default_rtol(dtype: np.dtype) -> float:
     return max(1e-6, 100 * float(np.finfo(dtype).eps))
 
 
-def _sample_checks(L: Layer, rtol: float, atol: float) -> list[tuple[str, float, float]]:
-    """(name, max error, tolerance) of each check, for a one-sample layer."""
+def _probe(size: int, probes: int | None, rng: np.random.Generator) -> NDArray[np.intp]:
+    """All of ``range(size)``, or ``probes`` of them drawn at random (sorted)."""
+    if probes is None or probes >= size:
+        return np.arange(size)
+    return np.sort(rng.choice(size, probes, replace=False))
+
+
+def _sample_checks(
+    L: Layer, rtol: float, atol: float, probes: int | None = None, seed: int = 0
+) -> list[tuple[str, float, float]]:
+    """(name, max error, tolerance) of each check, for a one-sample layer.
+
+    With ``probes``, finite differences move at most that many of the logits, the weights and the
+    inputs each, drawn at random from ``seed``, and dh/dW is compared column by column on the
+    weights drawn, without its K²n whole.
+    """
     n, K, T = L.n, L.K, L.temperature
     soft = L.function == "softmax"
     b0 = np.zeros(K, dtype=L.W.dtype) if L.b is None else L.b
@@ -141,9 +163,21 @@ def _sample_checks(L: Layer, rtol: float, atol: float) -> list[tuple[str, float,
     Z, H, P = _forward(L)
     z, p = Z[0], P[0]
     A = _dh_dz(L, P)[0]
-    short = layer_jacobian(L, method="shortcut")[0]
-    chain = layer_jacobian(L, method="chain")[0]
+    rng = np.random.default_rng(seed)
+    zi, wi, xi = (_probe(size, probes, rng) for size in (K, K * n, n))
+    if wi.size == K * n:
+        short = layer_jacobian(L, method="shortcut")[0]
+        chain = layer_jacobian(L, method="chain")[0]
+    else:  # the columns drawn: smjac's factored form, and A times those columns of dz/dW
+        F = layer_factors(L)
+        short = F.A[:, wi // n] * F.x[wi % n]
+        dz_dw = np.zeros((K, wi.size), dtype=A.dtype)
+        dz_dw[wi // n, np.arange(wi.size)] = x[wi % n]  # column i·n + j of dz/dW: x_j in row i
+        chain = A @ dz_dw
     out: list[tuple[str, float, float]] = []
+
+    def of(name: str, drawn: NDArray[np.intp], size: int) -> str:
+        return name if drawn.size == size else f"{name} ({drawn.size:,} of {size:,} columns)"
 
     def compare(name: str, a: Array, ref: Array, scale: Array | None = None, slack: float = 0.0) -> None:
         err = float(np.max(np.abs(a - ref))) if a.size else 0.0
@@ -218,26 +252,30 @@ def _sample_checks(L: Layer, rtol: float, atol: float) -> list[tuple[str, float,
     loss = float(ce_loss(flat_W)[0])
     fds = [
         (
-            "dh/dz = finite differences",
-            A,
-            numerical_jacobian(lambda v: h_at(zv=v), z, step=delta, noise=h_noise),
+            of("dh/dz = finite differences", zi, K),
+            A[:, zi],
+            numerical_jacobian(lambda v: h_at(zv=v), z, step=delta, noise=h_noise, columns=zi),
         ),
         (
-            "dh/dW = finite differences",
+            of("dh/dW = finite differences", wi, K * n),
             short,
-            numerical_jacobian(lambda v: h_at(W=w_of(v)), flat_W, step=w_step, noise=h_noise),
+            numerical_jacobian(lambda v: h_at(W=w_of(v)), flat_W, step=w_step, noise=h_noise, columns=wi),
         ),
         (
-            "dh/dx = finite differences",
-            layer_jacobian(L, wrt="x")[0],
-            numerical_jacobian(lambda v: h_at(xv=v), x, step=x_step, noise=h_noise),
+            of("dh/dx = finite differences", xi, n),
+            layer_jacobian(L, wrt="x")[0][:, xi],
+            numerical_jacobian(lambda v: h_at(xv=v), x, step=x_step, noise=h_noise, columns=xi),
         ),
         (
-            "cross-entropy grad = finite differences",
-            grad(L.W, x, b0, target=0, temperature=T).W.T.reshape(1, -1),
+            of("cross-entropy grad = finite differences", wi, K * n),
+            grad(L.W, x, b0, target=0, temperature=T).W.T.reshape(1, -1)[:, wi],
             # the loss moves with the logits one for one (|∂L/∂z_i| ≤ 1), so it carries their rounding
             numerical_jacobian(
-                ce_loss, flat_W, step=w_step, noise=eps * abs(loss) + 2 * float(np.max(z_noise))
+                ce_loss,
+                flat_W,
+                step=w_step,
+                noise=eps * abs(loss) + 2 * float(np.max(z_noise)),
+                columns=wi,
             ),
         ),
     ]
@@ -247,13 +285,14 @@ def _sample_checks(L: Layer, rtol: float, atol: float) -> list[tuple[str, float,
     return out
 
 
-def forward_passes(L: Layer) -> int:
+def forward_passes(L: Layer, probes: int | None = None) -> int:
     """How many times :func:`check` evaluates the layer for its finite differences.
 
-    Four per variable (two steps, each both ways) for each of z (K), W (K·n, for h and again for
+    Four per variable probed (two steps, each both ways) among z (K), W (K·n, for h and again for
     the cross-entropy loss) and x (n), per sample; each pass costs O(K·n) in turn.
     """
-    return 4 * (2 * L.K * L.n + L.n + L.K) * L.N
+    K, Kn, n = (size if probes is None else min(probes, size) for size in (L.K, L.K * L.n, L.n))
+    return 4 * (2 * Kn + n + K) * L.N
 
 
 def check(
@@ -266,6 +305,8 @@ def check(
     layout: str = "in-out",
     function: str = "softmax",
     temperature: float = 1.0,
+    probes: int | None = None,
+    seed: int = 0,
 ) -> CheckReport:
     """Cross-check the layer's derivatives against each other, finite differences and identities.
 
@@ -284,6 +325,13 @@ def check(
         Relative tolerance; 1e-6 in float64 and ``100 ε`` in coarser types by default.
     atol : float
         Absolute tolerance.
+    probes : int, optional
+        Finite differences move every logit, weight and input one at a time, so their work grows
+        as (K·n)². With ``probes``, at most that many of each are drawn at random (from ``seed``,
+        the same draw for every sample), and dh/dW is compared on the weights drawn without
+        forming its K²n entries; the checks' names say how many were probed.
+    seed : int
+        Seeds the draw.
 
     Returns
     -------
@@ -297,11 +345,13 @@ def check(
     (True, 12)
     """
     L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    if probes is not None and probes < 1:
+        raise InputError(f"probes must be at least 1, not {probes}")
     tol = default_rtol(L.W.dtype) if rtol is None else rtol
     per_sample = []
     for s in range(L.N):
         one = Layer(L.W, L.X[s : s + 1], L.b, False, "in-out", L.function, L.temperature)
-        per_sample.append(_sample_checks(one, tol, atol))
+        per_sample.append(_sample_checks(one, tol, atol, probes, seed))
     checks = []
     for i, (name, _, _) in enumerate(per_sample[0]):
         rows = [sample[i] for sample in per_sample]

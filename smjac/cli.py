@@ -781,10 +781,21 @@ def check(
         ),
     ] = None,
     atol: Annotated[float, typer.Option(help="Absolute tolerance.", min=0)] = 1e-9,
+    probes: Annotated[
+        int | None,
+        typer.Option(
+            help="Move at most N logits, N weights and N inputs by finite differences, drawn at random "
+            "(for a large layer) [default: all].",
+            min=1,
+            metavar="N",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the draw of --probes.")] = 0,
     max_weights: Annotated[
         int,
         typer.Option(
-            help="Refuse more weights than this, K·n times the samples, rather than run for hours; 0: no limit.",
+            help="Refuse to move more weights than this (per sample, times the samples) rather than "
+            "run for hours; 0: no limit.",
             min=0,
         ),
     ] = CHECK_MAX_WEIGHTS,
@@ -798,13 +809,15 @@ def check(
     when every check holds, 1 when one fails, 2 when it could not run.
 
     Finite differences move one weight at a time, so the work grows as (K·n)²: a 100 × 100 layer
-    takes a few seconds, and layers past --max-weights are refused.
+    takes a few seconds. Past --max-weights smjac refuses; --probes N checks N weights drawn at
+    random instead of all of them.
 
     \b
     Examples:
       smjac check -W samples/blog/W.json -x samples/blog/x.json
       smjac check -W samples/pytorch/W.json -x samples/pytorch/x.json -b samples/pytorch/b.json --layout out-in
       smjac check --layer samples/blog/layer.npz --function log-softmax --temperature 2 --dtype float32
+      smjac check --layer samples/blog/layer.npz --probes 4 --seed 1
     """
     from . import render
     from .checks import check as run_checks
@@ -814,15 +827,16 @@ def check(
     _check_output(output, force)
     Wa, xa, ba = _load(ctx, o)
     L = core.make_layer(Wa, xa, ba, **o.kind())
-    weights = L.K * L.n * L.N
-    if max_weights and weights > max_weights:
-        samples = f" and {L.N} samples, {weights:,} in all," if L.batched else ""
+    moved = min(L.K * L.n, probes or L.K * L.n)
+    if max_weights and moved * L.N > max_weights:
+        what = f"K·n = {L.K * L.n:,} weights" if moved == L.K * L.n else f"--probes {moved:,} weights"
+        samples = f" and {L.N} samples, {moved * L.N:,} in all," if L.batched else ""
         raise InputError(
-            f"the layer has K·n = {L.K * L.n:,} weights{samples} over --max-weights {max_weights:,}: finite "
-            f"differences would take about {forward_passes(L):,} forward passes. "
-            "Raise --max-weights (0: no limit) to wait, or check a slice of the layer or fewer samples"
+            f"{what}{samples} over --max-weights {max_weights:,}: finite differences would take about "
+            f"{forward_passes(L, probes):,} forward passes. Check a random few with --probes N (1000, say), "
+            "or raise --max-weights (0: no limit) to wait"
         )
-    report = run_checks(Wa, xa, ba, rtol=rtol, atol=atol, **o.kind())
+    report = run_checks(Wa, xa, ba, rtol=rtol, atol=atol, probes=probes, seed=seed, **o.kind())
     records = [
         {
             "name": c.name,

@@ -188,6 +188,17 @@ def test_check_refuses_a_layer_past_max_weights():
     assert result.exit_code == 2 and "15 weights and 4 samples, 60 in all, over" in result.stderr
     assert run("check", *batch, "--max-weights", "60").exit_code == 0
     assert run("check", *batch, "--max-weights", "0").exit_code == 0
+    result = run("check", *batch, "--max-weights", "39", "--probes", "10")
+    assert result.exit_code == 2 and "--probes 10 weights and 4 samples, 40 in all, over" in result.stderr
+
+
+def test_check_probes_a_random_few():
+    result = run("check", *SAMPLE, "--probes", "4", "--seed", "1", "--max-weights", "4", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    names = [c["name"] for c in json.loads(result.stdout)["checks"]]
+    assert "dh/dW = finite differences (4 of 15 columns)" in names
+    assert "dh/dx = finite differences" in names  # n = 3: all of them
+    assert run("check", *SAMPLE, "--probes", "0").exit_code == 2
 
 
 def test_check_csv_has_a_header():

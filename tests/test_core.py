@@ -462,7 +462,8 @@ def test_edge_cases_are_right_and_quiet(name, W, x):
         assert_array_equal(h, [0.5, 0.5])
 
 
-def test_forward_passes_counts_what_check_evaluates(rng, monkeypatch):
+@pytest.mark.parametrize("probes", [None, 5])
+def test_forward_passes_counts_what_check_evaluates(rng, monkeypatch, probes):
     # The count smjac check's guard quotes, against the calls finite differences really make.
     from smjac import checks
 
@@ -478,5 +479,64 @@ def test_forward_passes_counts_what_check_evaluates(rng, monkeypatch):
 
     monkeypatch.setattr(checks, "numerical_jacobian", counting)
     W, X = rng.normal(size=(4, 3)), rng.normal(size=(2, 4))
-    checks.check(W, X)
-    assert len(calls) == checks.forward_passes(core.make_layer(W, X)) == 4 * (2 * 12 + 4 + 3) * 2
+    checks.check(W, X, probes=probes)
+    expected = 4 * (2 * 12 + 4 + 3) * 2 if probes is None else 4 * (2 * 5 + 4 + 3) * 2
+    assert len(calls) == checks.forward_passes(core.make_layer(W, X), probes) == expected
+
+
+def test_numerical_jacobian_probes_only_the_columns_asked():
+    v = np.array([0.3, -1.2, 2.0, 0.7])
+
+    def f(u):
+        return np.array([u[0] * u[1], np.sin(u[2]) + u[3] ** 2])
+
+    whole, whole_err = smjac.numerical_jacobian(f, v)
+    some, some_err = smjac.numerical_jacobian(f, v, columns=[3, 1])
+    assert_array_equal(some, whole[:, [3, 1]])
+    assert_array_equal(some_err, whole_err[:, [3, 1]])
+    assert smjac.numerical_jacobian(f, v, columns=[])[0].shape == (2, 0)
+
+
+def test_check_with_probes_draws_columns_and_still_holds(rng):
+    W, X = rng.normal(size=(6, 4)) / 2, rng.normal(size=(2, 6))
+    report = smjac.check(W, X, probes=5, seed=3)
+    assert report.ok
+    names = [c.name for c in report.checks]
+    assert "dh/dW = finite differences (5 of 24 columns)" in names
+    assert "dh/dx = finite differences (5 of 6 columns)" in names
+    assert "dh/dz = finite differences" in names  # K = 4: all of them
+    again = smjac.check(W, X, probes=5, seed=3)
+    assert [c.max_error for c in again.checks] == [c.max_error for c in report.checks]
+    assert [c.name for c in smjac.check(W, X, probes=24).checks] == [c.name for c in smjac.check(W, X).checks]
+    with pytest.raises(smjac.InputError, match="probes must be at least 1"):
+        smjac.check(W, X, probes=0)
+
+
+def test_check_with_probes_catches_a_wrong_column(rng, monkeypatch):
+    # Corrupt one input's entry of smjac's factored dh/dW: every probed column built from it is off.
+    from smjac import checks
+
+    real = checks.layer_factors
+
+    def wrong(L, **kw):
+        F = real(L, **kw)
+        x = F.x.copy()
+        x[..., 2] *= 1.001
+        return F._replace(x=x)
+
+    monkeypatch.setattr(checks, "layer_factors", wrong)
+    W, x = rng.normal(size=(5, 6)) / 2, rng.normal(size=5)
+    report = smjac.check(W, x, probes=29)  # 29 of 30 weights: at least five sit on input 2
+    failed = {c.name for c in report.checks if not c.ok}
+    assert failed == {
+        "dh/dW shortcut = chain rule (29 of 30 columns)",
+        "dh/dW = finite differences (29 of 30 columns)",
+    }
+
+
+def test_forward_passes_with_probes(rng):
+    from smjac import checks
+
+    L = core.make_layer(rng.normal(size=(10, 7)), rng.normal(size=(3, 10)))
+    assert checks.forward_passes(L) == 4 * (2 * 70 + 10 + 7) * 3
+    assert checks.forward_passes(L, probes=8) == 4 * (2 * 8 + 8 + 7) * 3
