@@ -629,6 +629,7 @@ def jacobian(
     nbytes = int(np.prod(shape)) * L.W.dtype.itemsize
     what = f"d{of.value}/d{wrt.value}"
     dims = " × ".join(map(str, shape if L.batched else shape[1:]))
+    budget = smio.default_memory_budget() if max_memory is None else _size(max_memory)
     progress = _Progress(nbytes, what, quiet)
     try:
         if output is not None and fmt is None and output.suffix.lower() in (".npy", ".csv"):
@@ -638,11 +639,17 @@ def jacobian(
             if not quiet:
                 _note(f"wrote {output} ({dims} {L.W.dtype}, {smio.format_size(nbytes)})")
             return
-        budget = smio.default_memory_budget() if max_memory is None else _size(max_memory)
+        if output is None and (fmt is OutputFormat.csv or (fmt is None and not sys.stdout.isatty())):
+            # plain data to a pipe: streamed block by block, so any size fits (smjac ... | gzip)
+            blocks = core.jacobian_blocks(L, of=of.value, wrt=wrt.value, method=method.value)
+            sys.stdout.flush()
+            smio.stream_csv(sys.stdout.buffer, blocks.rows, progress=progress)
+            return
         if nbytes > budget:
             raise InputError(
                 f"{what} would take {smio.format_size(nbytes)} ({dims} {L.W.dtype}), over the memory budget of "
-                f"{smio.format_size(budget)} (--max-memory). Write it to a file, streamed in blocks: -o J.npy; "
+                f"{smio.format_size(budget)} (--max-memory). Stream it in blocks to a file, -o J.npy, or as CSV to a "
+                "pipe, --format csv; "
                 "or take it as its factors, K² + n numbers: --format factored (one entry: --entry T,I,J)"
             )
         J = L.out(core.layer_jacobian(L, of=of.value, wrt=wrt.value, method=method.value, progress=progress))

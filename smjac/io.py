@@ -597,17 +597,27 @@ def write_blocks(
                 "shape": shape,
             }
             npformat.write_array_header_1_0(f, header)
-        for block in blocks:
-            data = np.ascontiguousarray(block)
-            if fmt is Format.NPY:
+            for block in blocks:
+                data = np.ascontiguousarray(block)
                 f.write(data.data.cast("B"))
-            else:
-                f.write(_csv_text(_floats(data)).encode())
-            if progress:
-                progress(data.nbytes)
+                if progress:
+                    progress(data.nbytes)
+        else:
+            stream_csv(f, blocks, progress=progress)
 
     write_atomic(path, write, force=force)
     return fmt
+
+
+def stream_csv(
+    out: BinaryIO, blocks: Iterable[np.ndarray], *, progress: Callable[[int], None] | None = None
+) -> None:
+    """Write row blocks to ``out`` as CSV lines, one block at a time: the text :func:`to_csv`
+    gives for the whole, in the memory of one block."""
+    for block in blocks:
+        out.write(_csv_text(_floats(block)).encode())
+        if progress:
+            progress(block.nbytes)
 
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
