@@ -897,7 +897,11 @@ def main() -> None:
     anything else, such as ``smjac --help``, goes to the whole app.
     """
     name = sys.argv[1] if len(sys.argv) > 1 else ""
-    chosen = [c for c in app.registered_commands if c.callback and c.callback.__name__ == name]
+    chosen = [
+        c
+        for c in app.registered_commands
+        if c.callback and (c.name or c.callback.__name__.replace("_", "-")) == name  # typer's naming
+    ]
     run = app
     if chosen:
         run = _typer()
