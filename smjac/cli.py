@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__, core
-from . import io as smio
+from . import files as smio
 from .errors import InputError, OutputError, SmjacError
 
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import smjac
 from smjac import LoadError
-from smjac import io as smio
+from smjac import files as smio
 from smjac.cli import app
 
 from .conftest import post_softmax

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 import smjac
 from smjac import core
-from smjac import io as smio
+from smjac import files as smio
 from smjac.cli import _Progress, app
 
 from .conftest import BLOG_W, BLOG_X, ROOT, post_l_dir_shortcut, post_softmax

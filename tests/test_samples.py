@@ -10,7 +10,7 @@ import pytest
 from numpy.testing import assert_array_equal
 from typer.testing import CliRunner
 
-from smjac import io as smio
+from smjac import files as smio
 from smjac.cli import app
 from smjac.demo import blog_example
 

@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_array_equal
 
 from smjac import LoadError, OutputError, ShapeError
-from smjac import io as smio
+from smjac import files as smio
 
 from .conftest import BLOG_W, BLOG_X, write_matrix
 
