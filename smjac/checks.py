@@ -295,6 +295,23 @@ def forward_passes(L: Layer, probes: int | None = None) -> int:
     return 4 * (2 * Kn + n + K) * L.N
 
 
+def check_plan(L: Layer, *, probes: int | None = None, max_weights: int = 0) -> int:
+    """The forward passes :func:`check` will make; an :class:`InputError` when it would move more
+    than ``max_weights`` weights (per sample, times the samples; 0: no limit), naming the way on.
+    """
+    passes = forward_passes(L, probes)
+    moved = min(L.K * L.n, probes or L.K * L.n)
+    if max_weights and moved * L.N > max_weights:
+        what = f"K·n = {L.K * L.n:,} weights" if moved == L.K * L.n else f"--probes {moved:,} weights"
+        samples = f" and {L.N} samples, {moved * L.N:,} in all," if L.batched else ""
+        raise InputError(
+            f"{what}{samples} over --max-weights {max_weights:,}: finite differences would take about "
+            f"{passes:,} forward passes. Check a random few with --probes N (1000, say), "
+            "or raise --max-weights (0: no limit) to wait"
+        )
+    return passes
+
+
 def check(
     W: ArrayLike,
     x: ArrayLike,

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -30,12 +30,16 @@ from .errors import InputError, ShapeError
 
 Array = NDArray[np.floating]
 
-OFS = ("h", "z")
-WRTS = ("W", "z", "x", "b")
-METHODS = ("shortcut", "chain")
-LAYOUTS = ("in-out", "out-in")
-FUNCTIONS = ("softmax", "log-softmax")
-REDUCTIONS = ("sum", "mean")
+# Each choice is declared once, here; the command line takes its options from these.
+Of = Literal["h", "z"]
+Wrt = Literal["W", "z", "x", "b"]
+Method = Literal["shortcut", "chain"]
+LayoutName = Literal["in-out", "out-in"]
+FunctionName = Literal["softmax", "log-softmax"]
+Reduction = Literal["sum", "mean"]
+DTypeName = Literal["float64", "float32"]
+OFS, WRTS, METHODS = get_args(Of), get_args(Wrt), get_args(Method)
+LAYOUTS, FUNCTIONS, REDUCTIONS = get_args(LayoutName), get_args(FunctionName), get_args(Reduction)
 
 
 def _as_float(a: ArrayLike) -> Array:
@@ -903,3 +907,57 @@ def layer_grad(
     else:
         grad_W = X.T @ delta if L.layout == "in-out" else delta.T @ X
     return Gradient(W=grad_W, b=delta.sum(axis=0) * scale, z=L.out(delta), loss=loss, layer=L)
+
+
+def column_legend(wrt: str, K: int, n: int, layout: str = "in-out") -> list[tuple[int, str, str]]:
+    """(column, what it is, where it is stored) for each column of a Jacobian with respect to ``wrt``.
+
+    The convention of the whole package: weight ``w[i,j]`` (input j to output i) is column
+    ``i·n + j``, stored at ``W[j, i]`` in the in-out layout and ``W[i, j]`` in the out-in one.
+
+    Examples
+    --------
+    >>> column_legend("W", 2, 2, "in-out")[1]
+    (1, 'w[0,1]: input 1 → output 0', 'W[1,0]')
+    >>> column_legend("x", 2, 3)[2]
+    (2, 'x₂', 'x[2]')
+    """
+    _choice("wrt", wrt, WRTS)
+    _choice("layout", layout, LAYOUTS)
+    if wrt == "W":
+        at = "W[{j},{i}]" if layout == "in-out" else "W[{i},{j}]"
+        return [
+            (i * n + j, f"w[{i},{j}]: input {j} → output {i}", at.format(i=i, j=j))
+            for i in range(K)
+            for j in range(n)
+        ]
+    sub = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+    return [(k, f"{wrt}{str(k).translate(sub)}", f"{wrt}[{k}]") for k in range(n if wrt == "x" else K)]
+
+
+def constant_upstream(upstream: ArrayLike) -> bool:
+    """Whether ``dLoss/dh`` is the same for every output (of each sample): then the softmax's
+    gradient is exactly zero, as the post's "sum the columns" update is.
+
+    Examples
+    --------
+    >>> constant_upstream([1.0, 1.0, 1.0]), constant_upstream([[2.0, 2.0], [1.0, 0.0]])
+    (True, False)
+    """
+    g = np.asarray(upstream)
+    rows = g.reshape(-1, g.shape[-1]) if g.ndim else g.reshape(1, 1)
+    return bool(np.all(rows == rows[:, :1]))
+
+
+def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W", sample: int = 0) -> float:
+    """One entry of the Jacobian ``d{of}/d{wrt}`` of ``L``: ``(t, i, j)`` for W (``∂h_t/∂w[i,j]``),
+    ``(t, k)`` otherwise, without building the rest of it."""
+    if wrt == "W":
+        t, i, j = index
+        return layer_factors(L, of=of).entry(t, i, j, sample=sample)
+    J = layer_jacobian(L, of=of, wrt=wrt)[sample]
+    t, k = index
+    for name, v, size in (("T", t, J.shape[0]), ("K", k, J.shape[1])):
+        if not 0 <= v < size:
+            raise InputError(f"{name} = {v} is out of range: 0 ≤ {name} ≤ {size - 1}")
+    return float(J[t, k])

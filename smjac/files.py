@@ -631,14 +631,22 @@ def stream_csv(
 
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+MAX_SIZE = 2**62  # the largest size smjac takes (4 EiB): past any machine, short of int64 overflow
 
 
 def parse_size(text: str) -> int:
-    """``"4G"``, ``"512MiB"``, ``"1.5g"`` or ``"1000000"`` as a number of bytes (units of 1024)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    """``"4G"``, ``"512MiB"``, ``"1.5g"`` or ``"1000000"`` as a number of bytes (units of 1024).
+
+    >>> parse_size("1.5k"), parse_size("2G")
+    (1536, 2147483648)
+    """
+    m = re.fullmatch(r"\s*(\d{1,30}(?:\.\d{0,30})?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
     if not m:
         raise ValueError(f"{text!r} is not a size; write it as 4G, 512M or a number of bytes")
-    return int(float(m[1]) * _UNITS[m[2]])
+    size = int(float(m[1]) * _UNITS[m[2]])
+    if not 0 < size <= MAX_SIZE:
+        raise ValueError(f"{text!r} is out of range: a size is 1 byte to 4 EiB (2^62 bytes)")
+    return size
 
 
 def format_size(n: float) -> str:
