@@ -34,11 +34,8 @@ def fail(e: BaseException) -> int:
     """The one place an error becomes a line on stderr and an exit status."""
     from . import streams
 
-    if isinstance(e, BrokenPipeError):
-        # Nobody is reading: stop quietly. Point stdout at /dev/null so that the flush at exit
-        # does not fail a second time.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if isinstance(e, BrokenPipeError):  # nobody is reading: stop quietly
+        output.abandon_stdout()
         return ExitStatus.PIPE_CLOSED
     if isinstance(e, streams.Interrupted):
         return e.status
@@ -48,7 +45,8 @@ def fail(e: BaseException) -> int:
         text = f"Error: {e}"
     elif isinstance(e, MemoryError):
         text = "Error: out of memory; give smaller inputs or a lower --max-memory"
-    elif isinstance(e, OSError) and e.filename is None:
+    elif isinstance(e, OSError) and e.filename is None:  # from click's own output (--help)
+        output.abandon_stdout()
         text = f"Error: cannot write to standard output: {e.strerror or e}"
     else:
         if os.environ.get("SMJAC_DEBUG"):

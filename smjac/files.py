@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -60,6 +61,8 @@ def read_bytes(
 ) -> bytes:
     """The raw bytes of ``path`` (``-`` is stdin), refusing more than ``max_bytes`` before reading."""
     if str(path) == STDIN:
+        if stdin is None and sys.stdin is None:
+            raise LoadError("-: stdin is closed; pipe a matrix in (smjac ... -x - < x.json)")
         stream = stdin if stdin is not None else sys.stdin.buffer
         if stream.isatty():
             raise LoadError("-: stdin is a terminal; pipe a matrix in (smjac ... -x - < x.json)")
@@ -501,11 +504,15 @@ def check_writable(path: str | Path, *, force: bool = False) -> None:
     """Refuse, before any work, a path whose folder is missing, that is a folder, or that exists
     (unless ``force``). :func:`write_atomic` checks again when it writes."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: folder {path.parent} does not exist")
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory")
-    if path.exists() and not force:
+    try:
+        if not path.parent.is_dir():
+            raise OutputError(f"{path}: folder {path.parent} does not exist")
+        if path.is_dir():
+            raise OutputError(f"{path}: is a directory")
+        exists = path.exists()
+    except OSError as e:  # a name too long for the file system, say
+        raise OutputError(f"{str(path)[:60]}…: cannot write it ({e.strerror or e})") from None
+    if exists and not force:
         raise OutputError(f"{path}: exists; add --force to replace it")
 
 
@@ -536,7 +543,7 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, 
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        _take_mode(tmp, path, force)
         if force:
             os.replace(tmp, path)
         else:
@@ -557,6 +564,22 @@ def _link_no_clobber(tmp: str, path: Path) -> None:
         if path.exists():  # a file system without hard links: check, then rename
             raise OutputError(f"{path}: exists; add --force to replace it") from None
         os.replace(tmp, path)
+
+
+def _take_mode(tmp: str, path: Path, force: bool) -> None:
+    """Give the new file the mode a user expects: a replaced file's own mode and owner (where
+    allowed), so --force never widens who can read it; else the umask's, as a new file gets.
+    mkstemp makes every file 0600."""
+    old = None
+    if force:
+        with contextlib.suppress(OSError):
+            old = os.stat(path)
+    if old is None:
+        os.chmod(tmp, 0o666 & ~_umask())
+        return
+    os.chmod(tmp, stat.S_IMODE(old.st_mode))
+    with contextlib.suppress(OSError):  # only root may give a file away
+        os.chown(tmp, old.st_uid, old.st_gid)
 
 
 def _umask() -> int:

@@ -408,10 +408,8 @@ class Writer:
         try:
             self.env.stdout.write(text)
             self.env.stdout.flush()
-        except BrokenPipeError:
-            raise
         except OSError as e:
-            raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+            raise stdout_failed(e) from None
 
     def _stdout_bytes(self) -> Any:
         return _Checked(self.env.stdout.buffer)
@@ -432,19 +430,15 @@ class _Checked:
     def write(self, data: bytes) -> int:
         try:
             self.raw.write(data)
-        except BrokenPipeError:
-            raise
         except OSError as e:
-            raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+            raise stdout_failed(e) from None
         return len(data)
 
     def flush(self) -> None:
         try:
             self.raw.flush()
-        except BrokenPipeError:
-            raise
         except OSError as e:
-            raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+            raise stdout_failed(e) from None
 
 
 class _Text(io.StringIO):
@@ -465,6 +459,30 @@ def _document(fmt: Format, v: View, precision: int) -> str:
     if fmt is Format.markdown:
         return render.markdown(v.M, v.rows, v.cols, precision)
     return render.latex(v.M, precision)
+
+
+def abandon_stdout() -> None:
+    """After stdout failed (a full disk, a reader gone): point it at the null device, so what is
+    still buffered goes nowhere at exit instead of failing, and being reported, a second time."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    # A stream that refuses every write (stdout was closed at start) is replaced; the old one is
+    # kept, so that dropping it does not flush it, fail and print "Exception ignored".
+    _abandoned.append(sys.stdout)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - it lives as long as the process
+
+
+_abandoned: list[Any] = []
+
+
+def stdout_failed(e: OSError) -> BaseException:
+    """The error to raise when writing results to stdout failed with ``e``."""
+    abandon_stdout()
+    if isinstance(e, BrokenPipeError):
+        return e
+    return OutputError(f"cannot write to standard output: {e.strerror or e}")
 
 
 def message(text: str, stream: TextIO | None = None) -> None:
