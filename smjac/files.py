@@ -531,11 +531,13 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, 
     path = Path(path)
     folder = path.parent
     check_writable(path, force=force)
+    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
-    try:
+        with _signals_held():  # no stop signal between the file's creation and its name's keeping
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+            except OSError as e:
+                raise OutputError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
@@ -551,8 +553,26 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, 
     except OSError as e:
         raise OutputError(f"{path}: cannot write it ({e.strerror or e})") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold back SIGTERM, SIGHUP and SIGINT for a moment: they arrive, and act, right after."""
+    import signal
+
+    held = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # no sigmask here, or not the main thread's to set
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _link_no_clobber(tmp: str, path: Path) -> None:

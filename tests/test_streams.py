@@ -1,0 +1,220 @@
+"""Every byte written or a non-zero exit: the installed smjac against real pipes, full disks,
+closed streams, odd encodings and signals (subprocesses, as a shell would run it)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import ROOT
+
+SMJAC = [sys.executable, "-c", "from smjac.cli import main; main()"]
+SAMPLE = ["-W", str(ROOT / "samples/blog/W.json"), "-x", str(ROOT / "samples/blog/x.json")]
+COMMANDS = [
+    ["forward", *SAMPLE],
+    ["jacobian", *SAMPLE],
+    ["forward", *SAMPLE, "--format", "json"],
+    ["check", *SAMPLE, "--format", "json"],
+    ["grad", *SAMPLE, "--target", "1", "-f", "table"],
+    ["demo"],
+    ["--help"],
+    ["--version"],
+]
+
+
+def smjac(*args: str, env: dict | None = None, **kw):
+    full = {**os.environ, "COLUMNS": "80", **(env or {})}
+    full.pop("SMJAC_DEBUG", None)
+    return subprocess.run([*SMJAC, *args], env=full, capture_output=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("big") / "l100.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, W=rng.normal(size=(100, 100)), x=rng.normal(size=100))
+    return path
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:1] + a[3:]))
+def test_a_full_disk_is_an_error_never_a_short_success(args, unbuffered):
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [*SMJAC, *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": unbuffered},
+        )
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == "Error: cannot write to standard output: No space left on device\n"
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_file_size_limit_is_an_error(tmp_path, big, unbuffered):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    with open(tmp_path / "out.csv", "wb") as out:
+        proc = subprocess.run(
+            [*SMJAC, "jacobian", "--layer", str(big)], stdout=out, stderr=subprocess.PIPE, preexec_fn=limit,
+            env={**os.environ, "PYTHONUNBUFFERED": unbuffered},
+        )  # fmt: skip
+    assert proc.returncode == 2 and b"cannot write to standard output: File too large" in proc.stderr
+    proc = subprocess.run(
+        [*SMJAC, "jacobian", "--layer", str(big), "-o", str(tmp_path / "J.npy")],
+        capture_output=True,
+        preexec_fn=limit,
+    )
+    assert proc.returncode == 2 and b"J.npy: cannot write it (File too large)" in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["out.csv"]  # no J.npy, whole or in part
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_reader_that_leaves_ends_it_quietly_with_141(big, unbuffered, fmt):
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    args = ["jacobian", "--layer", str(big), "--format", fmt]  # 1M numbers: far more than a pipe holds
+    p = subprocess.Popen([*SMJAC, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.read(100)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 141 and err == b""
+
+
+def test_stderr_closed_a_passing_check_exits_0_and_usage_errors_stay_off_stdout():
+    ok = subprocess.run([*SMJAC, "check", *SAMPLE], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
+                        pass_fds=(), preexec_fn=lambda: os.close(2))  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout.startswith(b"name,max_error")
+    bad = subprocess.run([*SMJAC, "check", "--bogus"], stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2))
+    assert bad.returncode == 2 and bad.stdout == b""
+    written = subprocess.run(
+        [*SMJAC, "forward", *SAMPLE, "-o", "/dev/null/x.json"],
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: os.close(2),
+    )
+    assert written.returncode == 2 and written.stdout == b""
+
+
+def test_stdout_or_stdin_closed_is_an_error_not_a_traceback():
+    proc = smjac("forward", *SAMPLE, preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 2
+    assert proc.stderr == b"Error: cannot write to standard output: it was closed when smjac started\n"
+    proc = smjac("forward", "-W", SAMPLE[1], "-x", "-", preexec_fn=lambda: os.close(0))
+    assert (
+        proc.returncode == 2
+        and proc.stderr == b"Error: -: stdin is closed; pipe a matrix in (smjac ... -x - < x.json)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "how", [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}]
+)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["forward", *SAMPLE, "-f", "table"],
+        ["jacobian", *SAMPLE, "-f", "table"],
+        ["jacobian", *SAMPLE, "--legend"],
+        ["grad", *SAMPLE, "--target", "1", "-f", "table"],
+        ["check", *SAMPLE, "-f", "table"],
+        ["demo"],
+        ["jacobian", "--help"],
+    ],
+    ids=lambda a: " ".join(a[:1] + a[5:]),
+)
+def test_an_ascii_stream_gets_ascii(args, how):
+    proc = smjac(*args, env={k: v for k, v in how.items()})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.isascii() and proc.stderr.isascii()
+    text = proc.stdout.decode()
+    assert "Traceback" not in text and "?" not in text  # every symbol has an ASCII stand-in
+    if args[0] == "jacobian" and "--legend" in args:
+        assert '"w[0,1]: input 1 -> output 0"' in text
+    if args[0] == "grad":
+        assert "x0" in text and "z1" in text
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_a_signal_while_writing_leaves_nothing_and_exits_128_plus_it(tmp_path, sig, suffix):
+    layer = tmp_path / "big.npz"
+    rng = np.random.default_rng(1)
+    np.savez(layer, W=rng.normal(size=(400, 400)), x=rng.normal(size=400))  # dh/dW: 512 MB
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.Popen([*SMJAC, "jacobian", "--layer", str(layer), "-o", str(out / f"J{suffix}")],
+                         stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not os.listdir(out) and time.monotonic() < deadline:  # until the temporary file is there
+        time.sleep(0.02)
+    assert os.listdir(out), "the command never started writing"
+    p.send_signal(sig)
+    status = p.wait(timeout=60)
+    assert p.stderr is not None
+    err = p.stderr.read()
+    assert status == 128 + sig, err
+    assert os.listdir(out) == []
+    assert b"Traceback" not in err
+
+
+def test_force_keeps_the_replaced_files_mode_and_a_new_file_gets_the_umasks(tmp_path):
+    kept = tmp_path / "secret.json"
+    kept.write_text("{}")
+    kept.chmod(0o600)
+    assert smjac("forward", *SAMPLE, "-o", str(kept), "--force").returncode == 0
+    assert kept.stat().st_mode & 0o777 == 0o600 and kept.read_text().startswith("{")
+    old = os.umask(0o027)
+    try:
+        assert smjac("forward", *SAMPLE, "-o", str(tmp_path / "new.json")).returncode == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_name_too_long_is_refused_in_one_line(tmp_path):
+    proc = smjac("forward", *SAMPLE, "-o", str(tmp_path / ("a" * 300 + ".json")))
+    assert proc.returncode == 2 and proc.stderr.count(b"\n") == 1 and b"File name too long" in proc.stderr
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_2_and_debug_shows_it(tmp_path):
+    # a bug is staged by breaking the core in the process, then running the real entry point
+    code = "import smjac.core as c; c.layer_forward = lambda L: 1 / 0; from smjac.cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "forward", *SAMPLE],
+        capture_output=True,
+        env={**os.environ, "SMJAC_DEBUG": ""},
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr
+        == b"Error: internal error: ZeroDivisionError: division by zero; please report it (SMJAC_DEBUG=1 shows where)\n"
+    )
+    debug = subprocess.run(
+        [sys.executable, "-c", code, "forward", *SAMPLE],
+        capture_output=True,
+        env={**os.environ, "SMJAC_DEBUG": "1"},
+    )
+    assert debug.returncode == 2 and b"Traceback" in debug.stderr and b"ZeroDivisionError" in debug.stderr
+
+
+def test_notes_are_never_broken_inside_a_word():
+    proc = smjac("grad", *SAMPLE, "--upstream", str(ROOT / "samples/blog/x.json"), env={"COLUMNS": "40"})
+    assert proc.returncode == 2  # 3 entries for K = 5: a long error message
+    assert proc.stderr.count(b"\n") == 1
+
+
+def test_help_fills_a_wide_terminal():
+    wide = smjac("jacobian", "--help", env={"COLUMNS": "160"}).stdout.decode()
+    assert max(map(len, wide.splitlines())) > 100
+    narrow = smjac("jacobian", "--help", env={"COLUMNS": "80"}).stdout.decode()
+    assert len(wide.splitlines()) < len(narrow.splitlines())  # the same text, wrapped wider
