@@ -348,12 +348,29 @@ def check(
     return layer_check(L, rtol=rtol, atol=atol, probes=probes, seed=seed)
 
 
+def _check_temperature(L: Layer) -> None:
+    """Refuse a temperature too small for finite differences to resolve (before any work).
+
+    A probe moves z by about ``T·ε^(1/3)``; below the smallest normal number that step loses its
+    digits (and at T < 1/max it is 0, and p/T overflows), so every comparison would be noise.
+    """
+    info = np.finfo(L.W.dtype)
+    least = float(info.tiny) / float(info.eps) ** (1 / 3)
+    if L.temperature < least:
+        raise InputError(
+            f"check cannot resolve finite differences at --temperature {L.temperature:.3g}: a probe moves z "
+            f"by about T·ε^(1/3), below {L.W.dtype}'s smallest normal number {float(info.tiny):.3g}; "
+            f"use T ≥ {least * 1.05:.2g} (forward, jacobian and grad take smaller ones)"
+        )
+
+
 def layer_check(
     L: Layer, *, rtol: float | None = None, atol: float = 1e-9, probes: int | None = None, seed: int = 0
 ) -> CheckReport:
     """:func:`check` for a :class:`~smjac.core.Layer` (one ``make_layer`` has already checked)."""
     if probes is not None and probes < 1:
         raise InputError(f"probes must be at least 1, not {probes}")
+    _check_temperature(L)
     tol = default_rtol(L.W.dtype) if rtol is None else rtol
     per_sample = []
     for s in range(L.N):
