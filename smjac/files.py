@@ -229,7 +229,7 @@ def load_layer(
     missing = [f"-{key}" for key in ("W", "x") if key not in arrays]
     if missing:
         raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with --layer FILE")
-    cast = {k: v.astype(dtype, copy=False) for k, v in arrays.items()}
+    cast = {k: _cast(v, dtype, names[k]) for k, v in arrays.items()}
     return make_layer(
         cast["W"],
         cast["x"],
@@ -239,6 +239,24 @@ def load_layer(
         temperature=temperature,
         names=(names["W"], names["x"], names["b"]),
     )
+
+
+def _cast(a: np.ndarray, dtype: str, label: str) -> np.ndarray:
+    """``a`` in ``dtype``, refusing a value the cast turns infinite (1e39 in float32).
+
+    The loaders have made sure every number is finite, so an infinity here is the cast's own
+    doing, and the message says so rather than blame the file.
+    """
+    with np.errstate(over="ignore"):  # numpy would warn on stderr; the check below says it better
+        out = a.astype(dtype, copy=False)
+    if not all_finite(out):
+        limit = float(np.finfo(out.dtype).max)
+        largest = float(a.flat[int(np.argmax(np.abs(a)))])
+        raise LoadError(
+            f"{label}: {largest:.6g} overflows {out.dtype} when cast for --dtype {dtype} (its largest value "
+            f"is {limit:.3g}); use --dtype float64 or scale it down"
+        )
+    return out
 
 
 def _json_document(data: bytes, label: str) -> Any:
