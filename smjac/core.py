@@ -1166,10 +1166,14 @@ class Gradient:
     def x(self) -> Array:
         L = self.layer
         delta = self.z if L.batched else self.z[None]
-        # δ·Wᵀ's partial sums can overflow where it does not: scale W by a power of two if need be
-        s = _pow2(_max_abs(L.W)) if _max_abs(delta) * _max_abs(L.W) * L.K > _fmax(L.W.dtype) / 4 else 1.0
+        # δ·Wᵀ's partial sums can overflow where it does not: then scale δ and W by powers of two
+        dmax, wmax = _max_abs(delta), _max_abs(L.W)
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            gx = delta @ L.W.T if s == 1 else (delta @ (L.W.T / s)) * s
+            if dmax * wmax * L.K <= _fmax(L.W.dtype) / 4:
+                gx = delta @ L.W.T
+            else:
+                sd, sw = _pow2(dmax), _pow2(wmax)
+                gx = ((delta / sd) @ (L.W.T / sw)) * sd * sw
         if not all_finite(gx):
             raise InputError(f"dLoss/dx = δ·Wᵀ overflows {gx.dtype}; scale W or the upstream down")
         return L.out(gx)
