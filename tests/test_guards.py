@@ -234,7 +234,9 @@ def test_factor_blocks_are_the_factor(rng):
     np.testing.assert_array_equal(A.reshape(2, 7, 7), core.layer_factors(L).A)
 
 
-@pytest.mark.parametrize("what", core.ESTIMATES)
+@pytest.mark.parametrize(
+    "what", ["forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend"]
+)
 def test_every_path_has_an_estimate(rng, what):
     L = core.make_layer(rng.normal(size=(30, 40)), rng.normal(size=(2, 30)))
     small = core.estimate_bytes(L, what)
@@ -288,7 +290,12 @@ def run_limited(code: str, limit: int = 1536 * 2**20, timeout: float = 120) -> s
         resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
         """
     )
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT)),
+    }
     return subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code)],
         capture_output=True,
