@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -31,12 +31,16 @@ from .errors import InputError, ShapeError
 
 Array = NDArray[np.floating]
 
-OFS = ("h", "z")
-WRTS = ("W", "z", "x", "b")
-METHODS = ("shortcut", "chain")
-LAYOUTS = ("in-out", "out-in")
-FUNCTIONS = ("softmax", "log-softmax")
-REDUCTIONS = ("sum", "mean")
+# Each choice is declared once, here; the command line takes its options from these.
+Of = Literal["h", "z"]
+Wrt = Literal["W", "z", "x", "b"]
+Method = Literal["shortcut", "chain"]
+LayoutName = Literal["in-out", "out-in"]
+FunctionName = Literal["softmax", "log-softmax"]
+Reduction = Literal["sum", "mean"]
+DTypeName = Literal["float64", "float32"]
+OFS, WRTS, METHODS = get_args(Of), get_args(Wrt), get_args(Method)
+LAYOUTS, FUNCTIONS, REDUCTIONS = get_args(LayoutName), get_args(FunctionName), get_args(Reduction)
 
 
 def _as_float(a: ArrayLike) -> Array:
@@ -994,7 +998,7 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
     >>> layer_entry(L, (0, 2, 0))
     Traceback (most recent call last):
     ...
-    smjac.errors.InputError: I = 2 is out of range: 0 ≤ I ≤ 1
+    smjac.errors.InputError: i = 2 is out of range: 0 ≤ i ≤ 1
     """
     _choice("of", of, OFS)
     index = tuple(int(v) for v in index)
@@ -1004,7 +1008,7 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
     if not 0 <= sample < L.N:
         raise InputError(f"sample {sample} is out of range: the batch has {L.N} samples (0 to {L.N - 1})")
     cols = L.K if wrt in ("z", "b", "W") else L.n
-    names = ("T", "I", "J") if wrt == "W" else ("T", "K")
+    names = ("t", "i", "j") if wrt == "W" else ("T", "K")  # the messages Factored.entry and --entry gave
     sizes = (L.K, L.K, L.n) if wrt == "W" else (L.K, cols)
     for name, value, size in zip(names, index, sizes, strict=True):
         if not 0 <= value < size:
@@ -1014,9 +1018,18 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
     if wrt == "x":
         if of == "z":
             return float(L.W[k, t])
-        # dh/dx needs Σ_i p_i W[k, i]: take it on input k alone, the same closed form
-        narrow = one._replace(W=L.W[k : k + 1], X=np.ones((1, 1), dtype=L.W.dtype))
-        return float(_shortcut_dx(narrow, _probabilities(one))[0, t, 0])
+        # dh/dx needs Σ_i p_i W[k, i]: the n sums the whole takes (the same products, so the same
+        # digits), then only entry (t, k) of the closed form
+        Px = _probabilities(one)
+        Wt, s, top, mean, rest = _dx_parts(one, Px)
+        p = Px[0]
+        likeliest = t == top[0]  # there the closed form takes 1 − p_t, as the whole does
+        centred = _one_minus(Px)[0, t] * Wt[t, k] - rest[0, k] if likeliest else Wt[t, k] - mean[0, k]
+        value = p[t] * centred if L.function == "softmax" else centred
+        T = L.temperature
+        if s is None:
+            return float(value / T if T != 1 else value)
+        return float(_rescale_dx(L, np.asarray([value]), s, T)[0])
     P = _probabilities(one) if of == "h" else None
     if P is not None:
         _dh_dz_scale(one, P)
@@ -1336,3 +1349,43 @@ def _refuse_gradient(what: str, dtype: np.dtype, reduce: str, N: int) -> None:
     raise InputError(
         f"{what} overflows {dtype} (past {_fmax(dtype):.3g}){way}; scale W, x or the upstream down"
     )
+
+
+def column_legend(wrt: str, K: int, n: int, layout: str = "in-out") -> list[tuple[int, str, str]]:
+    """(column, what it is, where it is stored) for each column of a Jacobian with respect to ``wrt``.
+
+    The convention of the whole package: weight ``w[i,j]`` (input j to output i) is column
+    ``i·n + j``, stored at ``W[j, i]`` in the in-out layout and ``W[i, j]`` in the out-in one.
+
+    Examples
+    --------
+    >>> column_legend("W", 2, 2, "in-out")[1]
+    (1, 'w[0,1]: input 1 → output 0', 'W[1,0]')
+    >>> column_legend("x", 2, 3)[2]
+    (2, 'x₂', 'x[2]')
+    """
+    _choice("wrt", wrt, WRTS)
+    _choice("layout", layout, LAYOUTS)
+    if wrt == "W":
+        at = "W[{j},{i}]" if layout == "in-out" else "W[{i},{j}]"
+        return [
+            (i * n + j, f"w[{i},{j}]: input {j} → output {i}", at.format(i=i, j=j))
+            for i in range(K)
+            for j in range(n)
+        ]
+    sub = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+    return [(k, f"{wrt}{str(k).translate(sub)}", f"{wrt}[{k}]") for k in range(n if wrt == "x" else K)]
+
+
+def constant_upstream(upstream: ArrayLike) -> bool:
+    """Whether ``dLoss/dh`` is the same for every output (of each sample): then the softmax's
+    gradient is exactly zero, as the post's "sum the columns" update is.
+
+    Examples
+    --------
+    >>> constant_upstream([1.0, 1.0, 1.0]), constant_upstream([[2.0, 2.0], [1.0, 0.0]])
+    (True, False)
+    """
+    g = np.asarray(upstream)
+    rows = g.reshape(-1, g.shape[-1]) if g.ndim else g.reshape(1, 1)
+    return bool(np.all(rows == rows[:, :1]))

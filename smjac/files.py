@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -60,6 +61,8 @@ def read_bytes(
 ) -> bytes:
     """The raw bytes of ``path`` (``-`` is stdin), refusing more than ``max_bytes`` before reading."""
     if str(path) == STDIN:
+        if stdin is None and sys.stdin is None:
+            raise LoadError("-: stdin is closed; pipe a matrix in (smjac ... -x - < x.json)")
         stream = stdin if stdin is not None else sys.stdin.buffer
         if stream.isatty():
             raise LoadError("-: stdin is a terminal; pipe a matrix in (smjac ... -x - < x.json)")
@@ -647,11 +650,15 @@ def check_writable(path: str | Path, *, force: bool = False) -> None:
     """Refuse, before any work, a path whose folder is missing, that is a folder, or that exists
     (unless ``force``). :func:`write_atomic` checks again when it writes."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: folder {path.parent} does not exist")
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory")
-    if path.exists() and not force:
+    try:
+        if not path.parent.is_dir():
+            raise OutputError(f"{path}: folder {path.parent} does not exist")
+        if path.is_dir():
+            raise OutputError(f"{path}: is a directory")
+        exists = path.exists()
+    except OSError as e:  # a name too long for the file system, say
+        raise OutputError(f"{str(path)[:60]}…: cannot write it ({e.strerror or e})") from None
+    if exists and not force:
         raise OutputError(f"{path}: exists; add --force to replace it")
 
 
@@ -682,7 +689,7 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, 
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        _take_mode(tmp, path, force)
         if force:
             os.replace(tmp, path)
         else:
@@ -703,6 +710,22 @@ def _link_no_clobber(tmp: str, path: Path) -> None:
         if path.exists():  # a file system without hard links: check, then rename
             raise OutputError(f"{path}: exists; add --force to replace it") from None
         os.replace(tmp, path)
+
+
+def _take_mode(tmp: str, path: Path, force: bool) -> None:
+    """Give the new file the mode a user expects: a replaced file's own mode and owner (where
+    allowed), so --force never widens who can read it; else the umask's, as a new file gets.
+    mkstemp makes every file 0600."""
+    old = None
+    if force:
+        with contextlib.suppress(OSError):
+            old = os.stat(path)
+    if old is None:
+        os.chmod(tmp, 0o666 & ~_umask())
+        return
+    os.chmod(tmp, stat.S_IMODE(old.st_mode))
+    with contextlib.suppress(OSError):  # only root may give a file away
+        os.chown(tmp, old.st_uid, old.st_gid)
 
 
 def _umask() -> int:
@@ -777,14 +800,22 @@ def stream_csv(
 
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+MAX_SIZE = 2**62  # the largest size smjac takes (4 EiB): past any machine, short of int64 overflow
 
 
 def parse_size(text: str) -> int:
-    """``"4G"``, ``"512MiB"``, ``"1.5g"`` or ``"1000000"`` as a number of bytes (units of 1024)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    """``"4G"``, ``"512MiB"``, ``"1.5g"`` or ``"1000000"`` as a number of bytes (units of 1024).
+
+    >>> parse_size("1.5k"), parse_size("2G")
+    (1536, 2147483648)
+    """
+    m = re.fullmatch(r"\s*(\d{1,30}(?:\.\d{0,30})?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
     if not m:
         raise ValueError(f"{text!r} is not a size; write it as 4G, 512M or a number of bytes")
-    return int(float(m[1]) * _UNITS[m[2]])
+    size = int(float(m[1]) * _UNITS[m[2]])
+    if not 0 < size <= MAX_SIZE:
+        raise ValueError(f"{text!r} is out of range: a size is 1 byte to 4 EiB (2^62 bytes)")
+    return size
 
 
 def format_size(n: float) -> str:

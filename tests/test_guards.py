@@ -205,9 +205,9 @@ def test_layer_entry_is_the_jacobian_s_entry(rng):
     [
         ((0, 0), "W", "--wrt W takes T,I,J"),
         ((0, 0, 0), "x", "--wrt x takes T,K"),
-        ((5, 0, 0), "W", "T = 5 is out of range: 0 ≤ T ≤ 4"),
-        ((0, 9, 2), "W", "I = 9 is out of range"),
-        ((0, 0, 3), "W", "J = 3 is out of range: 0 ≤ J ≤ 2"),
+        ((5, 0, 0), "W", "t = 5 is out of range: 0 ≤ t ≤ 4"),
+        ((0, 9, 2), "W", "i = 9 is out of range"),
+        ((0, 0, 3), "W", "j = 3 is out of range: 0 ≤ j ≤ 2"),
         ((0, 3), "x", "K = 3 is out of range: 0 ≤ K ≤ 2"),
         ((0, -1), "z", "K = -1 is out of range"),
     ],
