@@ -16,6 +16,7 @@ The checker, with its finite-difference reference, is in :mod:`smjac.checks`.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +59,26 @@ def all_finite(a: Array) -> bool:
         if np.isfinite(np.sum(a)):
             return True
     return bool(np.all(np.isfinite(a)))
+
+
+def _fmax(dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).max)
+
+
+def _max_abs(a: Array) -> float:
+    """``max|a|`` as a Python float (0 for an empty array)."""
+    return float(np.max(np.abs(a), initial=0.0))
+
+
+def _at_least(v: float) -> str:
+    """``v`` rounded up to two significant digits: a bound that is safe to quote as "use T ≥ …"."""
+    text = f"{v:.2g}"
+    return text if float(text) >= v else f"{v * 1.05:.2g}"
+
+
+def _pow2(a: float) -> float:
+    """A power of two near ``a`` (≤ 2|a|, never infinite): dividing by it is exact and keeps digits."""
+    return math.ldexp(1.0, math.frexp(a)[1] - 1) if a > 0 else 1.0
 
 
 def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
@@ -360,14 +381,59 @@ def _logits(L: Layer) -> Array:
     """
     small = L.N * L.n * L.K < ONE_BLAS_THREAD_FROM
     with np.errstate(over="ignore", invalid="ignore"), nullcontext() if small else _one_blas_thread:
-        Z = L.X @ L.W
+        Z: Array = L.X @ L.W
         if L.b is not None:
             Z = Z + L.b
-    if not np.all(np.isfinite(Z)):
+    if not all_finite(Z):
+        Z = _logits_rescaled(L)
+    return Z
+
+
+def _logits_rescaled(L: Layer) -> Array:
+    """The logits again, with W and x scaled by powers of two (exact), for when a partial sum
+    overflowed although z itself may not; refuses only a z that is truly past the float range."""
+    sw, sx = _pow2(_max_abs(L.W)), _pow2(_max_abs(L.X))
+    fmax = _fmax(L.W.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z = (L.X / sx) @ (L.W / sw)  # every term ≤ 4 in size: no partial sum can overflow
+        big = _max_abs(Z) * sx * sw  # in Python floats: the size z really reaches
+        Z = Z * sx * sw
+        if L.b is not None:
+            Z = Z + L.b
+    if not all_finite(Z):
+        reach = f"about {big:.3g}" if math.isfinite(big) else "more than that"
         raise InputError(
-            f"z = Wᵀx overflows {Z.dtype} (its largest value is {np.finfo(Z.dtype).max:.3g}); scale W or x down"
+            f"z = Wᵀx overflows {Z.dtype} (its largest value is {fmax:.3g}; z reaches {reach}); "
+            "scale W or x down"
         )
     return Z
+
+
+def _shifted(L: Layer, Z: Array) -> Array:
+    """``(z − max z) / T``, what the softmax is taken of: equal to ``z / T`` up to a constant,
+    which the softmax ignores, and at most 0, so a tiny T cannot overflow the largest term.
+
+    An entry may still reach −inf (z_i far below max z, or T tiny); its probability is then an
+    exact 0, as it truly is to the float's precision. Only log-softmax must refuse it.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        S = Z - np.max(Z, axis=-1, keepdims=True)
+        return S / L.temperature if L.temperature != 1 else S
+
+
+def _log_softmax_or_refuse(L: Layer, Z: Array, S: Array) -> Array:
+    """log-softmax of the shifted logits ``S``, refusing a log-probability past the float range."""
+    with np.errstate(under="ignore"):
+        H = log_softmax(S)
+    if not all_finite(H):
+        fmax, T = _fmax(Z.dtype), L.temperature
+        spread = float(np.max(Z / fmax) - np.min(Z / fmax))  # (max z − min z) / fmax, without overflow
+        span = f"{spread * fmax:.3g}" if spread <= 1 else f"more than {fmax:.3g}"
+        raise InputError(
+            f"--temperature {T:.3g} overflows log-softmax: z spans {span}, so (min z − max z)/T is past "
+            f"−{fmax:.3g} and log h would be −inf; use T ≥ {_at_least(spread)} (or --function softmax)"
+        )
+    return H
 
 
 class Forward(NamedTuple):
@@ -384,10 +450,18 @@ class Forward(NamedTuple):
 
 def _forward(L: Layer) -> tuple[Array, Array, Array]:
     Z = _logits(L)
-    Zt = Z / L.temperature if L.temperature != 1 else Z
-    P = softmax(Zt)
-    H = P if L.function == "softmax" else log_softmax(Zt)
+    S = _shifted(L, Z)  # not Z / T: that overflows for a tiny T where p is still finite
+    with np.errstate(under="ignore"):
+        P = softmax(S)
+    H = P if L.function == "softmax" else _log_softmax_or_refuse(L, Z, S)
     return Z, H, P
+
+
+def _probabilities(L: Layer, Z: Array | None = None) -> Array:
+    """``p = softmax(z / T)`` (N×K), all a derivative needs: log h may be past the float range
+    (log-softmax at a tiny T) while its derivatives are not."""
+    with np.errstate(under="ignore"):
+        return softmax(_shifted(L, _logits(L) if Z is None else Z))
 
 
 def forward(
@@ -438,8 +512,55 @@ def layer_forward(L: Layer) -> Forward:
 
 def _dh_dz(L: Layer, P: Array) -> Array:
     """Per-sample Jacobian of h with respect to z (N×K×K), temperature included."""
+    _dh_dz_scale(L, P)  # refuses a dh/dz past the float range before its K² entries are made
     J = softmax_jacobian(P) if L.function == "softmax" else log_softmax_jacobian(P)
     return J / L.temperature if L.temperature != 1 else J
+
+
+def _dh_dz_scale(L: Layer, P: Array) -> Array:
+    """``max|dh/dz|`` of each sample (N), temperature included, from p in O(N·K).
+
+    Every entry of dh/dz, and so of dh/dW and the factors, is bounded by it; checking it here
+    keeps a K² (or K²n) result from ever being scanned for infinities. The largest entry of
+    ``diag(p) − ppᵀ`` is on the diagonal, ``p_t (1 − p_t)``; of ``I − 1pᵀ`` it is the larger of
+    ``1 − p_t`` and an off-diagonal ``p_i``. The bound is the very float the largest entry is.
+    """
+    one_minus = _one_minus(P)
+    if L.function == "softmax":
+        top = np.max(P * one_minus, axis=-1)
+    else:
+        top = np.max(one_minus, axis=-1)
+        if L.K > 1:
+            top = np.maximum(top, np.max(P, axis=-1))
+    T = L.temperature
+    with np.errstate(over="ignore"):
+        scale = top / T if T != 1 else top
+    if not all_finite(scale):
+        worst, fmax = float(np.max(top)), _fmax(P.dtype)
+        raise InputError(
+            f"--temperature {T:.3g} overflows dh/dz: its largest entry is {worst:.3g}/T, past "
+            f"{P.dtype}'s {fmax:.3g}; use T ≥ {_at_least(worst / fmax)}"
+        )
+    return scale
+
+
+def _guard_dW(L: Layer, of: str, P: Array | None) -> None:
+    """Refuse a dh/dW (or dz/dW) past the float range: its largest entry is max|dh/dz|·max|x|."""
+    if of == "z":
+        return  # dz/dW holds x itself
+    assert P is not None
+    scale = _dh_dz_scale(L, P)
+    xmax = np.max(np.abs(L.X), axis=1)
+    with np.errstate(over="ignore"):
+        top = scale * xmax
+    if not all_finite(top):
+        s = int(np.argmax(~np.isfinite(top)))
+        raise InputError(
+            f"dh/dW = dh/dz ⊗ x overflows {L.W.dtype}: max|dh/dz| = {scale[s]:.3g} and max|x| = "
+            f"{xmax[s]:.3g}"
+            + (f" (sample {s})" if L.batched else "")
+            + "; scale x down or raise the temperature"
+        )
 
 
 BLOCK_BYTES = 16 * 2**20  # row blocks of about this size: large enough to stream, small enough to share
@@ -544,10 +665,10 @@ def jacobian_shape(L: Layer, *, of: str = "h", wrt: str = "W") -> tuple[int, int
     return (L.N, L.K, cols)
 
 
-def _dfdz_or_identity(L: Layer, of: str) -> Array:
+def _dfdz_or_identity(L: Layer, of: str, P: Array | None = None) -> Array:
     if of == "z":
         return np.broadcast_to(np.eye(L.K, dtype=L.W.dtype), (L.N, L.K, L.K))
-    return _dh_dz(L, _forward(L)[2])
+    return _dh_dz(L, _probabilities(L) if P is None else P)
 
 
 def layer_jacobian(
@@ -570,34 +691,95 @@ def layer_jacobian(
         out = np.empty(shape, dtype=L.W.dtype)
     elif out.shape != shape or out.dtype != L.W.dtype:
         raise ShapeError(f"out has shape {out.shape} and dtype {out.dtype}; it needs {shape} and {L.W.dtype}")
-    A = _dfdz_or_identity(L, of)
+    P = _probabilities(L) if of == "h" else None
+    A = _dfdz_or_identity(L, of, P)
     if wrt == "W":
+        _guard_dW(L, of, P)
         fill = _chain_dW if method == "chain" else _shortcut_dW
         return fill(A, L.X, out, progress)
     if wrt in ("z", "b"):
         out[...] = A
-    elif of == "z" or method == "chain":
-        np.matmul(A, L.W.T, out=out)
+    elif of == "z":
+        out[...] = L.W.T
+    elif method == "chain":
+        _chain_dx(L, A, P, out)
     else:
-        out[...] = _shortcut_dx(L, _forward(L)[2])
+        assert P is not None  # of == "h"
+        out[...] = _shortcut_dx(L, P)
     if progress:
         progress(out.nbytes)
     return out
 
 
-def _shortcut_dx(L: Layer, P: Array) -> Array:
-    """``dh/dx[t, j]`` in closed form: ``p_t (W[j,t] − Σ_i p_i W[j,i]) / T`` (no p_t for log-softmax)."""
-    N = L.N
-    Wt = L.W.T
-    centred = Wt[None, :, :] - (P @ Wt)[:, None, :]
-    # For the likeliest output the two terms agree to 1 − p_t and cancel; there take
-    # (1 − p_t) W[j,t] − Σ_{i≠t} p_i W[j,i], whose parts do not.
-    rows, top = np.arange(N), np.argmax(P, axis=1)
+def _dx_scale(L: Layer, bound: float) -> float | None:
+    """None when dh/dx's partial results cannot overflow (``bound``·max|W| well inside the float
+    range), else a power of two to divide W by first, so that they cannot."""
+    wmax = _max_abs(L.W)
+    return _pow2(wmax) if bound * wmax > _fmax(L.W.dtype) / 4 else None
+
+
+def _rescale_dx(L: Layer, J: Array, factor: float, T: float = 1.0) -> Array:
+    """``J · factor / T``, refusing a dh/dx past the float range."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        both = factor / T
+        J = J * both if math.isfinite(both) else J / T * factor
+    if not all_finite(J):
+        raise InputError(
+            f"dh/dx overflows {J.dtype}: W's entries reach {_max_abs(L.W):.3g} with --temperature "
+            f"{L.temperature:.3g}; scale W down or raise the temperature"
+        )
+    return J
+
+
+def _chain_dx(L: Layer, A: Array, P: Array | None, out: Array) -> None:
+    """``dh/dx = dh/dz · Wᵀ``; with W scaled first when a partial sum could overflow."""
+    scale = float(np.max(_dh_dz_scale(L, P))) if P is not None else 1.0
+    s = _dx_scale(L, scale * L.K)
+    if s is None:
+        np.matmul(A, L.W.T, out=out)
+    else:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            out[...] = _rescale_dx(L, A @ (L.W.T / s), s)
+
+
+DxParts = tuple[Array, "float | None", Any, Array, Array]
+
+
+def _dx_parts(L: Layer, P: Array) -> DxParts:
+    """What every sample's dh/dx is made from: Wᵀ (scaled if need be), the scale, each sample's
+    likeliest output, ``Σ_i p_i W[j,i]`` and the same sum without the likeliest (N×n each)."""
+    s = _dx_scale(L, 2 / min(L.temperature, 1.0))
+    Wt = L.W.T if s is None else L.W.T / s
+    rows, top = np.arange(P.shape[0]), np.argmax(P, axis=1)
     others = P.copy()
     others[rows, top] = 0
-    centred[rows, top, :] = _one_minus(P)[rows, top][:, None] * Wt[top, :] - others @ Wt
+    return Wt, s, top, P @ Wt, others @ Wt
+
+
+def _sample_parts(parts: DxParts, s: int) -> DxParts:
+    Wt, scale, top, mean, rest = parts
+    return Wt, scale, top[s : s + 1], mean[s : s + 1], rest[s : s + 1]
+
+
+def _shortcut_dx(L: Layer, P: Array, parts: DxParts | None = None) -> Array:
+    """``dh/dx[t, j]`` in closed form: ``p_t (W[j,t] − Σ_i p_i W[j,i]) / T`` (no p_t for log-softmax).
+
+    ``W[j,t] − Σ p_i W[j,i]`` can reach twice max|W| and overflow where dh/dx does not (the p_t
+    in front is small), so for a W near the float's limit it is taken on W scaled by a power of two.
+    ``parts`` (from :func:`_dx_parts` on the whole batch, cut to P's samples) lets one sample be
+    taken with the digits it has in the whole batch.
+    """
+    T = L.temperature
+    Wt, s, top, mean, rest = _dx_parts(L, P) if parts is None else parts
+    rows = np.arange(P.shape[0])
+    centred = Wt[None, :, :] - mean[:, None, :]
+    # For the likeliest output the two terms agree to 1 − p_t and cancel; there take
+    # (1 − p_t) W[j,t] − Σ_{i≠t} p_i W[j,i], whose parts do not.
+    centred[rows, top, :] = _one_minus(P)[rows, top][:, None] * Wt[top, :] - rest
     J = P[:, :, None] * centred if L.function == "softmax" else centred
-    return J / L.temperature if L.temperature != 1 else J
+    if s is None:
+        return J / T if T != 1 else J
+    return _rescale_dx(L, J, s, T)
 
 
 class Blocks(NamedTuple):
@@ -612,6 +794,28 @@ class Blocks(NamedTuple):
     rows: Iterator[Array]
 
 
+def _dfdz_rows(L: Layer, of: str, p: Array | None, one_minus: Array | None, r0: int, r1: int) -> Array:
+    """Rows ``r0:r1`` of one sample's dh/dz (or dz/dz = I), made from p alone: (r1 − r0) × K.
+
+    The same floats as the rows of :func:`_dh_dz`, in O((r1 − r0)·K) memory, so a K×K factor is
+    never held for streaming.
+    """
+    K, dtype = L.K, L.W.dtype
+    rows = np.arange(r1 - r0)
+    if of == "z":
+        A = np.zeros((r1 - r0, K), dtype=dtype)
+        A[rows, rows + r0] = 1
+        return A
+    assert p is not None and one_minus is not None
+    if L.function == "softmax":
+        A = -p[r0:r1, None] * p[None, :]
+        A[rows, rows + r0] = p[r0:r1] * one_minus[r0:r1]
+    else:
+        A = np.broadcast_to(-p[None, :], (r1 - r0, K)).copy()
+        A[rows, rows + r0] = one_minus[r0:r1]
+    return A / L.temperature if L.temperature != 1 else A
+
+
 def jacobian_blocks(
     L: Layer,
     *,
@@ -620,26 +824,220 @@ def jacobian_blocks(
     method: str = "shortcut",
     block_bytes: int = BLOCK_BYTES,
 ) -> Blocks:
-    """The per-sample Jacobian of ``L`` in row blocks of about ``block_bytes``: memory stays flat."""
+    """The per-sample Jacobian of ``L`` in row blocks of about ``block_bytes``: memory stays flat.
+
+    Rows of dh/dz are made block by block from p, so no K×K factor is held whatever K is, and a
+    batch goes sample by sample. Every refusal (a result past the float range) happens here,
+    before the first block is drawn.
+    """
     _choice("method", method, METHODS)
     N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
     shape = (N, K, cols) if L.batched else (K, cols)
+    P = _probabilities(L) if of == "h" else None
+    if of == "h":
+        assert P is not None
+        _dh_dz_scale(L, P)  # refuse before any block
+        if wrt == "W":
+            _guard_dW(L, of, P)
+    one_minus = None if P is None else _one_minus(P)
+    itemsize = L.W.dtype.itemsize
+    # the rows of dh/dz a block is made from take K/cols = 1/n of the block's memory on top
+    spans = _row_blocks(K, cols * itemsize, block_bytes)
 
     def rows() -> Iterator[Array]:
-        if wrt != "W":  # small: K × (n or K) per sample
-            yield layer_jacobian(L, of=of, wrt=wrt, method=method).reshape(-1, cols)
+        if wrt == "x":  # K×n a sample: no larger than W, which is held already
+            out = np.empty((1, K, cols), dtype=L.W.dtype)
+            parts = _dx_parts(L, P) if P is not None and method == "shortcut" else None
+            for s in range(N):
+                Ps = None if P is None else P[s : s + 1]  # the batch's p: the same digits as the whole
+                if Ps is None:
+                    out[0] = L.W.T
+                elif method == "chain":
+                    _chain_dx(L, _dh_dz(L, Ps), Ps, out)
+                else:
+                    out[...] = _shortcut_dx(L, Ps, parts and _sample_parts(parts, s))
+                yield out[0]
             return
-        A = _dfdz_or_identity(L, of)
+        buffer = np.empty((max(r1 - r0 for r0, r1 in spans), cols), dtype=L.W.dtype) if wrt == "W" else None
         fill = _chain_dW if method == "chain" else _shortcut_dW
-        spans = _row_blocks(K, cols * L.W.dtype.itemsize, block_bytes)
-        buffer = np.empty((max(r1 - r0 for r0, r1 in spans), cols), dtype=L.W.dtype)
         for s in range(N):
+            p = None if P is None else P[s]
+            om = None if one_minus is None else one_minus[s]
             for r0, r1 in spans:
+                A = _dfdz_rows(L, of, p, om, r0, r1)
+                if buffer is None:  # dh/dz or dh/db: the rows themselves
+                    yield A
+                    continue
                 block = buffer[: r1 - r0]
-                fill(A[s : s + 1, r0:r1], L.X[s : s + 1], block[None])
+                fill(A[None], L.X[s : s + 1], block[None])
                 yield block
 
     return Blocks(shape, L.W.dtype, rows())
+
+
+def factor_blocks(L: Layer, *, of: str = "h", block_bytes: int = BLOCK_BYTES) -> Blocks:
+    """The factor ``A = dh/dz`` of :func:`layer_factors` in row blocks (N·K rows of K), from p.
+
+    For writing factored output past the memory budget: the K² numbers are never held at once.
+    x, the other factor, is ``L.X`` (n or N×n) as it is.
+    """
+    return jacobian_blocks(L, of=of, wrt="z", block_bytes=block_bytes)
+
+
+ESTIMATES = ("forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend")
+TEXT_BYTES_PER_NUMBER = (
+    80  # a number turned into JSON/CSV text whole: a Python float, its list slot, its text
+)
+LEGEND_BYTES_PER_ROW = 6000  # measured: a 1 MB W (131,072 weights) made 760 MB of legend
+
+
+def estimate_bytes(
+    L: Layer,
+    what: str = "jacobian",
+    *,
+    of: str = "h",
+    wrt: str = "W",
+    method: str = "shortcut",
+    probes: int | None = None,
+    text: bool = False,
+    block_bytes: int = BLOCK_BYTES,
+) -> int:
+    """Bytes a command's path allocates beyond the loaded layer, at its peak, before it starts.
+
+    One estimate per path, so a caller can compare it with its memory budget before the first
+    large allocation. Generous by design (it counts temporaries), never a measurement.
+
+    Parameters
+    ----------
+    L : Layer
+        The checked layer.
+    what : {"forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend"}
+        ``"jacobian"`` is the result held whole (:func:`layer_jacobian`), ``"factored"`` the
+        factors (:func:`layer_factors`), ``"streamed"`` :func:`jacobian_blocks` (one block),
+        ``"entry"`` :func:`layer_entry`, ``"check"`` :func:`smjac.checks.layer_check` with
+        ``probes``, ``"legend"`` the table naming each column of the Jacobian ``wrt``.
+    of, wrt, method
+        As for :func:`layer_jacobian`.
+    probes : int, optional
+        For ``"check"``: as :func:`smjac.checks.check` takes it.
+    text : bool
+        The result is turned into text (JSON, CSV, a table) whole, or, streamed, a block at a
+        time: add :data:`TEXT_BYTES_PER_NUMBER` for each number held as text.
+
+    Examples
+    --------
+    >>> L = make_layer(np.ones((1, 20000)), [1.0])
+    >>> estimate_bytes(L, "entry") < 2**20 < estimate_bytes(L, "jacobian") // 1000
+    True
+    """
+    _choice("what", what, ESTIMATES)
+    N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
+    b, n = L.W.dtype.itemsize, L.n
+    logits = 6 * N * K * b  # z, its shifted copy, exp, p, 1 − p, h
+    dfdz = 3 * N * K * K * b  # dh/dz, its copy divided by T, one temporary
+    numbers = 0
+    if what == "forward":
+        total, numbers = logits, 3 * N * K
+    elif what == "entry":
+        total, numbers = 6 * K * b + 2 * n * b, 1
+    elif what == "jacobian":
+        numbers = N * K * cols
+        closed_dx = wrt == "x" and method == "shortcut" and of == "h"  # no K×K factor, K×n temporaries
+        work = 4 * N * K * n * b if closed_dx else dfdz
+        total = logits + work + numbers * b
+    elif what == "factored":
+        numbers = N * K * K + N * n
+        total = logits + dfdz + N * n * b
+    elif what == "streamed":
+        block = 4 * K * n * b if wrt == "x" else 2 * block_bytes + 2 * (block_bytes // max(1, n))
+        total = logits + block + 2 * N * n * b
+        numbers = min(N * K * cols, max(K * n if wrt == "x" else 1, block_bytes // b))
+    elif what == "grad":
+        numbers = K * n + K + N * K + N * n
+        total = 8 * N * K * b + 2 * K * n * b + 2 * N * n * b
+    elif what == "check":
+        m = K * n if probes is None else min(probes, K * n)
+        # per sample: dh/dz and what the identities make of it (K², eigenvalues included), the
+        # columns of dh/dW compared (shortcut, chain, finite differences and their errors: K·m
+        # each, twice while stacked) and dh/dx both ways
+        total = 8 * K * K * b + (8 if m < K * n else 12) * K * m * b + 6 * K * n * b + logits
+        numbers = 16 * 4
+    else:  # legend
+        numbers = cols
+        total = cols * LEGEND_BYTES_PER_ROW
+    if text and what != "legend":
+        total += numbers * TEXT_BYTES_PER_NUMBER
+    return int(total)
+
+
+ENTRY_FORMS = {"W": "T,I,J (output T, weight w[I,J])", "x": "T,K (output T, x[K])"}
+
+
+def entry_form(wrt: str) -> str:
+    """How ``--entry`` is written for ``wrt``: ``T,I,J`` for W, ``T,K`` otherwise."""
+    _choice("wrt", wrt, WRTS)
+    return ENTRY_FORMS.get(wrt, f"T,K (output T, {wrt}[K])")
+
+
+def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W", sample: int = 0) -> float:
+    """One entry of the Jacobian, ``∂of_T/∂wrt[…]``, in O(K + n) memory and one pass over W.
+
+    ``index`` is ``(T, I, J)`` for ``wrt="W"`` (output T, weight ``w[I,J]``: column ``I·n + J``)
+    and ``(T, K)`` otherwise. The value is the very float :func:`layer_jacobian` has there.
+
+    Raises
+    ------
+    InputError
+        For the wrong number of indices, or one out of range (the message gives the range).
+
+    Examples
+    --------
+    >>> L = make_layer([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0])
+    >>> bool(layer_entry(L, (0, 0, 1)) == layer_jacobian(L)[0, 0, 1])
+    True
+    >>> layer_entry(L, (0, 2, 0))
+    Traceback (most recent call last):
+    ...
+    smjac.errors.InputError: i = 2 is out of range: 0 ≤ i ≤ 1
+    """
+    _choice("of", of, OFS)
+    index = tuple(int(v) for v in index)
+    want = 3 if wrt == "W" else 2
+    if len(index) != want:
+        raise InputError(f"--wrt {wrt} takes {entry_form(wrt)}, not {len(index)} indices")
+    if not 0 <= sample < L.N:
+        raise InputError(f"sample {sample} is out of range: the batch has {L.N} samples (0 to {L.N - 1})")
+    cols = L.K if wrt in ("z", "b", "W") else L.n
+    names = ("t", "i", "j") if wrt == "W" else ("T", "K")  # the messages Factored.entry and --entry gave
+    sizes = (L.K, L.K, L.n) if wrt == "W" else (L.K, cols)
+    for name, value, size in zip(names, index, sizes, strict=True):
+        if not 0 <= value < size:
+            raise InputError(f"{name} = {value} is out of range: 0 ≤ {name} ≤ {size - 1}")
+    one = L._replace(X=L.X[sample : sample + 1], batched=False)
+    t, k = index[0], index[1]
+    if wrt == "x":
+        if of == "z":
+            return float(L.W[k, t])
+        # dh/dx needs Σ_i p_i W[k, i]: the n sums the whole takes (the same products, so the same
+        # digits), then only entry (t, k) of the closed form
+        Px = _probabilities(one)
+        Wt, s, top, mean, rest = _dx_parts(one, Px)
+        p = Px[0]
+        likeliest = t == top[0]  # there the closed form takes 1 − p_t, as the whole does
+        centred = _one_minus(Px)[0, t] * Wt[t, k] - rest[0, k] if likeliest else Wt[t, k] - mean[0, k]
+        value = p[t] * centred if L.function == "softmax" else centred
+        T = L.temperature
+        if s is None:
+            return float(value / T if T != 1 else value)
+        return float(_rescale_dx(L, np.asarray([value]), s, T)[0])
+    P = _probabilities(one) if of == "h" else None
+    if P is not None:
+        _dh_dz_scale(one, P)
+    A = _dfdz_rows(one, of, None if P is None else P[0], None if P is None else _one_minus(P)[0], t, t + 1)[0]
+    if wrt != "W":
+        return float(A[k])
+    _guard_dW(one, of, P)
+    return float(A[k] * one.X[0, index[2]])
 
 
 class Factored(NamedTuple):
@@ -779,8 +1177,19 @@ class Gradient:
 
     @cached_property
     def x(self) -> Array:
-        delta = self.z if self.layer.batched else self.z[None]
-        return self.layer.out(delta @ self.layer.W.T)
+        L = self.layer
+        delta = self.z if L.batched else self.z[None]
+        # δ·Wᵀ's partial sums can overflow where it does not: then scale δ and W by powers of two
+        dmax, wmax = _max_abs(delta), _max_abs(L.W)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            if dmax * wmax * L.K <= _fmax(L.W.dtype) / 4:
+                gx = delta @ L.W.T
+            else:
+                sd, sw = _pow2(dmax), _pow2(wmax)
+                gx = ((delta / sd) @ (L.W.T / sw)) * sd * sw
+        if not all_finite(gx):
+            raise InputError(f"dLoss/dx = δ·Wᵀ overflows {gx.dtype}; scale W or the upstream down")
+        return L.out(gx)
 
 
 def _targets(target: int | ArrayLike, L: Layer) -> NDArray[np.intp]:
@@ -868,7 +1277,8 @@ def layer_grad(
     _choice("reduce", reduce, REDUCTIONS)
     if (target is None) == (upstream is None):
         raise InputError("give exactly one of target (a class index) or upstream (dLoss/dh)")
-    Z, _H, P = _forward(L)
+    Z = _logits(L)
+    P = _probabilities(L, Z)  # not _forward: log h may be −inf where the gradient is finite
     T = L.temperature
     losses: Array | None = None
     if target is not None:
@@ -876,7 +1286,8 @@ def layer_grad(
         rows = np.arange(L.N)
         delta = P.copy()  # p − e_k, with 1 − p_k taken without cancelling
         delta[rows, t] = -_one_minus(P)[rows, t]
-        losses = -log_softmax(Z / T)[rows, t]
+        with np.errstate(under="ignore"):
+            losses = -log_softmax(_shifted(L, Z))[rows, t]  # not Z / T, which overflows for a tiny T
     else:
         g = _as_float(upstream)  # type: ignore[arg-type]
         if g.ndim == 2 and not L.batched and 1 in g.shape:
@@ -889,6 +1300,10 @@ def layer_grad(
         g = np.broadcast_to(g, (L.N, L.K))
         if not np.all(np.isfinite(g)):
             raise InputError("upstream holds a NaN or infinite value")
+        # g − pᵀg (or Σg) can overflow for a g near the float's limit where δ does not: take δ of
+        # g scaled by a power of two (exact) and scale back below.
+        g_scale = _pow2(_max_abs(g)) if _max_abs(g) > _fmax(g.dtype) / (4 * L.K) else 1.0
+        g = g / g_scale if g_scale != 1 else g
         if L.function == "softmax":
             # dh/dz annihilates constants, so shift g by one of its own entries first: a constant
             # g then gives an exact zero instead of the rounding error of 1 − Σp.
@@ -896,17 +1311,44 @@ def layer_grad(
             delta = P * (g - np.sum(P * g, axis=1, keepdims=True))
         else:
             delta = g - P * np.sum(g, axis=1, keepdims=True)
-    delta = delta / T if T != 1 else delta
+        T = T / g_scale  # δ·g_scale/T in one division (a tiny T alone could overflow it first)
+    with np.errstate(over="ignore", under="ignore"):
+        delta = delta / T if T != 1 else delta
+    if not all_finite(delta):  # δ is the small factor every gradient is built from: check it here
+        raise InputError(
+            f"the gradient overflows {delta.dtype}: δ = dLoss/dz reaches past {_fmax(delta.dtype):.3g} with "
+            f"--temperature {L.temperature:.3g}"
+            + ("" if upstream is None else " and this upstream")
+            + "; raise the temperature"
+            + ("" if upstream is None else " or scale upstream down")
+        )
     scale = 1.0 / L.N if reduce == "mean" else 1.0
-    loss = None if losses is None else float(np.sum(losses) * scale)
-    X = L.X * scale if scale != 1 else L.X  # scale the small factor, not the n×K product
-    if L.N == 1:  # x δᵀ (or δ xᵀ out-in), written in place by rows: memory speed, O(K·n)
-        rows, cols = (X[0], delta[0]) if L.layout == "in-out" else (delta[0], X[0])
-        grad_W = np.empty((rows.size, cols.size), dtype=delta.dtype)
-        _outer_fill(rows[None, :, None], cols[None, :], grad_W[None])
-    else:
-        grad_W = X.T @ delta if L.layout == "in-out" else delta.T @ X
-    return Gradient(W=grad_W, b=delta.sum(axis=0) * scale, z=L.out(delta), loss=loss, layer=L)
+    with np.errstate(over="ignore", under="ignore"):
+        loss = None if losses is None else float(np.sum(losses * scale))
+        X = L.X * scale if scale != 1 else L.X  # scale the small factor, not the n×K product
+        if L.N == 1:  # x δᵀ (or δ xᵀ out-in), written in place by rows: memory speed, O(K·n)
+            rows, cols = (X[0], delta[0]) if L.layout == "in-out" else (delta[0], X[0])
+            if not math.isfinite(_max_abs(rows) * _max_abs(cols)):  # the largest entry, checked first
+                _refuse_gradient("dLoss/dW = x δᵀ", delta.dtype, reduce, L.N)
+            grad_W = np.empty((rows.size, cols.size), dtype=delta.dtype)
+            _outer_fill(rows[None, :, None], cols[None, :], grad_W[None])
+        else:
+            grad_W = X.T @ delta if L.layout == "in-out" else delta.T @ X
+            if not all_finite(grad_W):  # a sum over the batch: checked where it is taken
+                _refuse_gradient("dLoss/dW, summed over the batch,", delta.dtype, reduce, L.N)
+        grad_b = delta.sum(axis=0) * scale
+    if not all_finite(grad_b):
+        _refuse_gradient("dLoss/db, summed over the batch,", delta.dtype, reduce, L.N)
+    if loss is not None and not math.isfinite(loss):
+        _refuse_gradient("the cross-entropy loss", delta.dtype, reduce, L.N)
+    return Gradient(W=grad_W, b=grad_b, z=L.out(delta), loss=loss, layer=L)
+
+
+def _refuse_gradient(what: str, dtype: np.dtype, reduce: str, N: int) -> None:
+    way = " (use reduce='mean', --reduce mean)" if reduce == "sum" and N > 1 else ""
+    raise InputError(
+        f"{what} overflows {dtype} (past {_fmax(dtype):.3g}){way}; scale W, x or the upstream down"
+    )
 
 
 def column_legend(wrt: str, K: int, n: int, layout: str = "in-out") -> list[tuple[int, str, str]]:
@@ -947,17 +1389,3 @@ def constant_upstream(upstream: ArrayLike) -> bool:
     g = np.asarray(upstream)
     rows = g.reshape(-1, g.shape[-1]) if g.ndim else g.reshape(1, 1)
     return bool(np.all(rows == rows[:, :1]))
-
-
-def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W", sample: int = 0) -> float:
-    """One entry of the Jacobian ``d{of}/d{wrt}`` of ``L``: ``(t, i, j)`` for W (``∂h_t/∂w[i,j]``),
-    ``(t, k)`` otherwise, without building the rest of it."""
-    if wrt == "W":
-        t, i, j = index
-        return layer_factors(L, of=of).entry(t, i, j, sample=sample)
-    J = layer_jacobian(L, of=of, wrt=wrt)[sample]
-    t, k = index
-    for name, v, size in (("T", t, J.shape[0]), ("K", k, J.shape[1])):
-        if not 0 <= v < size:
-            raise InputError(f"{name} = {v} is out of range: 0 ≤ {name} ≤ {size - 1}")
-    return float(J[t, k])

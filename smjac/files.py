@@ -108,9 +108,29 @@ def sniff(data: bytes) -> Format:
     return Format.JSON if head in (b"[", b"{") else Format.CSV
 
 
-def parse(data: bytes, fmt: Format, label: str) -> np.ndarray:
-    """Turn bytes of a known format into a finite float array; ``label`` names it in errors."""
+JSON_BYTES_PER_BYTE = 13  # measured: a 720 MB JSON matrix took 9.2 GB to parse (a Python float per number)
+
+
+def _json_budget(size: int, label: str, max_memory: int | None) -> None:
+    """Refuse, before parsing, JSON whose parse would outgrow the memory budget."""
+    budget = default_memory_budget() if max_memory is None else max_memory
+    need = size * JSON_BYTES_PER_BYTE
+    if need > budget:
+        raise LoadError(
+            f"{label}: parsing {format_size(size)} of JSON takes about {format_size(need)} (a Python object per "
+            f"number), over the memory budget of {format_size(budget)} (--max-memory); save it as .npy "
+            "(numpy.save) instead, which loads in its own size"
+        )
+
+
+def parse(data: bytes, fmt: Format, label: str, *, max_memory: int | None = None) -> np.ndarray:
+    """Turn bytes of a known format into a finite float array; ``label`` names it in errors.
+
+    ``max_memory`` (bytes; :func:`default_memory_budget` when None) bounds what parsing may take:
+    JSON is refused before it is parsed when its estimate is over it.
+    """
     if fmt is Format.JSON:
+        _json_budget(len(data), label, max_memory)
         arr = _parse_json(data, label)
     elif fmt is Format.CSV:
         arr = _parse_csv(data, label)
@@ -125,32 +145,62 @@ def parse(data: bytes, fmt: Format, label: str) -> np.ndarray:
     return arr
 
 
+@contextlib.contextmanager
+def _no_memory_error(label: str) -> Iterator[None]:
+    """A MemoryError while loading becomes one LoadError line, not a traceback."""
+    try:
+        yield
+    except MemoryError:
+        raise LoadError(
+            f"{label}: ran out of memory while loading it; free some memory, lower --max-memory so smjac "
+            "refuses before it starts, or give the matrix as .npy"
+        ) from None
+
+
 def load_array(
-    path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_memory: int | None = None,
+    stdin: BinaryIO | None = None,
 ) -> np.ndarray:
     """Load one matrix or vector from a .json, .csv or .npy file, or from stdin (``-``).
 
     The suffix names the format; stdin and a path with no suffix (such as the shell's ``<(...)``)
-    are sniffed from their first bytes.
+    are sniffed from their first bytes. ``max_memory`` is the budget of :func:`parse`.
     """
     label = "stdin" if str(path) == STDIN else str(path)
-    fmt = None if label == "stdin" or not Path(path).suffix else Format.from_path(path)
-    data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
-    return parse(data, fmt or sniff(data), label)
+    with _no_memory_error(label):
+        fmt = None if label == "stdin" or not Path(path).suffix else Format.from_path(path)
+        data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
+        return parse(data, fmt or sniff(data), label, max_memory=max_memory)
 
 
 LAYER_KEYS = ("W", "x", "b")
 
 
 def load_bundle(
-    path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_memory: int | None = None,
+    stdin: BinaryIO | None = None,
 ) -> dict[str, np.ndarray]:
     """Load a layer bundled in one file: an .npz archive or a JSON object holding W, x (and b).
 
     Each array is read as strictly as a file of its own; an .npz member is read with the same
-    NPY reader, so nothing in it is ever unpickled.
+    NPY reader, so nothing in it is ever unpickled. An .npz member's declared size, and what it
+    widens to as float64, are held against ``max_memory`` (:func:`default_memory_budget` when
+    None) before it is inflated; a key given twice is refused.
     """
     label = "stdin" if str(path) == STDIN else str(path)
+    with _no_memory_error(label):
+        return _load_bundle(path, label, max_bytes, max_memory, stdin)
+
+
+def _load_bundle(
+    path: str | Path, label: str, max_bytes: int, max_memory: int | None, stdin: BinaryIO | None
+) -> dict[str, np.ndarray]:
     data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
     fmt = sniff(data) if label == "stdin" or not Path(path).suffix else Format.from_path(path)
     found: dict[str, np.ndarray] = {}
@@ -159,19 +209,49 @@ def load_bundle(
 
         try:
             archive = zipfile.ZipFile(io.BytesIO(data))
-            members = {Path(info.filename).stem: info for info in archive.infolist()}
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            infos = archive.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
             raise LoadError(f"{label}: is not a valid .npz archive ({e})") from None
+        members: dict[str, Any] = {}
+        for info in infos:
+            key = Path(info.filename).stem
+            if key in members:
+                raise LoadError(
+                    f"{label}: holds {key!r} twice ({members[key].filename}, {info.filename}); keep one"
+                )
+            members[key] = info
         _check_keys(members, label)
+        budget = default_memory_budget() if max_memory is None else max_memory
         for key, info in members.items():
+            name = f"{label}[{key}]"
             if info.file_size > max_bytes:
-                raise LoadError(_too_big(f"{label}[{key}]", info.file_size, max_bytes))
+                raise LoadError(_too_big(name, info.file_size, max_bytes))
+            if info.flag_bits & 0x1:
+                raise LoadError(f"{name}: is encrypted; smjac reads only plain .npz members")
             try:
+                with archive.open(info) as member:
+                    head = member.read(4096)  # the NPY header, to know the widening before inflating
+                widened = _npy_float64_bytes(head, name)
+                if info.file_size + widened > budget:
+                    raise LoadError(
+                        f"{name}: inflates to {format_size(info.file_size)}, {format_size(widened)} more as "
+                        f"float64, over the memory budget of {format_size(budget)} (--max-memory)"
+                    )
                 raw = archive.read(info)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
-                raise LoadError(f"{label}[{key}]: cannot be read ({e})") from None
-            found[key] = parse(raw, Format.NPY, f"{label}[{key}]")
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                ValueError,
+                EOFError,
+                NotImplementedError,
+                RuntimeError,
+            ) as e:
+                if isinstance(e, LoadError):
+                    raise
+                raise LoadError(f"{name}: cannot be read ({e})") from None
+            found[key] = parse(raw, Format.NPY, name)
     elif fmt is Format.JSON:
+        _json_budget(len(data), label, max_memory)
         obj = _json_document(data, label)
         if not isinstance(obj, dict):
             raise LoadError(f"{label}: a layer bundle is a JSON object with W and x, not {_json_kind(obj)}")
@@ -209,12 +289,15 @@ def load_layer(
     temperature: float = 1.0,
     dtype: str = "float64",
     max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_memory: int | None = None,
     stdin: BinaryIO | None = None,
 ) -> Layer:
     """Load W, x (and b) from their files, or from a bundle, as a checked :class:`~smjac.core.Layer`.
 
     A file given on its own takes the place of the bundle's array. Errors name the files. The
     layer is checked here, once: the ``layer_*`` functions of :mod:`smjac.core` take it as it is.
+    ``max_memory`` (bytes; :func:`default_memory_budget` when None) is the budget each loader
+    holds a file's parse to before it starts (``--max-memory``).
     """
     paths = [p for p in (W, x, b, layer) if p is not None]
     if sum(str(p) == STDIN for p in paths) > 1:
@@ -222,17 +305,18 @@ def load_layer(
     arrays: dict[str, np.ndarray] = {}
     names = {key: key for key in LAYER_KEYS}
     if layer is not None:
-        arrays = load_bundle(layer, max_bytes=max_bytes, stdin=stdin)
+        arrays = load_bundle(layer, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
         label = "stdin" if str(layer) == STDIN else str(layer)
         names = {key: f"{label}[{key}]" for key in LAYER_KEYS}
     for key, path in zip(LAYER_KEYS, (W, x, b), strict=True):
         if path is not None:
-            arrays[key] = load_array(path, max_bytes=max_bytes, stdin=stdin)
+            arrays[key] = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
             names[key] = "stdin" if str(path) == STDIN else str(path)
     missing = [f"-{key}" for key in ("W", "x") if key not in arrays]
     if missing:
         raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with --layer FILE")
-    cast = {k: v.astype(dtype, copy=False) for k, v in arrays.items()}
+    with _no_memory_error(names["W"]):
+        cast = {k: _cast(v, dtype, names[k]) for k, v in arrays.items()}
     return make_layer(
         cast["W"],
         cast["x"],
@@ -242,6 +326,24 @@ def load_layer(
         temperature=temperature,
         names=(names["W"], names["x"], names["b"]),
     )
+
+
+def _cast(a: np.ndarray, dtype: str, label: str) -> np.ndarray:
+    """``a`` in ``dtype``, refusing a value the cast turns infinite (1e39 in float32).
+
+    The loaders have made sure every number is finite, so an infinity here is the cast's own
+    doing, and the message says so rather than blame the file.
+    """
+    with np.errstate(over="ignore"):  # numpy would warn on stderr; the check below says it better
+        out = a.astype(dtype, copy=False)
+    if not all_finite(out):
+        limit = float(np.finfo(out.dtype).max)
+        largest = float(a.flat[int(np.argmax(np.abs(a)))])
+        raise LoadError(
+            f"{label}: {largest:.6g} overflows {out.dtype} when cast for --dtype {dtype} (its largest value "
+            f"is {limit:.3g}); use --dtype float64 or scale it down"
+        )
+    return out
 
 
 def _json_document(data: bytes, label: str) -> Any:
@@ -254,8 +356,28 @@ def _json_document(data: bytes, label: str) -> Any:
             raise LoadError(f"{label}: {token} overflows a 64-bit float")
         return value
 
+    def strict_int(token: str) -> int | float:
+        digits = len(token.lstrip("-"))
+        if digits > 309:  # past any float64 (and Python's 4300-digit limit on int(), a ValueError)
+            raise LoadError(f"{label}: an integer of {digits:,} digits is too large for a 64-bit float")
+        return int(token)
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) < len(pairs):  # json would keep the last silently
+            keys = [k for k, _ in pairs]
+            twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+            raise LoadError(f"{label}: holds {twice!r} twice; keep one")
+        return obj
+
     try:
-        return json.loads(data.decode("utf-8-sig"), parse_constant=refuse_constant, parse_float=strict_float)
+        return json.loads(
+            data.decode("utf-8-sig"),
+            parse_constant=refuse_constant,
+            parse_float=strict_float,
+            parse_int=strict_int,
+            object_pairs_hook=unique_keys,
+        )
     except UnicodeDecodeError:
         raise LoadError(f"{label}: is not UTF-8 text, so not JSON") from None
     except json.JSONDecodeError as e:
@@ -347,6 +469,29 @@ def _parse_csv(data: bytes, label: str) -> np.ndarray:
     return arr
 
 
+def _check_npy_shape(shape: Any, label: str) -> None:
+    """A shape is a tuple of non-negative ints; a header may claim anything (``(-1, -1)``, ``(True, 5)``)."""
+    if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+        raise LoadError(f"{label}: is not a valid NPY file (its header gives the shape {shape!r})")
+
+
+def _npy_float64_bytes(head: bytes, label: str) -> int:
+    """Bytes an NPY file's numbers take as float64, from its first bytes (its header) alone."""
+    from numpy.lib import format as npformat
+
+    buf = io.BytesIO(head)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            version = npformat.read_magic(buf)
+            read = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _, _ = read(buf)
+    except Exception:  # a bad header is for the NPY reader to name, once the member is read
+        return 0
+    _check_npy_shape(shape, label)
+    return math.prod(shape) * 8
+
+
 def _parse_npy(data: bytes, label: str) -> np.ndarray:
     """Read an NPY file's header, check it against the bytes that follow, then view the numbers.
 
@@ -371,6 +516,7 @@ def _parse_npy(data: bytes, label: str) -> np.ndarray:
                 raise ValueError(f"NPY version {version[0]}.{version[1]} is not supported")
     except Exception as e:  # the header parser's errors are many (ValueError, SyntaxError, ...)
         raise LoadError(f"{label}: is not a valid NPY file ({e})") from None
+    _check_npy_shape(shape, label)
     if dtype.hasobject:
         raise LoadError(f"{label}: holds Python objects (a pickle); smjac never unpickles data")
     if dtype.names is not None or dtype.kind not in "fiu":
