@@ -245,16 +245,10 @@ class Verdict:
 
         w, out = self.where, []
         if "by_output" in w:
-            out.append(
-                counts(
-                    "by output",
-                    "h" if self.kind == "jacobian" and "/dz" not in self.what[:3] else "",
-                    w["by_output"],
-                )
-            )
+            out.append(counts("by output", "output {}", w["by_output"]))
         if "by_W_row" in w:
-            out.append(counts("by row of W", "", w["by_W_row"]))
-            out.append(counts("by column of W", "", w["by_W_column"]))
+            out.append(counts("by row of W", "W[{},:]", w["by_W_row"]))
+            out.append(counts("by column of W", "W[:,{}]", w["by_W_column"]))
         if "diagonal_blocks" in w:
             out.append(
                 f"diagonal blocks (t = i): {w['diagonal_blocks']}, off-diagonal: {w['off_diagonal_blocks']}"
