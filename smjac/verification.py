@@ -200,6 +200,9 @@ class _Trial:
     factor: float | None = None
     fit: bool = False  # the factor is fitted from the first block (scale)
     tol: float = 0.0
+    unit: float = 0.0  # for a fitted factor c the tolerance is tol + |c|·unit, known once c is
+    truth_max: float = 0.0
+    unit_tol: float = 0.0  # the truth's own tolerance
     residual: float = 0.0
     alive: bool = True
     sums: list[float] = field(default_factory=lambda: [0.0, 0.0])
@@ -213,11 +216,14 @@ class _Trial:
             rr = float(np.dot(truth.ravel(), truth.ravel()))
             if rr > 0:
                 self.factor = float(np.dot(a.ravel(), truth.ravel())) / rr
+                self.tol += abs(self.factor) * self.unit
+                if abs(self.factor - 1) * self.truth_max <= self.unit_tol:
+                    self.alive = False  # c ≈ 1 is the truth itself, not a scale mistake
         with np.errstate(invalid="ignore", over="ignore"):
             diff = a - (block if block is not None else (self.factor or 0.0) * truth)
             res = float(np.max(np.abs(diff))) if diff.size else 0.0
         self.residual = max(self.residual, res) if res == res else np.inf
-        if not self.fit and not self.residual <= self.tol:
+        if (self.factor is not None or not self.fit) and not self.residual <= self.tol:
             self.alive = False  # the tolerance is known in advance: no later block can save it
 
 
@@ -243,19 +249,23 @@ class _Stats:
         self.sample_max = -1.0
         self.best = -1.0
 
-    def update(self, s: int, r0: int, a: Array, t: Array) -> None:
+    def update(self, s: int, r0: int, a: Array, t: Array, finite: bool) -> None:
         L, pr = self.pr.L, self.pr
         with np.errstate(invalid="ignore", over="ignore"):
-            E = a - t
-            absE = np.abs(E)
-        bad = ~np.isfinite(absE)
-        self.non_finite += int(np.count_nonzero(~np.isfinite(a)))
-        absE = np.where(bad, np.inf, absE)  # NaN ranks as the worst error
+            if self.sample_E is not None:
+                E = np.subtract(a, t, out=self.sample_E[r0 : r0 + len(a)])
+                absE = np.abs(E)
+            else:
+                absE = np.subtract(a, t)
+                np.abs(absE, out=absE)  # in place: one block-sized temporary, not three
+        if not finite:
+            self.non_finite += int(np.count_nonzero(~np.isfinite(a)))
+            absE[~np.isfinite(absE)] = np.inf  # NaN ranks as the worst error
         top = float(np.max(absE)) if absE.size else 0.0
         self.max_abs = max(self.max_abs, top)
         self.sample_max = max(self.sample_max, top)
-        if self.sample_E is not None:
-            self.sample_E[r0 : r0 + len(a)] = E
+        if top <= self.tol:
+            return  # nothing outside: no entry to count or name
         out_r, out_c = np.nonzero(~(absE <= self.tol))
         self.outside += out_r.size
         if out_r.size:
@@ -280,7 +290,7 @@ class _Stats:
         if k:
             idx = np.argpartition(-flat, k - 1)[:k]
             for f in idx:
-                if flat[f] > 0:
+                if flat[f] > self.tol:
                     r, c = divmod(int(f), a.shape[1])
                     self.worst.append((float(flat[f]), s, r0 + r, c, float(a[r, c]), float(t[r, c])))
             self.worst = sorted(self.worst, key=lambda w: -w[0])[:WORST]
@@ -314,9 +324,13 @@ def _compare(
             a = np.asarray(a2[s * R + r0 : s * R + r1], dtype=np.float64)
             finite = bool(np.isfinite(np.sum(a))) or bool(np.all(np.isfinite(a)))
             for frame in frames:
+                primary = stats is not None and frame == stats.frame
+                if not primary and not any(tr.alive and tr.frame == frame for tr in trials):
+                    continue  # every candidate in this arrangement is ruled out: skip making it
                 t = np.asarray(_frame_block(truth, frame, s, r0, r1, C, L.K, L.n), dtype=np.float64)
-                if stats is not None and frame == stats.frame:
-                    stats.update(s, r0, a, t)
+                if primary:
+                    assert stats is not None
+                    stats.update(s, r0, a, t, finite)
                 for trial in trials:
                     if trial.frame != frame or not trial.alive:
                         continue
@@ -458,10 +472,23 @@ def layer_verify(
     trials = []
     for f in fitting:
         for ids, details, src, factor, fit in values:
+            if f == "std" and not ids:
+                continue  # the truth as it stands: the stats judge it
             size = src.max_abs if src is not None else abs(factor or 0.0) * truth.max_abs
             fdet = tuple(frame_details[f].split("; ")) if f != "std" else ()
             trials.append(
-                _Trial(_FRAME_IDS[f] + ids, fdet + details, f, src, factor, fit, atol + rtol * size)
+                _Trial(
+                    _FRAME_IDS[f] + ids,
+                    fdet + details,
+                    f,
+                    src,
+                    factor,
+                    fit,
+                    atol + rtol * size,
+                    rtol * truth.max_abs,
+                    truth.max_abs,
+                    tol,
+                )
             )
     stats = _Stats(pr, primary, *frames[primary], tol)
     by_shape: dict[tuple[int, int], list[str]] = {}
@@ -470,8 +497,7 @@ def layer_verify(
     for (R, C), fs in by_shape.items():
         _compare(pr, a, fs, R, C, truth, trials, stats if primary in fs else None, block_bytes)
     for trial in trials:
-        if trial.fit:
-            trial.tol = atol + rtol * abs(trial.factor or 0.0) * truth.max_abs
+        if trial.fit:  # a factor never fitted (a truth of zeros): residual = max|a|, held to atol
             trial.alive = trial.alive and trial.residual <= trial.tol
     ok = primary == "std" and stats.outside == 0 and stats.non_finite == 0
     diagnosis = () if ok else _diagnose(pr, trials, stats, coarse, a)
@@ -610,6 +636,8 @@ def _verdict(
     R, C = RC
     worst = []
     for err, s, r, c, yours, true in stats.worst:
+        if err <= stats.tol:  # only entries outside the tolerance are worth naming
+            continue
         rr, cc = _to_std(frame, np.array(r), np.array(c), L.K, L.n)
         index = tuple(int(i) for i in np.unravel_index((s * R + r) * C + c, a.shape))
         name, stored = entry_name(pr, int(rr), int(cc), s if pr.kind == "jacobian" and L.batched else None)
