@@ -64,7 +64,11 @@ def main() -> None:
     h = h_of(x)
     files: dict[str, tuple[str, object, list[str]]] = {}
 
-    files["diagonal-only.json"] = ("diagonal-only", jac_loops(diag_only(h), x), ["--jacobian", "--of", "h", "--wrt", "W"])
+    files["diagonal-only.json"] = (
+        "diagonal-only",
+        jac_loops(diag_only(h), x),
+        ["--jacobian", "--of", "h", "--wrt", "W"],
+    )
 
     # the post prints dh/dW with one row per weight: K·n × K
     post = np.zeros((K * n, K))
@@ -74,7 +78,11 @@ def main() -> None:
                 post[i * n + j][t] = h[t] * ((i == t) - h[i]) * x[j]
     files["transposed.json"] = ("transposed", post, ["--jacobian", "--of", "h", "--wrt", "W"])
 
-    files["column-order.json"] = ("column-order", jac_loops(full(h), x, order="j*K+i"), ["--jacobian", "--of", "h", "--wrt", "W"])
+    files["column-order.json"] = (
+        "column-order",
+        jac_loops(full(h), x, order="j*K+i"),
+        ["--jacobian", "--of", "h", "--wrt", "W"],
+    )
 
     # dLoss/dW for cross-entropy over the batch, summed although the loss averages
     g = np.zeros(WB.shape)
@@ -92,7 +100,11 @@ def main() -> None:
 
     # dh/dz at temperature 2, forgetting that z/T brings a 1/T down
     hT = h_of(x, T=2.0)
-    files["temperature.json"] = ("temperature", full(hT), ["--jacobian", "--of", "h", "--wrt", "z", "--temperature", "2"])
+    files["temperature.json"] = (
+        "temperature",
+        full(hT),
+        ["--jacobian", "--of", "h", "--wrt", "z", "--temperature", "2"],
+    )
 
     # log-softmax was asked for; softmax's Jacobian was given
     files["log-softmax-confusion.json"] = (
@@ -102,7 +114,11 @@ def main() -> None:
     )
 
     target = 2
-    files["missing-one-hot.json"] = ("missing-one-hot", [[x[j] * h[i] for i in range(K)] for j in range(n)], ["--grad", "--target", "2"])
+    files["missing-one-hot.json"] = (
+        "missing-one-hot",
+        [[x[j] * h[i] for i in range(K)] for j in range(n)],
+        ["--grad", "--target", "2"],
+    )
     files["sign.json"] = (
         "sign",
         [[x[j] * ((i == target) - h[i]) for i in range(K)] for j in range(n)],
@@ -117,7 +133,11 @@ def main() -> None:
 
     # the post's last step: sum the columns of dh/dW and call it the update
     sums = jac_loops(full(h), x).sum(axis=0)
-    files["zero-update.json"] = ("zero-update", [[sums[i * n + j] for i in range(K)] for j in range(n)], ["--grad", "--target", "2"])
+    files["zero-update.json"] = (
+        "zero-update",
+        [[sums[i * n + j] for i in range(K)] for j in range(n)],
+        ["--grad", "--target", "2"],
+    )
 
     # a squared-error habit: the gradient of ½‖·‖² written without the ½
     files["scale.json"] = (
@@ -139,11 +159,19 @@ def main() -> None:
         )
 
     # dh/dW given as K × n: one number per (output, input), the weights' own index lost
-    files["shape.json"] = ("shape", [[full(h)[t][t] * x[j] for j in range(n)] for t in range(K)], ["--jacobian", "--of", "h", "--wrt", "W"])
+    files["shape.json"] = (
+        "shape",
+        [[full(h)[t][t] * x[j] for j in range(n)] for t in range(K)],
+        ["--jacobian", "--of", "h", "--wrt", "W"],
+    )
 
     # on the batch too: the diagonal-only dh/dz of every sample
     hb = [softmax(WB.T @ xs) for xs in XB]
-    files["batch-diagonal-only.json"] = ("diagonal-only", [diag_only(p) for p in hb], ["--jacobian", "--of", "h", "--wrt", "z"])
+    files["batch-diagonal-only.json"] = (
+        "diagonal-only",
+        [diag_only(p) for p in hb],
+        ["--jacobian", "--of", "h", "--wrt", "z"],
+    )
 
     index = {}
     for name, (mistake, answer, options) in files.items():
@@ -156,7 +184,7 @@ def main() -> None:
         flag = next(o for o in options if o in ("--jacobian", "--grad", "--grad-b"))
         layer = BATCH if any(s in name for s in ("batch", "wrong-axis")) else BLOG
         at = options.index(flag)
-        args = [*layer, *options[:at + 1], f"samples/mistakes/{name}", *options[at + 1 :]]
+        args = [*layer, *options[: at + 1], f"samples/mistakes/{name}", *options[at + 1 :]]
         index[name] = {"mistake": mistake, "args": args}
     (HERE / "index.json").write_text(json.dumps(index, indent=1) + "\n")
 
