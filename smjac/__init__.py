@@ -7,6 +7,7 @@ The Python API mirrors the command line::
     smjac.jacobian(W, x, of="h", wrt="W", method="shortcut")
     smjac.grad(W, x, target=k)              # or upstream=g
     smjac.check(W, x)
+    smjac.verify(W, x, my_dh_dW)            # is a derivative by hand right? where, and why not?
 
 Each also takes ``b=``, ``layout="out-in"`` (PyTorch's K×n weights), ``function="log-softmax"``
 and ``temperature=``; x may be a batch (N×n). Each checks its inputs first; to check them once
@@ -41,18 +42,32 @@ from .errors import InputError, LoadError, OutputError, ShapeError, SmjacError
 __version__ = "0.2.0"
 
 _CHECKS = ("Check", "CheckReport", "check", "layer_check", "numerical_jacobian")
+_VERIFY = ("verify", "layer_verify")
 
 
 def __getattr__(name: str) -> object:
-    # The checker loads on first use: the command line's other commands never need it.
+    # The checker and the verifier load on first use: the command line's other commands never need them.
     if name in _CHECKS:
         from . import checks
 
         return getattr(checks, name)
+    if name in _VERIFY:
+        from . import verification
+
+        return getattr(verification, name)
+    if name == "Verdict":
+        from .verdict import Verdict
+
+        return Verdict
+    if name == "MISTAKES":
+        from .mistakes import MISTAKES
+
+        return MISTAKES
     raise AttributeError(f"module 'smjac' has no attribute {name!r}")
 
 
 __all__ = [
+    "MISTAKES",
     "Blocks",
     "Check",
     "CheckReport",
@@ -65,6 +80,7 @@ __all__ = [
     "OutputError",
     "ShapeError",
     "SmjacError",
+    "Verdict",
     "__version__",
     "check",
     "dz_dW",
@@ -77,10 +93,12 @@ __all__ = [
     "layer_factors",
     "layer_forward",
     "layer_grad",
+    "layer_verify",
     "log_softmax",
     "log_softmax_jacobian",
     "make_layer",
     "numerical_jacobian",
     "softmax",
     "softmax_jacobian",
+    "verify",
 ]

@@ -492,26 +492,21 @@ def _npy_float64_bytes(head: bytes, label: str) -> int:
     return math.prod(shape) * 8
 
 
-def _parse_npy(data: bytes, label: str) -> np.ndarray:
-    """Read an NPY file's header, check it against the bytes that follow, then view the numbers.
+def _npy_header(f: BinaryIO, label: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Read and check an NPY header from ``f`` (left at the first data byte): shape, order, dtype.
 
-    ``np.load`` is not used: it would unpickle an object array if asked, it raises whatever its
-    header parser raises on a mangled header, and it allocates whatever shape the header claims
-    before finding the data short.
+    Refuses object arrays (pickles), structured and non-real dtypes, and NPY versions past 2.0.
     """
-    if not data.startswith(NPY_MAGIC):
-        raise LoadError(f"{label}: is not an NPY file (no NPY header)")
     from numpy.lib import format as npformat
 
-    buf = io.BytesIO(data)
     try:
         with warnings.catch_warnings():  # a Python 2 era header is read fine; numpy's note is noise here
             warnings.simplefilter("ignore")
-            version = npformat.read_magic(buf)
+            version = npformat.read_magic(f)
             if version == (1, 0):
-                shape, fortran, dtype = npformat.read_array_header_1_0(buf)
+                shape, fortran, dtype = npformat.read_array_header_1_0(f)
             elif version == (2, 0):
-                shape, fortran, dtype = npformat.read_array_header_2_0(buf)
+                shape, fortran, dtype = npformat.read_array_header_2_0(f)
             else:
                 raise ValueError(f"NPY version {version[0]}.{version[1]} is not supported")
     except Exception as e:  # the header parser's errors are many (ValueError, SyntaxError, ...)
@@ -521,16 +516,65 @@ def _parse_npy(data: bytes, label: str) -> np.ndarray:
         raise LoadError(f"{label}: holds Python objects (a pickle); smjac never unpickles data")
     if dtype.names is not None or dtype.kind not in "fiu":
         raise LoadError(f"{label}: has dtype {dtype}; smjac needs real numbers (float or int)")
+    return shape, fortran, dtype
+
+
+def _npy_size_check(label: str, shape: tuple[int, ...], dtype: np.dtype, available: int) -> int:
     count = math.prod(shape)
-    expected, offset = count * dtype.itemsize, buf.tell()
-    if len(data) - offset != expected:
-        what = "is truncated" if len(data) - offset < expected else "has bytes after its data"
+    expected = count * dtype.itemsize
+    if available != expected:
+        what = "is truncated" if available < expected else "has bytes after its data"
         raise LoadError(
             f"{label}: {what}: its header says shape {shape} of {dtype} ({expected:,} bytes) "
-            f"but {len(data) - offset:,} bytes follow"
+            f"but {available:,} bytes follow"
         )
+    return count
+
+
+def _parse_npy(data: bytes, label: str) -> np.ndarray:
+    """Read an NPY file's header, check it against the bytes that follow, then view the numbers.
+
+    ``np.load`` is not used: it would unpickle an object array if asked, it raises whatever its
+    header parser raises on a mangled header, and it allocates whatever shape the header claims
+    before finding the data short.
+    """
+    if not data.startswith(NPY_MAGIC):
+        raise LoadError(f"{label}: is not an NPY file (no NPY header)")
+    buf = io.BytesIO(data)
+    shape, fortran, dtype = _npy_header(buf, label)
+    offset = buf.tell()
+    count = _npy_size_check(label, shape, dtype, len(data) - offset)
     arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     return arr.reshape(shape, order="F" if fortran else "C").astype(np.float64)
+
+
+def open_npy(path: str | Path) -> np.ndarray:
+    """A read-only memory map of a .npy file, its header checked as :func:`load_array` checks it.
+
+    For an answer too large to read whole (``smjac verify``): the numbers stay on disk and are
+    read as they are used, in their own dtype. Unlike :func:`load_array` the values are not
+    checked to be finite here (that would read the whole file); the caller does it as it goes.
+    """
+    label = str(path)
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                raise LoadError(f"{label}: is not an NPY file (no NPY header)")
+            f.seek(0)
+            shape, fortran, dtype = _npy_header(f, label)
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except IsADirectoryError:
+        raise LoadError(f"{label}: is a directory, not a file") from None
+    except FileNotFoundError:
+        raise LoadError(f"{label}: no such file") from None
+    except PermissionError:
+        raise LoadError(f"{label}: permission denied") from None
+    except OSError as e:
+        raise LoadError(f"{label}: cannot read it ({e.strerror or e})") from None
+    if _npy_size_check(label, shape, dtype, size - offset) == 0:
+        raise LoadError(f"{label}: holds no numbers (shape {shape})")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 # ---------------------------------------------------------------- writing

@@ -1,0 +1,287 @@
+"""The result of :func:`smjac.verify`: a :class:`Verdict`, its JSON form and its plain-text report.
+
+Entries are named in the model's terms: ``∂h₂/∂w[1,0]`` is the derivative of output 2 with respect
+to the weight joining input 0 to output 1, stored at ``W[0,1]`` in the post's layout (in-out) and
+at ``W[1,0]`` in PyTorch's (out-in).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .mistakes import Problem
+
+_SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def _sub(i: int) -> str:
+    return str(i).translate(_SUB)
+
+
+def derivative_name(pr: Problem) -> str:
+    """What is verified, in the post's notation: ``dh/dW``, ``dz/dx``, ``dL/dW``, ``dL/db``."""
+    if pr.kind == "grad":
+        return "dL/dW"
+    if pr.kind == "grad_b":
+        return "dL/db"
+    return f"d{pr.of}/d{pr.wrt}"
+
+
+def entry_name(pr: Problem, r: int, c: int, sample: int | None = None) -> tuple[str, str]:
+    """The name of entry (r, c) of the standard per-sample matrix, and where its variable is stored.
+
+    >>> from smjac.mistakes import Problem
+    >>> from smjac import make_layer
+    >>> pr = Problem(make_layer(np.ones((2, 3)), np.ones(2)), "jacobian")
+    >>> entry_name(pr, 2, 1 * 2 + 0)
+    ('∂h₂/∂w[1,0]', 'W[0,1]')
+    """
+    L = pr.L
+    at = "" if sample is None else f"{sample}, "
+    if pr.kind == "grad_b":
+        return f"∂L/∂b{_sub(c)}", f"b[{c}]"
+    if pr.kind == "grad":
+        i, j = (c, r) if L.layout == "in-out" else (r, c)
+        return f"∂L/∂w[{i},{j}]", f"W[{r},{c}]"
+    top = f"∂{pr.of}{_sub(r)}"
+    if pr.wrt == "W":
+        i, j = divmod(c, L.n)
+        stored = f"W[{j},{i}]" if L.layout == "in-out" else f"W[{i},{j}]"
+        return f"{top}/∂w[{i},{j}]", stored
+    return f"{top}/∂{pr.wrt}{_sub(c)}", f"{pr.wrt}[{at}{c}]"
+
+
+def describe_shape(pr: Problem, shape: tuple[int, ...]) -> str:
+    """What an array of this shape would be for this layer, or "" when nothing is.
+
+    >>> from smjac.mistakes import Problem
+    >>> from smjac import make_layer
+    >>> pr = Problem(make_layer(np.ones((3, 5)), np.ones(3)), "grad")
+    >>> describe_shape(pr, (5, 15))
+    'dh/dW for one sample (K × K·n: one row per output, one column per weight w[i,j] at i·n + j)'
+    """
+    L = pr.L
+    K, n, N = L.K, L.n, L.N
+    known: dict[tuple[int, ...], str] = {}
+
+    def add(s: tuple[int, ...], what: str) -> None:
+        known.setdefault(s, what)
+
+    jac = "one row per output, one column per"
+    add((K, K * n), f"dh/dW for one sample (K × K·n: {jac} weight w[i,j] at i·n + j)")
+    add((K * n, K), "dh/dW transposed (K·n × K, as the post prints it)")
+    grad_io, grad_oi = "dL/dW in the post's layout (n × K)", "dL/dW in PyTorch's layout (K × n)"
+    if pr.kind == "grad":
+        add((n, K) if L.layout == "in-out" else (K, n), grad_io if L.layout == "in-out" else grad_oi)
+    add((K, n), f"dh/dx for one sample (K × n: {jac} input) or {grad_oi}")
+    add((n, K), f"{grad_io}, or dh/dx transposed")
+    add((K, K), "dh/dz or dh/db for one sample (K × K)")
+    add((K,), "dL/db or dL/dz for one sample (K entries)")
+    add((n,), "dL/dx for one sample (n entries)")
+    add((K * n,), "a gradient or one row of dh/dW, flattened (K·n entries)")
+    if L.batched:
+        add((N, K, K * n), "dh/dW for each sample (N × K × K·n)")
+        add((N, K, n), "dh/dx for each sample (N × K × n)")
+        add((N, K, K), "dh/dz or dh/db for each sample (N × K × K)")
+        add((N, K), "dL/dz for each sample (N × K)")
+        add(
+            (N * K, N * K * n),
+            "the block-diagonal Jacobian of the whole batch (N·K × N·K·n); give N × K × K·n",
+        )
+        add((N * K, N * K), "the block-diagonal dh/dz of the whole batch (N·K × N·K); give N × K × K")
+    return known.get(tuple(shape), "")
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A catalogue mistake the answer matches: its id, the evidence and details, and the fix."""
+
+    mistake: str
+    detail: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One of the worst entries: its name, where its variable is stored, its index in the answer."""
+
+    name: str
+    stored: str
+    index: tuple[int, ...]
+    sample: int | None
+    yours: float
+    true: float
+    error: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stored": self.stored,
+            "index": list(self.index),
+            "sample": self.sample,
+            "yours": _json_float(self.yours),
+            "true": _json_float(self.true),
+            "error": _json_float(self.error),
+        }
+
+
+def _json_float(v: float | None) -> float | None:
+    """JSON has no NaN or inf: they become null (the answer's non-finite entries are counted)."""
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the answer agrees with the truth, where it does not, and which mistake it matches.
+
+    ``error`` holds ``max_abs = max|a − r|``, ``max_rel = max_abs / max|r|`` (0 when both are 0),
+    and the ``rtol`` and ``atol`` it was held to: ``ok`` when ``max_abs ≤ atol + rtol·max|r|``.
+    ``outside`` counts the entries beyond that bound (NaN included), ``where`` counts them by
+    output, by W's row and column (as stored), in the diagonal (t = i) or off-diagonal blocks, and
+    by sample. ``errors`` is ``answer − truth`` for one sample (the worst, ``errors_sample``), in
+    the standard arrangement (rows = outputs), for a heatmap; None past 4M entries.
+    """
+
+    ok: bool
+    kind: str
+    what: str
+    shape: tuple[int, ...]
+    expected: tuple[int, ...]
+    max_abs: float | None
+    max_rel: float | None
+    rtol: float
+    atol: float
+    scale: float
+    outside: int
+    size: int
+    worst: tuple[Entry, ...]
+    diagnosis: tuple[Diagnosis, ...]
+    where: dict[str, Any] = field(default_factory=dict)
+    errors: np.ndarray | None = field(default=None, repr=False)
+    errors_sample: int | None = None
+    frame: str = "std"
+
+    @property
+    def error(self) -> dict[str, float | None]:
+        return {
+            "max_abs": _json_float(self.max_abs),
+            "max_rel": _json_float(self.max_rel),
+            "rtol": self.rtol,
+            "atol": self.atol,
+        }
+
+    @property
+    def tolerance(self) -> float:
+        """``atol + rtol·max|r|``, the bound ``max_abs`` is held to."""
+        return self.atol + self.rtol * self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of ``smjac verify``: ok, kind, error, outside, worst, diagnosis."""
+        return {
+            "ok": self.ok,
+            "kind": self.kind,
+            "error": self.error,
+            "outside": self.outside,
+            "worst": [e.to_dict() for e in self.worst],
+            "diagnosis": [{"mistake": d.mistake, "detail": d.detail, "fix": d.fix} for d in self.diagnosis],
+        }
+
+    def report(self, *, ascii: bool = False) -> str:
+        """The readable report; ``ascii=True`` spells ∂h₂ as dh_2, − as -, and so on."""
+        lines = [f"{self.what} {'agrees' if self.ok else 'DISAGREES'}: answer of shape {self.shape}"]
+        if self.max_abs is None:
+            lines.append(f"  expected shape {self.expected}")
+        else:
+            bound = f"atol + rtol·max|r| = {self.atol:.3g} + {self.rtol:.3g} × {self.scale:.6g} = {self.tolerance:.3g}"
+            rel = (
+                ""
+                if self.max_rel is None or not np.isfinite(self.max_rel)
+                else f" (relative {self.max_rel:.3g})"
+            )
+            sign = "≤" if self.max_abs <= self.tolerance else ">"
+            lines.append(f"  error: max|a − r| = {self.max_abs:.3g}{rel} {sign} {bound}")
+            if self.frame != "std":
+                how = {
+                    "T": "transposed",
+                    "co": "in j·K + i column order",
+                    "T+co": "transposed, in j·K + i column order",
+                }
+                lines.append(
+                    f"  (compared with the truth {how[self.frame]}: the answer's shape is not {self.expected})"
+                )
+            lines.append(f"  outside the tolerance: {self.outside:,} of {self.size:,} entries")
+        if self.outside and self.where:
+            lines.extend(f"  {line}" for line in self._where_lines())
+        if self.worst:
+            lines.append("  worst entries:")
+            for e in self.worst:
+                at = f"sample {e.sample}, " if e.sample is not None else ""
+                lines.append(
+                    f"    {at}{e.name} (stored at {e.stored}; answer{list(e.index)}): "
+                    f"yours {e.yours:.6g}, true {e.true:.6g}"
+                )
+        if not self.ok:
+            if self.diagnosis:
+                lines.append("  diagnosis:")
+                for d in self.diagnosis:
+                    lines.append(f"    {d.mistake}: {d.detail}")
+                    lines.append(f"      fix: {d.fix}")
+            else:
+                lines.append(
+                    "  diagnosis: no known mistake matches this answer; the errors sit as shown above"
+                )
+        text = "\n".join(lines)
+        return _to_ascii(text) if ascii else text
+
+    def _where_lines(self) -> list[str]:
+        def counts(name: str, label: str, vals: list[int]) -> str:
+            nz = [f"{label.format(i)} {v}" for i, v in enumerate(vals) if v]
+            return f"{name}: " + (", ".join(nz[:12]) + (" …" if len(nz) > 12 else "") if nz else "none")
+
+        w, out = self.where, []
+        if "by_output" in w:
+            out.append(counts("by output", "output {}", w["by_output"]))
+        if "by_W_row" in w:
+            out.append(counts("by row of W", "W[{},:]", w["by_W_row"]))
+            out.append(counts("by column of W", "W[:,{}]", w["by_W_column"]))
+        if "diagonal_blocks" in w:
+            out.append(
+                f"diagonal blocks (t = i): {w['diagonal_blocks']}, off-diagonal: {w['off_diagonal_blocks']}"
+            )
+        if "by_sample" in w:
+            out.append(counts("by sample", "sample {}", w["by_sample"]))
+        return out
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+_ASCII = {
+    "∂": "d",
+    "−": "-",
+    "·": "*",
+    "≤": "<=",
+    "≈": "~",
+    "×": "x",
+    "…": "...",
+    "ᵀ": "^T",
+    "²": "^2",
+    "δ": "delta",
+    "—": "--",
+    "⊗": "(x)",
+    "½": "1/2",
+}
+
+
+def _to_ascii(text: str) -> str:
+    text = re.sub(
+        "[₀-₉]+", lambda m: "_" + m.group().translate(str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")), text
+    )
+    for u, a in _ASCII.items():
+        text = text.replace(u, a)
+    return text.encode("ascii", "replace").decode()
