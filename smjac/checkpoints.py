@@ -610,7 +610,7 @@ def gradient_bytes(
     >>> ck = Checkpoint(np.zeros((2, 3), np.float32), None, "out-in", "safetensors", "head",
     ...                 "head.weight", None, "F32", "m.safetensors")
     >>> data = gradient_bytes(ck, np.ones((2, 3)), None)
-    >>> from safetensors.numpy import load
+    >>> from safetensors.numpy import load  # a run-time dependency, so always there
     >>> load(data)["head.weight"]
     array([[1., 1., 1.],
            [1., 1., 1.]], dtype=float32)
