@@ -91,7 +91,7 @@ class Checkpoint:
         if layout is None and self.layout == "out-in":
             K, n = self.W.shape
             notes.append(
-                f"{self.weight_key} is {K}×{n}, PyTorch's layout (K outputs × n inputs): "
+                f"{self.label}: {self.weight_key} is {K}×{n}, PyTorch's layout (K outputs × n inputs): "
                 "read with --layout out-in; give --layout to override"
             )
         return notes

@@ -420,3 +420,48 @@ def test_gradient_bytes_are_reproducible(tmp_path):
     st.save_file({"classifier.weight": W, "classifier.bias": b}, path)
     ck = checkpoints.read(path)
     assert checkpoints.gradient_bytes(ck, W * 2, b) == checkpoints.gradient_bytes(ck, W * 2, b)
+
+
+# ---------------------------------------------------------------- samples/model
+
+
+def sample_arrays() -> dict[str, np.ndarray]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_models", ROOT / "samples" / "model" / "make.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.arrays()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "samples" / "model"
+
+
+@pytest.mark.parametrize(
+    ("name", "weight_key", "layout"),
+    [
+        ("classifier.safetensors", "classifier.weight", "out-in"),
+        ("model.keras", "layers/dense_1/vars/0", "in-out"),
+        ("model.h5", "model_weights/classifier/classifier/kernel:0", "in-out"),
+    ],
+)
+def test_samples_hold_the_scripts_head_in_each_format(name, weight_key, layout):
+    a = sample_arrays()
+    ck = checkpoints.read(MODEL / name, key="classifier")
+    assert (ck.weight_key, ck.layout, ck.dtype) == (weight_key, layout, "F32")
+    W = a["classifier.weight"]
+    assert_array_equal(ck.W, W if layout == "out-in" else W.T)
+    assert_array_equal(ck.b, a["classifier.bias"])
+    L = load_layer(None, MODEL / "x.json", layer=MODEL / name, key="classifier")
+    expected = smjac.forward(W.astype(float), a["x"], a["classifier.bias"].astype(float), layout="out-in").h
+    assert_allclose(smjac.layer_forward(L).h, expected, rtol=1e-13)
+
+
+def test_samples_need_a_key_for_they_hold_two_layers():
+    for name in ("classifier.safetensors", "model.keras", "model.h5"):
+        with pytest.raises(LoadError, match="several layers"):
+            checkpoints.read(MODEL / name)
+    ck = checkpoints.read(MODEL / "model.keras", key="dense")  # the stored name works as well
+    assert_array_equal(ck.W, sample_arrays()["pre_classifier.weight"].T)
