@@ -21,12 +21,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 
 from .core import Layer, all_finite, make_layer
 from .errors import LoadError, OutputError
+
+if TYPE_CHECKING:
+    from .checkpoints import Checkpoint
 
 STDIN = "-"
 DEFAULT_MAX_INPUT_BYTES = 2**30
@@ -283,8 +286,9 @@ def load_layer(
     x: str | Path | None,
     b: str | Path | None = None,
     *,
-    layer: str | Path | None = None,
-    layout: str = "in-out",
+    layer: str | Path | Checkpoint | None = None,
+    key: str | None = None,
+    layout: str | None = None,
     function: str = "softmax",
     temperature: float = 1.0,
     dtype: str = "float64",
@@ -298,20 +302,30 @@ def load_layer(
     layer is checked here, once: the ``layer_*`` functions of :mod:`smjac.core` take it as it is.
     ``max_memory`` (bytes; :func:`default_memory_budget` when None) is the budget each loader
     holds a file's parse to before it starts (``--max-memory``).
+
+    ``layer`` may be a model checkpoint (``.safetensors``, ``.keras``, ``.h5``), or one already
+    read by :func:`smjac.checkpoints.read` (whose notes and tensor names the caller then keeps);
+    ``key`` picks its layer, and x comes from its own file. ``layout`` None means the file's own:
+    the checkpoint's framework's, else in-out.
     """
-    paths = [p for p in (W, x, b, layer) if p is not None]
+    paths = [p for p in (W, x, b, layer) if isinstance(p, (str, Path))]
     if sum(str(p) == STDIN for p in paths) > 1:
         raise LoadError("- given twice: only one input can come from stdin")
     arrays: dict[str, np.ndarray] = {}
-    names = {key: key for key in LAYER_KEYS}
-    if layer is not None:
+    names = {k: k for k in LAYER_KEYS}
+    ckpt = _checkpoint(layer, key, max_bytes, max_memory)
+    if ckpt is not None:
+        arrays = {"W": ckpt.W} if ckpt.b is None else {"W": ckpt.W, "b": ckpt.b}
+        names["W"], names["b"] = ckpt.names()
+        layout = layout or ckpt.layout
+    elif isinstance(layer, (str, Path)):
         arrays = load_bundle(layer, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
         label = "stdin" if str(layer) == STDIN else str(layer)
-        names = {key: f"{label}[{key}]" for key in LAYER_KEYS}
-    for key, path in zip(LAYER_KEYS, (W, x, b), strict=True):
+        names = {k: f"{label}[{k}]" for k in LAYER_KEYS}
+    for k, path in zip(LAYER_KEYS, (W, x, b), strict=True):
         if path is not None:
-            arrays[key] = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
-            names[key] = "stdin" if str(path) == STDIN else str(path)
+            arrays[k] = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
+            names[k] = "stdin" if str(path) == STDIN else str(path)
     missing = [f"-{key}" for key in ("W", "x") if key not in arrays]
     if missing:
         raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with --layer FILE")
@@ -321,7 +335,7 @@ def load_layer(
         cast["W"],
         cast["x"],
         cast.get("b"),
-        layout=layout,
+        layout=layout or "in-out",
         function=function,
         temperature=temperature,
         names=(names["W"], names["x"], names["b"]),
@@ -344,6 +358,21 @@ def _cast(a: np.ndarray, dtype: str, label: str) -> np.ndarray:
             f"is {limit:.3g}); use --dtype float64 or scale it down"
         )
     return out
+
+
+def _checkpoint(
+    layer: str | Path | Checkpoint | None, key: str | None, max_bytes: int, max_memory: int | None
+) -> Checkpoint | None:
+    """The checkpoint ``layer`` names or is, read; None for a bundle (or no layer)."""
+    from . import checkpoints  # light: its readers import safetensors or h5py only when used
+
+    if isinstance(layer, checkpoints.Checkpoint):
+        return layer
+    if layer is None or str(layer) == STDIN or checkpoints.kind(layer) is None:
+        if key is not None:
+            raise LoadError(f"--key {key}: picks a layer in a model checkpoint (--layer model.safetensors)")
+        return None
+    return checkpoints.read(layer, key=key, max_bytes=max_bytes, memory_budget=max_memory)
 
 
 def _json_document(data: bytes, label: str) -> Any:

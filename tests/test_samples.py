@@ -37,12 +37,15 @@ EXPECTED = {
     "batch/W.json": BLOG_W,
     "batch/X.json": BATCH_X,
     "batch/targets.csv": np.array([3.0, 0.0, 2.0, 1.0]),
+    "model/x.json": np.array([-0.58, -0.19, 0.17, -0.34, 1.52, -0.36]),
 }
 BUNDLES = {"blog/layer.npz", "blog/layer.json"}
+# model checkpoints and the script that writes them: tests/test_checkpoints.py reads them
+MODELS = {"model/make.py", "model/classifier.safetensors", "model/model.keras", "model/model.h5"}
 
 
 def test_every_sample_is_accounted_for():
-    assert {p.relative_to(ROOT / "samples").as_posix() for p in SAMPLES} == set(EXPECTED) | BUNDLES
+    assert {p.relative_to(ROOT / "samples").as_posix() for p in SAMPLES} == set(EXPECTED) | BUNDLES | MODELS
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

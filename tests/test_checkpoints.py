@@ -1,0 +1,467 @@
+"""Model checkpoints in, gradients out: files written here by safetensors and h5py, not by smjac."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import smjac
+from smjac import checkpoints
+from smjac.errors import LoadError, OutputError
+from smjac.files import load_layer
+
+h5py = pytest.importorskip("h5py")
+st = pytest.importorskip("safetensors.numpy")
+
+RNG = np.random.default_rng(13)
+K, N_IN = 4, 6
+X = RNG.standard_normal(N_IN)
+
+
+def head(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    return RNG.standard_normal((K, N_IN)).astype(dtype), RNG.standard_normal(K).astype(dtype)
+
+
+def write_x(tmp_path: Path) -> Path:
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(X.tolist()))
+    return path
+
+
+def bf16_file(path: Path, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A BF16 safetensors file written by hand (8-byte length, JSON header, data); returns the
+    float32 values it holds, which are exact: each float32's low 16 bits are cleared first."""
+    header, blobs, offset, exact = {}, [], 0, {}
+    for name, a in tensors.items():
+        bits32 = np.ascontiguousarray(a, dtype="<f4").view("<u4") & np.uint32(0xFFFF0000)
+        exact[name] = bits32.view("<f4").copy()
+        raw = (bits32 >> np.uint32(16)).astype("<u2").tobytes()
+        header[name] = {"dtype": "BF16", "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    return exact
+
+
+# ---------------------------------------------------------------- safetensors
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_safetensors_key_reads_weight_and_bias_in_pytorch_layout(tmp_path, dtype):
+    W, b = head(dtype)
+    pre = RNG.standard_normal((N_IN, N_IN)).astype(dtype)
+    path = tmp_path / "model.safetensors"
+    st.save_file({"classifier.weight": W, "classifier.bias": b, "pre_classifier.weight": pre}, path)
+    ck = checkpoints.read(path, key="classifier")
+    assert (ck.weight_key, ck.bias_key, ck.layout, ck.source) == (
+        "classifier.weight",
+        "classifier.bias",
+        "out-in",
+        "safetensors",
+    )
+    assert ck.dtype == {np.float32: "F32", np.float16: "F16", np.float64: "F64"}[dtype]
+    assert_array_equal(ck.W, W)
+    assert_array_equal(ck.b, b)
+    assert ck.W.dtype == dtype
+    assert any("--layout out-in" in n for n in ck.notes_for(None))
+    assert not any("--layout" in n for n in ck.notes_for("out-in"))
+    L = load_layer(None, write_x(tmp_path), layer=path, key="classifier")
+    assert L.layout == "out-in" and L.W.dtype == np.float64
+    assert_allclose(
+        smjac.layer_forward(L).h,
+        smjac.forward(W.astype(float), X, b.astype(float), layout="out-in").h,
+        rtol=1e-13,
+    )
+
+
+def test_safetensors_bf16_is_read_exactly(tmp_path):
+    W, b = head()
+    path = tmp_path / "bf16.safetensors"
+    exact = bf16_file(path, {"classifier.weight": W, "classifier.bias": b})
+    ck = checkpoints.read(path, key="classifier")
+    assert ck.dtype == "BF16" and ck.W.dtype == np.float32
+    assert_array_equal(ck.W, exact["classifier.weight"])
+    assert_array_equal(ck.b, exact["classifier.bias"])
+
+
+def test_safetensors_without_bias_and_a_full_tensor_name(tmp_path):
+    W, _ = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"lm_head.weight": W}, path)
+    ck = checkpoints.read(path, key="lm_head.weight")
+    assert ck.b is None and ck.bias_key is None and ck.key == "lm_head"
+    assert_array_equal(ck.W, W)
+
+
+def test_safetensors_one_matrix_is_used_with_a_note(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"score.weight": W, "score.bias": b, "step": np.array([3], dtype=np.int64)}, path)
+    ck = checkpoints.read(path)
+    assert ck.key == "score" and ck.bias_key == "score.bias"
+    assert ck.notes == (f"{path}: using score.weight (4×6 F32), its only 2-D tensor",)
+
+
+def test_safetensors_several_layers_and_no_key_lists_them(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"classifier.weight": W, "classifier.bias": b, "pre_classifier.weight": W.T.copy()}, path)
+    with pytest.raises(LoadError) as e:
+        checkpoints.read(path)
+    msg = str(e.value)
+    assert "several layers" in msg and "--key NAME" in msg
+    assert "classifier.weight (4×6 F32)" in msg and "pre_classifier.weight (6×4 F32)" in msg
+
+
+def test_safetensors_unknown_key_lists_candidates(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"classifier.weight": W, "classifier.bias": b}, path)
+    with pytest.raises(LoadError, match=r"no tensor 'head' or 'head.weight'.*classifier.weight \(4×6 F32\)"):
+        checkpoints.read(path, key="head")
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int8, np.bool_])
+def test_safetensors_integer_and_bool_tensors_are_refused(tmp_path, dtype):
+    path = tmp_path / "m.safetensors"
+    st.save_file({"q.weight": np.ones((K, N_IN), dtype=dtype)}, path)
+    with pytest.raises(LoadError, match="floating-point weights"):
+        checkpoints.read(path, key="q")
+
+
+def test_safetensors_caps_are_checked_before_reading(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"classifier.weight": W, "classifier.bias": b}, path)
+    with pytest.raises(LoadError, match="over the input size cap"):
+        checkpoints.read(path, key="classifier", max_bytes=W.nbytes)
+    with pytest.raises(LoadError, match="over the memory budget"):
+        checkpoints.read(path, key="classifier", memory_budget=8 * W.size)
+
+
+def test_damaged_safetensors_is_a_load_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
+    with pytest.raises(LoadError, match="not a valid safetensors file"):
+        checkpoints.read(path)
+
+
+# ---------------------------------------------------------------- Keras
+
+
+def keras3_weights(layers: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> bytes:
+    """model.weights.h5 as Keras 3 writes it: layers/<name>/vars/0 (kernel), vars/1 (bias)."""
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_group("vars")
+        for name, (kernel, bias) in layers.items():
+            g = f.create_group(f"layers/{name}/vars")
+            g["0"] = kernel
+            if bias is not None:
+                g["1"] = bias
+        f.create_group("optimizer/vars")["0"] = np.array(7)
+    return buf.getvalue()
+
+
+def keras_zip(path: Path, layers, config_layers=()) -> None:
+    config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": list(config_layers)}}
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.4.1"}))
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("model.weights.h5", keras3_weights(layers))
+
+
+def legacy_h5(path: Path, layers, *, keras2=True, weights_only=False) -> None:
+    """A legacy HDF5 file: layer_names on the weights group, weight_names on each layer's group,
+    datasets named by those (``dense_1/kernel:0`` in Keras 2, ``dense_1/kernel`` in Keras 3)."""
+    with h5py.File(path, "w") as f:
+        root = f if weights_only else f.create_group("model_weights")
+        if not weights_only:
+            f.attrs["model_config"] = json.dumps({"class_name": "Sequential"}).encode()
+        root.attrs["layer_names"] = [n.encode() for n in [*layers, "dropout"]]
+        root.create_group("dropout").attrs["weight_names"] = np.array([], dtype="S1")
+        for name, (kernel, bias) in layers.items():
+            g = root.create_group(name)
+            suffix = ":0" if keras2 else ""
+            names = [f"{name}/kernel{suffix}"] + ([f"{name}/bias{suffix}"] if bias is not None else [])
+            g.attrs["weight_names"] = [n.encode() for n in names]
+            g[names[0]] = kernel
+            if bias is not None:
+                g[names[1]] = bias
+
+
+def test_keras_zip_key_picks_the_kernel_in_the_posts_layout(tmp_path):
+    W, b = head()
+    hidden = RNG.standard_normal((3, N_IN)).astype(np.float32)
+    path = tmp_path / "model.keras"
+    keras_zip(path, {"dense": (hidden, np.zeros(N_IN, np.float32)), "dense_1": (W.T.copy(), b)})
+    ck = checkpoints.read(path, key="dense_1")
+    assert (ck.layout, ck.source, ck.dtype) == ("in-out", "keras", "F32")
+    assert (ck.weight_key, ck.bias_key) == ("layers/dense_1/vars/0", "layers/dense_1/vars/1")
+    assert_array_equal(ck.W, W.T)
+    assert_array_equal(ck.b, b)
+    assert ck.notes_for(None) == []
+    L = load_layer(None, write_x(tmp_path), layer=path, key="dense_1")
+    assert L.layout == "in-out"
+    assert_allclose(
+        smjac.layer_forward(L).h,
+        smjac.forward(W.astype(float), X, b.astype(float), layout="out-in").h,
+        rtol=1e-13,
+    )
+
+
+def test_keras_zip_layer_names_from_config(tmp_path):
+    W, b = head()
+    path = tmp_path / "model.keras"
+    config = [
+        {"class_name": "InputLayer", "config": {"name": "input"}},
+        {"class_name": "Dense", "config": {"name": "hidden"}},
+        {"class_name": "Dense", "config": {"name": "classifier"}},
+    ]
+    keras_zip(path, {"dense": (W.T.copy(), None), "dense_1": (W.T.copy() * 2, b)}, config)
+    ck = checkpoints.read(path, key="classifier")
+    assert ck.weight_key == "layers/dense_1/vars/0"
+    assert_array_equal(ck.W, 2 * W.T)
+    with pytest.raises(
+        LoadError, match=r"several layers.*hidden \(stored as dense\).*classifier \(stored as dense_1\)"
+    ):
+        checkpoints.read(path)
+
+
+def test_keras_zip_one_layer_is_used_with_a_note(tmp_path):
+    W, b = head()
+    path = tmp_path / "model.keras"
+    keras_zip(path, {"dense": (W.T.copy(), b)})
+    ck = checkpoints.read(path)
+    assert ck.key == "dense" and len(ck.notes) == 1 and "only Dense-like layer" in ck.notes[0]
+
+
+@pytest.mark.parametrize("keras2", [True, False])
+@pytest.mark.parametrize("weights_only", [False, True])
+def test_legacy_h5(tmp_path, keras2, weights_only):
+    W, b = head()
+    path = tmp_path / "model.h5"
+    legacy_h5(
+        path,
+        {"dense": (W.T.copy() + 1, b + 1), "dense_1": (W.T.copy(), b)},
+        keras2=keras2,
+        weights_only=weights_only,
+    )
+    ck = checkpoints.read(path, key="dense_1")
+    assert (ck.layout, ck.source) == ("in-out", "h5")
+    assert ck.weight_key.endswith("dense_1/dense_1/kernel" + (":0" if keras2 else ""))
+    assert_array_equal(ck.W, W.T)
+    assert_array_equal(ck.b, b)
+    with pytest.raises(LoadError, match=r"no layer 'dense_2'.*dense: kernel 6×4 float32, with bias; dense_1"):
+        checkpoints.read(path, key="dense_2")
+
+
+def test_keras_integer_kernel_is_refused(tmp_path):
+    path = tmp_path / "model.h5"
+    legacy_h5(path, {"dense": (np.ones((N_IN, K), dtype=np.int32), None)})
+    with pytest.raises(LoadError, match="not integer"):
+        checkpoints.read(path, key="dense")
+
+
+def test_keras_bf16_variable(tmp_path):
+    W, _ = head()
+    exact = (W.T.astype("<f4").view("<u4") & np.uint32(0xFFFF0000)).view("<f4")
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        ds = f.create_group("layers/dense/vars").create_dataset(
+            "0", data=(exact.view("<u4") >> np.uint32(16)).astype("<u2")
+        )
+        ds.attrs["dtype"] = "bfloat16"
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("model.weights.h5", buf.getvalue())
+    ck = checkpoints.read(path)
+    assert ck.dtype == "BF16"
+    assert_array_equal(ck.W, exact)
+
+
+def test_without_h5py_the_error_names_the_extra(tmp_path, monkeypatch):
+    path = tmp_path / "model.h5"
+    legacy_h5(path, {"dense": head()})
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(LoadError, match=r"pip install 'smjac\[keras\]'"):
+        checkpoints.read(path)
+
+
+# ---------------------------------------------------------------- refusals and dispatch
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt", ".bin"])
+def test_pickles_are_refused_with_the_way_to_convert(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(b"\x80\x04K\x01.")  # a real pickle: it must never be opened
+    with pytest.raises(LoadError) as e:
+        load_layer(None, write_x(tmp_path), layer=path)
+    msg = str(e.value)
+    assert 'safetensors.torch.save_file(model.state_dict(), "model.safetensors")' in msg
+    assert "CVE-2025-32434" in msg and "CVE-2026-24747" in msg and "weights_only=True" in msg
+
+
+def test_key_without_a_checkpoint_is_an_error(tmp_path):
+    path = tmp_path / "W.json"
+    path.write_text("[[1, 2], [3, 4]]")
+    with pytest.raises(LoadError, match="--key"):
+        load_layer(path, write_x(tmp_path), key="classifier")
+
+
+def test_explicit_layout_overrides_and_files_replace_the_checkpoints_arrays(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"classifier.weight": W.T.copy(), "classifier.bias": b}, path)  # stored n×K
+    L = load_layer(None, write_x(tmp_path), layer=path, key="classifier", layout="in-out", dtype="float32")
+    assert L.layout == "in-out" and L.W.dtype == np.float32
+    assert_array_equal(L.W, W.T)
+    bfile = tmp_path / "b.json"
+    bfile.write_text(json.dumps([0.0] * K))
+    L = load_layer(None, write_x(tmp_path), bfile, layer=path, key="classifier", layout="in-out")
+    assert_array_equal(L.b, np.zeros(K))
+
+
+def test_a_read_checkpoint_can_be_passed_in(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"classifier.weight": W, "classifier.bias": b}, path)
+    ck = checkpoints.read(path)
+    L = load_layer(None, write_x(tmp_path), layer=ck)
+    assert L.layout == "out-in"
+    assert_array_equal(L.W, W.T.astype(float))
+
+
+# ---------------------------------------------------------------- gradients written back
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_gradient_round_trips_in_the_checkpoints_keys_layout_and_dtype(tmp_path, dtype):
+    W, b = head(dtype)
+    path = tmp_path / "m.safetensors"
+    st.save_file({"classifier.weight": W, "classifier.bias": b}, path)
+    ck = checkpoints.read(path, key="classifier")
+    L = load_layer(None, write_x(tmp_path), layer=ck)
+    g = smjac.layer_grad(L, target=2)
+    out = tmp_path / "grads.safetensors"
+    out.write_bytes(checkpoints.gradient_bytes(ck, g.W, g.b))
+    back = st.load_file(out)
+    assert set(back) == {"classifier.weight", "classifier.bias"}
+    expected = smjac.grad(W.astype(float), X, b.astype(float), target=2, layout="out-in")
+    assert back["classifier.weight"].dtype == dtype and back["classifier.weight"].shape == (K, N_IN)
+    assert_array_equal(back["classifier.weight"], expected.W.astype(dtype))
+    assert_array_equal(back["classifier.bias"], expected.b.astype(dtype))
+
+
+def test_gradient_in_bf16_rounds_to_nearest_even(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    bf16_file(path, {"classifier.weight": W, "classifier.bias": b})
+    ck = checkpoints.read(path, key="classifier")
+    g = smjac.layer_grad(load_layer(None, write_x(tmp_path), layer=ck), target=0)
+    data = checkpoints.gradient_bytes(ck, g.W, g.b)
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    assert header["classifier.weight"]["dtype"] == "BF16" and header["classifier.weight"]["shape"] == [
+        K,
+        N_IN,
+    ]
+    start, end = header["classifier.weight"]["data_offsets"]
+    bits = np.frombuffer(data[8 + size + start : 8 + size + end], dtype="<u2").reshape(K, N_IN)
+    # independent rounding: the nearest bfloat16 of each float32, ties to even, by brute force
+    f32 = g.W.astype(np.float32)
+    low = (f32.view("<u4") >> np.uint32(16)).astype(np.uint32)
+    candidates = np.stack([low, low + 1])
+    values = (candidates << np.uint32(16)).view("<f4").astype(np.float64)
+    err = np.abs(values - f32.astype(np.float64))
+    pick = np.where(err[0] < err[1], 0, np.where(err[1] < err[0], 1, (low & 1)))
+    assert_array_equal(bits, np.choose(pick, candidates).astype(np.uint16))
+    # and it reads back through smjac's own reader, as a checkpoint
+    out = tmp_path / "g.safetensors"
+    out.write_bytes(data)
+    assert_allclose(checkpoints.read(out, key="classifier").W, g.W, rtol=2**-8)
+
+
+def test_gradient_of_a_keras_layer_keeps_the_kernels_shape(tmp_path):
+    W, b = head()
+    path = tmp_path / "model.keras"
+    keras_zip(path, {"dense": (W.T.copy(), b)})
+    ck = checkpoints.read(path)
+    g = smjac.layer_grad(load_layer(None, write_x(tmp_path), layer=ck), target=1)
+    back = st.load(checkpoints.gradient_bytes(ck, g.W, g.b))
+    assert_allclose(
+        back["layers/dense/vars/0"],
+        smjac.grad(W.T.astype(float), X, b.astype(float), target=1).W.astype(np.float32),
+    )
+
+
+def test_gradient_overflowing_f16_is_an_output_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    st.save_file({"h.weight": np.ones((2, 3), np.float16)}, path)
+    ck = checkpoints.read(path)
+    with pytest.raises(OutputError, match="overflows F16"):
+        checkpoints.gradient_bytes(ck, np.full((2, 3), 1e6), None)
+    with pytest.raises(OutputError, match="shape"):
+        checkpoints.gradient_bytes(ck, np.ones((3, 2)), None)
+
+
+def test_gradient_bytes_are_reproducible(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"classifier.weight": W, "classifier.bias": b}, path)
+    ck = checkpoints.read(path)
+    assert checkpoints.gradient_bytes(ck, W * 2, b) == checkpoints.gradient_bytes(ck, W * 2, b)
+
+
+# ---------------------------------------------------------------- samples/model
+
+
+def sample_arrays() -> dict[str, np.ndarray]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_models", ROOT / "samples" / "model" / "make.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.arrays()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "samples" / "model"
+
+
+@pytest.mark.parametrize(
+    ("name", "weight_key", "layout"),
+    [
+        ("classifier.safetensors", "classifier.weight", "out-in"),
+        ("model.keras", "layers/dense_1/vars/0", "in-out"),
+        ("model.h5", "model_weights/classifier/classifier/kernel:0", "in-out"),
+    ],
+)
+def test_samples_hold_the_scripts_head_in_each_format(name, weight_key, layout):
+    a = sample_arrays()
+    ck = checkpoints.read(MODEL / name, key="classifier")
+    assert (ck.weight_key, ck.layout, ck.dtype) == (weight_key, layout, "F32")
+    W = a["classifier.weight"]
+    assert_array_equal(ck.W, W if layout == "out-in" else W.T)
+    assert_array_equal(ck.b, a["classifier.bias"])
+    L = load_layer(None, MODEL / "x.json", layer=MODEL / name, key="classifier")
+    expected = smjac.forward(W.astype(float), a["x"], a["classifier.bias"].astype(float), layout="out-in").h
+    assert_allclose(smjac.layer_forward(L).h, expected, rtol=1e-13)
+
+
+def test_samples_need_a_key_for_they_hold_two_layers():
+    for name in ("classifier.safetensors", "model.keras", "model.h5"):
+        with pytest.raises(LoadError, match="several layers"):
+            checkpoints.read(MODEL / name)
+    ck = checkpoints.read(MODEL / "model.keras", key="dense")  # the stored name works as well
+    assert_array_equal(ck.W, sample_arrays()["pre_classifier.weight"].T)
