@@ -121,12 +121,28 @@ BiasOpt = Annotated[
 LayerOpt = Annotated[
     Path | None,
     typer.Option(
-        "--layer", help="W, x (and b) in one file: .npz, or a JSON object with those keys.", **_FILE
+        "--layer",
+        help="W, x (and b) in one file: .npz or a JSON object with those keys; or W and b from a model "
+        "checkpoint (.safetensors, .keras, .h5; see --key).",
+        **_FILE,
     ),
 ]
 LayoutOpt = Annotated[
-    core.LayoutName,
-    typer.Option(help="in-out: W is n×K, z = Wᵀx (the post). out-in: W is K×n, z = Wx (PyTorch nn.Linear)."),
+    core.LayoutName | None,
+    typer.Option(
+        help="in-out: W is n×K, z = Wᵀx (the post). out-in: W is K×n, z = Wx (PyTorch nn.Linear) "
+        "[default: in-out; a .safetensors checkpoint's is out-in].",
+        show_default=False,
+    ),
+]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        help="Which layer of a --layer checkpoint (.safetensors, .keras, .h5): classifier takes "
+        "classifier.weight and classifier.bias.",
+        show_default=False,
+    ),
 ]
 FunctionOpt = Annotated[core.FunctionName, typer.Option(help="The layer's output: softmax(z/T) or its log.")]
 TemperatureOpt = Annotated[float, typer.Option(help="T > 0: h = softmax(z / T).")]
@@ -237,11 +253,20 @@ def _max_bytes(ctx: typer.Context) -> int:
     return int(ctx.find_root().obj["max_input_bytes"])
 
 
-def _load(ctx: typer.Context, W, x, b, layer, layout, function, temperature, dtype) -> core.Layer:
-    """The layer the options name, loaded and checked once."""
+def _load(
+    ctx: typer.Context, w: output.Writer, W, x, b, layer, layout, function, temperature, dtype, key=None
+) -> core.Layer:
+    """The layer the options name, loaded and checked once; a checkpoint's notes go to stderr."""
+    from . import checkpoints
+
+    if layer is not None and str(layer) != "-" and checkpoints.kind(layer):
+        layer = checkpoints.read(layer, key=key, max_bytes=_max_bytes(ctx), memory_budget=w.budget())
+        for text in layer.notes_for(layout):
+            w.note(text)
+        key = None
     return smio.load_layer(
-        W, x, b, layer=layer, layout=layout, function=function, temperature=temperature, dtype=dtype,
-        max_bytes=_max_bytes(ctx),
+        W, x, b, layer=layer, key=key, layout=layout, function=function, temperature=temperature, dtype=dtype,
+        max_bytes=_max_bytes(ctx), max_memory=w.budget(),
     )  # fmt: skip
 
 
@@ -264,7 +289,8 @@ def forward(
     x: InputOpt = None,
     b: BiasOpt = None,
     layer: LayerOpt = None,
-    layout: LayoutOpt = "in-out",
+    key: KeyOpt = None,
+    layout: LayoutOpt = None,
     function: FunctionOpt = "softmax",
     temperature: TemperatureOpt = 1.0,
     dtype: DTypeOpt = "float64",
@@ -296,7 +322,7 @@ def forward(
         quiet=quiet,
         max_memory=max_memory,
     )
-    L = _load(ctx, W, x, b, layer, layout, function, temperature, dtype)
+    L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
     results.sample_in_range(L, sample)
     _done(w.write(results.forward(L, precision=precision, sample=sample)))
 
@@ -308,7 +334,8 @@ def jacobian(
     x: InputOpt = None,
     b: BiasOpt = None,
     layer: LayerOpt = None,
-    layout: LayoutOpt = "in-out",
+    key: KeyOpt = None,
+    layout: LayoutOpt = None,
     function: FunctionOpt = "softmax",
     temperature: TemperatureOpt = 1.0,
     dtype: DTypeOpt = "float64",
@@ -362,7 +389,7 @@ def jacobian(
     w = _writer(
         shape, fmt, output, force, precision=precision, sample=sample, quiet=quiet, max_memory=max_memory
     )
-    L = _load(ctx, W, x, b, layer, layout, function, temperature, dtype)
+    L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
     results.sample_in_range(L, sample)
     if legend:
         result = results.legend(L, wrt=wrt)
@@ -396,7 +423,8 @@ def grad(
     x: InputOpt = None,
     b: BiasOpt = None,
     layer: LayerOpt = None,
-    layout: LayoutOpt = "in-out",
+    key: KeyOpt = None,
+    layout: LayoutOpt = None,
     function: FunctionOpt = "softmax",
     temperature: TemperatureOpt = 1.0,
     dtype: DTypeOpt = "float64",
@@ -434,7 +462,7 @@ def grad(
     if (target is None) == (upstream is None):
         raise typer.BadParameter("give exactly one of --target K or --upstream FILE")
     w = _writer(results.GRAD, fmt, output, force, precision=precision, quiet=quiet, max_memory=max_memory)
-    L = _load(ctx, W, x, b, layer, layout, function, temperature, dtype)
+    L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
     t = None if target is None else _targets(ctx, target)
     g = None if upstream is None else smio.load_array(upstream, max_bytes=_max_bytes(ctx))
     _done(w.write(results.grad(L, target=t, upstream=g, reduce=reduce, precision=precision)))
@@ -450,7 +478,8 @@ def check(
     x: InputOpt = None,
     b: BiasOpt = None,
     layer: LayerOpt = None,
-    layout: LayoutOpt = "in-out",
+    key: KeyOpt = None,
+    layout: LayoutOpt = None,
     function: FunctionOpt = "softmax",
     temperature: TemperatureOpt = 1.0,
     dtype: DTypeOpt = "float64",
@@ -504,9 +533,88 @@ def check(
     from .checks import check_plan
 
     w = _writer(results.CHECK, fmt, output, force, precision=3, quiet=quiet, max_memory=max_memory)
-    L = _load(ctx, W, x, b, layer, layout, function, temperature, dtype)
-    check_plan(L, probes=probes, max_weights=max_weights)
+    L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
+    check_plan(L, probes=probes, max_weights=max_weights, max_memory=w.budget())
     _done(w.write(results.check(L, rtol=rtol, atol=atol, probes=probes, seed=seed)))
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    W: WeightsOpt = None,
+    x: InputOpt = None,
+    b: BiasOpt = None,
+    layer: LayerOpt = None,
+    key: KeyOpt = None,
+    layout: LayoutOpt = None,
+    function: FunctionOpt = "softmax",
+    temperature: TemperatureOpt = 1.0,
+    dtype: DTypeOpt = "float64",
+    grad: Annotated[Path | None, typer.Option("--grad", help="Your dLoss/dW, in W's shape.", **_FILE)] = None,
+    grad_b: Annotated[
+        Path | None, typer.Option("--grad-b", help="Your dLoss/db, K entries.", **_FILE)
+    ] = None,
+    jacobian: Annotated[
+        Path | None,
+        typer.Option(
+            "--jacobian", help="Your Jacobian: K × … for one sample, N × K × … for a batch.", **_FILE
+        ),
+    ] = None,
+    of: Annotated[core.Of, typer.Option(help="With --jacobian: of h or of z.")] = "h",
+    wrt: Annotated[core.Wrt, typer.Option(help="With --jacobian: with respect to W, z, x or b.")] = "W",
+    target: Annotated[
+        str | None,
+        typer.Option(help="With --grad: the true class (cross-entropy); a list or file for a batch."),
+    ] = None,
+    upstream: Annotated[
+        Path | None, typer.Option(help="With --grad: dLoss/dh instead of a target (K, or N×K).", **_FILE)
+    ] = None,
+    reduce: Annotated[core.Reduction, typer.Option(help="With --grad: how your batch was combined.")] = "sum",
+    rtol: Annotated[
+        float | None,
+        typer.Option(help="Relative tolerance [default: by your answer's dtype].", min=0, max=1),
+    ] = None,
+    atol: Annotated[
+        float | None, typer.Option(help="Absolute tolerance [default: by dtype].", min=0, max=1e300)
+    ] = None,
+    fmt: _format_opt(results.VERIFY) = None,  # type: ignore[valid-type]
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    max_memory: MaxMemoryOpt = None,
+) -> None:
+    """Check YOUR derivative: say where it is wrong, in the model's terms, and which known mistake it is.
+
+    Give one answer: --grad FILE (with --target or --upstream), --grad-b FILE, or --jacobian FILE
+    (with --of and --wrt). Exits 0 when it agrees, 1 when it disagrees, 2 when it could not run.
+    The answer agrees when max|a − r| ≤ atol + rtol·max|r|. A .npy answer is read memory-mapped,
+    so a Jacobian of gigabytes is compared block by block.
+
+    \b
+    Examples:
+      smjac verify -W samples/blog/W.json -x samples/blog/x.json --jacobian samples/mistakes/diagonal-only.json
+      smjac verify -W samples/blog/W.json -x samples/blog/x.json --grad samples/mistakes/missing-one-hot.json --target 2
+    """
+    given = [(p, k) for p, k in ((grad, "grad"), (grad_b, "grad_b"), (jacobian, "jacobian")) if p is not None]
+    if len(given) != 1:
+        raise typer.BadParameter("give exactly one of --grad FILE, --grad-b FILE or --jacobian FILE")
+    ((path, kind),) = given
+    w = _writer(results.VERIFY, fmt, output, force, quiet=quiet, max_memory=max_memory)
+    L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
+    answer = smio.load_answer(path, max_bytes=_max_bytes(ctx))
+    t = None if target is None else _targets(ctx, target)
+    g = None if upstream is None else smio.load_array(upstream, max_bytes=_max_bytes(ctx))
+    how = {
+        "kind": kind,
+        "of": of,
+        "wrt": wrt,
+        "target": t,
+        "upstream": g,
+        "reduce": reduce,
+        "rtol": rtol,
+        "atol": atol,
+    }
+    _done(w.write(results.verify(L, answer, **how)))
 
 
 @app.command()

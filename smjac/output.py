@@ -41,6 +41,9 @@ class Format(str, Enum):
     heatmap = "heatmap"
     npy = "npy"
     npz = "npz"
+    png = "png"
+    svg = "svg"
+    pdf = "pdf"
 
     @property
     def suffix(self) -> str | None:
@@ -52,7 +55,7 @@ class Format(str, Enum):
     @property
     def printable(self) -> bool:
         """Whether ``--format`` can print it: text, not bytes."""
-        return self not in (Format.npy, Format.npz)
+        return self not in (Format.npy, Format.npz, *PICTURES)
 
     @classmethod
     def from_suffix(cls, path: Path) -> Format:
@@ -65,6 +68,7 @@ class Format(str, Enum):
 
 
 PEOPLE = (Format.table, Format.heatmap, Format.markdown, Format.latex)  # drawn from the view
+PICTURES = (Format.png, Format.svg, Format.pdf)  # drawn by matplotlib (smjac[plot]), into files
 
 
 class Shape(NamedTuple):
@@ -85,6 +89,7 @@ class Shape(NamedTuple):
     view: str | None = "matrix"
     documents: tuple[Format, ...] = (Format.markdown, Format.latex)
     streams: bool = False
+    picture: str | None = "matrix"  # how a .png/.svg/.pdf draws it: a heatmap, "bars", or none
 
 
 def refusal(fmt: Format, shape: Shape) -> str | None:
@@ -95,6 +100,8 @@ def refusal(fmt: Format, shape: Shape) -> str | None:
         return "holds no arrays, so it cannot be .npz"
     if fmt is Format.csv and shape.csv is None:
         return "has no rows and columns, so it cannot be CSV"
+    if fmt in PICTURES and shape.picture is None:
+        return "has no picture"
     if fmt in PEOPLE:
         if shape.view is None:
             return f"is data for a program, not a picture, so it has no {fmt.value}"
@@ -129,6 +136,7 @@ class View(NamedTuple):
     caption: str | None = None
     table: Callable[[], Any] | None = None  # a table of its own, instead of the matrix's
     notes: Sequence[str] = ()
+    groups: int | None = None  # columns per output (dh/dW: n), drawn as blocks in a picture
 
 
 class Result(NamedTuple):
@@ -323,7 +331,18 @@ class Writer:
 
     def _write(self, d: Destination, doc: files.Document, result: Result) -> None:
         fmt, notes = d.fmt, list[str | None]()
-        if fmt in PEOPLE:
+        if fmt in PICTURES:
+            from . import plot
+
+            view = self._view(result, doc)
+            bars = self.shape.picture == "bars"
+            data, drawn = plot.draw(
+                view.M[:, -1] if bars else view.M, fmt=fmt.value, row_labels=list(view.rows),
+                col_labels=None if bars else list(view.cols), title=view.title, groups=view.groups,
+                kind="bars" if bars else "matrix",
+            )  # fmt: skip
+            notes += [*drawn, *view.notes]
+        elif fmt in PEOPLE:
             view = self._view(result, doc)
             if d.path is None and fmt in (Format.table, Format.heatmap):
                 text, notes = self._draw(fmt, view)

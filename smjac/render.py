@@ -180,7 +180,7 @@ def plain(text: str) -> Text:
     """Text shown as it is: no markup, so ``w[1,2]`` stays as written."""
     from rich.text import Text
 
-    return Text(text)
+    return Text(text, no_wrap=True, overflow="ignore")
 
 
 # ---------------------------------------------------------------- documents

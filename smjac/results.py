@@ -18,14 +18,24 @@ from .errors import InputError
 from .files import Document
 from .output import Format, Result, Shape, View, flat_columns, pick
 
-FORWARD = Shape("the forward pass (z and h)", csv="columns", view="table")
+FORWARD = Shape("the forward pass (z and h)", csv="columns", view="table", picture="bars")
 JACOBIAN = Shape("a Jacobian", main="jacobian", extras=(), streams=True)
-ENTRY = Shape("one entry", main="value", arrays=True, view="table", documents=())
-FACTORS = Shape("the factors", csv=None, view=None)
-LEGEND = Shape("the legend", csv="records", arrays=False, view="table", documents=())
+ENTRY = Shape("one entry", main="value", arrays=True, view="table", documents=(), picture=None)
+FACTORS = Shape("the factors", csv=None, view=None, picture=None)
+LEGEND = Shape("the legend", csv="records", arrays=False, view="table", documents=(), picture=None)
 GRAD = Shape("the gradient", main="grad", extras=("grad_b", "loss"))
-DEMO = Shape("the walk-through", csv=None, arrays=False, view="table", documents=())
-CHECK = Shape("a check report", csv="records", arrays=False, view="table", documents=(Format.markdown,))
+VERIFY = Shape("a verdict", csv=None, arrays=False, view="table", documents=(), picture=None)
+DEMO = Shape("the walk-through", csv=None, arrays=False, view="table", documents=(), picture=None)
+CHECK = Shape(
+    "a check report", csv="records", arrays=False, view="table", documents=(Format.markdown,), picture=None
+)
+
+
+def _options(L: core.Layer) -> str:
+    """The layer's options, for a picture's title."""
+    return f"{L.function}, {L.layout}, T = {L.temperature:g}, {L.W.dtype}" + (
+        "" if L.b is None else ", with b"
+    )
 
 
 def sample_in_range(L: core.Layer, sample: int) -> None:
@@ -80,8 +90,8 @@ def jacobian(L: core.Layer, *, of: str, wrt: str, method: str, sample: int) -> R
         notes: list[str] = []
         M = pick(doc.fields["jacobian"], L.batched, sample, notes)
         cols = render.weight_labels(L.K, L.n) if wrt == "W" else render.labels(wrt.lower(), M.shape[-1])
-        title = f"{what} ({method}), {M.shape[0]}×{M.shape[1]}"
-        return View(M, render.labels(of, L.K), cols, title, notes=notes)
+        title = f"{what} ({method}), {M.shape[0]}×{M.shape[1]}, {_options(L)}"
+        return View(M, render.labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None)
 
     def blocks() -> core.Blocks:
         return core.jacobian_blocks(L, of=of, wrt=wrt, method=method)
@@ -227,3 +237,19 @@ def demo(*, precision: int, width: int) -> Result:
         return View(np.zeros((0, 0)), [], [], "the post", table=lambda: Group(*parts))
 
     return Result(DEMO, "the walk-through", lambda progress: Document({}), view)
+
+
+def verify(L: core.Layer, answer: Any, **how: Any) -> Result:
+    """The verdict on a user's own derivative; exit status 1 when it disagrees."""
+    from . import render
+    from .verification import layer_verify
+
+    verdict = layer_verify(L, answer, **how)
+
+    def view(doc: Document) -> View:
+        return View(np.zeros((0, 0)), [], [], "verdict", table=lambda: render.plain(str(verdict)))
+
+    return Result(
+        VERIFY, "a verdict", lambda progress: Document(verdict.to_dict()), view,
+        status=lambda doc: 0 if doc.fields["ok"] else 1,
+    )  # fmt: skip
