@@ -253,3 +253,38 @@ def verify(L: core.Layer, answer: Any, **how: Any) -> Result:
         VERIFY, "a verdict", lambda progress: Document(verdict.to_dict()), view,
         status=lambda doc: 0 if doc.fields["ok"] else 1,
     )  # fmt: skip
+
+
+# What each command's result is, as the options select it: the rows of the options matrix.
+COMMANDS = {
+    "forward": FORWARD,
+    "jacobian": JACOBIAN,
+    "jacobian --entry": ENTRY,
+    "jacobian --format factored": FACTORS,
+    "jacobian --legend": LEGEND,
+    "grad": GRAD,
+    "check": CHECK,
+    "verify": VERIFY,
+}
+
+
+def options_matrix() -> str:
+    """The Markdown table of command × format → what happens, as the writer decides it."""
+    from .output import Format, left_out, refusal
+
+    fmts = [f for f in Format if f.printable] + [f for f in Format if f.suffix and not f.printable]
+    head = ["result"] + [f"`-f {f.value}`" if f.printable else f"`-o {f.suffix}`" for f in fmts]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, shape in COMMANDS.items():
+        cells = []
+        for f in fmts:
+            if refusal(f, shape) is not None:
+                cells.append("refused")
+            elif left_out(f, shape):
+                cells.append(f"{shape.main} only, note")
+            elif shape.streams and f in (Format.csv, Format.npy):
+                cells.append("streamed")
+            else:
+                cells.append("yes")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -53,7 +53,20 @@ def run(cmd: str) -> tuple[str, int]:
     return proc.stdout, proc.returncode
 
 
+GENERATED = re.compile(r"(<!-- python: (?P<fn>[\w.]+:\w+) -->\n)(?P<body>.*?)(<!-- end -->)", re.DOTALL)
+
+
+def generated(fn: str) -> str:
+    """What a function of the package writes into the README (a table made from the code)."""
+    import importlib
+
+    module, name = fn.split(":")
+    return getattr(importlib.import_module(module), name)()
+
+
 def render(text: str) -> str:
+    text = GENERATED.sub(lambda m: m.group(1) + generated(m["fn"]) + m.group(4), text)
+
     def block(m: re.Match[str]) -> str:
         output, code = run(m["cmd"])
         lines = [f"$ {m['cmd']}", *(line.rstrip() for line in output.rstrip().splitlines())]

@@ -86,3 +86,9 @@ def test_every_example_in_the_help_runs():
     for example in examples:
         output, code = readme.run(example)
         assert code == 0, (example, output)
+
+
+def test_the_options_matrix_is_the_writers():
+    (fresh,) = [m["body"] for m in readme.GENERATED.finditer(readme.render(TEXT))]
+    (shown,) = [m["body"] for m in readme.GENERATED.finditer(TEXT)]
+    assert shown == fresh, "the README's options matrix is stale (run python -m tests.readme)"

@@ -72,3 +72,45 @@ def test_pictures_are_written_through_the_writer(tmp_path, suffix):
 def test_a_picture_of_a_table_is_refused_before_any_work(tmp_path):
     result = run("check", *BLOG, "-o", str(tmp_path / "c.png"))
     assert result.exit_code == 2 and "has no picture" in result.stderr and not list(tmp_path.iterdir())
+
+
+ARGS = {
+    "forward": ["forward", *BLOG],
+    "jacobian": ["jacobian", *BLOG],
+    "jacobian --entry": ["jacobian", *BLOG, "--entry", "1,1,2"],
+    "jacobian --format factored": ["jacobian", *BLOG, "--format", "factored"],
+    "jacobian --legend": ["jacobian", *BLOG, "--legend"],
+    "grad": ["grad", *BLOG, "--target", "2"],
+    "check": ["check", *BLOG],
+    "verify": ["verify", *BLOG, "--jacobian", str(MISTAKES / "diagonal-only.json")],
+}
+_CELLS = [(name, f) for name in ARGS for f in __import__("smjac.output", fromlist=["Format"]).Format]
+
+
+@pytest.mark.parametrize(("name", "fmt"), _CELLS, ids=[f"{n}-{f.value}" for n, f in _CELLS])
+def test_every_cell_of_the_options_matrix_does_what_it_says(tmp_path, name, fmt):
+    from smjac.output import left_out, refusal
+    from smjac.results import COMMANDS
+
+    shape = COMMANDS[name]
+    args = list(ARGS[name])
+    if "--format" in args and fmt.printable:
+        return  # factored is chosen by --format itself; its -o cells are the ones to run
+    out = tmp_path / f"r{fmt.suffix}" if fmt.suffix else None
+    run_args = (
+        [*args, "-o", str(out)]
+        if out and (not fmt.printable or "--format" in args)
+        else [*args, "-f", fmt.value]
+    )
+    result = run(*run_args)
+    refused = refusal(fmt, shape) is not None
+    if refused:
+        assert result.exit_code == 2 and result.stdout == "" and not list(tmp_path.iterdir()), result.stderr
+        return
+    assert result.exit_code == (1 if name == "verify" else 0), result.stderr
+    if out is not None and "-o" in run_args:
+        assert out.stat().st_size > 0
+    else:
+        assert result.stdout.strip()
+    if left_out(fmt, shape):
+        assert "holds grad only, not loss" in result.stderr
