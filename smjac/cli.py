@@ -266,7 +266,7 @@ def _load(
         key = None
     return smio.load_layer(
         W, x, b, layer=layer, key=key, layout=layout, function=function, temperature=temperature, dtype=dtype,
-        max_bytes=_max_bytes(ctx), max_memory=w.budget(),
+        max_bytes=_max_bytes(ctx),
     )  # fmt: skip
 
 

@@ -31,13 +31,6 @@ CHECK = Shape(
 )
 
 
-def _options(L: core.Layer) -> str:
-    """The layer's options, for a picture's title."""
-    return f"{L.function}, {L.layout}, T = {L.temperature:g}, {L.W.dtype}" + (
-        "" if L.b is None else ", with b"
-    )
-
-
 def sample_in_range(L: core.Layer, sample: int) -> None:
     """--sample picks one sample of a batch; refuse one that is not there."""
     if sample < L.N:
@@ -90,7 +83,7 @@ def jacobian(L: core.Layer, *, of: str, wrt: str, method: str, sample: int) -> R
         notes: list[str] = []
         M = pick(doc.fields["jacobian"], L.batched, sample, notes)
         cols = render.weight_labels(L.K, L.n) if wrt == "W" else render.labels(wrt.lower(), M.shape[-1])
-        title = f"{what} ({method}), {M.shape[0]}×{M.shape[1]}, {_options(L)}"
+        title = f"{what} ({method}), {M.shape[0]}×{M.shape[1]}"
         return View(M, render.labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None)
 
     def blocks() -> core.Blocks:

@@ -279,7 +279,10 @@ def test_output_and_format_together_print_too(tmp_path):
 
 def test_bad_output_leaves_nothing(tmp_path):
     result = run("forward", *SAMPLE, "-o", str(tmp_path / "f.npy"))
-    assert result.exit_code == 2 and "cannot be .npy; use .csv, .json, .md, .tex or .npz" in result.stderr
+    assert (
+        result.exit_code == 2
+        and "cannot be .npy; use .csv, .json, .md, .tex, .npz, .png, .svg or .pdf" in result.stderr
+    )
     result = run("forward", *SAMPLE, "-o", str(tmp_path / "missing" / "f.json"))
     assert result.exit_code == 2 and "does not exist" in result.stderr
     assert os.listdir(tmp_path) == []
@@ -363,7 +366,9 @@ def test_output_problems_are_found_before_any_work(tmp_path):
     bad = ["-W", str(tmp_path / "bad.json"), "-x", str(tmp_path / "bad.json")]
     result = run("jacobian", *bad, "-o", str(tmp_path / "J.txt"))
     assert result.exit_code == 2
-    assert "suffix '.txt'; smjac writes .csv, .json, .md, .tex, .npy or .npz" in result.stderr
+    assert (
+        "suffix '.txt'; smjac writes .csv, .json, .md, .tex, .npy, .npz, .png, .svg or .pdf" in result.stderr
+    )
     (tmp_path / "J.md").write_text("keep me")
     result = run("grad", *bad, "--target", "0", "-o", str(tmp_path / "J.md"))
     assert result.exit_code == 2 and "exists; add --force" in result.stderr

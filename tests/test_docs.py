@@ -85,7 +85,8 @@ def test_every_example_in_the_help_runs():
     assert len(examples) >= 13
     for example in examples:
         output, code = readme.run(example)
-        assert code == 0, (example, output)
+        # verify's examples are mistaken answers on purpose: it finds them wrong, exit 1
+        assert code == (1 if example.startswith("smjac verify") else 0), (example, output)
 
 
 def test_the_options_matrix_is_the_writers():
