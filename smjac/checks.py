@@ -16,6 +16,7 @@ from .core import (
     Layer,
     _as_float,
     _dh_dz,
+    _finite_W,
     _forward,
     _one_minus,
     grad,
@@ -371,6 +372,7 @@ def layer_check(
     if probes is not None and probes < 1:
         raise InputError(f"probes must be at least 1, not {probes}")
     _check_temperature(L)
+    _finite_W(L)  # the checks read W itself, not only z
     tol = default_rtol(L.W.dtype) if rtol is None else rtol
     per_sample = []
     for s in range(L.N):

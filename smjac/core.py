@@ -20,7 +20,6 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -316,8 +315,13 @@ def make_layer(
             b = b.reshape(-1)
         if b.shape != (K,):
             raise ShapeError(f"{bn} has shape {b.shape} but {wn} has K = {K} outputs; {bn} needs {K} entries")
-    for name, arr in ((wn, W), (xn, x), (bn, b)):
-        if arr is not None and not all_finite(arr):
+    # W is not scanned here: a second full read of the largest input would cost a third of a
+    # gradient. A non-finite entry of W that reaches z is refused there (_logits); one that cannot
+    # (multiplied by an x_j of 0, where a BLAS may skip it) changes no result built from z and x,
+    # and whatever reads W itself again (dh/dx, dLoss/dx, check) scans it first (_finite_W). A
+    # memory-mapped x is checked chunk by chunk as it is read (grad_chunks, forward_chunks).
+    for name, arr in ((xn, x), (bn, b)):
+        if arr is not None and not isinstance(arr, np.memmap) and not all_finite(arr):
             raise InputError(f"{name} holds a NaN or infinite value")
     dtype = np.result_type(W, X, *([] if b is None else [b]))
     return Layer(
@@ -344,16 +348,21 @@ class _OneBlasThread:
         self._users = 0
         self._limiter: Any = None
         self._controller: Any = None
+        self._callers = 1
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> int:
+        """Returns the number of BLAS threads the caller had set (what smjac may use instead)."""
         with self._lock:
             if self._users == 0:
                 if self._controller is None:
                     from threadpoolctl import ThreadpoolController  # only for large layers
 
                     self._controller = ThreadpoolController().select(user_api="blas")
+                libs = self._controller.lib_controllers
+                self._callers = max((lib.num_threads for lib in libs), default=os.cpu_count() or 1)
                 self._limiter = self._controller.limit(limits=1)
             self._users += 1
+            return self._callers
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
@@ -364,30 +373,105 @@ class _OneBlasThread:
 
 _one_blas_thread = _OneBlasThread()
 ONE_BLAS_THREAD_FROM = 2**13  # N·n·K; OpenBLAS keeps smaller products in one thread itself
+SPAN_BYTES = 4 * 2**20  # rows of a product per task: large enough for BLAS, small enough to stay in cache
+MATVEC_COLUMNS = 4096  # columns of W per task for a single sample's z = Wᵀx
+
+_pool_lock = threading.Lock()
+_pool: Any = None
+
+
+def _executor() -> Any:
+    """One pool of worker threads for the process, started on first use and kept: starting
+    threads for every call costs more than a small product."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(_workers(), thread_name_prefix="smjac")
+        return _pool
+
+
+def _spans(total: int, step: int) -> list[tuple[int, int]]:
+    step = max(1, step)
+    return [(a, min(total, a + step)) for a in range(0, total, step)]
+
+
+def _row_spans(rows: int, row_bytes: int, parts: int = 4, least: int = 64) -> list[tuple[int, int]]:
+    """Spans of rows for products and row-wise passes, of about SPAN_BYTES and at least ``parts``
+    of them when there are rows enough. They depend on the shape alone, never on the number of
+    threads: that is what gives the same bits on any machine (see :func:`_in_spans`)."""
+    step = min(SPAN_BYTES // max(1, row_bytes), -(-rows // parts))
+    return _spans(rows, max(step, least))
+
+
+def _in_spans(work: Callable[[tuple[int, int]], Any], spans: Sequence[tuple[int, int]]) -> list[Any]:
+    """Run ``work`` on each span, on the shared pool, each BLAS call inside it in one BLAS thread.
+
+    The same bits whatever the number of cores: every span is a fixed part of the output (whole
+    rows or columns), computed by one single-threaded BLAS call, so which thread runs it, and how
+    many run at once, cannot change a digit. The caller's BLAS thread count sets how many spans
+    run at once (OPENBLAS_NUM_THREADS=1 keeps smjac to the calling thread).
+    """
+    with _one_blas_thread as threads:
+        if threads > 1 and len(spans) > 1 and _workers() > 1:
+            return list(_executor().map(work, spans))
+        return [work(span) for span in spans]
+
+
+def _product(A: Array, B: Array, out: Array | None = None) -> Array:
+    """``A @ B`` (2-D), split into fixed spans of output rows, or of columns for a single row.
+
+    Small products (OpenBLAS keeps them in one thread itself) are one call in the calling thread.
+    """
+    (M, k), C = A.shape, B.shape[1]
+    if out is None:
+        out = np.empty((M, C), dtype=np.result_type(A, B))
+    if M * k * C < ONE_BLAS_THREAD_FROM:
+        return np.matmul(A, B, out=out)
+    if M == 1:  # a matrix-vector product: each span owns whole entries of the result
+
+        def columns(span: tuple[int, int]) -> None:
+            np.matmul(A[0], B[:, span[0] : span[1]], out=out[0, span[0] : span[1]])
+
+        _in_spans(columns, _spans(C, MATVEC_COLUMNS))
+    else:
+
+        def rows(span: tuple[int, int]) -> None:
+            np.matmul(A[span[0] : span[1]], B, out=out[span[0] : span[1]])
+
+        _in_spans(rows, _row_spans(M, C * out.itemsize, parts=2, least=32))
+    return out
 
 
 def _logits(L: Layer) -> Array:
     """``Z = X W + b`` (N×K), refusing logits that overflow rather than returning NaN.
 
-    The product runs in one BLAS thread at every size, so z (and all that follows from it) has
-    the same digits whatever the number of cores, in every command. It costs little: the product
-    reads W once, and memory, not arithmetic, limits it. A threaded product would cost more than
-    it saves in what follows: after each call OpenBLAS's idle threads spin for about 0.1 s of CPU,
-    which on two cores takes a core from the Jacobian's fill (10–15% of a 4 GiB Jacobian).
+    The product is split into fixed spans of rows (columns of W for one sample), each in one BLAS
+    thread on smjac's pool (:func:`_in_spans`): all cores, and the same digits whatever their
+    number. One thread per core and no BLAS threads of its own also means no OpenBLAS worker left
+    spinning after the call to take a core from what follows (the Jacobian's fill).
     """
-    small = L.N * L.n * L.K < ONE_BLAS_THREAD_FROM
-    with np.errstate(over="ignore", invalid="ignore"), nullcontext() if small else _one_blas_thread:
-        Z: Array = L.X @ L.W
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z: Array = _product(L.X, L.W)
         if L.b is not None:
-            Z = Z + L.b
+            Z += L.b
     if not all_finite(Z):
         Z = _logits_rescaled(L)
     return Z
 
 
+def _finite_W(L: Layer) -> None:
+    """Refuse a W with a NaN or infinity, for what reads W again after z (make_layer does not scan
+    it; see there)."""
+    if not all_finite(L.W):
+        raise InputError("W holds a NaN or infinite value")
+
+
 def _logits_rescaled(L: Layer) -> Array:
     """The logits again, with W and x scaled by powers of two (exact), for when a partial sum
     overflowed although z itself may not; refuses only a z that is truly past the float range."""
+    _finite_W(L)  # make_layer leaves W to here: a NaN in W is the likeliest cause
     sw, sx = _pow2(_max_abs(L.W)), _pow2(_max_abs(L.X))
     fmax = _fmax(L.W.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -576,12 +660,9 @@ def _run(
     work: Callable[[Any], int], tasks: Sequence[Any], progress: Progress | None, threads: bool = True
 ) -> None:
     if threads and len(tasks) > 1 and _workers() > 1:
-        from concurrent.futures import ThreadPoolExecutor  # only for large outputs
-
-        with ThreadPoolExecutor(_workers()) as pool:
-            for done in pool.map(work, tasks):
-                if progress:
-                    progress(done)
+        for done in _executor().map(work, tasks):
+            if progress:
+                progress(done)
     else:
         for task in tasks:
             done = work(task)
@@ -693,6 +774,8 @@ def layer_jacobian(
         _guard_dW(L, of, P)
         fill = _chain_dW if method == "chain" else _shortcut_dW
         return fill(A, L.X, out, progress)
+    if wrt == "x":
+        _finite_W(L)  # dh/dx reads W itself
     if wrt in ("z", "b"):
         out[...] = A
     elif of == "z":
@@ -941,6 +1024,7 @@ class Gradient:
     @cached_property
     def x(self) -> Array:
         L = self.layer
+        _finite_W(L)  # δ·Wᵀ reads W itself
         delta = self.z if L.batched else self.z[None]
         # δ·Wᵀ's partial sums can overflow where it does not: scale W by a power of two if need be
         s = _pow2(_max_abs(L.W)) if _max_abs(delta) * _max_abs(L.W) * L.K > _fmax(L.W.dtype) / 4 else 1.0
