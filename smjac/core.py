@@ -405,7 +405,7 @@ def _row_spans(rows: int, row_bytes: int, parts: int = 4, least: int = 64) -> li
     return _spans(rows, max(step, least))
 
 
-def _in_spans(work: Callable[[tuple[int, int]], Any], spans: Sequence[tuple[int, int]]) -> list[Any]:
+def _in_spans(work: Callable[[Any], Any], spans: Sequence[Any]) -> list[Any]:
     """Run ``work`` on each span, on the shared pool, each BLAS call inside it in one BLAS thread.
 
     The same bits whatever the number of cores: every span is a fixed part of the output (whole
@@ -528,7 +528,105 @@ class Forward(NamedTuple):
     p: Array
 
 
+class _Rows(NamedTuple):
+    """What one pass over the rows gives: z (unless not kept), p or δ, log h, and for a target the
+    losses and the column sums of δ, span by span."""
+
+    Z: Array | None
+    P: Array
+    H: Array | None
+    losses: Array | None
+    sums: Array | None
+
+
+def _softmax_rows(
+    L: Layer, *, keep_z: bool = True, log_h: bool = False, t: NDArray[np.intp] | None = None
+) -> _Rows | None:
+    """The forward pass in one sweep over fixed spans of rows, each finished while in cache.
+
+    Per span: ``z = xW + b`` (its own product, in one BLAS thread, when the batch has several
+    spans), ``p = softmax((z − max z)/T)`` in place, and log h (``log_h``) or, for targets ``t``,
+    the cross-entropy's ``δ = (p − e_t)/T`` in place of p, its loss ``log Σexp − s_t`` from the
+    same sum, and δ's column sums. No temporary the size of the batch: the results are the only
+    N×K arrays. The operations, and so the bits, are those of :func:`_forward` and the careful
+    gradient, span by span.
+
+    Returns None when a span meets a non-finite number; the caller then takes the careful path,
+    which rescales where it can and otherwise says why it refuses.
+    """
+    (N, n), K, dtype, T = L.X.shape, L.K, L.W.dtype, L.temperature
+    P = np.empty((N, K), dtype)
+    Z = np.empty((N, K), dtype) if keep_z else P  # without z, each span's z becomes its p in place
+    H = np.empty((N, K), dtype) if log_h else None
+    spans = _row_spans(N, K * P.itemsize)
+    fused = len(spans) > 1
+    losses = np.empty(N, dtype) if t is not None else None
+    sums = np.empty((len(spans), K), dtype) if t is not None else None
+    if not fused:  # one span: the product alone can use every core (columns of W for one sample)
+        with np.errstate(over="ignore", invalid="ignore"):
+            _product(L.X, L.W, out=Z)
+
+    def work(i: int) -> bool:
+        r0, r1 = spans[i]
+        z, p = Z[r0:r1], P[r0:r1]
+        if fused:
+            np.matmul(L.X[r0:r1], L.W, out=z)
+        if L.b is not None:
+            z += L.b
+        if not all_finite(z):
+            return False
+        np.subtract(z, np.max(z, axis=1, keepdims=True), out=p)  # s = (z − max z)/T: see _shifted
+        if T != 1:
+            p /= T
+        if H is not None:
+            H[r0:r1] = p
+        if t is not None:
+            rows, tt = np.arange(r1 - r0), t[r0:r1]
+            s_t = p[rows, tt]
+        np.exp(p, out=p)
+        total = np.sum(p, axis=1, keepdims=True)
+        if H is not None:
+            h = H[r0:r1]
+            h -= np.log(total)
+            if not all_finite(h):
+                return False
+        p /= total
+        if t is not None and losses is not None and sums is not None:
+            losses[r0:r1] = np.log(total[:, 0]) - s_t
+            # δ_t = −(1 − p_t); where t is the likeliest class 1 − p_t cancels, and the sum of the
+            # other probabilities is taken instead (as _one_minus does, the same bits)
+            rest = 1.0 - p[rows, tt]
+            hit = np.flatnonzero(np.argmax(p, axis=1) == tt)
+            if hit.size:
+                others = p[hit]
+                others[np.arange(hit.size), tt[hit]] = 0
+                rest[hit] = others.sum(axis=1)
+            p[rows, tt] = -rest
+            if T != 1:
+                p /= T
+            if not all_finite(p):
+                return False
+            sums[i] = p.sum(axis=0)
+        return True
+
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        if N * n * K < ONE_BLAS_THREAD_FROM:
+            done = [work(i) for i in range(len(spans))]
+        else:
+            done = _in_spans(work, range(len(spans)))
+    if not all(done):
+        return None
+    return _Rows(Z if keep_z else None, P, H, losses, sums)
+
+
 def _forward(L: Layer) -> tuple[Array, Array, Array]:
+    rows = _softmax_rows(L, log_h=L.function == "log-softmax")
+    if rows is not None and rows.Z is not None:
+        return rows.Z, rows.P if rows.H is None else rows.H, rows.P
+    return _forward_careful(L)
+
+
+def _forward_careful(L: Layer) -> tuple[Array, Array, Array]:
     Z = _logits(L)
     S = _shifted(L, Z)  # not Z / T: that overflows for a tiny T where p is still finite
     with np.errstate(under="ignore"):
@@ -540,8 +638,13 @@ def _forward(L: Layer) -> tuple[Array, Array, Array]:
 def _probabilities(L: Layer, Z: Array | None = None) -> Array:
     """``p = softmax(z / T)`` (N×K), all a derivative needs: log h may be past the float range
     (log-softmax at a tiny T) while its derivatives are not."""
+    if Z is None:
+        rows = _softmax_rows(L, keep_z=False)
+        if rows is not None:
+            return rows.P
+        Z = _logits(L)
     with np.errstate(under="ignore"):
-        return softmax(_shifted(L, _logits(L) if Z is None else Z))
+        return softmax(_shifted(L, Z))
 
 
 def forward(
@@ -1120,6 +1223,47 @@ def layer_grad(
     _choice("reduce", reduce, REDUCTIONS)
     if (target is None) == (upstream is None):
         raise InputError("give exactly one of target (a class index) or upstream (dLoss/dh)")
+    if target is not None:
+        fast = _grad_target(L, _targets(target, L), reduce)
+        if fast is not None:
+            return fast
+    return _grad_careful(L, target, upstream, reduce)
+
+
+def _grad_target(L: Layer, t: NDArray[np.intp], reduce: str) -> Gradient | None:
+    """The cross-entropy gradient at memory speed: one sweep for δ and the loss
+    (:func:`_softmax_rows`), then ``x δᵀ`` written once (one sample) or ``Xᵀδ`` split over its
+    rows. None when a number on the way is not finite: :func:`_grad_careful` then decides."""
+    rows = _softmax_rows(L, keep_z=False, t=t)
+    if rows is None or rows.losses is None or rows.sums is None:
+        return None
+    delta = rows.P
+    scale = 1.0 / L.N if reduce == "mean" else 1.0
+    with np.errstate(over="ignore", under="ignore"):
+        loss = float(np.sum(rows.losses * scale))
+        grad_b = rows.sums.sum(axis=0) * scale
+        if L.N == 1:  # x δᵀ (or δ xᵀ out-in), written once, in place, by rows on the pool
+            a, c = (L.X[0], delta[0]) if L.layout == "in-out" else (delta[0], L.X[0])
+            if not math.isfinite(_max_abs(a) * _max_abs(c)):  # its largest entry, checked first
+                return None
+            grad_W = np.empty((a.size, c.size), dtype=delta.dtype)
+            _outer_fill(a[None, :, None], c[None, :], grad_W[None])
+        else:
+            # scaled after the sum, not X before it: no N×n temporary
+            grad_W = _product(L.X.T, delta) if L.layout == "in-out" else _product(delta.T, L.X)
+            if scale != 1:
+                grad_W *= scale
+            if not all_finite(grad_W):
+                return None
+    if not (math.isfinite(loss) and all_finite(grad_b)):
+        return None
+    return Gradient(W=grad_W, b=grad_b, z=L.out(delta), loss=loss, layer=L)
+
+
+def _grad_careful(
+    L: Layer, target: int | ArrayLike | None, upstream: ArrayLike | None, reduce: str
+) -> Gradient:
+    """The gradient with every guard: rescales what can be rescaled, refuses the rest with its cause."""
     Z = _logits(L)
     P = _probabilities(L, Z)  # not _forward: log h may be −inf where the gradient is finite
     T = L.temperature
