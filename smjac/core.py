@@ -444,6 +444,15 @@ def _product(A: Array, B: Array, out: Array | None = None) -> Array:
     return out
 
 
+def _products(A: Array, B: Array, out: Array | None = None) -> Array:
+    """``A[s] @ B`` for each s of a stack A (N×R×C), each by :func:`_product`."""
+    if out is None:
+        out = np.empty((A.shape[0], A.shape[1], B.shape[1]), dtype=np.result_type(A, B))
+    for s in range(A.shape[0]):
+        _product(A[s], B, out=out[s])
+    return out
+
+
 def _logits(L: Layer) -> Array:
     """``Z = X W + b`` (N×K), refusing logits that overflow rather than returning NaN.
 
@@ -475,7 +484,7 @@ def _logits_rescaled(L: Layer) -> Array:
     sw, sx = _pow2(_max_abs(L.W)), _pow2(_max_abs(L.X))
     fmax = _fmax(L.W.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
-        Z = (L.X / sx) @ (L.W / sw)  # every term ≤ 4 in size: no partial sum can overflow
+        Z = _product(L.X / sx, L.W / sw)  # every term ≤ 4 in size: no partial sum can overflow
         big = _max_abs(Z) * sx * sw  # in Python floats: the size z really reaches
         Z = Z * sx * sw
         if L.b is not None:
@@ -918,10 +927,10 @@ def _chain_dx(L: Layer, A: Array, P: Array | None, out: Array) -> None:
     scale = float(np.max(_dh_dz_scale(L, P))) if P is not None else 1.0
     s = _dx_scale(L, scale * L.K)
     if s is None:
-        np.matmul(A, L.W.T, out=out)
+        _products(A, L.W.T, out=out)
     else:
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            out[...] = _rescale_dx(L, A @ (L.W.T / s), s)
+            out[...] = _rescale_dx(L, _products(A, L.W.T / s), s)
 
 
 def _shortcut_dx(L: Layer, P: Array) -> Array:
@@ -934,13 +943,13 @@ def _shortcut_dx(L: Layer, P: Array) -> Array:
     T = L.temperature
     s = _dx_scale(L, 2 / min(T, 1.0))
     Wt = L.W.T if s is None else L.W.T / s
-    centred = Wt[None, :, :] - (P @ Wt)[:, None, :]
+    centred = Wt[None, :, :] - _product(P, Wt)[:, None, :]
     # For the likeliest output the two terms agree to 1 − p_t and cancel; there take
     # (1 − p_t) W[j,t] − Σ_{i≠t} p_i W[j,i], whose parts do not.
     rows, top = np.arange(N), np.argmax(P, axis=1)
     others = P.copy()
     others[rows, top] = 0
-    centred[rows, top, :] = _one_minus(P)[rows, top][:, None] * Wt[top, :] - others @ Wt
+    centred[rows, top, :] = _one_minus(P)[rows, top][:, None] * Wt[top, :] - _product(others, Wt)
     J = P[:, :, None] * centred if L.function == "softmax" else centred
     if s is None:
         return J / T if T != 1 else J
@@ -1132,7 +1141,7 @@ class Gradient:
         # δ·Wᵀ's partial sums can overflow where it does not: scale W by a power of two if need be
         s = _pow2(_max_abs(L.W)) if _max_abs(delta) * _max_abs(L.W) * L.K > _fmax(L.W.dtype) / 4 else 1.0
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            gx = delta @ L.W.T if s == 1 else (delta @ (L.W.T / s)) * s
+            gx = _product(delta, L.W.T) if s == 1 else _product(delta, L.W.T / s) * s
         if not all_finite(gx):
             raise InputError(f"dLoss/dx = δ·Wᵀ overflows {gx.dtype}; scale W or the upstream down")
         return L.out(gx)
@@ -1320,7 +1329,7 @@ def _grad_careful(
             grad_W = np.empty((rows.size, cols.size), dtype=delta.dtype)
             _outer_fill(rows[None, :, None], cols[None, :], grad_W[None])
         else:
-            grad_W = X.T @ delta if L.layout == "in-out" else delta.T @ X
+            grad_W = _product(X.T, delta) if L.layout == "in-out" else _product(delta.T, X)
             if not all_finite(grad_W):  # a sum over the batch: checked where it is taken
                 _refuse_gradient("dLoss/dW, summed over the batch,", delta.dtype, reduce, L.N)
         grad_b = delta.sum(axis=0) * scale
