@@ -1124,10 +1124,10 @@ class Gradient:
     ``W`` has W's own shape and layout, ``b`` has K entries; both are summed (or averaged) over a
     batch. ``z`` (K or N×K) is per sample, and so is ``x`` (n or N×n), computed when first asked
     for (it takes a pass over W). ``loss`` is the cross-entropy when targets were given (summed or
-    averaged likewise), else None.
+    averaged likewise), else None. From :func:`grad_chunks`, ``z`` is None (not kept).
     """
 
-    def __init__(self, W: Array, b: Array, z: Array, loss: float | None, layer: Layer) -> None:
+    def __init__(self, W: Array, b: Array, z: Array | None, loss: float | None, layer: Layer) -> None:
         self.W, self.b, self.z, self.loss, self.layer = W, b, z, loss, layer
 
     def __repr__(self) -> str:
@@ -1136,6 +1136,8 @@ class Gradient:
     @cached_property
     def x(self) -> Array:
         L = self.layer
+        if self.z is None:
+            raise InputError("dLoss/dx needs δ per sample, which grad_chunks does not keep; use grad")
         _finite_W(L)  # δ·Wᵀ reads W itself
         delta = self.z if L.batched else self.z[None]
         # δ·Wᵀ's partial sums can overflow where it does not: scale W by a power of two if need be
@@ -1345,3 +1347,126 @@ def _refuse_gradient(what: str, dtype: np.dtype, reduce: str, N: int) -> None:
     raise InputError(
         f"{what} overflows {dtype} (past {_fmax(dtype):.3g}){way}; scale W, x or the upstream down"
     )
+
+
+# ---------------------------------------------------------------- batches larger than memory
+
+CHUNK_BYTES = 64 * 2**20  # rows of x read at a time by forward_chunks and grad_chunks
+
+
+def _chunks(x: Array, chunk_bytes: int) -> list[tuple[int, int]]:
+    if x.ndim != 2:
+        raise ShapeError(f"x must be a batch (N×n) to be read in chunks, but has shape {x.shape}")
+    return _spans(x.shape[0], chunk_bytes // max(1, x.shape[1] * x.itemsize))
+
+
+def _release(x: Array, r0: int, r1: int) -> None:
+    """Hand back the pages of rows r0:r1 of a memory-mapped x once they are done with.
+
+    Pages of a mapped file that have been read count in the process's resident memory until the
+    kernel needs them; dropping them as the walk goes keeps it flat. They are read again from the
+    file if touched again, so nothing is lost. Anything but an np.memmap is left alone.
+    """
+    import mmap
+
+    mm = getattr(x, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    row = x.shape[1] * x.itemsize
+    base = getattr(x, "offset", 0) % mmap.ALLOCATIONGRANULARITY  # where the array starts inside the mapping
+    start = (base + r0 * row) // mmap.PAGESIZE * mmap.PAGESIZE
+    end = (base + r1 * row) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > start:
+        mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+
+def forward_chunks(
+    W: ArrayLike,
+    x: Array,
+    b: ArrayLike | None = None,
+    *,
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[tuple[int, Forward]]:
+    """:func:`forward` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
+
+    ``x`` is N×n, typically a read-only ``np.memmap`` (see ``smjac.files.map_npy``). Yields
+    ``(first row, Forward of those rows)``; each chunk is checked (finite, shapes) as it is read,
+    and its pages handed back once done. Each chunk's numbers are those :func:`forward` gives for
+    the same rows.
+
+    Examples
+    --------
+    >>> X = np.ones((5, 2))
+    >>> [(r, f.h.shape) for r, f in forward_chunks(np.eye(2), X, chunk_bytes=48)]
+    [(0, (3, 2)), (3, (2, 2))]
+    """
+    for r0, r1 in _chunks(x, chunk_bytes):
+        L = make_layer(W, np.asarray(x[r0:r1]), b, layout=layout, function=function, temperature=temperature)
+        L = L._replace(batched=True)  # a last chunk of one row is still rows of a batch
+        Z, H, P = _forward(L)
+        _release(x, r0, r1)
+        yield r0, Forward(z=Z, h=H, p=P)
+
+
+def grad_chunks(
+    W: ArrayLike,
+    x: Array,
+    b: ArrayLike | None = None,
+    *,
+    target: int | ArrayLike | None = None,
+    upstream: ArrayLike | None = None,
+    reduce: str = "sum",
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Gradient:
+    """:func:`grad` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
+
+    ``x`` is N×n, typically a read-only ``np.memmap``; ``target`` is one class or N of them,
+    ``upstream`` K entries or an N×K array (which may be memory-mapped too). The sums over the
+    batch are taken chunk by chunk, in order, so they agree with :func:`grad` to rounding and
+    have the same bits on every run. δ per sample (``Gradient.z``) is not kept.
+
+    Examples
+    --------
+    >>> W, X = np.array([[0.1, 0.2], [0.3, 0.4]]), np.ones((5, 2))
+    >>> g = grad_chunks(W, X, target=0, chunk_bytes=32)
+    >>> bool(np.allclose(g.W, grad(W, X, target=0).W))
+    True
+    """
+    _choice("reduce", reduce, REDUCTIONS)
+    spans = _chunks(x, chunk_bytes)
+    N = x.shape[0]
+    t = None if target is None else np.asarray(target)
+    g = None if upstream is None else np.asarray(upstream)
+    grad_W: Array | None = None
+    grad_b: Array | None = None
+    loss: float | None = None if target is None else 0.0
+    L = None
+    with np.errstate(over="ignore"):
+        for r0, r1 in spans:
+            L = make_layer(
+                W, np.asarray(x[r0:r1]), b, layout=layout, function=function, temperature=temperature
+            )
+            L = L._replace(batched=True)
+            part = layer_grad(
+                L,
+                target=None if t is None else (t if t.ndim == 0 else t[r0:r1]),
+                upstream=None if g is None else (g if g.ndim == 1 else np.asarray(g[r0:r1])),
+            )
+            _release(x, r0, r1)
+            grad_W = part.W if grad_W is None else grad_W + part.W
+            grad_b = part.b if grad_b is None else grad_b + part.b
+            if loss is not None and part.loss is not None:
+                loss += part.loss
+        assert L is not None and grad_W is not None and grad_b is not None  # N ≥ 1: one chunk at least
+        if reduce == "mean":
+            grad_W, grad_b = grad_W / N, grad_b / N
+            loss = None if loss is None else loss / N
+    if not (all_finite(grad_W) and all_finite(grad_b) and (loss is None or math.isfinite(loss))):
+        _refuse_gradient("dLoss/dW, summed over the batch,", grad_W.dtype, reduce, N)
+    return Gradient(W=grad_W, b=grad_b, z=None, loss=loss, layer=L)
