@@ -140,7 +140,7 @@ def jax_peers(dtype: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], Callab
 PEERS = ("torch.func.jacrev", "torch.autograd.functional.jacobian", "jax.jacrev", "jax.jacrev (jit)")
 
 
-def peer_time(name: str, n: int, dtype: Any, repeat: int) -> float:
+def peer_time(name: str, n: int, dtype: Any, repeat: int, thp: bool = False) -> float:
     """Time one peer in a child process, so that running out of memory costs only that cell.
 
     The child builds the same W and x (same seed); inf when the peer is missing or fails.
@@ -157,7 +157,8 @@ def peer_time(name: str, n: int, dtype: Any, repeat: int) -> float:
         "--repeat",
         str(repeat),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1" if thp else "0"}  # torch's large-page allocator
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     try:
         return float(proc.stdout.split()[-1])
     except (ValueError, IndexError):
@@ -223,6 +224,11 @@ def jacobian_row(n: int, dtype: Any, repeat: int) -> str:
     kron = best_of(lambda: np.kron(A, x[None, :]), repeat)
     loops = f"{best_of(lambda: post_jacobian(W, x), 1) / ours:.0f}×" if n <= 64 else "–"
     peers = [f"{name} {peer_time(name, n, dtype, repeat) / ours:.1f}×" for name in PEERS]
+    peers += [
+        f"{name} (large pages) {peer_time(name, n, dtype, repeat, thp=True) / ours:.1f}×"
+        for name in PEERS
+        if name.startswith("torch")
+    ]
     peers = [p.replace("inf×", "failed (out of memory or error)") for p in peers]
     return (
         f"| {n} | {np.dtype(dtype).name} | {nbytes / 2**20:,.0f} MiB | {fill:.3f} s | {ours:.3f} s "
