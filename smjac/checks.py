@@ -148,6 +148,9 @@ def _probe(size: int, probes: int | None, rng: np.random.Generator) -> NDArray[n
     return np.sort(rng.choice(size, probes, replace=False))
 
 
+EIGEN_MAX_K = 512  # above it the K³ eigenvalue check would outweigh every other check: it is left out
+
+
 def _sample_checks(
     L: Layer, rtol: float, atol: float, probes: int | None = None, seed: int = 0
 ) -> list[tuple[str, float, float]]:
@@ -193,6 +196,7 @@ def _sample_checks(
     compare(f"dh/dz {cols}", weights @ A, np.zeros(K), weights @ np.abs(A))
     if soft:
         compare("dh/dz is symmetric", A, A.T)
+    if K <= EIGEN_MAX_K and soft:
         # diag(p) − ppᵀ is a rank-one downdate of a diagonal: its eigenvalues interlace the sorted
         # p, the smallest is 0 and, since every p_t > 0, only that one: rank K − 1.
         mu, q = np.linalg.eigvalsh(A), np.sort(p) / T
@@ -200,7 +204,7 @@ def _sample_checks(
         gap = np.maximum(np.maximum(mu - q, above - mu), 0.0)
         gap[0] = abs(mu[0])
         compare("dh/dz has rank K−1 (eigenvalues interlace h)", gap, np.zeros(K), q)
-    else:
+    elif K <= EIGEN_MAX_K:
         ev = np.linalg.eigvals(A)
         ev = ev[np.argsort(ev.real)]
         expect = np.concatenate([[0.0], np.full(K - 1, 1.0 / T)])
@@ -236,21 +240,44 @@ def _sample_checks(
 
     def h_at(W: Array | None = None, xv: Array | None = None, zv: Array | None = None) -> Array:
         if zv is not None:
-            zt = zv / T
+            zt = (zv - np.max(zv)) / T  # as the forward pass takes it: no overflow at a tiny T
             return (np.exp(log_softmax(zt)) if soft else log_softmax(zt)).reshape(-1)
         M = L.W if W is None else W
         v = x if xv is None else xv
         Lp = make_layer(M, v, b0, function=L.function, temperature=T)
         return _forward(Lp)[1][0]
 
-    def w_of(flat: Array) -> Array:  # dh/dW's columns are w[i,j] at i·n + j: Wᵀ, flattened
-        return flat.reshape(K, n).T
+    def z_moved(k: int, value: Array) -> Array:
+        """The logits with weight k = i·n + j set to ``value``: w[i,j] feeds z_i alone, so z_i is
+        taken afresh from W's column i (O(n)) and the rest kept: a probe costs O(K + n), not a
+        forward pass over all of W."""
+        i, j = divmod(k, n)
+        column = L.W[:, i].copy()
+        column[j] = value[0]
+        zv = z.copy()
+        zv[i] = x @ column + b0[i]
+        return zv
 
-    def ce_loss(flat: Array) -> Array:
-        return -log_softmax((x @ w_of(flat) + b0) / T)[:1]
+    def weight_differences(f: Callable[[Array], Array], noise: float) -> tuple[Array, Array]:
+        """Finite differences in each weight drawn, one at a time, with numerical_jacobian's
+        Richardson step and error estimate."""
 
-    flat_W = L.W.T.reshape(-1)
-    loss = float(ce_loss(flat_W)[0])
+        def probe(k: int) -> tuple[Array, Array]:
+            return numerical_jacobian(
+                lambda v: f(z_moved(k, v)), flat_W[k : k + 1], step=w_step[k], noise=noise
+            )
+
+        pairs = [probe(int(k)) for k in wi]
+        if not pairs:
+            empty = np.zeros((np.size(f(z)), 0), dtype=z.dtype)
+            return empty, empty.copy()
+        return np.hstack([d for d, _ in pairs]), np.hstack([e for _, e in pairs])
+
+    def ce_of_z(zv: Array) -> Array:
+        return -log_softmax((zv - np.max(zv)) / T)[:1]
+
+    flat_W = L.W.T.reshape(-1)  # dh/dW's columns are w[i,j] at i·n + j: Wᵀ, flattened
+    loss = float(ce_of_z(z)[0])
     fds = [
         (
             of("dh/dz = finite differences", zi, K),
@@ -260,7 +287,7 @@ def _sample_checks(
         (
             of("dh/dW = finite differences", wi, K * n),
             short,
-            numerical_jacobian(lambda v: h_at(W=w_of(v)), flat_W, step=w_step, noise=h_noise, columns=wi),
+            weight_differences(lambda zv: h_at(zv=zv), h_noise),
         ),
         (
             of("dh/dx = finite differences", xi, n),
@@ -271,13 +298,7 @@ def _sample_checks(
             of("cross-entropy grad = finite differences", wi, K * n),
             grad(L.W, x, b0, target=0, temperature=T).W.T.reshape(1, -1)[:, wi],
             # the loss moves with the logits one for one (|∂L/∂z_i| ≤ 1), so it carries their rounding
-            numerical_jacobian(
-                ce_loss,
-                flat_W,
-                step=w_step,
-                noise=eps * abs(loss) + 2 * float(np.max(z_noise)),
-                columns=wi,
-            ),
+            weight_differences(ce_of_z, eps * abs(loss) + 2 * float(np.max(z_noise))),
         ),
     ]
     for name, analytic, (fd, fd_err) in fds:
@@ -294,6 +315,80 @@ def forward_passes(L: Layer, probes: int | None = None) -> int:
     """
     K, Kn, n = (size if probes is None else min(probes, size) for size in (L.K, L.K * L.n, L.n))
     return 4 * (2 * Kn + n + K) * L.N
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """What :func:`layer_check` will cost, known before it starts.
+
+    ``weights`` are the weights moved in all (per sample, times the samples), ``passes`` the
+    forward-pass-equivalents finite differences make (:func:`forward_passes`; a weight's probe
+    costs O(K + n), counted as one), ``work`` an operation count (multiply-adds, roughly) and
+    ``memory`` the peak bytes (:func:`smjac.core.estimate_bytes` with ``"check"``).
+    """
+
+    weights: int
+    passes: int
+    work: int
+    memory: int
+
+
+def check_plan(
+    L: Layer,
+    probes: int | None = None,
+    *,
+    max_weights: int = 0,
+    max_memory: int | None = None,
+) -> CheckPlan:
+    """The cost of checking ``L`` with ``probes``, refusing one over ``max_weights`` (0: no limit)
+    or ``max_memory`` bytes (None: no limit), with the way on (``--probes``).
+
+    Raises
+    ------
+    InputError
+        Over a limit; the message names ``--probes`` and the limit to raise.
+
+    Examples
+    --------
+    >>> from smjac.core import make_layer
+    >>> check_plan(make_layer(np.ones((2, 3)), [1.0, 2.0])).weights
+    6
+    >>> check_plan(make_layer(np.ones((100, 1000)), np.ones(100)), max_weights=50_000)
+    Traceback (most recent call last):
+    ...
+    smjac.errors.InputError: K·n = 100,000 weights over --max-weights 50,000: finite differences would take about 804,400 forward passes. Check a random few with --probes N (1000, say), or raise --max-weights (0: no limit) to wait
+    """
+    from .core import estimate_bytes
+
+    if probes is not None and probes < 1:
+        raise InputError(f"probes must be at least 1, not {probes}")
+    K, n, N = L.K, L.n, L.N
+    moved = min(K * n, probes or K * n)
+    passes = forward_passes(L, probes)
+    m_z, m_x = (size if probes is None else min(probes, size) for size in (K, n))
+    # per sample: weights O(K + n) a probe; logits and inputs a full pass, O(K·n); dh/dz's K² and
+    # its eigenvalues, K³; the Jacobians compared, K·(columns)
+    eigen = K**3 if K <= EIGEN_MAX_K else 0
+    work = N * (8 * moved * (K + n) + 4 * (m_z + m_x) * K * n + eigen + 4 * K * moved + 4 * K * n)
+    memory = estimate_bytes(L, "check", probes=probes)
+    if max_weights and moved * N > max_weights:
+        what = f"K·n = {K * n:,} weights" if moved == K * n else f"--probes {moved:,} weights"
+        samples = f" and {N} samples, {moved * N:,} in all," if L.batched else ""
+        raise InputError(
+            f"{what}{samples} over --max-weights {max_weights:,}: finite differences would take about "
+            f"{passes:,} forward passes. Check a random few with --probes N (1000, say), "
+            "or raise --max-weights (0: no limit) to wait"
+        )
+    if max_memory is not None and memory > max_memory:
+        from .files import format_size
+
+        raise InputError(
+            f"check would take about {format_size(memory)} ({moved:,} weights probed against K = {K:,} "
+            f"outputs; dh/dz alone is K×K, {format_size(K * K * L.W.dtype.itemsize)}), over the memory "
+            f"budget of {format_size(max_memory)} (--max-memory). Probe fewer weights with --probes N, "
+            "or raise --max-memory"
+        )
+    return CheckPlan(weights=moved * N, passes=passes, work=work, memory=memory)
 
 
 def check(
@@ -337,7 +432,8 @@ def check(
     Returns
     -------
     CheckReport
-        The checks in order, each with its max error and the tolerance it was held to.
+        The checks in order (for K above :data:`EIGEN_MAX_K` without the K³ check of dh/dz's
+        eigenvalues), each with its max error and the tolerance it was held to.
 
     Examples
     --------
@@ -366,11 +462,20 @@ def _check_temperature(L: Layer) -> None:
 
 
 def layer_check(
-    L: Layer, *, rtol: float | None = None, atol: float = 1e-9, probes: int | None = None, seed: int = 0
+    L: Layer,
+    *,
+    rtol: float | None = None,
+    atol: float = 1e-9,
+    probes: int | None = None,
+    seed: int = 0,
+    max_weights: int = 0,
+    max_memory: int | None = None,
 ) -> CheckReport:
-    """:func:`check` for a :class:`~smjac.core.Layer` (one ``make_layer`` has already checked)."""
-    if probes is not None and probes < 1:
-        raise InputError(f"probes must be at least 1, not {probes}")
+    """:func:`check` for a :class:`~smjac.core.Layer` (one ``make_layer`` has already checked).
+
+    ``max_weights`` and ``max_memory`` are the limits of :func:`check_plan`, refused before any work.
+    """
+    check_plan(L, probes, max_weights=max_weights, max_memory=max_memory)
     _check_temperature(L)
     _finite_W(L)  # the checks read W itself, not only z
     tol = default_rtol(L.W.dtype) if rtol is None else rtol

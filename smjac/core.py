@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -30,12 +30,16 @@ from .errors import InputError, ShapeError
 
 Array = NDArray[np.floating]
 
-OFS = ("h", "z")
-WRTS = ("W", "z", "x", "b")
-METHODS = ("shortcut", "chain")
-LAYOUTS = ("in-out", "out-in")
-FUNCTIONS = ("softmax", "log-softmax")
-REDUCTIONS = ("sum", "mean")
+# Each choice is declared once, here; the command line takes its options from these.
+Of = Literal["h", "z"]
+Wrt = Literal["W", "z", "x", "b"]
+Method = Literal["shortcut", "chain"]
+LayoutName = Literal["in-out", "out-in"]
+FunctionName = Literal["softmax", "log-softmax"]
+Reduction = Literal["sum", "mean"]
+DTypeName = Literal["float64", "float32"]
+OFS, WRTS, METHODS = get_args(Of), get_args(Wrt), get_args(Method)
+LAYOUTS, FUNCTIONS, REDUCTIONS = get_args(LayoutName), get_args(FunctionName), get_args(Reduction)
 
 
 def _as_float(a: ArrayLike) -> Array:
@@ -933,23 +937,40 @@ def _chain_dx(L: Layer, A: Array, P: Array | None, out: Array) -> None:
             out[...] = _rescale_dx(L, _products(A, L.W.T / s), s)
 
 
-def _shortcut_dx(L: Layer, P: Array) -> Array:
+DxParts = tuple[Array, "float | None", Any, Array, Array]
+
+
+def _dx_parts(L: Layer, P: Array) -> DxParts:
+    """What every sample's dh/dx is made from: Wᵀ (scaled if need be), the scale, each sample's
+    likeliest output, ``Σ_i p_i W[j,i]`` and the same sum without the likeliest (N×n each)."""
+    s = _dx_scale(L, 2 / min(L.temperature, 1.0))
+    Wt = L.W.T if s is None else L.W.T / s
+    rows, top = np.arange(P.shape[0]), np.argmax(P, axis=1)
+    others = P.copy()
+    others[rows, top] = 0
+    return Wt, s, top, _product(P, Wt), _product(others, Wt)
+
+
+def _sample_parts(parts: DxParts, s: int) -> DxParts:
+    Wt, scale, top, mean, rest = parts
+    return Wt, scale, top[s : s + 1], mean[s : s + 1], rest[s : s + 1]
+
+
+def _shortcut_dx(L: Layer, P: Array, parts: DxParts | None = None) -> Array:
     """``dh/dx[t, j]`` in closed form: ``p_t (W[j,t] − Σ_i p_i W[j,i]) / T`` (no p_t for log-softmax).
 
     ``W[j,t] − Σ p_i W[j,i]`` can reach twice max|W| and overflow where dh/dx does not (the p_t
     in front is small), so for a W near the float's limit it is taken on W scaled by a power of two.
+    ``parts`` (from :func:`_dx_parts` on the whole batch, cut to P's samples) lets one sample be
+    taken with the digits it has in the whole batch.
     """
-    N = L.N
     T = L.temperature
-    s = _dx_scale(L, 2 / min(T, 1.0))
-    Wt = L.W.T if s is None else L.W.T / s
-    centred = Wt[None, :, :] - _product(P, Wt)[:, None, :]
+    Wt, s, top, mean, rest = _dx_parts(L, P) if parts is None else parts
+    rows = np.arange(P.shape[0])
+    centred = Wt[None, :, :] - mean[:, None, :]
     # For the likeliest output the two terms agree to 1 − p_t and cancel; there take
     # (1 − p_t) W[j,t] − Σ_{i≠t} p_i W[j,i], whose parts do not.
-    rows, top = np.arange(N), np.argmax(P, axis=1)
-    others = P.copy()
-    others[rows, top] = 0
-    centred[rows, top, :] = _one_minus(P)[rows, top][:, None] * Wt[top, :] - _product(others, Wt)
+    centred[rows, top, :] = _one_minus(P)[rows, top][:, None] * Wt[top, :] - rest
     J = P[:, :, None] * centred if L.function == "softmax" else centred
     if s is None:
         return J / T if T != 1 else J
@@ -968,6 +989,28 @@ class Blocks(NamedTuple):
     rows: Iterator[Array]
 
 
+def _dfdz_rows(L: Layer, of: str, p: Array | None, one_minus: Array | None, r0: int, r1: int) -> Array:
+    """Rows ``r0:r1`` of one sample's dh/dz (or dz/dz = I), made from p alone: (r1 − r0) × K.
+
+    The same floats as the rows of :func:`_dh_dz`, in O((r1 − r0)·K) memory, so a K×K factor is
+    never held for streaming.
+    """
+    K, dtype = L.K, L.W.dtype
+    rows = np.arange(r1 - r0)
+    if of == "z":
+        A = np.zeros((r1 - r0, K), dtype=dtype)
+        A[rows, rows + r0] = 1
+        return A
+    assert p is not None and one_minus is not None
+    if L.function == "softmax":
+        A = -p[r0:r1, None] * p[None, :]
+        A[rows, rows + r0] = p[r0:r1] * one_minus[r0:r1]
+    else:
+        A = np.broadcast_to(-p[None, :], (r1 - r0, K)).copy()
+        A[rows, rows + r0] = one_minus[r0:r1]
+    return A / L.temperature if L.temperature != 1 else A
+
+
 def jacobian_blocks(
     L: Layer,
     *,
@@ -976,26 +1019,220 @@ def jacobian_blocks(
     method: str = "shortcut",
     block_bytes: int = BLOCK_BYTES,
 ) -> Blocks:
-    """The per-sample Jacobian of ``L`` in row blocks of about ``block_bytes``: memory stays flat."""
+    """The per-sample Jacobian of ``L`` in row blocks of about ``block_bytes``: memory stays flat.
+
+    Rows of dh/dz are made block by block from p, so no K×K factor is held whatever K is, and a
+    batch goes sample by sample. Every refusal (a result past the float range) happens here,
+    before the first block is drawn.
+    """
     _choice("method", method, METHODS)
     N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
     shape = (N, K, cols) if L.batched else (K, cols)
+    P = _probabilities(L) if of == "h" else None
+    if of == "h":
+        assert P is not None
+        _dh_dz_scale(L, P)  # refuse before any block
+        if wrt == "W":
+            _guard_dW(L, of, P)
+    one_minus = None if P is None else _one_minus(P)
+    itemsize = L.W.dtype.itemsize
+    # the rows of dh/dz a block is made from take K/cols = 1/n of the block's memory on top
+    spans = _row_blocks(K, cols * itemsize, block_bytes)
 
     def rows() -> Iterator[Array]:
-        if wrt != "W":  # small: K × (n or K) per sample
-            yield layer_jacobian(L, of=of, wrt=wrt, method=method).reshape(-1, cols)
+        if wrt == "x":  # K×n a sample: no larger than W, which is held already
+            out = np.empty((1, K, cols), dtype=L.W.dtype)
+            parts = _dx_parts(L, P) if P is not None and method == "shortcut" else None
+            for s in range(N):
+                Ps = None if P is None else P[s : s + 1]  # the batch's p: the same digits as the whole
+                if Ps is None:
+                    out[0] = L.W.T
+                elif method == "chain":
+                    _chain_dx(L, _dh_dz(L, Ps), Ps, out)
+                else:
+                    out[...] = _shortcut_dx(L, Ps, parts and _sample_parts(parts, s))
+                yield out[0]
             return
-        A = _dfdz_or_identity(L, of)
+        buffer = np.empty((max(r1 - r0 for r0, r1 in spans), cols), dtype=L.W.dtype) if wrt == "W" else None
         fill = _chain_dW if method == "chain" else _shortcut_dW
-        spans = _row_blocks(K, cols * L.W.dtype.itemsize, block_bytes)
-        buffer = np.empty((max(r1 - r0 for r0, r1 in spans), cols), dtype=L.W.dtype)
         for s in range(N):
+            p = None if P is None else P[s]
+            om = None if one_minus is None else one_minus[s]
             for r0, r1 in spans:
+                A = _dfdz_rows(L, of, p, om, r0, r1)
+                if buffer is None:  # dh/dz or dh/db: the rows themselves
+                    yield A
+                    continue
                 block = buffer[: r1 - r0]
-                fill(A[s : s + 1, r0:r1], L.X[s : s + 1], block[None])
+                fill(A[None], L.X[s : s + 1], block[None])
                 yield block
 
     return Blocks(shape, L.W.dtype, rows())
+
+
+def factor_blocks(L: Layer, *, of: str = "h", block_bytes: int = BLOCK_BYTES) -> Blocks:
+    """The factor ``A = dh/dz`` of :func:`layer_factors` in row blocks (N·K rows of K), from p.
+
+    For writing factored output past the memory budget: the K² numbers are never held at once.
+    x, the other factor, is ``L.X`` (n or N×n) as it is.
+    """
+    return jacobian_blocks(L, of=of, wrt="z", block_bytes=block_bytes)
+
+
+ESTIMATES = ("forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend")
+TEXT_BYTES_PER_NUMBER = (
+    80  # a number turned into JSON/CSV text whole: a Python float, its list slot, its text
+)
+LEGEND_BYTES_PER_ROW = 6000  # measured: a 1 MB W (131,072 weights) made 760 MB of legend
+
+
+def estimate_bytes(
+    L: Layer,
+    what: str = "jacobian",
+    *,
+    of: str = "h",
+    wrt: str = "W",
+    method: str = "shortcut",
+    probes: int | None = None,
+    text: bool = False,
+    block_bytes: int = BLOCK_BYTES,
+) -> int:
+    """Bytes a command's path allocates beyond the loaded layer, at its peak, before it starts.
+
+    One estimate per path, so a caller can compare it with its memory budget before the first
+    large allocation. Generous by design (it counts temporaries), never a measurement.
+
+    Parameters
+    ----------
+    L : Layer
+        The checked layer.
+    what : {"forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend"}
+        ``"jacobian"`` is the result held whole (:func:`layer_jacobian`), ``"factored"`` the
+        factors (:func:`layer_factors`), ``"streamed"`` :func:`jacobian_blocks` (one block),
+        ``"entry"`` :func:`layer_entry`, ``"check"`` :func:`smjac.checks.layer_check` with
+        ``probes``, ``"legend"`` the table naming each column of the Jacobian ``wrt``.
+    of, wrt, method
+        As for :func:`layer_jacobian`.
+    probes : int, optional
+        For ``"check"``: as :func:`smjac.checks.check` takes it.
+    text : bool
+        The result is turned into text (JSON, CSV, a table) whole, or, streamed, a block at a
+        time: add :data:`TEXT_BYTES_PER_NUMBER` for each number held as text.
+
+    Examples
+    --------
+    >>> L = make_layer(np.ones((1, 20000)), [1.0])
+    >>> estimate_bytes(L, "entry") < 2**20 < estimate_bytes(L, "jacobian") // 1000
+    True
+    """
+    _choice("what", what, ESTIMATES)
+    N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
+    b, n = L.W.dtype.itemsize, L.n
+    logits = 6 * N * K * b  # z, its shifted copy, exp, p, 1 − p, h
+    dfdz = 3 * N * K * K * b  # dh/dz, its copy divided by T, one temporary
+    numbers = 0
+    if what == "forward":
+        total, numbers = logits, 3 * N * K
+    elif what == "entry":
+        total, numbers = 6 * K * b + 2 * n * b, 1
+    elif what == "jacobian":
+        numbers = N * K * cols
+        closed_dx = wrt == "x" and method == "shortcut" and of == "h"  # no K×K factor, K×n temporaries
+        work = 4 * N * K * n * b if closed_dx else dfdz
+        total = logits + work + numbers * b
+    elif what == "factored":
+        numbers = N * K * K + N * n
+        total = logits + dfdz + N * n * b
+    elif what == "streamed":
+        block = 4 * K * n * b if wrt == "x" else 2 * block_bytes + 2 * (block_bytes // max(1, n))
+        total = logits + block + 2 * N * n * b
+        numbers = min(N * K * cols, max(K * n if wrt == "x" else 1, block_bytes // b))
+    elif what == "grad":
+        numbers = K * n + K + N * K + N * n
+        total = 8 * N * K * b + 2 * K * n * b + 2 * N * n * b
+    elif what == "check":
+        m = K * n if probes is None else min(probes, K * n)
+        # per sample: dh/dz and what the identities make of it (K², eigenvalues included), the
+        # columns of dh/dW compared (shortcut, chain, finite differences and their errors: K·m
+        # each, twice while stacked) and dh/dx both ways
+        total = 8 * K * K * b + (8 if m < K * n else 12) * K * m * b + 6 * K * n * b + logits
+        numbers = 16 * 4
+    else:  # legend
+        numbers = cols
+        total = cols * LEGEND_BYTES_PER_ROW
+    if text and what != "legend":
+        total += numbers * TEXT_BYTES_PER_NUMBER
+    return int(total)
+
+
+ENTRY_FORMS = {"W": "T,I,J (output T, weight w[I,J])", "x": "T,K (output T, x[K])"}
+
+
+def entry_form(wrt: str) -> str:
+    """How ``--entry`` is written for ``wrt``: ``T,I,J`` for W, ``T,K`` otherwise."""
+    _choice("wrt", wrt, WRTS)
+    return ENTRY_FORMS.get(wrt, f"T,K (output T, {wrt}[K])")
+
+
+def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W", sample: int = 0) -> float:
+    """One entry of the Jacobian, ``∂of_T/∂wrt[…]``, in O(K + n) memory and one pass over W.
+
+    ``index`` is ``(T, I, J)`` for ``wrt="W"`` (output T, weight ``w[I,J]``: column ``I·n + J``)
+    and ``(T, K)`` otherwise. The value is the very float :func:`layer_jacobian` has there.
+
+    Raises
+    ------
+    InputError
+        For the wrong number of indices, or one out of range (the message gives the range).
+
+    Examples
+    --------
+    >>> L = make_layer([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0])
+    >>> bool(layer_entry(L, (0, 0, 1)) == layer_jacobian(L)[0, 0, 1])
+    True
+    >>> layer_entry(L, (0, 2, 0))
+    Traceback (most recent call last):
+    ...
+    smjac.errors.InputError: i = 2 is out of range: 0 ≤ i ≤ 1
+    """
+    _choice("of", of, OFS)
+    index = tuple(int(v) for v in index)
+    want = 3 if wrt == "W" else 2
+    if len(index) != want:
+        raise InputError(f"--wrt {wrt} takes {entry_form(wrt)}, not {len(index)} indices")
+    if not 0 <= sample < L.N:
+        raise InputError(f"sample {sample} is out of range: the batch has {L.N} samples (0 to {L.N - 1})")
+    cols = L.K if wrt in ("z", "b", "W") else L.n
+    names = ("t", "i", "j") if wrt == "W" else ("T", "K")  # the messages Factored.entry and --entry gave
+    sizes = (L.K, L.K, L.n) if wrt == "W" else (L.K, cols)
+    for name, value, size in zip(names, index, sizes, strict=True):
+        if not 0 <= value < size:
+            raise InputError(f"{name} = {value} is out of range: 0 ≤ {name} ≤ {size - 1}")
+    one = L._replace(X=L.X[sample : sample + 1], batched=False)
+    t, k = index[0], index[1]
+    if wrt == "x":
+        if of == "z":
+            return float(L.W[k, t])
+        # dh/dx needs Σ_i p_i W[k, i]: the n sums the whole takes (the same products, so the same
+        # digits), then only entry (t, k) of the closed form
+        Px = _probabilities(one)
+        Wt, s, top, mean, rest = _dx_parts(one, Px)
+        p = Px[0]
+        likeliest = t == top[0]  # there the closed form takes 1 − p_t, as the whole does
+        centred = _one_minus(Px)[0, t] * Wt[t, k] - rest[0, k] if likeliest else Wt[t, k] - mean[0, k]
+        value = p[t] * centred if L.function == "softmax" else centred
+        T = L.temperature
+        if s is None:
+            return float(value / T if T != 1 else value)
+        return float(_rescale_dx(L, np.asarray([value]), s, T)[0])
+    P = _probabilities(one) if of == "h" else None
+    if P is not None:
+        _dh_dz_scale(one, P)
+    A = _dfdz_rows(one, of, None if P is None else P[0], None if P is None else _one_minus(P)[0], t, t + 1)[0]
+    if wrt != "W":
+        return float(A[k])
+    _guard_dW(one, of, P)
+    return float(A[k] * one.X[0, index[2]])
 
 
 class Factored(NamedTuple):
@@ -1140,10 +1377,14 @@ class Gradient:
             raise InputError("dLoss/dx needs δ per sample, which grad_chunks does not keep; use grad")
         _finite_W(L)  # δ·Wᵀ reads W itself
         delta = self.z if L.batched else self.z[None]
-        # δ·Wᵀ's partial sums can overflow where it does not: scale W by a power of two if need be
-        s = _pow2(_max_abs(L.W)) if _max_abs(delta) * _max_abs(L.W) * L.K > _fmax(L.W.dtype) / 4 else 1.0
+        # δ·Wᵀ's partial sums can overflow where it does not: then scale δ and W by powers of two
+        dmax, wmax = _max_abs(delta), _max_abs(L.W)
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            gx = _product(delta, L.W.T) if s == 1 else _product(delta, L.W.T / s) * s
+            if dmax * wmax * L.K <= _fmax(L.W.dtype) / 4:
+                gx = _product(delta, L.W.T)
+            else:
+                sd, sw = _pow2(dmax), _pow2(wmax)
+                gx = _product(delta / sd, L.W.T / sw) * sd * sw
         if not all_finite(gx):
             raise InputError(f"dLoss/dx = δ·Wᵀ overflows {gx.dtype}; scale W or the upstream down")
         return L.out(gx)
@@ -1470,3 +1711,43 @@ def grad_chunks(
     if not (all_finite(grad_W) and all_finite(grad_b) and (loss is None or math.isfinite(loss))):
         _refuse_gradient("dLoss/dW, summed over the batch,", grad_W.dtype, reduce, N)
     return Gradient(W=grad_W, b=grad_b, z=None, loss=loss, layer=L)
+
+
+def column_legend(wrt: str, K: int, n: int, layout: str = "in-out") -> list[tuple[int, str, str]]:
+    """(column, what it is, where it is stored) for each column of a Jacobian with respect to ``wrt``.
+
+    The convention of the whole package: weight ``w[i,j]`` (input j to output i) is column
+    ``i·n + j``, stored at ``W[j, i]`` in the in-out layout and ``W[i, j]`` in the out-in one.
+
+    Examples
+    --------
+    >>> column_legend("W", 2, 2, "in-out")[1]
+    (1, 'w[0,1]: input 1 → output 0', 'W[1,0]')
+    >>> column_legend("x", 2, 3)[2]
+    (2, 'x₂', 'x[2]')
+    """
+    _choice("wrt", wrt, WRTS)
+    _choice("layout", layout, LAYOUTS)
+    if wrt == "W":
+        at = "W[{j},{i}]" if layout == "in-out" else "W[{i},{j}]"
+        return [
+            (i * n + j, f"w[{i},{j}]: input {j} → output {i}", at.format(i=i, j=j))
+            for i in range(K)
+            for j in range(n)
+        ]
+    sub = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+    return [(k, f"{wrt}{str(k).translate(sub)}", f"{wrt}[{k}]") for k in range(n if wrt == "x" else K)]
+
+
+def constant_upstream(upstream: ArrayLike) -> bool:
+    """Whether ``dLoss/dh`` is the same for every output (of each sample): then the softmax's
+    gradient is exactly zero, as the post's "sum the columns" update is.
+
+    Examples
+    --------
+    >>> constant_upstream([1.0, 1.0, 1.0]), constant_upstream([[2.0, 2.0], [1.0, 0.0]])
+    (True, False)
+    """
+    g = np.asarray(upstream)
+    rows = g.reshape(-1, g.shape[-1]) if g.ndim else g.reshape(1, 1)
+    return bool(np.all(rows == rows[:, :1]))

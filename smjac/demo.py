@@ -20,7 +20,8 @@ def blog_example() -> tuple[np.ndarray, np.ndarray]:
     return np.array(data["W"], dtype=np.float64), np.array(data["x"], dtype=np.float64)
 
 
-def run(console: Any, precision: int = 5) -> None:
+def renderables(width: int, precision: int = 5) -> list[Any]:
+    """The walk-through, as rich renderables for a terminal ``width`` columns wide."""
     W, x = blog_example()
     n, K = W.shape
     fwd = core.forward(W, x)
@@ -32,15 +33,15 @@ def run(console: Any, precision: int = 5) -> None:
     summed = core.grad(W, x, upstream=np.ones(K))
     target = int(np.argmax(fwd.h))
     ce = core.grad(W, x, target=target)
-    width = console.width
     hidden: list[str] = []
+    parts: list[Any] = []
 
     def step(title: str, text: str, M: np.ndarray | None = None, rows: Any = None, cols: Any = None) -> None:
-        console.print(Rule(Text(title)))
-        console.print(Text(text))
+        parts.append(Rule(Text(title)))
+        parts.append(Text(text))
         if M is not None:
             shown = render.matrix_table(M, rows, cols, precision=precision, width=width)
-            console.print(shown.table)
+            parts.append(shown.table)
             if shown.elided:
                 hidden.append(title)
 
@@ -51,13 +52,13 @@ def run(console: Any, precision: int = 5) -> None:
         render.labels("x", n),
         render.labels("z", K),
     )
-    console.print(Rule(Text("2 · forward pass")))
-    console.print(
+    parts.append(Rule(Text("2 · forward pass")))
+    parts.append(
         Text(
             "z = Wᵀx and h = softmax(z). The post prints h = [0.19091352 0.20353145 0.21698333 0.23132428 0.15724743]."
         )
     )
-    console.print(render.forward_table(fwd.z, fwd.h, precision=8))
+    parts.append(render.forward_table(fwd.z, fwd.h, precision=8))
     step(
         "3 · dh/dz = diag(h) − hhᵀ",
         "The softmax Jacobian: symmetric, and each row and column sums to 0 because h always sums to 1.",
@@ -106,8 +107,12 @@ def run(console: Any, precision: int = 5) -> None:
         render.labels("x", n),
         render.labels("z", K),
     )
-    console.print(Text("Try it on your own layer: smjac check -W W.json -x x.json"))
+    parts.append(Text("Try it on your own layer: smjac check -W W.json -x x.json"))
     if hidden:
-        console.print(
-            f"[dim]Some tables were elided to fit {width} columns; a wider terminal shows them whole.[/dim]"
+        parts.append(
+            Text(
+                f"Some tables were elided to fit {width} columns; a wider terminal shows them whole.",
+                style="dim",
+            )
         )
+    return parts

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -60,6 +61,8 @@ def read_bytes(
 ) -> bytes:
     """The raw bytes of ``path`` (``-`` is stdin), refusing more than ``max_bytes`` before reading."""
     if str(path) == STDIN:
+        if stdin is None and sys.stdin is None:
+            raise LoadError("-: stdin is closed; pipe a matrix in (smjac ... -x - < x.json)")
         stream = stdin if stdin is not None else sys.stdin.buffer
         if stream.isatty():
             raise LoadError("-: stdin is a terminal; pipe a matrix in (smjac ... -x - < x.json)")
@@ -105,9 +108,29 @@ def sniff(data: bytes) -> Format:
     return Format.JSON if head in (b"[", b"{") else Format.CSV
 
 
-def parse(data: bytes, fmt: Format, label: str) -> np.ndarray:
-    """Turn bytes of a known format into a finite float array; ``label`` names it in errors."""
+JSON_BYTES_PER_BYTE = 13  # measured: a 720 MB JSON matrix took 9.2 GB to parse (a Python float per number)
+
+
+def _json_budget(size: int, label: str, max_memory: int | None) -> None:
+    """Refuse, before parsing, JSON whose parse would outgrow the memory budget."""
+    budget = default_memory_budget() if max_memory is None else max_memory
+    need = size * JSON_BYTES_PER_BYTE
+    if need > budget:
+        raise LoadError(
+            f"{label}: parsing {format_size(size)} of JSON takes about {format_size(need)} (a Python object per "
+            f"number), over the memory budget of {format_size(budget)} (--max-memory); save it as .npy "
+            "(numpy.save) instead, which loads in its own size"
+        )
+
+
+def parse(data: bytes, fmt: Format, label: str, *, max_memory: int | None = None) -> np.ndarray:
+    """Turn bytes of a known format into a finite float array; ``label`` names it in errors.
+
+    ``max_memory`` (bytes; :func:`default_memory_budget` when None) bounds what parsing may take:
+    JSON is refused before it is parsed when its estimate is over it.
+    """
     if fmt is Format.JSON:
+        _json_budget(len(data), label, max_memory)
         arr = _parse_json(data, label)
     elif fmt is Format.CSV:
         arr = _parse_csv(data, label)
@@ -122,18 +145,35 @@ def parse(data: bytes, fmt: Format, label: str) -> np.ndarray:
     return arr
 
 
+@contextlib.contextmanager
+def _no_memory_error(label: str) -> Iterator[None]:
+    """A MemoryError while loading becomes one LoadError line, not a traceback."""
+    try:
+        yield
+    except MemoryError:
+        raise LoadError(
+            f"{label}: ran out of memory while loading it; free some memory, lower --max-memory so smjac "
+            "refuses before it starts, or give the matrix as .npy"
+        ) from None
+
+
 def load_array(
-    path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_memory: int | None = None,
+    stdin: BinaryIO | None = None,
 ) -> np.ndarray:
     """Load one matrix or vector from a .json, .csv or .npy file, or from stdin (``-``).
 
     The suffix names the format; stdin and a path with no suffix (such as the shell's ``<(...)``)
-    are sniffed from their first bytes.
+    are sniffed from their first bytes. ``max_memory`` is the budget of :func:`parse`.
     """
     label = "stdin" if str(path) == STDIN else str(path)
-    fmt = None if label == "stdin" or not Path(path).suffix else Format.from_path(path)
-    data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
-    return parse(data, fmt or sniff(data), label)
+    with _no_memory_error(label):
+        fmt = None if label == "stdin" or not Path(path).suffix else Format.from_path(path)
+        data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
+        return parse(data, fmt or sniff(data), label, max_memory=max_memory)
 
 
 def map_npy(path: str | Path) -> np.memmap:
@@ -202,14 +242,27 @@ LAYER_KEYS = ("W", "x", "b")
 
 
 def load_bundle(
-    path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_memory: int | None = None,
+    stdin: BinaryIO | None = None,
 ) -> dict[str, np.ndarray]:
     """Load a layer bundled in one file: an .npz archive or a JSON object holding W, x (and b).
 
     Each array is read as strictly as a file of its own; an .npz member is read with the same
-    NPY reader, so nothing in it is ever unpickled.
+    NPY reader, so nothing in it is ever unpickled. An .npz member's declared size, and what it
+    widens to as float64, are held against ``max_memory`` (:func:`default_memory_budget` when
+    None) before it is inflated; a key given twice is refused.
     """
     label = "stdin" if str(path) == STDIN else str(path)
+    with _no_memory_error(label):
+        return _load_bundle(path, label, max_bytes, max_memory, stdin)
+
+
+def _load_bundle(
+    path: str | Path, label: str, max_bytes: int, max_memory: int | None, stdin: BinaryIO | None
+) -> dict[str, np.ndarray]:
     data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
     fmt = sniff(data) if label == "stdin" or not Path(path).suffix else Format.from_path(path)
     found: dict[str, np.ndarray] = {}
@@ -218,19 +271,49 @@ def load_bundle(
 
         try:
             archive = zipfile.ZipFile(io.BytesIO(data))
-            members = {Path(info.filename).stem: info for info in archive.infolist()}
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            infos = archive.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
             raise LoadError(f"{label}: is not a valid .npz archive ({e})") from None
+        members: dict[str, Any] = {}
+        for info in infos:
+            key = Path(info.filename).stem
+            if key in members:
+                raise LoadError(
+                    f"{label}: holds {key!r} twice ({members[key].filename}, {info.filename}); keep one"
+                )
+            members[key] = info
         _check_keys(members, label)
+        budget = default_memory_budget() if max_memory is None else max_memory
         for key, info in members.items():
+            name = f"{label}[{key}]"
             if info.file_size > max_bytes:
-                raise LoadError(_too_big(f"{label}[{key}]", info.file_size, max_bytes))
+                raise LoadError(_too_big(name, info.file_size, max_bytes))
+            if info.flag_bits & 0x1:
+                raise LoadError(f"{name}: is encrypted; smjac reads only plain .npz members")
             try:
+                with archive.open(info) as member:
+                    head = member.read(4096)  # the NPY header, to know the widening before inflating
+                widened = _npy_float64_bytes(head, name)
+                if info.file_size + widened > budget:
+                    raise LoadError(
+                        f"{name}: inflates to {format_size(info.file_size)}, {format_size(widened)} more as "
+                        f"float64, over the memory budget of {format_size(budget)} (--max-memory)"
+                    )
                 raw = archive.read(info)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
-                raise LoadError(f"{label}[{key}]: cannot be read ({e})") from None
-            found[key] = parse(raw, Format.NPY, f"{label}[{key}]")
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                ValueError,
+                EOFError,
+                NotImplementedError,
+                RuntimeError,
+            ) as e:
+                if isinstance(e, LoadError):
+                    raise
+                raise LoadError(f"{name}: cannot be read ({e})") from None
+            found[key] = parse(raw, Format.NPY, name)
     elif fmt is Format.JSON:
+        _json_budget(len(data), label, max_memory)
         obj = _json_document(data, label)
         if not isinstance(obj, dict):
             raise LoadError(f"{label}: a layer bundle is a JSON object with W and x, not {_json_kind(obj)}")
@@ -268,12 +351,15 @@ def load_layer(
     temperature: float = 1.0,
     dtype: str = "float64",
     max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_memory: int | None = None,
     stdin: BinaryIO | None = None,
 ) -> Layer:
     """Load W, x (and b) from their files, or from a bundle, as a checked :class:`~smjac.core.Layer`.
 
     A file given on its own takes the place of the bundle's array. Errors name the files. The
     layer is checked here, once: the ``layer_*`` functions of :mod:`smjac.core` take it as it is.
+    ``max_memory`` (bytes; :func:`default_memory_budget` when None) is the budget each loader
+    holds a file's parse to before it starts (``--max-memory``).
     """
     paths = [p for p in (W, x, b, layer) if p is not None]
     if sum(str(p) == STDIN for p in paths) > 1:
@@ -281,17 +367,18 @@ def load_layer(
     arrays: dict[str, np.ndarray] = {}
     names = {key: key for key in LAYER_KEYS}
     if layer is not None:
-        arrays = load_bundle(layer, max_bytes=max_bytes, stdin=stdin)
+        arrays = load_bundle(layer, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
         label = "stdin" if str(layer) == STDIN else str(layer)
         names = {key: f"{label}[{key}]" for key in LAYER_KEYS}
     for key, path in zip(LAYER_KEYS, (W, x, b), strict=True):
         if path is not None:
-            arrays[key] = load_array(path, max_bytes=max_bytes, stdin=stdin)
+            arrays[key] = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
             names[key] = "stdin" if str(path) == STDIN else str(path)
     missing = [f"-{key}" for key in ("W", "x") if key not in arrays]
     if missing:
         raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with --layer FILE")
-    cast = {k: v.astype(dtype, copy=False) for k, v in arrays.items()}
+    with _no_memory_error(names["W"]):
+        cast = {k: _cast(v, dtype, names[k]) for k, v in arrays.items()}
     return make_layer(
         cast["W"],
         cast["x"],
@@ -301,6 +388,24 @@ def load_layer(
         temperature=temperature,
         names=(names["W"], names["x"], names["b"]),
     )
+
+
+def _cast(a: np.ndarray, dtype: str, label: str) -> np.ndarray:
+    """``a`` in ``dtype``, refusing a value the cast turns infinite (1e39 in float32).
+
+    The loaders have made sure every number is finite, so an infinity here is the cast's own
+    doing, and the message says so rather than blame the file.
+    """
+    with np.errstate(over="ignore"):  # numpy would warn on stderr; the check below says it better
+        out = a.astype(dtype, copy=False)
+    if not all_finite(out):
+        limit = float(np.finfo(out.dtype).max)
+        largest = float(a.flat[int(np.argmax(np.abs(a)))])
+        raise LoadError(
+            f"{label}: {largest:.6g} overflows {out.dtype} when cast for --dtype {dtype} (its largest value "
+            f"is {limit:.3g}); use --dtype float64 or scale it down"
+        )
+    return out
 
 
 def _json_document(data: bytes, label: str) -> Any:
@@ -313,8 +418,28 @@ def _json_document(data: bytes, label: str) -> Any:
             raise LoadError(f"{label}: {token} overflows a 64-bit float")
         return value
 
+    def strict_int(token: str) -> int | float:
+        digits = len(token.lstrip("-"))
+        if digits > 309:  # past any float64 (and Python's 4300-digit limit on int(), a ValueError)
+            raise LoadError(f"{label}: an integer of {digits:,} digits is too large for a 64-bit float")
+        return int(token)
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) < len(pairs):  # json would keep the last silently
+            keys = [k for k, _ in pairs]
+            twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+            raise LoadError(f"{label}: holds {twice!r} twice; keep one")
+        return obj
+
     try:
-        return json.loads(data.decode("utf-8-sig"), parse_constant=refuse_constant, parse_float=strict_float)
+        return json.loads(
+            data.decode("utf-8-sig"),
+            parse_constant=refuse_constant,
+            parse_float=strict_float,
+            parse_int=strict_int,
+            object_pairs_hook=unique_keys,
+        )
     except UnicodeDecodeError:
         raise LoadError(f"{label}: is not UTF-8 text, so not JSON") from None
     except json.JSONDecodeError as e:
@@ -406,6 +531,29 @@ def _parse_csv(data: bytes, label: str) -> np.ndarray:
     return arr
 
 
+def _check_npy_shape(shape: Any, label: str) -> None:
+    """A shape is a tuple of non-negative ints; a header may claim anything (``(-1, -1)``, ``(True, 5)``)."""
+    if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+        raise LoadError(f"{label}: is not a valid NPY file (its header gives the shape {shape!r})")
+
+
+def _npy_float64_bytes(head: bytes, label: str) -> int:
+    """Bytes an NPY file's numbers take as float64, from its first bytes (its header) alone."""
+    from numpy.lib import format as npformat
+
+    buf = io.BytesIO(head)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            version = npformat.read_magic(buf)
+            read = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _, _ = read(buf)
+    except Exception:  # a bad header is for the NPY reader to name, once the member is read
+        return 0
+    _check_npy_shape(shape, label)
+    return math.prod(shape) * 8
+
+
 def _parse_npy(data: bytes, label: str) -> np.ndarray:
     """Read an NPY file's header, check it against the bytes that follow, then view the numbers.
 
@@ -430,6 +578,7 @@ def _parse_npy(data: bytes, label: str) -> np.ndarray:
                 raise ValueError(f"NPY version {version[0]}.{version[1]} is not supported")
     except Exception as e:  # the header parser's errors are many (ValueError, SyntaxError, ...)
         raise LoadError(f"{label}: is not a valid NPY file ({e})") from None
+    _check_npy_shape(shape, label)
     if dtype.hasobject:
         raise LoadError(f"{label}: holds Python objects (a pickle); smjac never unpickles data")
     if dtype.names is not None or dtype.kind not in "fiu":
@@ -563,11 +712,15 @@ def check_writable(path: str | Path, *, force: bool = False) -> None:
     """Refuse, before any work, a path whose folder is missing, that is a folder, or that exists
     (unless ``force``). :func:`write_atomic` checks again when it writes."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: folder {path.parent} does not exist")
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory")
-    if path.exists() and not force:
+    try:
+        if not path.parent.is_dir():
+            raise OutputError(f"{path}: folder {path.parent} does not exist")
+        if path.is_dir():
+            raise OutputError(f"{path}: is a directory")
+        exists = path.exists()
+    except OSError as e:  # a name too long for the file system, say
+        raise OutputError(f"{str(path)[:60]}…: cannot write it ({e.strerror or e})") from None
+    if exists and not force:
         raise OutputError(f"{path}: exists; add --force to replace it")
 
 
@@ -598,7 +751,7 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, 
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        _take_mode(tmp, path, force)
         if force:
             os.replace(tmp, path)
         else:
@@ -619,6 +772,22 @@ def _link_no_clobber(tmp: str, path: Path) -> None:
         if path.exists():  # a file system without hard links: check, then rename
             raise OutputError(f"{path}: exists; add --force to replace it") from None
         os.replace(tmp, path)
+
+
+def _take_mode(tmp: str, path: Path, force: bool) -> None:
+    """Give the new file the mode a user expects: a replaced file's own mode and owner (where
+    allowed), so --force never widens who can read it; else the umask's, as a new file gets.
+    mkstemp makes every file 0600."""
+    old = None
+    if force:
+        with contextlib.suppress(OSError):
+            old = os.stat(path)
+    if old is None:
+        os.chmod(tmp, 0o666 & ~_umask())
+        return
+    os.chmod(tmp, stat.S_IMODE(old.st_mode))
+    with contextlib.suppress(OSError):  # only root may give a file away
+        os.chown(tmp, old.st_uid, old.st_gid)
 
 
 def _umask() -> int:
@@ -693,14 +862,22 @@ def stream_csv(
 
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+MAX_SIZE = 2**62  # the largest size smjac takes (4 EiB): past any machine, short of int64 overflow
 
 
 def parse_size(text: str) -> int:
-    """``"4G"``, ``"512MiB"``, ``"1.5g"`` or ``"1000000"`` as a number of bytes (units of 1024)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    """``"4G"``, ``"512MiB"``, ``"1.5g"`` or ``"1000000"`` as a number of bytes (units of 1024).
+
+    >>> parse_size("1.5k"), parse_size("2G")
+    (1536, 2147483648)
+    """
+    m = re.fullmatch(r"\s*(\d{1,30}(?:\.\d{0,30})?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
     if not m:
         raise ValueError(f"{text!r} is not a size; write it as 4G, 512M or a number of bytes")
-    return int(float(m[1]) * _UNITS[m[2]])
+    size = int(float(m[1]) * _UNITS[m[2]])
+    if not 0 < size <= MAX_SIZE:
+        raise ValueError(f"{text!r} is out of range: a size is 1 byte to 4 EiB (2^62 bytes)")
+    return size
 
 
 def format_size(n: float) -> str:

@@ -163,19 +163,6 @@ def check_table(report: CheckReport) -> Table:
 # ---------------------------------------------------------------- legend
 
 
-def legend_rows(wrt: str, K: int, n: int, layout: str) -> list[tuple[int, str, str]]:
-    """(column, what it is, where it lives) for each column of a Jacobian with respect to ``wrt``."""
-    if wrt == "W":
-        where = (lambda i, j: f"W[{j},{i}]") if layout == "in-out" else (lambda i, j: f"W[{i},{j}]")
-        return [
-            (i * n + j, f"w[{i},{j}]: input {j} → output {i}", where(i, j))
-            for i in range(K)
-            for j in range(n)
-        ]
-    count = n if wrt == "x" else K
-    return [(k, f"{wrt}{sub(k)}", f"{wrt}[{k}]") for k in range(count)]
-
-
 def legend_table(rows: list[tuple[int, str, str]], layout: str) -> Table:
     from rich import box
     from rich.table import Table
@@ -187,6 +174,13 @@ def legend_table(rows: list[tuple[int, str, str]], layout: str) -> Table:
     for column, what, where in rows:
         table.add_row(str(column), what, where)
     return table
+
+
+def plain(text: str) -> Text:
+    """Text shown as it is: no markup, so ``w[1,2]`` stays as written."""
+    from rich.text import Text
+
+    return Text(text)
 
 
 # ---------------------------------------------------------------- documents

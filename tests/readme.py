@@ -64,6 +64,42 @@ def render(text: str) -> str:
     return BLOCK.sub(block, text)
 
 
+# A number as a table or CSV prints it.
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?")
+NOISE = 1e-9  # below this a figure is noise: round-off, or a finite difference's error
+FULL = 13  # a figure printed with this many significant digits or more is at full precision
+
+
+def same(shown: str, fresh: str) -> bool:
+    """Whether a README block says what a fresh run says, allowing for round-off alone.
+
+    Some figures are noise by nature, and their digits depend on the order in which a BLAS
+    kernel adds (which differs between CPUs and thread counts): a check's error figures (2.11e-17
+    on one machine, 6.70e-18 on another; 8.12e-12 or 6.33e-12 from finite differences) sit
+    far below tolerances of 1e-8 or more, and the last digit of a number printed at full
+    precision is round-off. So figures under ``NOISE`` in size match each other, full-precision
+    figures match to 1e-14 relative, every other figure must match to the digit, and all words
+    and punctuation must match (spaces are folded, since a table pads a column to its widest
+    figure). What is meant to be stable, the verdicts, tolerances and printed digits, is held.
+    """
+    a, b = _NUMBER.split(shown), _NUMBER.split(fresh)
+    if len(a) != len(b) or [" ".join(t.split()) for t in a] != [" ".join(t.split()) for t in b]:
+        return False
+    return all(
+        _same_figure(x, y) for x, y in zip(_NUMBER.findall(shown), _NUMBER.findall(fresh), strict=True)
+    )
+
+
+def _same_figure(x: str, y: str) -> bool:
+    if x == y:
+        return True
+    u, v = float(x), float(y)
+    if abs(u) < NOISE and abs(v) < NOISE:
+        return True
+    digits = min(len(s.split("e")[0].lstrip("+-0.").replace(".", "")) for s in (x, y))
+    return digits >= FULL and abs(u - v) <= 1e-14 * max(abs(u), abs(v))
+
+
 def commands(text: str) -> list[str]:
     return [m["cmd"] for m in BLOCK.finditer(text)]
 

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 import smjac
 from smjac import core
 from smjac import files as smio
-from smjac.cli import _Progress, app
+from smjac.cli import app
+from smjac.output import _Progress
 
 from .conftest import BLOG_W, BLOG_X, ROOT, post_l_dir_shortcut, post_softmax
 
@@ -206,7 +207,7 @@ def test_memory_guard_refuses_and_says_how_on():
     result = run("jacobian", *LAYER, "--max-memory", "100", "-f", "table")
     assert result.exit_code == 2 and result.stdout == ""
     message = result.stderr
-    assert "dh/dW would take 600 bytes (5 × 15 float64), over the memory budget of 100 bytes" in message
+    assert "dh/dW (5 × 15 float64) would take 600 bytes, over the memory budget of 100 bytes" in message
     assert "-o J.npy" in message and "--format csv" in message
     assert "--format factored" in message and "--entry T,I,J" in message
     assert message.count("\n") == 1
@@ -295,24 +296,22 @@ def test_cli_entry():
 
 def test_progress_draws_on_stderr_only_at_a_terminal(capsys, monkeypatch):
     monkeypatch.setattr(_Progress, "DELAY", 0.0)
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    bar = _Progress(100, "dh/dW")
+    bar = _Progress(100, "dh/dW", stream=sys.stderr, enabled=True)
     bar(50)
     bar(50)
     bar.close()
     out, err = capsys.readouterr()
     assert out == "" and "dh/dW" in err
-    for quiet, tty in [(True, True), (False, False)]:
-        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty, raising=False)
-        silent = _Progress(100, "dh/dW", quiet=quiet)
-        silent(100)
-        silent.close()
-        assert capsys.readouterr() == ("", "")
+    silent = _Progress(100, "dh/dW", stream=sys.stderr, enabled=False)  # --quiet, or not a terminal
+    silent(100)
+    silent.close()
+    assert capsys.readouterr() == ("", "")
 
 
 def test_no_progress_for_quick_work(capsys, monkeypatch):
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    bar = _Progress(100, "dh/dW")  # the default delay of a second has not passed
+    bar = _Progress(
+        100, "dh/dW", stream=sys.stderr, enabled=True
+    )  # the default delay of a second has not passed
     bar(100)
     bar.close()
     assert capsys.readouterr() == ("", "")

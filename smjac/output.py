@@ -1,0 +1,554 @@
+"""One writer for every command's result: where it goes, in what format, and that all of it got there.
+
+A command loads its inputs, computes, and hands one :class:`Result` to a :class:`Writer`. The
+writer alone decides the rest, once: the destination (``--format``, ``-o`` and whether stdout is
+a terminal, read once into an :class:`Environment`), whether the result is streamed or held
+under the memory budget, which combinations it refuses before any work, the checked writes, the
+progress bar, the "wrote FILE" note and ``--quiet``. Nothing else in smjac writes to stdout or
+stderr. (The process-level half, checked streams and signals, is :mod:`smjac.streams`.)
+
+Formats are one list, :class:`Format`; what each can hold is :func:`refusal`, from the
+:class:`Shape` of a result, which a command knows before it computes anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
+
+import numpy as np
+
+from . import files
+from .errors import InputError, OutputError
+
+
+class Format(str, Enum):
+    """Every format smjac prints or writes. ``--format`` takes the printable ones."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+    latex = "latex"
+    heatmap = "heatmap"
+    npy = "npy"
+    npz = "npz"
+
+    @property
+    def suffix(self) -> str | None:
+        """The file suffix that asks for this format with ``-o``; None for terminal-only ones."""
+        return {"markdown": ".md", "latex": ".tex", "table": None, "heatmap": None}.get(
+            self.value, f".{self.value}"
+        )
+
+    @property
+    def printable(self) -> bool:
+        """Whether ``--format`` can print it: text, not bytes."""
+        return self not in (Format.npy, Format.npz)
+
+    @classmethod
+    def from_suffix(cls, path: Path) -> Format:
+        suffix = path.suffix.lower()
+        for f in cls:
+            if f.suffix == suffix:
+                return f
+        what = f"suffix '{path.suffix}'" if path.suffix else "no suffix"
+        raise OutputError(f"{path}: {what}; smjac writes {either([f.suffix for f in cls if f.suffix])}")
+
+
+PEOPLE = (Format.table, Format.heatmap, Format.markdown, Format.latex)  # drawn from the view
+
+
+class Shape(NamedTuple):
+    """What a result is made of, known before it is computed: it settles which formats hold it.
+
+    ``main`` names the one array a ``.npy`` (and a header-less CSV) holds; ``extras`` are the other
+    fields, which those formats leave out. ``csv`` says how CSV holds it: ``"matrix"`` (rows, no
+    header), ``"columns"`` or ``"records"`` (a header, then rows), or None. ``view`` is what a
+    person sees: ``"matrix"`` (any picture), ``"table"`` (a table of its own, plus the documents
+    listed), or None (data only: printed as JSON).
+    """
+
+    name: str
+    main: str | None = None
+    extras: tuple[str, ...] = ()
+    csv: str | None = "matrix"
+    arrays: bool = True
+    view: str | None = "matrix"
+    documents: tuple[Format, ...] = (Format.markdown, Format.latex)
+    streams: bool = False
+
+
+def refusal(fmt: Format, shape: Shape) -> str | None:
+    """Why ``fmt`` cannot hold a result of this shape (None when it can)."""
+    if fmt is Format.npy and shape.main is None:
+        return "is not a single array, so it cannot be .npy"
+    if fmt is Format.npz and not shape.arrays:
+        return "holds no arrays, so it cannot be .npz"
+    if fmt is Format.csv and shape.csv is None:
+        return "has no rows and columns, so it cannot be CSV"
+    if fmt in PEOPLE:
+        if shape.view is None:
+            return f"is data for a program, not a picture, so it has no {fmt.value}"
+        if fmt is Format.heatmap and shape.view != "matrix":
+            return "is a table, not a matrix, so it has no heatmap"
+        if fmt in (Format.markdown, Format.latex) and fmt not in shape.documents:
+            return f"is a table that {fmt.value} cannot hold"
+    return None
+
+
+def left_out(fmt: Format, shape: Shape) -> tuple[str, ...]:
+    """The fields of a result that ``fmt`` holds only in part (said on stderr when written)."""
+    return shape.extras if fmt is Format.npy or (fmt is Format.csv and shape.csv == "matrix") else ()
+
+
+def either(words: Sequence[str]) -> str:
+    """``a, b or c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def usable(shape: Shape, *, files_only: bool = False) -> list[Format]:
+    return [f for f in Format if refusal(f, shape) is None and (f.suffix if files_only else f.printable)]
+
+
+class View(NamedTuple):
+    """What a person sees of a result: one matrix (one sample of a batch), labelled."""
+
+    M: np.ndarray
+    rows: Sequence[str]
+    cols: Sequence[str]
+    title: str
+    caption: str | None = None
+    table: Callable[[], Any] | None = None  # a table of its own, instead of the matrix's
+    notes: Sequence[str] = ()
+
+
+class Result(NamedTuple):
+    """A command's answer, for the writer: data made on demand, and how to show it.
+
+    ``data`` computes the document (given a progress callback); ``blocks``, where the result can
+    be streamed, gives its row blocks instead. ``nbytes`` is the memory holding it takes, checked
+    against the budget before ``data`` runs. ``status`` is the exit status once it is written
+    (``smjac check`` exits 1 when a check fails).
+    """
+
+    shape: Shape
+    what: str
+    data: Callable[[Callable[[int], None]], files.Document]
+    view: Callable[[files.Document], View] | None = None
+    nbytes: int = 0
+    blocks: Callable[[], Any] | None = None  # -> core.Blocks
+    status: Callable[[files.Document], int] = lambda doc: 0
+    notes: Sequence[str] = ()
+
+
+class Environment(NamedTuple):
+    """The facts about the process the writer needs, read once (tests pass their own)."""
+
+    stdout: TextIO
+    stderr: TextIO
+    stdout_isatty: bool
+    stderr_isatty: bool
+    no_color: bool
+    width: int
+    height: int
+
+    @classmethod
+    def read(cls) -> Environment:
+        def tty(stream: Any) -> bool:
+            try:
+                return bool(stream.isatty())
+            except (ValueError, OSError, AttributeError):
+                return False
+
+        size = shutil.get_terminal_size()
+        return cls(
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            stdout_isatty=tty(sys.stdout),
+            stderr_isatty=tty(sys.stderr),
+            no_color="NO_COLOR" in os.environ and os.environ["NO_COLOR"] != "",
+            width=size.columns,
+            height=size.lines,
+        )
+
+    @property
+    def encoding(self) -> str:
+        # smjac.streams keeps stdout's text layer in UTF-8 and converts below it; rich must still
+        # know what the stream takes, to draw its boxes in ASCII where it takes nothing more.
+        stream = self.stdout
+        return (
+            getattr(stream, "smjac_encoding", None) or getattr(stream, "encoding", None) or "utf-8"
+        ).lower()
+
+
+class Options(NamedTuple):
+    """The output options every command shares."""
+
+    fmt: Format | None = None
+    output: Path | None = None
+    force: bool = False
+    precision: int = 6
+    sample: int = 0
+    quiet: bool = False
+    max_memory: int | None = None  # bytes; None: half of what is available
+
+
+class Destination(NamedTuple):
+    fmt: Format
+    path: Path | None  # None: stdout
+
+
+def destinations(shape: Shape, opts: Options, stdout_isatty: bool) -> list[Destination]:
+    """Where a result goes: ``-o FILE`` in its suffix's format, and stdout in ``--format``'s (or,
+    without ``-o`` or ``--format``, a table at a terminal and plain data in a pipe)."""
+    out: list[Destination] = []
+    if opts.output is not None:
+        out.append(Destination(Format.from_suffix(opts.output), opts.output))
+    if opts.fmt is not None:
+        out.append(Destination(opts.fmt, None))
+    elif opts.output is None:
+        if shape.view is None:
+            default = Format.json
+        elif stdout_isatty:
+            default = Format.table
+        else:
+            default = Format.csv if shape.csv else Format.json
+        out.append(Destination(default, None))
+    return out
+
+
+class Writer:
+    """Writes one result to its destinations, refusing what cannot work before any is computed.
+
+    Create it first thing in a command, with the shape of what the command will produce: a bad
+    ``-o`` path, an existing file without ``--force`` or a format that cannot hold the result is
+    refused then, before any input is read.
+    """
+
+    def __init__(self, shape: Shape, opts: Options, env: Environment | None = None):
+        self.shape, self.opts = shape, opts
+        self.env = env or Environment.read()
+        self.dests = destinations(shape, opts, self.env.stdout_isatty)
+        for d in self.dests:
+            why = refusal(d.fmt, shape)
+            if why is not None:
+                where = f"{d.path}: " if d.path else f"--format {d.fmt.value}: "
+                others = [
+                    (f.suffix or "") if d.path else f.value
+                    for f in usable(shape, files_only=d.path is not None)
+                ]
+                raise OutputError(f"{where}{shape.name} {why}; use {either(others)}")
+            if d.path is not None:
+                files.check_writable(d.path, force=opts.force)
+
+    # ------------------------------------------------------------ messages
+
+    def note(self, text: str | None) -> None:
+        """A line on stderr (never stdout); --quiet keeps notes, not errors, off it."""
+        if text and not self.opts.quiet:
+            message(text, self.env.stderr)
+
+    # ------------------------------------------------------------ writing
+
+    def budget(self) -> int:
+        return files.default_memory_budget() if self.opts.max_memory is None else self.opts.max_memory
+
+    def write(self, result: Result) -> int:
+        """Compute ``result`` and write it to every destination; return the exit status."""
+        if result.shape.name != self.shape.name:  # pragma: no cover - a programming error
+            raise AssertionError(f"{result.shape.name} given to a writer for {self.shape.name}")
+        progress = _Progress(
+            result.nbytes,
+            result.what,
+            stream=self.env.stderr,
+            enabled=not self.opts.quiet and self.env.stderr_isatty,
+        )
+        try:
+            streamed = [d for d in self.dests if self._streams(d, result)]
+            if streamed and len(self.dests) == 1:
+                self._stream(streamed[0], result, progress)
+                return 0
+            if result.nbytes > self.budget():
+                raise InputError(self._over_budget(result))
+            doc = result.data(progress)
+        finally:
+            progress.close()
+        for text in result.notes:
+            self.note(text)
+        for d in self.dests:
+            self._write(d, doc, result)
+        return result.status(doc)
+
+    def _streams(self, d: Destination, result: Result) -> bool:
+        if result.blocks is None:
+            return False
+        return d.fmt is Format.npy or d.fmt is Format.csv
+
+    def _over_budget(self, result: Result) -> str:
+        said = (
+            f"{result.what} would take {files.format_size(result.nbytes)}, over the memory budget of "
+            f"{files.format_size(self.budget())} (--max-memory)"
+        )
+        if not self.shape.streams:
+            return said
+        return (
+            f"{said}. Stream it in blocks to a file, -o J.npy, or as CSV to a pipe, --format csv; or take "
+            "it as its factors, K² + n numbers: --format factored (one entry: --entry T,I,J)"
+        )
+
+    def _stream(self, d: Destination, result: Result, progress: _Progress) -> None:
+        assert result.blocks is not None
+        blocks = result.blocks()
+        if d.path is not None:
+            files.write_blocks(
+                d.path, blocks.shape, blocks.dtype, blocks.rows, force=self.opts.force, progress=progress
+            )
+            progress.close()
+            dims = " × ".join(map(str, blocks.shape))
+            size = files.format_size(int(np.prod(blocks.shape)) * np.dtype(blocks.dtype).itemsize)
+            self.note(f"wrote {d.path} ({dims} {np.dtype(blocks.dtype)}, {size})")
+        else:
+            self._flush_text()
+            files.stream_csv(self._stdout_bytes(), blocks.rows, progress=progress)
+            self._flush_bytes()
+
+    def _write(self, d: Destination, doc: files.Document, result: Result) -> None:
+        fmt, notes = d.fmt, list[str | None]()
+        if fmt in PEOPLE:
+            view = self._view(result, doc)
+            if d.path is None and fmt in (Format.table, Format.heatmap):
+                text, notes = self._draw(fmt, view)
+            else:
+                text = _document(fmt, view, self.opts.precision)
+            data = text.encode()
+            notes += list(view.notes)
+        else:
+            data = files.encode(doc, files.Format(fmt.value), result.what)
+            missing = [
+                f"{k} (= {doc.fields[k]!r})" if isinstance(doc.fields[k], float) else k
+                for k in left_out(fmt, self.shape)
+                if doc.fields.get(k) is not None
+            ]
+            if missing:
+                holds = " or ".join(
+                    f.suffix or "" for f in (Format.json, Format.npz) if refusal(f, self.shape) is None
+                )
+                notes.append(
+                    f"{d.path or 'CSV'} holds {self.shape.main} only, not {' or '.join(missing)}; {holds} holds it all"
+                )
+        if d.path is not None:
+            files.write_atomic(d.path, data, force=self.opts.force)
+            self.note(f"wrote {d.path}")
+        else:
+            self.print(data.decode())
+        for line in notes:
+            self.note(line)
+
+    def _view(self, result: Result, doc: files.Document) -> View:
+        assert result.view is not None
+        return result.view(doc)
+
+    def _draw(self, fmt: Format, v: View) -> tuple[str, list[str | None]]:
+        """A table or heatmap drawn by rich as stdout shows it, and the notes that go with it."""
+        from . import render
+
+        console = self.console()
+        if fmt is Format.heatmap:
+            picture, note = render.heatmap(
+                v.M,
+                title=v.title,
+                width=console.width - 1,
+                height=max(4, console.height - 6),
+                # colour cells are half blocks (▀); without colour, or without that character, the
+                # sign and size are drawn with ASCII glyphs instead
+                color=console.color_system is not None
+                and not console.no_color
+                and not console.options.ascii_only,
+            )
+            console.print(picture)
+            return console.file.getvalue(), [note]
+        if v.table is not None:
+            console.print(v.table())
+            return console.file.getvalue(), []
+        shown = render.matrix_table(
+            v.M, v.rows, v.cols, title=v.title, precision=self.opts.precision, width=console.width,
+            caption=v.caption,
+        )  # fmt: skip
+        console.print(shown.table)
+        return console.file.getvalue(), [shown.elided]
+
+    def console(self) -> Any:
+        """A rich console drawing into a string, as stdout would show it (width, colour, charset)."""
+        from rich.console import Console
+
+        buffer = _Text(self.env.encoding)
+        return Console(
+            file=buffer,
+            width=self.env.width,
+            height=self.env.height,
+            force_terminal=self.env.stdout_isatty,
+            no_color=self.env.no_color,
+            color_system="auto" if self.env.stdout_isatty and not self.env.no_color else None,
+            highlight=False,
+            emoji=False,
+            legacy_windows=False,
+        )
+
+    def print(self, text: str) -> None:
+        """Results to stdout, all of them or an error: every write is checked."""
+        try:
+            self.env.stdout.write(text)
+            self.env.stdout.flush()
+        except OSError as e:
+            raise stdout_failed(e) from None
+
+    def _stdout_bytes(self) -> Any:
+        return _Checked(self.env.stdout.buffer)
+
+    def _flush_text(self) -> None:
+        self.print("")
+
+    def _flush_bytes(self) -> None:
+        self._stdout_bytes().flush()
+
+
+class _Checked:
+    """stdout's byte layer, with every write's failure said as what it is."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+
+    def write(self, data: bytes) -> int:
+        try:
+            self.raw.write(data)
+        except OSError as e:
+            raise stdout_failed(e) from None
+        return len(data)
+
+    def flush(self) -> None:
+        try:
+            self.raw.flush()
+        except OSError as e:
+            raise stdout_failed(e) from None
+
+
+class _Text(io.StringIO):
+    """A string buffer that tells rich which characters stdout can take."""
+
+    def __init__(self, encoding: str):
+        super().__init__()
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._encoding
+
+
+def _document(fmt: Format, v: View, precision: int) -> str:
+    from . import render
+
+    if fmt is Format.markdown:
+        return render.markdown(v.M, v.rows, v.cols, precision)
+    return render.latex(v.M, precision)
+
+
+def abandon_stdout() -> None:
+    """After stdout failed (a full disk, a reader gone): point it at the null device, so what is
+    still buffered goes nowhere at exit instead of failing, and being reported, a second time."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    # A stream that refuses every write (stdout was closed at start) is replaced; the old one is
+    # kept, so that dropping it does not flush it, fail and print "Exception ignored".
+    _abandoned.append(sys.stdout)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - it lives as long as the process
+
+
+_abandoned: list[Any] = []
+
+
+def stdout_failed(e: OSError) -> BaseException:
+    """The error to raise when writing results to stdout failed with ``e``."""
+    abandon_stdout()
+    if isinstance(e, BrokenPipeError):
+        return e
+    return OutputError(f"cannot write to standard output: {e.strerror or e}")
+
+
+def message(text: str, stream: TextIO | None = None) -> None:
+    """One line on stderr, whole (not wrapped); a stderr that cannot take it is let be."""
+    stream = stream if stream is not None else sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class _Progress:
+    """A progress bar on stderr for work that turns out to take more than about a second.
+
+    Nothing is drawn when stderr is not a terminal, or with --quiet; nothing ever goes to stdout.
+    """
+
+    DELAY = 1.0
+
+    def __init__(self, total: int, label: str, *, stream: TextIO, enabled: bool):
+        self.total, self.label, self.done = total, label, 0
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self.stderr = stream
+        self.bar: Any = None
+
+    def __call__(self, nbytes: int) -> None:
+        self.done += nbytes
+        if not self.enabled:
+            return
+        if self.bar is None and time.monotonic() - self.started > self.DELAY:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            console = Console(file=self.stderr, highlight=False, force_terminal=True)  # enabled: a terminal
+            self.bar = Progress(
+                self.label, BarColumn(), DownloadColumn(binary_units=True), TimeRemainingColumn(),
+                console=console, transient=True,
+            )  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.bar.stop()
+            self.bar = None
+
+
+def pick(batch: np.ndarray, batched: bool, sample: int, notes: list[str]) -> np.ndarray:
+    """One sample of a per-sample result, for the formats that show one matrix."""
+    if not batched:
+        return batch
+    notes.append(
+        f"showing sample {sample} of {len(batch)}; --sample I shows another, --format json all of them"
+    )
+    return batch[sample]
+
+
+def flat_columns(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A batch's per-sample vectors (N×K each) as long CSV columns: sample, i, then each value."""
+    N, K = next(iter(values.values())).shape
+    index = {"sample": np.repeat(np.arange(N), K), "i": np.tile(np.arange(K), N)}
+    return {**index, **{name: v.reshape(-1) for name, v in values.items()}}

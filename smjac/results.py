@@ -1,0 +1,229 @@
+"""Each command's result, as the writer takes it: the data as a document, and how a person sees it.
+
+A builder here takes a checked :class:`~smjac.core.Layer` and the command's choices, and returns
+an :class:`~smjac.output.Result` whose data is computed only when the writer asks for it. The
+``Shape`` constants say what each result is made of before anything is computed, so the writer
+can refuse a format that cannot hold it before any input is read. No maths here: numbers come
+from :mod:`smjac.core` and :mod:`smjac.checks`, labels from :mod:`smjac.render`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import core
+from .errors import InputError
+from .files import Document
+from .output import Format, Result, Shape, View, flat_columns, pick
+
+FORWARD = Shape("the forward pass (z and h)", csv="columns", view="table")
+JACOBIAN = Shape("a Jacobian", main="jacobian", extras=(), streams=True)
+ENTRY = Shape("one entry", main="value", arrays=True, view="table", documents=())
+FACTORS = Shape("the factors", csv=None, view=None)
+LEGEND = Shape("the legend", csv="records", arrays=False, view="table", documents=())
+GRAD = Shape("the gradient", main="grad", extras=("grad_b", "loss"))
+DEMO = Shape("the walk-through", csv=None, arrays=False, view="table", documents=())
+CHECK = Shape("a check report", csv="records", arrays=False, view="table", documents=(Format.markdown,))
+
+
+def sample_in_range(L: core.Layer, sample: int) -> None:
+    """--sample picks one sample of a batch; refuse one that is not there."""
+    if sample < L.N:
+        return
+    if not L.batched:
+        raise InputError(f"--sample {sample} is out of range: x is one sample, so only --sample 0")
+    raise InputError(f"--sample {sample} is out of range: the batch has {L.N} samples (0 to {L.N - 1})")
+
+
+def forward(L: core.Layer, *, precision: int, sample: int) -> Result:
+    from . import render
+
+    name = "h" if L.function == "softmax" else "log h"
+
+    def data(progress: Any) -> Document:
+        res = core.layer_forward(L)
+        values = {"z": res.z, "h": res.h}
+        return Document(values, columns=flat_columns(values) if L.batched else values)
+
+    def view(doc: Document) -> View:
+        notes: list[str] = []
+        z, h = pick(doc.fields["z"], L.batched, sample, notes), pick(doc.fields["h"], L.batched, sample, [])
+        zt = "z" if L.temperature == 1 else f"z/{L.temperature:g}"
+        wx = "Wᵀx" if L.layout == "in-out" else "Wx"
+        title = f"z = {wx}{'' if L.b is None else ' + b'}, {name} = {L.function}({zt})"
+        return View(
+            np.stack([z, h], axis=1),
+            [str(i) for i in range(z.shape[0])],
+            ["z", name],
+            title,
+            table=lambda: render.forward_table(z, h, precision=precision, h_name=name, title=title),
+            notes=notes,
+        )
+
+    return Result(FORWARD, "the forward pass", data, view, nbytes=3 * L.N * L.K * L.W.dtype.itemsize)
+
+
+def jacobian(L: core.Layer, *, of: str, wrt: str, method: str, sample: int) -> Result:
+    from . import render
+
+    shape = core.jacobian_shape(L, of=of, wrt=wrt)
+    what = f"d{of}/d{wrt}"
+
+    def data(progress: Any) -> Document:
+        J = L.out(core.layer_jacobian(L, of=of, wrt=wrt, method=method, progress=progress))
+        fields = {"of": of, "wrt": wrt, "method": method, "shape": list(J.shape), "jacobian": J}
+        return Document(fields, matrix="jacobian")
+
+    def view(doc: Document) -> View:
+        notes: list[str] = []
+        M = pick(doc.fields["jacobian"], L.batched, sample, notes)
+        cols = render.weight_labels(L.K, L.n) if wrt == "W" else render.labels(wrt.lower(), M.shape[-1])
+        title = f"{what} ({method}), {M.shape[0]}×{M.shape[1]}"
+        return View(M, render.labels(of, L.K), cols, title, notes=notes)
+
+    def blocks() -> core.Blocks:
+        return core.jacobian_blocks(L, of=of, wrt=wrt, method=method)
+
+    dims = " × ".join(map(str, shape if L.batched else shape[1:]))
+    nbytes = int(np.prod(shape)) * L.W.dtype.itemsize
+    return Result(JACOBIAN, f"{what} ({dims} {L.W.dtype})", data, view, nbytes=nbytes, blocks=blocks)
+
+
+def legend(L: core.Layer, *, wrt: str) -> Result:
+    from . import render
+
+    rows = core.column_legend(wrt, L.K, L.n, L.layout)
+
+    def data(progress: Any) -> Document:
+        records = [{"column": c, "variable": v, "stored_at": w} for c, v, w in rows]
+        return Document({"columns": records}, records=records)
+
+    def view(doc: Document) -> View:
+        return View(np.zeros((0, 0)), [], [], "legend", table=lambda: render.legend_table(rows, L.layout))
+
+    return Result(LEGEND, "the legend", data, view, nbytes=len(rows) * 200)
+
+
+def entry(L: core.Layer, text: str, *, of: str, wrt: str, sample: int) -> Result:
+    from . import render
+
+    try:
+        index = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise InputError(f"--entry {text!r}: give indices from 0, such as 1,1,2") from None
+    want = 3 if wrt == "W" else 2
+    if len(index) != want:
+        form = "T,I,J (output T, weight w[I,J])" if wrt == "W" else f"T,K (output T, {wrt}[K])"
+        raise InputError(f"--entry {text!r}: --wrt {wrt} takes {form}")
+    value = core.layer_entry(L, index, of=of, wrt=wrt, sample=sample)
+    label = f"∂{of}{render.sub(index[0])}/∂" + (
+        f"w[{index[1]},{index[2]}]" if wrt == "W" else f"{wrt}{render.sub(index[1])}"
+    )
+
+    def data(progress: Any) -> Document:
+        return Document({"entry": index, "value": np.asarray(value)}, matrix="value")
+
+    def view(doc: Document) -> View:
+        return View(
+            np.array([[value]]), [label], ["value"], label, table=lambda: render.plain(f"{label} = {value!r}")
+        )
+
+    return Result(ENTRY, "one entry", data, view)
+
+
+def factors(L: core.Layer, *, of: str, wrt: str) -> Result:
+    if wrt != "W":
+        raise InputError(f"--format factored is for --wrt W; d{of}/d{wrt} is small already")
+    N, K, _ = core.jacobian_shape(L, of=of, wrt="W")
+
+    def data(progress: Any) -> Document:
+        F = core.layer_factors(L, of=of)
+        return Document({"formula": F.formula, "shape": list(F.shape), "A": F.A, "x": F.x})
+
+    return Result(FACTORS, "the factors", data, nbytes=(N * K * K + L.X.size) * L.W.dtype.itemsize)
+
+
+def grad(L: core.Layer, *, target: Any, upstream: Any, reduce: str, precision: int) -> Result:
+    from . import render
+
+    notes = []
+    if upstream is not None and L.function == "softmax" and core.constant_upstream(upstream):
+        notes.append(
+            "note: the gradient is zero because upstream is the same for every output: each column "
+            "of dh/dW sums to 0 (h always sums to 1), so summing the columns, as the post ends by "
+            "suggesting, changes nothing. Use --target K or a real dLoss/dh."
+        )
+
+    def data(progress: Any) -> Document:
+        res = core.layer_grad(L, target=target, upstream=upstream, reduce=reduce)
+        fields: dict[str, Any] = {"grad": res.W}
+        if L.b is not None:
+            fields["grad_b"] = res.b
+        fields["loss"] = res.loss
+        return Document(fields, matrix="grad")
+
+    def view(doc: Document) -> View:
+        G, loss = doc.fields["grad"], doc.fields["loss"]
+        rows, cols = ("x", "z") if L.layout == "in-out" else ("z", "x")
+        where = "rows: inputs, columns: outputs" if L.layout == "in-out" else "rows: outputs, columns: inputs"
+        caption = where if loss is None else f"{where}\nloss ({reduce}) = {loss:.{precision}f}"
+        return View(
+            G,
+            render.labels(rows, G.shape[0]),
+            render.labels(cols, G.shape[1]),
+            "dLoss/dW, in W's shape",
+            caption=caption,
+        )
+
+    return Result(
+        GRAD,
+        "the gradient",
+        data,
+        view,
+        nbytes=(4 * L.N * L.K + 2 * L.K * L.n) * L.W.dtype.itemsize,
+        notes=notes,
+    )
+
+
+def check(L: core.Layer, *, rtol: float | None, atol: float, probes: int | None, seed: int) -> Result:
+    from . import render
+    from .checks import layer_check
+
+    reports: list[Any] = []
+
+    def data(progress: Any) -> Document:
+        report = layer_check(L, rtol=rtol, atol=atol, probes=probes, seed=seed)
+        reports.append(report)
+        records = [
+            {
+                "name": c.name,
+                "max_error": c.max_error,
+                "tolerance": c.tolerance,
+                "ok": c.ok,
+                **({} if c.sample is None else {"sample": c.sample, "failed": list(c.failed)}),
+            }
+            for c in report.checks
+        ]
+        return Document({"ok": report.ok, "checks": records}, records=records)
+
+    def view(doc: Document) -> View:
+        report = reports[-1]
+        M = np.array([[c.max_error, c.tolerance] for c in report.checks])
+        names = [c.name for c in report.checks]
+        return View(M, names, ["max error", "tolerance"], "checks", table=lambda: render.check_table(report))
+
+    return Result(CHECK, "a check report", data, view, status=lambda doc: 0 if doc.fields["ok"] else 1)
+
+
+def demo(*, precision: int, width: int) -> Result:
+    from rich.console import Group
+
+    from . import demo as walkthrough
+
+    def view(doc: Document) -> View:
+        parts = walkthrough.renderables(width, precision)
+        return View(np.zeros((0, 0)), [], [], "the post", table=lambda: Group(*parts))
+
+    return Result(DEMO, "the walk-through", lambda progress: Document({}), view)

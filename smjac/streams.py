@@ -1,0 +1,170 @@
+"""The process's own streams and signals, made honest before a command runs.
+
+:func:`prepare` is called once by the console entry point (never on import, never in tests that
+run commands in process):
+
+* A closed stdin, stdout or stderr (``>&-``, ``2>&-``) is held open on the null device, so no
+  file smjac opens can take its number and receive messages or results meant for the stream; a
+  closed stdout then refuses every write (exit 2), a closed stderr swallows notes.
+* stdout and stderr write through :class:`_AllOrError`: every byte is written, or the write
+  raises. A plain unbuffered stdout (``PYTHONUNBUFFERED=1``) passes a short write at a full
+  disk or a file size limit as success and cuts the output short with exit 0.
+* A stream whose encoding cannot take smjac's symbols (``PYTHONIOENCODING=ascii``, ``LC_ALL=C``)
+  gets ASCII stand-ins instead: h₀ → h0, → → ->, × → x.
+* SIGTERM, SIGHUP and SIGINT raise :class:`Interrupted`, so a file being written is removed as
+  the stack unwinds, and the process ends with 128 + the signal's number, as shells expect.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import errno
+import io
+import os
+import signal
+import sys
+from typing import Any
+
+ASCII = str.maketrans(
+    {
+        **{chr(0x2080 + d): str(d) for d in range(10)},  # subscript digits: h₀ → h0
+        "→": "->",
+        "←": "<-",
+        "×": "x",
+        "·": "*",
+        "…": "...",
+        "⋮": ":",
+        "−": "-",
+        "ᵀ": "^T",
+        "≤": "<=",
+        "≥": ">=",
+        "≈": "~",
+        "∂": "d",
+        "δ": "delta",
+        "ε": "eps",
+        "Σ": "sum",
+        "⊗": "(x)",
+        "⊙": "*",
+        "²": "^2",
+        "³": "^3",
+        "√": "sqrt",
+        "—": "--",
+        "–": "-",
+        "‘": "'",
+        "’": "'",
+        "“": '"',
+        "”": '"',
+        "█": "#",
+        "▀": "#",
+    }
+)
+
+
+class Interrupted(BaseException):
+    """A signal asked the process to stop; ``status`` is 128 + its number.
+
+    A BaseException, like KeyboardInterrupt, so that ``except Exception`` does not swallow it,
+    and not a KeyboardInterrupt, so that click does not turn it into "Aborted!" and exit 1.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.status = 128 + signum
+
+
+def _raise(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+class _AllOrError(io.RawIOBase):
+    """A file descriptor written whole: a short write is followed by the rest until it fails.
+
+    When the stream's encoding cannot take UTF-8 text, the bytes (always UTF-8 from smjac's
+    text layer, and from click's, which picks UTF-8 for an ASCII stream) are turned into that
+    encoding with :data:`ASCII` stand-ins and ``?`` for anything else.
+    """
+
+    def __init__(self, fd: int, *, closed: bool = False, encoding: str = "utf-8"):
+        super().__init__()
+        self.fd, self.was_closed = fd, closed
+        self.encoding = encoding
+        self.convert = codecs.lookup(encoding).name != "utf-8"
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def isatty(self) -> bool:
+        return not self.was_closed and os.isatty(self.fd)
+
+    def write(self, data: Any) -> int:
+        if self.was_closed:
+            raise OSError(errno.EBADF, "it was closed when smjac started")
+        size = memoryview(data).nbytes
+        view = memoryview(data).cast("B")
+        if self.convert:
+            text = self.decoder.decode(bytes(view)).translate(ASCII)
+            view = memoryview(text.encode(self.encoding, errors="replace"))
+        while view.nbytes:
+            written = os.write(self.fd, view)
+            view = view[written:]
+        return size
+
+
+def _stream(fd: int, closed: bool, encoding: str, errors_quiet: bool) -> io.TextIOWrapper:
+    raw = _AllOrError(fd, closed=closed, encoding=encoding)
+    buffer = io.BufferedWriter(raw, buffer_size=1 << 16)
+    kind = _Quiet if errors_quiet else _Text
+    return kind(buffer, encoding="utf-8", errors="replace", smjac_encoding=encoding)
+
+
+class _Text(io.TextIOWrapper):
+    """stdout: UTF-8 text over :class:`_AllOrError`, knowing what the stream itself takes."""
+
+    def __init__(self, buffer: Any, *, smjac_encoding: str, **kwargs: Any):
+        super().__init__(buffer, **kwargs)
+        self.smjac_encoding = smjac_encoding
+
+
+class _Quiet(_Text):
+    """stderr: where smjac would report a failure to write, so a failure to write is let be."""
+
+    def write(self, s: str) -> int:
+        try:
+            return super().write(s)
+        except (OSError, ValueError):
+            return len(s)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            super().flush()
+
+
+def prepare() -> None:
+    """Make the standard streams and the stop signals behave as the module docstring says."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if 0 in closed:
+        sys.stdin = None
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        old = getattr(sys, name)
+        encoding = (getattr(old, "encoding", None) or "utf-8") if old is not None else "utf-8"
+        with contextlib.suppress(Exception):
+            if old is not None:
+                old.flush()
+        setattr(sys, name, _stream(fd, fd in closed, encoding, errors_quiet=fd == 2))
+    for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _raise)
