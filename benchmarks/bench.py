@@ -5,9 +5,23 @@ Run from the repository root after installing the project:
     python benchmarks/bench.py            # everything (several minutes, up to ~20 GiB of memory)
     python benchmarks/bench.py --quick    # small sizes only, to see that it runs
 
-Each timing is the best of a few runs (``--repeat``, 5 by default), the same number for every
-cell; a peer also gets one untimed warm-up call first. Ratios, not seconds, are the point: every
-row is timed next to its baseline in the same process, so a busy or slow machine moves both.
+The targets of this round (sections grad1, batch, peak, forward, check, bigx) run each row in
+two child processes, torch with its default allocator and with large pages
+(``THP_MEM_ALLOC_ENABLE=1``); inside a child the bound, smjac and torch take turns in ``--repeat``
+interleaved rounds after one warm-up call each, and each cell is the median of its rounds. Every
+row prints the load average. The older sections (jacobian, gradient) take the best of
+``--repeat`` runs. Ratios, not seconds, are the point: every row is timed next to its baseline
+in the same process, so a busy or slow machine moves both.
+
+* One sample (grad1): ``smjac.grad`` at n = 4096, K = 50000 against the read-once, write-once
+  bound, ``W.T @ x`` on all cores plus a fresh n×K array filled on all cores.
+* Batches (batch): ``smjac.grad`` at n = 512, K = 1000 against the forward GEMM, the gradient
+  GEMM (both on all cores) and one in-place pass over N×K; peak memory (peak) with tracemalloc,
+  which numpy reports its arrays to. forward: ``smjac.forward`` against one GEMM and one pass
+  writing p into fresh memory.
+* check: ``smjac.check`` at n = K = 100 against ``torch.autograd.gradcheck(fast_mode=False)``.
+* bigx: ``grad_chunks`` and ``forward_chunks`` over a float32 x of 6 GiB in an .npy file, mapped
+  read-only, with the child's peak resident memory.
 
 * Jacobian dh/dW at n = K: smjac (new array, into ``out=``, and the chain method) against a fresh
   array of the same bytes allocated and filled once (what returning a new result costs at
