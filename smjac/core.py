@@ -262,7 +262,10 @@ def make_layer(
     temperature: float = 1.0,
     names: tuple[str, str, str] = ("W", "x", "b"),
 ) -> Layer:
-    """Check that W, x and b fit together and are finite, and put them in the post's layout.
+    """Check that W, x and b fit together and that x and b are finite, and put them in the post's layout.
+
+    W is not scanned here (a second full read of the largest input): a NaN or infinity in W is
+    refused by the first computation that meets it (see the comment in the body).
 
     ``names`` label the arrays in error messages (the command line passes file names).
 
