@@ -5,9 +5,23 @@ Run from the repository root after installing the project:
     python benchmarks/bench.py            # everything (several minutes, up to ~20 GiB of memory)
     python benchmarks/bench.py --quick    # small sizes only, to see that it runs
 
-Each timing is the best of a few runs (``--repeat``, 5 by default), the same number for every
-cell; a peer also gets one untimed warm-up call first. Ratios, not seconds, are the point: every
-row is timed next to its baseline in the same process, so a busy or slow machine moves both.
+The targets of this round (sections grad1, batch, peak, forward, check, bigx) run each row in
+two child processes, torch with its default allocator and with large pages
+(``THP_MEM_ALLOC_ENABLE=1``); inside a child the bound, smjac and torch take turns in ``--repeat``
+interleaved rounds after one warm-up call each, and each cell is the median of its rounds. Every
+row prints the load average. The older sections (jacobian, gradient) take the best of
+``--repeat`` runs. Ratios, not seconds, are the point: every row is timed next to its baseline
+in the same process, so a busy or slow machine moves both.
+
+* One sample (grad1): ``smjac.grad`` at n = 4096, K = 50000 against the read-once, write-once
+  bound, ``W.T @ x`` on all cores plus a fresh n×K array filled on all cores.
+* Batches (batch): ``smjac.grad`` at n = 512, K = 1000 against the forward GEMM, the gradient
+  GEMM (both on all cores) and one in-place pass over N×K; peak memory (peak) with tracemalloc,
+  which numpy reports its arrays to. forward: ``smjac.forward`` against one GEMM and one pass
+  writing p into fresh memory.
+* check: ``smjac.check`` at n = K = 100 against ``torch.autograd.gradcheck(fast_mode=False)``.
+* bigx: ``grad_chunks`` and ``forward_chunks`` over a float32 x of 6 GiB in an .npy file, mapped
+  read-only, with the child's peak resident memory.
 
 * Jacobian dh/dW at n = K: smjac (new array, into ``out=``, and the chain method) against a fresh
   array of the same bytes allocated and filled once (what returning a new result costs at
@@ -23,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import resource
 import shutil
@@ -139,7 +154,7 @@ def jax_peers(dtype: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], Callab
 PEERS = ("torch.func.jacrev", "torch.autograd.functional.jacobian", "jax.jacrev", "jax.jacrev (jit)")
 
 
-def peer_time(name: str, n: int, dtype: Any, repeat: int) -> float:
+def peer_time(name: str, n: int, dtype: Any, repeat: int, thp: bool = False) -> float:
     """Time one peer in a child process, so that running out of memory costs only that cell.
 
     The child builds the same W and x (same seed); inf when the peer is missing or fails.
@@ -156,7 +171,8 @@ def peer_time(name: str, n: int, dtype: Any, repeat: int) -> float:
         "--repeat",
         str(repeat),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1" if thp else "0"}  # torch's large-page allocator
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     try:
         return float(proc.stdout.split()[-1])
     except (ValueError, IndexError):
@@ -222,6 +238,11 @@ def jacobian_row(n: int, dtype: Any, repeat: int) -> str:
     kron = best_of(lambda: np.kron(A, x[None, :]), repeat)
     loops = f"{best_of(lambda: post_jacobian(W, x), 1) / ours:.0f}×" if n <= 64 else "–"
     peers = [f"{name} {peer_time(name, n, dtype, repeat) / ours:.1f}×" for name in PEERS]
+    peers += [
+        f"{name} (large pages) {peer_time(name, n, dtype, repeat, thp=True) / ours:.1f}×"
+        for name in PEERS
+        if name.startswith("torch")
+    ]
     peers = [p.replace("inf×", "failed (out of memory or error)") for p in peers]
     return (
         f"| {n} | {np.dtype(dtype).name} | {nbytes / 2**20:,.0f} MiB | {fill:.3f} s | {ours:.3f} s "
@@ -256,6 +277,330 @@ def gradient_section(n: int, K: int, repeat: int) -> list[str]:
         "| n × K | fresh n×K fill | smjac.grad | smjac ÷ fill | peer ÷ smjac |",
         "|---|---:|---:|---:|---|",
         f"| {n} × {K} | {fill:.3f} s | {ours:.3f} s | {ours / fill:.2f} | {peer} |",
+    )
+
+
+# ---------------------------------------------------------------- issue 14's targets
+#
+# Each target runs in two child processes, one with torch's default allocator and one with its
+# large-page allocator (THP_MEM_ALLOC_ENABLE=1, read when torch starts). Inside a child, the bound,
+# smjac and torch run in interleaved rounds (each once per round, after one warm-up call), and
+# each reports the median of its rounds: a busy moment hits all of them.
+
+
+def load() -> str:
+    return "/".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def rounds(cells: dict[str, Callable[[], Any]], count: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in cells}
+    for fn in cells.values():
+        fn()  # warm-up: first-call set-up is not what is compared
+    for r in range(count):
+        names = list(cells)
+        names = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
+        for name in names:
+            gc.collect()
+            start = time.perf_counter()
+            result = cells[name]()
+            times[name].append(time.perf_counter() - start)
+            del result
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def blas_2threads(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with numpy's BLAS on every core (smjac limits it only while it runs)."""
+    from threadpoolctl import ThreadpoolController
+
+    blas = ThreadpoolController().select(user_api="blas")  # found once, not on every call
+
+    def run() -> Any:
+        with blas.limit(limits=os.cpu_count() or 1):
+            return fn()
+
+    return run
+
+
+def torch_or_none() -> Any:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def cells_grad1(dtype: Any, n: int, K: int) -> dict[str, Callable[[], Any]]:
+    rng = np.random.default_rng(1)
+    W = (rng.standard_normal((n, K)) * 0.01).astype(dtype)
+    x = rng.standard_normal(n).astype(dtype)
+    cells: dict[str, Callable[[], Any]] = {
+        # read W once (all cores), write n×K once into fresh memory (all cores)
+        "bound": blas_2threads(lambda: (x @ W, fresh_fill_all_cores((n, K), dtype))),
+        "smjac": lambda: smjac.grad(W, x, target=3),
+    }
+    torch = torch_or_none()
+    if torch is not None:
+        Wt, xt, target = torch.tensor(W, requires_grad=True), torch.tensor(x), torch.tensor([3])
+
+        def torch_grad() -> Any:
+            Wt.grad = None
+            torch.nn.functional.cross_entropy((xt @ Wt)[None, :], target).backward()
+            return Wt.grad
+
+        cells["torch"] = torch_grad
+    return cells
+
+
+def cells_batch(dtype: Any, N: int, n: int, K: int) -> dict[str, Callable[[], Any]]:
+    rng = np.random.default_rng(2)
+    W = (rng.standard_normal((n, K)) / np.sqrt(n)).astype(dtype)
+    X = rng.standard_normal((N, n)).astype(dtype)
+    t = rng.integers(0, K, N)
+
+    def two_gemms() -> Any:  # forward GEMM, gradient GEMM, and one in-place pass over N×K
+        Z = X @ W
+        G = X.T @ Z
+        Z *= 0.5
+        return G, Z
+
+    cells: dict[str, Callable[[], Any]] = {
+        "bound": blas_2threads(two_gemms),
+        "smjac": lambda: smjac.grad(W, X, target=t),
+    }
+    torch = torch_or_none()
+    if torch is not None:
+        Wt, Xt, tt = torch.tensor(W, requires_grad=True), torch.tensor(X), torch.tensor(t)
+
+        def torch_grad() -> Any:
+            Wt.grad = None
+            torch.nn.functional.cross_entropy(Xt @ Wt, tt, reduction="sum").backward()
+            return Wt.grad
+
+        cells["torch"] = torch_grad
+    return cells
+
+
+def cells_forward(dtype: Any, N: int, n: int, K: int) -> dict[str, Callable[[], Any]]:
+    rng = np.random.default_rng(3)
+    W = (rng.standard_normal((n, K)) / np.sqrt(n)).astype(dtype)
+    X = rng.standard_normal((N, n)).astype(dtype)
+
+    def gemm_and_pass() -> Any:  # z in fresh memory, and one pass writing p into fresh memory
+        Z = X @ W
+        return Z, np.exp(Z)
+
+    cells: dict[str, Callable[[], Any]] = {
+        "bound": blas_2threads(gemm_and_pass),
+        "smjac": lambda: smjac.forward(W, X),
+    }
+    torch = torch_or_none()
+    if torch is not None:
+        Wt, Xt = torch.tensor(W), torch.tensor(X)
+
+        def torch_forward() -> Any:
+            with torch.no_grad():
+                Z = Xt @ Wt
+                return Z, torch.softmax(Z, dim=1)
+
+        cells["torch"] = torch_forward
+    return cells
+
+
+def cells_check(n: int, K: int) -> dict[str, Callable[[], Any]]:
+    rng = np.random.default_rng(4)
+    W, x = rng.standard_normal((n, K)) / np.sqrt(n), rng.standard_normal(n)
+    cells: dict[str, Callable[[], Any]] = {"smjac": lambda: smjac.check(W, x)}
+    torch = torch_or_none()
+    if torch is not None:
+        Wt, xt = torch.tensor(W, requires_grad=True), torch.tensor(x, requires_grad=True)
+        f = lambda M, v: torch.softmax(M.T @ v, dim=0)  # noqa: E731
+        cells["torch"] = lambda: torch.autograd.gradcheck(f, (Wt, xt), fast_mode=False)
+    return cells
+
+
+def child_cells(spec: list[str], repeat: int) -> dict[str, float]:
+    kind, *rest = spec
+    if kind == "grad1":
+        cells = cells_grad1(np.dtype(rest[0]).type, int(rest[1]), int(rest[2]))
+    elif kind == "batch":
+        cells = cells_batch(np.dtype(rest[0]).type, *(int(v) for v in rest[1:]))
+    elif kind == "forward":
+        cells = cells_forward(np.dtype(rest[0]).type, *(int(v) for v in rest[1:]))
+    else:
+        cells = cells_check(int(rest[0]), int(rest[1]))
+    return rounds(cells, repeat)
+
+
+def in_child(spec: list[str], repeat: int, thp: bool) -> dict[str, float]:
+    """Medians from a child process (torch's allocator is chosen when torch starts)."""
+    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1" if thp else "0"}
+    cmd = [sys.executable, __file__, "--cells", ",".join(spec), "--repeat", str(repeat)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print(proc.stderr[-2000:], file=sys.stderr)
+        return {}
+
+
+def target_row(label: str, spec: list[str], repeat: int, target: float, peer_target: float | None) -> str:
+    """One row: bound, smjac, their ratio against the target, and torch both ways."""
+    off, on = in_child(spec, repeat, False), in_child(spec, repeat, True)
+    if "smjac" not in off or "smjac" not in on:
+        return f"| {label} | failed | | | | | | | load {load()} |"
+    ours = statistics.median([off["smjac"], on["smjac"]])
+    cells = [f"| {label}"]
+    if "bound" in off:
+        ratio = statistics.median([off["smjac"] / off["bound"], on["smjac"] / on["bound"]])
+        cells += [
+            f"{off['bound'] * 1e3:,.0f} ms",
+            f"{ours * 1e3:,.0f} ms",
+            f"{ratio:.2f} ({'met' if ratio <= target else 'NOT met'})",
+        ]
+    else:
+        cells += ["–", f"{ours * 1e3:,.0f} ms", "–"]
+    if "torch" in off:
+        faster_off, faster_on = off["torch"] / off["smjac"], on["torch"] / on["smjac"]
+        verdict = "" if peer_target is None else f" ({'met' if faster_on >= peer_target else 'NOT met'})"
+        cells += [
+            f"{off['torch'] * 1e3:,.0f} ms",
+            f"{on['torch'] * 1e3:,.0f} ms",
+            f"{faster_off:.2f}×",
+            f"{faster_on:.2f}×{verdict}",
+        ]
+    else:
+        cells += ["not installed"] * 4
+    row = " | ".join(cells) + f" | {load()} |"
+    print(row, flush=True)
+    return row
+
+
+TARGET_HEADER = [
+    "| case | bound | smjac | smjac ÷ bound | torch | torch, large pages | torch ÷ smjac | torch (large pages) ÷ smjac | load (1/5/15 min) |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+]
+
+
+def grad1_section(n: int, K: int, repeat: int) -> list[str]:
+    rows = list(TARGET_HEADER)
+    for dtype in ("float64", "float32"):
+        spec = ["grad1", dtype, str(n), str(K)]
+        rows.append(target_row(f"{n} × {K} {dtype}", spec, repeat, 1.15, 1.3))
+    return rows
+
+
+def batch_section(Ns: list[int], n: int, K: int, repeat: int) -> list[str]:
+    rows = list(TARGET_HEADER)
+    for dtype in ("float64", "float32"):
+        for N in Ns:
+            spec = ["batch", dtype, str(N), str(n), str(K)]
+            rows.append(target_row(f"N = {N:,} {dtype}", spec, repeat, 1.25, 1.5))
+    return rows
+
+
+def forward_section(Ns: list[int], n: int, K: int, repeat: int) -> list[str]:
+    rows = list(TARGET_HEADER)
+    for dtype in ("float64", "float32"):
+        for N in Ns:
+            spec = ["forward", dtype, str(N), str(n), str(K)]
+            rows.append(target_row(f"N = {N:,} {dtype}", spec, repeat, 1.2, None))
+    return rows
+
+
+def check_section(n: int, K: int, repeat: int) -> list[str]:
+    rows = list(TARGET_HEADER)
+    rows.append(target_row(f"check, n = K = {n}", ["check", str(n), str(K)], repeat, 1.0, 1.0))
+    rows.append("")
+    rows.append("(here the target is smjac ≤ torch.autograd.gradcheck: torch ÷ smjac ≥ 1)")
+    return rows
+
+
+PEAK = """
+import json, sys, tracemalloc
+import numpy as np
+import smjac
+N, n, K, dtype = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+rng = np.random.default_rng(2)
+W = (rng.standard_normal((n, K)) / np.sqrt(n)).astype(dtype)
+X = rng.standard_normal((N, n)).astype(dtype)
+t = rng.integers(0, K, N)
+tracemalloc.start()  # numpy reports its array memory to tracemalloc
+g = smjac.grad(W, X, target=t)
+print(json.dumps({"peak": tracemalloc.get_traced_memory()[1], "inputs": W.nbytes + X.nbytes + t.nbytes,
+                  "output": g.W.nbytes + g.b.nbytes + g.z.nbytes, "NK": N * K * np.dtype(dtype).itemsize}))
+"""
+
+
+def peak_section(Ns: list[int], n: int, K: int) -> list[str]:
+    rows = [
+        "| case | smjac.grad's peak allocation | allowed: output + two N×K buffers | met |",
+        "|---|---:|---:|---|",
+    ]
+    for dtype in ("float64", "float32"):
+        for N in Ns:
+            proc = subprocess.run(
+                [sys.executable, "-c", PEAK, str(N), str(n), str(K), dtype], capture_output=True, text=True
+            )
+            m = json.loads(proc.stdout.strip().splitlines()[-1])
+            allowed = m["output"] + 2 * m["NK"]
+            row = (
+                f"| N = {N:,} {dtype} | {m['peak'] / 2**20:,.0f} MiB | {allowed / 2**20:,.0f} MiB "
+                f"| {'yes' if m['peak'] <= allowed else 'NO'} |"
+            )
+            print(row, flush=True)
+            rows.append(row)
+    return rows
+
+
+BIGX = """
+import json, sys, time
+import numpy as np
+import smjac
+from smjac import files
+path, n, K = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def hwm():
+    return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:"))) * 1024
+rng = np.random.default_rng(5)
+W = (rng.standard_normal((n, K)) / np.sqrt(n)).astype(np.float32)
+base = hwm()
+x = files.map_npy(path)
+start = time.perf_counter()
+g = smjac.grad_chunks(W, x, target=1, reduce="mean")
+grad_s = time.perf_counter() - start
+start = time.perf_counter()
+rows = sum(len(f.p) for _, f in smjac.forward_chunks(W, x))
+fwd_s = time.perf_counter() - start
+print(json.dumps({"base": base, "peak": hwm(), "grad": grad_s, "forward": fwd_s, "rows": rows,
+                  "finite": bool(np.isfinite(g.W).all())}))
+"""
+
+
+def bigx_section(nbytes: int) -> list[str]:
+    """grad_chunks and forward_chunks over a float32 x of ``nbytes`` in an .npy file, mapped."""
+    n, K = 1024, 16  # a narrow layer: the walk over x, not the arithmetic, is what is measured
+    N = max(2, nbytes // (n * 4))
+    with tempfile.TemporaryDirectory(dir=ROOT) as work:
+        path = Path(work) / "x.npy"
+        x = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(N, n))
+        rng = np.random.default_rng(6)
+        for r in range(0, N, 65536):
+            x[r : r + 65536] = rng.standard_normal((min(65536, N - r), n), dtype=np.float32)
+        x.flush()
+        del x
+        proc = subprocess.run(
+            [sys.executable, "-c", BIGX, str(path), str(n), str(K)], capture_output=True, text=True
+        )
+        size = path.stat().st_size
+    try:
+        m = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print(proc.stderr[-2000:], file=sys.stderr)
+        return ["failed"]
+    return one_row_table(
+        "| x (float32, memory-mapped) | grad_chunks | forward_chunks | peak RSS | of which before mapping | finite |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| {N:,} × {n} = {size / 2**30:.2f} GiB, K = {K} | {m['grad']:.1f} s | {m['forward']:.1f} s "
+        f"| {m['peak'] / 2**20:,.0f} MiB | {m['base'] / 2**20:,.0f} MiB | {'yes' if m['finite'] else 'NO'} |",
     )
 
 
@@ -336,9 +681,12 @@ def startup_section(runs: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
-    parser.add_argument("--sections", default="jacobian,gradient,streaming,startup")
+    parser.add_argument(
+        "--sections", default="grad1,batch,peak,forward,check,bigx,jacobian,streaming,startup"
+    )
     parser.add_argument("--sizes", help="Jacobian sizes n = K, comma-separated (default 64,256,512,1024)")
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # the child side of peer_time
+    parser.add_argument("--cells", help=argparse.SUPPRESS)  # the child side of in_child
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dtype", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -351,12 +699,50 @@ def main() -> None:
     if args.peer:
         run_peer(args.peer, args.n, np.dtype(args.dtype).type, args.repeat)
         return
+    if args.cells:
+        print(json.dumps(child_cells(args.cells.split(","), args.repeat)))
+        return
     sections = args.sections.split(",")
     quick = args.quick
     print(
         f"smjac {smjac.__version__}, numpy {np.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} cores\n"
     )
     report: list[str] = []
+    repeat = 2 if quick else args.repeat
+    Ns = [200, 1000] if quick else [1000, 10000, 100000]
+    nb, Kb = (64, 100) if quick else (512, 1000)
+    targets = [
+        (
+            "grad1",
+            "One sample: smjac.grad (cross-entropy) against W.T@x + a fresh n×K fill, both on all cores",
+            lambda: grad1_section(*((256, 2000) if quick else (4096, 50000)), repeat),
+        ),
+        (
+            "batch",
+            f"Batches at n = {nb}, K = {Kb}: smjac.grad against two GEMMs + one pass over N×K",
+            lambda: batch_section(Ns, nb, Kb, repeat),
+        ),
+        ("peak", "Batches: peak memory of smjac.grad", lambda: peak_section(Ns, nb, Kb)),
+        (
+            "forward",
+            f"Batches at n = {nb}, K = {Kb}: smjac.forward against one GEMM + one pass writing p",
+            lambda: forward_section(Ns, nb, Kb, repeat),
+        ),
+        (
+            "check",
+            "check against torch.autograd.gradcheck (fast_mode=False)",
+            lambda: check_section(*((20, 20) if quick else (100, 100)), repeat),
+        ),
+        (
+            "bigx",
+            "A batch larger than the input cap, memory-mapped, in row chunks",
+            lambda: bigx_section(2**24 if quick else 6 * 2**30),
+        ),
+    ]
+    for name, title, run in targets:
+        if name in sections:
+            print(f"\n## {title}  (load {load()})")
+            report += [f"## {title}", "", *run(), ""]
     if "jacobian" in sections:
         print("## Jacobian dh/dW")
         sizes = [16, 64] if quick else [64, 256, 512, 1024]

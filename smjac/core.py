@@ -20,7 +20,6 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from functools import cached_property
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -263,7 +262,10 @@ def make_layer(
     temperature: float = 1.0,
     names: tuple[str, str, str] = ("W", "x", "b"),
 ) -> Layer:
-    """Check that W, x and b fit together and are finite, and put them in the post's layout.
+    """Check that W, x and b fit together and that x and b are finite, and put them in the post's layout.
+
+    W is not scanned here (a second full read of the largest input): a NaN or infinity in W is
+    refused by the first computation that meets it (see the comment in the body).
 
     ``names`` label the arrays in error messages (the command line passes file names).
 
@@ -320,8 +322,13 @@ def make_layer(
             b = b.reshape(-1)
         if b.shape != (K,):
             raise ShapeError(f"{bn} has shape {b.shape} but {wn} has K = {K} outputs; {bn} needs {K} entries")
-    for name, arr in ((wn, W), (xn, x), (bn, b)):
-        if arr is not None and not all_finite(arr):
+    # W is not scanned here: a second full read of the largest input would cost a third of a
+    # gradient. A non-finite entry of W that reaches z is refused there (_logits); one that cannot
+    # (multiplied by an x_j of 0, where a BLAS may skip it) changes no result built from z and x,
+    # and whatever reads W itself again (dh/dx, dLoss/dx, check) scans it first (_finite_W). A
+    # memory-mapped x is checked chunk by chunk as it is read (grad_chunks, forward_chunks).
+    for name, arr in ((xn, x), (bn, b)):
+        if arr is not None and not isinstance(arr, np.memmap) and not all_finite(arr):
             raise InputError(f"{name} holds a NaN or infinite value")
     dtype = np.result_type(W, X, *([] if b is None else [b]))
     return Layer(
@@ -348,16 +355,21 @@ class _OneBlasThread:
         self._users = 0
         self._limiter: Any = None
         self._controller: Any = None
+        self._callers = 1
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> int:
+        """Returns the number of BLAS threads the caller had set (what smjac may use instead)."""
         with self._lock:
             if self._users == 0:
                 if self._controller is None:
                     from threadpoolctl import ThreadpoolController  # only for large layers
 
                     self._controller = ThreadpoolController().select(user_api="blas")
+                libs = self._controller.lib_controllers
+                self._callers = max((lib.num_threads for lib in libs), default=os.cpu_count() or 1)
                 self._limiter = self._controller.limit(limits=1)
             self._users += 1
+            return self._callers
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
@@ -368,34 +380,118 @@ class _OneBlasThread:
 
 _one_blas_thread = _OneBlasThread()
 ONE_BLAS_THREAD_FROM = 2**13  # N·n·K; OpenBLAS keeps smaller products in one thread itself
+SPAN_BYTES = 4 * 2**20  # rows of a product per task: large enough for BLAS, small enough to stay in cache
+MATVEC_COLUMNS = 4096  # columns of W per task for a single sample's z = Wᵀx
+
+_pool_lock = threading.Lock()
+_pool: Any = None
+
+
+def _executor() -> Any:
+    """One pool of worker threads for the process, started on first use and kept: starting
+    threads for every call costs more than a small product."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(_workers(), thread_name_prefix="smjac")
+        return _pool
+
+
+def _spans(total: int, step: int) -> list[tuple[int, int]]:
+    step = max(1, step)
+    return [(a, min(total, a + step)) for a in range(0, total, step)]
+
+
+def _row_spans(rows: int, row_bytes: int, parts: int = 4, least: int = 64) -> list[tuple[int, int]]:
+    """Spans of rows for products and row-wise passes, of about SPAN_BYTES and at least ``parts``
+    of them when there are rows enough. They depend on the shape alone, never on the number of
+    threads: that is what gives the same bits on any machine (see :func:`_in_spans`)."""
+    step = min(SPAN_BYTES // max(1, row_bytes), -(-rows // parts))
+    return _spans(rows, max(step, least))
+
+
+def _in_spans(work: Callable[[Any], Any], spans: Sequence[Any]) -> list[Any]:
+    """Run ``work`` on each span, on the shared pool, each BLAS call inside it in one BLAS thread.
+
+    The same bits whatever the number of cores: every span is a fixed part of the output (whole
+    rows or columns), computed by one single-threaded BLAS call, so which thread runs it, and how
+    many run at once, cannot change a digit. The caller's BLAS thread count sets how many spans
+    run at once (OPENBLAS_NUM_THREADS=1 keeps smjac to the calling thread).
+    """
+    with _one_blas_thread as threads:
+        if threads > 1 and len(spans) > 1 and _workers() > 1:
+            return list(_executor().map(work, spans))
+        return [work(span) for span in spans]
+
+
+def _product(A: Array, B: Array, out: Array | None = None) -> Array:
+    """``A @ B`` (2-D), split into fixed spans of output rows, or of columns for a single row.
+
+    Small products (OpenBLAS keeps them in one thread itself) are one call in the calling thread.
+    """
+    (M, k), C = A.shape, B.shape[1]
+    if out is None:
+        out = np.empty((M, C), dtype=np.result_type(A, B))
+    if M * k * C < ONE_BLAS_THREAD_FROM:
+        return np.matmul(A, B, out=out)
+    if M == 1:  # a matrix-vector product: each span owns whole entries of the result
+
+        def columns(span: tuple[int, int]) -> None:
+            np.matmul(A[0], B[:, span[0] : span[1]], out=out[0, span[0] : span[1]])
+
+        _in_spans(columns, _spans(C, MATVEC_COLUMNS))
+    else:
+
+        def rows(span: tuple[int, int]) -> None:
+            np.matmul(A[span[0] : span[1]], B, out=out[span[0] : span[1]])
+
+        _in_spans(rows, _row_spans(M, C * out.itemsize, parts=2, least=32))
+    return out
+
+
+def _products(A: Array, B: Array, out: Array | None = None) -> Array:
+    """``A[s] @ B`` for each s of a stack A (N×R×C), each by :func:`_product`."""
+    if out is None:
+        out = np.empty((A.shape[0], A.shape[1], B.shape[1]), dtype=np.result_type(A, B))
+    for s in range(A.shape[0]):
+        _product(A[s], B, out=out[s])
+    return out
 
 
 def _logits(L: Layer) -> Array:
     """``Z = X W + b`` (N×K), refusing logits that overflow rather than returning NaN.
 
-    The product runs in one BLAS thread at every size, so z (and all that follows from it) has
-    the same digits whatever the number of cores, in every command. It costs little: the product
-    reads W once, and memory, not arithmetic, limits it. A threaded product would cost more than
-    it saves in what follows: after each call OpenBLAS's idle threads spin for about 0.1 s of CPU,
-    which on two cores takes a core from the Jacobian's fill (10–15% of a 4 GiB Jacobian).
+    The product is split into fixed spans of rows (columns of W for one sample), each in one BLAS
+    thread on smjac's pool (:func:`_in_spans`): all cores, and the same digits whatever their
+    number. One thread per core and no BLAS threads of its own also means no OpenBLAS worker left
+    spinning after the call to take a core from what follows (the Jacobian's fill).
     """
-    small = L.N * L.n * L.K < ONE_BLAS_THREAD_FROM
-    with np.errstate(over="ignore", invalid="ignore"), nullcontext() if small else _one_blas_thread:
-        Z: Array = L.X @ L.W
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z: Array = _product(L.X, L.W)
         if L.b is not None:
-            Z = Z + L.b
+            Z += L.b
     if not all_finite(Z):
         Z = _logits_rescaled(L)
     return Z
 
 
+def _finite_W(L: Layer) -> None:
+    """Refuse a W with a NaN or infinity, for what reads W again after z (make_layer does not scan
+    it; see there)."""
+    if not all_finite(L.W):
+        raise InputError("W holds a NaN or infinite value")
+
+
 def _logits_rescaled(L: Layer) -> Array:
     """The logits again, with W and x scaled by powers of two (exact), for when a partial sum
     overflowed although z itself may not; refuses only a z that is truly past the float range."""
+    _finite_W(L)  # make_layer leaves W to here: a NaN in W is the likeliest cause
     sw, sx = _pow2(_max_abs(L.W)), _pow2(_max_abs(L.X))
     fmax = _fmax(L.W.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
-        Z = (L.X / sx) @ (L.W / sw)  # every term ≤ 4 in size: no partial sum can overflow
+        Z = _product(L.X / sx, L.W / sw)  # every term ≤ 4 in size: no partial sum can overflow
         big = _max_abs(Z) * sx * sw  # in Python floats: the size z really reaches
         Z = Z * sx * sw
         if L.b is not None:
@@ -448,7 +544,105 @@ class Forward(NamedTuple):
     p: Array
 
 
+class _Rows(NamedTuple):
+    """What one pass over the rows gives: z (unless not kept), p or δ, log h, and for a target the
+    losses and the column sums of δ, span by span."""
+
+    Z: Array | None
+    P: Array
+    H: Array | None
+    losses: Array | None
+    sums: Array | None
+
+
+def _softmax_rows(
+    L: Layer, *, keep_z: bool = True, log_h: bool = False, t: NDArray[np.intp] | None = None
+) -> _Rows | None:
+    """The forward pass in one sweep over fixed spans of rows, each finished while in cache.
+
+    Per span: ``z = xW + b`` (its own product, in one BLAS thread, when the batch has several
+    spans), ``p = softmax((z − max z)/T)`` in place, and log h (``log_h``) or, for targets ``t``,
+    the cross-entropy's ``δ = (p − e_t)/T`` in place of p, its loss ``log Σexp − s_t`` from the
+    same sum, and δ's column sums. No temporary the size of the batch: the results are the only
+    N×K arrays. The operations, and so the bits, are those of :func:`_forward` and the careful
+    gradient, span by span.
+
+    Returns None when a span meets a non-finite number; the caller then takes the careful path,
+    which rescales where it can and otherwise says why it refuses.
+    """
+    (N, n), K, dtype, T = L.X.shape, L.K, L.W.dtype, L.temperature
+    P = np.empty((N, K), dtype)
+    Z = np.empty((N, K), dtype) if keep_z else P  # without z, each span's z becomes its p in place
+    H = np.empty((N, K), dtype) if log_h else None
+    spans = _row_spans(N, K * P.itemsize)
+    fused = len(spans) > 1
+    losses = np.empty(N, dtype) if t is not None else None
+    sums = np.empty((len(spans), K), dtype) if t is not None else None
+    if not fused:  # one span: the product alone can use every core (columns of W for one sample)
+        with np.errstate(over="ignore", invalid="ignore"):
+            _product(L.X, L.W, out=Z)
+
+    def work(i: int) -> bool:
+        r0, r1 = spans[i]
+        z, p = Z[r0:r1], P[r0:r1]
+        if fused:
+            np.matmul(L.X[r0:r1], L.W, out=z)
+        if L.b is not None:
+            z += L.b
+        if not all_finite(z):
+            return False
+        np.subtract(z, np.max(z, axis=1, keepdims=True), out=p)  # s = (z − max z)/T: see _shifted
+        if T != 1:
+            p /= T
+        if H is not None:
+            H[r0:r1] = p
+        if t is not None:
+            rows, tt = np.arange(r1 - r0), t[r0:r1]
+            s_t = p[rows, tt]
+        np.exp(p, out=p)
+        total = np.sum(p, axis=1, keepdims=True)
+        if H is not None:
+            h = H[r0:r1]
+            h -= np.log(total)
+            if not all_finite(h):
+                return False
+        p /= total
+        if t is not None and losses is not None and sums is not None:
+            losses[r0:r1] = np.log(total[:, 0]) - s_t
+            # δ_t = −(1 − p_t); where t is the likeliest class 1 − p_t cancels, and the sum of the
+            # other probabilities is taken instead (as _one_minus does, the same bits)
+            rest = 1.0 - p[rows, tt]
+            hit = np.flatnonzero(np.argmax(p, axis=1) == tt)
+            if hit.size:
+                others = p[hit]
+                others[np.arange(hit.size), tt[hit]] = 0
+                rest[hit] = others.sum(axis=1)
+            p[rows, tt] = -rest
+            if T != 1:
+                p /= T
+            if not all_finite(p):
+                return False
+            sums[i] = p.sum(axis=0)
+        return True
+
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        if N * n * K < ONE_BLAS_THREAD_FROM:
+            done = [work(i) for i in range(len(spans))]
+        else:
+            done = _in_spans(work, range(len(spans)))
+    if not all(done):
+        return None
+    return _Rows(Z if keep_z else None, P, H, losses, sums)
+
+
 def _forward(L: Layer) -> tuple[Array, Array, Array]:
+    rows = _softmax_rows(L, log_h=L.function == "log-softmax")
+    if rows is not None and rows.Z is not None:
+        return rows.Z, rows.P if rows.H is None else rows.H, rows.P
+    return _forward_careful(L)
+
+
+def _forward_careful(L: Layer) -> tuple[Array, Array, Array]:
     Z = _logits(L)
     S = _shifted(L, Z)  # not Z / T: that overflows for a tiny T where p is still finite
     with np.errstate(under="ignore"):
@@ -460,8 +654,13 @@ def _forward(L: Layer) -> tuple[Array, Array, Array]:
 def _probabilities(L: Layer, Z: Array | None = None) -> Array:
     """``p = softmax(z / T)`` (N×K), all a derivative needs: log h may be past the float range
     (log-softmax at a tiny T) while its derivatives are not."""
+    if Z is None:
+        rows = _softmax_rows(L, keep_z=False)
+        if rows is not None:
+            return rows.P
+        Z = _logits(L)
     with np.errstate(under="ignore"):
-        return softmax(_shifted(L, _logits(L) if Z is None else Z))
+        return softmax(_shifted(L, Z))
 
 
 def forward(
@@ -580,12 +779,9 @@ def _run(
     work: Callable[[Any], int], tasks: Sequence[Any], progress: Progress | None, threads: bool = True
 ) -> None:
     if threads and len(tasks) > 1 and _workers() > 1:
-        from concurrent.futures import ThreadPoolExecutor  # only for large outputs
-
-        with ThreadPoolExecutor(_workers()) as pool:
-            for done in pool.map(work, tasks):
-                if progress:
-                    progress(done)
+        for done in _executor().map(work, tasks):
+            if progress:
+                progress(done)
     else:
         for task in tasks:
             done = work(task)
@@ -697,6 +893,8 @@ def layer_jacobian(
         _guard_dW(L, of, P)
         fill = _chain_dW if method == "chain" else _shortcut_dW
         return fill(A, L.X, out, progress)
+    if wrt == "x":
+        _finite_W(L)  # dh/dx reads W itself
     if wrt in ("z", "b"):
         out[...] = A
     elif of == "z":
@@ -736,10 +934,10 @@ def _chain_dx(L: Layer, A: Array, P: Array | None, out: Array) -> None:
     scale = float(np.max(_dh_dz_scale(L, P))) if P is not None else 1.0
     s = _dx_scale(L, scale * L.K)
     if s is None:
-        np.matmul(A, L.W.T, out=out)
+        _products(A, L.W.T, out=out)
     else:
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            out[...] = _rescale_dx(L, A @ (L.W.T / s), s)
+            out[...] = _rescale_dx(L, _products(A, L.W.T / s), s)
 
 
 DxParts = tuple[Array, "float | None", Any, Array, Array]
@@ -753,7 +951,7 @@ def _dx_parts(L: Layer, P: Array) -> DxParts:
     rows, top = np.arange(P.shape[0]), np.argmax(P, axis=1)
     others = P.copy()
     others[rows, top] = 0
-    return Wt, s, top, P @ Wt, others @ Wt
+    return Wt, s, top, _product(P, Wt), _product(others, Wt)
 
 
 def _sample_parts(parts: DxParts, s: int) -> DxParts:
@@ -1166,10 +1364,10 @@ class Gradient:
     ``W`` has W's own shape and layout, ``b`` has K entries; both are summed (or averaged) over a
     batch. ``z`` (K or N×K) is per sample, and so is ``x`` (n or N×n), computed when first asked
     for (it takes a pass over W). ``loss`` is the cross-entropy when targets were given (summed or
-    averaged likewise), else None.
+    averaged likewise), else None. From :func:`grad_chunks`, ``z`` is None (not kept).
     """
 
-    def __init__(self, W: Array, b: Array, z: Array, loss: float | None, layer: Layer) -> None:
+    def __init__(self, W: Array, b: Array, z: Array | None, loss: float | None, layer: Layer) -> None:
         self.W, self.b, self.z, self.loss, self.layer = W, b, z, loss, layer
 
     def __repr__(self) -> str:
@@ -1178,15 +1376,18 @@ class Gradient:
     @cached_property
     def x(self) -> Array:
         L = self.layer
+        if self.z is None:
+            raise InputError("dLoss/dx needs δ per sample, which grad_chunks does not keep; use grad")
+        _finite_W(L)  # δ·Wᵀ reads W itself
         delta = self.z if L.batched else self.z[None]
         # δ·Wᵀ's partial sums can overflow where it does not: then scale δ and W by powers of two
         dmax, wmax = _max_abs(delta), _max_abs(L.W)
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             if dmax * wmax * L.K <= _fmax(L.W.dtype) / 4:
-                gx = delta @ L.W.T
+                gx = _product(delta, L.W.T)
             else:
                 sd, sw = _pow2(dmax), _pow2(wmax)
-                gx = ((delta / sd) @ (L.W.T / sw)) * sd * sw
+                gx = _product(delta / sd, L.W.T / sw) * sd * sw
         if not all_finite(gx):
             raise InputError(f"dLoss/dx = δ·Wᵀ overflows {gx.dtype}; scale W or the upstream down")
         return L.out(gx)
@@ -1277,6 +1478,47 @@ def layer_grad(
     _choice("reduce", reduce, REDUCTIONS)
     if (target is None) == (upstream is None):
         raise InputError("give exactly one of target (a class index) or upstream (dLoss/dh)")
+    if target is not None:
+        fast = _grad_target(L, _targets(target, L), reduce)
+        if fast is not None:
+            return fast
+    return _grad_careful(L, target, upstream, reduce)
+
+
+def _grad_target(L: Layer, t: NDArray[np.intp], reduce: str) -> Gradient | None:
+    """The cross-entropy gradient at memory speed: one sweep for δ and the loss
+    (:func:`_softmax_rows`), then ``x δᵀ`` written once (one sample) or ``Xᵀδ`` split over its
+    rows. None when a number on the way is not finite: :func:`_grad_careful` then decides."""
+    rows = _softmax_rows(L, keep_z=False, t=t)
+    if rows is None or rows.losses is None or rows.sums is None:
+        return None
+    delta = rows.P
+    scale = 1.0 / L.N if reduce == "mean" else 1.0
+    with np.errstate(over="ignore", under="ignore"):
+        loss = float(np.sum(rows.losses * scale))
+        grad_b = rows.sums.sum(axis=0) * scale
+        if L.N == 1:  # x δᵀ (or δ xᵀ out-in), written once, in place, by rows on the pool
+            a, c = (L.X[0], delta[0]) if L.layout == "in-out" else (delta[0], L.X[0])
+            if not math.isfinite(_max_abs(a) * _max_abs(c)):  # its largest entry, checked first
+                return None
+            grad_W = np.empty((a.size, c.size), dtype=delta.dtype)
+            _outer_fill(a[None, :, None], c[None, :], grad_W[None])
+        else:
+            # scaled after the sum, not X before it: no N×n temporary
+            grad_W = _product(L.X.T, delta) if L.layout == "in-out" else _product(delta.T, L.X)
+            if scale != 1:
+                grad_W *= scale
+            if not all_finite(grad_W):
+                return None
+    if not (math.isfinite(loss) and all_finite(grad_b)):
+        return None
+    return Gradient(W=grad_W, b=grad_b, z=L.out(delta), loss=loss, layer=L)
+
+
+def _grad_careful(
+    L: Layer, target: int | ArrayLike | None, upstream: ArrayLike | None, reduce: str
+) -> Gradient:
+    """The gradient with every guard: rescales what can be rescaled, refuses the rest with its cause."""
     Z = _logits(L)
     P = _probabilities(L, Z)  # not _forward: log h may be −inf where the gradient is finite
     T = L.temperature
@@ -1333,7 +1575,7 @@ def layer_grad(
             grad_W = np.empty((rows.size, cols.size), dtype=delta.dtype)
             _outer_fill(rows[None, :, None], cols[None, :], grad_W[None])
         else:
-            grad_W = X.T @ delta if L.layout == "in-out" else delta.T @ X
+            grad_W = _product(X.T, delta) if L.layout == "in-out" else _product(delta.T, X)
             if not all_finite(grad_W):  # a sum over the batch: checked where it is taken
                 _refuse_gradient("dLoss/dW, summed over the batch,", delta.dtype, reduce, L.N)
         grad_b = delta.sum(axis=0) * scale
@@ -1349,6 +1591,129 @@ def _refuse_gradient(what: str, dtype: np.dtype, reduce: str, N: int) -> None:
     raise InputError(
         f"{what} overflows {dtype} (past {_fmax(dtype):.3g}){way}; scale W, x or the upstream down"
     )
+
+
+# ---------------------------------------------------------------- batches larger than memory
+
+CHUNK_BYTES = 64 * 2**20  # rows of x read at a time by forward_chunks and grad_chunks
+
+
+def _chunks(x: Array, chunk_bytes: int) -> list[tuple[int, int]]:
+    if x.ndim != 2:
+        raise ShapeError(f"x must be a batch (N×n) to be read in chunks, but has shape {x.shape}")
+    return _spans(x.shape[0], chunk_bytes // max(1, x.shape[1] * x.itemsize))
+
+
+def _release(x: Array, r0: int, r1: int) -> None:
+    """Hand back the pages of rows r0:r1 of a memory-mapped x once they are done with.
+
+    Pages of a mapped file that have been read count in the process's resident memory until the
+    kernel needs them; dropping them as the walk goes keeps it flat. They are read again from the
+    file if touched again, so nothing is lost. Anything but an np.memmap is left alone.
+    """
+    import mmap
+
+    mm = getattr(x, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    row = x.shape[1] * x.itemsize
+    base = getattr(x, "offset", 0) % mmap.ALLOCATIONGRANULARITY  # where the array starts inside the mapping
+    start = (base + r0 * row) // mmap.PAGESIZE * mmap.PAGESIZE
+    end = (base + r1 * row) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > start:
+        mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+
+def forward_chunks(
+    W: ArrayLike,
+    x: Array,
+    b: ArrayLike | None = None,
+    *,
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[tuple[int, Forward]]:
+    """:func:`forward` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
+
+    ``x`` is N×n, typically a read-only ``np.memmap`` (see ``smjac.files.map_npy``). Yields
+    ``(first row, Forward of those rows)``; each chunk is checked (finite, shapes) as it is read,
+    and its pages handed back once done. Each chunk's numbers are those :func:`forward` gives for
+    the same rows.
+
+    Examples
+    --------
+    >>> X = np.ones((5, 2))
+    >>> [(r, f.h.shape) for r, f in forward_chunks(np.eye(2), X, chunk_bytes=48)]
+    [(0, (3, 2)), (3, (2, 2))]
+    """
+    for r0, r1 in _chunks(x, chunk_bytes):
+        L = make_layer(W, np.asarray(x[r0:r1]), b, layout=layout, function=function, temperature=temperature)
+        L = L._replace(batched=True)  # a last chunk of one row is still rows of a batch
+        Z, H, P = _forward(L)
+        _release(x, r0, r1)
+        yield r0, Forward(z=Z, h=H, p=P)
+
+
+def grad_chunks(
+    W: ArrayLike,
+    x: Array,
+    b: ArrayLike | None = None,
+    *,
+    target: int | ArrayLike | None = None,
+    upstream: ArrayLike | None = None,
+    reduce: str = "sum",
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Gradient:
+    """:func:`grad` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
+
+    ``x`` is N×n, typically a read-only ``np.memmap``; ``target`` is one class or N of them,
+    ``upstream`` K entries or an N×K array (which may be memory-mapped too). The sums over the
+    batch are taken chunk by chunk, in order, so they agree with :func:`grad` to rounding and
+    have the same bits on every run. δ per sample (``Gradient.z``) is not kept.
+
+    Examples
+    --------
+    >>> W, X = np.array([[0.1, 0.2], [0.3, 0.4]]), np.ones((5, 2))
+    >>> g = grad_chunks(W, X, target=0, chunk_bytes=32)
+    >>> bool(np.allclose(g.W, grad(W, X, target=0).W))
+    True
+    """
+    _choice("reduce", reduce, REDUCTIONS)
+    spans = _chunks(x, chunk_bytes)
+    N = x.shape[0]
+    t = None if target is None else np.asarray(target)
+    g = None if upstream is None else np.asarray(upstream)
+    grad_W: Array | None = None
+    grad_b: Array | None = None
+    loss: float | None = None if target is None else 0.0
+    L = None
+    with np.errstate(over="ignore"):
+        for r0, r1 in spans:
+            L = make_layer(
+                W, np.asarray(x[r0:r1]), b, layout=layout, function=function, temperature=temperature
+            )
+            L = L._replace(batched=True)
+            part = layer_grad(
+                L,
+                target=None if t is None else (t if t.ndim == 0 else t[r0:r1]),
+                upstream=None if g is None else (g if g.ndim == 1 else np.asarray(g[r0:r1])),
+            )
+            _release(x, r0, r1)
+            grad_W = part.W if grad_W is None else grad_W + part.W
+            grad_b = part.b if grad_b is None else grad_b + part.b
+            if loss is not None and part.loss is not None:
+                loss += part.loss
+        assert L is not None and grad_W is not None and grad_b is not None  # N ≥ 1: one chunk at least
+        if reduce == "mean":
+            grad_W, grad_b = grad_W / N, grad_b / N
+            loss = None if loss is None else loss / N
+    if not (all_finite(grad_W) and all_finite(grad_b) and (loss is None or math.isfinite(loss))):
+        _refuse_gradient("dLoss/dW, summed over the batch,", grad_W.dtype, reduce, N)
+    return Gradient(W=grad_W, b=grad_b, z=None, loss=loss, layer=L)
 
 
 def column_legend(wrt: str, K: int, n: int, layout: str = "in-out") -> list[tuple[int, str, str]]:

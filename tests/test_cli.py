@@ -494,8 +494,9 @@ def test_no_numpy_warnings_reach_the_user(tmp_path):
     [["forward"], ["jacobian"], ["jacobian", "--format", "factored"], ["grad", "--target", "1"]],
 )
 def test_each_command_checks_the_layer_once(monkeypatch, command):
-    # W is scanned for NaN once when read, and once more as a layer (after a --dtype cast), not
-    # again by the computation: the commands hand the checked layer to the core's layer_* functions.
+    # W is scanned for NaN once when read; the core takes its finiteness from z after that, and
+    # scans W at most once more, where it reads W itself again (check, dh/dx): the commands hand
+    # the checked layer to the core's layer_* functions.
     from smjac import core
 
     scanned = []
@@ -503,4 +504,4 @@ def test_each_command_checks_the_layer_once(monkeypatch, command):
     monkeypatch.setattr(core, "all_finite", lambda a: scanned.append(np.shape(a)) or real(a))
     result = run(*command, *SAMPLE, "-f", "json")
     assert result.exit_code == 0, result.stderr
-    assert scanned.count((3, 5)) == 1
+    assert scanned.count((3, 5)) <= 1

@@ -1,0 +1,108 @@
+"""Batches larger than memory: a memory-mapped x, walked in row chunks (smjac.files.map_npy,
+forward_chunks, grad_chunks). The numbers are those of forward and grad on the whole batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import smjac
+from smjac import files as smio
+
+from .conftest import central_diff
+
+
+@pytest.fixture
+def mapped(tmp_path, rng):
+    W = rng.normal(size=(6, 5)) / 2
+    X = rng.normal(size=(23, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    return W.astype(np.float32), X, smio.map_npy(tmp_path / "x.npy")
+
+
+def test_map_npy_is_read_only_and_the_same_numbers(mapped):
+    _, X, x = mapped
+    assert isinstance(x, np.memmap) and not x.flags.writeable
+    assert x.dtype == np.float32
+    assert_array_equal(x, X)
+
+
+@pytest.mark.parametrize("function", ["softmax", "log-softmax"])
+def test_forward_chunks_match_forward(mapped, function):
+    W, X, x = mapped
+    whole = smjac.forward(W, X, function=function, temperature=0.8)
+    seen = 0
+    for r0, f in smjac.forward_chunks(W, x, function=function, temperature=0.8, chunk_bytes=5 * 24):
+        assert r0 == seen and f.h.dtype == np.float32
+        assert_array_equal(f.h, whole.h[r0 : r0 + len(f.h)])  # rows are computed alike: same bits
+        assert_array_equal(f.z, whole.z[r0 : r0 + len(f.z)])
+        seen += len(f.h)
+    assert seen == len(X)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+@pytest.mark.parametrize("layout", ["in-out", "out-in"])
+def test_grad_chunks_match_grad_and_finite_differences(mapped, rng, reduce, layout):
+    W, X, x = mapped
+    M = W if layout == "in-out" else np.ascontiguousarray(W.T)
+    t = rng.integers(0, 5, len(X))
+    whole = smjac.grad(M, X, target=t, reduce=reduce, layout=layout)
+    part = smjac.grad_chunks(M, x, target=t, reduce=reduce, layout=layout, chunk_bytes=4 * 24)
+    assert part.W.dtype == np.float32 and part.z is None
+    assert_allclose(part.W, whole.W, rtol=2e-6, atol=1e-6)
+    assert_allclose(part.b, whole.b, rtol=2e-6, atol=1e-6)
+    assert part.loss == pytest.approx(whole.loss, rel=1e-6)
+    # and against central differences of the loss, in float64
+    X64 = X.astype(np.float64)
+
+    def loss(flat):
+        Wf = flat.reshape(M.shape).astype(np.float64)
+        Z = X64 @ (Wf if layout == "in-out" else Wf.T)
+        Z = Z - Z.max(axis=1, keepdims=True)
+        ls = np.log(np.exp(Z).sum(axis=1)) - Z[np.arange(len(t)), t]
+        return np.array([ls.sum() / (len(t) if reduce == "mean" else 1)])
+
+    fd = central_diff(loss, M.astype(np.float64).ravel()).reshape(M.shape)
+    assert_allclose(part.W, fd, rtol=1e-3, atol=1e-4)
+
+
+def test_grad_chunks_with_upstream(mapped, rng):
+    W, X, x = mapped
+    g = rng.normal(size=(len(X), 5)).astype(np.float32)
+    part = smjac.grad_chunks(W, x, upstream=g, chunk_bytes=7 * 24)
+    assert_allclose(part.W, smjac.grad(W, X, upstream=g).W, rtol=2e-6, atol=1e-6)
+    with pytest.raises(smjac.InputError, match="does not keep"):
+        _ = part.x
+
+
+def test_a_non_finite_row_is_refused_when_its_chunk_is_read(tmp_path, rng):
+    X = rng.normal(size=(20, 3))
+    X[17, 1] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    x = smio.map_npy(tmp_path / "x.npy")
+    with pytest.raises(smjac.InputError, match="NaN"):
+        smjac.grad_chunks(np.ones((3, 2)), x, target=0, chunk_bytes=48)
+    chunks = smjac.forward_chunks(np.ones((3, 2)), x, chunk_bytes=48)
+    assert next(chunks)[0] == 0
+    with pytest.raises(smjac.InputError, match="NaN"):
+        list(chunks)
+
+
+def test_map_npy_checks_the_header_and_never_unpickles(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(smjac.LoadError, match="pickle"):
+        smio.map_npy(tmp_path / "obj.npy")
+    np.save(tmp_path / "x.npy", np.ones((4, 3)))
+    data = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "short.npy").write_bytes(data[:-8])
+    with pytest.raises(smjac.LoadError, match="truncated"):
+        smio.map_npy(tmp_path / "short.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not an npy file")
+    with pytest.raises(smjac.LoadError, match="not an NPY"):
+        smio.map_npy(tmp_path / "junk.npy")
+    np.save(tmp_path / "v.npy", np.ones(3))
+    with pytest.raises(smjac.LoadError, match="batch"):
+        smio.map_npy(tmp_path / "v.npy")
+    with pytest.raises(smjac.LoadError, match="no such file"):
+        smio.map_npy(tmp_path / "missing.npy")

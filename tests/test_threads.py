@@ -1,0 +1,74 @@
+"""The same bits whatever the number of threads: forward, grad and jacobian in fresh processes.
+
+smjac splits each product and pass into fixed spans of rows or columns (a function of the shape
+alone), each computed by one single-threaded BLAS call, so how many threads run them cannot move a
+digit. Each run is a subprocess, so the BLAS library starts with the thread count it is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+RUN = r"""
+import hashlib, sys
+import numpy as np
+import smjac
+
+limit = sys.argv[1]
+if limit != "env":
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=int(limit), user_api="blas")
+digest = hashlib.sha256()
+rng = np.random.default_rng(7)
+for dtype in (np.float64, np.float32):
+    cases = [
+        (rng.normal(size=(300, 500)) / 10, rng.normal(size=(700, 300))),  # a batch: several row spans
+        (rng.normal(size=(900, 9000)) / 10, rng.normal(size=900)),  # one sample: several column spans
+    ]
+    for W, x in cases:
+        W, x = W.astype(dtype), x.astype(dtype)
+        N = 1 if x.ndim == 1 else x.shape[0]
+        t = rng.integers(0, W.shape[1], N)
+        for layout in ("in-out", "out-in"):
+            M = W if layout == "in-out" else np.ascontiguousarray(W.T)
+            f = smjac.forward(M, x, layout=layout, function="log-softmax", temperature=0.9)
+            g = smjac.grad(M, x, target=t if N > 1 else int(t[0]), layout=layout, reduce="mean")
+            u = smjac.grad(M, x, upstream=rng.normal(size=W.shape[1]).astype(dtype), layout=layout)
+            for a in (f.z, f.h, f.p, g.W, g.b, g.z, np.float64(g.loss), u.W, u.b):
+                digest.update(np.ascontiguousarray(a).tobytes())
+    W, X = (rng.normal(size=(64, 70)) / 8).astype(dtype), rng.normal(size=(3, 64)).astype(dtype)
+    for wrt in ("W", "x"):
+        digest.update(smjac.jacobian(W, X, wrt=wrt).tobytes())
+print(digest.hexdigest())
+"""
+
+
+def run(threads: int, how: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if how == "env":
+        env.update(
+            OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)
+        )
+        arg = "env"
+    else:
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(name, None)
+        arg = str(threads)
+    out = subprocess.run(
+        [sys.executable, "-c", RUN, arg], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("how", ["env", "threadpoolctl"])
+def test_one_and_two_threads_give_the_same_bytes(how):
+    one, two = run(1, how), run(2, how)
+    assert len(one) == len(hashlib.sha256().hexdigest())
+    assert one == two
