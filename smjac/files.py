@@ -179,66 +179,17 @@ def load_array(
         return parse(data, fmt or sniff(data), label, max_memory=max_memory)
 
 
-def map_npy(path: str | Path) -> np.memmap:
+def map_npy(path: str | Path) -> np.ndarray:
     """Memory-map an x in an .npy file read-only, for inputs larger than the input cap.
 
-    The header is checked as :func:`load_array` checks it (a known version, real numbers, no
-    Python objects: never unpickled; the file's size matches the shape) before anything is mapped.
-    Nothing is read beyond the header here: :func:`smjac.core.forward_chunks` and
-    :func:`~smjac.core.grad_chunks` read the rows a chunk at a time, check each chunk's numbers
-    are finite, and hand its pages back when done.
+    :func:`open_npy`, for a batch (N×n): nothing is read beyond the header here.
+    :func:`smjac.core.forward_chunks` and :func:`~smjac.core.grad_chunks` read the rows a chunk at
+    a time, check each chunk's numbers are finite, and hand its pages back when done.
     """
-    label = str(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(NPY_HEADER_MAX)
-            size = os.fstat(f.fileno()).st_size
-    except FileNotFoundError:
-        raise LoadError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise LoadError(f"{label}: is a directory, not a file") from None
-    except OSError as e:
-        raise LoadError(f"{label}: cannot read it ({e.strerror or e})") from None
-    shape, fortran, dtype, offset = _npy_header(head, label)
-    expected = math.prod(shape) * dtype.itemsize
-    if size - offset != expected:
-        what = "is truncated" if size - offset < expected else "has bytes after its data"
-        raise LoadError(
-            f"{label}: {what}: its header says shape {shape} of {dtype} ({expected:,} bytes) "
-            f"but {size - offset:,} bytes follow"
-        )
-    if len(shape) != 2 or 0 in shape:
-        raise LoadError(f"{label}: a memory-mapped x must be a batch (N×n) of numbers, not shape {shape}")
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
-
-
-NPY_HEADER_MAX = 2**16 + 16  # a version 1 header is under 64 KiB; longer ones are refused below
-
-
-def _npy_header(head: bytes, label: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """An NPY header's shape, order, dtype and data offset, checked as :func:`_parse_npy` does."""
-    if not head.startswith(NPY_MAGIC):
-        raise LoadError(f"{label}: is not an NPY file (no NPY header)")
-    from numpy.lib import format as npformat
-
-    buf = io.BytesIO(head)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            version = npformat.read_magic(buf)
-            if version == (1, 0):
-                shape, fortran, dtype = npformat.read_array_header_1_0(buf)
-            elif version == (2, 0):
-                shape, fortran, dtype = npformat.read_array_header_2_0(buf)
-            else:
-                raise ValueError(f"NPY version {version[0]}.{version[1]} is not supported")
-    except Exception as e:  # the header parser's errors are many (ValueError, SyntaxError, ...)
-        raise LoadError(f"{label}: is not a valid NPY file ({e})") from None
-    if dtype.hasobject:
-        raise LoadError(f"{label}: holds Python objects (a pickle); smjac never unpickles data")
-    if dtype.names is not None or dtype.kind not in "fiu":
-        raise LoadError(f"{label}: has dtype {dtype}; smjac needs real numbers (float or int)")
-    return shape, fortran, dtype, buf.tell()
+    x = open_npy(path)
+    if x.ndim != 2:
+        raise LoadError(f"{path}: a memory-mapped x must be a batch (N×n) of numbers, not shape {x.shape}")
+    return x
 
 
 LAYER_KEYS = ("W", "x", "b")
