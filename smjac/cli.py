@@ -7,6 +7,7 @@ honest by :func:`smjac.streams.prepare` in :func:`main`.
 """
 
 import contextlib
+import math
 import os
 import sys
 from enum import IntEnum
@@ -145,7 +146,45 @@ KeyOpt = Annotated[
     ),
 ]
 FunctionOpt = Annotated[core.FunctionName, typer.Option(help="The layer's output: softmax(z/T) or its log.")]
-TemperatureOpt = Annotated[float, typer.Option(help="T > 0: h = softmax(z / T).")]
+
+
+def _within(lo: float, hi: float, *, above: bool = False) -> Any:
+    """A parser callback: a finite number in [lo, hi] ((lo, hi] with ``above``), or a usage error
+    naming the range. click's own ranges let NaN through, and infinity would reach a JSON report."""
+
+    def check(value: float | None) -> float | None:
+        if value is None or (math.isfinite(value) and (value > lo if above else value >= lo) and value <= hi):
+            return value
+        if hi >= sys.float_info.max:
+            raise typer.BadParameter(f"{value} is not a finite number {'>' if above else '≥'} {lo:g}")
+        raise typer.BadParameter(f"{value} is not a finite number in {'(' if above else '['}{lo:g}, {hi:g}]")
+
+    return check
+
+
+TemperatureOpt = Annotated[
+    float,
+    typer.Option(
+        help="T > 0 (finite): h = softmax(z / T).", callback=_within(0, sys.float_info.max, above=True)
+    ),
+]
+RtolOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Relative tolerance in [0, 1], times the size of the reference "
+        "[default: by dtype, 1e-6 for float64, 1.2e-5 for float32].",
+        callback=_within(0, 1),
+        show_default=False,
+    ),
+]
+AtolOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Absolute tolerance in [0, 1e300] [default: 1e-9; verify: by the answer's dtype].",
+        callback=_within(0, 1e300),
+        show_default=False,
+    ),
+]
 DTypeOpt = Annotated[
     core.DTypeName, typer.Option("--dtype", help="Precision of the arithmetic and of written files.")
 ]
@@ -266,7 +305,7 @@ def _load(
         key = None
     return smio.load_layer(
         W, x, b, layer=layer, key=key, layout=layout, function=function, temperature=temperature, dtype=dtype,
-        max_bytes=_max_bytes(ctx),
+        max_bytes=_max_bytes(ctx), max_memory=w.budget(),
     )  # fmt: skip
 
 
@@ -402,17 +441,25 @@ def jacobian(
     _done(w.write(result))
 
 
+def _one_stdin(*inputs: object) -> None:
+    """Refuse, before anything is read, two inputs that would both come from stdin."""
+    if sum(str(p) == "-" for p in inputs if p is not None) > 1:
+        raise InputError("- given twice: only one input can come from stdin")
+
+
 def _targets(ctx: typer.Context, text: str) -> Any:
-    """--target: one class, a comma list with one per sample, or a file of them."""
+    """--target: one class, a comma list with one per sample, or a file of them (``-``: stdin).
+
+    Integers are tried first; only a name that is ``-`` or an existing file is read as a file,
+    and the message says both were tried.
+    """
     parts = [p.strip() for p in text.split(",")]
     with contextlib.suppress(ValueError):
         return [int(p) for p in parts]
-    if len(parts) == 1 and text != "-" and Path(text).is_file():
-        return smio.load_array(text, max_bytes=_max_bytes(ctx))
-    if text == "-":
+    if text == "-" or (len(parts) == 1 and Path(text).is_file()):
         return smio.load_array(text, max_bytes=_max_bytes(ctx))
     raise InputError(
-        f"--target {text!r}: not a class index, a comma list of them (3,0,2), or a file that exists"
+        f"--target {text!r}: not a class index (3), a comma list of them (3,0,2), nor a file that exists"
     )
 
 
@@ -461,6 +508,7 @@ def grad(
     """
     if (target is None) == (upstream is None):
         raise typer.BadParameter("give exactly one of --target K or --upstream FILE")
+    _one_stdin(W, x, b, layer, target, upstream)
     w = _writer(results.GRAD, fmt, output, force, precision=precision, quiet=quiet, max_memory=max_memory)
     L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
     t = None if target is None else _targets(ctx, target)
@@ -483,29 +531,26 @@ def check(
     function: FunctionOpt = "softmax",
     temperature: TemperatureOpt = 1.0,
     dtype: DTypeOpt = "float64",
-    rtol: Annotated[
-        float | None,
-        typer.Option(
-            help="Relative tolerance, times the size of the reference [default: 1e-6, float32 1.2e-5].", min=0
-        ),
-    ] = None,
-    atol: Annotated[float, typer.Option(help="Absolute tolerance.", min=0)] = 1e-9,
+    rtol: RtolOpt = None,
+    atol: AtolOpt = None,
     probes: Annotated[
         int | None,
         typer.Option(
             help="Move at most N logits, N weights and N inputs by finite differences, drawn at random "
             "(for a large layer) [default: all].",
             min=1,
+            max=smio.MAX_SIZE,
             metavar="N",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seeds the draw of --probes.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the draw of --probes.", min=0, max=2**63 - 1)] = 0,
     max_weights: Annotated[
         int,
         typer.Option(
             help="Refuse to move more weights than this (per sample, times the samples) rather than "
             "run for hours; 0: no limit.",
             min=0,
+            max=smio.MAX_SIZE,
         ),
     ] = CHECK_MAX_WEIGHTS,
     fmt: _format_opt(results.CHECK) = None,  # type: ignore[valid-type]
@@ -570,13 +615,8 @@ def verify(
         Path | None, typer.Option(help="With --grad: dLoss/dh instead of a target (K, or N×K).", **_FILE)
     ] = None,
     reduce: Annotated[core.Reduction, typer.Option(help="With --grad: how your batch was combined.")] = "sum",
-    rtol: Annotated[
-        float | None,
-        typer.Option(help="Relative tolerance [default: by your answer's dtype].", min=0, max=1),
-    ] = None,
-    atol: Annotated[
-        float | None, typer.Option(help="Absolute tolerance [default: by dtype].", min=0, max=1e300)
-    ] = None,
+    rtol: RtolOpt = None,
+    atol: AtolOpt = None,
     fmt: _format_opt(results.VERIFY) = None,  # type: ignore[valid-type]
     output: OutputOpt = None,
     force: ForceOpt = False,

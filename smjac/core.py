@@ -291,7 +291,9 @@ def make_layer(
     W, x = _as_float(W), _as_float(x)
     if W.ndim != 2:
         shape = "n inputs × K outputs" if layout == "in-out" else "K outputs × n inputs"
-        raise ShapeError(f"{wn} must be a matrix ({shape}) but has shape {W.shape}")
+        swapped = W.ndim == 1 and x.ndim == 2 and x.shape[0] > 1 and W.shape[0] in x.shape
+        hint = f"; {wn} and {xn} look swapped: -W takes the matrix, -x the input vector" if swapped else ""
+        raise ShapeError(f"{wn} must be a matrix ({shape}) but has shape {W.shape}{hint}")
     if W.size == 0:
         raise ShapeError(f"{wn} is empty (shape {W.shape})")
     Wio = W if layout == "in-out" else W.T

@@ -65,7 +65,7 @@ def forward(L: core.Layer, *, precision: int, sample: int) -> Result:
             notes=notes,
         )
 
-    return Result(FORWARD, "the forward pass", data, view, nbytes=3 * L.N * L.K * L.W.dtype.itemsize)
+    return Result(FORWARD, "the forward pass", data, view, nbytes=core.estimate_bytes(L, "forward"))
 
 
 def jacobian(L: core.Layer, *, of: str, wrt: str, method: str, sample: int) -> Result:
@@ -97,16 +97,18 @@ def jacobian(L: core.Layer, *, of: str, wrt: str, method: str, sample: int) -> R
 def legend(L: core.Layer, *, wrt: str) -> Result:
     from . import render
 
-    rows = core.column_legend(wrt, L.K, L.n, L.layout)
-
-    def data(progress: Any) -> Document:
-        records = [{"column": c, "variable": v, "stored_at": w} for c, v, w in rows]
+    def data(progress: Any) -> Document:  # only once the budget has cleared it: K·n rows of text
+        records = [
+            {"column": c, "variable": v, "stored_at": w}
+            for c, v, w in core.column_legend(wrt, L.K, L.n, L.layout)
+        ]
         return Document({"columns": records}, records=records)
 
     def view(doc: Document) -> View:
+        rows = [(r["column"], r["variable"], r["stored_at"]) for r in doc.fields["columns"]]
         return View(np.zeros((0, 0)), [], [], "legend", table=lambda: render.legend_table(rows, L.layout))
 
-    return Result(LEGEND, "the legend", data, view, nbytes=len(rows) * 200)
+    return Result(LEGEND, "the legend", data, view, nbytes=core.estimate_bytes(L, "legend", wrt=wrt))
 
 
 def entry(L: core.Layer, text: str, *, of: str, wrt: str, sample: int) -> Result:
@@ -139,13 +141,12 @@ def entry(L: core.Layer, text: str, *, of: str, wrt: str, sample: int) -> Result
 def factors(L: core.Layer, *, of: str, wrt: str) -> Result:
     if wrt != "W":
         raise InputError(f"--format factored is for --wrt W; d{of}/d{wrt} is small already")
-    N, K, _ = core.jacobian_shape(L, of=of, wrt="W")
 
     def data(progress: Any) -> Document:
         F = core.layer_factors(L, of=of)
         return Document({"formula": F.formula, "shape": list(F.shape), "A": F.A, "x": F.x})
 
-    return Result(FACTORS, "the factors", data, nbytes=(N * K * K + L.X.size) * L.W.dtype.itemsize)
+    return Result(FACTORS, "the factors", data, nbytes=core.estimate_bytes(L, "factored", of=of))
 
 
 def grad(L: core.Layer, *, target: Any, upstream: Any, reduce: str, precision: int) -> Result:
@@ -185,19 +186,19 @@ def grad(L: core.Layer, *, target: Any, upstream: Any, reduce: str, precision: i
         "the gradient",
         data,
         view,
-        nbytes=(4 * L.N * L.K + 2 * L.K * L.n) * L.W.dtype.itemsize,
+        nbytes=core.estimate_bytes(L, "grad"),
         notes=notes,
     )
 
 
-def check(L: core.Layer, *, rtol: float | None, atol: float, probes: int | None, seed: int) -> Result:
+def check(L: core.Layer, *, rtol: float | None, atol: float | None, probes: int | None, seed: int) -> Result:
     from . import render
     from .checks import layer_check
 
     reports: list[Any] = []
 
     def data(progress: Any) -> Document:
-        report = layer_check(L, rtol=rtol, atol=atol, probes=probes, seed=seed)
+        report = layer_check(L, rtol=rtol, atol=1e-9 if atol is None else atol, probes=probes, seed=seed)
         reports.append(report)
         records = [
             {
