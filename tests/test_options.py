@@ -1,0 +1,98 @@
+"""Every option is checked when it is parsed: a bad value is a usage error (exit 2) that names the
+range, before any input is read or any file written; fuzzed values never give a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from smjac.cli import app
+
+from .conftest import ROOT
+
+BLOG = ["-W", str(ROOT / "samples/blog/W.json"), "-x", str(ROOT / "samples/blog/x.json")]
+ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
+
+
+def run(*args: str, env: dict | None = None, input: str | None = None):
+    return CliRunner().invoke(app, list(args), env={**ENV, **(env or {})}, input=input)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["check", *BLOG, "--seed", "-1"], "-1 is not in the range 0<=x<="),
+        (["check", *BLOG, "--rtol", "inf", "-f", "json"], "inf is not a finite number in [0, 1]"),
+        (["check", *BLOG, "--rtol", "nan"], "nan is not a finite number in [0, 1]"),
+        (["check", *BLOG, "--atol", "inf", "-f", "json"], "inf is not a finite number in [0, 1e+300]"),
+        (["check", *BLOG, "--probes", "0"], "0 is not in the range 1<="),
+        (
+            ["verify", *BLOG, "--grad", BLOG[1], "--target", "1", "--rtol", "-1"],
+            "-1.0 is not a finite number in [0, 1]",
+        ),
+        (["forward", *BLOG, "--temperature", "nan"], "nan is not a finite number > 0"),
+        (["forward", *BLOG, "--temperature", "0"], "0.0 is not a finite number > 0"),
+        (["forward", *BLOG, "--temperature", "-inf"], "-inf is not a finite number > 0"),
+        (["forward", *BLOG, "--max-memory", "9" * 400], "is not a size"),
+        (["forward", *BLOG, "--max-memory", "0"], "is out of range: a size is 1 byte to 4 EiB"),
+        (["forward", *BLOG, "--max-memory", "9999999T"], "is out of range"),
+        (["--max-input-bytes", "9223372036854775808", "forward", *BLOG], "is not in the range 1<=x<="),
+        (["grad", *BLOG, "--target", "3.0"], "--target '3.0': not a class index (3), a comma list of them"),
+        (["grad", *BLOG, "--target", "cat"], "nor a file that exists"),
+        (["grad", "-W", BLOG[1], "-x", "-", "--target", "-"], "- given twice"),
+        (["forward", "-W", BLOG[3], "-x", BLOG[1]], "look swapped: -W takes the matrix, -x the input vector"),
+    ],
+)
+def test_bad_option_values_are_refused_with_the_range(args, message, tmp_path):
+    result = run(*args, input="[1, 2, 3]")
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split()), result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        ("SMJAC_MAX_MEMORY", "9" * 400, "is not a size"),
+        ("SMJAC_MAX_INPUT_BYTES", "9223372036854775808", "is not in the range"),
+    ],
+)
+def test_bad_values_from_the_environment_too(var, value, message):
+    result = run("forward", *BLOG, env={var: value})
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_the_ranges_are_in_the_help():
+    text = " ".join(run("check", "--help").stdout.split())
+    assert "Relative tolerance in [0, 1]" in text and "Absolute tolerance in [0, 1e300]" in text
+    assert "T > 0 (finite)" in text and "0<=x<=9223372036854775807" in text
+
+
+OPTIONS = ["--temperature", "--rtol", "--atol", "--seed", "--probes", "--max-memory", "--max-weights"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    option=st.sampled_from(OPTIONS),
+    value=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.integers(min_value=-(10**30), max_value=10**30).map(str),
+        st.text(min_size=1, max_size=12).filter(lambda s: not s.startswith("-") and "\x00" not in s),
+    ),
+)
+def test_fuzzed_option_values_never_crash(option, value):
+    result = run("check", *BLOG, option, value, "-f", "json")
+    assert result.exit_code in (0, 1, 2), (option, value, result.stderr)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, (
+        option,
+        value,
+        result.stderr,
+    )
+    if result.exit_code == 0:
+        import json
+
+        json.loads(result.stdout)  # a complete report, with no NaN in it
+    if result.exit_code == 2:
+        assert result.stdout == ""
