@@ -292,17 +292,24 @@ def _max_bytes(ctx: typer.Context) -> int:
     return int(ctx.find_root().obj["max_input_bytes"])
 
 
+def _is_checkpoint(layer: Path | None) -> bool:
+    from . import checkpoints
+
+    return layer is not None and str(layer) != "-" and checkpoints.kind(layer) is not None
+
+
 def _load(
     ctx: typer.Context, w: output.Writer, W, x, b, layer, layout, function, temperature, dtype, key=None
 ) -> core.Layer:
-    """The layer the options name, loaded and checked once; a checkpoint's notes go to stderr."""
+    """The layer the options name, loaded and checked once; a checkpoint's notes go to stderr,
+    and the checkpoint itself is kept on ``w`` (a gradient can be written back in its form)."""
     from . import checkpoints
 
-    if layer is not None and str(layer) != "-" and checkpoints.kind(layer):
+    if _is_checkpoint(layer):
         layer = checkpoints.read(layer, key=key, max_bytes=_max_bytes(ctx), memory_budget=w.budget())
         for text in layer.notes_for(layout):
             w.note(text)
-        key = None
+        w.checkpoint, key = layer, None
     return smio.load_layer(
         W, x, b, layer=layer, key=key, layout=layout, function=function, temperature=temperature, dtype=dtype,
         max_bytes=_max_bytes(ctx), max_memory=w.budget(),
@@ -509,11 +516,16 @@ def grad(
     if (target is None) == (upstream is None):
         raise typer.BadParameter("give exactly one of --target K or --upstream FILE")
     _one_stdin(W, x, b, layer, target, upstream)
-    w = _writer(results.GRAD, fmt, output, force, precision=precision, quiet=quiet, max_memory=max_memory)
+    shape = results.GRAD_OF_CHECKPOINT if _is_checkpoint(layer) else results.GRAD
+    w = _writer(shape, fmt, output, force, precision=precision, quiet=quiet, max_memory=max_memory)
     L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
     t = None if target is None else _targets(ctx, target)
     g = None if upstream is None else smio.load_array(upstream, max_bytes=_max_bytes(ctx))
-    _done(w.write(results.grad(L, target=t, upstream=g, reduce=reduce, precision=precision)))
+    _done(
+        w.write(
+            results.grad(L, target=t, upstream=g, reduce=reduce, precision=precision, checkpoint=w.checkpoint)
+        )
+    )
 
 
 CHECK_MAX_WEIGHTS = 50_000  # about a minute of finite differences here

@@ -51,6 +51,16 @@ class Format(str, Enum):
         try:
             return cls(suffix)
         except ValueError:
+            from . import checkpoints  # light: it imports safetensors and h5py only to read
+
+            what = checkpoints.kind(path)
+            if what == "pickle":
+                raise checkpoints.refuse_pickle(str(path)) from None
+            if what is not None:
+                raise LoadError(
+                    f"{path}: is a model checkpoint, not one matrix: give it as --layer {path} "
+                    "(--key NAME picks the layer) and x with -x"
+                ) from None
             known = ", ".join("." + f.value for f in cls)
             what = f"suffix '.{suffix}'" if suffix else "no suffix"
             raise LoadError(f"{path}: {what}; smjac knows {known}") from None

@@ -44,6 +44,7 @@ class Format(str, Enum):
     png = "png"
     svg = "svg"
     pdf = "pdf"
+    safetensors = "safetensors"
 
     @property
     def suffix(self) -> str | None:
@@ -55,7 +56,7 @@ class Format(str, Enum):
     @property
     def printable(self) -> bool:
         """Whether ``--format`` can print it: text, not bytes."""
-        return self not in (Format.npy, Format.npz, *PICTURES)
+        return self not in (Format.npy, Format.npz, Format.safetensors, *PICTURES)
 
     @classmethod
     def from_suffix(cls, path: Path) -> Format:
@@ -90,6 +91,7 @@ class Shape(NamedTuple):
     documents: tuple[Format, ...] = (Format.markdown, Format.latex)
     streams: bool = False
     picture: str | None = "matrix"  # how a .png/.svg/.pdf draws it: a heatmap, "bars", or none
+    checkpoint: bool = False  # a gradient of a layer read from a checkpoint: .safetensors holds it
 
 
 def refusal(fmt: Format, shape: Shape) -> str | None:
@@ -102,6 +104,8 @@ def refusal(fmt: Format, shape: Shape) -> str | None:
         return "has no rows and columns, so it cannot be CSV"
     if fmt in PICTURES and shape.picture is None:
         return "has no picture"
+    if fmt is Format.safetensors and not shape.checkpoint:
+        return "goes into .safetensors only for a layer read from a checkpoint (--layer model.safetensors)"
     if fmt in PEOPLE:
         if shape.view is None:
             return f"is data for a program, not a picture, so it has no {fmt.value}"
@@ -156,6 +160,7 @@ class Result(NamedTuple):
     blocks: Callable[[], Any] | None = None  # -> core.Blocks
     status: Callable[[files.Document], int] = lambda doc: 0
     notes: Sequence[str] = ()
+    checkpoint: Callable[[files.Document], bytes] | None = None  # the bytes of a .safetensors file
 
 
 class Environment(NamedTuple):
@@ -245,6 +250,7 @@ class Writer:
     def __init__(self, shape: Shape, opts: Options, env: Environment | None = None):
         self.shape, self.opts = shape, opts
         self.env = env or Environment.read()
+        self.checkpoint: Any = None  # the model checkpoint the layer came from, if it did
         self.dests = destinations(shape, opts, self.env.stdout_isatty)
         for d in self.dests:
             why = refusal(d.fmt, shape)
@@ -331,7 +337,10 @@ class Writer:
 
     def _write(self, d: Destination, doc: files.Document, result: Result) -> None:
         fmt, notes = d.fmt, list[str | None]()
-        if fmt in PICTURES:
+        if fmt is Format.safetensors:
+            assert result.checkpoint is not None
+            data = result.checkpoint(doc)
+        elif fmt in PICTURES:
             from . import plot
 
             view = self._view(result, doc)

@@ -24,6 +24,7 @@ ENTRY = Shape("one entry", main="value", arrays=True, view="table", documents=()
 FACTORS = Shape("the factors", csv=None, view=None, picture=None)
 LEGEND = Shape("the legend", csv="records", arrays=False, view="table", documents=(), picture=None)
 GRAD = Shape("the gradient", main="grad", extras=("grad_b", "loss"))
+GRAD_OF_CHECKPOINT = GRAD._replace(checkpoint=True)
 VERIFY = Shape("a verdict", csv=None, arrays=False, view="table", documents=(), picture=None)
 DEMO = Shape("the walk-through", csv=None, arrays=False, view="table", documents=(), picture=None)
 CHECK = Shape(
@@ -149,7 +150,9 @@ def factors(L: core.Layer, *, of: str, wrt: str) -> Result:
     return Result(FACTORS, "the factors", data, nbytes=core.estimate_bytes(L, "factored", of=of))
 
 
-def grad(L: core.Layer, *, target: Any, upstream: Any, reduce: str, precision: int) -> Result:
+def grad(
+    L: core.Layer, *, target: Any, upstream: Any, reduce: str, precision: int, checkpoint: Any = None
+) -> Result:
     from . import render
 
     notes = []
@@ -181,13 +184,22 @@ def grad(L: core.Layer, *, target: Any, upstream: Any, reduce: str, precision: i
             caption=caption,
         )
 
+    def as_checkpoint(doc: Document) -> bytes:
+        from .checkpoints import gradient_bytes
+
+        G = doc.fields["grad"]
+        # in W's shape as the layer reads it; the file holds it as the checkpoint stores W
+        stored = G if L.layout == checkpoint.layout else G.T
+        return gradient_bytes(checkpoint, stored, doc.fields.get("grad_b"))
+
     return Result(
-        GRAD,
+        GRAD if checkpoint is None else GRAD_OF_CHECKPOINT,
         "the gradient",
         data,
         view,
         nbytes=core.estimate_bytes(L, "grad"),
         notes=notes,
+        checkpoint=None if checkpoint is None else as_checkpoint,
     )
 
 
@@ -257,6 +269,7 @@ COMMANDS = {
     "jacobian --format factored": FACTORS,
     "jacobian --legend": LEGEND,
     "grad": GRAD,
+    "grad --layer CHECKPOINT": GRAD_OF_CHECKPOINT,
     "check": CHECK,
     "verify": VERIFY,
 }

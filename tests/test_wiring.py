@@ -81,6 +81,10 @@ ARGS = {
     "jacobian --format factored": ["jacobian", *BLOG, "--format", "factored"],
     "jacobian --legend": ["jacobian", *BLOG, "--legend"],
     "grad": ["grad", *BLOG, "--target", "2"],
+    "grad --layer CHECKPOINT": [
+        "grad", "--layer", str(ROOT / "samples/model/classifier.safetensors"), "--key", "classifier",
+        "-x", str(ROOT / "samples/model/x.json"), "--target", "1",
+    ],  # fmt: skip
     "check": ["check", *BLOG],
     "verify": ["verify", *BLOG, "--jacobian", str(MISTAKES / "diagonal-only.json")],
 }
@@ -113,4 +117,51 @@ def test_every_cell_of_the_options_matrix_does_what_it_says(tmp_path, name, fmt)
     else:
         assert result.stdout.strip()
     if left_out(fmt, shape):
-        assert "holds grad only, not loss" in result.stderr
+        assert "holds grad only, not " in result.stderr and "loss (= " in result.stderr
+
+
+MODEL = ROOT / "samples/model"
+
+
+@pytest.mark.parametrize("layout", [[], ["--layout", "out-in"]])
+def test_a_gradient_goes_back_into_the_checkpoints_names_shape_and_dtype(tmp_path, layout):
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "grads.safetensors"
+    args = [
+        "--layer",
+        str(MODEL / "classifier.safetensors"),
+        "--key",
+        "classifier",
+        "-x",
+        str(MODEL / "x.json"),
+    ]
+    result = run("grad", *args, *layout, "--target", "0", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    back, model = load_file(str(out)), load_file(str(MODEL / "classifier.safetensors"))
+    assert set(back) == {"classifier.weight", "classifier.bias"}
+    assert back["classifier.weight"].shape == model["classifier.weight"].shape
+    assert back["classifier.weight"].dtype == model["classifier.weight"].dtype
+    # cross-entropy by hand, PyTorch's layout: dL/dW = (p − e_0) xᵀ, dL/db = p − e_0
+    W, b = model["classifier.weight"].astype(float), model["classifier.bias"].astype(float)
+    x = np.array(json.loads((MODEL / "x.json").read_text()))
+    delta = post_softmax(W @ x + b) - np.eye(len(b))[0]
+    assert np.allclose(back["classifier.weight"], np.outer(delta, x), rtol=1e-5, atol=1e-7)
+    assert np.allclose(back["classifier.bias"], delta, rtol=1e-5, atol=1e-7)
+
+
+def test_safetensors_out_needs_a_checkpoint_in_and_is_refused_before_work(tmp_path):
+    result = run("grad", *BLOG, "--target", "0", "-o", str(tmp_path / "g.safetensors"))
+    assert result.exit_code == 2 and "only for a layer read from a checkpoint" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_checkpoint_or_a_pickle_given_as_w_is_pointed_the_right_way(tmp_path):
+    result = run("forward", "-W", str(MODEL / "classifier.safetensors"), "-x", str(MODEL / "x.json"))
+    assert (
+        result.exit_code == 2 and "is a model checkpoint, not one matrix: give it as --layer" in result.stderr
+    )
+    pickle = tmp_path / "model.pt"
+    pickle.write_bytes(b"\x80\x02")
+    result = run("forward", "-W", str(pickle), "-x", str(MODEL / "x.json"))
+    assert result.exit_code == 2 and "CVE-2025-32434" in result.stderr and "save_file" in result.stderr
