@@ -82,9 +82,16 @@ ARGS = {
     "jacobian --legend": ["jacobian", *BLOG, "--legend"],
     "grad": ["grad", *BLOG, "--target", "2"],
     "grad --layer CHECKPOINT": [
-        "grad", "--layer", str(ROOT / "samples/model/classifier.safetensors"), "--key", "classifier",
-        "-x", str(ROOT / "samples/model/x.json"), "--target", "1",
-    ],  # fmt: skip
+        "grad",
+        "--layer",
+        str(ROOT / "samples/model/classifier.safetensors"),
+        "--key",
+        "classifier",
+        "-x",
+        str(ROOT / "samples/model/x.json"),
+        "--target",
+        "1",
+    ],
     "check": ["check", *BLOG],
     "verify": ["verify", *BLOG, "--jacobian", str(MISTAKES / "diagonal-only.json")],
 }
