@@ -499,9 +499,19 @@ def layer_check(
     _finite_W(L)  # the checks read W itself, not only z
     tol = default_rtol(L.W.dtype) if rtol is None else rtol
     per_sample = []
-    for s in range(L.N):
-        one = Layer(L.W, L.X[s : s + 1], L.b, False, "in-out", L.function, L.temperature)
-        per_sample.append(_sample_checks(one, tol, atol, probes, seed))
+    with np.errstate(all="ignore"):  # an overflow is found below, and said, not warned about
+        for s in range(L.N):
+            one = Layer(L.W, L.X[s : s + 1], L.b, False, "in-out", L.function, L.temperature)
+            per_sample.append(_sample_checks(one, tol, atol, probes, seed))
+    for s, sample in enumerate(per_sample):
+        for name, err, t in sample:
+            if not (np.isfinite(err) and np.isfinite(t)):
+                where = f" for sample {s}" if L.batched else ""
+                raise InputError(
+                    f"cannot check this layer: '{name}' overflows{where} (its error or tolerance is "
+                    f"not finite): entries of W or x near the float limit ({np.finfo(L.W.dtype).max:.3g}) "
+                    "make finite differences overflow; scale the layer down to check it"
+                )
     checks = []
     for i, (name, _, _) in enumerate(per_sample[0]):
         rows = [sample[i] for sample in per_sample]

@@ -316,6 +316,14 @@ def _load(
     )  # fmt: skip
 
 
+def _mapped(ctx: typer.Context, x: Path | None) -> Any:
+    """An x in a .npy file larger than the input cap, memory-mapped read-only (None otherwise):
+    forward and grad walk it a chunk of rows at a time."""
+    if x is None or str(x) == "-" or x.suffix.lower() != ".npy" or x.stat().st_size <= _max_bytes(ctx):
+        return None
+    return smio.map_npy(x)
+
+
 def _writer(
     shape: output.Shape, fmt: str | None, out: Path | None, force: bool, **more: Any
 ) -> output.Writer:
@@ -368,6 +376,12 @@ def forward(
         quiet=quiet,
         max_memory=max_memory,
     )
+    X = _mapped(ctx, x)
+    if X is not None:  # larger than the input cap: walked a chunk of rows at a time
+        L = _load(ctx, w, W, X[:1], b, layer, layout, function, temperature, dtype, key)
+        results.sample_in_range(L._replace(X=X, batched=True), sample)
+        _done(w.write(results.forward_mapped(L, X, precision=precision, sample=sample)))
+        return
     L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
     results.sample_in_range(L, sample)
     _done(w.write(results.forward(L, precision=precision, sample=sample)))
@@ -429,7 +443,11 @@ def jacobian(
       smjac jacobian --layer samples/blog/layer.npz --entry 1,1,2
       smjac jacobian --layer samples/blog/layer.npz --format factored
     """
-    shape = results.LEGEND if legend else results.ENTRY if entry else results.JACOBIAN
+    if legend and entry is not None:
+        raise typer.BadParameter("--legend and --entry each replace the Jacobian: give one of them")
+    if fmt == "factored" and (legend or entry is not None):
+        raise typer.BadParameter("--format factored gives dh/dW as its factors: not with --legend or --entry")
+    shape = results.LEGEND if legend else results.ENTRY if entry is not None else results.JACOBIAN
     if fmt == "factored":
         shape, fmt = results.FACTORS, None
     w = _writer(
@@ -439,7 +457,7 @@ def jacobian(
     results.sample_in_range(L, sample)
     if legend:
         result = results.legend(L, wrt=wrt)
-    elif entry:
+    elif entry is not None:
         result = results.entry(L, entry, of=of, wrt=wrt, sample=sample)
     elif shape is results.FACTORS:
         result = results.factors(L, of=of, wrt=wrt)
@@ -518,9 +536,13 @@ def grad(
     _one_stdin(W, x, b, layer, target, upstream)
     shape = results.GRAD_OF_CHECKPOINT if _is_checkpoint(layer) else results.GRAD
     w = _writer(shape, fmt, output, force, precision=precision, quiet=quiet, max_memory=max_memory)
-    L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
+    X = _mapped(ctx, x)
+    L = _load(ctx, w, W, x if X is None else X[:1], b, layer, layout, function, temperature, dtype, key)
     t = None if target is None else _targets(ctx, target)
     g = None if upstream is None else smio.load_array(upstream, max_bytes=_max_bytes(ctx))
+    if X is not None:  # larger than the input cap: summed a chunk of rows at a time
+        _done(w.write(results.grad_mapped(L, X, target=t, upstream=g, reduce=reduce, precision=precision)))
+        return
     _done(
         w.write(
             results.grad(L, target=t, upstream=g, reduce=reduce, precision=precision, checkpoint=w.checkpoint)
@@ -651,6 +673,8 @@ def verify(
     if len(given) != 1:
         raise typer.BadParameter("give exactly one of --grad FILE, --grad-b FILE or --jacobian FILE")
     ((path, kind),) = given
+    if kind == "grad" and (target is None) == (upstream is None):
+        raise typer.BadParameter("--grad needs exactly one of --target K or --upstream FILE")
     w = _writer(results.VERIFY, fmt, output, force, quiet=quiet, max_memory=max_memory)
     L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
     answer = smio.load_answer(path, max_bytes=_max_bytes(ctx))

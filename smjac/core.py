@@ -1396,9 +1396,24 @@ class Gradient:
 
 
 def _targets(target: int | ArrayLike, L: Layer) -> NDArray[np.intp]:
-    t = np.asarray(target)
+    try:
+        t = np.asarray(target)
+    except OverflowError:
+        t = np.asarray(target, dtype=object)
+    if t.dtype.kind == "O":  # integers past int64: out of any range
+        raise InputError(
+            f"target class {np.ravel(t)[0]} is out of range: K = {L.K}, so 0 ≤ target ≤ {L.K - 1}"
+        )
     if t.dtype == bool or t.dtype.kind not in "iuf" or (t.dtype.kind == "f" and not np.all(t == np.round(t))):
-        raise InputError(f"target must be class indices, not {target!r}")
+        shown = np.array2string(np.ravel(t)[:5], separator=",").replace("\n", "")
+        raise InputError(
+            f"targets must be whole class indices from 0, not {shown}{'…' if t.size > 5 else ''}"
+        )
+    if t.ndim > 1 and sum(d > 1 for d in t.shape) > 1:
+        raise ShapeError(f"targets must be a list, one class per sample, not a table of shape {t.shape}")
+    with np.errstate(invalid="ignore"):
+        if t.dtype.kind == "f" and np.any(np.abs(t) >= 2**62):
+            raise InputError(f"a target class is out of range: K = {L.K}, so 0 ≤ target ≤ {L.K - 1}")
     t = t.astype(np.intp).reshape(-1)
     if t.size == 1:
         t = np.repeat(t, L.N)
@@ -1688,6 +1703,12 @@ def grad_chunks(
     spans = _chunks(x, chunk_bytes)
     N = x.shape[0]
     t = None if target is None else np.asarray(target)
+    if t is not None and t.size == 1:
+        t = t.reshape(())  # one class for every sample
+    elif t is not None and t.reshape(-1).size != N:
+        raise ShapeError(f"{t.size} targets for a batch of {N} samples; give one class per sample")
+    elif t is not None:
+        t = t.reshape(-1)
     g = None if upstream is None else np.asarray(upstream)
     grad_W: Array | None = None
     grad_b: Array | None = None

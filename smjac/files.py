@@ -79,7 +79,7 @@ def read_bytes(
         stream = stdin if stdin is not None else sys.stdin.buffer
         if stream.isatty():
             raise LoadError("-: stdin is a terminal; pipe a matrix in (smjac ... -x - < x.json)")
-        data = stream.read(max_bytes + 1)
+        data = _read_upto(stream, max_bytes + 1)
         label = "stdin"
     else:
         label = str(path)
@@ -88,7 +88,7 @@ def read_bytes(
             if size > max_bytes:
                 raise LoadError(_too_big(label, size, max_bytes))
             with open(path, "rb") as f:
-                data = f.read(max_bytes + 1)
+                data = _read_upto(f, max_bytes + 1)
         except IsADirectoryError:
             raise LoadError(f"{label}: is a directory, not a file") from None
         except FileNotFoundError:
@@ -102,6 +102,19 @@ def read_bytes(
     if not data.strip():
         raise LoadError(f"{label}: is empty")
     return data
+
+
+def _read_upto(stream: BinaryIO, limit: int) -> bytes:
+    """At most ``limit`` bytes, read in pieces: ``read(limit)`` would first set aside a buffer of
+    the whole limit, which a large cap (--max-input-bytes 64G) makes fail for a tiny file."""
+    parts, size = [], 0
+    while size < limit:
+        part = stream.read(min(limit - size, 2**24))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def _too_big(label: str, size: int, cap: int) -> str:
@@ -346,7 +359,9 @@ def load_layer(
         label = "stdin" if str(layer) == STDIN else str(layer)
         names = {k: f"{label}[{k}]" for k in LAYER_KEYS}
     for k, path in zip(LAYER_KEYS, (W, x, b), strict=True):
-        if path is not None:
+        if isinstance(path, np.ndarray):  # already read (the first row of a memory-mapped x, say)
+            arrays[k] = np.asarray(path, dtype=np.float64)
+        elif path is not None:
             arrays[k] = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
             names[k] = "stdin" if str(path) == STDIN else str(path)
     missing = [f"-{key}" for key in ("W", "x") if key not in arrays]
@@ -761,7 +776,8 @@ def check_writable(path: str | Path, *, force: bool = False) -> None:
             raise OutputError(f"{path}: is a directory")
         exists = path.exists()
     except OSError as e:  # a name too long for the file system, say
-        raise OutputError(f"{str(path)[:60]}…: cannot write it ({e.strerror or e})") from None
+        name = str(path) if len(str(path)) <= 60 else f"{str(path)[:60]}…"
+        raise OutputError(f"{name}: cannot write it ({e.strerror or e})") from None
     if exists and not force:
         raise OutputError(f"{path}: exists; add --force to replace it")
 
@@ -933,10 +949,13 @@ def parse_size(text: str) -> int:
     >>> parse_size("1.5k"), parse_size("2G")
     (1536, 2147483648)
     """
-    m = re.fullmatch(r"\s*(\d{1,30}(?:\.\d{0,30})?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
     if not m:
         raise ValueError(f"{text!r} is not a size; write it as 4G, 512M or a number of bytes")
-    size = int(float(m[1]) * _UNITS[m[2]])
+    if len(m[1]) > 40:
+        raise ValueError(f"{text[:20]!r}… is out of range: a size is 1 byte to 4 EiB (2^62 bytes)")
+    whole = "." not in m[1]  # exact for a whole number of any length; float for 1.5G
+    size = int(m[1]) * _UNITS[m[2]] if whole else int(float(m[1]) * _UNITS[m[2]])
     if not 0 < size <= MAX_SIZE:
         raise ValueError(f"{text!r} is out of range: a size is 1 byte to 4 EiB (2^62 bytes)")
     return size

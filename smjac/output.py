@@ -105,7 +105,7 @@ def refusal(fmt: Format, shape: Shape) -> str | None:
     if fmt in PICTURES and shape.picture is None:
         return "has no picture"
     if fmt is Format.safetensors and not shape.checkpoint:
-        return "goes into .safetensors only for a layer read from a checkpoint (--layer model.safetensors)"
+        return "cannot be .safetensors: only smjac grad writes one, the gradient of a layer read from a checkpoint (--layer model.safetensors)"
     if fmt in PEOPLE:
         if shape.view is None:
             return f"is data for a program, not a picture, so it has no {fmt.value}"
@@ -161,6 +161,7 @@ class Result(NamedTuple):
     status: Callable[[files.Document], int] = lambda doc: 0
     notes: Sequence[str] = ()
     checkpoint: Callable[[files.Document], bytes] | None = None  # the bytes of a .safetensors file
+    csv_chunks: Callable[[], Any] | None = None  # CSV text in pieces, for a result too large to hold
 
 
 class Environment(NamedTuple):
@@ -189,8 +190,8 @@ class Environment(NamedTuple):
             stdout_isatty=tty(sys.stdout),
             stderr_isatty=tty(sys.stderr),
             no_color="NO_COLOR" in os.environ and os.environ["NO_COLOR"] != "",
-            width=size.columns,
-            height=size.lines,
+            width=max(20, min(size.columns, 4096)),  # whatever COLUMNS says, a size rich can lay out
+            height=max(4, min(size.lines, 4096)),
         )
 
     @property
@@ -303,6 +304,8 @@ class Writer:
         return result.status(doc)
 
     def _streams(self, d: Destination, result: Result) -> bool:
+        if result.csv_chunks is not None:
+            return d.fmt is Format.csv
         if result.blocks is None:
             return False
         return d.fmt is Format.npy or d.fmt is Format.csv
@@ -320,6 +323,22 @@ class Writer:
         )
 
     def _stream(self, d: Destination, result: Result, progress: _Progress) -> None:
+        if result.csv_chunks is not None:
+            chunks = result.csv_chunks
+
+            def write(out: Any) -> None:
+                for text in chunks():
+                    out.write(text.encode())
+                    progress(len(text))
+
+            if d.path is not None:
+                files.write_atomic(d.path, write, force=self.opts.force)
+                self.note(f"wrote {d.path}")
+            else:
+                self._flush_text()
+                write(self._stdout_bytes())
+                self._flush_bytes()
+            return
         assert result.blocks is not None
         blocks = result.blocks()
         if d.path is not None:
@@ -405,23 +424,37 @@ class Writer:
             console.print(picture)
             return console.file.getvalue(), [note]
         if v.table is not None:
-            console.print(v.table())
+            table = v.table()
+            console = self._wide_enough(console, table)
+            console.print(table)
             return console.file.getvalue(), []
         shown = render.matrix_table(
             v.M, v.rows, v.cols, title=v.title, precision=self.opts.precision, width=console.width,
             caption=v.caption,
         )  # fmt: skip
+        console = self._wide_enough(console, shown.table)
         console.print(shown.table)
         return console.file.getvalue(), [shown.elided]
 
-    def console(self) -> Any:
+    def _wide_enough(self, console: Any, renderable: Any) -> Any:
+        """A console as wide as a table needs, when the terminal is narrower: rich would otherwise
+        cut numbers to ``0…``. The terminal then folds the long lines; no digit is lost."""
+        from rich.measure import Measurement
+        from rich.table import Table
+
+        if not isinstance(renderable, Table):
+            return console
+        need = Measurement.get(console, console.options.update_width(4096), renderable).maximum
+        return self.console(width=min(need, 4096)) if need > console.width else console
+
+    def console(self, width: int | None = None) -> Any:
         """A rich console drawing into a string, as stdout would show it (width, colour, charset)."""
         from rich.console import Console
 
         buffer = _Text(self.env.encoding)
         return Console(
             file=buffer,
-            width=self.env.width,
+            width=width or self.env.width,
             height=self.env.height,
             force_terminal=self.env.stdout_isatty,
             no_color=self.env.no_color,

@@ -69,6 +69,66 @@ def forward(L: core.Layer, *, precision: int, sample: int) -> Result:
     return Result(FORWARD, "the forward pass", data, view, nbytes=core.estimate_bytes(L, "forward"))
 
 
+def forward_mapped(L: core.Layer, X: Any, *, precision: int, sample: int) -> Result:
+    """The forward pass of a memory-mapped batch: CSV streamed a chunk of rows at a time (the text
+    the whole would give); other formats only as far as the budget holds the whole."""
+    from .files import to_csv
+
+    # CSV text is made some 2^16 numbers at a time: as fast as larger pieces, and the text of one
+    # piece is all that is held
+    piece = max(1, 2**16 // L.K) * L.n * X.dtype.itemsize
+
+    def chunks() -> Any:
+        for r0, f in core.forward_chunks(
+            _oriented(L), X, L.b, layout=L.layout, function=L.function, temperature=L.temperature,
+            chunk_bytes=piece,
+        ):  # fmt: skip
+            cols = flat_columns({"z": f.z, "h": f.h})
+            cols["sample"] = cols["sample"] + r0
+            text = to_csv(Document({}, columns=cols))
+            yield text if r0 == 0 else text.split("\n", 1)[1]
+
+    def data(progress: Any) -> Document:
+        parts = list(
+            core.forward_chunks(
+                _oriented(L), X, L.b, layout=L.layout, function=L.function, temperature=L.temperature
+            )
+        )
+        z = np.concatenate([f.z for _, f in parts])
+        h = np.concatenate([f.h for _, f in parts])
+        values = {"z": z, "h": h}
+        return Document(values, columns=flat_columns(values))
+
+    whole = forward(
+        L._replace(X=np.empty((0, L.n), L.W.dtype), batched=True), precision=precision, sample=sample
+    )
+    nbytes = 3 * X.shape[0] * L.K * L.W.dtype.itemsize
+    return whole._replace(data=data, nbytes=nbytes, csv_chunks=chunks)
+
+
+def _oriented(L: core.Layer) -> Any:
+    """W as the user gave it (the layer holds it in-out)."""
+    return L.W if L.layout == "in-out" else L.W.T
+
+
+def grad_mapped(L: core.Layer, X: Any, *, target: Any, upstream: Any, reduce: str, precision: int) -> Result:
+    """The gradient over a memory-mapped batch, summed a chunk of rows at a time: memory stays flat."""
+    whole = grad(L, target=target, upstream=upstream, reduce=reduce, precision=precision)
+
+    def data(progress: Any) -> Document:
+        res = core.grad_chunks(
+            _oriented(L), X, L.b, target=target, upstream=upstream, reduce=reduce,
+            layout=L.layout, function=L.function, temperature=L.temperature,
+        )  # fmt: skip
+        fields: dict[str, Any] = {"grad": res.W}
+        if L.b is not None:
+            fields["grad_b"] = res.b
+        fields["loss"] = res.loss
+        return Document(fields, matrix="grad")
+
+    return whole._replace(data=data, nbytes=4 * L.K * L.n * L.W.dtype.itemsize)
+
+
 def jacobian(L: core.Layer, *, of: str, wrt: str, method: str, sample: int) -> Result:
     from . import render
 

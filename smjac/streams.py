@@ -24,6 +24,7 @@ import io
 import os
 import signal
 import sys
+import warnings
 from typing import Any
 
 ASCII = str.maketrans(
@@ -144,6 +145,18 @@ class _Quiet(_Text):
             super().flush()
 
 
+def _c_locale() -> bool:
+    """Whether the user's locale is C or POSIX, which promises ASCII: Python itself then writes
+    UTF-8 (its UTF-8 mode), unless told an encoding (PYTHONIOENCODING) or UTF-8 (PYTHONUTF8=1)."""
+    if os.environ.get("PYTHONIOENCODING") or os.environ.get("PYTHONUTF8") == "1":
+        return False
+    for var in ("LC_ALL", "LC_CTYPE", "LANG"):
+        value = os.environ.get(var)
+        if value:
+            return value in ("C", "POSIX")
+    return False
+
+
 def prepare() -> None:
     """Make the standard streams and the stop signals behave as the module docstring says."""
     closed = set()
@@ -161,10 +174,16 @@ def prepare() -> None:
     for fd, name in ((1, "stdout"), (2, "stderr")):
         old = getattr(sys, name)
         encoding = (getattr(old, "encoding", None) or "utf-8") if old is not None else "utf-8"
+        if _c_locale():
+            encoding = "ascii"
         with contextlib.suppress(Exception):
             if old is not None:
                 old.flush()
         setattr(sys, name, _stream(fd, fd in closed, encoding, errors_quiet=fd == 2))
     for name in ("SIGTERM", "SIGHUP", "SIGINT"):
-        if hasattr(signal, name):
+        # a signal the parent chose to ignore (nohup, a background job's SIGINT) stays ignored
+        if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:
             signal.signal(getattr(signal, name), _raise)
+    # Every result is checked for NaN and infinity where it is made, and refused with its cause;
+    # numpy's RuntimeWarnings on the way (with source lines) would only be noise on stderr.
+    warnings.filterwarnings("ignore", category=RuntimeWarning)

@@ -213,9 +213,15 @@ class _Trial:
         if not self.alive:
             return
         if self.fit and self.factor is None:
-            rr = float(np.dot(truth.ravel(), truth.ravel()))
-            if rr > 0:
-                self.factor = float(np.dot(a.ravel(), truth.ravel())) / rr
+            # scaled by the largest |truth| first, so that numbers near the float limit do not
+            # overflow the sums of squares
+            m = float(np.max(np.abs(truth))) if truth.size else 0.0
+            with np.errstate(over="ignore", invalid="ignore"):
+                t, u = truth.ravel() / (m or 1.0), a.ravel() / (m or 1.0)
+                rr = float(np.dot(t, t))
+                factor = float(np.dot(u, t)) / rr if rr > 0 else 0.0
+            if rr > 0 and np.isfinite(factor):
+                self.factor = factor
                 self.tol += abs(self.factor) * self.unit
                 if abs(self.factor - 1) * self.truth_max <= self.unit_tol:
                     self.alive = False  # c ≈ 1 is the truth itself, not a scale mistake
@@ -225,6 +231,8 @@ class _Trial:
         self.residual = max(self.residual, res) if res == res else np.inf
         if (self.factor is not None or not self.fit) and not self.residual <= self.tol:
             self.alive = False  # the tolerance is known in advance: no later block can save it
+        if not np.isfinite(self.tol):
+            self.alive = False  # "inf ≤ inf" is no evidence
 
 
 class _Stats:

@@ -367,7 +367,8 @@ def test_output_problems_are_found_before_any_work(tmp_path):
     result = run("jacobian", *bad, "-o", str(tmp_path / "J.txt"))
     assert result.exit_code == 2
     assert (
-        "suffix '.txt'; smjac writes .csv, .json, .md, .tex, .npy, .npz, .png, .svg or .pdf" in result.stderr
+        "suffix '.txt'; smjac writes .csv, .json, .md, .tex, .npy, .npz, .png, .svg, .pdf or .safetensors"
+        in result.stderr
     )
     (tmp_path / "J.md").write_text("keep me")
     result = run("grad", *bad, "--target", "0", "-o", str(tmp_path / "J.md"))

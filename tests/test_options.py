@@ -35,7 +35,8 @@ def run(*args: str, env: dict | None = None, input: str | None = None):
         (["forward", *BLOG, "--temperature", "nan"], "nan is not a finite number > 0"),
         (["forward", *BLOG, "--temperature", "0"], "0.0 is not a finite number > 0"),
         (["forward", *BLOG, "--temperature", "-inf"], "-inf is not a finite number > 0"),
-        (["forward", *BLOG, "--max-memory", "9" * 400], "is not a size"),
+        (["forward", *BLOG, "--max-memory", "9" * 400], "is out of range: a size is 1 byte to 4 EiB"),
+        (["forward", *BLOG, "--max-memory", "4611686018427387905"], "is out of range"),
         (["forward", *BLOG, "--max-memory", "0"], "is out of range: a size is 1 byte to 4 EiB"),
         (["forward", *BLOG, "--max-memory", "9999999T"], "is out of range"),
         (["--max-input-bytes", "9223372036854775808", "forward", *BLOG], "is not in the range 1<=x<="),
@@ -55,7 +56,7 @@ def test_bad_option_values_are_refused_with_the_range(args, message, tmp_path):
 @pytest.mark.parametrize(
     ("var", "value", "message"),
     [
-        ("SMJAC_MAX_MEMORY", "9" * 400, "is not a size"),
+        ("SMJAC_MAX_MEMORY", "9" * 400, "is out of range"),
         ("SMJAC_MAX_INPUT_BYTES", "9223372036854775808", "is not in the range"),
     ],
 )
@@ -96,3 +97,25 @@ def test_fuzzed_option_values_never_crash(option, value):
         json.loads(result.stdout)  # a complete report, with no NaN in it
     if result.exit_code == 2:
         assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["jacobian", *BLOG, "--legend", "--format", "factored"], "not with --legend or --entry"),
+        (["jacobian", *BLOG, "--legend", "--entry", "1,1,2"], "give one of them"),
+        (["jacobian", *BLOG, "--entry", ""], "give indices from 0"),
+        (["verify", *BLOG, "--grad", BLOG[1]], "--grad needs exactly one of --target K or --upstream FILE"),
+        (["grad", *BLOG, "--target", "99999999999999999999"], "is out of range: K = 5"),
+    ],
+)
+def test_options_that_cannot_go_together_are_refused(args, message):
+    result = run(*args)
+    assert result.exit_code == 2 and message in result.stderr and result.stdout == ""
+
+
+def test_a_check_that_overflows_is_refused_not_passed(tmp_path):
+    (tmp_path / "W.json").write_text("[[1e308, -1e308]]")
+    (tmp_path / "x.json").write_text("[0]")
+    result = run("check", "-W", str(tmp_path / "W.json"), "-x", str(tmp_path / "x.json"), "-f", "csv")
+    assert result.exit_code == 2 and "cannot check this layer" in result.stderr and result.stdout == ""

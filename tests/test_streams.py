@@ -117,7 +117,7 @@ def test_stdout_or_stdin_closed_is_an_error_not_a_traceback():
 
 
 @pytest.mark.parametrize(
-    "how", [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}]
+    "how", [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}, {"LC_ALL": "C"}]
 )
 @pytest.mark.parametrize(
     "args",
@@ -218,3 +218,34 @@ def test_help_fills_a_wide_terminal():
     assert max(map(len, wide.splitlines())) > 100
     narrow = smjac("jacobian", "--help", env={"COLUMNS": "80"}).stdout.decode()
     assert len(wide.splitlines()) < len(narrow.splitlines())  # the same text, wrapped wider
+
+
+def test_an_ignored_hangup_stays_ignored(tmp_path):
+    # nohup: the parent ignores SIGHUP, so must smjac; the run completes and exits 0
+    layer = tmp_path / "l.npz"
+    rng = np.random.default_rng(2)
+    np.savez(layer, W=rng.normal(size=(300, 300)), x=rng.normal(size=300))
+    out = tmp_path / "J.npy"
+
+    def ignore_hup():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    p = subprocess.Popen([*SMJAC, "jacobian", "--layer", str(layer), "-o", str(out)], preexec_fn=ignore_hup,
+                         stderr=subprocess.PIPE)  # fmt: skip
+    time.sleep(1.0)
+    p.send_signal(signal.SIGHUP)
+    assert p.wait(timeout=120) == 0 and out.stat().st_size == 300 * 300 * 300 * 8 + 128
+
+
+def test_a_narrow_terminal_never_cuts_a_number():
+    for args in (["check", *SAMPLE, "-f", "table"], ["forward", *SAMPLE, "-f", "table"]):
+        proc = smjac(*args, env={"COLUMNS": "20"})
+        assert proc.returncode == 0 and "…" not in proc.stdout.decode()
+    proc = smjac("check", *SAMPLE, "-f", "table", env={"COLUMNS": "20"})
+    assert "1.39e-17" in proc.stdout.decode() or "e-1" in proc.stdout.decode()
+
+
+def test_absurd_terminal_sizes_and_input_caps_are_taken_in_stride():
+    assert smjac("demo", env={"COLUMNS": "99999999999999999999"}).returncode == 0
+    proc = smjac("--max-input-bytes", "64000000000", "forward", *SAMPLE)
+    assert proc.returncode == 0 and proc.stdout.startswith(b"z,h\n")
