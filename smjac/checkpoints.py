@@ -237,14 +237,13 @@ def _safe_open(path: Path, label: str) -> Any:
         from safetensors import safe_open  # only when a safetensors file is read
     except ImportError:  # pragma: no cover - a run-time dependency, so only a broken install
         raise LoadError(f"{label}: reading .safetensors needs the safetensors package") from None
+    from .files import reading
+
     try:
-        return safe_open(str(path), framework="numpy")
-    except FileNotFoundError:
-        raise LoadError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise LoadError(f"{label}: is a directory, not a file") from None
-    except PermissionError:
-        raise LoadError(f"{label}: permission denied") from None
+        with reading(label):
+            return safe_open(str(path), framework="numpy")
+    except LoadError:
+        raise
     except Exception as e:  # the library's SafetensorError and friends, for a damaged file
         raise LoadError(f"{label}: is not a valid safetensors file ({e})") from None
 

@@ -83,25 +83,32 @@ def read_bytes(
         label = "stdin"
     else:
         label = str(path)
-        try:
+        with reading(label):
             size = os.stat(path).st_size
             if size > max_bytes:
                 raise LoadError(_too_big(label, size, max_bytes))
             with open(path, "rb") as f:
                 data = _read_upto(f, max_bytes + 1)
-        except IsADirectoryError:
-            raise LoadError(f"{label}: is a directory, not a file") from None
-        except FileNotFoundError:
-            raise LoadError(f"{label}: no such file") from None
-        except PermissionError:
-            raise LoadError(f"{label}: permission denied") from None
-        except OSError as e:
-            raise LoadError(f"{label}: cannot read it ({e.strerror or e})") from None
     if len(data) > max_bytes:
         raise LoadError(_too_big(label, len(data), max_bytes))
     if not data.strip():
         raise LoadError(f"{label}: is empty")
     return data
+
+
+@contextlib.contextmanager
+def reading(label: str) -> Iterator[None]:
+    """The one wording of a file that cannot be opened or read, for every reader."""
+    try:
+        yield
+    except IsADirectoryError:
+        raise LoadError(f"{label}: is a directory, not a file") from None
+    except FileNotFoundError:
+        raise LoadError(f"{label}: no such file") from None
+    except PermissionError:
+        raise LoadError(f"{label}: permission denied") from None
+    except OSError as e:
+        raise LoadError(f"{label}: cannot read it ({e.strerror or e})") from None
 
 
 def _read_upto(stream: BinaryIO, limit: int) -> bytes:
@@ -631,22 +638,13 @@ def open_npy(path: str | Path) -> np.ndarray:
     checked to be finite here (that would read the whole file); the caller does it as it goes.
     """
     label = str(path)
-    try:
-        with open(path, "rb") as f:
-            if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
-                raise LoadError(f"{label}: is not an NPY file (no NPY header)")
-            f.seek(0)
-            shape, fortran, dtype = _npy_header(f, label)
-            offset = f.tell()
-            size = os.fstat(f.fileno()).st_size
-    except IsADirectoryError:
-        raise LoadError(f"{label}: is a directory, not a file") from None
-    except FileNotFoundError:
-        raise LoadError(f"{label}: no such file") from None
-    except PermissionError:
-        raise LoadError(f"{label}: permission denied") from None
-    except OSError as e:
-        raise LoadError(f"{label}: cannot read it ({e.strerror or e})") from None
+    with reading(label), open(path, "rb") as f:
+        if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            raise LoadError(f"{label}: is not an NPY file (no NPY header)")
+        f.seek(0)
+        shape, fortran, dtype = _npy_header(f, label)
+        offset = f.tell()
+        size = os.fstat(f.fileno()).st_size
     if _npy_size_check(label, shape, dtype, size - offset) == 0:
         raise LoadError(f"{label}: holds no numbers (shape {shape})")
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
