@@ -424,9 +424,11 @@ class Writer:
             console.print(picture)
             return console.file.getvalue(), [note]
         if v.table is not None:
+            from rich.text import Text
+
             table = v.table()
             console = self._wide_enough(console, table)
-            console.print(table)
+            console.print(table, soft_wrap=isinstance(table, Text))  # a report's lines stay whole
             return console.file.getvalue(), []
         shown = render.matrix_table(
             v.M, v.rows, v.cols, title=v.title, precision=self.opts.precision, width=console.width,

@@ -175,3 +175,23 @@ def test_a_checkpoint_or_a_pickle_given_as_w_is_pointed_the_right_way(tmp_path):
     pickle.write_bytes(b"\x80\x02")
     result = run("forward", "-W", str(pickle), "-x", str(MODEL / "x.json"))
     assert result.exit_code == 2 and "CVE-2025-32434" in result.stderr and "save_file" in result.stderr
+
+
+@pytest.mark.parametrize(("no_color", "glyphs"), [(True, True), (False, False)])
+def test_a_heatmap_at_a_terminal_honours_no_color(no_color, glyphs):
+    # the writer takes its facts from an Environment, so a terminal can be staged (as httpie does)
+    import io
+
+    import smjac
+    from smjac import results
+    from smjac.output import Environment, Format, Options, Writer
+
+    out, err = io.StringIO(), io.StringIO()
+    env = Environment(
+        out, err, stdout_isatty=True, stderr_isatty=False, no_color=no_color, width=60, height=20
+    )
+    L = smjac.make_layer(BLOG_W, BLOG_X)
+    w = Writer(results.JACOBIAN, Options(fmt=Format.heatmap), env)
+    assert w.write(results.jacobian(L, of="h", wrt="W", method="shortcut", sample=0)) == 0
+    text = out.getvalue()
+    assert ("▀" not in text and set("+#") & set(text)) if glyphs else ("▀" in text and "\x1b[" in text)
