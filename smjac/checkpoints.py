@@ -22,7 +22,7 @@ import json
 import math
 import re
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,6 @@ from .errors import LoadError, OutputError
 SAFETENSORS = (".safetensors",)
 KERAS = (".keras", ".h5", ".hdf5")
 PICKLES = (".pt", ".pth", ".ckpt", ".bin")
-SUFFIXES = SAFETENSORS + KERAS + PICKLES
 
 # safetensors' dtype names → numpy; BF16 has no numpy type and is widened by hand (_bf16_to_f32).
 _FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
@@ -641,19 +640,3 @@ def gradient_bytes(
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the format recommends
     return struct.pack("<Q", len(text)) + text + b"".join(blobs)
-
-
-def iter_tensors(data: bytes) -> Iterator[tuple[str, str, tuple[int, ...]]]:
-    """Names, dtypes and shapes in a safetensors file's header (for tests and messages).
-
-    Examples
-    --------
-    >>> ck = Checkpoint(np.zeros((1, 2), np.float32), None, "out-in", "safetensors", "h",
-    ...                 "h.weight", None, "BF16", "m.safetensors")
-    >>> list(iter_tensors(gradient_bytes(ck, np.ones((1, 2)), None)))
-    [('h.weight', 'BF16', (1, 2))]
-    """
-    (size,) = struct.unpack("<Q", data[:8])
-    for name, entry in json.loads(data[8 : 8 + size]).items():
-        if name != "__metadata__":
-            yield name, entry["dtype"], tuple(entry["shape"])

@@ -10,7 +10,6 @@ import contextlib
 import math
 import os
 import sys
-from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -20,15 +19,7 @@ from typer.core import TyperGroup
 from . import __version__, core, output, results
 from . import files as smio
 from .errors import InputError, SmjacError
-
-
-class ExitStatus(IntEnum):
-    """Exit codes, as ``diff`` uses them."""
-
-    OK = 0
-    DISAGREE = 1  # smjac check found a disagreement
-    ERROR = 2  # usage error, bad input/output, or anything unexpected
-    PIPE_CLOSED = 141  # the reader went away (smjac ... | head): 128 + SIGPIPE, as Unix tools end
+from .output import ExitStatus
 
 
 def fail(e: BaseException) -> int:

@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from enum import Enum
+from enum import Enum, IntEnum
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -28,6 +28,15 @@ import numpy as np
 
 from . import files
 from .errors import InputError, OutputError
+
+
+class ExitStatus(IntEnum):
+    """Exit codes, as ``diff`` uses them: the one list, for the writer's results and the CLI's errors."""
+
+    OK = 0
+    DISAGREE = 1  # smjac check or verify found a disagreement
+    ERROR = 2  # usage error, bad input/output, or anything unexpected
+    PIPE_CLOSED = 141  # the reader went away (smjac ... | head): 128 + SIGPIPE, as Unix tools end
 
 
 class Format(str, Enum):
@@ -158,7 +167,7 @@ class Result(NamedTuple):
     view: Callable[[files.Document], View] | None = None
     nbytes: int = 0
     blocks: Callable[[], Any] | None = None  # -> core.Blocks
-    status: Callable[[files.Document], int] = lambda doc: 0
+    status: Callable[[files.Document], int] = lambda doc: ExitStatus.OK
     notes: Sequence[str] = ()
     checkpoint: Callable[[files.Document], bytes] | None = None  # the bytes of a .safetensors file
     csv_chunks: Callable[[], Any] | None = None  # CSV text in pieces, for a result too large to hold
@@ -291,7 +300,7 @@ class Writer:
             streamed = [d for d in self.dests if self._streams(d, result)]
             if streamed and len(self.dests) == 1:
                 self._stream(streamed[0], result, progress)
-                return 0
+                return ExitStatus.OK
             if result.nbytes > self.budget():
                 raise InputError(self._over_budget(result))
             doc = result.data(progress)

@@ -16,7 +16,7 @@ import numpy as np
 from . import core
 from .errors import InputError
 from .files import Document
-from .output import Format, Result, Shape, View, flat_columns, pick
+from .output import ExitStatus, Format, Result, Shape, View, flat_columns, pick
 
 FORWARD = Shape("the forward pass (z and h)", csv="columns", view="table", picture="bars")
 JACOBIAN = Shape("a Jacobian", main="jacobian", extras=(), streams=True)
@@ -30,6 +30,11 @@ DEMO = Shape("the walk-through", csv=None, arrays=False, view="table", documents
 CHECK = Shape(
     "a check report", csv="records", arrays=False, view="table", documents=(Format.markdown,), picture=None
 )
+
+
+def _agreed(doc: Document) -> int:
+    """A report's exit status: 1 when a check or the user's answer disagrees."""
+    return ExitStatus.OK if doc.fields["ok"] else ExitStatus.DISAGREE
 
 
 def sample_in_range(L: core.Layer, sample: int) -> None:
@@ -290,7 +295,7 @@ def check(L: core.Layer, *, rtol: float | None, atol: float | None, probes: int 
         names = [c.name for c in report.checks]
         return View(M, names, ["max error", "tolerance"], "checks", table=lambda: render.check_table(report))
 
-    return Result(CHECK, "a check report", data, view, status=lambda doc: 0 if doc.fields["ok"] else 1)
+    return Result(CHECK, "a check report", data, view, status=_agreed)
 
 
 def demo(*, precision: int, width: int) -> Result:
@@ -317,7 +322,7 @@ def verify(L: core.Layer, answer: Any, **how: Any) -> Result:
 
     return Result(
         VERIFY, "a verdict", lambda progress: Document(verdict.to_dict()), view,
-        status=lambda doc: 0 if doc.fields["ok"] else 1,
+        status=_agreed,
     )  # fmt: skip
 
 
