@@ -7,18 +7,19 @@ Run from the repository root after installing the project:
 
 The targets of this round (sections grad1, batch, peak, forward, check, bigx) run each row in
 two child processes, torch with its default allocator and with large pages
-(``THP_MEM_ALLOC_ENABLE=1``); inside a child the bound, smjac and torch take turns in ``--repeat``
-interleaved rounds after one warm-up call each, and each cell is the median of its rounds. Every
-row prints the load average. The older sections (jacobian, gradient) take the best of
+(``THP_MEM_ALLOC_ENABLE=1``); inside a child the parts of the bound, smjac and torch take turns
+in ``--repeat`` interleaved rounds, each turn a rested, warmed-up block of calls (see ``block``),
+and each cell is the median of its rounds. The bound is the sum of its parts, each timed on its
+own. Every row prints the load average. The older sections (jacobian, gradient) take the best of
 ``--repeat`` runs. Ratios, not seconds, are the point: every row is timed next to its baseline
 in the same process, so a busy or slow machine moves both.
 
 * One sample (grad1): ``smjac.grad`` at n = 4096, K = 50000 against the read-once, write-once
   bound, ``W.T @ x`` on all cores plus a fresh n×K array filled on all cores.
 * Batches (batch): ``smjac.grad`` at n = 512, K = 1000 against the forward GEMM, the gradient
-  GEMM (both on all cores) and one in-place pass over N×K; peak memory (peak) with tracemalloc,
-  which numpy reports its arrays to. forward: ``smjac.forward`` against one GEMM and one pass
-  writing p into fresh memory.
+  GEMM (both on all cores) and one in-place pass over N×K on all cores; peak memory (peak) with
+  tracemalloc, which numpy reports its arrays to. forward: ``smjac.forward`` against one GEMM
+  and one pass writing p into fresh memory on all cores.
 * check: ``smjac.check`` at n = K = 100 against ``torch.autograd.gradcheck(fast_mode=False)``.
 * bigx: ``grad_chunks`` and ``forward_chunks`` over a float32 x of 6 GiB in an .npy file, mapped
   read-only, with the child's peak resident memory.
@@ -284,28 +285,64 @@ def gradient_section(n: int, K: int, repeat: int) -> list[str]:
 #
 # Each target runs in two child processes, one with torch's default allocator and one with its
 # large-page allocator (THP_MEM_ALLOC_ENABLE=1, read when torch starts). Inside a child, the bound,
-# smjac and torch run in interleaved rounds (each once per round, after one warm-up call), and
-# each reports the median of its rounds: a busy moment hits all of them.
+# smjac and torch run in interleaved rounds (each a rested, warmed-up block per round: see block),
+# and each reports the median of its rounds: a busy moment hits all of them.
 
 
 def load() -> str:
     return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+SETTLE = 0.3  # seconds of rest before each block: longer than OpenBLAS's idle workers spin (≈0.1 s)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    result = fn()
+    elapsed = time.perf_counter() - start
+    del result
+    return elapsed
+
+
+def block(fn: Callable[[], Any], long: bool) -> float:
+    """One cell's time in one round: after a rest, an untimed warm-up call, then the median of
+    at least three calls lasting SETTLE or more together. In a ``long`` row (a cell of a second
+    or more) every cell is timed once, straight after the rest: the same for all of them.
+
+    Why the rest and the warm-up: after a threaded BLAS call OpenBLAS's idle workers spin for
+    about 0.1 s, and whatever runs next on this 2-core machine shares a core with them (smjac's
+    N = 1000 gradient took twice as long right after the bound's threaded GEMM). A cell timed
+    call by call after another would carry its predecessor's spinning, not its own cost. The
+    warm-up also takes the odd first touch of memory the host has just taken back (a fresh
+    1.6 GB fill: 70 ms, and now and then 700 ms).
+    """
+    gc.collect()  # once a block: with torch loaded a collection takes milliseconds
+    time.sleep(SETTLE)
+    if long:
+        return timed(fn)
+    fn()
+    times: list[float] = []
+    while len(times) < 3 or sum(times) < SETTLE:
+        times.append(timed(fn))
+    return statistics.median(times)
+
+
 def rounds(cells: dict[str, Callable[[], Any]], count: int) -> dict[str, float]:
+    """Each cell's median over ``count`` interleaved rounds of :func:`block` (who goes first
+    rotates), after one call each for first-call set-up, which also tells a long row."""
     times: dict[str, list[float]] = {name: [] for name in cells}
-    for fn in cells.values():
-        fn()  # warm-up: first-call set-up is not what is compared
+    long = max(timed(fn) for fn in cells.values()) >= 1.0
     for r in range(count):
         names = list(cells)
-        names = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
-        for name in names:
-            gc.collect()
-            start = time.perf_counter()
-            result = cells[name]()
-            times[name].append(time.perf_counter() - start)
-            del result
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            times[name].append(block(cells[name], long))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def on_all_cores(pool: ThreadPoolExecutor, rows: int, work: Callable[[int, int], Any]) -> None:
+    """``work(r0, r1)`` over ``rows`` in blocks of rows, four per core, on ``pool``."""
+    step = max(1, -(-rows // (4 * (os.cpu_count() or 1))))
+    list(pool.map(lambda r: work(r, min(rows, r + step)), range(0, rows, step)))
 
 
 def blas_2threads(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -322,6 +359,8 @@ def blas_2threads(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def torch_or_none() -> Any:
+    if os.environ.get("SMJAC_BENCH_NO_TORCH"):
+        return None
     try:
         import torch
     except ImportError:
@@ -333,9 +372,22 @@ def cells_grad1(dtype: Any, n: int, K: int) -> dict[str, Callable[[], Any]]:
     rng = np.random.default_rng(1)
     W = (rng.standard_normal((n, K)) * 0.01).astype(dtype)
     x = rng.standard_normal(n).astype(dtype)
+    pool = ThreadPoolExecutor(os.cpu_count() or 1)  # started once, as smjac's own pool is
+    step = max(1, 16 * 2**20 // (K * np.dtype(dtype).itemsize))
+
+    def fill() -> np.ndarray:  # write n×K once into fresh memory, 16 MiB row blocks on all cores
+        a = np.empty((n, K), dtype=dtype)
+
+        def rows(r: int) -> None:
+            a[r : r + step] = 1.0
+
+        list(pool.map(rows, range(0, n, step)))
+        return a
+
+    # the bound is the sum of its parts, each timed on its own (see target_row)
     cells: dict[str, Callable[[], Any]] = {
-        # read W once (all cores), write n×K once into fresh memory (all cores)
-        "bound": blas_2threads(lambda: (x @ W, fresh_fill_all_cores((n, K), dtype))),
+        "bound: read W": blas_2threads(lambda: x @ W),  # all cores
+        "bound: write n×K": fill,
         "smjac": lambda: smjac.grad(W, x, target=3),
     }
     torch = torch_or_none()
@@ -357,14 +409,16 @@ def cells_batch(dtype: Any, N: int, n: int, K: int) -> dict[str, Callable[[], An
     X = rng.standard_normal((N, n)).astype(dtype)
     t = rng.integers(0, K, N)
 
-    def two_gemms() -> Any:  # forward GEMM, gradient GEMM, and one in-place pass over N×K
-        Z = X @ W
-        G = X.T @ Z
-        Z *= 0.5
-        return G, Z
+    Z, pool = X @ W, ThreadPoolExecutor(os.cpu_count() or 1)
 
+    def halve(r0: int, r1: int) -> None:
+        Z[r0:r1] *= 0.5
+
+    # the bound is the sum of its parts, each timed on its own (see target_row)
     cells: dict[str, Callable[[], Any]] = {
-        "bound": blas_2threads(two_gemms),
+        "bound: forward GEMM": blas_2threads(lambda: X @ W),
+        "bound: gradient GEMM": blas_2threads(lambda: X.T @ Z),
+        "bound: one pass": lambda: on_all_cores(pool, N, halve),
         "smjac": lambda: smjac.grad(W, X, target=t),
     }
     torch = torch_or_none()
@@ -385,12 +439,20 @@ def cells_forward(dtype: Any, N: int, n: int, K: int) -> dict[str, Callable[[], 
     W = (rng.standard_normal((n, K)) / np.sqrt(n)).astype(dtype)
     X = rng.standard_normal((N, n)).astype(dtype)
 
-    def gemm_and_pass() -> Any:  # z in fresh memory, and one pass writing p into fresh memory
-        Z = X @ W
-        return Z, np.exp(Z)
+    Z, pool = X @ W, ThreadPoolExecutor(os.cpu_count() or 1)
+
+    def softmax_pass() -> Any:  # one pass reading z and writing p into fresh memory, all cores
+        P = np.empty_like(Z)
+
+        def rows(r0: int, r1: int) -> None:
+            np.exp(Z[r0:r1], out=P[r0:r1])
+
+        on_all_cores(pool, N, rows)
+        return P
 
     cells: dict[str, Callable[[], Any]] = {
-        "bound": blas_2threads(gemm_and_pass),
+        "bound: GEMM": blas_2threads(lambda: X @ W),
+        "bound: one pass": softmax_pass,
         "smjac": lambda: smjac.forward(W, X),
     }
     torch = torch_or_none()
@@ -428,38 +490,51 @@ def child_cells(spec: list[str], repeat: int) -> dict[str, float]:
         cells = cells_forward(np.dtype(rest[0]).type, *(int(v) for v in rest[1:]))
     else:
         cells = cells_check(int(rest[0]), int(rest[1]))
+    if torch_or_none() is not None:  # a peer's child: the bound is timed in a child of its own
+        cells = {name: fn for name, fn in cells.items() if not name.startswith("bound: ")}
     return rounds(cells, repeat)
 
 
-def in_child(spec: list[str], repeat: int, thp: bool) -> dict[str, float]:
-    """Medians from a child process (torch's allocator is chosen when torch starts)."""
-    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1" if thp else "0"}
+def in_child(spec: list[str], repeat: int, torch: str) -> dict[str, float]:
+    """Medians from a child process: ``torch`` is "" (no torch: smjac and the bound), "default"
+    or "large pages" (smjac and torch; torch's allocator is chosen when torch starts).
+
+    The bound is kept away from torch because torch's default allocator leaves memory in 4 KiB
+    pieces: in its company a fresh 1.6 GB fill took 1.2 s instead of 0.07 s (the kernel
+    compacts memory for numpy's large pages), which would make any bound meaningless."""
+    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1" if torch == "large pages" else "0"}
+    if not torch:
+        env["SMJAC_BENCH_NO_TORCH"] = "1"
     cmd = [sys.executable, __file__, "--cells", ",".join(spec), "--repeat", str(repeat)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        medians: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         print(proc.stderr[-2000:], file=sys.stderr)
         return {}
+    parts = [name for name in medians if name.startswith("bound: ")]
+    if parts:  # the bound is the sum of its parts
+        medians["bound"] = sum(medians.pop(name) for name in parts)
+    return medians
 
 
 def target_row(label: str, spec: list[str], repeat: int, target: float, peer_target: float | None) -> str:
-    """One row: bound, smjac, their ratio against the target, and torch both ways."""
-    off, on = in_child(spec, repeat, False), in_child(spec, repeat, True)
-    if "smjac" not in off or "smjac" not in on:
+    """One row: bound and smjac (a child without torch), their ratio against the target, and
+    torch both ways, each against smjac in the same child."""
+    alone, off, on = (in_child(spec, repeat, torch) for torch in ("", "default", "large pages"))
+    if "smjac" not in alone:
         return f"| {label} | failed | | | | | | | load {load()} |"
-    ours = statistics.median([off["smjac"], on["smjac"]])
     cells = [f"| {label}"]
-    if "bound" in off:
-        ratio = statistics.median([off["smjac"] / off["bound"], on["smjac"] / on["bound"]])
+    if "bound" in alone:
+        ratio = alone["smjac"] / alone["bound"]
         cells += [
-            f"{off['bound'] * 1e3:,.0f} ms",
-            f"{ours * 1e3:,.0f} ms",
+            f"{alone['bound'] * 1e3:,.0f} ms",
+            f"{alone['smjac'] * 1e3:,.0f} ms",
             f"{ratio:.2f} ({'met' if ratio <= target else 'NOT met'})",
         ]
     else:
-        cells += ["–", f"{ours * 1e3:,.0f} ms", "–"]
-    if "torch" in off:
+        cells += ["–", f"{alone['smjac'] * 1e3:,.0f} ms", "–"]
+    if "torch" in off and "torch" in on:
         faster_off, faster_on = off["torch"] / off["smjac"], on["torch"] / on["smjac"]
         verdict = "" if peer_target is None else f" ({'met' if faster_on >= peer_target else 'NOT met'})"
         cells += [
@@ -685,6 +760,7 @@ def main() -> None:
         "--sections", default="grad1,batch,peak,forward,check,bigx,jacobian,streaming,startup"
     )
     parser.add_argument("--sizes", help="Jacobian sizes n = K, comma-separated (default 64,256,512,1024)")
+    parser.add_argument("--batches", help="batch sizes N, comma-separated (default 1000,10000,100000)")
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # the child side of peer_time
     parser.add_argument("--cells", help=argparse.SUPPRESS)  # the child side of in_child
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -710,6 +786,8 @@ def main() -> None:
     report: list[str] = []
     repeat = 2 if quick else args.repeat
     Ns = [200, 1000] if quick else [1000, 10000, 100000]
+    if args.batches:
+        Ns = [int(N) for N in args.batches.split(",")]
     nb, Kb = (64, 100) if quick else (512, 1000)
     targets = [
         (
