@@ -16,6 +16,7 @@ The checker, with its finite-difference reference, is in :mod:`smjac.checks`.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -368,7 +369,7 @@ class _OneBlasThread:
 
                     self._controller = ThreadpoolController().select(user_api="blas")
                 libs = self._controller.lib_controllers
-                self._callers = max((lib.num_threads for lib in libs), default=os.cpu_count() or 1)
+                self._callers = max((lib.num_threads for lib in libs), default=_workers())
                 self._limiter = self._controller.limit(limits=1)
             self._users += 1
             return self._callers
@@ -382,6 +383,7 @@ class _OneBlasThread:
 
 _one_blas_thread = _OneBlasThread()
 ONE_BLAS_THREAD_FROM = 2**13  # N·n·K; OpenBLAS keeps smaller products in one thread itself
+POOL_FROM = 2**21  # multiply-adds (about a millisecond here) before spans go to the pool
 SPAN_BYTES = 4 * 2**20  # rows of a product per task: large enough for BLAS, small enough to stay in cache
 MATVEC_COLUMNS = 4096  # columns of W per task for a single sample's z = Wᵀx
 
@@ -414,16 +416,18 @@ def _row_spans(rows: int, row_bytes: int, parts: int = 4, least: int = 64) -> li
     return _spans(rows, max(step, least))
 
 
-def _in_spans(work: Callable[[Any], Any], spans: Sequence[Any]) -> list[Any]:
+def _in_spans(work: Callable[[Any], Any], spans: Sequence[Any], size: int) -> list[Any]:
     """Run ``work`` on each span, on the shared pool, each BLAS call inside it in one BLAS thread.
 
     The same bits whatever the number of cores: every span is a fixed part of the output (whole
     rows or columns), computed by one single-threaded BLAS call, so which thread runs it, and how
     many run at once, cannot change a digit. The caller's BLAS thread count sets how many spans
-    run at once (OPENBLAS_NUM_THREADS=1 keeps smjac to the calling thread).
+    run at once (OPENBLAS_NUM_THREADS=1 keeps smjac to the calling thread). Work of fewer than
+    POOL_FROM multiply-adds (``size``) runs its spans in the calling thread: handing a span to
+    another thread and waiting for it costs tens of microseconds, more than such a span takes.
     """
     with _one_blas_thread as threads:
-        if threads > 1 and len(spans) > 1 and _workers() > 1:
+        if size >= POOL_FROM and threads > 1 and len(spans) > 1 and _workers() > 1:
             return list(_executor().map(work, spans))
         return [work(span) for span in spans]
 
@@ -443,13 +447,13 @@ def _product(A: Array, B: Array, out: Array | None = None) -> Array:
         def columns(span: tuple[int, int]) -> None:
             np.matmul(A[0], B[:, span[0] : span[1]], out=out[0, span[0] : span[1]])
 
-        _in_spans(columns, _spans(C, MATVEC_COLUMNS))
+        _in_spans(columns, _spans(C, MATVEC_COLUMNS), k * C)
     else:
 
         def rows(span: tuple[int, int]) -> None:
             np.matmul(A[span[0] : span[1]], B, out=out[span[0] : span[1]])
 
-        _in_spans(rows, _row_spans(M, C * out.itemsize, parts=2, least=32))
+        _in_spans(rows, _row_spans(M, C * out.itemsize, parts=2, least=32), M * k * C)
     return out
 
 
@@ -576,7 +580,7 @@ def _softmax_rows(
     P = np.empty((N, K), dtype)
     Z = np.empty((N, K), dtype) if keep_z else P  # without z, each span's z becomes its p in place
     H = np.empty((N, K), dtype) if log_h else None
-    spans = _row_spans(N, K * P.itemsize)
+    spans = _row_spans(N, K * P.itemsize, least=max(64, POOL_FROM // (n * K)))  # small: one span
     fused = len(spans) > 1
     losses = np.empty(N, dtype) if t is not None else None
     sums = np.empty((len(spans), K), dtype) if t is not None else None
@@ -631,7 +635,7 @@ def _softmax_rows(
         if N * n * K < ONE_BLAS_THREAD_FROM:
             done = [work(i) for i in range(len(spans))]
         else:
-            done = _in_spans(work, range(len(spans)))
+            done = _in_spans(work, range(len(spans)), N * n * K)
     if not all(done):
         return None
     return _Rows(Z if keep_z else None, P, H, losses, sums)
@@ -773,8 +777,9 @@ def _row_blocks(rows: int, row_bytes: int, block_bytes: int = BLOCK_BYTES) -> li
     return [(r, min(rows, r + step)) for r in range(0, rows, step)]
 
 
+@functools.cache
 def _workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    return max(1, min(8, os.cpu_count() or 1))  # asked once: os.cpu_count() reads /sys each time
 
 
 def _run(

@@ -72,3 +72,29 @@ def test_one_and_two_threads_give_the_same_bytes(how):
     one, two = run(1, how), run(2, how)
     assert len(one) == len(hashlib.sha256().hexdigest())
     assert one == two
+
+
+def test_small_work_stays_in_the_calling_thread_and_large_work_uses_the_pool(monkeypatch):
+    """Handing a span to the pool costs tens of microseconds: below POOL_FROM multiply-adds the
+    spans run where they were asked for; above it, on the pool when there are cores for it."""
+    import threading
+
+    from smjac import core
+
+    seen: list[int] = []
+
+    def work(span):
+        seen.append(threading.get_ident())
+        return span
+
+    spans = list(range(6))
+    assert core._in_spans(work, spans, core.POOL_FROM - 1) == spans
+    assert set(seen) == {threading.get_ident()}
+
+    seen.clear()
+    monkeypatch.setattr(core, "_workers", lambda: 2)
+    with core._one_blas_thread as blas_threads:  # what the caller allows (OPENBLAS_NUM_THREADS)
+        pass
+    assert core._in_spans(work, spans, core.POOL_FROM) == spans
+    elsewhere = threading.get_ident() not in seen
+    assert elsewhere == (blas_threads > 1), (blas_threads, seen)
