@@ -5,12 +5,12 @@ Run from the repository root after installing the project:
     python benchmarks/bench.py            # everything (several minutes, up to ~20 GiB of memory)
     python benchmarks/bench.py --quick    # small sizes only, to see that it runs
 
-The targets of this round (sections grad1, batch, peak, forward, check, bigx) run each row in
-two child processes, torch with its default allocator and with large pages
-(``THP_MEM_ALLOC_ENABLE=1``); inside a child the parts of the bound, smjac and torch take turns
-in ``--repeat`` interleaved rounds, each turn a rested, warmed-up block of calls (see ``block``),
-and each cell is the median of its rounds. The bound is the sum of its parts, each timed on its
-own. Every row prints the load average. The older sections (jacobian, gradient) take the best of
+The targets of this round (sections grad1, batch, forward, check) run each row in three child
+processes: smjac and the bound without torch, then smjac and torch with torch's default allocator
+and with large pages (``THP_MEM_ALLOC_ENABLE=1``). Inside a child the cells take turns in
+``--repeat`` interleaved rounds, each turn a rested, warmed-up block of calls (see ``block``), and
+each cell is the median of its rounds. The bound is the sum of its parts, each timed on its own.
+Every row prints the load average. The older sections (jacobian, gradient) take the best of
 ``--repeat`` runs. Ratios, not seconds, are the point: every row is timed next to its baseline
 in the same process, so a busy or slow machine moves both.
 
@@ -283,10 +283,16 @@ def gradient_section(n: int, K: int, repeat: int) -> list[str]:
 
 # ---------------------------------------------------------------- issue 14's targets
 #
-# Each target runs in two child processes, one with torch's default allocator and one with its
-# large-page allocator (THP_MEM_ALLOC_ENABLE=1, read when torch starts). Inside a child, the bound,
-# smjac and torch run in interleaved rounds (each a rested, warmed-up block per round: see block),
-# and each reports the median of its rounds: a busy moment hits all of them.
+# Each target runs in three child processes (see in_child): the bound and smjac without torch, and
+# smjac with torch's default allocator and with its large-page one (THP_MEM_ALLOC_ENABLE=1, read
+# when torch starts). Inside a child the cells run in interleaved rounds (each a rested, warmed-up
+# block per round: see block), and each reports the median of its rounds.
+
+
+def duration(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    return f"{seconds * 1e3:.1f} ms" if seconds < 0.01 else f"{seconds * 1e3:,.0f} ms"
 
 
 def load() -> str:
@@ -373,15 +379,10 @@ def cells_grad1(dtype: Any, n: int, K: int) -> dict[str, Callable[[], Any]]:
     W = (rng.standard_normal((n, K)) * 0.01).astype(dtype)
     x = rng.standard_normal(n).astype(dtype)
     pool = ThreadPoolExecutor(os.cpu_count() or 1)  # started once, as smjac's own pool is
-    step = max(1, 16 * 2**20 // (K * np.dtype(dtype).itemsize))
 
-    def fill() -> np.ndarray:  # write n×K once into fresh memory, 16 MiB row blocks on all cores
+    def fill() -> np.ndarray:  # write n×K once into fresh memory, on all cores
         a = np.empty((n, K), dtype=dtype)
-
-        def rows(r: int) -> None:
-            a[r : r + step] = 1.0
-
-        list(pool.map(rows, range(0, n, step)))
+        on_all_cores(pool, n, lambda r0, r1: a[r0:r1].fill(1.0))
         return a
 
     # the bound is the sum of its parts, each timed on its own (see target_row)
@@ -528,18 +529,18 @@ def target_row(label: str, spec: list[str], repeat: int, target: float, peer_tar
     if "bound" in alone:
         ratio = alone["smjac"] / alone["bound"]
         cells += [
-            f"{alone['bound'] * 1e3:,.0f} ms",
-            f"{alone['smjac'] * 1e3:,.0f} ms",
+            duration(alone["bound"]),
+            duration(alone["smjac"]),
             f"{ratio:.2f} ({'met' if ratio <= target else 'NOT met'})",
         ]
     else:
-        cells += ["–", f"{alone['smjac'] * 1e3:,.0f} ms", "–"]
+        cells += ["–", duration(alone["smjac"]), "–"]
     if "torch" in off and "torch" in on:
         faster_off, faster_on = off["torch"] / off["smjac"], on["torch"] / on["smjac"]
         verdict = "" if peer_target is None else f" ({'met' if faster_on >= peer_target else 'NOT met'})"
         cells += [
-            f"{off['torch'] * 1e3:,.0f} ms",
-            f"{on['torch'] * 1e3:,.0f} ms",
+            duration(off["torch"]),
+            duration(on["torch"]),
             f"{faster_off:.2f}×",
             f"{faster_on:.2f}×{verdict}",
         ]
