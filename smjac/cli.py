@@ -653,7 +653,8 @@ def verify(
     Give one answer: --grad FILE (with --target or --upstream), --grad-b FILE, or --jacobian FILE
     (with --of and --wrt). Exits 0 when it agrees, 1 when it disagrees, 2 when it could not run.
     The answer agrees when max|a − r| ≤ atol + rtol·max|r|. A .npy answer is read memory-mapped,
-    so a Jacobian of gigabytes is compared block by block.
+    so a Jacobian of gigabytes is compared block by block. The answer may hold NaN or inf (in any
+    format): they get their own diagnosis.
 
     \b
     Examples:

@@ -156,24 +156,28 @@ def _json_budget(size: int, label: str, max_memory: int | None) -> None:
         )
 
 
-def parse(data: bytes, fmt: Format, label: str, *, max_memory: int | None = None) -> np.ndarray:
+def parse(
+    data: bytes, fmt: Format, label: str, *, max_memory: int | None = None, finite: bool = True
+) -> np.ndarray:
     """Turn bytes of a known format into a finite float array; ``label`` names it in errors.
 
     ``max_memory`` (bytes; :func:`default_memory_budget` when None) bounds what parsing may take:
-    JSON is refused before it is parsed when its estimate is over it.
+    JSON is refused before it is parsed when its estimate is over it. ``finite=False`` keeps NaN
+    and infinities (JSON's NaN and Infinity, CSV's nan and inf) instead of refusing them: for a
+    user's own answer, where a NaN is what is to be found.
     """
     if fmt is Format.JSON:
         _json_budget(len(data), label, max_memory)
-        arr = _parse_json(data, label)
+        arr = _parse_json(data, label, finite)
     elif fmt is Format.CSV:
-        arr = _parse_csv(data, label)
+        arr = _parse_csv(data, label, finite)
     elif fmt is Format.NPY:
         arr = _parse_npy(data, label)
     else:
         raise LoadError(f"{label}: an .npz bundle holds several arrays; give it with --layer")
     if arr.size == 0:
         raise LoadError(f"{label}: holds no numbers (shape {arr.shape})")
-    if not all_finite(arr):
+    if finite and not all_finite(arr):
         raise LoadError(f"{label}: holds NaN or infinite values; every number must be finite")
     return arr
 
@@ -196,17 +200,18 @@ def load_array(
     max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
     max_memory: int | None = None,
     stdin: BinaryIO | None = None,
+    finite: bool = True,
 ) -> np.ndarray:
     """Load one matrix or vector from a .json, .csv or .npy file, or from stdin (``-``).
 
     The suffix names the format; stdin and a path with no suffix (such as the shell's ``<(...)``)
-    are sniffed from their first bytes. ``max_memory`` is the budget of :func:`parse`.
+    are sniffed from their first bytes. ``max_memory`` and ``finite`` are :func:`parse`'s.
     """
     label = "stdin" if str(path) == STDIN else str(path)
     with _no_memory_error(label):
         fmt = None if label == "stdin" or not Path(path).suffix else Format.from_path(path)
         data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
-        return parse(data, fmt or sniff(data), label, max_memory=max_memory)
+        return parse(data, fmt or sniff(data), label, max_memory=max_memory, finite=finite)
 
 
 def map_npy(path: str | Path) -> np.ndarray:
@@ -420,13 +425,15 @@ def _checkpoint(
     return checkpoints.read(layer, key=key, max_bytes=max_bytes, memory_budget=max_memory)
 
 
-def _json_document(data: bytes, label: str) -> Any:
+def _json_document(data: bytes, label: str, finite: bool = True) -> Any:
     def refuse_constant(token: str) -> float:
+        if not finite:
+            return float(token)  # NaN, Infinity, -Infinity
         raise LoadError(f"{label}: {token} is not allowed; every number must be finite")
 
     def strict_float(token: str) -> float:
         value = float(token)
-        if math.isinf(value):
+        if finite and math.isinf(value):
             raise LoadError(f"{label}: {token} overflows a 64-bit float")
         return value
 
@@ -462,8 +469,8 @@ def _json_document(data: bytes, label: str) -> Any:
         raise LoadError(f"{label}: is nested too deeply") from None
 
 
-def _parse_json(data: bytes, label: str) -> np.ndarray:
-    obj = _json_document(data, label)
+def _parse_json(data: bytes, label: str, finite: bool = True) -> np.ndarray:
+    obj = _json_document(data, label, finite)
     if not isinstance(obj, list):
         raise LoadError(f"{label}: expected an array of numbers, found {_json_kind(obj)}")
     return _json_array(obj, label)
@@ -500,7 +507,7 @@ def _check_json_numbers(obj: list[Any], label: str) -> None:
             raise LoadError(f"{label}: expected numbers, found {_json_kind(item)} ({json.dumps(item)[:40]})")
 
 
-def _parse_csv(data: bytes, label: str) -> np.ndarray:
+def _parse_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark from a spreadsheet is harmless
     except UnicodeDecodeError:
@@ -520,15 +527,12 @@ def _parse_csv(data: bytes, label: str) -> np.ndarray:
             )
         row = []
         for col, cell in enumerate(cells, start=1):
-            if not _NUMBER.match(cell):
-                what = (
-                    "not a finite number"
-                    if cell.lower().lstrip("+-") in ("nan", "inf", "infinity")
-                    else "not a number"
-                )
+            special = cell.lower().lstrip("+-") in ("nan", "inf", "infinity")
+            if not (_NUMBER.match(cell) or (special and not finite)):
+                what = "not a finite number" if special else "not a number"
                 raise LoadError(f"{label}: line {lineno}, column {col}: {cell!r} is {what}")
             value = float(cell)
-            if math.isinf(value):
+            if finite and math.isinf(value):
                 raise LoadError(f"{label}: line {lineno}, column {col}: {cell} overflows a 64-bit float")
             row.append(value)
         if rows and len(row) != len(rows[0]):
@@ -623,11 +627,12 @@ def _parse_npy(data: bytes, label: str) -> np.ndarray:
 
 
 def load_answer(path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> np.ndarray:
-    """A user's own derivative, for ``smjac verify``: a .npy memory-mapped (any size, NaN kept,
-    its dtype kept), anything else read as strictly as every input."""
+    """A user's own derivative, for ``smjac verify``: a .npy memory-mapped (any size, its dtype
+    kept), anything else read as strictly as every input but for NaN and infinities, which are
+    kept in every format: finding them is the point."""
     if str(path) != STDIN and Path(path).suffix.lower() == ".npy":
         return open_npy(path)
-    return load_array(path, max_bytes=max_bytes)
+    return load_array(path, max_bytes=max_bytes, finite=False)
 
 
 def open_npy(path: str | Path) -> np.ndarray:

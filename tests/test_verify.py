@@ -480,3 +480,57 @@ def test_open_npy_refuses_pickles_and_keeps_the_dtype(tmp_path):
     Path(tmp_path / "short.npy").write_bytes((tmp_path / "f32.npy").read_bytes()[:-4])
     with pytest.raises(smjac.LoadError, match="truncated"):
         files.open_npy(tmp_path / "short.npy")
+
+
+# ------------------------------------------------------------- NaN in a text answer
+
+
+def _naive_gradient(W, x, t):
+    """The gradient as a person writes it first: exp without the max shift, which overflows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(W.T @ x)
+        p = e / e.sum()
+    p[t] -= 1
+    return np.outer(x, p)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "stdin"])
+def test_a_nan_in_a_json_or_csv_answer_is_diagnosed_not_refused(tmp_path, fmt):
+    """json.dump writes NaN and Infinity, np.savetxt writes nan and inf: such an answer is what
+    verify is for, so it gets the non-finite diagnosis (exit 1), as a .npy does, not a refusal."""
+    from typer.testing import CliRunner
+
+    from smjac.cli import app
+
+    W = np.array([[300.0, -2.0, 1.0], [1.0, 0.5, 250.0]])
+    x = np.array([3.0, 1.0])
+    wrong = _naive_gradient(W, x, 1)
+    assert not np.all(np.isfinite(wrong))  # the mistake really happened
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "x.npy", x)
+    answer = tmp_path / ("answer.csv" if fmt == "csv" else "answer.json")
+    if fmt == "csv":
+        np.savetxt(answer, wrong, delimiter=",")
+    else:
+        answer.write_text(json.dumps(wrong.tolist()))
+    text = answer.read_text()
+    assert "nan" in text.lower()
+    source, stdin = ("-", text) if fmt == "stdin" else (str(answer), None)
+    layer = ["-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy")]
+    args = ["verify", *layer, "--grad", source, "--target", "1", "--format", "json"]
+    result = CliRunner().invoke(app, args, input=stdin, env={"NO_COLOR": "1"})
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert [d["mistake"] for d in report["diagnosis"]] == ["non-finite"]
+    assert "NaN" in report["diagnosis"][0]["detail"]
+
+
+def test_inputs_still_refuse_nan(tmp_path):
+    """Only the answer may hold NaN: W, x and b stay strict."""
+    (tmp_path / "W.json").write_text("[[NaN, 1.0], [0.5, 2.0]]")
+    with pytest.raises(smjac.LoadError, match="NaN is not allowed"):
+        files.load_array(tmp_path / "W.json")
+    (tmp_path / "W.csv").write_text("nan,1\n0.5,2\n")
+    with pytest.raises(smjac.LoadError, match="not a finite number"):
+        files.load_array(tmp_path / "W.csv")
+    assert np.isnan(files.load_answer(tmp_path / "W.csv")[0, 0])
