@@ -346,31 +346,36 @@ def make_layer(
 
 
 class _OneBlasThread:
-    """A context in which BLAS runs in one thread: threadpoolctl's limit, shared by smjac's threads.
+    """A context in which BLAS runs in one thread, shared by smjac's threads and its callers'.
 
     The limit is process-wide (OpenBLAS keeps one thread pool), so concurrent users share it:
     the first to enter sets it, the last to leave restores the caller's setting. threadpoolctl's
-    own context managers would, entered from two threads at once, restore each other's values.
+    own context managers would, entered from two threads at once, restore each other's values,
+    and since threadpoolctl 3.8 its OpenBLAS setter obeys only the first Python thread that used
+    it and silently ignores the rest: a call from a worker thread after one from the main thread
+    ran BLAS on every core and changed the last bits. So threadpoolctl only finds the libraries;
+    the count is set with each library's own setter, from whichever thread enters.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
-        self._limiter: Any = None
-        self._controller: Any = None
+        self._libs: list[Any] | None = None
+        self._saved: list[Any] = []
         self._callers = 1
 
     def __enter__(self) -> int:
         """Returns the number of BLAS threads the caller had set (what smjac may use instead)."""
         with self._lock:
             if self._users == 0:
-                if self._controller is None:
+                if self._libs is None:
                     from threadpoolctl import ThreadpoolController  # only for large layers
 
-                    self._controller = ThreadpoolController().select(user_api="blas")
-                libs = self._controller.lib_controllers
-                self._callers = max((lib.num_threads for lib in libs), default=_workers())
-                self._limiter = self._controller.limit(limits=1)
+                    self._libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+                self._saved = [lib.get_num_threads() for lib in self._libs]
+                self._callers = max((n for n in self._saved if n), default=_workers())
+                for lib in self._libs:
+                    _set_blas_threads(lib, 1)
             self._users += 1
             return self._callers
 
@@ -378,7 +383,15 @@ class _OneBlasThread:
         with self._lock:
             self._users -= 1
             if self._users == 0:
-                self._limiter.restore_original_limits()
+                for lib, threads in zip(self._libs or [], self._saved, strict=True):
+                    if threads:
+                        _set_blas_threads(lib, threads)
+
+
+def _set_blas_threads(lib: Any, threads: int) -> None:
+    """The library's own setter: threadpoolctl's ``set_num_threads`` for OpenBLAS (3.8 and later)
+    does nothing unless called from the first thread that called it."""
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(threads)
 
 
 _one_blas_thread = _OneBlasThread()

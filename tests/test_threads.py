@@ -98,3 +98,34 @@ def test_small_work_stays_in_the_calling_thread_and_large_work_uses_the_pool(mon
     assert core._in_spans(work, spans, core.POOL_FROM) == spans
     elsewhere = threading.get_ident() not in seen
     assert elsewhere == (blas_threads > 1), (blas_threads, seen)
+
+
+def test_a_call_from_another_thread_after_one_from_the_main_thread_gives_the_same_bits():
+    """threadpoolctl 3.8 lets only the first Python thread that limits OpenBLAS limit it again: a
+    call from a worker thread after one from the main thread once ran BLAS on every core and moved
+    the last bits of float32 results. In a fresh process, as a user would meet it."""
+    script = r"""
+import threading, numpy as np, smjac
+rng = np.random.default_rng(0)
+W = (rng.standard_normal((64, 100)) * 0.3).astype(np.float32)
+X = rng.standard_normal((200, 64)).astype(np.float32)
+t = rng.integers(0, 100, 200)
+from threadpoolctl import threadpool_info
+def blas_threads():
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+before = blas_threads()
+def digest(g):
+    return (g.W.tobytes(), g.b.tobytes(), g.z.tobytes(), smjac.forward(W, X).z.tobytes())
+first = digest(smjac.grad(W, X, target=t))  # the main thread first
+seen = []
+worker = threading.Thread(target=lambda: seen.append(digest(smjac.grad(W, X, target=t))))
+worker.start(); worker.join()
+print(seen[0] == first, blas_threads() == before)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    same, restored = out.stdout.split()
+    assert same == "True", out.stdout  # the worker's bits are the main thread's
+    assert restored == "True", out.stdout  # and the caller's BLAS thread count is back
