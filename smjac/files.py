@@ -507,6 +507,11 @@ def _check_json_numbers(obj: list[Any], label: str) -> None:
             raise LoadError(f"{label}: expected numbers, found {_json_kind(item)} ({json.dumps(item)[:40]})")
 
 
+def _special(cell: str) -> bool:
+    """NaN or an infinity as CSV writers spell it (nan, inf, -Infinity, any case)."""
+    return cell.lower().lstrip("+-") in ("nan", "inf", "infinity")
+
+
 def _parse_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark from a spreadsheet is harmless
@@ -521,13 +526,13 @@ def _parse_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
         cells = [c.strip() for c in cells]
         if not any(cells):
             continue
-        if not rows and not any(_NUMBER.match(c) for c in cells):
+        if not rows and not any(_NUMBER.match(c) or (not finite and _special(c)) for c in cells):
             raise LoadError(
                 f"{label}: line {lineno} looks like a header ({','.join(cells)[:40]!r}); remove it"
             )
         row = []
         for col, cell in enumerate(cells, start=1):
-            special = cell.lower().lstrip("+-") in ("nan", "inf", "infinity")
+            special = _special(cell)
             if not (_NUMBER.match(cell) or (special and not finite)):
                 what = "not a finite number" if special else "not a number"
                 raise LoadError(f"{label}: line {lineno}, column {col}: {cell!r} is {what}")

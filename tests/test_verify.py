@@ -525,6 +525,22 @@ def test_a_nan_in_a_json_or_csv_answer_is_diagnosed_not_refused(tmp_path, fmt):
     assert "NaN" in report["diagnosis"][0]["detail"]
 
 
+def test_a_csv_answer_whose_first_line_is_all_nan_is_not_taken_for_a_header(tmp_path):
+    """np.savetxt of an answer that overflowed in its first row writes only nan and inf there."""
+    W, x = BLOG_W, BLOG_X
+    wrong = np.full((3, 5), np.nan)
+    wrong[1:] = 0.1
+    wrong[0, 1] = np.inf
+    np.savetxt(tmp_path / "answer.csv", wrong, delimiter=",")
+    answer = files.load_answer(tmp_path / "answer.csv")
+    assert np.array_equal(np.isnan(answer), np.isnan(wrong)) and answer[0, 1] == np.inf
+    v = smjac.verify(W, x, answer, kind="grad", target=2)
+    assert diagnosed(v) == {"non-finite"}, v
+    (tmp_path / "W.csv").write_text("nan,nan\n1,2\n")  # an input: still a header-like line, refused
+    with pytest.raises(smjac.LoadError, match="header"):
+        files.load_array(tmp_path / "W.csv")
+
+
 def test_inputs_still_refuse_nan(tmp_path):
     """Only the answer may hold NaN: W, x and b stay strict."""
     (tmp_path / "W.json").write_text("[[NaN, 1.0], [0.5, 2.0]]")
