@@ -159,7 +159,7 @@ def _json_budget(size: int, label: str, max_memory: int | None) -> None:
 def parse(
     data: bytes, fmt: Format, label: str, *, max_memory: int | None = None, finite: bool = True
 ) -> np.ndarray:
-    """Turn bytes of a known format into a finite float array; ``label`` names it in errors.
+    """Turn bytes of a known format into a float array, finite; ``label`` names it in errors.
 
     ``max_memory`` (bytes; :func:`default_memory_budget` when None) bounds what parsing may take:
     JSON is refused before it is parsed when its estimate is over it. ``finite=False`` keeps NaN
