@@ -76,17 +76,24 @@ def fresh_fill(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     return a
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def on_all_cores(rows: int, work: Callable[[int, int], Any]) -> None:
+    """``work(r0, r1)`` over ``rows`` in blocks of rows, four per core, on one pool of a thread per
+    core, started once (as smjac's own pool is) so that no bound pays for starting threads."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(os.cpu_count() or 1)
+    step = max(1, -(-rows // (4 * (os.cpu_count() or 1))))
+    list(_POOL.map(lambda r: work(r, min(rows, r + step)), range(0, rows, step)))
+
+
 def fresh_fill_all_cores(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A fresh array filled in 16 MiB row blocks by one thread per core: the floor for any writer
-    that returns a new array and uses every core (numpy lets go of the GIL while it assigns)."""
+    """A fresh array filled in row blocks by one thread per core: the floor for any writer that
+    returns a new array and uses every core (numpy lets go of the GIL while it assigns)."""
     a = np.empty(shape, dtype=dtype)
-    step = max(1, 16 * 2**20 // max(1, a[0].nbytes))
-
-    def fill(r: int) -> None:
-        a[r : r + step] = 1.0
-
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        list(pool.map(fill, range(0, shape[0], step)))
+    on_all_cores(shape[0], lambda r0, r1: a[r0:r1].fill(1.0))
     return a
 
 
@@ -350,12 +357,6 @@ def rounds(cells: dict[str, Callable[[], Any]], count: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def on_all_cores(pool: ThreadPoolExecutor, rows: int, work: Callable[[int, int], Any]) -> None:
-    """``work(r0, r1)`` over ``rows`` in blocks of rows, four per core, on ``pool``."""
-    step = max(1, -(-rows // (4 * (os.cpu_count() or 1))))
-    list(pool.map(lambda r: work(r, min(rows, r + step)), range(0, rows, step)))
-
-
 def blas_2threads(fn: Callable[[], Any]) -> Callable[[], Any]:
     """``fn`` with numpy's BLAS on every core (smjac limits it only while it runs)."""
     from threadpoolctl import ThreadpoolController
@@ -383,17 +384,10 @@ def cells_grad1(dtype: Any, n: int, K: int) -> dict[str, Callable[[], Any]]:
     rng = np.random.default_rng(1)
     W = (rng.standard_normal((n, K)) * 0.01).astype(dtype)
     x = rng.standard_normal(n).astype(dtype)
-    pool = ThreadPoolExecutor(os.cpu_count() or 1)  # started once, as smjac's own pool is
-
-    def fill() -> np.ndarray:  # write n×K once into fresh memory, on all cores
-        a = np.empty((n, K), dtype=dtype)
-        on_all_cores(pool, n, lambda r0, r1: a[r0:r1].fill(1.0))
-        return a
-
     # the bound is the sum of its parts, each timed on its own (see target_row)
     cells: dict[str, Callable[[], Any]] = {
         "bound: read W": blas_2threads(lambda: x @ W),  # all cores
-        "bound: write n×K": fill,
+        "bound: write n×K": lambda: fresh_fill_all_cores((n, K), dtype),
         "smjac": lambda: smjac.grad(W, x, target=3),
     }
     torch = torch_or_none()
@@ -415,7 +409,7 @@ def cells_batch(dtype: Any, N: int, n: int, K: int) -> dict[str, Callable[[], An
     X = rng.standard_normal((N, n)).astype(dtype)
     t = rng.integers(0, K, N)
 
-    Z, pool = X @ W, ThreadPoolExecutor(os.cpu_count() or 1)
+    Z = X @ W
 
     def halve(r0: int, r1: int) -> None:
         Z[r0:r1] *= 0.5
@@ -424,7 +418,7 @@ def cells_batch(dtype: Any, N: int, n: int, K: int) -> dict[str, Callable[[], An
     cells: dict[str, Callable[[], Any]] = {
         "bound: forward GEMM": blas_2threads(lambda: X @ W),
         "bound: gradient GEMM": blas_2threads(lambda: X.T @ Z),
-        "bound: one pass": lambda: on_all_cores(pool, N, halve),
+        "bound: one pass": lambda: on_all_cores(N, halve),
         "smjac": lambda: smjac.grad(W, X, target=t),
     }
     torch = torch_or_none()
@@ -445,7 +439,7 @@ def cells_forward(dtype: Any, N: int, n: int, K: int) -> dict[str, Callable[[], 
     W = (rng.standard_normal((n, K)) / np.sqrt(n)).astype(dtype)
     X = rng.standard_normal((N, n)).astype(dtype)
 
-    Z, pool = X @ W, ThreadPoolExecutor(os.cpu_count() or 1)
+    Z = X @ W
 
     def softmax_pass() -> Any:  # one pass reading z and writing p into fresh memory, all cores
         P = np.empty_like(Z)
@@ -453,7 +447,7 @@ def cells_forward(dtype: Any, N: int, n: int, K: int) -> dict[str, Callable[[], 
         def rows(r0: int, r1: int) -> None:
             np.exp(Z[r0:r1], out=P[r0:r1])
 
-        on_all_cores(pool, N, rows)
+        on_all_cores(N, rows)
         return P
 
     cells: dict[str, Callable[[], Any]] = {
