@@ -258,7 +258,7 @@ def _read_safetensors(path: Path, key: str | None, limits: _Limits) -> Checkpoin
             if len(usable) != 1:
                 raise LoadError(_pick_one(label, matrices, "several layers" if usable else "no float matrix"))
             weight_key = usable[0]
-            layer = weight_key.removesuffix(".weight")
+            layer = _layer_name(weight_key)
             notes.append(
                 f"{label}: using {_describe(weight_key, *matrices[weight_key])}, its only 2-D tensor"
             )
@@ -266,11 +266,10 @@ def _read_safetensors(path: Path, key: str | None, limits: _Limits) -> Checkpoin
             weight_key = key if key in matrices else f"{key}.weight"
             if weight_key not in matrices:
                 raise LoadError(_pick_one(label, matrices, f"no tensor {key!r} or {key + '.weight'!r}"))
-            layer = key.removesuffix(".weight")
-        bias_key: str | None = layer + ".bias" if weight_key.endswith(".weight") else None
-        if bias_key not in header:
-            bias_key = None
+            layer = _layer_name(weight_key)
+        bias_key = bias_for(weight_key, header)
         (W_shape, dtype) = header[weight_key]
+        notes.extend(_unpaired_vectors(label, weight_key, bias_key, header))
         if dtype not in _FLOATS and dtype != "BF16":
             raise LoadError(
                 f"{label}[{weight_key}]: has dtype {dtype}; smjac reads floating-point weights "
@@ -302,6 +301,55 @@ def _read_safetensors(path: Path, key: str | None, limits: _Limits) -> Checkpoin
         label=label,
         notes=tuple(notes),
     )
+
+
+_WEIGHT_LEAVES = ("weight", "kernel")
+
+
+def _layer_name(weight_key: str) -> str:
+    """The layer a weight tensor belongs to, as ``--key`` takes it: ``classifier.weight`` →
+    ``classifier``; a bare state_dict's ``weight`` stays ``weight``."""
+    prefix, dot, leaf = weight_key.rpartition(".")
+    return prefix if dot and leaf in _WEIGHT_LEAVES else weight_key
+
+
+def bias_for(weight_key: str, names: Mapping[str, Any]) -> str | None:
+    """The bias paired with a weight tensor by name, never by luck; None when the file has none.
+
+    The pairs are the frameworks' own: ``P.weight``↔``P.bias`` (PyTorch, Hugging Face), a bare
+    ``weight``↔``bias`` (``nn.Linear(...).state_dict()`` saved as it is) and ``kernel``↔``bias``
+    (Keras names, with or without a prefix).
+
+    Examples
+    --------
+    >>> bias_for("weight", {"weight": 0, "bias": 0}), bias_for("fc.weight", {"fc.weight": 0, "fc.bias": 0})
+    ('bias', 'fc.bias')
+    >>> bias_for("dense/kernel", {"dense/kernel": 0, "dense/bias": 0}), bias_for("fc.weight", {"bias": 0})
+    ('dense/bias', None)
+    """
+    for sep in (".", "/"):
+        prefix, found, leaf = weight_key.rpartition(sep)
+        if found and leaf in _WEIGHT_LEAVES:
+            candidate = f"{prefix}{sep}bias"
+            return candidate if candidate in names else None
+    if weight_key in _WEIGHT_LEAVES:
+        return "bias" if "bias" in names else None
+    return None
+
+
+def _unpaired_vectors(
+    label: str, weight_key: str, bias_key: str | None, header: Mapping[str, tuple[tuple[int, ...], str]]
+) -> list[str]:
+    """A note for each 1-D tensor that could be this layer's bias but is not paired with it by name."""
+    if bias_key is not None:
+        return []
+    shape = header[weight_key][0]
+    loose = [k for k, (s, d) in header.items() if len(s) == 1 and s[0] in shape and d in (*_FLOATS, "BF16")]
+    return [
+        f"{label}: {_describe(k, *header[k])} is not used as {weight_key}'s bias (its name does not pair "
+        f"with it); give it with -b if it is the bias"
+        for k in loose[:3]
+    ]
 
 
 def _describe(name: str, shape: tuple[int, ...], dtype: str) -> str:

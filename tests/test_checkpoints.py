@@ -102,6 +102,53 @@ def test_safetensors_without_bias_and_a_full_tensor_name(tmp_path):
     assert_array_equal(ck.W, W)
 
 
+def test_bare_state_dict_keeps_its_bias(tmp_path):
+    """save_file(nn.Linear(6, 4).state_dict(), ...) stores bare 'weight' and 'bias'; both are used."""
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"weight": W, "bias": b}, path)
+    for key in (None, "weight"):
+        ck = checkpoints.read(path, key=key)
+        assert (ck.weight_key, ck.bias_key) == ("weight", "bias")
+        assert_array_equal(ck.b, b)
+    # the loss by hand, from the logits z = W x + b (PyTorch's layout), not through smjac
+    z = W.astype(float) @ X + b.astype(float)
+    loss = np.log(np.exp(z - z.max()).sum()) + z.max() - z[3]
+    L = load_layer(None, write_x(tmp_path), layer=checkpoints.read(path))
+    g = smjac.layer_grad(L, target=3)
+    assert_allclose(g.loss, loss, rtol=1e-14)
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    assert_allclose(g.b, p - np.eye(K)[3], rtol=1e-13, atol=1e-16)
+    back = st.load(checkpoints.gradient_bytes(checkpoints.read(path), g.W, g.b))
+    assert set(back) == {"weight", "bias"}
+
+
+@pytest.mark.parametrize(
+    ("names", "bias"),
+    [
+        (("fc.weight", "fc.bias"), "fc.bias"),
+        (("dense/kernel", "dense/bias"), "dense/bias"),
+        (("kernel", "bias"), "bias"),
+        (("fc.weight", "bias"), None),  # another layer's name never pairs
+        (("weight", "fc.bias"), None),
+    ],
+)
+def test_bias_pairs_by_name_only(tmp_path, names, bias):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({names[0]: W, names[1]: b}, path)
+    ck = checkpoints.read(path, key=names[0])
+    assert ck.bias_key == bias
+    unpaired = [n for n in ck.notes if "is not used as" in n]
+    assert unpaired == (
+        []
+        if bias
+        else [
+            f"{path}: {names[1]} (4 F32) is not used as {names[0]}'s bias (its name does not pair with it); give it with -b if it is the bias"
+        ]
+    )
+
+
 def test_safetensors_one_matrix_is_used_with_a_note(tmp_path):
     W, b = head()
     path = tmp_path / "m.safetensors"
