@@ -429,9 +429,10 @@ def _read_keras(path: Path, key: str | None, limits: _Limits) -> Checkpoint:
     except OSError as e:
         raise LoadError(f"{label}: is not a Keras weights file ({e})") from None
     with h5:
-        layers = _keras3_layers(h5) if "layers" in h5 or "_layer_checkpoint_dependencies" in h5 else []
+        keras3 = any(_member(h5, k, label) is not None for k in ("layers", "_layer_checkpoint_dependencies"))
+        layers = _keras3_layers(h5, label) if keras3 else []
         if not layers:
-            layers = _legacy_layers(h5)
+            layers = _legacy_layers(h5, label)
         by_name = {d.name: d for d in layers}
         notes: list[str] = []
         if key is None:
@@ -514,17 +515,17 @@ def _snake_case(name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _keras3_layers(h5: Any) -> list[_Dense]:
+def _keras3_layers(h5: Any, label: str) -> list[_Dense]:
     """Layers of a Keras 3 weights store: groups ``…/NAME/vars`` whose ``0`` is a matrix."""
     found: list[_Dense] = []
 
     def visit(name: str, obj: Any) -> None:
         if not name.endswith("/vars") or name.startswith("optimizer"):
             return
-        kernel = obj.get("0")
+        kernel = _member(obj, "0", label)
         if getattr(kernel, "ndim", 0) != 2:
             return
-        bias = obj.get("1")
+        bias = _member(obj, "1", label)
         if getattr(bias, "shape", None) != (kernel.shape[1],):
             bias = None
         layer = name.removesuffix("/vars")
@@ -534,6 +535,64 @@ def _keras3_layers(h5: Any) -> list[_Dense]:
 
     h5.visititems(visit)
     return found
+
+
+_MAX_SOFT_LINKS = 32  # HDF5's own default limit on soft links followed in one path (H5L_NUM_LINKS is 16)
+
+
+def _member(group: Any, path: str, label: str) -> Any:
+    """``group[path]`` read only from this file: None when absent, a refusal when it would reach out.
+
+    HDF5 lets a name lead elsewhere: an external link opens another file (or a FIFO, which hangs),
+    a dataset with external storage or a virtual dataset takes its bytes from other files, and soft
+    links can loop. A checkpoint is trusted to name only itself, so each link of the path is
+    looked at before it is followed: hard links are followed, soft links only within the file and
+    at most ``_MAX_SOFT_LINKS`` times, external links never; a dataset reached must keep its bytes in
+    this file.
+    """
+    h5py = _h5py(label)
+    parts = path.split("/")
+    obj = group.file if path.startswith("/") else group
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part in ("", "."):
+            continue
+        if not isinstance(obj, h5py.Group):
+            return None
+        link = obj.get(part, getlink=True)
+        where = f"{label}[{obj.name.rstrip('/')}/{part}]"
+        if link is None:
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            raise LoadError(
+                f"{where}: is an external link to {link.filename!r}; smjac reads nothing but the file it is given"
+            )
+        if isinstance(link, h5py.SoftLink):
+            hops += 1
+            if hops > _MAX_SOFT_LINKS:
+                raise LoadError(f"{where}: soft links loop (or chain more than {_MAX_SOFT_LINKS} deep)")
+            target = link.path
+            if target.startswith("/"):
+                obj = obj.file
+            parts = target.split("/") + parts
+            continue
+        if not isinstance(link, h5py.HardLink):  # a user-defined link type: nothing to follow safely
+            raise LoadError(f"{where}: is a link of a kind smjac does not follow")
+        obj = obj[part]
+    if isinstance(obj, h5py.Dataset):
+        plist = obj.id.get_create_plist()
+        if plist.get_layout() == h5py.h5d.VIRTUAL:
+            raise LoadError(
+                f"{label}[{obj.name.lstrip('/')}]: is a virtual dataset, whose data lie in other files; "
+                "smjac reads nothing but the file it is given"
+            )
+        if plist.get_external_count() > 0:
+            raise LoadError(
+                f"{label}[{obj.name.lstrip('/')}]: keeps its data in an external file; "
+                "smjac reads nothing but the file it is given"
+            )
+    return obj
 
 
 def _attr_names(group: Any, attr: str) -> list[str]:
@@ -548,18 +607,18 @@ def _attr_names(group: Any, attr: str) -> list[str]:
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _legacy_layers(h5: Any) -> list[_Dense]:
+def _legacy_layers(h5: Any, label: str) -> list[_Dense]:
     """Layers of a legacy Keras HDF5 file: a kernel and a bias among each layer's ``weight_names``."""
-    root = h5.get("model_weights", h5)
+    root = _member(h5, "model_weights", label) or h5
     found: list[_Dense] = []
     for name in _attr_names(root, "layer_names") or list(root.keys()):
-        group = root.get(name)
+        group = _member(root, name, label)
         if group is None or not hasattr(group, "attrs"):
             continue
         kernel = bias = None
         for weight in _attr_names(group, "weight_names"):
             leaf = weight.rsplit("/", 1)[-1].split(":")[0]
-            ds = group.get(weight)
+            ds = _member(group, weight, label)
             if leaf == "kernel" and getattr(ds, "ndim", 0) == 2:
                 kernel = ds
             elif leaf == "bias" and getattr(ds, "ndim", 0) == 1:

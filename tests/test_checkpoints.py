@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -512,3 +514,105 @@ def test_samples_need_a_key_for_they_hold_two_layers():
             checkpoints.read(MODEL / name)
     ck = checkpoints.read(MODEL / "model.keras", key="dense")  # the stored name works as well
     assert_array_equal(ck.W, sample_arrays()["pre_classifier.weight"].T)
+
+
+# ---------------------------------------------------------------- an HDF5 checkpoint reads only itself
+
+
+def other_file(tmp_path: Path) -> Path:
+    """A second HDF5 file, never named to smjac, holding a plausible kernel."""
+    path = tmp_path / "elsewhere.h5"
+    with h5py.File(path, "w") as f:
+        f["kernel"] = np.full((N_IN, K), 9.0, np.float32)
+    return path
+
+
+def hostile_legacy(path: Path, make_kernel) -> None:
+    """A legacy Keras file whose one layer's kernel is made by ``make_kernel(group, name)``."""
+    with h5py.File(path, "w") as f:
+        root = f.create_group("model_weights")
+        root.attrs["layer_names"] = [b"dense"]
+        g = root.create_group("dense")
+        g.attrs["weight_names"] = [b"dense/kernel:0"]
+        g.create_group("dense")
+        make_kernel(g["dense"], "kernel:0")
+
+
+def test_external_link_is_refused(tmp_path):
+    target = other_file(tmp_path)
+    path = tmp_path / "m.h5"
+    hostile_legacy(path, lambda g, name: g.__setitem__(name, h5py.ExternalLink(str(target), "/kernel")))
+    with pytest.raises(
+        LoadError, match=r"dense/kernel:0\]: is an external link to .*elsewhere.h5.*nothing but the file"
+    ):
+        checkpoints.read(path)
+
+
+def test_external_link_to_a_fifo_is_refused_without_opening_it(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    path = tmp_path / "m.h5"
+    hostile_legacy(path, lambda g, name: g.__setitem__(name, h5py.ExternalLink(str(fifo), "/kernel")))
+    # in a child, so that a hang fails the test instead of stalling the suite
+    code = f"from smjac import checkpoints\ntry:\n    checkpoints.read({str(path)!r})\nexcept Exception as e:\n    print(e)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "is an external link" in done.stdout
+
+
+def test_external_storage_is_refused(tmp_path):
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(np.full((N_IN, K), 9.0, np.float32).tobytes())
+    path = tmp_path / "m.h5"
+
+    def make(g, name):
+        g.create_dataset(
+            name, shape=(N_IN, K), dtype=np.float32, external=[(str(raw), 0, h5py.h5f.UNLIMITED)]
+        )
+
+    hostile_legacy(path, make)
+    with pytest.raises(LoadError, match=r"keeps its data in an external file"):
+        checkpoints.read(path)
+
+
+def test_virtual_dataset_is_refused(tmp_path):
+    target = other_file(tmp_path)
+    path = tmp_path / "m.h5"
+
+    def make(g, name):
+        layout = h5py.VirtualLayout(shape=(N_IN, K), dtype=np.float32)
+        layout[:] = h5py.VirtualSource(str(target), "kernel", shape=(N_IN, K))
+        g.create_virtual_dataset(name, layout)
+
+    hostile_legacy(path, make)
+    with pytest.raises(LoadError, match=r"is a virtual dataset"):
+        checkpoints.read(path)
+
+
+def test_soft_link_loop_is_refused_and_soft_links_within_the_file_work(tmp_path):
+    path = tmp_path / "loop.h5"
+    hostile_legacy(path, lambda g, name: g.__setitem__(name, h5py.SoftLink(g.name + "/" + name)))
+    with pytest.raises(LoadError, match=r"soft links loop"):
+        checkpoints.read(path)
+    W, _ = head()
+    path = tmp_path / "soft.h5"
+
+    def make(g, name):
+        g.file["stored"] = W.T.copy()
+        g[name] = h5py.SoftLink("/stored")
+
+    hostile_legacy(path, make)
+    assert_array_equal(checkpoints.read(path).W, W.T)
+
+
+def test_keras3_store_with_an_external_link_is_refused(tmp_path):
+    target = other_file(tmp_path)
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        g = f.create_group("layers/dense/vars")
+        g["0"] = h5py.ExternalLink(str(target), "/kernel")
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", buf.getvalue())
+    with pytest.raises(LoadError, match=r"is an external link"):
+        checkpoints.read(path)
