@@ -16,7 +16,8 @@ and reuse them, ``L = smjac.make_layer(W, x)`` and pass ``L`` to ``layer_forward
 Importing smjac loads numpy only; the command line's typer and rich stay out of it.
 """
 
-from .core import (
+from .errors import InputError, LoadError, OutputError, ShapeError, SmjacError
+from .maths import (
     Blocks,
     Factored,
     Forward,
@@ -39,7 +40,6 @@ from .core import (
     softmax,
     softmax_jacobian,
 )
-from .errors import InputError, LoadError, OutputError, ShapeError, SmjacError
 
 __version__ = "0.2.0"
 

@@ -1,6 +1,6 @@
 """Cross-examine a layer's derivatives: against each other, finite differences and identities.
 
-Pure numpy, like :mod:`smjac.core`; :func:`check` is what ``smjac check`` runs.
+Pure numpy, like :mod:`smjac.maths`; :func:`check` is what ``smjac check`` runs.
 """
 
 from __future__ import annotations
@@ -11,21 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .core import (
-    Array,
-    Layer,
-    _as_float,
-    _dh_dz,
-    _finite_W,
-    _forward,
-    _one_minus,
-    grad,
-    layer_factors,
-    layer_jacobian,
-    log_softmax,
-    make_layer,
-)
 from .errors import InputError
+from .maths import Array, Layer, grad, layer_factors, layer_jacobian, log_softmax, make_layer
+from .maths.forward_pass import check_finite_W, forward_arrays
+from .maths.functions import complement
+from .maths.jacobians import dh_dz
+from .maths.numeric import as_float
 
 
 def _blocks(total: int, step: int) -> list[tuple[int, int]]:
@@ -80,7 +71,7 @@ def numerical_jacobian(
     >>> bool(err[0, 0] < 1e-8)
     True
     """
-    v = _as_float(v)
+    v = as_float(v)
     flat = v.reshape(-1)
     eps = float(np.finfo(v.dtype).eps)
     if step is None:
@@ -168,9 +159,9 @@ def _sample_checks(
     soft = L.function == "softmax"
     b0 = np.zeros(K, dtype=L.W.dtype) if L.b is None else L.b
     x = L.X[0]
-    Z, H, P = _forward(L)
+    Z, H, P = forward_arrays(L)
     z, p = Z[0], P[0]
-    A = _dh_dz(L, P)[0]
+    A = dh_dz(L, P)[0]
     rng = np.random.default_rng(seed)
     zi, wi, xi = (_probe(size, probes, rng) for size in (K, K * n, n))
     if wi.size == K * n:
@@ -234,7 +225,7 @@ def _sample_checks(
         z_noise = eps * np.maximum(1.0, terms / T)  # rounding in each z_i / T
         delta = T * z_noise ** (1 / 3)  # in units of z
         # rounding in z_i reaches h through ∂h/∂z_i: p_i(1 − p_i) for softmax, up to 1 for log-softmax
-        reach = p * _one_minus(p) if soft else np.ones(K)
+        reach = p * complement(p) if soft else np.ones(K)
         h_noise = eps * (1.0 + float(np.max(np.abs(H)))) + 2 * float(np.sum(reach * z_noise))
         w_step = (delta[:, None] / np.abs(x)[None, :]).reshape(-1)  # w[i,j] feeds z_i through x_j
         x_step = np.min(delta[None, :] / np.abs(L.W), axis=1)  # x_j feeds every z_i through W[j,i]
@@ -249,7 +240,7 @@ def _sample_checks(
         M = L.W if W is None else W
         v = x if xv is None else xv
         Lp = make_layer(M, v, b0, function=L.function, temperature=T)
-        return _forward(Lp)[1][0]
+        return forward_arrays(Lp)[1][0]
 
     def weight_differences(f: Callable[[Array], Array], noise: float) -> tuple[Array, Array]:
         """Finite differences in each weight drawn, all probes at once, with numerical_jacobian's
@@ -343,7 +334,7 @@ class CheckPlan:
     ``weights`` are the weights moved in all (per sample, times the samples), ``passes`` the
     forward-pass-equivalents finite differences make (:func:`forward_passes`; a weight's probe
     costs O(K + n), counted as one), ``work`` an operation count (multiply-adds, roughly) and
-    ``memory`` the peak bytes (:func:`smjac.core.estimate_bytes` with ``"check"``).
+    ``memory`` the peak bytes (:func:`smjac.maths.estimate_bytes` with ``"check"``).
     """
 
     weights: int
@@ -369,7 +360,7 @@ def check_plan(
 
     Examples
     --------
-    >>> from smjac.core import make_layer
+    >>> from smjac.maths import make_layer
     >>> check_plan(make_layer(np.ones((2, 3)), [1.0, 2.0])).weights
     6
     >>> check_plan(make_layer(np.ones((100, 1000)), np.ones(100)), max_weights=50_000)
@@ -377,7 +368,7 @@ def check_plan(
     ...
     smjac.errors.InputError: K·n = 100,000 weights over --max-weights 50,000: finite differences would take about 804,400 forward passes. Check a random few with --probes N (1000, say), or raise --max-weights (0: no limit) to wait
     """
-    from .core import estimate_bytes
+    from .maths import estimate_bytes
 
     if probes is not None and probes < 1:
         raise InputError(f"probes must be at least 1, not {probes}")
@@ -490,13 +481,13 @@ def layer_check(
     max_weights: int = 0,
     max_memory: int | None = None,
 ) -> CheckReport:
-    """:func:`check` for a :class:`~smjac.core.Layer` (one ``make_layer`` has already checked).
+    """:func:`check` for a :class:`~smjac.maths.Layer` (one ``make_layer`` has already checked).
 
     ``max_weights`` and ``max_memory`` are the limits of :func:`check_plan`, refused before any work.
     """
     check_plan(L, probes, max_weights=max_weights, max_memory=max_memory)
     _check_temperature(L)
-    _finite_W(L)  # the checks read W itself, not only z
+    check_finite_W(L)  # the checks read W itself, not only z
     tol = default_rtol(L.W.dtype) if rtol is None else rtol
     per_sample = []
     with np.errstate(all="ignore"):  # an overflow is found below, and said, not warned about

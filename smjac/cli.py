@@ -1,6 +1,6 @@
 """The ``smjac`` command line: parse, load, call a result builder, hand the result to the writer.
 
-No maths and no output here: numbers come from :mod:`smjac.core`, results are assembled in
+No maths and no output here: numbers come from :mod:`smjac.maths`, results are assembled in
 :mod:`smjac.results`, and every byte written goes through :class:`smjac.output.Writer`. Errors
 are turned into exit codes in one place, :func:`fail`; the process's streams and signals are made
 honest by :func:`smjac.streams.prepare` in :func:`main`.
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from . import __version__, core, output, results
+from . import __version__, maths, output, results
 from . import files as smio
 from .errors import InputError, SmjacError
 from .output import ExitStatus
@@ -120,7 +120,7 @@ LayerOpt = Annotated[
     ),
 ]
 LayoutOpt = Annotated[
-    core.LayoutName | None,
+    maths.LayoutName | None,
     typer.Option(
         help="in-out: W is n×K, z = Wᵀx (the post). out-in: W is K×n, z = Wx (PyTorch nn.Linear) "
         "[default: in-out; a .safetensors checkpoint's is out-in].",
@@ -136,7 +136,7 @@ KeyOpt = Annotated[
         show_default=False,
     ),
 ]
-FunctionOpt = Annotated[core.FunctionName, typer.Option(help="The layer's output: softmax(z/T) or its log.")]
+FunctionOpt = Annotated[maths.FunctionName, typer.Option(help="The layer's output: softmax(z/T) or its log.")]
 
 
 def _within(lo: float, hi: float, *, above: bool = False) -> Any:
@@ -177,7 +177,7 @@ AtolOpt = Annotated[
     ),
 ]
 DTypeOpt = Annotated[
-    core.DTypeName, typer.Option("--dtype", help="Precision of the arithmetic and of written files.")
+    maths.DTypeName, typer.Option("--dtype", help="Precision of the arithmetic and of written files.")
 ]
 
 
@@ -291,7 +291,7 @@ def _is_checkpoint(layer: Path | None) -> bool:
 
 def _load(
     ctx: typer.Context, w: output.Writer, W, x, b, layer, layout, function, temperature, dtype, key=None
-) -> core.Layer:
+) -> maths.Layer:
     """The layer the options name, loaded and checked once; a checkpoint's notes go to stderr,
     and the checkpoint itself is kept on ``w`` (a gradient can be written back in its form)."""
     from . import checkpoints
@@ -390,10 +390,10 @@ def jacobian(
     function: FunctionOpt = "softmax",
     temperature: TemperatureOpt = 1.0,
     dtype: DTypeOpt = "float64",
-    of: Annotated[core.Of, typer.Option(help="Differentiate h (the outputs) or z (the logits).")] = "h",
-    wrt: Annotated[core.Wrt, typer.Option(help="With respect to W, z, x or b.")] = "W",
+    of: Annotated[maths.Of, typer.Option(help="Differentiate h (the outputs) or z (the logits).")] = "h",
+    wrt: Annotated[maths.Wrt, typer.Option(help="With respect to W, z, x or b.")] = "W",
     method: Annotated[
-        core.Method,
+        maths.Method,
         typer.Option(help="shortcut: closed form per entry; chain: dh/dz · dz/dW, as the post."),
     ] = "shortcut",
     legend: Annotated[
@@ -463,7 +463,7 @@ def _one_stdin(*inputs: object) -> None:
         raise InputError("- given twice: only one input can come from stdin")
 
 
-def _targets(ctx: typer.Context, text: str) -> Any:
+def target_indices(ctx: typer.Context, text: str) -> Any:
     """--target: one class, a comma list with one per sample, or a file of them (``-``: stdin).
 
     Integers are tried first; only a name that is ``-`` or an existing file is read as a file,
@@ -502,7 +502,7 @@ def grad(
         typer.Option(help="dLoss/dh from whatever follows the layer: K entries, or N×K.", **_FILE),
     ] = None,
     reduce: Annotated[
-        core.Reduction, typer.Option(help="Sum or average a batch's gradients and losses.")
+        maths.Reduction, typer.Option(help="Sum or average a batch's gradients and losses.")
     ] = "sum",
     fmt: _format_opt(results.GRAD) = None,  # type: ignore[valid-type]
     precision: PrecisionOpt = 6,
@@ -529,7 +529,7 @@ def grad(
     w = _writer(shape, fmt, output, force, precision=precision, quiet=quiet, max_memory=max_memory)
     X = _mapped(ctx, x)
     L = _load(ctx, w, W, x if X is None else X[:1], b, layer, layout, function, temperature, dtype, key)
-    t = None if target is None else _targets(ctx, target)
+    t = None if target is None else target_indices(ctx, target)
     g = None if upstream is None else smio.load_array(upstream, max_bytes=_max_bytes(ctx))
     if X is not None:  # larger than the input cap: summed a chunk of rows at a time
         _done(w.write(results.grad_mapped(L, X, target=t, upstream=g, reduce=reduce, precision=precision)))
@@ -630,8 +630,8 @@ def verify(
             "--jacobian", help="Your Jacobian: K × … for one sample, N × K × … for a batch.", **_FILE
         ),
     ] = None,
-    of: Annotated[core.Of, typer.Option(help="With --jacobian: of h or of z.")] = "h",
-    wrt: Annotated[core.Wrt, typer.Option(help="With --jacobian: with respect to W, z, x or b.")] = "W",
+    of: Annotated[maths.Of, typer.Option(help="With --jacobian: of h or of z.")] = "h",
+    wrt: Annotated[maths.Wrt, typer.Option(help="With --jacobian: with respect to W, z, x or b.")] = "W",
     target: Annotated[
         str | None,
         typer.Option(help="With --grad: the true class (cross-entropy); a list or file for a batch."),
@@ -639,7 +639,9 @@ def verify(
     upstream: Annotated[
         Path | None, typer.Option(help="With --grad: dLoss/dh instead of a target (K, or N×K).", **_FILE)
     ] = None,
-    reduce: Annotated[core.Reduction, typer.Option(help="With --grad: how your batch was combined.")] = "sum",
+    reduce: Annotated[
+        maths.Reduction, typer.Option(help="With --grad: how your batch was combined.")
+    ] = "sum",
     rtol: RtolOpt = None,
     atol: AtolOpt = None,
     fmt: _format_opt(results.VERIFY) = None,  # type: ignore[valid-type]
@@ -670,7 +672,7 @@ def verify(
     w = _writer(results.VERIFY, fmt, output, force, quiet=quiet, max_memory=max_memory)
     L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
     answer = smio.load_answer(path, max_bytes=_max_bytes(ctx))
-    t = None if target is None else _targets(ctx, target)
+    t = None if target is None else target_indices(ctx, target)
     g = None if upstream is None else smio.load_array(upstream, max_bytes=_max_bytes(ctx))
     how = {
         "kind": kind,

@@ -10,7 +10,7 @@ import numpy as np
 from rich.rule import Rule
 from rich.text import Text
 
-from . import core, render
+from . import maths, render
 from .checks import check
 
 
@@ -24,15 +24,15 @@ def renderables(width: int, precision: int = 5) -> list[Any]:
     """The walk-through, as rich renderables for a terminal ``width`` columns wide."""
     W, x = blog_example()
     n, K = W.shape
-    fwd = core.forward(W, x)
-    dhdz = core.softmax_jacobian(fwd.h)
-    dzdw = core.jacobian(W, x, of="z", wrt="W")
-    chain = core.jacobian(W, x, method="chain")
-    short = core.jacobian(W, x, method="shortcut")
+    fwd = maths.forward(W, x)
+    dhdz = maths.softmax_jacobian(fwd.h)
+    dzdw = maths.jacobian(W, x, of="z", wrt="W")
+    chain = maths.jacobian(W, x, method="chain")
+    short = maths.jacobian(W, x, method="shortcut")
     report = {c.name: c for c in check(W, x).checks}
-    summed = core.grad(W, x, upstream=np.ones(K))
+    summed = maths.grad(W, x, upstream=np.ones(K))
     target = int(np.argmax(fwd.h))
-    ce = core.grad(W, x, target=target)
+    ce = maths.grad(W, x, target=target)
     hidden: list[str] = []
     parts: list[Any] = []
 

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from .core import Layer, all_finite, make_layer
 from .errors import LoadError, OutputError
+from .maths import Layer, all_finite, make_layer
 
 if TYPE_CHECKING:
     from .checkpoints import Checkpoint
@@ -218,7 +218,7 @@ def map_npy(path: str | Path) -> np.ndarray:
     """Memory-map an x in an .npy file read-only, for inputs larger than the input cap.
 
     :func:`open_npy`, for a batch (N×n): nothing is read beyond the header here.
-    :func:`smjac.core.forward_chunks` and :func:`~smjac.core.grad_chunks` read the rows a chunk at
+    :func:`smjac.maths.forward_chunks` and :func:`~smjac.maths.grad_chunks` read the rows a chunk at
     a time, check each chunk's numbers are finite, and hand its pages back when done.
     """
     x = open_npy(path)
@@ -344,10 +344,10 @@ def load_layer(
     max_memory: int | None = None,
     stdin: BinaryIO | None = None,
 ) -> Layer:
-    """Load W, x (and b) from their files, or from a bundle, as a checked :class:`~smjac.core.Layer`.
+    """Load W, x (and b) from their files, or from a bundle, as a checked :class:`~smjac.maths.Layer`.
 
     A file given on its own takes the place of the bundle's array. Errors name the files. The
-    layer is checked here, once: the ``layer_*`` functions of :mod:`smjac.core` take it as it is.
+    layer is checked here, once: the ``layer_*`` functions of :mod:`smjac.maths` take it as it is.
     ``max_memory`` (bytes; :func:`default_memory_budget` when None) is the budget each loader
     holds a file's parse to before it starts (``--max-memory``).
 

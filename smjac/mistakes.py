@@ -50,7 +50,8 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from .core import Array, Layer, _forward, softmax
+from .maths import Array, Layer, softmax
+from .maths.forward_pass import forward_arrays
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class Problem:
     @cached_property
     def forward(self) -> tuple[Array, Array, Array]:
         """Z, H, P (each N×K) as smjac computes them."""
-        return _forward(self.L)
+        return forward_arrays(self.L)
 
     @property
     def through_softmax(self) -> bool:

@@ -166,7 +166,7 @@ class Result(NamedTuple):
     data: Callable[[Callable[[int], None]], files.Document]
     view: Callable[[files.Document], View] | None = None
     nbytes: int = 0
-    blocks: Callable[[], Any] | None = None  # -> core.Blocks
+    blocks: Callable[[], Any] | None = None  # -> maths.Blocks
     status: Callable[[files.Document], int] = lambda doc: ExitStatus.OK
     notes: Sequence[str] = ()
     checkpoint: Callable[[files.Document], bytes] | None = None  # the bytes of a .safetensors file

@@ -1,10 +1,10 @@
 """Each command's result, as the writer takes it: the data as a document, and how a person sees it.
 
-A builder here takes a checked :class:`~smjac.core.Layer` and the command's choices, and returns
+A builder here takes a checked :class:`~smjac.maths.Layer` and the command's choices, and returns
 an :class:`~smjac.output.Result` whose data is computed only when the writer asks for it. The
 ``Shape`` constants say what each result is made of before anything is computed, so the writer
 can refuse a format that cannot hold it before any input is read. No maths here: numbers come
-from :mod:`smjac.core` and :mod:`smjac.checks`, labels from :mod:`smjac.render`.
+from :mod:`smjac.maths` and :mod:`smjac.checks`, labels from :mod:`smjac.render`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import core
+from . import maths, notation
 from .errors import InputError
 from .files import Document
 from .output import ExitStatus, Format, Result, Shape, View, flat_columns, pick
@@ -37,7 +37,7 @@ def _agreed(doc: Document) -> int:
     return ExitStatus.OK if doc.fields["ok"] else ExitStatus.DISAGREE
 
 
-def sample_in_range(L: core.Layer, sample: int) -> None:
+def sample_in_range(L: maths.Layer, sample: int) -> None:
     """--sample picks one sample of a batch; refuse one that is not there."""
     if sample < L.N:
         return
@@ -46,13 +46,13 @@ def sample_in_range(L: core.Layer, sample: int) -> None:
     raise InputError(f"--sample {sample} is out of range: the batch has {L.N} samples (0 to {L.N - 1})")
 
 
-def forward(L: core.Layer, *, precision: int, sample: int) -> Result:
+def forward(L: maths.Layer, *, precision: int, sample: int) -> Result:
     from . import render
 
     name = "h" if L.function == "softmax" else "log h"
 
     def data(progress: Any) -> Document:
-        res = core.layer_forward(L)
+        res = maths.layer_forward(L)
         values = {"z": res.z, "h": res.h}
         return Document(values, columns=flat_columns(values) if L.batched else values)
 
@@ -71,10 +71,10 @@ def forward(L: core.Layer, *, precision: int, sample: int) -> Result:
             notes=notes,
         )
 
-    return Result(FORWARD, "the forward pass", data, view, nbytes=core.estimate_bytes(L, "forward"))
+    return Result(FORWARD, "the forward pass", data, view, nbytes=maths.estimate_bytes(L, "forward"))
 
 
-def forward_mapped(L: core.Layer, X: Any, *, precision: int, sample: int) -> Result:
+def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Result:
     """The forward pass of a memory-mapped batch: CSV streamed a chunk of rows at a time (the text
     the whole would give); other formats only as far as the budget holds the whole."""
     from .files import to_csv
@@ -84,7 +84,7 @@ def forward_mapped(L: core.Layer, X: Any, *, precision: int, sample: int) -> Res
     piece = max(1, 2**16 // L.K) * L.n * X.dtype.itemsize
 
     def chunks() -> Any:
-        for r0, f in core.forward_chunks(
+        for r0, f in maths.forward_chunks(
             _oriented(L), X, L.b, layout=L.layout, function=L.function, temperature=L.temperature,
             chunk_bytes=piece,
         ):  # fmt: skip
@@ -95,7 +95,7 @@ def forward_mapped(L: core.Layer, X: Any, *, precision: int, sample: int) -> Res
 
     def data(progress: Any) -> Document:
         parts = list(
-            core.forward_chunks(
+            maths.forward_chunks(
                 _oriented(L), X, L.b, layout=L.layout, function=L.function, temperature=L.temperature
             )
         )
@@ -111,17 +111,17 @@ def forward_mapped(L: core.Layer, X: Any, *, precision: int, sample: int) -> Res
     return whole._replace(data=data, nbytes=nbytes, csv_chunks=chunks)
 
 
-def _oriented(L: core.Layer) -> Any:
+def _oriented(L: maths.Layer) -> Any:
     """W as the user gave it (the layer holds it in-out)."""
     return L.W if L.layout == "in-out" else L.W.T
 
 
-def grad_mapped(L: core.Layer, X: Any, *, target: Any, upstream: Any, reduce: str, precision: int) -> Result:
+def grad_mapped(L: maths.Layer, X: Any, *, target: Any, upstream: Any, reduce: str, precision: int) -> Result:
     """The gradient over a memory-mapped batch, summed a chunk of rows at a time: memory stays flat."""
     whole = grad(L, target=target, upstream=upstream, reduce=reduce, precision=precision)
 
     def data(progress: Any) -> Document:
-        res = core.grad_chunks(
+        res = maths.grad_chunks(
             _oriented(L), X, L.b, target=target, upstream=upstream, reduce=reduce,
             layout=L.layout, function=L.function, temperature=L.temperature,
         )  # fmt: skip
@@ -134,14 +134,14 @@ def grad_mapped(L: core.Layer, X: Any, *, target: Any, upstream: Any, reduce: st
     return whole._replace(data=data, nbytes=4 * L.K * L.n * L.W.dtype.itemsize)
 
 
-def jacobian(L: core.Layer, *, of: str, wrt: str, method: str, sample: int) -> Result:
+def jacobian(L: maths.Layer, *, of: str, wrt: str, method: str, sample: int) -> Result:
     from . import render
 
-    shape = core.jacobian_shape(L, of=of, wrt=wrt)
+    shape = maths.jacobian_shape(L, of=of, wrt=wrt)
     what = f"d{of}/d{wrt}"
 
     def data(progress: Any) -> Document:
-        J = L.out(core.layer_jacobian(L, of=of, wrt=wrt, method=method, progress=progress))
+        J = L.out(maths.layer_jacobian(L, of=of, wrt=wrt, method=method, progress=progress))
         fields = {"of": of, "wrt": wrt, "method": method, "shape": list(J.shape), "jacobian": J}
         return Document(fields, matrix="jacobian")
 
@@ -152,21 +152,21 @@ def jacobian(L: core.Layer, *, of: str, wrt: str, method: str, sample: int) -> R
         title = f"{what} ({method}), {M.shape[0]}×{M.shape[1]}"
         return View(M, render.labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None)
 
-    def blocks() -> core.Blocks:
-        return core.jacobian_blocks(L, of=of, wrt=wrt, method=method)
+    def blocks() -> maths.Blocks:
+        return maths.jacobian_blocks(L, of=of, wrt=wrt, method=method)
 
     dims = " × ".join(map(str, shape if L.batched else shape[1:]))
     nbytes = int(np.prod(shape)) * L.W.dtype.itemsize
     return Result(JACOBIAN, f"{what} ({dims} {L.W.dtype})", data, view, nbytes=nbytes, blocks=blocks)
 
 
-def legend(L: core.Layer, *, wrt: str) -> Result:
+def legend(L: maths.Layer, *, wrt: str) -> Result:
     from . import render
 
     def data(progress: Any) -> Document:  # only once the budget has cleared it: K·n rows of text
         records = [
             {"column": c, "variable": v, "stored_at": w}
-            for c, v, w in core.column_legend(wrt, L.K, L.n, L.layout)
+            for c, v, w in notation.column_legend(wrt, L.K, L.n, L.layout)
         ]
         return Document({"columns": records}, records=records)
 
@@ -174,10 +174,10 @@ def legend(L: core.Layer, *, wrt: str) -> Result:
         rows = [(r["column"], r["variable"], r["stored_at"]) for r in doc.fields["columns"]]
         return View(np.zeros((0, 0)), [], [], "legend", table=lambda: render.legend_table(rows, L.layout))
 
-    return Result(LEGEND, "the legend", data, view, nbytes=core.estimate_bytes(L, "legend", wrt=wrt))
+    return Result(LEGEND, "the legend", data, view, nbytes=maths.estimate_bytes(L, "legend", wrt=wrt))
 
 
-def entry(L: core.Layer, text: str, *, of: str, wrt: str, sample: int) -> Result:
+def entry(L: maths.Layer, text: str, *, of: str, wrt: str, sample: int) -> Result:
     from . import render
 
     try:
@@ -188,7 +188,7 @@ def entry(L: core.Layer, text: str, *, of: str, wrt: str, sample: int) -> Result
     if len(index) != want:
         form = "T,I,J (output T, weight w[I,J])" if wrt == "W" else f"T,K (output T, {wrt}[K])"
         raise InputError(f"--entry {text!r}: --wrt {wrt} takes {form}")
-    value = core.layer_entry(L, index, of=of, wrt=wrt, sample=sample)
+    value = maths.layer_entry(L, index, of=of, wrt=wrt, sample=sample)
     label = f"∂{of}{render.sub(index[0])}/∂" + (
         f"w[{index[1]},{index[2]}]" if wrt == "W" else f"{wrt}{render.sub(index[1])}"
     )
@@ -204,24 +204,24 @@ def entry(L: core.Layer, text: str, *, of: str, wrt: str, sample: int) -> Result
     return Result(ENTRY, "one entry", data, view)
 
 
-def factors(L: core.Layer, *, of: str, wrt: str) -> Result:
+def factors(L: maths.Layer, *, of: str, wrt: str) -> Result:
     if wrt != "W":
         raise InputError(f"--format factored is for --wrt W; d{of}/d{wrt} is small already")
 
     def data(progress: Any) -> Document:
-        F = core.layer_factors(L, of=of)
+        F = maths.layer_factors(L, of=of)
         return Document({"formula": F.formula, "shape": list(F.shape), "A": F.A, "x": F.x})
 
-    return Result(FACTORS, "the factors", data, nbytes=core.estimate_bytes(L, "factored", of=of))
+    return Result(FACTORS, "the factors", data, nbytes=maths.estimate_bytes(L, "factored", of=of))
 
 
 def grad(
-    L: core.Layer, *, target: Any, upstream: Any, reduce: str, precision: int, checkpoint: Any = None
+    L: maths.Layer, *, target: Any, upstream: Any, reduce: str, precision: int, checkpoint: Any = None
 ) -> Result:
     from . import render
 
     notes = []
-    if upstream is not None and L.function == "softmax" and core.constant_upstream(upstream):
+    if upstream is not None and L.function == "softmax" and maths.constant_upstream(upstream):
         notes.append(
             "note: the gradient is zero because upstream is the same for every output: each column "
             "of dh/dW sums to 0 (h always sums to 1), so summing the columns, as the post ends by "
@@ -229,7 +229,7 @@ def grad(
         )
 
     def data(progress: Any) -> Document:
-        res = core.layer_grad(L, target=target, upstream=upstream, reduce=reduce)
+        res = maths.layer_grad(L, target=target, upstream=upstream, reduce=reduce)
         fields: dict[str, Any] = {"grad": res.W}
         if L.b is not None:
             fields["grad_b"] = res.b
@@ -262,13 +262,13 @@ def grad(
         "the gradient",
         data,
         view,
-        nbytes=core.estimate_bytes(L, "grad"),
+        nbytes=maths.estimate_bytes(L, "grad"),
         notes=notes,
         checkpoint=None if checkpoint is None else as_checkpoint,
     )
 
 
-def check(L: core.Layer, *, rtol: float | None, atol: float | None, probes: int | None, seed: int) -> Result:
+def check(L: maths.Layer, *, rtol: float | None, atol: float | None, probes: int | None, seed: int) -> Result:
     from . import render
     from .checks import layer_check
 
@@ -310,7 +310,7 @@ def demo(*, precision: int, width: int) -> Result:
     return Result(DEMO, "the walk-through", lambda progress: Document({}), view)
 
 
-def verify(L: core.Layer, answer: Any, **how: Any) -> Result:
+def verify(L: maths.Layer, answer: Any, **how: Any) -> Result:
     """The verdict on a user's own derivative; exit status 1 when it disagrees."""
     from . import render
     from .verification import layer_verify

@@ -14,7 +14,8 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 
 import smjac
-from smjac import core
+from smjac import maths
+from smjac.maths import jacobians as jacobian_room
 
 from .conftest import (
     BLOG_W,
@@ -347,7 +348,7 @@ def test_check_catches_a_wrong_shortcut(monkeypatch):
         out[...] = (-np.outer(h, h)[:, :, None] * X[0][None, None, :]).reshape(1, 5, 15)
         return out
 
-    monkeypatch.setattr(core, "_shortcut_dW", forgets_the_delta)
+    monkeypatch.setattr(jacobian_room, "_shortcut_dW", forgets_the_delta)
     report = smjac.check(BLOG_W, BLOG_X)
     failed = {c.name for c in report.checks if not c.ok}
     assert not report.ok
@@ -481,7 +482,7 @@ def test_forward_passes_counts_what_check_evaluates(rng, monkeypatch, probes):
     W, X = rng.normal(size=(4, 3)), rng.normal(size=(2, 4))
     checks.check(W, X, probes=probes)
     expected = 4 * (2 * 12 + 4 + 3) * 2 if probes is None else 4 * (2 * 5 + 4 + 3) * 2
-    assert checks.forward_passes(core.make_layer(W, X), probes) == expected
+    assert checks.forward_passes(maths.make_layer(W, X), probes) == expected
     # z and x go through numerical_jacobian one pass at a time; the weights' probes (O(K + n)
     # each, counted as one pass) are evaluated together, as rows of one matrix
     assert len(calls) == 4 * (4 + 3) * 2
@@ -540,7 +541,7 @@ def test_check_with_probes_catches_a_wrong_column(rng, monkeypatch):
 def test_forward_passes_with_probes(rng):
     from smjac import checks
 
-    L = core.make_layer(rng.normal(size=(10, 7)), rng.normal(size=(3, 10)))
+    L = maths.make_layer(rng.normal(size=(10, 7)), rng.normal(size=(3, 10)))
     assert checks.forward_passes(L) == 4 * (2 * 70 + 10 + 7) * 3
     assert checks.forward_passes(L, probes=8) == 4 * (2 * 8 + 8 + 7) * 3
 

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import smjac
-from smjac import checks, core, files
+from smjac import checks, files, maths
 from smjac.errors import InputError, LoadError, SmjacError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,12 +73,14 @@ def g(**kw: Any) -> Callable[[], Any]:
 
 def blocks(**kw: Any) -> Callable[[], Any]:
     W, x = kw.pop("W", BLOG_W), kw.pop("x", BLOG_X)
-    return lambda: np.concatenate([b.copy() for b in core.jacobian_blocks(core.make_layer(W, x, **kw)).rows])
+    return lambda: np.concatenate(
+        [b.copy() for b in maths.jacobian_blocks(maths.make_layer(W, x, **kw)).rows]
+    )
 
 
 def factors(**kw: Any) -> Callable[[], Any]:
     W, x = kw.pop("W", BLOG_W), kw.pop("x", BLOG_X)
-    return lambda: core.layer_factors(core.make_layer(W, x, **kw)).A
+    return lambda: maths.layer_factors(maths.make_layer(W, x, **kw)).A
 
 
 LOG = {"function": "log-softmax"}
@@ -103,7 +105,7 @@ EXTREMES = [
     Extreme("x=0 T=1e-310 blocks", blocks(x=np.zeros(3), temperature=1e-310), InputError, "overflows dh/dz"),
     Extreme(
         "x=0 T=1e-310 entry",
-        lambda: core.layer_entry(core.make_layer(BLOG_W, np.zeros(3), temperature=1e-310), (0, 0, 0)),
+        lambda: maths.layer_entry(maths.make_layer(BLOG_W, np.zeros(3), temperature=1e-310), (0, 0, 0)),
         InputError,
         "overflows dh/dz",
     ),
@@ -189,14 +191,14 @@ def test_layer_entry_is_the_jacobian_s_entry(rng):
     W, X = rng.normal(size=(4, 6)), rng.normal(size=(3, 4))
     for of in ("h", "z"):
         for kw in ({}, {"function": "log-softmax", "temperature": 0.7}):
-            L = core.make_layer(W, X, **kw)
+            L = maths.make_layer(W, X, **kw)
             for wrt in ("W", "x", "z", "b"):
-                J = core.layer_jacobian(L, of=of, wrt=wrt)
+                J = maths.layer_jacobian(L, of=of, wrt=wrt)
                 n = 4
                 for s, t, c in ((0, 1, 5), (2, 5, 3), (1, 0, 0)):
                     index = (t, c // n, c % n) if wrt == "W" else (t, c % J.shape[2])
                     col = c if wrt == "W" else c % J.shape[2]
-                    value = core.layer_entry(L, index, of=of, wrt=wrt, sample=s)
+                    value = maths.layer_entry(L, index, of=of, wrt=wrt, sample=s)
                     np.testing.assert_allclose(value, J[s, t, col], rtol=1e-13, atol=1e-300)
 
 
@@ -214,46 +216,46 @@ def test_layer_entry_is_the_jacobian_s_entry(rng):
 )
 def test_layer_entry_names_a_bad_index(index, wrt, gist):
     with pytest.raises(InputError, match=gist):
-        core.layer_entry(core.make_layer(BLOG_W, BLOG_X), index, wrt=wrt)
+        maths.layer_entry(maths.make_layer(BLOG_W, BLOG_X), index, wrt=wrt)
 
 
 @pytest.mark.parametrize("of", ["h", "z"])
 @pytest.mark.parametrize("wrt", ["z", "b", "x", "W"])
 def test_blocks_of_a_batch_are_the_whole(rng, of, wrt):
-    L = core.make_layer(rng.normal(size=(5, 9)), rng.normal(size=(4, 5)), function="log-softmax")
-    whole = core.layer_jacobian(L, of=of, wrt=wrt)
-    B = core.jacobian_blocks(L, of=of, wrt=wrt, block_bytes=3 * 45 * 8)
+    L = maths.make_layer(rng.normal(size=(5, 9)), rng.normal(size=(4, 5)), function="log-softmax")
+    whole = maths.layer_jacobian(L, of=of, wrt=wrt)
+    B = maths.jacobian_blocks(L, of=of, wrt=wrt, block_bytes=3 * 45 * 8)
     pieces = [b.copy() for b in B.rows]
     np.testing.assert_array_equal(np.concatenate(pieces).reshape(whole.shape), whole)
     assert max(len(p) for p in pieces) <= (3 if wrt == "W" else 9)  # never more than a sample
 
 
 def test_factor_blocks_are_the_factor(rng):
-    L = core.make_layer(rng.normal(size=(3, 7)), rng.normal(size=(2, 3)))
-    A = np.concatenate([b.copy() for b in core.factor_blocks(L, block_bytes=2 * 7 * 8).rows])
-    np.testing.assert_array_equal(A.reshape(2, 7, 7), core.layer_factors(L).A)
+    L = maths.make_layer(rng.normal(size=(3, 7)), rng.normal(size=(2, 3)))
+    A = np.concatenate([b.copy() for b in maths.jacobian_blocks(L, wrt="z", block_bytes=2 * 7 * 8).rows])
+    np.testing.assert_array_equal(A.reshape(2, 7, 7), maths.layer_factors(L).A)
 
 
 @pytest.mark.parametrize(
     "what", ["forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend"]
 )
 def test_every_path_has_an_estimate(rng, what):
-    L = core.make_layer(rng.normal(size=(30, 40)), rng.normal(size=(2, 30)))
-    small = core.estimate_bytes(L, what)
+    L = maths.make_layer(rng.normal(size=(30, 40)), rng.normal(size=(2, 30)))
+    small = maths.estimate_bytes(L, what)
     assert small > 0
-    assert core.estimate_bytes(L, what, text=True) >= small
+    assert maths.estimate_bytes(L, what, text=True) >= small
 
 
 def test_estimates_scale_as_the_path_does():
-    L = core.make_layer(np.ones((1, 20000)), [1.0])
-    assert core.estimate_bytes(L, "entry") < 2**20  # O(K + n)
-    assert core.estimate_bytes(L, "jacobian") > 3 * 2**30  # K²n: 3.2 GB
-    assert core.estimate_bytes(L, "streamed") < 100 * 2**20  # flat
-    assert core.estimate_bytes(L, "legend") > 100 * 2**20  # 20,000 rows of text
+    L = maths.make_layer(np.ones((1, 20000)), [1.0])
+    assert maths.estimate_bytes(L, "entry") < 2**20  # O(K + n)
+    assert maths.estimate_bytes(L, "jacobian") > 3 * 2**30  # K²n: 3.2 GB
+    assert maths.estimate_bytes(L, "streamed") < 100 * 2**20  # flat
+    assert maths.estimate_bytes(L, "legend") > 100 * 2**20  # 20,000 rows of text
 
 
 def test_check_plan_refuses_past_its_limits():
-    L = core.make_layer(np.ones((1, 10000)), [1.0])
+    L = maths.make_layer(np.ones((1, 10000)), [1.0])
     with pytest.raises(InputError, match=r"--max-weights 5,000.*--probes N"):
         checks.check_plan(L, max_weights=5000)
     with pytest.raises(InputError, match=r"over the memory budget.*--probes N"):
@@ -267,13 +269,13 @@ def test_check_plan_refuses_past_its_limits():
 def test_a_weight_probe_is_not_a_forward_pass(rng, monkeypatch):
     # 1 × 2000: 2000 weights, each probed without a pass over W (the forward pass is not called)
     calls = []
-    real = checks._forward
+    real = checks.forward_arrays
 
     def counting(L):
         calls.append(L.K * L.n)
         return real(L)
 
-    monkeypatch.setattr(checks, "_forward", counting)
+    monkeypatch.setattr(checks, "forward_arrays", counting)
     report = checks.check(rng.normal(size=(1, 600)), [0.8])
     assert report.ok
     assert len(calls) <= 2 * 4 + 2  # the sample itself and the 4·n probes of x, none per weight
@@ -309,30 +311,30 @@ def run_limited(code: str, limit: int = 1536 * 2**20, timeout: float = 120) -> s
 MEMORY_CASES = {
     "entry of a 1×20000 W (was 3.1 GB)": """
         import numpy as np
-        from smjac import core
-        L = core.make_layer(np.linspace(-1, 1, 20000)[None, :], [1.0])
-        v = core.layer_entry(L, (0, 0, 0))
+        from smjac import maths
+        L = maths.make_layer(np.linspace(-1, 1, 20000)[None, :], [1.0])
+        v = maths.layer_entry(L, (0, 0, 0))
         assert np.isfinite(v)
         print("ok")
     """,
     "streaming K = 30000 (was 7.2 GB of dh/dz)": """
         import numpy as np
-        from smjac import core
-        L = core.make_layer(np.linspace(-1, 1, 30000)[None, :], [1.0])
-        rows = core.jacobian_blocks(L).rows
+        from smjac import maths
+        L = maths.make_layer(np.linspace(-1, 1, 30000)[None, :], [1.0])
+        rows = maths.jacobian_blocks(L).rows
         for _ in range(3):
             assert np.all(np.isfinite(next(rows)))
-        factor = core.factor_blocks(L).rows
+        factor = maths.jacobian_blocks(L, wrt="z").rows
         next(factor)
         print("ok")
     """,
     "streaming a batch, N = 400, K = 1000 (was 3.3 GB)": """
         import numpy as np
-        from smjac import core
+        from smjac import maths
         rng = np.random.default_rng(0)
-        L = core.make_layer(rng.normal(size=(20, 1000)), rng.normal(size=(400, 20)))
+        L = maths.make_layer(rng.normal(size=(20, 1000)), rng.normal(size=(400, 20)))
         for wrt in ("z", "W", "x"):
-            rows = core.jacobian_blocks(L, wrt=wrt).rows
+            rows = maths.jacobian_blocks(L, wrt=wrt).rows
             for _ in range(3):
                 next(rows)
         print("ok")
@@ -358,9 +360,9 @@ MEMORY_CASES = {
     """,
     "a check of a 1×10000 W is refused up front, not after gigabytes": """
         import numpy as np
-        from smjac import checks, core
+        from smjac import checks, maths
         from smjac.errors import InputError
-        L = core.make_layer(np.linspace(-1, 1, 10000)[None, :], [1.0])
+        L = maths.make_layer(np.linspace(-1, 1, 10000)[None, :], [1.0])
         try:
             checks.layer_check(L, max_memory=2**30)
         except InputError as e:

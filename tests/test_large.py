@@ -16,8 +16,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from typer.testing import CliRunner
 
 import smjac
-from smjac import core
 from smjac import files as smio
+from smjac import maths
 from smjac.cli import app
 from smjac.output import _Progress
 
@@ -54,7 +54,7 @@ def test_out_receives_the_jacobian(big):
 
 @pytest.mark.parametrize("K", [3, 130])  # one block on the calling thread; several blocks on a pool
 def test_long_rows_match_kron_and_leave_numpy_s_buffer_size_alone(rng, K):
-    # Rows of n >= 128 numbers run with a smaller ufunc buffer (see core._bufsize_for_rows).
+    # Rows of n >= 128 numbers run with a smaller ufunc buffer (see smjac.maths._parallel.bufsize_for_rows).
     n = 200
     W, x = rng.normal(size=(n, K)) / 10, rng.normal(size=n)
     A = smjac.softmax_jacobian(smjac.forward(W, x).h)
@@ -63,16 +63,16 @@ def test_long_rows_match_kron_and_leave_numpy_s_buffer_size_alone(rng, K):
         J = smjac.jacobian(W, x)
         assert np.getbufsize() == 4096
     assert_array_equal(J, np.kron(A, x[None, :]))
-    assert J.nbytes > core.BLOCK_BYTES if K == 130 else J.nbytes < core.BLOCK_BYTES
+    assert J.nbytes > maths.BLOCK_BYTES if K == 130 else J.nbytes < maths.BLOCK_BYTES
 
 
 @pytest.mark.parametrize("method", ["shortcut", "chain"])
 @pytest.mark.parametrize("wrt", ["W", "x", "z"])
 def test_row_blocks_make_up_the_whole(big, method, wrt):
     W, X = big
-    L = core.make_layer(W, X)
-    whole = core.layer_jacobian(L, wrt=wrt, method=method)
-    blocks = core.jacobian_blocks(L, wrt=wrt, method=method, block_bytes=2 * 42 * 8)  # two rows a block
+    L = maths.make_layer(W, X)
+    whole = maths.layer_jacobian(L, wrt=wrt, method=method)
+    blocks = maths.jacobian_blocks(L, wrt=wrt, method=method, block_bytes=2 * 42 * 8)  # two rows a block
     assert blocks.shape == whole.shape
     pieces = [b.copy() for b in blocks.rows]
     assert_array_equal(np.concatenate(pieces).reshape(whole.shape), whole)
@@ -82,7 +82,7 @@ def test_row_blocks_make_up_the_whole(big, method, wrt):
 
 def test_row_blocks_reuse_one_buffer(big):
     W, X = big
-    rows = core.jacobian_blocks(core.make_layer(W, X), block_bytes=2 * 42 * 8).rows
+    rows = maths.jacobian_blocks(maths.make_layer(W, X), block_bytes=2 * 42 * 8).rows
     first = next(rows)
     second = next(rows)
     assert np.shares_memory(first, second)
@@ -175,11 +175,11 @@ def test_small_layers_leave_threadpoolctl_unloaded():
 @pytest.mark.parametrize("suffix", ["npy", "csv"])
 def test_blocks_stream_to_a_file(tmp_path, big, suffix):
     W, X = big
-    L = core.make_layer(W, X)
-    blocks = core.jacobian_blocks(L, block_bytes=3 * 42 * 8)
+    L = maths.make_layer(W, X)
+    blocks = maths.jacobian_blocks(L, block_bytes=3 * 42 * 8)
     done = []
     smio.write_blocks(tmp_path / f"J.{suffix}", blocks.shape, blocks.dtype, blocks.rows, progress=done.append)
-    J = core.layer_jacobian(L)
+    J = maths.layer_jacobian(L)
     back = np.load(tmp_path / "J.npy") if suffix == "npy" else np.loadtxt(tmp_path / "J.csv", delimiter=",")
     assert_array_equal(back.reshape(J.shape), J)
     assert sum(done) == J.nbytes

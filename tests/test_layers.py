@@ -17,8 +17,9 @@ from numpy.testing import assert_allclose, assert_array_equal
 from typer.testing import CliRunner
 
 import smjac
-from smjac import core
+from smjac import maths
 from smjac.cli import app
+from smjac.maths import jacobians as jacobian_room
 
 from .conftest import BLOG_W, BLOG_X, ROOT, central_diff, post_softmax
 
@@ -135,7 +136,7 @@ def test_targets_per_sample_must_match_the_batch(rng):
 
 def test_check_names_the_failing_sample(rng, monkeypatch):
     X = rng.normal(size=(4, 3))
-    real = core._shortcut_dW
+    real = jacobian_room._shortcut_dW
 
     def broken_for_sample_2(A, Xs, out, progress=None):
         real(A, Xs, out, progress)
@@ -143,7 +144,7 @@ def test_check_names_the_failing_sample(rng, monkeypatch):
             out *= 1.01
         return out
 
-    monkeypatch.setattr(core, "_shortcut_dW", broken_for_sample_2)
+    monkeypatch.setattr(jacobian_room, "_shortcut_dW", broken_for_sample_2)
     report = smjac.check(BLOG_W, X)
     bad = next(c for c in report.checks if c.name == "dh/dW shortcut = chain rule")
     assert not bad.ok and bad.failed == (2,) and bad.sample == 2
@@ -211,8 +212,8 @@ def test_property_every_option_combination_checks_out(data):
     W = data.draw(arrays(np.float64, (n, K), elements=st.floats(-3, 3)))
     X = data.draw(arrays(np.float64, (N, n), elements=st.floats(-3, 3)))
     kind = {
-        "layout": data.draw(st.sampled_from(core.LAYOUTS)),
-        "function": data.draw(st.sampled_from(core.FUNCTIONS)),
+        "layout": data.draw(st.sampled_from(maths.LAYOUTS)),
+        "function": data.draw(st.sampled_from(maths.FUNCTIONS)),
         "temperature": data.draw(st.sampled_from([0.5, 1.0, 2.0])),
     }
     Wl = W if kind["layout"] == "in-out" else W.T
@@ -338,12 +339,12 @@ SAMPLE = ["-W", str(ROOT / "samples/blog/W.json"), "-x", str(ROOT / "samples/blo
 @pytest.mark.parametrize(
     ("command", "option", "choices"),
     [
-        ("jacobian", "--of", core.OFS),
-        ("jacobian", "--wrt", core.WRTS),
-        ("jacobian", "--method", core.METHODS),
-        ("forward", "--layout", core.LAYOUTS),
-        ("forward", "--function", core.FUNCTIONS),
-        ("grad", "--reduce", core.REDUCTIONS),
+        ("jacobian", "--of", maths.OFS),
+        ("jacobian", "--wrt", maths.WRTS),
+        ("jacobian", "--method", maths.METHODS),
+        ("forward", "--layout", maths.LAYOUTS),
+        ("forward", "--function", maths.FUNCTIONS),
+        ("grad", "--reduce", maths.REDUCTIONS),
         ("forward", "--dtype", ("float64", "float32")),
     ],
 )

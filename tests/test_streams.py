@@ -188,7 +188,7 @@ def test_a_name_too_long_is_refused_in_one_line(tmp_path):
 
 def test_an_unexpected_exception_is_one_line_and_exit_2_and_debug_shows_it(tmp_path):
     # a bug is staged by breaking the core in the process, then running the real entry point
-    code = "import smjac.core as c; c.layer_forward = lambda L: 1 / 0; from smjac.cli import main; main()"
+    code = "import smjac.maths as c; c.layer_forward = lambda L: 1 / 0; from smjac.cli import main; main()"
     proc = subprocess.run(
         [sys.executable, "-c", code, "forward", *SAMPLE],
         capture_output=True,

@@ -79,7 +79,7 @@ def test_small_work_stays_in_the_calling_thread_and_large_work_uses_the_pool(mon
     spans run where they were asked for; above it, on the pool when there are cores for it."""
     import threading
 
-    from smjac import core
+    from smjac.maths import _parallel
 
     seen: list[int] = []
 
@@ -88,14 +88,14 @@ def test_small_work_stays_in_the_calling_thread_and_large_work_uses_the_pool(mon
         return span
 
     spans = list(range(6))
-    assert core._in_spans(work, spans, core.POOL_FROM - 1) == spans
+    assert _parallel.in_spans(work, spans, _parallel.POOL_FROM - 1) == spans
     assert set(seen) == {threading.get_ident()}
 
     seen.clear()
-    monkeypatch.setattr(core, "_workers", lambda: 2)
-    with core._one_blas_thread as blas_threads:  # what the caller allows (OPENBLAS_NUM_THREADS)
+    monkeypatch.setattr(_parallel, "worker_count", lambda: 2)
+    with _parallel.one_blas_thread as blas_threads:  # what the caller allows (OPENBLAS_NUM_THREADS)
         pass
-    assert core._in_spans(work, spans, core.POOL_FROM) == spans
+    assert _parallel.in_spans(work, spans, _parallel.POOL_FROM) == spans
     elsewhere = threading.get_ident() not in seen
     assert elsewhere == (blas_threads > 1), (blas_threads, seen)
 

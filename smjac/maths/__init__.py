@@ -1,0 +1,110 @@
+"""The maths of a softmax layer: pure numpy, no I/O, no flags, no printing.
+
+Rooms: :mod:`.functions` (softmax, its log and their Jacobians), :mod:`.layer` (the checked inputs and
+every choice, declared once), :mod:`.forward_pass`, :mod:`.jacobians`, :mod:`.gradients`, :mod:`.cost` (the one
+size estimate) and a private :mod:`._parallel` for BLAS spans. The checker is in :mod:`smjac.checking`.
+"""
+
+from ._parallel import (
+    BLOCK_BYTES,
+    MATVEC_COLUMNS,
+    ONE_BLAS_THREAD_FROM,
+    POOL_FROM,
+    SPAN_BYTES,
+    Progress,
+    row_blocks,
+)
+from .cost import ESTIMATES, LEGEND_BYTES_PER_ROW, TEXT_BYTES_PER_NUMBER, estimate_bytes
+from .forward_pass import CHUNK_BYTES, Forward, forward, forward_chunks, layer_forward
+from .functions import dz_dW, log_softmax, log_softmax_jacobian, softmax, softmax_jacobian
+from .gradients import Gradient, constant_upstream, grad, grad_chunks, layer_grad
+from .jacobians import (
+    ENTRY_FORMS,
+    Blocks,
+    DxParts,
+    Factored,
+    entry_form,
+    jacobian,
+    jacobian_blocks,
+    jacobian_factors,
+    jacobian_shape,
+    layer_entry,
+    layer_factors,
+    layer_jacobian,
+)
+from .layer import (
+    FUNCTIONS,
+    LAYOUTS,
+    METHODS,
+    OFS,
+    REDUCTIONS,
+    WRTS,
+    DTypeName,
+    FunctionName,
+    Layer,
+    LayoutName,
+    Method,
+    Of,
+    Reduction,
+    Wrt,
+    make_layer,
+)
+from .numeric import Array, all_finite
+
+__all__ = [
+    "BLOCK_BYTES",
+    "CHUNK_BYTES",
+    "ENTRY_FORMS",
+    "ESTIMATES",
+    "FUNCTIONS",
+    "LAYOUTS",
+    "LEGEND_BYTES_PER_ROW",
+    "MATVEC_COLUMNS",
+    "METHODS",
+    "OFS",
+    "ONE_BLAS_THREAD_FROM",
+    "POOL_FROM",
+    "REDUCTIONS",
+    "SPAN_BYTES",
+    "TEXT_BYTES_PER_NUMBER",
+    "WRTS",
+    "Array",
+    "Blocks",
+    "DTypeName",
+    "DxParts",
+    "Factored",
+    "Forward",
+    "FunctionName",
+    "Gradient",
+    "Layer",
+    "LayoutName",
+    "Method",
+    "Of",
+    "Progress",
+    "Reduction",
+    "Wrt",
+    "all_finite",
+    "constant_upstream",
+    "dz_dW",
+    "entry_form",
+    "estimate_bytes",
+    "forward",
+    "forward_chunks",
+    "grad",
+    "grad_chunks",
+    "jacobian",
+    "jacobian_blocks",
+    "jacobian_factors",
+    "jacobian_shape",
+    "layer_entry",
+    "layer_factors",
+    "layer_forward",
+    "layer_grad",
+    "layer_jacobian",
+    "log_softmax",
+    "log_softmax_jacobian",
+    "make_layer",
+    "row_blocks",
+    "softmax",
+    "softmax_jacobian",
+]

@@ -1,0 +1,192 @@
+"""Fixed spans of work on a shared thread pool, each BLAS call inside a span in one BLAS thread.
+
+The spans depend on the shapes alone, never on the number of threads: that is what gives the
+same bits on any machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .numeric import Array
+
+
+class _OneBlasThread:
+    """A context in which BLAS runs in one thread, shared by smjac's threads and its callers'.
+
+    The limit is process-wide (OpenBLAS keeps one thread pool), so concurrent users share it:
+    the first to enter sets it, the last to leave restores the caller's setting. threadpoolctl's
+    own context managers would, entered from two threads at once, restore each other's values,
+    and since threadpoolctl 3.8 its OpenBLAS setter obeys only the first Python thread that used
+    it and silently ignores the rest: a call from a worker thread after one from the main thread
+    ran BLAS on every core and changed the last bits. So threadpoolctl only finds the libraries;
+    the count is set with each library's own setter, from whichever thread enters.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._libs: list[Any] | None = None
+        self._saved: list[Any] = []
+        self._callers = 1
+
+    def __enter__(self) -> int:
+        """Returns the number of BLAS threads the caller had set (what smjac may use instead)."""
+        with self._lock:
+            if self._users == 0:
+                if self._libs is None:
+                    from threadpoolctl import ThreadpoolController  # only for large layers
+
+                    self._libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+                self._saved = [lib.get_num_threads() for lib in self._libs]
+                self._callers = max((n for n in self._saved if n), default=worker_count())
+                for lib in self._libs:
+                    _set_blas_threads(lib, 1)
+            self._users += 1
+            return self._callers
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for lib, threads in zip(self._libs or [], self._saved, strict=True):
+                    if threads:
+                        _set_blas_threads(lib, threads)
+
+
+def _set_blas_threads(lib: Any, threads: int) -> None:
+    """The library's own setter: threadpoolctl's ``set_num_threads`` for OpenBLAS (3.8 and later)
+    does nothing unless called from the first thread that called it."""
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(threads)
+
+
+one_blas_thread = _OneBlasThread()
+ONE_BLAS_THREAD_FROM = 2**13  # N·n·K; OpenBLAS keeps smaller products in one thread itself
+POOL_FROM = 2**21  # multiply-adds (about a millisecond here) before spans go to the pool
+SPAN_BYTES = 4 * 2**20  # rows of a product per task: large enough for BLAS, small enough to stay in cache
+MATVEC_COLUMNS = 4096  # columns of W per task for a single sample's z = Wᵀx
+
+_pool_lock = threading.Lock()
+_pool: Any = None
+
+
+def _executor() -> Any:
+    """One pool of worker threads for the process, started on first use and kept: starting
+    threads for every call costs more than a small product."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(worker_count(), thread_name_prefix="smjac")
+        return _pool
+
+
+def even_spans(total: int, step: int) -> list[tuple[int, int]]:
+    step = max(1, step)
+    return [(a, min(total, a + step)) for a in range(0, total, step)]
+
+
+def row_spans(rows: int, row_bytes: int, parts: int = 4, least: int = 64) -> list[tuple[int, int]]:
+    """Spans of rows for products and row-wise passes, of about SPAN_BYTES and at least ``parts``
+    of them when there are rows enough. They depend on the shape alone, never on the number of
+    threads: that is what gives the same bits on any machine (see :func:`in_spans`)."""
+    step = min(SPAN_BYTES // max(1, row_bytes), -(-rows // parts))
+    return even_spans(rows, max(step, least))
+
+
+def in_spans(work: Callable[[Any], Any], spans: Sequence[Any], size: int) -> list[Any]:
+    """Run ``work`` on each span, on the shared pool, each BLAS call inside it in one BLAS thread.
+
+    The same bits whatever the number of cores: every span is a fixed part of the output (whole
+    rows or columns), computed by one single-threaded BLAS call, so which thread runs it, and how
+    many run at once, cannot change a digit. The caller's BLAS thread count sets how many spans
+    run at once (OPENBLAS_NUM_THREADS=1 keeps smjac to the calling thread). Work of fewer than
+    POOL_FROM multiply-adds (``size``) runs its spans in the calling thread: handing a span to
+    another thread and waiting for it costs tens of microseconds, more than such a span takes.
+    """
+    with one_blas_thread as threads:
+        if size >= POOL_FROM and threads > 1 and len(spans) > 1 and worker_count() > 1:
+            return list(_executor().map(work, spans))
+        return [work(span) for span in spans]
+
+
+def matmul_spans(A: Array, B: Array, out: Array | None = None) -> Array:
+    """``A @ B`` (2-D), split into fixed spans of output rows, or of columns for a single row.
+
+    Small products (OpenBLAS keeps them in one thread itself) are one call in the calling thread.
+    """
+    (M, k), C = A.shape, B.shape[1]
+    if out is None:
+        out = np.empty((M, C), dtype=np.result_type(A, B))
+    if M * k * C < ONE_BLAS_THREAD_FROM:
+        return np.matmul(A, B, out=out)
+    if M == 1:  # a matrix-vector product: each span owns whole entries of the result
+
+        def columns(span: tuple[int, int]) -> None:
+            np.matmul(A[0], B[:, span[0] : span[1]], out=out[0, span[0] : span[1]])
+
+        in_spans(columns, even_spans(C, MATVEC_COLUMNS), k * C)
+    else:
+
+        def rows(span: tuple[int, int]) -> None:
+            np.matmul(A[span[0] : span[1]], B, out=out[span[0] : span[1]])
+
+        in_spans(rows, row_spans(M, C * out.itemsize, parts=2, least=32), M * k * C)
+    return out
+
+
+def matmul_stack(A: Array, B: Array, out: Array | None = None) -> Array:
+    """``A[s] @ B`` for each s of a stack A (N×R×C), each by :func:`matmul_spans`."""
+    if out is None:
+        out = np.empty((A.shape[0], A.shape[1], B.shape[1]), dtype=np.result_type(A, B))
+    for s in range(A.shape[0]):
+        matmul_spans(A[s], B, out=out[s])
+    return out
+
+
+BLOCK_BYTES = 16 * 2**20  # row blocks of about this size: large enough to stream, small enough to share
+Progress = Callable[[int], None]  # called with the number of bytes just written
+
+
+def row_blocks(rows: int, row_bytes: int, block_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
+    step = max(1, block_bytes // max(1, row_bytes))
+    return [(r, min(rows, r + step)) for r in range(0, rows, step)]
+
+
+@functools.cache
+def worker_count() -> int:
+    return max(1, min(8, os.cpu_count() or 1))  # asked once: os.cpu_count() reads /sys each time
+
+
+def run_blocks(
+    work: Callable[[Any], int], tasks: Sequence[Any], progress: Progress | None, threads: bool = True
+) -> None:
+    if threads and len(tasks) > 1 and worker_count() > 1:
+        for done in _executor().map(work, tasks):
+            if progress:
+                progress(done)
+    else:
+        for task in tasks:
+            done = work(task)
+            if progress:
+                progress(done)
+
+
+def bufsize_for_rows(m: int) -> int:
+    """numpy's ufunc buffer size (in elements) for an outer product with rows of m numbers.
+
+    When rows are shorter than the buffer (8192 by default), numpy 2 copies both broadcast
+    operands through its buffers to make longer inner loops, and the product runs at a third of
+    the memory's speed. A buffer no longer than a row lets the ufunc write each row in place:
+    measured here, 2–3× faster for rows of 128 to 2048 numbers. Below about 128 the copies pay
+    for themselves, so the setting is left alone there.
+    """
+    current = np.getbufsize()
+    return m - m % 16 if 128 <= m < current else current

@@ -1,0 +1,99 @@
+"""The one size estimate: the bytes each result's path allocates at its peak, before it starts.
+
+Every result, printed ones included, takes its size from :func:`estimate_bytes`, and the budget
+rule (:mod:`smjac.budget`) compares it with ``--max-memory`` before any work.
+"""
+
+from __future__ import annotations
+
+from ._parallel import BLOCK_BYTES
+from .jacobians import jacobian_shape
+from .layer import Layer
+from .numeric import check_choice
+
+ESTIMATES = ("forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend")
+TEXT_BYTES_PER_NUMBER = (
+    80  # a number turned into JSON/CSV text whole: a Python float, its list slot, its text
+)
+LEGEND_BYTES_PER_ROW = 6000  # measured: a 1 MB W (131,072 weights) made 760 MB of legend
+
+
+def estimate_bytes(
+    L: Layer,
+    what: str = "jacobian",
+    *,
+    of: str = "h",
+    wrt: str = "W",
+    method: str = "shortcut",
+    probes: int | None = None,
+    text: bool = False,
+    block_bytes: int = BLOCK_BYTES,
+) -> int:
+    """Bytes a command's path allocates beyond the loaded layer, at its peak, before it starts.
+
+    One estimate per path, so a caller can compare it with its memory budget before the first
+    large allocation. Generous by design (it counts temporaries), never a measurement.
+
+    Parameters
+    ----------
+    L : Layer
+        The checked layer.
+    what : {"forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend"}
+        ``"jacobian"`` is the result held whole (:func:`layer_jacobian`), ``"factored"`` the
+        factors (:func:`layer_factors`), ``"streamed"`` :func:`jacobian_blocks` (one block),
+        ``"entry"`` :func:`layer_entry`, ``"check"`` :func:`smjac.checks.layer_check` with
+        ``probes``, ``"legend"`` the table naming each column of the Jacobian ``wrt``.
+    of, wrt, method
+        As for :func:`layer_jacobian`.
+    probes : int, optional
+        For ``"check"``: as :func:`smjac.checks.check` takes it.
+    text : bool
+        The result is turned into text (JSON, CSV, a table) whole, or, streamed, a block at a
+        time: add :data:`TEXT_BYTES_PER_NUMBER` for each number held as text.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from smjac import make_layer
+    >>> L = make_layer(np.ones((1, 20000)), [1.0])
+    >>> estimate_bytes(L, "entry") < 2**20 < estimate_bytes(L, "jacobian") // 1000
+    True
+    """
+    check_choice("what", what, ESTIMATES)
+    N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
+    b, n = L.W.dtype.itemsize, L.n
+    logits = 6 * N * K * b  # z, its shifted copy, exp, p, 1 − p, h
+    dfdz = 3 * N * K * K * b  # dh/dz, its copy divided by T, one temporary
+    numbers = 0
+    if what == "forward":
+        total, numbers = logits, 3 * N * K
+    elif what == "entry":
+        total, numbers = 6 * K * b + 2 * n * b, 1
+    elif what == "jacobian":
+        numbers = N * K * cols
+        closed_dx = wrt == "x" and method == "shortcut" and of == "h"  # no K×K factor, K×n temporaries
+        work = 4 * N * K * n * b if closed_dx else dfdz
+        total = logits + work + numbers * b
+    elif what == "factored":
+        numbers = N * K * K + N * n
+        total = logits + dfdz + N * n * b
+    elif what == "streamed":
+        block = 4 * K * n * b if wrt == "x" else 2 * block_bytes + 2 * (block_bytes // max(1, n))
+        total = logits + block + 2 * N * n * b
+        numbers = min(N * K * cols, max(K * n if wrt == "x" else 1, block_bytes // b))
+    elif what == "grad":
+        numbers = K * n + K + N * K + N * n
+        total = 8 * N * K * b + 2 * K * n * b + 2 * N * n * b
+    elif what == "check":
+        m = K * n if probes is None else min(probes, K * n)
+        # per sample: dh/dz and what the identities make of it (K², eigenvalues included), the
+        # columns of dh/dW compared (shortcut, chain, finite differences and their errors: K·m
+        # each, twice while stacked) and dh/dx both ways
+        total = 8 * K * K * b + (8 if m < K * n else 12) * K * m * b + 6 * K * n * b + logits
+        numbers = 16 * 4
+    else:  # legend
+        numbers = cols
+        total = cols * LEGEND_BYTES_PER_ROW
+    if text and what != "legend":
+        total += numbers * TEXT_BYTES_PER_NUMBER
+    return int(total)

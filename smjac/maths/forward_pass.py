@@ -1,0 +1,329 @@
+"""The forward pass: logits ``z`` and ``h = softmax(z / T)`` (or its log), for one sample, a batch,
+or a batch too large for memory read in chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..errors import InputError, ShapeError
+from ._parallel import ONE_BLAS_THREAD_FROM, POOL_FROM, even_spans, in_spans, matmul_spans, row_spans
+from .functions import log_softmax, softmax
+from .layer import Layer, make_layer
+from .numeric import Array, all_finite, at_least, largest_float, peak_abs, pow2
+
+
+def layer_logits(L: Layer) -> Array:
+    """``Z = X W + b`` (N×K), refusing logits that overflow rather than returning NaN.
+
+    The product is split into fixed spans of rows (columns of W for one sample), each in one BLAS
+    thread on smjac's pool (:func:`in_spans`): all cores, and the same digits whatever their
+    number. One thread per core and no BLAS threads of its own also means no OpenBLAS worker left
+    spinning after the call to take a core from what follows (the Jacobian's fill).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z: Array = matmul_spans(L.X, L.W)
+        if L.b is not None:
+            Z += L.b
+    if not all_finite(Z):
+        Z = _logits_rescaled(L)
+    return Z
+
+
+def check_finite_W(L: Layer) -> None:
+    """Refuse a W with a NaN or infinity, for what reads W again after z (make_layer does not scan
+    it; see there)."""
+    if not all_finite(L.W):
+        raise InputError("W holds a NaN or infinite value")
+
+
+def _logits_rescaled(L: Layer) -> Array:
+    """The logits again, with W and x scaled by powers of two (exact), for when a partial sum
+    overflowed although z itself may not; refuses only a z that is truly past the float range."""
+    check_finite_W(L)  # make_layer leaves W to here: a NaN in W is the likeliest cause
+    sw, sx = pow2(peak_abs(L.W)), pow2(peak_abs(L.X))
+    fmax = largest_float(L.W.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z = matmul_spans(L.X / sx, L.W / sw)  # every term ≤ 4 in size: no partial sum can overflow
+        big = peak_abs(Z) * sx * sw  # in Python floats: the size z really reaches
+        Z = Z * sx * sw
+        if L.b is not None:
+            Z = Z + L.b
+    if not all_finite(Z):
+        reach = f"about {big:.3g}" if math.isfinite(big) else "more than that"
+        raise InputError(
+            f"z = Wᵀx overflows {Z.dtype} (its largest value is {fmax:.3g}; z reaches {reach}); "
+            "scale W or x down"
+        )
+    return Z
+
+
+def shifted_logits(L: Layer, Z: Array) -> Array:
+    """``(z − max z) / T``, what the softmax is taken of: equal to ``z / T`` up to a constant,
+    which the softmax ignores, and at most 0, so a tiny T cannot overflow the largest term.
+
+    An entry may still reach −inf (z_i far below max z, or T tiny); its probability is then an
+    exact 0, as it truly is to the float's precision. Only log-softmax must refuse it.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        S = Z - np.max(Z, axis=-1, keepdims=True)
+        return S / L.temperature if L.temperature != 1 else S
+
+
+def _log_softmax_or_refuse(L: Layer, Z: Array, S: Array) -> Array:
+    """log-softmax of the shifted logits ``S``, refusing a log-probability past the float range."""
+    with np.errstate(under="ignore"):
+        H = log_softmax(S)
+    if not all_finite(H):
+        fmax, T = largest_float(Z.dtype), L.temperature
+        spread = float(np.max(Z / fmax) - np.min(Z / fmax))  # (max z − min z) / fmax, without overflow
+        span = f"{spread * fmax:.3g}" if spread <= 1 else f"more than {fmax:.3g}"
+        raise InputError(
+            f"--temperature {T:.3g} overflows log-softmax: z spans {span}, so (min z − max z)/T is past "
+            f"−{fmax:.3g} and log h would be −inf; use T ≥ {at_least(spread)} (or --function softmax)"
+        )
+    return H
+
+
+class Forward(NamedTuple):
+    """The forward pass: logits ``z``, outputs ``h`` and probabilities ``p = softmax(z / T)``.
+
+    For the softmax ``h`` and ``p`` are the same; for log-softmax ``h = log p``. Each has K
+    entries, or N×K for a batch.
+    """
+
+    z: Array
+    h: Array
+    p: Array
+
+
+class _Rows(NamedTuple):
+    """What one pass over the rows gives: z (unless not kept), p or δ, log h, and for a target the
+    losses and the column sums of δ, span by span."""
+
+    Z: Array | None
+    P: Array
+    H: Array | None
+    losses: Array | None
+    sums: Array | None
+
+
+def softmax_rows(
+    L: Layer, *, keep_z: bool = True, log_h: bool = False, t: NDArray[np.intp] | None = None
+) -> _Rows | None:
+    """The forward pass in one sweep over fixed spans of rows, each finished while in cache.
+
+    Per span: ``z = xW + b`` (its own product, in one BLAS thread, when the batch has several
+    spans), ``p = softmax((z − max z)/T)`` in place, and log h (``log_h``) or, for targets ``t``,
+    the cross-entropy's ``δ = (p − e_t)/T`` in place of p, its loss ``log Σexp − s_t`` from the
+    same sum, and δ's column sums. No temporary the size of the batch: the results are the only
+    N×K arrays. The operations, and so the bits, are those of :func:`forward_arrays` and the careful
+    gradient, span by span.
+
+    Returns None when a span meets a non-finite number; the caller then takes the careful path,
+    which rescales where it can and otherwise says why it refuses.
+    """
+    (N, n), K, dtype, T = L.X.shape, L.K, L.W.dtype, L.temperature
+    P = np.empty((N, K), dtype)
+    Z = np.empty((N, K), dtype) if keep_z else P  # without z, each span's z becomes its p in place
+    H = np.empty((N, K), dtype) if log_h else None
+    spans = row_spans(N, K * P.itemsize, least=max(64, POOL_FROM // (n * K)))  # small: one span
+    fused = len(spans) > 1
+    losses = np.empty(N, dtype) if t is not None else None
+    sums = np.empty((len(spans), K), dtype) if t is not None else None
+    if not fused:  # one span: the product alone can use every core (columns of W for one sample)
+        with np.errstate(over="ignore", invalid="ignore"):
+            matmul_spans(L.X, L.W, out=Z)
+
+    def work(i: int) -> bool:
+        r0, r1 = spans[i]
+        z, p = Z[r0:r1], P[r0:r1]
+        if fused:
+            np.matmul(L.X[r0:r1], L.W, out=z)
+        if L.b is not None:
+            z += L.b
+        if not all_finite(z):
+            return False
+        np.subtract(z, np.max(z, axis=1, keepdims=True), out=p)  # s = (z − max z)/T: see shifted_logits
+        if T != 1:
+            p /= T
+        if H is not None:
+            H[r0:r1] = p
+        if t is not None:
+            rows, tt = np.arange(r1 - r0), t[r0:r1]
+            s_t = p[rows, tt]
+        np.exp(p, out=p)
+        total = np.sum(p, axis=1, keepdims=True)
+        if H is not None:
+            h = H[r0:r1]
+            h -= np.log(total)
+            if not all_finite(h):
+                return False
+        p /= total
+        if t is not None and losses is not None and sums is not None:
+            losses[r0:r1] = np.log(total[:, 0]) - s_t
+            # δ_t = −(1 − p_t); where t is the likeliest class 1 − p_t cancels, and the sum of the
+            # other probabilities is taken instead (as complement does, the same bits)
+            rest = 1.0 - p[rows, tt]
+            hit = np.flatnonzero(np.argmax(p, axis=1) == tt)
+            if hit.size:
+                others = p[hit]
+                others[np.arange(hit.size), tt[hit]] = 0
+                rest[hit] = others.sum(axis=1)
+            p[rows, tt] = -rest
+            if T != 1:
+                p /= T
+            if not all_finite(p):
+                return False
+            sums[i] = p.sum(axis=0)
+        return True
+
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        if N * n * K < ONE_BLAS_THREAD_FROM:
+            done = [work(i) for i in range(len(spans))]
+        else:
+            done = in_spans(work, range(len(spans)), N * n * K)
+    if not all(done):
+        return None
+    return _Rows(Z if keep_z else None, P, H, losses, sums)
+
+
+def forward_arrays(L: Layer) -> tuple[Array, Array, Array]:
+    rows = softmax_rows(L, log_h=L.function == "log-softmax")
+    if rows is not None and rows.Z is not None:
+        return rows.Z, rows.P if rows.H is None else rows.H, rows.P
+    return _forward_careful(L)
+
+
+def _forward_careful(L: Layer) -> tuple[Array, Array, Array]:
+    Z = layer_logits(L)
+    S = shifted_logits(L, Z)  # not Z / T: that overflows for a tiny T where p is still finite
+    with np.errstate(under="ignore"):
+        P = softmax(S)
+    H = P if L.function == "softmax" else _log_softmax_or_refuse(L, Z, S)
+    return Z, H, P
+
+
+def layer_probabilities(L: Layer, Z: Array | None = None) -> Array:
+    """``p = softmax(z / T)`` (N×K), all a derivative needs: log h may be past the float range
+    (log-softmax at a tiny T) while its derivatives are not."""
+    if Z is None:
+        rows = softmax_rows(L, keep_z=False)
+        if rows is not None:
+            return rows.P
+        Z = layer_logits(L)
+    with np.errstate(under="ignore"):
+        return softmax(shifted_logits(L, Z))
+
+
+def forward(
+    W: ArrayLike,
+    x: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+) -> Forward:
+    """Run the layer forward: ``z = Wᵀx + b``, ``h = softmax(z / T)`` (or its log).
+
+    Parameters
+    ----------
+    W : array_like
+        Weights: n×K (``layout="in-out"``, the post's) or K×n (``"out-in"``, PyTorch's).
+    x : array_like
+        One input (n) or a batch (N×n).
+    b : array_like, optional
+        Bias, K entries; none by default, as in the post.
+    layout : {"in-out", "out-in"}
+    function : {"softmax", "log-softmax"}
+    temperature : float
+        T > 0; the logits are divided by it.
+
+    Returns
+    -------
+    Forward
+        ``z``, ``h`` and ``p``, each K (or N×K).
+
+    Examples
+    --------
+    The post's example:
+
+    >>> W = [[0.1, 0.2, 0.3, 0.4, 0.5], [0.6, 0.7, 0.8, 0.9, 0.1], [0.11, 0.12, 0.13, 0.14, 0.15]]
+    >>> forward(W, [0.1, 0.5, 0.4]).h
+    array([0.19091352, 0.20353145, 0.21698333, 0.23132428, 0.15724743])
+    """
+    return layer_forward(make_layer(W, x, b, layout=layout, function=function, temperature=temperature))
+
+
+def layer_forward(L: Layer) -> Forward:
+    """:func:`forward` for a :class:`Layer` (one :func:`make_layer` has already checked)."""
+    Z, H, P = forward_arrays(L)
+    return Forward(z=L.out(Z), h=L.out(H), p=L.out(P))
+
+
+# ---------------------------------------------------------------- batches larger than memory
+
+CHUNK_BYTES = 64 * 2**20  # rows of x read at a time by forward_chunks and grad_chunks
+
+
+def row_chunks(x: Array, chunk_bytes: int) -> list[tuple[int, int]]:
+    if x.ndim != 2:
+        raise ShapeError(f"x must be a batch (N×n) to be read in chunks, but has shape {x.shape}")
+    return even_spans(x.shape[0], chunk_bytes // max(1, x.shape[1] * x.itemsize))
+
+
+def release_rows(x: Array, r0: int, r1: int) -> None:
+    """Hand back the pages of rows r0:r1 of a memory-mapped x once they are done with.
+
+    Pages of a mapped file that have been read count in the process's resident memory until the
+    kernel needs them; dropping them as the walk goes keeps it flat. They are read again from the
+    file if touched again, so nothing is lost. Anything but an np.memmap is left alone.
+    """
+    import mmap
+
+    mm = getattr(x, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    row = x.shape[1] * x.itemsize
+    base = getattr(x, "offset", 0) % mmap.ALLOCATIONGRANULARITY  # where the array starts inside the mapping
+    start = (base + r0 * row) // mmap.PAGESIZE * mmap.PAGESIZE
+    end = (base + r1 * row) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > start:
+        mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+
+def forward_chunks(
+    W: ArrayLike,
+    x: Array,
+    b: ArrayLike | None = None,
+    *,
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[tuple[int, Forward]]:
+    """:func:`forward` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
+
+    ``x`` is N×n, typically a read-only ``np.memmap`` (see ``smjac.files.map_npy``). Yields
+    ``(first row, Forward of those rows)``; each chunk is checked (finite, shapes) as it is read,
+    and its pages handed back once done. Each chunk's numbers are those :func:`forward` gives for
+    the same rows.
+
+    Examples
+    --------
+    >>> X = np.ones((5, 2))
+    >>> [(r, f.h.shape) for r, f in forward_chunks(np.eye(2), X, chunk_bytes=48)]
+    [(0, (3, 2)), (3, (2, 2))]
+    """
+    for r0, r1 in row_chunks(x, chunk_bytes):
+        L = make_layer(W, np.asarray(x[r0:r1]), b, layout=layout, function=function, temperature=temperature)
+        L = L._replace(batched=True)  # a last chunk of one row is still rows of a batch
+        Z, H, P = forward_arrays(L)
+        release_rows(x, r0, r1)
+        yield r0, Forward(z=Z, h=H, p=P)

@@ -1,0 +1,145 @@
+"""The softmax function, its log, and their Jacobians: the functions of one vector (or a stack).
+
+``softmax_jacobian`` is the post's ``dS/dZ = diag(S) − SSᵀ``; ``dz_dW`` its ``dZ/dW``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .numeric import Array, as_float
+
+
+def softmax(z: ArrayLike, axis: int = -1) -> Array:
+    """Softmax of ``z`` along ``axis``, safe from overflow.
+
+    Parameters
+    ----------
+    z : array_like
+        Logits.
+    axis : int, optional
+        The axis the probabilities sum over.
+
+    Returns
+    -------
+    ndarray
+        ``exp(z) / sum(exp(z))``, same shape as ``z``.
+
+    Notes
+    -----
+    ``softmax(z) = softmax(z - c)`` for any constant c; subtracting ``c = max(z)`` makes every
+    exponent ≤ 0, so nothing overflows and the largest term is exactly 1.
+
+    Examples
+    --------
+    >>> softmax([1.0, 2.0, 3.0])
+    array([0.09003057, 0.24472847, 0.66524096])
+    >>> softmax([1e4, 0.0, -1e4])
+    array([1., 0., 0.])
+    """
+    z = as_float(z)
+    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(z: ArrayLike, axis: int = -1) -> Array:
+    """``log(softmax(z))``, computed directly so no probability is rounded to 0 first.
+
+    Notes
+    -----
+    ``log softmax(z)_t = (z_t − m) − log Σ_k exp(z_k − m)`` with ``m = max(z)``.
+
+    Examples
+    --------
+    >>> log_softmax([0.0, -1000.0])
+    array([    0., -1000.])
+    """
+    z = as_float(z)
+    shifted = z - np.max(z, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def complement(p: Array) -> Array:
+    """``1 − p`` for probability vectors (last axis), keeping digits where p_t is near 1.
+
+    Only the largest p_t can exceed ½, so only there does ``1 − p_t`` cancel; it is taken as the
+    sum of the other probabilities instead, which cannot cancel.
+    """
+    out = 1.0 - p
+    if p.size:
+        top = np.argmax(p, axis=-1)[..., None]
+        rest = np.where(np.arange(p.shape[-1]) == top, 0, p).sum(axis=-1, keepdims=True)
+        np.put_along_axis(out, top, rest, axis=-1)
+    return out
+
+
+def softmax_jacobian(h: ArrayLike) -> Array:
+    """Jacobian of the softmax, ``dh/dz = diag(h) − h hᵀ`` (K×K), from its output ``h``.
+
+    A stack of outputs (… × K) gives a stack of Jacobians (… × K × K).
+
+    Notes
+    -----
+    ``∂h_t/∂z_i = h_t (δ_ti − h_i)``. The matrix is symmetric and its rows and columns sum to 0,
+    because ``Σ h = 1`` whatever z is. Its diagonal ``h_t (1 − h_t)`` is computed without the
+    cancellation ``1 − h_t`` suffers when h_t is near 1.
+
+    Examples
+    --------
+    >>> softmax_jacobian([0.5, 0.5])
+    array([[ 0.25, -0.25],
+           [-0.25,  0.25]])
+    """
+    h = as_float(h)
+    J = -h[..., :, None] * h[..., None, :]
+    diag = np.arange(h.shape[-1])
+    J[..., diag, diag] = h * complement(h)
+    return J
+
+
+def log_softmax_jacobian(p: ArrayLike) -> Array:
+    """Jacobian of log-softmax, ``I − 1 pᵀ`` (K×K), from the probabilities ``p = softmax(z)``.
+
+    Notes
+    -----
+    ``∂ log p_t / ∂z_i = δ_ti − p_i``: each row sums to 0, and ``pᵀ J = 0``. Unlike the softmax
+    Jacobian it is not symmetric.
+
+    Examples
+    --------
+    >>> log_softmax_jacobian([0.25, 0.75])
+    array([[ 0.75, -0.75],
+           [-0.25,  0.25]])
+    """
+    p = as_float(p)
+    K = p.shape[-1]
+    J = np.broadcast_to(-p[..., None, :], (*p.shape, K)).copy()
+    diag = np.arange(K)
+    J[..., diag, diag] = complement(p)
+    return J
+
+
+def dz_dW(x: ArrayLike, K: int) -> Array:
+    """Jacobian of the logits with respect to the weights, ``dz/dW`` (K × K·n), for one sample.
+
+    Notes
+    -----
+    ``∂z_k/∂w[i,j] = δ_ki x_j``: row k holds x in columns ``k·n … k·n + n − 1`` and zeros elsewhere,
+    i.e. ``I_K ⊗ xᵀ``. The post prints the transpose (K·n × K).
+
+    Examples
+    --------
+    >>> dz_dW([1.0, 2.0], 2)
+    array([[1., 2., 0., 0.],
+           [0., 0., 1., 2.]])
+    """
+    x = as_float(x)
+    return _dz_dW(x[None, :], K)[0]
+
+
+def _dz_dW(X: Array, K: int) -> Array:
+    N, n = X.shape
+    J = np.zeros((N, K, K, n), dtype=X.dtype)
+    J[:, np.arange(K), np.arange(K), :] = X[:, None, :]
+    return J.reshape(N, K, K * n)

@@ -1,0 +1,544 @@
+"""Jacobians of a softmax layer: dense, streamed in row blocks, one entry, or as factors.
+
+A Jacobian has one row per output and one column per input; the weight ``w[i,j]`` joining input
+j to output i sits at column ``i·n + j`` of ``dh/dW`` and ``dz/dW`` in both layouts. A batch gives
+one Jacobian per sample, stacked (N × K × …), never the block-diagonal N·K × N·K matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..errors import InputError, ShapeError
+from ._parallel import (
+    BLOCK_BYTES,
+    Progress,
+    bufsize_for_rows,
+    matmul_spans,
+    matmul_stack,
+    row_blocks,
+    run_blocks,
+)
+from .forward_pass import check_finite_W, layer_probabilities
+from .functions import complement, log_softmax_jacobian, softmax_jacobian
+from .layer import METHODS, OFS, WRTS, Layer, make_layer
+from .numeric import Array, all_finite, at_least, check_choice, largest_float, peak_abs, pow2
+
+
+def dh_dz(L: Layer, P: Array) -> Array:
+    """Per-sample Jacobian of h with respect to z (N×K×K), temperature included."""
+    _dh_dz_scale(L, P)  # refuses a dh/dz past the float range before its K² entries are made
+    J = softmax_jacobian(P) if L.function == "softmax" else log_softmax_jacobian(P)
+    return J / L.temperature if L.temperature != 1 else J
+
+
+def _dh_dz_scale(L: Layer, P: Array) -> Array:
+    """``max|dh/dz|`` of each sample (N), temperature included, from p in O(N·K).
+
+    Every entry of dh/dz, and so of dh/dW and the factors, is bounded by it; checking it here
+    keeps a K² (or K²n) result from ever being scanned for infinities. The largest entry of
+    ``diag(p) − ppᵀ`` is on the diagonal, ``p_t (1 − p_t)``; of ``I − 1pᵀ`` it is the larger of
+    ``1 − p_t`` and an off-diagonal ``p_i``. The bound is the very float the largest entry is.
+    """
+    one_minus = complement(P)
+    if L.function == "softmax":
+        top = np.max(P * one_minus, axis=-1)
+    else:
+        top = np.max(one_minus, axis=-1)
+        if L.K > 1:
+            top = np.maximum(top, np.max(P, axis=-1))
+    T = L.temperature
+    with np.errstate(over="ignore"):
+        scale = top / T if T != 1 else top
+    if not all_finite(scale):
+        worst, fmax = float(np.max(top)), largest_float(P.dtype)
+        raise InputError(
+            f"--temperature {T:.3g} overflows dh/dz: its largest entry is {worst:.3g}/T, past "
+            f"{P.dtype}'s {fmax:.3g}; use T ≥ {at_least(worst / fmax)}"
+        )
+    return scale
+
+
+def _guard_dW(L: Layer, of: str, P: Array | None) -> None:
+    """Refuse a dh/dW (or dz/dW) past the float range: its largest entry is max|dh/dz|·max|x|."""
+    if of == "z":
+        return  # dz/dW holds x itself
+    assert P is not None
+    scale = _dh_dz_scale(L, P)
+    xmax = np.max(np.abs(L.X), axis=1)
+    with np.errstate(over="ignore"):
+        top = scale * xmax
+    if not all_finite(top):
+        s = int(np.argmax(~np.isfinite(top)))
+        raise InputError(
+            f"dh/dW = dh/dz ⊗ x overflows {L.W.dtype}: max|dh/dz| = {scale[s]:.3g} and max|x| = "
+            f"{xmax[s]:.3g}"
+            + (f" (sample {s})" if L.batched else "")
+            + "; scale x down or raise the temperature"
+        )
+
+
+def _shortcut_dW(A: Array, X: Array, out: Array, progress: Progress | None = None) -> Array:
+    """``out[s, t, i·n + j] = A[s, t, i] x[s, j]``: the post's closed form, ``A ⊗ xᵀ``, in place."""
+    return outer_fill(A, X, out, progress)
+
+
+def outer_fill(A: Array, X: Array, out: Array, progress: Progress | None = None) -> Array:
+    """``out[s, r, c·m + j] = A[s, r, c] X[s, j]`` for A of shape N×R×C and X of N×m.
+
+    The output is written in row blocks straight into ``out`` (no temporary of its size), by a
+    few threads at once: numpy lets go of the GIL inside the multiplication, and memory bandwidth,
+    not arithmetic, is what limits it. With C = 1 it is an outer product, as the gradient uses it.
+    """
+    (N, R, C), m = A.shape, X.shape[1]
+    out4 = out.reshape(N, R, C, m)
+    tasks = [(s, r0, r1) for s in range(N) for r0, r1 in row_blocks(R, C * m * out.itemsize)]
+    bufsize = bufsize_for_rows(m)
+
+    def fill(task: tuple[int, int, int]) -> int:
+        s, r0, r1 = task
+        previous = np.setbufsize(bufsize)  # per thread; restored, so the caller's setting stands
+        try:
+            np.multiply(A[s, r0:r1, :, None], X[s, None, None, :], out=out4[s, r0:r1])
+        finally:
+            np.setbufsize(previous)
+        return (r1 - r0) * C * m * out.itemsize
+
+    run_blocks(fill, tasks, progress)
+    return out
+
+
+def _chain_dW(A: Array, X: Array, out: Array, progress: Progress | None = None) -> Array:
+    """``out = A · dz/dW`` for each sample, the post's chain rule, using the shape of dz/dW.
+
+    dz/dW is block diagonal: its row i holds x in columns ``i·n … i·n + n − 1`` and nothing else,
+    so the block of columns for output i is ``A · dz/dW[:, block i] = A[:, i] · xᵀ``, a K×1 by
+    1×n product. That costs K²n in all, not the K³n of multiplying by the dense matrix.
+    """
+    (N, R, K), n = A.shape, X.shape[1]  # R rows of A: all K, or a block of them
+    out4 = out.reshape(N, R, K, n)
+    tasks = [(s, i) for s in range(N) for i in range(K)]
+
+    def product(task: tuple[int, int]) -> int:
+        s, i = task
+        np.matmul(A[s, :, i : i + 1], X[s, None, :], out=out4[s, :, i, :])
+        return R * n * out.itemsize
+
+    # each product writes R·n numbers; below about a megabyte threads cost more than they save
+    run_blocks(product, tasks, progress, threads=R * n * out.itemsize >= 2**20)
+    return out
+
+
+def jacobian_shape(L: Layer, *, of: str = "h", wrt: str = "W") -> tuple[int, int, int]:
+    """The per-sample Jacobian's shape, N × K × columns, without computing it."""
+    check_choice("of", of, OFS)
+    check_choice("wrt", wrt, WRTS)
+    cols = {"W": L.K * L.n, "x": L.n, "z": L.K, "b": L.K}[wrt]
+    return (L.N, L.K, cols)
+
+
+def dfdz_or_identity(L: Layer, of: str, P: Array | None = None) -> Array:
+    if of == "z":
+        return np.broadcast_to(np.eye(L.K, dtype=L.W.dtype), (L.N, L.K, L.K))
+    return dh_dz(L, layer_probabilities(L) if P is None else P)
+
+
+def layer_jacobian(
+    L: Layer,
+    *,
+    of: str = "h",
+    wrt: str = "W",
+    method: str = "shortcut",
+    out: Array | None = None,
+    progress: Progress | None = None,
+) -> Array:
+    """:func:`jacobian` for a :class:`Layer`: always per sample, N × K × (columns).
+
+    ``out``, if given, receives the result (shape from :func:`jacobian_shape`, the layer's dtype).
+    ``progress`` is called with each block's bytes as they are written.
+    """
+    check_choice("method", method, METHODS)
+    shape = jacobian_shape(L, of=of, wrt=wrt)
+    if out is None:
+        out = np.empty(shape, dtype=L.W.dtype)
+    elif out.shape != shape or out.dtype != L.W.dtype:
+        raise ShapeError(f"out has shape {out.shape} and dtype {out.dtype}; it needs {shape} and {L.W.dtype}")
+    P = layer_probabilities(L) if of == "h" else None
+    A = dfdz_or_identity(L, of, P)
+    if wrt == "W":
+        _guard_dW(L, of, P)
+        fill = _chain_dW if method == "chain" else _shortcut_dW
+        return fill(A, L.X, out, progress)
+    if wrt == "x":
+        check_finite_W(L)  # dh/dx reads W itself
+    if wrt in ("z", "b"):
+        out[...] = A
+    elif of == "z":
+        out[...] = L.W.T
+    elif method == "chain":
+        _chain_dx(L, A, P, out)
+    else:
+        assert P is not None  # of == "h"
+        out[...] = _shortcut_dx(L, P)
+    if progress:
+        progress(out.nbytes)
+    return out
+
+
+def _dx_scale(L: Layer, bound: float) -> float | None:
+    """None when dh/dx's partial results cannot overflow (``bound``·max|W| well inside the float
+    range), else a power of two to divide W by first, so that they cannot."""
+    wmax = peak_abs(L.W)
+    return pow2(wmax) if bound * wmax > largest_float(L.W.dtype) / 4 else None
+
+
+def _rescale_dx(L: Layer, J: Array, factor: float, T: float = 1.0) -> Array:
+    """``J · factor / T``, refusing a dh/dx past the float range."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        both = factor / T
+        J = J * both if math.isfinite(both) else J / T * factor
+    if not all_finite(J):
+        raise InputError(
+            f"dh/dx overflows {J.dtype}: W's entries reach {peak_abs(L.W):.3g} with --temperature "
+            f"{L.temperature:.3g}; scale W down or raise the temperature"
+        )
+    return J
+
+
+def _chain_dx(L: Layer, A: Array, P: Array | None, out: Array) -> None:
+    """``dh/dx = dh/dz · Wᵀ``; with W scaled first when a partial sum could overflow."""
+    scale = float(np.max(_dh_dz_scale(L, P))) if P is not None else 1.0
+    s = _dx_scale(L, scale * L.K)
+    if s is None:
+        matmul_stack(A, L.W.T, out=out)
+    else:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            out[...] = _rescale_dx(L, matmul_stack(A, L.W.T / s), s)
+
+
+DxParts = tuple[Array, "float | None", Any, Array, Array]
+
+
+def _dx_parts(L: Layer, P: Array) -> DxParts:
+    """What every sample's dh/dx is made from: Wᵀ (scaled if need be), the scale, each sample's
+    likeliest output, ``Σ_i p_i W[j,i]`` and the same sum without the likeliest (N×n each)."""
+    s = _dx_scale(L, 2 / min(L.temperature, 1.0))
+    Wt = L.W.T if s is None else L.W.T / s
+    rows, top = np.arange(P.shape[0]), np.argmax(P, axis=1)
+    others = P.copy()
+    others[rows, top] = 0
+    return Wt, s, top, matmul_spans(P, Wt), matmul_spans(others, Wt)
+
+
+def _sample_parts(parts: DxParts, s: int) -> DxParts:
+    Wt, scale, top, mean, rest = parts
+    return Wt, scale, top[s : s + 1], mean[s : s + 1], rest[s : s + 1]
+
+
+def _shortcut_dx(L: Layer, P: Array, parts: DxParts | None = None) -> Array:
+    """``dh/dx[t, j]`` in closed form: ``p_t (W[j,t] − Σ_i p_i W[j,i]) / T`` (no p_t for log-softmax).
+
+    ``W[j,t] − Σ p_i W[j,i]`` can reach twice max|W| and overflow where dh/dx does not (the p_t
+    in front is small), so for a W near the float's limit it is taken on W scaled by a power of two.
+    ``parts`` (from :func:`_dx_parts` on the whole batch, cut to P's samples) lets one sample be
+    taken with the digits it has in the whole batch.
+    """
+    T = L.temperature
+    Wt, s, top, mean, rest = _dx_parts(L, P) if parts is None else parts
+    rows = np.arange(P.shape[0])
+    centred = Wt[None, :, :] - mean[:, None, :]
+    # For the likeliest output the two terms agree to 1 − p_t and cancel; there take
+    # (1 − p_t) W[j,t] − Σ_{i≠t} p_i W[j,i], whose parts do not.
+    centred[rows, top, :] = complement(P)[rows, top][:, None] * Wt[top, :] - rest
+    J = P[:, :, None] * centred if L.function == "softmax" else centred
+    if s is None:
+        return J / T if T != 1 else J
+    return _rescale_dx(L, J, s, T)
+
+
+class Blocks(NamedTuple):
+    """A Jacobian as consecutive row blocks, for writing one too large to hold.
+
+    ``shape`` and ``dtype`` describe the whole; ``rows`` yields 2-D blocks of its rows in C order
+    (sample by sample). Each block is only valid until the next is drawn: the buffer is reused.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    rows: Iterator[Array]
+
+
+def _dfdz_rows(L: Layer, of: str, p: Array | None, one_minus: Array | None, r0: int, r1: int) -> Array:
+    """Rows ``r0:r1`` of one sample's dh/dz (or dz/dz = I), made from p alone: (r1 − r0) × K.
+
+    The same floats as the rows of :func:`dh_dz`, in O((r1 − r0)·K) memory, so a K×K factor is
+    never held for streaming.
+    """
+    K, dtype = L.K, L.W.dtype
+    rows = np.arange(r1 - r0)
+    if of == "z":
+        A = np.zeros((r1 - r0, K), dtype=dtype)
+        A[rows, rows + r0] = 1
+        return A
+    assert p is not None and one_minus is not None
+    if L.function == "softmax":
+        A = -p[r0:r1, None] * p[None, :]
+        A[rows, rows + r0] = p[r0:r1] * one_minus[r0:r1]
+    else:
+        A = np.broadcast_to(-p[None, :], (r1 - r0, K)).copy()
+        A[rows, rows + r0] = one_minus[r0:r1]
+    return A / L.temperature if L.temperature != 1 else A
+
+
+def jacobian_blocks(
+    L: Layer,
+    *,
+    of: str = "h",
+    wrt: str = "W",
+    method: str = "shortcut",
+    block_bytes: int = BLOCK_BYTES,
+) -> Blocks:
+    """The per-sample Jacobian of ``L`` in row blocks of about ``block_bytes``: memory stays flat.
+
+    Rows of dh/dz are made block by block from p, so no K×K factor is held whatever K is, and a
+    batch goes sample by sample. Every refusal (a result past the float range) happens here,
+    before the first block is drawn.
+    """
+    check_choice("method", method, METHODS)
+    N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
+    shape = (N, K, cols) if L.batched else (K, cols)
+    P = layer_probabilities(L) if of == "h" else None
+    if of == "h":
+        assert P is not None
+        _dh_dz_scale(L, P)  # refuse before any block
+        if wrt == "W":
+            _guard_dW(L, of, P)
+    one_minus = None if P is None else complement(P)
+    itemsize = L.W.dtype.itemsize
+    # the rows of dh/dz a block is made from take K/cols = 1/n of the block's memory on top
+    spans = row_blocks(K, cols * itemsize, block_bytes)
+
+    def rows() -> Iterator[Array]:
+        if wrt == "x":  # K×n a sample: no larger than W, which is held already
+            out = np.empty((1, K, cols), dtype=L.W.dtype)
+            parts = _dx_parts(L, P) if P is not None and method == "shortcut" else None
+            for s in range(N):
+                Ps = None if P is None else P[s : s + 1]  # the batch's p: the same digits as the whole
+                if Ps is None:
+                    out[0] = L.W.T
+                elif method == "chain":
+                    _chain_dx(L, dh_dz(L, Ps), Ps, out)
+                else:
+                    out[...] = _shortcut_dx(L, Ps, parts and _sample_parts(parts, s))
+                yield out[0]
+            return
+        buffer = np.empty((max(r1 - r0 for r0, r1 in spans), cols), dtype=L.W.dtype) if wrt == "W" else None
+        fill = _chain_dW if method == "chain" else _shortcut_dW
+        for s in range(N):
+            p = None if P is None else P[s]
+            om = None if one_minus is None else one_minus[s]
+            for r0, r1 in spans:
+                A = _dfdz_rows(L, of, p, om, r0, r1)
+                if buffer is None:  # dh/dz or dh/db: the rows themselves
+                    yield A
+                    continue
+                block = buffer[: r1 - r0]
+                fill(A[None], L.X[s : s + 1], block[None])
+                yield block
+
+    return Blocks(shape, L.W.dtype, rows())
+
+
+ENTRY_FORMS = {"W": "T,I,J (output T, weight w[I,J])", "x": "T,K (output T, x[K])"}
+
+
+def entry_form(wrt: str) -> str:
+    """How ``--entry`` is written for ``wrt``: ``T,I,J`` for W, ``T,K`` otherwise."""
+    check_choice("wrt", wrt, WRTS)
+    return ENTRY_FORMS.get(wrt, f"T,K (output T, {wrt}[K])")
+
+
+def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W", sample: int = 0) -> float:
+    """One entry of the Jacobian, ``∂of_T/∂wrt[…]``, in O(K + n) memory and one pass over W.
+
+    ``index`` is ``(T, I, J)`` for ``wrt="W"`` (output T, weight ``w[I,J]``: column ``I·n + J``)
+    and ``(T, K)`` otherwise. The value is the very float :func:`layer_jacobian` has there.
+
+    Raises
+    ------
+    InputError
+        For the wrong number of indices, or one out of range (the message gives the range).
+
+    Examples
+    --------
+    >>> L = make_layer([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0])
+    >>> bool(layer_entry(L, (0, 0, 1)) == layer_jacobian(L)[0, 0, 1])
+    True
+    >>> layer_entry(L, (0, 2, 0))
+    Traceback (most recent call last):
+    ...
+    smjac.errors.InputError: i = 2 is out of range: 0 ≤ i ≤ 1
+    """
+    check_choice("of", of, OFS)
+    index = tuple(int(v) for v in index)
+    want = 3 if wrt == "W" else 2
+    if len(index) != want:
+        raise InputError(f"--wrt {wrt} takes {entry_form(wrt)}, not {len(index)} indices")
+    if not 0 <= sample < L.N:
+        raise InputError(f"sample {sample} is out of range: the batch has {L.N} samples (0 to {L.N - 1})")
+    cols = L.K if wrt in ("z", "b", "W") else L.n
+    names = ("t", "i", "j") if wrt == "W" else ("T", "K")  # the messages Factored.entry and --entry gave
+    sizes = (L.K, L.K, L.n) if wrt == "W" else (L.K, cols)
+    for name, value, size in zip(names, index, sizes, strict=True):
+        if not 0 <= value < size:
+            raise InputError(f"{name} = {value} is out of range: 0 ≤ {name} ≤ {size - 1}")
+    one = L._replace(X=L.X[sample : sample + 1], batched=False)
+    t, k = index[0], index[1]
+    if wrt == "x":
+        if of == "z":
+            return float(L.W[k, t])
+        # dh/dx needs Σ_i p_i W[k, i]: the n sums the whole takes (the same products, so the same
+        # digits), then only entry (t, k) of the closed form
+        Px = layer_probabilities(one)
+        Wt, s, top, mean, rest = _dx_parts(one, Px)
+        p = Px[0]
+        likeliest = t == top[0]  # there the closed form takes 1 − p_t, as the whole does
+        centred = complement(Px)[0, t] * Wt[t, k] - rest[0, k] if likeliest else Wt[t, k] - mean[0, k]
+        value = p[t] * centred if L.function == "softmax" else centred
+        T = L.temperature
+        if s is None:
+            return float(value / T if T != 1 else value)
+        return float(_rescale_dx(L, np.asarray([value]), s, T)[0])
+    P = layer_probabilities(one) if of == "h" else None
+    if P is not None:
+        _dh_dz_scale(one, P)
+    A = _dfdz_rows(one, of, None if P is None else P[0], None if P is None else complement(P)[0], t, t + 1)[0]
+    if wrt != "W":
+        return float(A[k])
+    _guard_dW(one, of, P)
+    return float(A[k] * one.X[0, index[2]])
+
+
+class Factored(NamedTuple):
+    """``dh/dW`` (or ``dz/dW``) without its K²n entries: ``J[t, i·n + j] = A[t, i] · x[j]``.
+
+    ``A`` is ``dh/dz`` (the identity for ``dz/dW``), K×K or N×K×K; ``x`` is n or N×n. K² + n
+    numbers stand for K²·n, so a Jacobian too large to hold can still be used, entry by entry.
+    """
+
+    A: Array
+    x: Array
+    shape: tuple[int, ...]
+    formula: str = "J[t, i*n + j] = A[t, i] * x[j]"
+
+    def entry(self, t: int, i: int, j: int, sample: int = 0) -> float:
+        """``∂h_t/∂w[i,j]`` (of the given sample of a batch)."""
+        A = self.A if self.A.ndim == 2 else self.A[sample]
+        x = self.x if self.x.ndim == 1 else self.x[sample]
+        K, n = A.shape[0], x.shape[0]
+        for name, value, size in (("t", t, K), ("i", i, K), ("j", j, n)):
+            if not 0 <= value < size:
+                raise InputError(f"{name} = {value} is out of range: 0 ≤ {name} ≤ {size - 1}")
+        return float(A[t, i] * x[j])
+
+    def dense(self) -> Array:
+        """All K²n entries, as :func:`jacobian` gives them."""
+        A, X = (self.A, self.x) if self.A.ndim == 3 else (self.A[None], self.x[None])
+        out = np.empty((A.shape[0], A.shape[1], A.shape[2] * X.shape[1]), dtype=A.dtype)
+        _shortcut_dW(A, X, out)
+        return out if self.A.ndim == 3 else out[0]
+
+
+def jacobian_factors(
+    W: ArrayLike,
+    x: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    of: str = "h",
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+) -> Factored:
+    """The layer Jacobian with respect to W, as its factors: ``dh/dz`` and x.
+
+    Examples
+    --------
+    >>> F = jacobian_factors([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0])
+    >>> F.shape
+    (2, 4)
+    >>> bool(F.entry(0, 0, 1) == jacobian([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0])[0, 1])
+    True
+    """
+    return layer_factors(
+        make_layer(W, x, b, layout=layout, function=function, temperature=temperature), of=of
+    )
+
+
+def layer_factors(L: Layer, *, of: str = "h") -> Factored:
+    """:func:`jacobian_factors` for a :class:`Layer`."""
+    A = np.ascontiguousarray(dfdz_or_identity(L, of))
+    N, K, cols = jacobian_shape(L, of=of, wrt="W")
+    return Factored(L.out(A), L.out(L.X), (N, K, cols) if L.batched else (K, cols))
+
+
+def jacobian(
+    W: ArrayLike,
+    x: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    of: str = "h",
+    wrt: str = "W",
+    method: str = "shortcut",
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+    out: Array | None = None,
+) -> Array:
+    """Jacobian of the layer's output ``of`` with respect to ``wrt``.
+
+    Parameters
+    ----------
+    W, x, b, layout, function, temperature
+        The layer, as in :func:`forward`.
+    of : {"h", "z"}
+        Differentiate the outputs h (default) or the logits z.
+    wrt : {"W", "z", "x", "b"}
+        With respect to the weights (default), the logits, the input or the bias.
+    method : {"shortcut", "chain"}
+        ``"chain"`` multiplies the factor matrices, ``dh/dz · dz/dwrt``, as the post does first;
+        ``"shortcut"`` (default) evaluates the closed form of each entry. They agree to rounding.
+    out : ndarray, optional
+        Where to write the result (its shape, in the layer's dtype), instead of a new array.
+
+    Returns
+    -------
+    ndarray
+        Rows are the K outputs; columns are the entries of ``wrt``: K·n for W (weight ``w[i,j]`` at
+        column ``i·n + j``), n for x, K for z and b. A batch gives N such matrices, N × K × ….
+
+    Notes
+    -----
+    With ``p = softmax(z/T)`` and ``A = dh/dz``:
+
+    * softmax: ``A[t, i] = p_t (δ_ti − p_i) / T``; log-softmax: ``A[t, i] = (δ_ti − p_i) / T``.
+    * ``dh/db = A`` (``dz/db = I``); ``dh/dW[t, i·n + j] = A[t, i] x_j``, i.e. ``A ⊗ xᵀ``.
+    * ``dh/dx = A · dz/dx`` with ``dz/dx[i, j] = w[i,j]``.
+    * ``dz/dW = I ⊗ xᵀ``, ``dz/dz = dz/db = I``.
+
+    Examples
+    --------
+    >>> J = jacobian([[1.0, 0.0]], [2.0])
+    >>> J.shape
+    (2, 2)
+    >>> J.sum(axis=0)  # every column sums to zero
+    array([0., 0.])
+    """
+    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    if out is not None and not L.batched:
+        out = out[None]
+    return L.out(layer_jacobian(L, of=of, wrt=wrt, method=method, out=out))

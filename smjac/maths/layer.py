@@ -1,0 +1,152 @@
+"""A softmax layer's inputs, checked once: W, x, b and every choice (layout, function, temperature).
+
+Each choice is declared here once, as a ``Literal``; the command line takes its options from these.
+The post's conventions: ``z = Wᵀx + b`` with W n×K (``layout="in-out"``, the default), or
+``z = Wx + b`` with W K×n (``layout="out-in"``, PyTorch's ``nn.Linear``); then ``h = softmax(z / T)``
+or its log. x may be one sample (n entries) or a batch (N×n).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple, get_args
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..errors import InputError, ShapeError
+from .numeric import Array, all_finite, as_float, check_choice
+
+# Each choice is declared once, here; the command line takes its options from these.
+Of = Literal["h", "z"]
+Wrt = Literal["W", "z", "x", "b"]
+Method = Literal["shortcut", "chain"]
+LayoutName = Literal["in-out", "out-in"]
+FunctionName = Literal["softmax", "log-softmax"]
+Reduction = Literal["sum", "mean"]
+DTypeName = Literal["float64", "float32"]
+OFS, WRTS, METHODS = get_args(Of), get_args(Wrt), get_args(Method)
+LAYOUTS, FUNCTIONS, REDUCTIONS = get_args(LayoutName), get_args(FunctionName), get_args(Reduction)
+
+
+class Layer(NamedTuple):
+    """A softmax layer and its input, checked and put in the post's layout.
+
+    ``W`` is n×K whatever layout it was given in, ``X`` is N×n (one row per sample, N = 1 for a
+    single vector) and ``batched`` says whether results keep the sample axis.
+    """
+
+    W: Array
+    X: Array
+    b: Array | None
+    batched: bool
+    layout: str = "in-out"
+    function: str = "softmax"
+    temperature: float = 1.0
+
+    @property
+    def n(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def K(self) -> int:
+        return self.W.shape[1]
+
+    @property
+    def N(self) -> int:
+        return self.X.shape[0]
+
+    def out(self, a: Array) -> Array:
+        """Drop the sample axis of a per-sample result when x was a single vector."""
+        return a if self.batched else a[0]
+
+
+def make_layer(
+    W: ArrayLike,
+    x: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    layout: str = "in-out",
+    function: str = "softmax",
+    temperature: float = 1.0,
+    names: tuple[str, str, str] = ("W", "x", "b"),
+) -> Layer:
+    """Check that W, x and b fit together and that x and b are finite, and put them in the post's layout.
+
+    W is not scanned here (a second full read of the largest input): a NaN or infinity in W is
+    refused by the first computation that meets it (see the comment in the body).
+
+    ``names`` label the arrays in error messages (the command line passes file names).
+
+    Raises
+    ------
+    ShapeError
+        When a dimension is wrong; the message names the shapes and the fix.
+    InputError
+        When a value is NaN or infinite, or an option is not known.
+
+    Examples
+    --------
+    >>> make_layer(np.ones((3, 5)), np.ones(4))
+    Traceback (most recent call last):
+    ...
+    smjac.errors.ShapeError: W has shape (3, 5) but x has 4 entries; with --layout in-out W is n×K (one row per input), so x needs 3 entries or W 4 rows
+    """
+    check_choice("layout", layout, LAYOUTS)
+    check_choice("function", function, FUNCTIONS)
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise InputError(f"temperature must be a positive number, not {temperature}")
+    wn, xn, bn = names
+    W, x = as_float(W), as_float(x)
+    if W.ndim != 2:
+        shape = "n inputs × K outputs" if layout == "in-out" else "K outputs × n inputs"
+        swapped = W.ndim == 1 and x.ndim == 2 and x.shape[0] > 1 and W.shape[0] in x.shape
+        hint = f"; {wn} and {xn} look swapped: -W takes the matrix, -x the input vector" if swapped else ""
+        raise ShapeError(f"{wn} must be a matrix ({shape}) but has shape {W.shape}{hint}")
+    if W.size == 0:
+        raise ShapeError(f"{wn} is empty (shape {W.shape})")
+    Wio = W if layout == "in-out" else W.T
+    n, K = Wio.shape
+    if x.ndim == 1 or (x.ndim == 2 and x.shape == (n, 1) and n != 1) or (x.ndim == 2 and x.shape[0] == 1):
+        X, batched = x.reshape(1, -1), False  # one sample, written as a vector, a row or a column
+    elif x.ndim == 2:
+        X, batched = x, True
+    else:
+        raise ShapeError(f"{xn} must be a vector (n) or a batch (N×n) but has shape {x.shape}")
+    if X.shape[1] != n:
+        entries = f"{X.shape[1]} entries" + (
+            f" per sample (shape {x.shape}, read as a batch of {X.shape[0]} samples)" if batched else ""
+        )
+        other = "out-in" if layout == "in-out" else "in-out"
+        if W.shape[layout == "in-out"] == X.shape[1]:  # the other axis would fit
+            hint = f"{wn} fits --layout {other}" + (
+                " (K×n, as PyTorch stores nn.Linear)" if other == "out-in" else " (n×K, as in the post)"
+            )
+        elif layout == "in-out":
+            hint = f"with --layout in-out W is n×K (one row per input), so {xn} needs {n} entries or {wn} {X.shape[1]} rows"
+        else:
+            hint = f"with --layout out-in W is K×n (one column per input), so {xn} needs {n} entries or {wn} {X.shape[1]} columns"
+        raise ShapeError(f"{wn} has shape {W.shape} but {xn} has {entries}; {hint}")
+    if b is not None:
+        b = as_float(b)
+        if b.ndim == 2 and 1 in b.shape:
+            b = b.reshape(-1)
+        if b.shape != (K,):
+            raise ShapeError(f"{bn} has shape {b.shape} but {wn} has K = {K} outputs; {bn} needs {K} entries")
+    # W is not scanned here: a second full read of the largest input would cost a third of a
+    # gradient. A non-finite entry of W that reaches z is refused there (layer_logits); one that cannot
+    # (multiplied by an x_j of 0, where a BLAS may skip it) changes no result built from z and x,
+    # and whatever reads W itself again (dh/dx, dLoss/dx, check) scans it first (check_finite_W). A
+    # memory-mapped x is checked chunk by chunk as it is read (grad_chunks, forward_chunks).
+    for name, arr in ((xn, x), (bn, b)):
+        if arr is not None and not isinstance(arr, np.memmap) and not all_finite(arr):
+            raise InputError(f"{name} holds a NaN or infinite value")
+    dtype = np.result_type(W, X, *([] if b is None else [b]))
+    return Layer(
+        W=Wio.astype(dtype, copy=False),
+        X=X.astype(dtype, copy=False),
+        b=None if b is None else b.astype(dtype, copy=False),
+        batched=batched,
+        layout=layout,
+        function=function,
+        temperature=float(temperature),
+    )
