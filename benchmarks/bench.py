@@ -631,14 +631,14 @@ BIGX = """
 import json, sys, time
 import numpy as np
 import smjac
-from smjac import files
+
 path, n, K = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def hwm():
     return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:"))) * 1024
 rng = np.random.default_rng(5)
 W = (rng.standard_normal((n, K)) / np.sqrt(n)).astype(np.float32)
 base = hwm()
-x = files.map_npy(path)
+x = inputs.map_npy(path)
 start = time.perf_counter()
 g = smjac.grad_chunks(W, x, target=1, reduce="mean")
 grad_s = time.perf_counter() - start

@@ -50,19 +50,19 @@ _VERIFY = ("verify", "layer_verify")
 def __getattr__(name: str) -> object:
     # The checker and the verifier load on first use: the command line's other commands never need them.
     if name in _CHECKS:
-        from . import checks
+        from .checking import checks
 
         return getattr(checks, name)
     if name in _VERIFY:
-        from . import verification
+        from .checking import verification
 
         return getattr(verification, name)
     if name == "Verdict":
-        from .verdict import Verdict
+        from .checking.verdict import Verdict
 
         return Verdict
     if name == "MISTAKES":
-        from .mistakes import MISTAKES
+        from .checking.mistakes import MISTAKES
 
         return MISTAKES
     raise AttributeError(f"module 'smjac' has no attribute {name!r}")

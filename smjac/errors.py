@@ -3,6 +3,27 @@
 Each is also a ``ValueError`` or ``OSError`` so callers that catch those keep working.
 """
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Exit codes, as ``diff`` uses them: the one list, for the writer's results and the CLI's errors."""
+
+    OK = 0
+    DISAGREE = 1  # smjac check or verify found a disagreement
+    ERROR = 2  # usage error, bad input/output, or anything unexpected
+    INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT
+    PIPE_CLOSED = 141  # the reader went away (smjac ... | head): 128 + SIGPIPE, as Unix tools end
+
+    @staticmethod
+    def signalled(signum: int) -> int:
+        """The status of a process a signal stopped, as shells report it: 128 + its number."""
+        return 128 + signum
+
 
 class SmjacError(Exception):
     """Base of every error smjac reports to a user."""
@@ -22,3 +43,18 @@ class LoadError(SmjacError, ValueError):
 
 class OutputError(SmjacError, OSError):
     """A result that cannot be written where it was asked to go."""
+
+
+@contextlib.contextmanager
+def reading(label: str) -> Iterator[None]:
+    """The one wording of a file that cannot be opened or read, for every reader."""
+    try:
+        yield
+    except IsADirectoryError:
+        raise LoadError(f"{label}: is a directory, not a file") from None
+    except FileNotFoundError:
+        raise LoadError(f"{label}: no such file") from None
+    except PermissionError:
+        raise LoadError(f"{label}: permission denied") from None
+    except OSError as e:
+        raise LoadError(f"{label}: cannot read it ({e.strerror or e})") from None

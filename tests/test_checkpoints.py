@@ -16,9 +16,9 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import smjac
-from smjac import checkpoints
 from smjac.errors import LoadError, OutputError
-from smjac.files import load_layer
+from smjac.formats import checkpoints
+from smjac.inputs import load_layer
 
 h5py = pytest.importorskip("h5py")
 st = pytest.importorskip("safetensors.numpy")
@@ -554,7 +554,7 @@ def test_external_link_to_a_fifo_is_refused_without_opening_it(tmp_path):
     path = tmp_path / "m.h5"
     hostile_legacy(path, lambda g, name: g.__setitem__(name, h5py.ExternalLink(str(fifo), "/kernel")))
     # in a child, so that a hang fails the test instead of stalling the suite
-    code = f"from smjac import checkpoints\ntry:\n    checkpoints.read({str(path)!r})\nexcept Exception as e:\n    print(e)"
+    code = f"from smjac.formats import checkpoints\ntry:\n    checkpoints.read({str(path)!r})\nexcept Exception as e:\n    print(e)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "is an external link" in done.stdout
 

@@ -1,4 +1,4 @@
-"""Batches larger than memory: a memory-mapped x, walked in row chunks (smjac.files.map_npy,
+"""Batches larger than memory: a memory-mapped x, walked in row chunks (smjac.inputs.map_npy,
 forward_chunks, grad_chunks). The numbers are those of forward and grad on the whole batch."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import smjac
-from smjac import files as smio
+from smjac import inputs
 
 from .conftest import central_diff
 
@@ -18,7 +18,7 @@ def mapped(tmp_path, rng):
     W = rng.normal(size=(6, 5)) / 2
     X = rng.normal(size=(23, 6)).astype(np.float32)
     np.save(tmp_path / "x.npy", X)
-    return W.astype(np.float32), X, smio.map_npy(tmp_path / "x.npy")
+    return W.astype(np.float32), X, inputs.map_npy(tmp_path / "x.npy")
 
 
 def test_map_npy_is_read_only_and_the_same_numbers(mapped):
@@ -80,7 +80,7 @@ def test_a_non_finite_row_is_refused_when_its_chunk_is_read(tmp_path, rng):
     X = rng.normal(size=(20, 3))
     X[17, 1] = np.nan
     np.save(tmp_path / "x.npy", X)
-    x = smio.map_npy(tmp_path / "x.npy")
+    x = inputs.map_npy(tmp_path / "x.npy")
     with pytest.raises(smjac.InputError, match="NaN"):
         smjac.grad_chunks(np.ones((3, 2)), x, target=0, chunk_bytes=48)
     chunks = smjac.forward_chunks(np.ones((3, 2)), x, chunk_bytes=48)
@@ -92,17 +92,17 @@ def test_a_non_finite_row_is_refused_when_its_chunk_is_read(tmp_path, rng):
 def test_map_npy_checks_the_header_and_never_unpickles(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(smjac.LoadError, match="pickle"):
-        smio.map_npy(tmp_path / "obj.npy")
+        inputs.map_npy(tmp_path / "obj.npy")
     np.save(tmp_path / "x.npy", np.ones((4, 3)))
     data = (tmp_path / "x.npy").read_bytes()
     (tmp_path / "short.npy").write_bytes(data[:-8])
     with pytest.raises(smjac.LoadError, match="truncated"):
-        smio.map_npy(tmp_path / "short.npy")
+        inputs.map_npy(tmp_path / "short.npy")
     (tmp_path / "junk.npy").write_bytes(b"not an npy file")
     with pytest.raises(smjac.LoadError, match="not an NPY"):
-        smio.map_npy(tmp_path / "junk.npy")
+        inputs.map_npy(tmp_path / "junk.npy")
     np.save(tmp_path / "v.npy", np.ones(3))
     with pytest.raises(smjac.LoadError, match="batch"):
-        smio.map_npy(tmp_path / "v.npy")
+        inputs.map_npy(tmp_path / "v.npy")
     with pytest.raises(smjac.LoadError, match="no such file"):
-        smio.map_npy(tmp_path / "missing.npy")
+        inputs.map_npy(tmp_path / "missing.npy")

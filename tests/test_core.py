@@ -466,7 +466,7 @@ def test_edge_cases_are_right_and_quiet(name, W, x):
 @pytest.mark.parametrize("probes", [None, 5])
 def test_forward_passes_counts_what_check_evaluates(rng, monkeypatch, probes):
     # The count smjac check's guard quotes, against the calls finite differences really make.
-    from smjac import checks
+    from smjac.checking import checks
 
     calls = []
     real = checks.numerical_jacobian
@@ -518,7 +518,7 @@ def test_check_with_probes_draws_columns_and_still_holds(rng):
 
 def test_check_with_probes_catches_a_wrong_column(rng, monkeypatch):
     # Corrupt one input's entry of smjac's factored dh/dW: every probed column built from it is off.
-    from smjac import checks
+    from smjac.checking import checks
 
     real = checks.layer_factors
 
@@ -539,7 +539,7 @@ def test_check_with_probes_catches_a_wrong_column(rng, monkeypatch):
 
 
 def test_forward_passes_with_probes(rng):
-    from smjac import checks
+    from smjac.checking import checks
 
     L = maths.make_layer(rng.normal(size=(10, 7)), rng.normal(size=(3, 10)))
     assert checks.forward_passes(L) == 4 * (2 * 70 + 10 + 7) * 3

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_array_equal
 
-from smjac import LoadError, OutputError, ShapeError
-from smjac import files as smio
+from smjac import LoadError, OutputError, ShapeError, inputs
+from smjac.formats import document, npy, table
+from smjac.formats import text as text_format
+from smjac.outputs import atomic
 
 from .conftest import BLOG_W, BLOG_X, write_matrix
 
@@ -23,7 +25,7 @@ from .conftest import BLOG_W, BLOG_X, write_matrix
 def test_each_format_loads_the_same_numbers(tmp_path, fmt):
     W = write_matrix(tmp_path / f"W.{fmt}", BLOG_W)
     x = write_matrix(tmp_path / f"x.{fmt}", BLOG_X)
-    L = smio.load_layer(W, x)
+    L = inputs.load_layer(W, x)
     assert_array_equal(L.W, BLOG_W)
     assert_array_equal(L.X, BLOG_X[None, :])  # one sample, however the file writes the vector
     assert L.b is None and L.W.dtype == np.float64 and not L.batched
@@ -31,20 +33,20 @@ def test_each_format_loads_the_same_numbers(tmp_path, fmt):
 
 def test_csv_vector_as_one_column(tmp_path):
     (tmp_path / "x.csv").write_text("0.1\n0.5\n0.4\n")
-    assert_array_equal(smio.load_array(tmp_path / "x.csv"), BLOG_X[:, None])
+    assert_array_equal(inputs.load_array(tmp_path / "x.csv"), BLOG_X[:, None])
 
 
 def test_integers_load_as_floats(tmp_path):
     (tmp_path / "W.json").write_text("[[1, 2], [3, 4]]")
-    a = smio.load_array(tmp_path / "W.json")
+    a = inputs.load_array(tmp_path / "W.json")
     assert a.dtype == np.float64 and a.tolist() == [[1.0, 2.0], [3.0, 4.0]]
 
 
 def test_utf8_bom_is_accepted(tmp_path):
     (tmp_path / "x.csv").write_bytes(b"\xef\xbb\xbf0.1,0.5,0.4\n")
     (tmp_path / "x.json").write_bytes(b"\xef\xbb\xbf[0.1, 0.5, 0.4]")
-    assert_array_equal(smio.load_array(tmp_path / "x.csv"), BLOG_X[None, :])
-    assert_array_equal(smio.load_array(tmp_path / "x.json"), BLOG_X)
+    assert_array_equal(inputs.load_array(tmp_path / "x.csv"), BLOG_X[None, :])
+    assert_array_equal(inputs.load_array(tmp_path / "x.json"), BLOG_X)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +78,7 @@ def test_bad_input_is_refused_with_a_reason(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(LoadError, match=message) as info:
-        smio.load_array(path)
+        inputs.load_array(path)
     assert str(path) in str(info.value)
 
 
@@ -92,7 +94,7 @@ def test_bad_input_is_refused_with_a_reason(tmp_path, name, content, message):
 def test_npy_of_the_wrong_kind(tmp_path, array, message):
     np.save(tmp_path / "a.npy", array)
     with pytest.raises(LoadError, match=message):
-        smio.load_array(tmp_path / "a.npy")
+        inputs.load_array(tmp_path / "a.npy")
 
 
 def test_a_pickled_npy_is_never_unpickled(tmp_path):
@@ -104,22 +106,22 @@ def test_a_pickled_npy_is_never_unpickled(tmp_path):
 
     np.save(tmp_path / "evil.npy", np.array([Evil()], dtype=object), allow_pickle=True)
     with pytest.raises(LoadError, match="never unpickles"):
-        smio.load_array(tmp_path / "evil.npy")
+        inputs.load_array(tmp_path / "evil.npy")
     assert not marker.exists()
 
 
 def test_files_that_are_not_there(tmp_path):
     with pytest.raises(LoadError, match="no such file"):
-        smio.load_array(tmp_path / "missing.json")
+        inputs.load_array(tmp_path / "missing.json")
     (tmp_path / "dir.json").mkdir()
     with pytest.raises(LoadError, match="is a directory"):
-        smio.load_array(tmp_path / "dir.json")
+        inputs.load_array(tmp_path / "dir.json")
 
 
 def test_size_cap_refuses_before_reading(tmp_path):
     write_matrix(tmp_path / "W.json", BLOG_W)
     with pytest.raises(LoadError, match=r"input size cap of 10 bytes.*--max-input-bytes"):
-        smio.load_array(tmp_path / "W.json", max_bytes=10)
+        inputs.load_array(tmp_path / "W.json", max_bytes=10)
 
 
 class FakeStdin(pyio.BytesIO):
@@ -134,28 +136,28 @@ class FakeStdin(pyio.BytesIO):
 @pytest.mark.parametrize("fmt", ["json", "csv", "npy"])
 def test_stdin_is_sniffed(tmp_path, fmt):
     data = write_matrix(tmp_path / f"W.{fmt}", BLOG_W).read_bytes()
-    assert_array_equal(smio.load_array("-", stdin=FakeStdin(data)), BLOG_W)
+    assert_array_equal(inputs.load_array("-", stdin=FakeStdin(data)), BLOG_W)
 
 
 def test_no_suffix_is_sniffed_like_stdin(tmp_path):
     (tmp_path / "upstream").write_text("[1, 2]")
-    assert_array_equal(smio.load_array(tmp_path / "upstream"), [1.0, 2.0])
+    assert_array_equal(inputs.load_array(tmp_path / "upstream"), [1.0, 2.0])
 
 
 def test_stdin_problems():
     with pytest.raises(LoadError, match="stdin is a terminal"):
-        smio.load_array("-", stdin=FakeStdin(b"[1]", tty=True))
+        inputs.load_array("-", stdin=FakeStdin(b"[1]", tty=True))
     with pytest.raises(LoadError, match="stdin: is empty"):
-        smio.load_array("-", stdin=FakeStdin(b""))
+        inputs.load_array("-", stdin=FakeStdin(b""))
     with pytest.raises(LoadError, match="- given twice"):
-        smio.load_layer("-", "-", stdin=FakeStdin(b"[1]"))
+        inputs.load_layer("-", "-", stdin=FakeStdin(b"[1]"))
 
 
 def test_layer_shape_errors_name_the_files(tmp_path):
     W = write_matrix(tmp_path / "W.json", BLOG_W)
     x = write_matrix(tmp_path / "x.csv", np.ones(4))
     with pytest.raises(ShapeError, match=rf"{W} has shape \(3, 5\) but {x} has 4 entries"):
-        smio.load_layer(W, x)
+        inputs.load_layer(W, x)
 
 
 # ---------------------------------------------------------------- writing
@@ -166,10 +168,10 @@ reals = st.floats(allow_nan=False, allow_infinity=False, width=64)
 @settings(max_examples=100, deadline=None)
 @given(arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 4)), elements=reals))
 def test_json_and_csv_round_trip_every_float_exactly(M):
-    doc = smio.Document({"jacobian": M}, matrix="jacobian")
-    from_json = np.array(json.loads(smio.to_json(doc))["jacobian"])
-    from_csv = smio.parse(smio.to_csv(doc).encode(), smio.Format.CSV, "out.csv")
-    from_npy = smio.parse(smio.to_npy(doc), smio.Format.NPY, "out.npy")
+    doc = document.Document({"jacobian": M}, matrix="jacobian")
+    from_json = np.array(json.loads(text_format.to_json(doc))["jacobian"])
+    from_csv = inputs.parse(text_format.to_csv(doc).encode(), table.Format.CSV, "out.csv")
+    from_npy = inputs.parse(npy.to_npy(doc), table.Format.NPY, "out.npy")
     for back in (from_json, from_csv, from_npy):
         assert_array_equal(back, M)
         assert back.tobytes() == M.tobytes() or not M.any()  # ±0 compare equal; bits otherwise
@@ -177,39 +179,39 @@ def test_json_and_csv_round_trip_every_float_exactly(M):
 
 def test_csv_of_columns_and_records():
     z, h = np.array([0.5, 1.0]), np.array([0.25, 0.75])
-    doc = smio.Document({"z": z, "h": h}, columns={"z": z, "h": h})
-    assert smio.to_csv(doc) == "z,h\n0.5,0.25\n1.0,0.75\n"
-    rec = smio.Document({}, records=[{"name": "a", "err": 1e-17, "ok": True}])
-    assert smio.to_csv(rec) == "name,err,ok\na,1e-17,true\n"
+    doc = document.Document({"z": z, "h": h}, columns={"z": z, "h": h})
+    assert text_format.to_csv(doc) == "z,h\n0.5,0.25\n1.0,0.75\n"
+    rec = document.Document({}, records=[{"name": "a", "err": 1e-17, "ok": True}])
+    assert text_format.to_csv(rec) == "name,err,ok\na,1e-17,true\n"
 
 
 def test_save_by_suffix_and_npz(tmp_path):
     z, h = np.array([1.0, 2.0]), np.array([0.25, 0.75])
-    doc = smio.Document({"z": z, "h": h}, columns={"z": z, "h": h})
-    assert smio.save(doc, tmp_path / "f.npz") is smio.Format.NPZ
+    doc = document.Document({"z": z, "h": h}, columns={"z": z, "h": h})
+    assert atomic.save(doc, tmp_path / "f.npz") is table.Format.NPZ
     with np.load(tmp_path / "f.npz") as data:
         assert sorted(data.files) == ["h", "z"]
         assert_array_equal(data["h"], [0.25, 0.75])
     with pytest.raises(OutputError, match=r"cannot be \.npy"):
-        smio.save(doc, tmp_path / "f.npy")
+        atomic.save(doc, tmp_path / "f.npy")
     with pytest.raises(OutputError, match=r"suffix '\.xlsx'"):
-        smio.save(doc, tmp_path / "f.xlsx")
+        atomic.save(doc, tmp_path / "f.xlsx")
 
 
 def test_write_refuses_to_clobber_unless_forced(tmp_path):
     target = tmp_path / "J.json"
     target.write_text("precious")
     with pytest.raises(OutputError, match="exists; add --force"):
-        smio.write_atomic(target, b"new")
+        atomic.write_atomic(target, b"new")
     assert target.read_text() == "precious"
-    smio.write_atomic(target, b"new", force=True)
+    atomic.write_atomic(target, b"new", force=True)
     assert target.read_text() == "new"
     assert os.listdir(tmp_path) == ["J.json"]
 
 
 def test_write_into_a_missing_folder(tmp_path):
     with pytest.raises(OutputError, match="does not exist"):
-        smio.write_atomic(tmp_path / "nope" / "J.json", b"x")
+        atomic.write_atomic(tmp_path / "nope" / "J.json", b"x")
 
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -218,7 +220,7 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OutputError, match="No space left"):
-        smio.write_atomic(tmp_path / "J.npy", b"x" * 1000)
+        atomic.write_atomic(tmp_path / "J.npy", b"x" * 1000)
     assert os.listdir(tmp_path) == []
 
 
@@ -228,12 +230,12 @@ def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        smio.write_atomic(tmp_path / "J.npy", b"x")
+        atomic.write_atomic(tmp_path / "J.npy", b"x")
     assert os.listdir(tmp_path) == []
 
 
 def test_written_files_get_the_usual_mode(tmp_path):
-    smio.write_atomic(tmp_path / "J.csv", b"1\n")
+    atomic.write_atomic(tmp_path / "J.csv", b"1\n")
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "J.csv").stat().st_mode & 0o777 == 0o666 & ~mask

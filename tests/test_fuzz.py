@@ -19,20 +19,20 @@ from numpy.testing import assert_allclose
 from typer.testing import CliRunner
 
 import smjac
-from smjac import LoadError
-from smjac import files as smio
+from smjac import LoadError, inputs
 from smjac.cli import app
+from smjac.formats import npy, table
 
 from .conftest import post_softmax
 
-FORMATS = [smio.Format.JSON, smio.Format.CSV, smio.Format.NPY]
+FORMATS = [table.Format.JSON, table.Format.CSV, table.Format.NPY]
 ENV = {"COLUMNS": "120", "NO_COLOR": "1"}
 
 
-def load_or_refuse(data: bytes, fmt: smio.Format) -> np.ndarray | None:
+def load_or_refuse(data: bytes, fmt: table.Format) -> np.ndarray | None:
     """Parse ``data``; a LoadError is a clean refusal, anything else propagates and fails."""
     try:
-        arr = smio.parse(data, fmt, "fuzz")
+        arr = inputs.parse(data, fmt, "fuzz")
     except LoadError as e:
         assert str(e).startswith("fuzz: ") and "\n" not in str(e)
         return None
@@ -40,10 +40,10 @@ def load_or_refuse(data: bytes, fmt: smio.Format) -> np.ndarray | None:
     return arr
 
 
-def encode(M: np.ndarray, fmt: smio.Format) -> bytes:
-    if fmt is smio.Format.JSON:
+def encode(M: np.ndarray, fmt: table.Format) -> bytes:
+    if fmt is table.Format.JSON:
         return json.dumps(M.tolist()).encode()
-    if fmt is smio.Format.CSV:
+    if fmt is table.Format.CSV:
         return "".join(",".join(repr(v) for v in row) + "\n" for row in M.tolist()).encode()
     buf = io.BytesIO()
     np.save(buf, M)
@@ -51,7 +51,7 @@ def encode(M: np.ndarray, fmt: smio.Format) -> bytes:
 
 
 @st.composite
-def mutated(draw, fmt: smio.Format) -> bytes:
+def mutated(draw, fmt: table.Format) -> bytes:
     """A valid document of a small matrix, then a few byte-level edits."""
     M = draw(
         arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 3)), elements=st.floats(-1e3, 1e3))
@@ -81,7 +81,7 @@ def mutated(draw, fmt: smio.Format) -> bytes:
 @given(st.binary(max_size=300), st.sampled_from(FORMATS))
 def test_random_bytes_are_refused_cleanly(data, fmt):
     load_or_refuse(data, fmt)
-    load_or_refuse(smio.NPY_MAGIC + data, fmt)
+    load_or_refuse(npy.NPY_MAGIC + data, fmt)
 
 
 @settings(max_examples=300, deadline=None)
@@ -106,7 +106,7 @@ def test_mutated_files_through_the_cli(tmp_path, data, fmt):
         assert not out.exists()
     else:
         J = np.array(json.loads(out.read_text())["jacobian"])
-        W = smio.load_array(bad)
+        W = inputs.load_array(bad)
         assert_allclose(J, smjac.jacobian(W, [1.0, 2.0, 3.0]), rtol=0, atol=0)
     assert result.exception is None or isinstance(result.exception, SystemExit)
 

@@ -27,8 +27,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import smjac
-from smjac import checks, files, maths
+from smjac import inputs, maths
+from smjac.checking import checks
 from smjac.errors import InputError, LoadError, SmjacError
+from smjac.formats import table
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOG_W = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.6, 0.7, 0.8, 0.9, 0.1], [0.11, 0.12, 0.13, 0.14, 0.15]])
@@ -181,7 +183,7 @@ def test_a_float32_cast_that_overflows_says_so(tmp_path):
         with pytest.raises(
             LoadError, match=r"W.json: 1e\+39 overflows float32 when cast for --dtype float32"
         ):
-            files.load_layer(tmp_path / "W.json", tmp_path / "x.json", dtype="float32")
+            inputs.load_layer(tmp_path / "W.json", tmp_path / "x.json", dtype="float32")
 
 
 # ---------------------------------------------------------------- one entry, blocks, estimates
@@ -341,7 +343,7 @@ MEMORY_CASES = {
     """,
     "an npz bomb (300 MB of uint8 in a small file)": """
         import io, zipfile, numpy as np
-        from smjac import files
+        from smjac import inputs
         from smjac.errors import LoadError
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -353,14 +355,15 @@ MEMORY_CASES = {
             z.writestr("x.npy", b"")
         open("/tmp/_smjac_bomb.npz", "wb").write(buf.getvalue())
         try:
-            files.load_bundle("/tmp/_smjac_bomb.npz", max_memory=512 * 2**20)
+            inputs.load_bundle("/tmp/_smjac_bomb.npz", max_memory=512 * 2**20)
         except LoadError as e:
             assert "over the memory budget" in str(e), e
             print("ok")
     """,
     "a check of a 1×10000 W is refused up front, not after gigabytes": """
         import numpy as np
-        from smjac import checks, maths
+        from smjac import maths
+        from smjac.checking import checks
         from smjac.errors import InputError
         L = maths.make_layer(np.linspace(-1, 1, 10000)[None, :], [1.0])
         try:
@@ -382,8 +385,8 @@ def test_a_json_too_large_to_parse_is_refused_before_parsing(tmp_path):
     path = tmp_path / "W.json"
     path.write_text(json.dumps(np.ones((300, 300)).tolist()))
     with pytest.raises(LoadError, match=r"W.json: parsing .* over the memory budget .* save it as .npy"):
-        files.load_array(path, max_memory=2**20)
-    assert files.load_array(path, max_memory=2**30).shape == (300, 300)
+        inputs.load_array(path, max_memory=2**20)
+    assert inputs.load_array(path, max_memory=2**30).shape == (300, 300)
 
 
 def test_a_memory_error_while_loading_is_one_line(tmp_path, monkeypatch):
@@ -393,9 +396,9 @@ def test_a_memory_error_while_loading_is_one_line(tmp_path, monkeypatch):
     def out_of_memory(*a: Any, **k: Any) -> Any:
         raise MemoryError
 
-    monkeypatch.setattr(files, "_parse_csv", out_of_memory)
+    monkeypatch.setattr(inputs, "parse_csv", out_of_memory)
     with pytest.raises(LoadError, match=r"W\.csv: ran out of memory"):
-        files.load_array(path)
+        inputs.load_array(path)
 
 
 # ---------------------------------------------------------------- malformed containers
@@ -464,7 +467,7 @@ CONTAINERS = [
 def test_malformed_containers_are_one_line(tmp_path, id, name, content, gist):
     path = tmp_path / name
     path.write_bytes(content)
-    load = files.load_bundle if name.startswith("layer") else files.load_array
+    load = inputs.load_bundle if name.startswith("layer") else inputs.load_array
     with pytest.raises(LoadError) as info:
         load(path)
     assert gist in str(info.value)
@@ -497,7 +500,7 @@ def test_fuzz_npy_headers(shape, descr, fortran, data, raw):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            files.parse(blob, files.Format.NPY, "W.npy")
+            inputs.parse(blob, table.Format.NPY, "W.npy")
     except SmjacError:
         pass
 
@@ -519,6 +522,6 @@ def test_fuzz_zip_directories(tmp_path_factory, edits, cut, names):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            files.load_bundle(path, max_memory=2**30)
+            inputs.load_bundle(path, max_memory=2**30)
     except SmjacError:
         pass

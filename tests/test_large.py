@@ -16,10 +16,12 @@ from numpy.testing import assert_allclose, assert_array_equal
 from typer.testing import CliRunner
 
 import smjac
-from smjac import files as smio
-from smjac import maths
+from smjac import budget, errors, maths
 from smjac.cli import app
-from smjac.output import _Progress
+from smjac.formats import document
+from smjac.formats import text as text_format
+from smjac.outputs import atomic
+from smjac.outputs.writer import _Progress
 
 from .conftest import BLOG_W, BLOG_X, ROOT, post_l_dir_shortcut, post_softmax
 
@@ -178,7 +180,9 @@ def test_blocks_stream_to_a_file(tmp_path, big, suffix):
     L = maths.make_layer(W, X)
     blocks = maths.jacobian_blocks(L, block_bytes=3 * 42 * 8)
     done = []
-    smio.write_blocks(tmp_path / f"J.{suffix}", blocks.shape, blocks.dtype, blocks.rows, progress=done.append)
+    atomic.write_blocks(
+        tmp_path / f"J.{suffix}", blocks.shape, blocks.dtype, blocks.rows, progress=done.append
+    )
     J = maths.layer_jacobian(L)
     back = np.load(tmp_path / "J.npy") if suffix == "npy" else np.loadtxt(tmp_path / "J.csv", delimiter=",")
     assert_array_equal(back.reshape(J.shape), J)
@@ -191,8 +195,8 @@ def test_a_stream_that_fails_leaves_nothing(tmp_path):
         yield np.ones((2, 3))
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(smio.OutputError, match="No space left"):
-        smio.write_blocks(tmp_path / "J.npy", (4, 3), np.dtype("float64"), rows())
+    with pytest.raises(errors.OutputError, match="No space left"):
+        atomic.write_blocks(tmp_path / "J.npy", (4, 3), np.dtype("float64"), rows())
     assert os.listdir(tmp_path) == []
 
 
@@ -242,7 +246,7 @@ def test_csv_to_a_pipe_streams_past_the_budget(wrt, sample, wide):
     for extra in ([], ["-f", "csv"]):
         result = run("jacobian", "-W", W, "-x", x, "--wrt", wrt, "--max-memory", "1000", *extra)
         assert result.exit_code == 0, result.stderr
-        expected = smio.to_csv(smio.Document({"jacobian": J}, matrix="jacobian"))
+        expected = text_format.to_csv(document.Document({"jacobian": J}, matrix="jacobian"))
         assert result.stdout == expected
         back = np.array([[float(c) for c in line.split(",")] for line in result.stdout.splitlines()])
         assert_array_equal(back, J.reshape(-1, J.shape[-1]))
@@ -263,13 +267,13 @@ def test_memory_budget_from_the_environment_and_bad_sizes():
     [("4G", 4 * 2**30), ("512MiB", 512 * 2**20), ("1.5g", 3 * 2**29), ("1000", 1000), ("2 KB", 2048)],
 )
 def test_sizes(text, expected):
-    assert smio.parse_size(text) == expected
+    assert budget.parse_size(text) == expected
 
 
 def test_default_budget_is_half_the_available_memory():
-    available = smio.available_memory()
+    available = budget.available_memory()
     assert available is not None and available > 0  # this machine tells
-    assert abs(smio.default_memory_budget() - available // 2) < available // 10  # memory moves a little
+    assert abs(budget.default_memory_budget() - available // 2) < available // 10  # memory moves a little
 
 
 # ---------------------------------------------------------------- factors and entries on the command line

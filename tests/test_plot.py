@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import smjac
-from smjac import plot
 from smjac.errors import OutputError
-from smjac.render import labels, weight_labels
+from smjac.formats import pictures as plot
+from smjac.outputs.render import labels, weight_labels
 
 pytest.importorskip("matplotlib")
 from matplotlib.image import imread

@@ -10,9 +10,9 @@ import pytest
 from numpy.testing import assert_array_equal
 from typer.testing import CliRunner
 
-from smjac import files as smio
+from smjac import inputs
 from smjac.cli import app
-from smjac.demo import blog_example
+from smjac.outputs.demo import blog_example
 
 from .conftest import BLOG_W, BLOG_X, ROOT
 
@@ -51,12 +51,12 @@ def test_every_sample_is_accounted_for():
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_sample_holds_what_it_says(name):
     expected = EXPECTED[name]
-    assert_array_equal(smio.load_array(ROOT / "samples" / name).reshape(expected.shape), expected)
+    assert_array_equal(inputs.load_array(ROOT / "samples" / name).reshape(expected.shape), expected)
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLES))
 def test_bundles_hold_the_posts_layer(name):
-    arrays = smio.load_bundle(ROOT / "samples" / name)
+    arrays = inputs.load_bundle(ROOT / "samples" / name)
     assert sorted(arrays) == ["W", "x"]
     assert_array_equal(arrays["W"], BLOG_W)
     assert_array_equal(arrays["x"], BLOG_X)

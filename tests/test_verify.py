@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import smjac
-from smjac import files
+from smjac import inputs
+from smjac.formats import npy
 
 from .conftest import BLOG_W, BLOG_X, ROOT, central_diff, post_l_dir_shortcut, post_softmax
 
@@ -371,14 +372,14 @@ def _sample_call(args):
         value = next(it)
         path = ROOT / value
         if flag == "-W":
-            W = files.load_array(path)
+            W = inputs.load_array(path)
         elif flag == "-x":
-            x = files.load_array(path)
+            x = inputs.load_array(path)
         elif flag in ("--jacobian", "--grad", "--grad-b"):
             kw["kind"] = flag[2:].replace("-", "_")
-            answer = files.open_npy(path) if value.endswith(".npy") else files.load_array(path)
+            answer = npy.open_npy(path) if value.endswith(".npy") else inputs.load_array(path)
         elif flag == "--target":
-            kw["target"] = files.load_array(path).astype(int) if value.endswith(".csv") else int(value)
+            kw["target"] = inputs.load_array(path).astype(int) if value.endswith(".csv") else int(value)
         elif flag == "--temperature":
             kw["temperature"] = float(value)
         else:
@@ -411,10 +412,11 @@ BIG = textwrap.dedent(
     limit = int(sys.argv[2])
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import smjac
-    from smjac import files
+    from smjac.formats import npy
+
     W, x = np.load(sys.argv[3]), np.load(sys.argv[4])
     L = smjac.make_layer(W, x)
-    answer = files.open_npy(sys.argv[1])
+    answer = npy.open_npy(sys.argv[1])
     v = smjac.layer_verify(L, answer)
     print(v.ok, v.outside, v.worst[0].name if v.worst else "", v.errors is None)
     del answer
@@ -422,7 +424,7 @@ BIG = textwrap.dedent(
         offset = int(sys.argv[5])
         f.seek(offset + (1 * W.shape[1] * W.shape[0] + 2 * W.shape[0] + 3) * 8)
         f.write(np.float64(1.0).tobytes())
-    v = smjac.layer_verify(L, files.open_npy(sys.argv[1]))
+    v = smjac.layer_verify(L, npy.open_npy(sys.argv[1]))
     print(v.ok, v.outside, v.worst[0].name, v.diagnosis)
     """
 )
@@ -473,13 +475,13 @@ def test_a_gigabyte_answer_is_verified_in_flat_memory(tmp_path, rng):
 def test_open_npy_refuses_pickles_and_keeps_the_dtype(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(smjac.LoadError, match="pickle"):
-        files.open_npy(tmp_path / "obj.npy")
+        npy.open_npy(tmp_path / "obj.npy")
     np.save(tmp_path / "f32.npy", np.ones((2, 3), dtype=np.float32))
-    m = files.open_npy(tmp_path / "f32.npy")
+    m = npy.open_npy(tmp_path / "f32.npy")
     assert m.dtype == np.float32 and m.shape == (2, 3) and not m.flags.writeable
     Path(tmp_path / "short.npy").write_bytes((tmp_path / "f32.npy").read_bytes()[:-4])
     with pytest.raises(smjac.LoadError, match="truncated"):
-        files.open_npy(tmp_path / "short.npy")
+        npy.open_npy(tmp_path / "short.npy")
 
 
 # ------------------------------------------------------------- NaN in a text answer
@@ -532,21 +534,21 @@ def test_a_csv_answer_whose_first_line_is_all_nan_is_not_taken_for_a_header(tmp_
     wrong[1:] = 0.1
     wrong[0, 1] = np.inf
     np.savetxt(tmp_path / "answer.csv", wrong, delimiter=",")
-    answer = files.load_answer(tmp_path / "answer.csv")
+    answer = inputs.load_answer(tmp_path / "answer.csv")
     assert np.array_equal(np.isnan(answer), np.isnan(wrong)) and answer[0, 1] == np.inf
     v = smjac.verify(W, x, answer, kind="grad", target=2)
     assert diagnosed(v) == {"non-finite"}, v
     (tmp_path / "W.csv").write_text("nan,nan\n1,2\n")  # an input: still a header-like line, refused
     with pytest.raises(smjac.LoadError, match="header"):
-        files.load_array(tmp_path / "W.csv")
+        inputs.load_array(tmp_path / "W.csv")
 
 
 def test_inputs_still_refuse_nan(tmp_path):
     """Only the answer may hold NaN: W, x and b stay strict."""
     (tmp_path / "W.json").write_text("[[NaN, 1.0], [0.5, 2.0]]")
     with pytest.raises(smjac.LoadError, match="NaN is not allowed"):
-        files.load_array(tmp_path / "W.json")
+        inputs.load_array(tmp_path / "W.json")
     (tmp_path / "W.csv").write_text("nan,1\n0.5,2\n")
     with pytest.raises(smjac.LoadError, match="not a finite number"):
-        files.load_array(tmp_path / "W.csv")
-    assert np.isnan(files.load_answer(tmp_path / "W.csv")[0, 0])
+        inputs.load_array(tmp_path / "W.csv")
+    assert np.isnan(inputs.load_answer(tmp_path / "W.csv")[0, 0])

@@ -95,13 +95,13 @@ ARGS = {
     "check": ["check", *BLOG],
     "verify": ["verify", *BLOG, "--jacobian", str(MISTAKES / "diagonal-only.json")],
 }
-_CELLS = [(name, f) for name in ARGS for f in __import__("smjac.output", fromlist=["Format"]).Format]
+_CELLS = [(name, f) for name in ARGS for f in __import__("smjac.outputs.writer", fromlist=["Format"]).Format]
 
 
 @pytest.mark.parametrize(("name", "fmt"), _CELLS, ids=[f"{n}-{f.value}" for n, f in _CELLS])
 def test_every_cell_of_the_options_matrix_does_what_it_says(tmp_path, name, fmt):
-    from smjac.output import left_out, refusal
-    from smjac.results import COMMANDS
+    from smjac.outputs.results import COMMANDS
+    from smjac.outputs.writer import left_out, refusal
 
     shape = COMMANDS[name]
     args = list(ARGS[name])
@@ -183,8 +183,8 @@ def test_a_heatmap_at_a_terminal_honours_no_color(no_color, glyphs):
     import io
 
     import smjac
-    from smjac import results
-    from smjac.output import Environment, Format, Options, Writer
+    from smjac.outputs import results
+    from smjac.outputs.writer import Environment, Format, Options, Writer
 
     out, err = io.StringIO(), io.StringIO()
     env = Environment(

@@ -41,12 +41,12 @@ def estimate_bytes(
     what : {"forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend"}
         ``"jacobian"`` is the result held whole (:func:`layer_jacobian`), ``"factored"`` the
         factors (:func:`layer_factors`), ``"streamed"`` :func:`jacobian_blocks` (one block),
-        ``"entry"`` :func:`layer_entry`, ``"check"`` :func:`smjac.checks.layer_check` with
+        ``"entry"`` :func:`layer_entry`, ``"check"`` :func:`smjac.checking.checks.layer_check` with
         ``probes``, ``"legend"`` the table naming each column of the Jacobian ``wrt``.
     of, wrt, method
         As for :func:`layer_jacobian`.
     probes : int, optional
-        For ``"check"``: as :func:`smjac.checks.check` takes it.
+        For ``"check"``: as :func:`smjac.checking.checks.check` takes it.
     text : bool
         The result is turned into text (JSON, CSV, a table) whole, or, streamed, a block at a
         time: add :data:`TEXT_BYTES_PER_NUMBER` for each number held as text.

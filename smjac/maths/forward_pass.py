@@ -310,7 +310,7 @@ def forward_chunks(
 ) -> Iterator[tuple[int, Forward]]:
     """:func:`forward` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
 
-    ``x`` is N×n, typically a read-only ``np.memmap`` (see ``smjac.files.map_npy``). Yields
+    ``x`` is N×n, typically a read-only ``np.memmap`` (see ``smjac.inputs.map_npy``). Yields
     ``(first row, Forward of those rows)``; each chunk is checked (finite, shapes) as it is read,
     and its pages handed back once done. Each chunk's numbers are those :func:`forward` gives for
     the same rows.

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
-    from .checks import CheckReport
+    from ..checking.checks import CheckReport
 
 # rich is imported inside the functions that draw: the label helpers here are plain strings, and
 # a command that prints CSV should not pay for loading rich.

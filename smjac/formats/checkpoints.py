@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LoadError, OutputError
+from ..errors import LoadError, OutputError
 
 SAFETENSORS = (".safetensors",)
 KERAS = (".keras", ".h5", ".hdf5")
@@ -169,7 +169,7 @@ def read(
     if what == "pickle":
         raise refuse_pickle(label)
     if memory_budget is None:
-        from .files import default_memory_budget
+        from ..budget import default_memory_budget
 
         memory_budget = default_memory_budget()
     limits = _Limits(label, max_bytes, memory_budget)
@@ -236,7 +236,7 @@ def _safe_open(path: Path, label: str) -> Any:
         from safetensors import safe_open  # only when a safetensors file is read
     except ImportError:  # pragma: no cover - a run-time dependency, so only a broken install
         raise LoadError(f"{label}: reading .safetensors needs the safetensors package") from None
-    from .files import reading
+    from ..errors import reading
 
     try:
         with reading(label):

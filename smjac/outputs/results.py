@@ -1,10 +1,10 @@
 """Each command's result, as the writer takes it: the data as a document, and how a person sees it.
 
 A builder here takes a checked :class:`~smjac.maths.Layer` and the command's choices, and returns
-an :class:`~smjac.output.Result` whose data is computed only when the writer asks for it. The
+an :class:`~smjac.outputs.writer.Result` whose data is computed only when the writer asks for it. The
 ``Shape`` constants say what each result is made of before anything is computed, so the writer
 can refuse a format that cannot hold it before any input is read. No maths here: numbers come
-from :mod:`smjac.maths` and :mod:`smjac.checks`, labels from :mod:`smjac.render`.
+from :mod:`smjac.maths` and :mod:`smjac.checking.checks`, labels from :mod:`smjac.outputs.render`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from . import maths, notation
-from .errors import InputError
-from .files import Document
-from .output import ExitStatus, Format, Result, Shape, View, flat_columns, pick
+from .. import maths, notation
+from ..errors import ExitStatus, InputError
+from ..formats.document import Document
+from .writer import Format, Result, Shape, View, flat_columns, pick
 
 FORWARD = Shape("the forward pass (z and h)", csv="columns", view="table", picture="bars")
 JACOBIAN = Shape("a Jacobian", main="jacobian", extras=(), streams=True)
@@ -77,7 +77,7 @@ def forward(L: maths.Layer, *, precision: int, sample: int) -> Result:
 def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Result:
     """The forward pass of a memory-mapped batch: CSV streamed a chunk of rows at a time (the text
     the whole would give); other formats only as far as the budget holds the whole."""
-    from .files import to_csv
+    from ..formats.text import to_csv
 
     # CSV text is made some 2^16 numbers at a time: as fast as larger pieces, and the text of one
     # piece is all that is held
@@ -250,7 +250,7 @@ def grad(
         )
 
     def as_checkpoint(doc: Document) -> bytes:
-        from .checkpoints import gradient_bytes
+        from ..formats.checkpoints import gradient_bytes
 
         G = doc.fields["grad"]
         # in W's shape as the layer reads it; the file holds it as the checkpoint stores W
@@ -269,8 +269,8 @@ def grad(
 
 
 def check(L: maths.Layer, *, rtol: float | None, atol: float | None, probes: int | None, seed: int) -> Result:
+    from ..checking.checks import layer_check
     from . import render
-    from .checks import layer_check
 
     reports: list[Any] = []
 
@@ -312,8 +312,8 @@ def demo(*, precision: int, width: int) -> Result:
 
 def verify(L: maths.Layer, answer: Any, **how: Any) -> Result:
     """The verdict on a user's own derivative; exit status 1 when it disagrees."""
+    from ..checking.verification import layer_verify
     from . import render
-    from .verification import layer_verify
 
     verdict = layer_verify(L, answer, **how)
 
@@ -342,7 +342,7 @@ COMMANDS = {
 
 def options_matrix() -> str:
     """The Markdown table of command × format → what happens, as the writer decides it."""
-    from .output import Format, left_out, refusal
+    from .writer import Format, left_out, refusal
 
     fmts = [f for f in Format if f.printable] + [f for f in Format if f.suffix and not f.printable]
     head = ["result"] + [f"`-f {f.value}`" if f.printable else f"`-o {f.suffix}`" for f in fmts]

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .errors import InputError
-from .maths import Array, Layer, grad, layer_factors, layer_jacobian, log_softmax, make_layer
-from .maths.forward_pass import check_finite_W, forward_arrays
-from .maths.functions import complement
-from .maths.jacobians import dh_dz
-from .maths.numeric import as_float
+from ..errors import InputError
+from ..maths import Array, Layer, grad, layer_factors, layer_jacobian, log_softmax, make_layer
+from ..maths.forward_pass import check_finite_W, forward_arrays
+from ..maths.functions import complement
+from ..maths.jacobians import dh_dz
+from ..maths.numeric import as_float
 
 
 def _blocks(total: int, step: int) -> list[tuple[int, int]]:
@@ -368,7 +368,7 @@ def check_plan(
     ...
     smjac.errors.InputError: K·n = 100,000 weights over --max-weights 50,000: finite differences would take about 804,400 forward passes. Check a random few with --probes N (1000, say), or raise --max-weights (0: no limit) to wait
     """
-    from .maths import estimate_bytes
+    from ..maths import estimate_bytes
 
     if probes is not None and probes < 1:
         raise InputError(f"probes must be at least 1, not {probes}")
@@ -390,7 +390,7 @@ def check_plan(
             "or raise --max-weights (0: no limit) to wait"
         )
     if max_memory is not None and memory > max_memory:
-        from .files import format_size
+        from ..budget import format_size
 
         raise InputError(
             f"check would take about {format_size(memory)} ({moved:,} weights probed against K = {K:,} "

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OutputError
+from ..errors import OutputError
 
 FORMATS = ("png", "svg", "pdf")
 KINDS = ("matrix", "bars")

@@ -1,9 +1,9 @@
 """The ``smjac`` command line: parse, load, call a result builder, hand the result to the writer.
 
 No maths and no output here: numbers come from :mod:`smjac.maths`, results are assembled in
-:mod:`smjac.results`, and every byte written goes through :class:`smjac.output.Writer`. Errors
+:mod:`smjac.outputs.results`, and every byte written goes through :class:`smjac.outputs.writer.Writer`. Errors
 are turned into exit codes in one place, :func:`fail`; the process's streams and signals are made
-honest by :func:`smjac.streams.prepare` in :func:`main`.
+honest by :func:`smjac.outputs.streams.prepare` in :func:`main`.
 """
 
 import contextlib
@@ -16,15 +16,15 @@ from typing import Annotated, Any, Literal, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from . import __version__, maths, output, results
-from . import files as smio
-from .errors import InputError, SmjacError
-from .output import ExitStatus
+from .. import __version__, budget, inputs, maths
+from ..errors import ExitStatus, InputError, SmjacError
+from ..outputs import results
+from ..outputs import writer as output
 
 
 def fail(e: BaseException) -> int:
     """The one place an error becomes a line on stderr and an exit status."""
-    from . import streams
+    from ..outputs import streams
 
     if isinstance(e, BrokenPipeError):  # nobody is reading: stop quietly
         output.abandon_stdout()
@@ -32,7 +32,7 @@ def fail(e: BaseException) -> int:
     if isinstance(e, streams.Interrupted):
         return e.status
     if isinstance(e, KeyboardInterrupt):
-        return 130
+        return ExitStatus.INTERRUPTED
     if isinstance(e, SmjacError):
         text = f"Error: {e}"
     elif isinstance(e, MemoryError):
@@ -224,7 +224,7 @@ def _size(text: str | None) -> int | None:
     if text is None:
         return None
     try:
-        return smio.parse_size(text)
+        return budget.parse_size(text)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--max-memory") from None
 
@@ -260,10 +260,10 @@ def _main(
         typer.Option(
             envvar="SMJAC_MAX_INPUT_BYTES",
             min=1,
-            max=smio.MAX_SIZE,
+            max=budget.MAX_SIZE,
             help="Refuse an input file larger than this many bytes, before reading it.",
         ),
-    ] = smio.DEFAULT_MAX_INPUT_BYTES,
+    ] = budget.DEFAULT_MAX_INPUT_BYTES,
 ) -> None:
     """See and check the derivative of a softmax layer h = softmax(Wᵀx).
 
@@ -284,7 +284,7 @@ def _max_bytes(ctx: typer.Context) -> int:
 
 
 def _is_checkpoint(layer: Path | None) -> bool:
-    from . import checkpoints
+    from ..formats import checkpoints
 
     return layer is not None and str(layer) != "-" and checkpoints.kind(layer) is not None
 
@@ -294,14 +294,14 @@ def _load(
 ) -> maths.Layer:
     """The layer the options name, loaded and checked once; a checkpoint's notes go to stderr,
     and the checkpoint itself is kept on ``w`` (a gradient can be written back in its form)."""
-    from . import checkpoints
+    from ..formats import checkpoints
 
     if _is_checkpoint(layer):
         layer = checkpoints.read(layer, key=key, max_bytes=_max_bytes(ctx), memory_budget=w.budget())
         for text in layer.notes_for(layout):
             w.note(text)
         w.checkpoint, key = layer, None
-    return smio.load_layer(
+    return inputs.load_layer(
         W, x, b, layer=layer, key=key, layout=layout, function=function, temperature=temperature, dtype=dtype,
         max_bytes=_max_bytes(ctx), max_memory=w.budget(),
     )  # fmt: skip
@@ -312,7 +312,7 @@ def _mapped(ctx: typer.Context, x: Path | None) -> Any:
     forward and grad walk it a chunk of rows at a time."""
     if x is None or str(x) == "-" or x.suffix.lower() != ".npy" or x.stat().st_size <= _max_bytes(ctx):
         return None
-    return smio.map_npy(x)
+    return inputs.map_npy(x)
 
 
 def _writer(
@@ -473,7 +473,7 @@ def target_indices(ctx: typer.Context, text: str) -> Any:
     with contextlib.suppress(ValueError):
         return [int(p) for p in parts]
     if text == "-" or (len(parts) == 1 and Path(text).is_file()):
-        return smio.load_array(text, max_bytes=_max_bytes(ctx))
+        return inputs.load_array(text, max_bytes=_max_bytes(ctx))
     raise InputError(
         f"--target {text!r}: not a class index (3), a comma list of them (3,0,2), nor a file that exists"
     )
@@ -530,7 +530,7 @@ def grad(
     X = _mapped(ctx, x)
     L = _load(ctx, w, W, x if X is None else X[:1], b, layer, layout, function, temperature, dtype, key)
     t = None if target is None else target_indices(ctx, target)
-    g = None if upstream is None else smio.load_array(upstream, max_bytes=_max_bytes(ctx))
+    g = None if upstream is None else inputs.load_array(upstream, max_bytes=_max_bytes(ctx))
     if X is not None:  # larger than the input cap: summed a chunk of rows at a time
         _done(w.write(results.grad_mapped(L, X, target=t, upstream=g, reduce=reduce, precision=precision)))
         return
@@ -564,7 +564,7 @@ def check(
             help="Move at most N logits, N weights and N inputs by finite differences, drawn at random "
             "(for a large layer) [default: all].",
             min=1,
-            max=smio.MAX_SIZE,
+            max=budget.MAX_SIZE,
             metavar="N",
         ),
     ] = None,
@@ -575,7 +575,7 @@ def check(
             help="Refuse to move more weights than this (per sample, times the samples) rather than "
             "run for hours; 0: no limit.",
             min=0,
-            max=smio.MAX_SIZE,
+            max=budget.MAX_SIZE,
         ),
     ] = CHECK_MAX_WEIGHTS,
     fmt: _format_opt(results.CHECK) = None,  # type: ignore[valid-type]
@@ -600,7 +600,7 @@ def check(
       smjac check --layer samples/blog/layer.npz --function log-softmax --temperature 2 --dtype float32
       smjac check --layer samples/blog/layer.npz --probes 4 --seed 1
     """
-    from .checks import check_plan
+    from ..checking.checks import check_plan
 
     w = _writer(results.CHECK, fmt, output, force, precision=3, quiet=quiet, max_memory=max_memory)
     L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
@@ -671,9 +671,9 @@ def verify(
         raise typer.BadParameter("--grad needs exactly one of --target K or --upstream FILE")
     w = _writer(results.VERIFY, fmt, output, force, quiet=quiet, max_memory=max_memory)
     L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
-    answer = smio.load_answer(path, max_bytes=_max_bytes(ctx))
+    answer = inputs.load_answer(path, max_bytes=_max_bytes(ctx))
     t = None if target is None else target_indices(ctx, target)
-    g = None if upstream is None else smio.load_array(upstream, max_bytes=_max_bytes(ctx))
+    g = None if upstream is None else inputs.load_array(upstream, max_bytes=_max_bytes(ctx))
     how = {
         "kind": kind,
         "of": of,
@@ -706,7 +706,7 @@ def main() -> NoReturn:
     names a command, only that one is turned (a few milliseconds of every run in a shell loop);
     anything else, such as ``smjac --help``, goes to the whole app.
     """
-    from . import streams
+    from ..outputs import streams
 
     streams.prepare()
     name = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -727,7 +727,7 @@ def main() -> NoReturn:
             e.show()  # type: ignore[attr-defined]
             status = e.exit_code  # type: ignore[attr-defined]
         except typer.Abort:
-            status = 130
+            status = ExitStatus.INTERRUPTED
         status = status if isinstance(status, int) else 0
         sys.stdout.flush()
     except BaseException as e:

@@ -5,7 +5,7 @@ writer alone decides the rest, once: the destination (``--format``, ``-o`` and w
 a terminal, read once into an :class:`Environment`), whether the result is streamed or held
 under the memory budget, which combinations it refuses before any work, the checked writes, the
 progress bar, the "wrote FILE" note and ``--quiet``. Nothing else in smjac writes to stdout or
-stderr. (The process-level half, checked streams and signals, is :mod:`smjac.streams`.)
+stderr. (The process-level half, checked streams and signals, is :mod:`smjac.outputs.streams`.)
 
 Formats are one list, :class:`Format`; what each can hold is :func:`refusal`, from the
 :class:`Shape` of a result, which a command knows before it computes anything.
@@ -20,23 +20,17 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from enum import Enum, IntEnum
+from enum import Enum
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
-from . import files
-from .errors import InputError, OutputError
-
-
-class ExitStatus(IntEnum):
-    """Exit codes, as ``diff`` uses them: the one list, for the writer's results and the CLI's errors."""
-
-    OK = 0
-    DISAGREE = 1  # smjac check or verify found a disagreement
-    ERROR = 2  # usage error, bad input/output, or anything unexpected
-    PIPE_CLOSED = 141  # the reader went away (smjac ... | head): 128 + SIGPIPE, as Unix tools end
+from .. import budget
+from ..errors import ExitStatus, InputError, OutputError
+from ..formats import document, table
+from ..formats import text as text_format
+from . import atomic
 
 
 class Format(str, Enum):
@@ -163,13 +157,13 @@ class Result(NamedTuple):
 
     shape: Shape
     what: str
-    data: Callable[[Callable[[int], None]], files.Document]
-    view: Callable[[files.Document], View] | None = None
+    data: Callable[[Callable[[int], None]], document.Document]
+    view: Callable[[document.Document], View] | None = None
     nbytes: int = 0
     blocks: Callable[[], Any] | None = None  # -> maths.Blocks
-    status: Callable[[files.Document], int] = lambda doc: ExitStatus.OK
+    status: Callable[[document.Document], int] = lambda doc: ExitStatus.OK
     notes: Sequence[str] = ()
-    checkpoint: Callable[[files.Document], bytes] | None = None  # the bytes of a .safetensors file
+    checkpoint: Callable[[document.Document], bytes] | None = None  # the bytes of a .safetensors file
     csv_chunks: Callable[[], Any] | None = None  # CSV text in pieces, for a result too large to hold
 
 
@@ -205,7 +199,7 @@ class Environment(NamedTuple):
 
     @property
     def encoding(self) -> str:
-        # smjac.streams keeps stdout's text layer in UTF-8 and converts below it; rich must still
+        # smjac.outputs.streams keeps stdout's text layer in UTF-8 and converts below it; rich must still
         # know what the stream takes, to draw its boxes in ASCII where it takes nothing more.
         stream = self.stdout
         return (
@@ -272,7 +266,7 @@ class Writer:
                 ]
                 raise OutputError(f"{where}{shape.name} {why}; use {either(others)}")
             if d.path is not None:
-                files.check_writable(d.path, force=opts.force)
+                atomic.check_writable(d.path, force=opts.force)
 
     # ------------------------------------------------------------ messages
 
@@ -284,7 +278,7 @@ class Writer:
     # ------------------------------------------------------------ writing
 
     def budget(self) -> int:
-        return files.default_memory_budget() if self.opts.max_memory is None else self.opts.max_memory
+        return budget.default_memory_budget() if self.opts.max_memory is None else self.opts.max_memory
 
     def write(self, result: Result) -> int:
         """Compute ``result`` and write it to every destination; return the exit status."""
@@ -321,8 +315,8 @@ class Writer:
 
     def _over_budget(self, result: Result) -> str:
         said = (
-            f"{result.what} would take {files.format_size(result.nbytes)}, over the memory budget of "
-            f"{files.format_size(self.budget())} (--max-memory)"
+            f"{result.what} would take {budget.format_size(result.nbytes)}, over the memory budget of "
+            f"{budget.format_size(self.budget())} (--max-memory)"
         )
         if not self.shape.streams:
             return said
@@ -341,7 +335,7 @@ class Writer:
                     progress(len(text))
 
             if d.path is not None:
-                files.write_atomic(d.path, write, force=self.opts.force)
+                atomic.write_atomic(d.path, write, force=self.opts.force)
                 self.note(f"wrote {d.path}")
             else:
                 self._flush_text()
@@ -351,25 +345,25 @@ class Writer:
         assert result.blocks is not None
         blocks = result.blocks()
         if d.path is not None:
-            files.write_blocks(
+            atomic.write_blocks(
                 d.path, blocks.shape, blocks.dtype, blocks.rows, force=self.opts.force, progress=progress
             )
             progress.close()
             dims = " × ".join(map(str, blocks.shape))
-            size = files.format_size(int(np.prod(blocks.shape)) * np.dtype(blocks.dtype).itemsize)
+            size = budget.format_size(int(np.prod(blocks.shape)) * np.dtype(blocks.dtype).itemsize)
             self.note(f"wrote {d.path} ({dims} {np.dtype(blocks.dtype)}, {size})")
         else:
             self._flush_text()
-            files.stream_csv(self._stdout_bytes(), blocks.rows, progress=progress)
+            text_format.stream_csv(self._stdout_bytes(), blocks.rows, progress=progress)
             self._flush_bytes()
 
-    def _write(self, d: Destination, doc: files.Document, result: Result) -> None:
+    def _write(self, d: Destination, doc: document.Document, result: Result) -> None:
         fmt, notes = d.fmt, list[str | None]()
         if fmt is Format.safetensors:
             assert result.checkpoint is not None
             data = result.checkpoint(doc)
         elif fmt in PICTURES:
-            from . import plot
+            from ..formats import pictures as plot
 
             view = self._view(result, doc)
             bars = self.shape.picture == "bars"
@@ -388,7 +382,7 @@ class Writer:
             data = text.encode()
             notes += list(view.notes)
         else:
-            data = files.encode(doc, files.Format(fmt.value), result.what)
+            data = table.encode(doc, table.Format(fmt.value), result.what)
             missing = [
                 f"{k} (= {doc.fields[k]!r})" if isinstance(doc.fields[k], float) else k
                 for k in left_out(fmt, self.shape)
@@ -402,14 +396,14 @@ class Writer:
                     f"{d.path or 'CSV'} holds {self.shape.main} only, not {' or '.join(missing)}; {holds} holds it all"
                 )
         if d.path is not None:
-            files.write_atomic(d.path, data, force=self.opts.force)
+            atomic.write_atomic(d.path, data, force=self.opts.force)
             self.note(f"wrote {d.path}")
         else:
             self.print(data.decode())
         for line in notes:
             self.note(line)
 
-    def _view(self, result: Result, doc: files.Document) -> View:
+    def _view(self, result: Result, doc: document.Document) -> View:
         assert result.view is not None
         return result.view(doc)
 

@@ -35,7 +35,7 @@ def derivative_name(pr: Problem) -> str:
 def entry_name(pr: Problem, r: int, c: int, sample: int | None = None) -> tuple[str, str]:
     """The name of entry (r, c) of the standard per-sample matrix, and where its variable is stored.
 
-    >>> from smjac.mistakes import Problem
+    >>> from smjac.checking.mistakes import Problem
     >>> from smjac import make_layer
     >>> pr = Problem(make_layer(np.ones((2, 3)), np.ones(2)), "jacobian")
     >>> entry_name(pr, 2, 1 * 2 + 0)
@@ -59,7 +59,7 @@ def entry_name(pr: Problem, r: int, c: int, sample: int | None = None) -> tuple[
 def describe_shape(pr: Problem, shape: tuple[int, ...]) -> str:
     """What an array of this shape would be for this layer, or "" when nothing is.
 
-    >>> from smjac.mistakes import Problem
+    >>> from smjac.checking.mistakes import Problem
     >>> from smjac import make_layer
     >>> pr = Problem(make_layer(np.ones((3, 5)), np.ones(3)), "grad")
     >>> describe_shape(pr, (5, 15))

@@ -10,8 +10,9 @@ import numpy as np
 from rich.rule import Rule
 from rich.text import Text
 
-from . import maths, render
-from .checks import check
+from .. import maths
+from ..checking.checks import check
+from . import render
 
 
 def blog_example() -> tuple[np.ndarray, np.ndarray]:

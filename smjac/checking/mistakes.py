@@ -50,8 +50,8 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from .maths import Array, Layer, softmax
-from .maths.forward_pass import forward_arrays
+from ..maths import Array, Layer, softmax
+from ..maths.forward_pass import forward_arrays
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ import sys
 import warnings
 from typing import Any
 
+from ..errors import ExitStatus
+
 ASCII = str.maketrans(
     {
         **{chr(0x2080 + d): str(d) for d in range(10)},  # subscript digits: h₀ → h0
@@ -71,7 +73,7 @@ class Interrupted(BaseException):
 
     def __init__(self, signum: int):
         super().__init__(signum)
-        self.status = 128 + signum
+        self.status = ExitStatus.signalled(signum)
 
 
 def _raise(signum: int, frame: Any) -> None:

@@ -1,0 +1,68 @@
+"""Sizes and the one memory budget rule.
+
+``--max-memory`` and ``--max-input-bytes`` take sizes with units (``4G``, ``512M``); a budget left
+unset is half the memory available now (:func:`default_memory_budget`), resolved in one place
+(:func:`resolve`). Every result's size comes from :mod:`smjac.maths.cost`; :func:`require` is the
+one comparison with the budget and the one wording of a refusal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    pass
+DEFAULT_MAX_INPUT_BYTES = 2**30
+
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+MAX_SIZE = 2**62  # the largest size smjac takes (4 EiB): past any machine, short of int64 overflow
+
+
+def parse_size(text: str) -> int:
+    """``"4G"``, ``"512MiB"``, ``"1.5g"`` or ``"1000000"`` as a number of bytes (units of 1024).
+
+    >>> parse_size("1.5k"), parse_size("2G")
+    (1536, 2147483648)
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if not m:
+        raise ValueError(f"{text!r} is not a size; write it as 4G, 512M or a number of bytes")
+    if len(m[1]) > 40:
+        raise ValueError(f"{text[:20]!r}… is out of range: a size is 1 byte to 4 EiB (2^62 bytes)")
+    whole = "." not in m[1]  # exact for a whole number of any length; float for 1.5G
+    size = int(m[1]) * _UNITS[m[2]] if whole else int(float(m[1]) * _UNITS[m[2]])
+    if not 0 < size <= MAX_SIZE:
+        raise ValueError(f"{text!r} is out of range: a size is 1 byte to 4 EiB (2^62 bytes)")
+    return size
+
+
+def format_size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system could give now (MemAvailable on Linux), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_memory_budget() -> int:
+    """Half the memory available now; 2 GiB when that cannot be told."""
+    available = available_memory()
+    return available // 2 if available else 2 * 2**30

@@ -1,0 +1,374 @@
+"""A layer, targets and answers from files, stdin or a checkpoint: read once, checked once.
+
+Readers refuse before they allocate: the input cap (``--max-input-bytes``) is applied to the bytes
+on disk, the memory budget to what parsing will take. The formats themselves are in
+:mod:`smjac.formats`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from .errors import LoadError
+from .maths import Layer, all_finite, make_layer
+
+if TYPE_CHECKING:
+    from .formats.checkpoints import Checkpoint
+from .budget import DEFAULT_MAX_INPUT_BYTES, default_memory_budget, format_size
+from .errors import reading
+from .formats.npy import npy_float64_bytes, open_npy, parse_npy
+from .formats.table import Format, sniff
+from .formats.text import json_array, json_document, json_kind, parse_csv, parse_json
+
+STDIN = "-"
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_bytes(
+    path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
+) -> bytes:
+    """The raw bytes of ``path`` (``-`` is stdin), refusing more than ``max_bytes`` before reading."""
+    if str(path) == STDIN:
+        if stdin is None and sys.stdin is None:
+            raise LoadError("-: stdin is closed; pipe a matrix in (smjac ... -x - < x.json)")
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        if stream.isatty():
+            raise LoadError("-: stdin is a terminal; pipe a matrix in (smjac ... -x - < x.json)")
+        data = _read_upto(stream, max_bytes + 1)
+        label = "stdin"
+    else:
+        label = str(path)
+        with reading(label):
+            size = os.stat(path).st_size
+            if size > max_bytes:
+                raise LoadError(_too_big(label, size, max_bytes))
+            with open(path, "rb") as f:
+                data = _read_upto(f, max_bytes + 1)
+    if len(data) > max_bytes:
+        raise LoadError(_too_big(label, len(data), max_bytes))
+    if not data.strip():
+        raise LoadError(f"{label}: is empty")
+    return data
+
+
+def _read_upto(stream: BinaryIO, limit: int) -> bytes:
+    """At most ``limit`` bytes, read in pieces: ``read(limit)`` would first set aside a buffer of
+    the whole limit, which a large cap (--max-input-bytes 64G) makes fail for a tiny file."""
+    parts, size = [], 0
+    while size < limit:
+        part = stream.read(min(limit - size, 2**24))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def _too_big(label: str, size: int, cap: int) -> str:
+    return (
+        f"{label}: is over the input size cap of {cap:,} bytes ({size:,} bytes or more); "
+        "raise the cap with --max-input-bytes"
+    )
+
+
+JSON_BYTES_PER_BYTE = 13  # measured: a 720 MB JSON matrix took 9.2 GB to parse (a Python float per number)
+
+
+def _json_budget(size: int, label: str, max_memory: int | None) -> None:
+    """Refuse, before parsing, JSON whose parse would outgrow the memory budget."""
+    budget = default_memory_budget() if max_memory is None else max_memory
+    need = size * JSON_BYTES_PER_BYTE
+    if need > budget:
+        raise LoadError(
+            f"{label}: parsing {format_size(size)} of JSON takes about {format_size(need)} (a Python object per "
+            f"number), over the memory budget of {format_size(budget)} (--max-memory); save it as .npy "
+            "(numpy.save) instead, which loads in its own size"
+        )
+
+
+def parse(
+    data: bytes, fmt: Format, label: str, *, max_memory: int | None = None, finite: bool = True
+) -> np.ndarray:
+    """Turn bytes of a known format into a float array, finite; ``label`` names it in errors.
+
+    ``max_memory`` (bytes; :func:`default_memory_budget` when None) bounds what parsing may take:
+    JSON is refused before it is parsed when its estimate is over it. ``finite=False`` keeps NaN
+    and infinities (JSON's NaN and Infinity, CSV's nan and inf) instead of refusing them: for a
+    user's own answer, where a NaN is what is to be found.
+    """
+    if fmt is Format.JSON:
+        _json_budget(len(data), label, max_memory)
+        arr = parse_json(data, label, finite)
+    elif fmt is Format.CSV:
+        arr = parse_csv(data, label, finite)
+    elif fmt is Format.NPY:
+        arr = parse_npy(data, label)
+    else:
+        raise LoadError(f"{label}: an .npz bundle holds several arrays; give it with --layer")
+    if arr.size == 0:
+        raise LoadError(f"{label}: holds no numbers (shape {arr.shape})")
+    if finite and not all_finite(arr):
+        raise LoadError(f"{label}: holds NaN or infinite values; every number must be finite")
+    return arr
+
+
+@contextlib.contextmanager
+def _no_memory_error(label: str) -> Iterator[None]:
+    """A MemoryError while loading becomes one LoadError line, not a traceback."""
+    try:
+        yield
+    except MemoryError:
+        raise LoadError(
+            f"{label}: ran out of memory while loading it; free some memory, lower --max-memory so smjac "
+            "refuses before it starts, or give the matrix as .npy"
+        ) from None
+
+
+def load_array(
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_memory: int | None = None,
+    stdin: BinaryIO | None = None,
+    finite: bool = True,
+) -> np.ndarray:
+    """Load one matrix or vector from a .json, .csv or .npy file, or from stdin (``-``).
+
+    The suffix names the format; stdin and a path with no suffix (such as the shell's ``<(...)``)
+    are sniffed from their first bytes. ``max_memory`` and ``finite`` are :func:`parse`'s.
+    """
+    label = "stdin" if str(path) == STDIN else str(path)
+    with _no_memory_error(label):
+        fmt = None if label == "stdin" or not Path(path).suffix else Format.from_path(path)
+        data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
+        return parse(data, fmt or sniff(data), label, max_memory=max_memory, finite=finite)
+
+
+def map_npy(path: str | Path) -> np.ndarray:
+    """Memory-map an x in an .npy file read-only, for inputs larger than the input cap.
+
+    :func:`open_npy`, for a batch (N×n): nothing is read beyond the header here.
+    :func:`smjac.maths.forward_chunks` and :func:`~smjac.maths.grad_chunks` read the rows a chunk at
+    a time, check each chunk's numbers are finite, and hand its pages back when done.
+    """
+    x = open_npy(path)
+    if x.ndim != 2:
+        raise LoadError(f"{path}: a memory-mapped x must be a batch (N×n) of numbers, not shape {x.shape}")
+    return x
+
+
+LAYER_KEYS = ("W", "x", "b")
+
+
+def load_bundle(
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_memory: int | None = None,
+    stdin: BinaryIO | None = None,
+) -> dict[str, np.ndarray]:
+    """Load a layer bundled in one file: an .npz archive or a JSON object holding W, x (and b).
+
+    Each array is read as strictly as a file of its own; an .npz member is read with the same
+    NPY reader, so nothing in it is ever unpickled. An .npz member's declared size, and what it
+    widens to as float64, are held against ``max_memory`` (:func:`default_memory_budget` when
+    None) before it is inflated; a key given twice is refused.
+    """
+    label = "stdin" if str(path) == STDIN else str(path)
+    with _no_memory_error(label):
+        return _load_bundle(path, label, max_bytes, max_memory, stdin)
+
+
+def _load_bundle(
+    path: str | Path, label: str, max_bytes: int, max_memory: int | None, stdin: BinaryIO | None
+) -> dict[str, np.ndarray]:
+    data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
+    fmt = sniff(data) if label == "stdin" or not Path(path).suffix else Format.from_path(path)
+    found: dict[str, np.ndarray] = {}
+    if fmt is Format.NPZ:
+        import zipfile  # only for bundles: it brings bz2, lzma and shutil along
+
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+            infos = archive.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+            raise LoadError(f"{label}: is not a valid .npz archive ({e})") from None
+        members: dict[str, Any] = {}
+        for info in infos:
+            key = Path(info.filename).stem
+            if key in members:
+                raise LoadError(
+                    f"{label}: holds {key!r} twice ({members[key].filename}, {info.filename}); keep one"
+                )
+            members[key] = info
+        _check_keys(members, label)
+        budget = default_memory_budget() if max_memory is None else max_memory
+        for key, info in members.items():
+            name = f"{label}[{key}]"
+            if info.file_size > max_bytes:
+                raise LoadError(_too_big(name, info.file_size, max_bytes))
+            if info.flag_bits & 0x1:
+                raise LoadError(f"{name}: is encrypted; smjac reads only plain .npz members")
+            try:
+                with archive.open(info) as member:
+                    head = member.read(4096)  # the NPY header, to know the widening before inflating
+                widened = npy_float64_bytes(head, name)
+                if info.file_size + widened > budget:
+                    raise LoadError(
+                        f"{name}: inflates to {format_size(info.file_size)}, {format_size(widened)} more as "
+                        f"float64, over the memory budget of {format_size(budget)} (--max-memory)"
+                    )
+                raw = archive.read(info)
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                ValueError,
+                EOFError,
+                NotImplementedError,
+                RuntimeError,
+            ) as e:
+                if isinstance(e, LoadError):
+                    raise
+                raise LoadError(f"{name}: cannot be read ({e})") from None
+            found[key] = parse(raw, Format.NPY, name)
+    elif fmt is Format.JSON:
+        _json_budget(len(data), label, max_memory)
+        obj = json_document(data, label)
+        if not isinstance(obj, dict):
+            raise LoadError(f"{label}: a layer bundle is a JSON object with W and x, not {json_kind(obj)}")
+        _check_keys(obj, label)
+        for key, value in obj.items():
+            if not isinstance(value, list):
+                raise LoadError(f"{label}[{key}]: expected an array of numbers, found {json_kind(value)}")
+            found[key] = json_array(value, f"{label}[{key}]")
+            if found[key].size == 0:
+                raise LoadError(f"{label}[{key}]: holds no numbers")
+    else:
+        raise LoadError(f"{label}: a layer bundle is .npz or a JSON object, not .{fmt.value}")
+    return found
+
+
+def _check_keys(keys: Mapping[str, Any], label: str) -> None:
+    unknown = sorted(set(keys) - set(LAYER_KEYS))
+    if unknown:
+        raise LoadError(
+            f"{label}: holds {', '.join(map(repr, unknown))}; a layer bundle holds W, x and b only"
+        )
+    missing = [k for k in ("W", "x") if k not in keys]
+    if missing:
+        raise LoadError(f"{label}: has no {' or '.join(missing)}; a layer bundle holds W, x and b")
+
+
+def load_layer(
+    W: str | Path | None,
+    x: str | Path | None,
+    b: str | Path | None = None,
+    *,
+    layer: str | Path | Checkpoint | None = None,
+    key: str | None = None,
+    layout: str | None = None,
+    function: str = "softmax",
+    temperature: float = 1.0,
+    dtype: str = "float64",
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_memory: int | None = None,
+    stdin: BinaryIO | None = None,
+) -> Layer:
+    """Load W, x (and b) from their files, or from a bundle, as a checked :class:`~smjac.maths.Layer`.
+
+    A file given on its own takes the place of the bundle's array. Errors name the files. The
+    layer is checked here, once: the ``layer_*`` functions of :mod:`smjac.maths` take it as it is.
+    ``max_memory`` (bytes; :func:`default_memory_budget` when None) is the budget each loader
+    holds a file's parse to before it starts (``--max-memory``).
+
+    ``layer`` may be a model checkpoint (``.safetensors``, ``.keras``, ``.h5``), or one already
+    read by :func:`smjac.formats.checkpoints.read` (whose notes and tensor names the caller then keeps);
+    ``key`` picks its layer, and x comes from its own file. ``layout`` None means the file's own:
+    the checkpoint's framework's, else in-out.
+    """
+    paths = [p for p in (W, x, b, layer) if isinstance(p, (str, Path))]
+    if sum(str(p) == STDIN for p in paths) > 1:
+        raise LoadError("- given twice: only one input can come from stdin")
+    arrays: dict[str, np.ndarray] = {}
+    names = {k: k for k in LAYER_KEYS}
+    ckpt = _checkpoint(layer, key, max_bytes, max_memory)
+    if ckpt is not None:
+        arrays = {"W": ckpt.W} if ckpt.b is None else {"W": ckpt.W, "b": ckpt.b}
+        names["W"], names["b"] = ckpt.names()
+        layout = layout or ckpt.layout
+    elif isinstance(layer, (str, Path)):
+        arrays = load_bundle(layer, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
+        label = "stdin" if str(layer) == STDIN else str(layer)
+        names = {k: f"{label}[{k}]" for k in LAYER_KEYS}
+    for k, path in zip(LAYER_KEYS, (W, x, b), strict=True):
+        if isinstance(path, np.ndarray):  # already read (the first row of a memory-mapped x, say)
+            arrays[k] = np.asarray(path, dtype=np.float64)
+        elif path is not None:
+            arrays[k] = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
+            names[k] = "stdin" if str(path) == STDIN else str(path)
+    missing = [f"-{key}" for key in ("W", "x") if key not in arrays]
+    if missing:
+        raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with --layer FILE")
+    with _no_memory_error(names["W"]):
+        cast = {k: _cast(v, dtype, names[k]) for k, v in arrays.items()}
+    return make_layer(
+        cast["W"],
+        cast["x"],
+        cast.get("b"),
+        layout=layout or "in-out",
+        function=function,
+        temperature=temperature,
+        names=(names["W"], names["x"], names["b"]),
+    )
+
+
+def _cast(a: np.ndarray, dtype: str, label: str) -> np.ndarray:
+    """``a`` in ``dtype``, refusing a value the cast turns infinite (1e39 in float32).
+
+    The loaders have made sure every number is finite, so an infinity here is the cast's own
+    doing, and the message says so rather than blame the file.
+    """
+    with np.errstate(over="ignore"):  # numpy would warn on stderr; the check below says it better
+        out = a.astype(dtype, copy=False)
+    if not all_finite(out):
+        limit = float(np.finfo(out.dtype).max)
+        largest = float(a.flat[int(np.argmax(np.abs(a)))])
+        raise LoadError(
+            f"{label}: {largest:.6g} overflows {out.dtype} when cast for --dtype {dtype} (its largest value "
+            f"is {limit:.3g}); use --dtype float64 or scale it down"
+        )
+    return out
+
+
+def _checkpoint(
+    layer: str | Path | Checkpoint | None, key: str | None, max_bytes: int, max_memory: int | None
+) -> Checkpoint | None:
+    """The checkpoint ``layer`` names or is, read; None for a bundle (or no layer)."""
+    from .formats import checkpoints  # light: its readers import safetensors or h5py only when used
+
+    if isinstance(layer, checkpoints.Checkpoint):
+        return layer
+    if layer is None or str(layer) == STDIN or checkpoints.kind(layer) is None:
+        if key is not None:
+            raise LoadError(f"--key {key}: picks a layer in a model checkpoint (--layer model.safetensors)")
+        return None
+    return checkpoints.read(layer, key=key, max_bytes=max_bytes, memory_budget=max_memory)
+
+
+def load_answer(path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> np.ndarray:
+    """A user's own derivative, for ``smjac verify``: a .npy memory-mapped (any size, its dtype
+    kept), anything else read as strictly as every input but for NaN and infinities, which are
+    kept in every format: finding them is the point."""
+    if str(path) != STDIN and Path(path).suffix.lower() == ".npy":
+        return open_npy(path)
+    return load_array(path, max_bytes=max_bytes, finite=False)

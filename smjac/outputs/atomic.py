@@ -1,0 +1,183 @@
+"""Checked, atomic writes: a file appears whole under its name, or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import numpy as np
+
+from ..errors import LoadError, OutputError
+
+if TYPE_CHECKING:
+    pass
+from ..formats.document import Document
+from ..formats.table import Format, encode
+from ..formats.text import stream_csv
+
+
+def check_writable(path: str | Path, *, force: bool = False) -> None:
+    """Refuse, before any work, a path whose folder is missing, that is a folder, or that exists
+    (unless ``force``). :func:`write_atomic` checks again when it writes."""
+    path = Path(path)
+    try:
+        if not path.parent.is_dir():
+            raise OutputError(f"{path}: folder {path.parent} does not exist")
+        if path.is_dir():
+            raise OutputError(f"{path}: is a directory")
+        exists = path.exists()
+    except OSError as e:  # a name too long for the file system, say
+        name = str(path) if len(str(path)) <= 60 else f"{str(path)[:60]}…"
+        raise OutputError(f"{name}: cannot write it ({e.strerror or e})") from None
+    if exists and not force:
+        raise OutputError(f"{path}: exists; add --force to replace it")
+
+
+def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, force: bool = False) -> None:
+    """Write ``data`` to ``path`` all at once or not at all.
+
+    ``data`` is the bytes, or a function that writes them to the open file (for a result too
+    large to hold: it streams, and memory stays flat).
+
+    The bytes go to a temporary file in the same folder, are flushed and synced, and then take the
+    target's name in one rename. Without ``force`` an existing file is never replaced, even one that
+    appears while writing.
+    """
+    import tempfile  # here, not at the top: most runs write no file, and start-up time counts
+
+    path = Path(path)
+    folder = path.parent
+    check_writable(path, force=force)
+    tmp = None
+    try:
+        with _signals_held():  # no stop signal between the file's creation and its name's keeping
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+            except OSError as e:
+                raise OutputError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _take_mode(tmp, path, force)
+        if force:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write it ({e.strerror or e})") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold back SIGTERM, SIGHUP and SIGINT for a moment: they arrive, and act, right after."""
+    import signal
+
+    held = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # no sigmask here, or not the main thread's to set
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _link_no_clobber(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)  # fails if path exists: no window in which another file is replaced
+    except FileExistsError:
+        raise OutputError(f"{path}: exists; add --force to replace it") from None
+    except OSError:
+        if path.exists():  # a file system without hard links: check, then rename
+            raise OutputError(f"{path}: exists; add --force to replace it") from None
+        os.replace(tmp, path)
+
+
+def _take_mode(tmp: str, path: Path, force: bool) -> None:
+    """Give the new file the mode a user expects: a replaced file's own mode and owner (where
+    allowed), so --force never widens who can read it; else the umask's, as a new file gets.
+    mkstemp makes every file 0600."""
+    old = None
+    if force:
+        with contextlib.suppress(OSError):
+            old = os.stat(path)
+    if old is None:
+        os.chmod(tmp, 0o666 & ~_umask())
+        return
+    os.chmod(tmp, stat.S_IMODE(old.st_mode))
+    with contextlib.suppress(OSError):  # only root may give a file away
+        os.chown(tmp, old.st_uid, old.st_gid)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save(doc: Document, path: str | Path, *, force: bool = False, what: str = "this result") -> Format:
+    """Write ``doc`` to ``path`` in the format its suffix names; return that format."""
+    try:
+        fmt = Format.from_path(path)
+    except LoadError as e:
+        raise OutputError(str(e)) from None
+    write_atomic(path, encode(doc, fmt, what), force=force)
+    return fmt
+
+
+def write_blocks(
+    path: str | Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    blocks: Iterator[np.ndarray],
+    *,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Format:
+    """Stream an array given as consecutive row blocks to a .npy or .csv file, atomically.
+
+    The .npy header comes from ``numpy.lib.format``; then each block's bytes follow, so only one
+    block is ever in memory (mapping the whole output instead would count all of it as resident).
+    A .csv gets one line per row, without a header, as :func:`to_csv` writes.
+    """
+    try:
+        fmt = Format.from_path(path)
+    except LoadError as e:
+        raise OutputError(str(e)) from None
+    if fmt not in (Format.NPY, Format.CSV):
+        raise OutputError(f"{path}: a result this large is written as .npy or .csv, not .{fmt.value}")
+
+    from numpy.lib import format as npformat
+
+    def write(f: BinaryIO) -> None:
+        if fmt is Format.NPY:
+            header = {
+                "descr": npformat.dtype_to_descr(np.dtype(dtype)),
+                "fortran_order": False,
+                "shape": shape,
+            }
+            npformat.write_array_header_1_0(f, header)
+            for block in blocks:
+                data = np.ascontiguousarray(block)
+                f.write(data.data.cast("B"))
+                if progress:
+                    progress(data.nbytes)
+        else:
+            stream_csv(f, blocks, progress=progress)
+
+    write_atomic(path, write, force=force)
+    return fmt
