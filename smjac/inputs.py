@@ -106,12 +106,12 @@ def parse(
     and infinities (JSON's NaN and Infinity, CSV's nan and inf) instead of refusing them: for a
     user's own answer, where a NaN is what is to be found.
     """
-    if fmt is Format.JSON:
+    if fmt is Format.json:
         _json_budget(len(data), label, max_memory)
         arr = parse_json(data, label, finite)
-    elif fmt is Format.CSV:
+    elif fmt is Format.csv:
         arr = parse_csv(data, label, finite)
-    elif fmt is Format.NPY:
+    elif fmt is Format.npy:
         arr = parse_npy(data, label)
     else:
         raise LoadError(f"{label}: an .npz bundle holds several arrays; give it with --layer")
@@ -149,7 +149,7 @@ def load_array(
     """
     label = "stdin" if str(path) == STDIN else str(path)
     with _no_memory_error(label):
-        fmt = None if label == "stdin" or not Path(path).suffix else Format.from_path(path)
+        fmt = None if label == "stdin" or not Path(path).suffix else Format.for_input(path)
         data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
         return parse(data, fmt or sniff(data), label, max_memory=max_memory, finite=finite)
 
@@ -193,9 +193,9 @@ def _load_bundle(
     path: str | Path, label: str, max_bytes: int, max_memory: int | None, stdin: BinaryIO | None
 ) -> dict[str, np.ndarray]:
     data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
-    fmt = sniff(data) if label == "stdin" or not Path(path).suffix else Format.from_path(path)
+    fmt = sniff(data) if label == "stdin" or not Path(path).suffix else Format.for_input(path)
     found: dict[str, np.ndarray] = {}
-    if fmt is Format.NPZ:
+    if fmt is Format.npz:
         import zipfile  # only for bundles: it brings bz2, lzma and shutil along
 
         try:
@@ -240,8 +240,8 @@ def _load_bundle(
                 if isinstance(e, LoadError):
                     raise
                 raise LoadError(f"{name}: cannot be read ({e})") from None
-            found[key] = parse(raw, Format.NPY, name)
-    elif fmt is Format.JSON:
+            found[key] = parse(raw, Format.npy, name)
+    elif fmt is Format.json:
         _json_budget(len(data), label, max_memory)
         obj = json_document(data, label)
         if not isinstance(obj, dict):

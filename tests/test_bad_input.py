@@ -120,7 +120,7 @@ CASES = [
     bad_w("random bytes as json", "W.json", bytes(range(256)), "not UTF-8"),
     bad_w("random bytes as csv", "W.csv", bytes(range(256)), "not UTF-8"),
     bad_w("random bytes as npy", "W.npy", bytes(range(256)), "not an NPY file"),
-    bad_w("unknown suffix", "W.txt", b"0.1,0.2\n", "suffix '.txt'; smjac knows .json, .csv, .npy"),
+    bad_w("unknown suffix", "W.txt", b"0.1,0.2\n", "suffix '.txt'; smjac knows .csv, .json, .npy, .npz"),
     # stdin
     Case("empty stdin", "stdin: is empty", args=("forward", "-W", "{W}", "-x", "-"), stdin=b""),
     Case(

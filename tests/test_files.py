@@ -71,7 +71,7 @@ def test_utf8_bom_is_accepted(tmp_path):
         ("W.csv", b"\xff\xfe1,2\n", "is not UTF-8"),
         ("W.npy", b"\x93NUMPY\x01\x00garbage", "is not a valid NPY file|truncated"),
         ("W.npy", b"not an npy file at all", "not an NPY file"),
-        ("W.txt", b"1,2\n", "suffix '.txt'; smjac knows .json, .csv, .npy"),
+        ("W.txt", b"1,2\n", "suffix '.txt'; smjac knows .csv, .json, .npy, .npz"),
     ],
 )
 def test_bad_input_is_refused_with_a_reason(tmp_path, name, content, message):
@@ -170,8 +170,8 @@ reals = st.floats(allow_nan=False, allow_infinity=False, width=64)
 def test_json_and_csv_round_trip_every_float_exactly(M):
     doc = document.Document({"jacobian": M}, matrix="jacobian")
     from_json = np.array(json.loads(text_format.to_json(doc))["jacobian"])
-    from_csv = inputs.parse(text_format.to_csv(doc).encode(), table.Format.CSV, "out.csv")
-    from_npy = inputs.parse(npy.to_npy(doc), table.Format.NPY, "out.npy")
+    from_csv = inputs.parse(text_format.to_csv(doc).encode(), table.Format.csv, "out.csv")
+    from_npy = inputs.parse(npy.to_npy(doc), table.Format.npy, "out.npy")
     for back in (from_json, from_csv, from_npy):
         assert_array_equal(back, M)
         assert back.tobytes() == M.tobytes() or not M.any()  # ±0 compare equal; bits otherwise
@@ -188,7 +188,7 @@ def test_csv_of_columns_and_records():
 def test_save_by_suffix_and_npz(tmp_path):
     z, h = np.array([1.0, 2.0]), np.array([0.25, 0.75])
     doc = document.Document({"z": z, "h": h}, columns={"z": z, "h": h})
-    assert atomic.save(doc, tmp_path / "f.npz") is table.Format.NPZ
+    assert atomic.save(doc, tmp_path / "f.npz") is table.Format.npz
     with np.load(tmp_path / "f.npz") as data:
         assert sorted(data.files) == ["h", "z"]
         assert_array_equal(data["h"], [0.25, 0.75])

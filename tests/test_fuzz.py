@@ -25,7 +25,7 @@ from smjac.formats import npy, table
 
 from .conftest import post_softmax
 
-FORMATS = [table.Format.JSON, table.Format.CSV, table.Format.NPY]
+FORMATS = [table.Format.json, table.Format.csv, table.Format.npy]
 ENV = {"COLUMNS": "120", "NO_COLOR": "1"}
 
 
@@ -41,9 +41,9 @@ def load_or_refuse(data: bytes, fmt: table.Format) -> np.ndarray | None:
 
 
 def encode(M: np.ndarray, fmt: table.Format) -> bytes:
-    if fmt is table.Format.JSON:
+    if fmt is table.Format.json:
         return json.dumps(M.tolist()).encode()
-    if fmt is table.Format.CSV:
+    if fmt is table.Format.csv:
         return "".join(",".join(repr(v) for v in row) + "\n" for row in M.tolist()).encode()
     buf = io.BytesIO()
     np.save(buf, M)

@@ -500,7 +500,7 @@ def test_fuzz_npy_headers(shape, descr, fortran, data, raw):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            inputs.parse(blob, table.Format.NPY, "W.npy")
+            inputs.parse(blob, table.Format.npy, "W.npy")
     except SmjacError:
         pass
 

@@ -30,10 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LoadError, OutputError
-
-SAFETENSORS = (".safetensors",)
-KERAS = (".keras", ".h5", ".hdf5")
-PICKLES = (".pt", ".pth", ".ckpt", ".bin")
+from .table import Format, refuse_pickle
 
 # safetensors' dtype names → numpy; BF16 has no numpy type and is widened by hand (_bf16_to_f32).
 _FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
@@ -42,7 +39,6 @@ _ITEMSIZE |= {"BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64"
 _NUMPY_NAME = {np.dtype(v): k for k, v in _FLOATS.items()}
 MAX_HEADER_BYTES = 100 * 2**20  # the safetensors library's own limit on the JSON header
 KERAS_EXTRA = "pip install 'smjac[keras]'"
-CONVERT = 'safetensors.torch.save_file(model.state_dict(), "model.safetensors")'
 
 
 @dataclass(frozen=True)
@@ -104,23 +100,12 @@ def kind(path: str | Path) -> str | None:
     >>> kind("model.safetensors"), kind("model.h5"), kind("model.pt"), kind("W.json")
     ('safetensors', 'keras', 'pickle', None)
     """
-    suffix = Path(path).suffix.lower()
-    if suffix in SAFETENSORS:
+    fmt = Format.of_path(path)
+    if fmt is Format.safetensors:
         return "safetensors"
-    if suffix in KERAS:
+    if fmt in (Format.keras, Format.h5):
         return "keras"
-    if suffix in PICKLES:
-        return "pickle"
-    return None
-
-
-def refuse_pickle(label: str) -> LoadError:
-    """The error for a pickled PyTorch file: why it is refused, and the line that converts it."""
-    return LoadError(
-        f"{label}: is a pickled PyTorch file; smjac does not load pickles, since loading one runs "
-        "whatever code it holds (torch.load did so even with weights_only=True: CVE-2025-32434, "
-        f"and again CVE-2026-24747). Convert it once, where you trust it: {CONVERT}"
-    )
+    return "pickle" if fmt is Format.pickle else None
 
 
 def read(
@@ -177,7 +162,7 @@ def read(
         return _read_safetensors(Path(path), key, limits)
     if what == "keras":
         return _read_keras(Path(path), key, limits)
-    raise LoadError(f"{label}: not a checkpoint; smjac reads {', '.join(SAFETENSORS + KERAS)}")
+    raise LoadError(f"{label}: not a checkpoint; smjac reads .safetensors, .keras, .h5 and .hdf5")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from ..errors import LoadError, OutputError
+from ..errors import OutputError
 
 if TYPE_CHECKING:
     pass
@@ -131,10 +131,7 @@ def _umask() -> int:
 
 def save(doc: Document, path: str | Path, *, force: bool = False, what: str = "this result") -> Format:
     """Write ``doc`` to ``path`` in the format its suffix names; return that format."""
-    try:
-        fmt = Format.from_path(path)
-    except LoadError as e:
-        raise OutputError(str(e)) from None
+    fmt = Format.for_output(Path(path))
     write_atomic(path, encode(doc, fmt, what), force=force)
     return fmt
 
@@ -154,17 +151,14 @@ def write_blocks(
     block is ever in memory (mapping the whole output instead would count all of it as resident).
     A .csv gets one line per row, without a header, as :func:`to_csv` writes.
     """
-    try:
-        fmt = Format.from_path(path)
-    except LoadError as e:
-        raise OutputError(str(e)) from None
-    if fmt not in (Format.NPY, Format.CSV):
+    fmt = Format.for_output(Path(path))
+    if fmt not in (Format.npy, Format.csv):
         raise OutputError(f"{path}: a result this large is written as .npy or .csv, not .{fmt.value}")
 
     from numpy.lib import format as npformat
 
     def write(f: BinaryIO) -> None:
-        if fmt is Format.NPY:
+        if fmt is Format.npy:
             header = {
                 "descr": npformat.dtype_to_descr(np.dtype(dtype)),
                 "fortran_order": False,

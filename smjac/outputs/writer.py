@@ -20,7 +20,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from enum import Enum
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -30,49 +29,8 @@ from .. import budget
 from ..errors import ExitStatus, InputError, OutputError
 from ..formats import document, table
 from ..formats import text as text_format
+from ..formats.table import Format, either
 from . import atomic
-
-
-class Format(str, Enum):
-    """Every format smjac prints or writes. ``--format`` takes the printable ones."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
-    markdown = "markdown"
-    latex = "latex"
-    heatmap = "heatmap"
-    npy = "npy"
-    npz = "npz"
-    png = "png"
-    svg = "svg"
-    pdf = "pdf"
-    safetensors = "safetensors"
-
-    @property
-    def suffix(self) -> str | None:
-        """The file suffix that asks for this format with ``-o``; None for terminal-only ones."""
-        return {"markdown": ".md", "latex": ".tex", "table": None, "heatmap": None}.get(
-            self.value, f".{self.value}"
-        )
-
-    @property
-    def printable(self) -> bool:
-        """Whether ``--format`` can print it: text, not bytes."""
-        return self not in (Format.npy, Format.npz, Format.safetensors, *PICTURES)
-
-    @classmethod
-    def from_suffix(cls, path: Path) -> Format:
-        suffix = path.suffix.lower()
-        for f in cls:
-            if f.suffix == suffix:
-                return f
-        what = f"suffix '{path.suffix}'" if path.suffix else "no suffix"
-        raise OutputError(f"{path}: {what}; smjac writes {either([f.suffix for f in cls if f.suffix])}")
-
-
-PEOPLE = (Format.table, Format.heatmap, Format.markdown, Format.latex)  # drawn from the view
-PICTURES = (Format.png, Format.svg, Format.pdf)  # drawn by matplotlib (smjac[plot]), into files
 
 
 class Shape(NamedTuple):
@@ -105,11 +63,11 @@ def refusal(fmt: Format, shape: Shape) -> str | None:
         return "holds no arrays, so it cannot be .npz"
     if fmt is Format.csv and shape.csv is None:
         return "has no rows and columns, so it cannot be CSV"
-    if fmt in PICTURES and shape.picture is None:
+    if fmt.picture and shape.picture is None:
         return "has no picture"
     if fmt is Format.safetensors and not shape.checkpoint:
         return "cannot be .safetensors: only smjac grad writes one, the gradient of a layer read from a checkpoint (--layer model.safetensors)"
-    if fmt in PEOPLE:
+    if fmt.people:
         if shape.view is None:
             return f"is data for a program, not a picture, so it has no {fmt.value}"
         if fmt is Format.heatmap and shape.view != "matrix":
@@ -122,11 +80,6 @@ def refusal(fmt: Format, shape: Shape) -> str | None:
 def left_out(fmt: Format, shape: Shape) -> tuple[str, ...]:
     """The fields of a result that ``fmt`` holds only in part (said on stderr when written)."""
     return shape.extras if fmt is Format.npy or (fmt is Format.csv and shape.csv == "matrix") else ()
-
-
-def either(words: Sequence[str]) -> str:
-    """``a, b or c``."""
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def usable(shape: Shape, *, files_only: bool = False) -> list[Format]:
@@ -229,7 +182,7 @@ def destinations(shape: Shape, opts: Options, stdout_isatty: bool) -> list[Desti
     without ``-o`` or ``--format``, a table at a terminal and plain data in a pipe)."""
     out: list[Destination] = []
     if opts.output is not None:
-        out.append(Destination(Format.from_suffix(opts.output), opts.output))
+        out.append(Destination(Format.for_output(opts.output), opts.output))
     if opts.fmt is not None:
         out.append(Destination(opts.fmt, None))
     elif opts.output is None:
@@ -362,7 +315,7 @@ class Writer:
         if fmt is Format.safetensors:
             assert result.checkpoint is not None
             data = result.checkpoint(doc)
-        elif fmt in PICTURES:
+        elif fmt.picture:
             from ..formats import pictures as plot
 
             view = self._view(result, doc)
@@ -373,7 +326,7 @@ class Writer:
                 kind="bars" if bars else "matrix",
             )  # fmt: skip
             notes += [*drawn, *view.notes]
-        elif fmt in PEOPLE:
+        elif fmt.people:
             view = self._view(result, doc)
             if d.path is None and fmt in (Format.table, Format.heatmap):
                 text, notes = self._draw(fmt, view)
@@ -382,7 +335,7 @@ class Writer:
             data = text.encode()
             notes += list(view.notes)
         else:
-            data = table.encode(doc, table.Format(fmt.value), result.what)
+            data = table.encode(doc, fmt, result.what)
             missing = [
                 f"{k} (= {doc.fields[k]!r})" if isinstance(doc.fields[k], float) else k
                 for k in left_out(fmt, self.shape)
