@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    pass
-DEFAULT_MAX_INPUT_BYTES = 2**30
-
+DEFAULT_MAX_INPUT_BYTES = 2**30  # the input size cap (--max-input-bytes) when none is given
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 MAX_SIZE = 2**62  # the largest size smjac takes (4 EiB): past any machine, short of int64 overflow
@@ -66,3 +62,29 @@ def default_memory_budget() -> int:
     """Half the memory available now; 2 GiB when that cannot be told."""
     available = available_memory()
     return available // 2 if available else 2 * 2**30
+
+
+def resolve(max_memory: int | None) -> int:
+    """The memory budget in bytes: ``max_memory`` as given, or :func:`default_memory_budget`."""
+    return default_memory_budget() if max_memory is None else max_memory
+
+
+def require(need: int, what: str, max_memory: int | None, *, way: str = "") -> None:
+    """Refuse, before any work, something that would take more memory than the budget allows.
+
+    ``need`` comes from :func:`smjac.maths.estimate_bytes` (or a reader's own estimate of a
+    parse); ``what`` names it ("dh/dW (150 × 22500 float64) as json"); ``way`` says what to do
+    instead. The message names the figure, the budget and the flag that raises it.
+
+    >>> require(10, "it", 100)
+    >>> require(200, "it", 100)
+    Traceback (most recent call last):
+    ...
+    smjac.errors.InputError: it would take 200 bytes, over the memory budget of 100 bytes (--max-memory)
+    """
+    from .errors import InputError
+
+    budget = resolve(max_memory)
+    if need > budget:
+        said = f"{what} would take {format_size(need)}, over the memory budget of {format_size(budget)} (--max-memory)"
+        raise InputError(f"{said}. {way}" if way else said)

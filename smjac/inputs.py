@@ -22,7 +22,7 @@ from .maths import Layer, all_finite, make_layer
 
 if TYPE_CHECKING:
     from .formats.checkpoints import Checkpoint
-from .budget import DEFAULT_MAX_INPUT_BYTES, default_memory_budget, format_size
+from .budget import DEFAULT_MAX_INPUT_BYTES, format_size, resolve
 from .errors import reading
 from .formats.npy import npy_float64_bytes, open_npy, parse_npy
 from .formats.table import Format, sniff
@@ -86,7 +86,7 @@ JSON_BYTES_PER_BYTE = 13  # measured: a 720 MB JSON matrix took 9.2 GB to parse 
 
 def _json_budget(size: int, label: str, max_memory: int | None) -> None:
     """Refuse, before parsing, JSON whose parse would outgrow the memory budget."""
-    budget = default_memory_budget() if max_memory is None else max_memory
+    budget = resolve(max_memory)
     need = size * JSON_BYTES_PER_BYTE
     if need > budget:
         raise LoadError(
@@ -212,7 +212,7 @@ def _load_bundle(
                 )
             members[key] = info
         _check_keys(members, label)
-        budget = default_memory_budget() if max_memory is None else max_memory
+        budget = resolve(max_memory)
         for key, info in members.items():
             name = f"{label}[{key}]"
             if info.file_size > max_bytes:

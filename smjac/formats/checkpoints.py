@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..budget import DEFAULT_MAX_INPUT_BYTES, resolve
 from ..errors import LoadError, OutputError
 from .table import Format, refuse_pickle
 
@@ -112,7 +113,7 @@ def read(
     path: str | Path,
     *,
     key: str | None = None,
-    max_bytes: int = 2**30,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
     memory_budget: int | None = None,
 ) -> Checkpoint:
     """Read one layer's W (and b) from a ``.safetensors``, ``.keras`` or ``.h5`` checkpoint.
@@ -153,11 +154,7 @@ def read(
     what = kind(path)
     if what == "pickle":
         raise refuse_pickle(label)
-    if memory_budget is None:
-        from ..budget import default_memory_budget
-
-        memory_budget = default_memory_budget()
-    limits = _Limits(label, max_bytes, memory_budget)
+    limits = _Limits(label, max_bytes, resolve(memory_budget))
     if what == "safetensors":
         return _read_safetensors(Path(path), key, limits)
     if what == "keras":
