@@ -227,11 +227,36 @@ def test_memory_guard_refuses_and_says_how_on(wide):
     result = run("jacobian", *args, "--max-memory", "100K", "-f", "table")
     assert result.exit_code == 2 and result.stdout == ""
     message = result.stderr
-    assert "dh/dW (30 × 900 float64) would take 210.9 KiB, over the memory budget of 100.0 KiB" in message
+    # the figure is the core's one estimate, which holds at least the 216,000 bytes of dh/dW itself
+    need = maths.estimate_bytes(
+        maths.make_layer(np.load(folder / "W.npy"), np.load(folder / "x.npy")), "jacobian"
+    )
+    assert need >= 30 * 900 * 8
+    said = (
+        f"dh/dW (30 × 900 float64) would take {budget.format_size(need)}, over the memory budget of 100.0 KiB"
+    )
+    assert said in message
     assert "-o J.npy" in message and "--format csv" in message
     assert "--format factored" in message and "--entry T,I,J" in message
     assert message.count("\n") == 1
     assert run("jacobian", *args, "--max-memory", "1G", "-f", "json").exit_code == 0
+
+
+@pytest.mark.parametrize("fmt", ["json", "markdown", "latex"])
+def test_a_result_printed_whole_as_text_counts_its_text_against_the_budget(wide, fmt):
+    # Was a wrong answer to the budget: a 150×150 layer's dh/dW as JSON peaked at 343 MiB under
+    # --max-memory 40M, sized by its binary bytes alone. Between the two estimates, the binary
+    # result fits and its whole text does not: the text formats are refused before any work.
+    folder, _ = wide
+    L = maths.make_layer(np.load(folder / "W.npy"), np.load(folder / "x.npy"))
+    binary, text = maths.estimate_bytes(L, "jacobian"), maths.estimate_bytes(L, "jacobian", text=True)
+    assert text > 2 * binary
+    between = str((binary + text) // 2)
+    args = ["jacobian", "-W", str(folder / "W.npy"), "-x", str(folder / "x.npy"), "--max-memory", between]
+    refused = run(*args, "-f", fmt)
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert f"as {fmt} would take {budget.format_size(text)}, over the memory budget" in refused.stderr
+    assert run(*args, "-f", "table").exit_code == 0  # a table at a terminal shows a part: no whole text
 
 
 @pytest.mark.parametrize("wrt", ["W", "x", "z"])

@@ -17,6 +17,7 @@ from ..maths.forward_pass import check_finite_W, forward_arrays
 from ..maths.functions import complement
 from ..maths.jacobians import dh_dz
 from ..maths.numeric import as_float
+from .tolerances import CHECK_ATOL, default_rtol
 
 
 def _blocks(total: int, step: int) -> list[tuple[int, int]]:
@@ -129,11 +130,6 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
-
-
-def default_rtol(dtype: np.dtype) -> float:
-    """1e-6 in float64; looser where the arithmetic is coarser (float32: about 1.2e-5)."""
-    return max(1e-6, 100 * float(np.finfo(dtype).eps))
 
 
 def _probe(size: int, probes: int | None, rng: np.random.Generator) -> NDArray[np.intp]:
@@ -407,7 +403,7 @@ def check(
     b: ArrayLike | None = None,
     *,
     rtol: float | None = None,
-    atol: float = 1e-9,
+    atol: float = CHECK_ATOL,
     layout: str = "in-out",
     function: str = "softmax",
     temperature: float = 1.0,
@@ -475,7 +471,7 @@ def layer_check(
     L: Layer,
     *,
     rtol: float | None = None,
-    atol: float = 1e-9,
+    atol: float = CHECK_ATOL,
     probes: int | None = None,
     seed: int = 0,
     max_weights: int = 0,

@@ -40,17 +40,12 @@ from ..maths.gradients import target_indices
 from ..maths.jacobians import dfdz_or_identity
 from ..maths.numeric import check_choice
 from . import mistakes as cat
-from .checks import default_rtol
+from .tolerances import default_atol, default_rtol
 from .verdict import Diagnosis, Entry, Verdict, derivative_name, describe_shape, entry_name
 
 KINDS = ("jacobian", "grad", "grad_b")
 WORST = 5
 ERRORS_MAX = 2**22  # entries of the error matrix kept for a heatmap (32 MiB); larger ones are not kept
-
-
-def default_atol(dtype: np.dtype) -> float:
-    """1e-9 in float64, as ``check``; ten ulps of 1 in coarser types (float32: about 1.2e-6)."""
-    return max(1e-9, 10 * float(np.finfo(dtype).eps))
 
 
 # ------------------------------------------------------------------ sources of values in blocks
@@ -390,7 +385,7 @@ def verify(
         For a gradient: the loss, as in :func:`smjac.grad`.
     rtol, atol : float, optional
         The answer agrees when ``max|a − r| ≤ atol + rtol·max|r|``. By default they follow the
-        coarser of the answer's and the layer's dtypes (:func:`smjac.checking.checks.default_rtol`,
+        coarser of the answer's and the layer's dtypes (:func:`smjac.checking.tolerances.default_rtol`,
         :func:`default_atol`).
 
     Returns

@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
+import numpy as np
 import typer
 from typer.core import TyperGroup
 
 from .. import __version__, budget, inputs, maths
+from ..checking.tolerances import CHECK_ATOL, default_rtol
 from ..errors import ExitStatus, InputError, SmjacError
 from ..outputs import results
 from ..outputs import writer as output
@@ -139,6 +141,11 @@ KeyOpt = Annotated[
 FunctionOpt = Annotated[maths.FunctionName, typer.Option(help="The layer's output: softmax(z/T) or its log.")]
 
 
+def _g(x: float) -> str:
+    """A tolerance as the help writes it: ``1e-6``, ``1.2e-5``."""
+    return f"{x:.2g}".replace("e-0", "e-")
+
+
 def _within(lo: float, hi: float, *, above: bool = False) -> Any:
     """A parser callback: a finite number in [lo, hi] ((lo, hi] with ``above``), or a usage error
     naming the range. click's own ranges let NaN through, and infinity would reach a JSON report."""
@@ -163,7 +170,7 @@ RtolOpt = Annotated[
     float | None,
     typer.Option(
         help="Relative tolerance in [0, 1], times the size of the reference "
-        "[default: by dtype, 1e-6 for float64, 1.2e-5 for float32].",
+        f"[default: by dtype, {_g(default_rtol(np.float64))} for float64, {_g(default_rtol(np.float32))} for float32].",
         callback=_within(0, 1),
         show_default=False,
     ),
@@ -171,7 +178,7 @@ RtolOpt = Annotated[
 AtolOpt = Annotated[
     float | None,
     typer.Option(
-        help="Absolute tolerance in [0, 1e300] [default: 1e-9; verify: by the answer's dtype].",
+        help=f"Absolute tolerance in [0, 1e300] [default: {_g(CHECK_ATOL)}; verify: by the answer's dtype].",
         callback=_within(0, 1e300),
         show_default=False,
     ),

@@ -1,0 +1,37 @@
+"""The tolerances of ``check`` and ``verify``: their one home.
+
+A value agrees with its reference when ``max|a − r| ≤ atol + rtol·max|r|``. The defaults follow
+the dtype of the arithmetic: coarser types round more, so they are allowed more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CHECK_ATOL = 1e-9  # check's absolute tolerance, and verify's floor in float64
+
+
+def default_rtol(dtype: np.dtype | type) -> float:
+    """1e-6 in float64; looser where the arithmetic is coarser (float32: about 1.2e-5).
+
+    >>> default_rtol(np.float64), f"{default_rtol(np.float32):.2g}"
+    (1e-06, '1.2e-05')
+    """
+    return max(1e-6, 100 * float(np.finfo(dtype).eps))
+
+
+def default_atol(dtype: np.dtype | type) -> float:
+    """``verify``'s: :data:`CHECK_ATOL` in float64; ten ulps of 1 in coarser types (float32: about 1.2e-6).
+
+    >>> default_atol(np.float64), f"{default_atol(np.float32):.2g}"
+    (1e-09, '1.2e-06')
+    """
+    return max(CHECK_ATOL, 10 * float(np.finfo(dtype).eps))
+
+
+def describe() -> str:
+    """The defaults in words, for help texts."""
+    return (
+        f"rtol by dtype, {default_rtol(np.float64):g} for float64 and {default_rtol(np.float32):.2g} for "
+        f"float32; atol {CHECK_ATOL:g} (verify: {default_atol(np.float32):.2g} for float32)"
+    )
