@@ -1,14 +1,19 @@
-"""Keep the README's command examples true by running them.
+"""Keep the README and the documentation pages true by running their examples.
 
-A block in README.md written as::
+A block in README.md or in a page of docs/ written as::
 
     <!-- run: smjac forward -W samples/blog/W.json -x samples/blog/x.json -->
     ...anything...
     <!-- end -->
 
 is replaced by a console block showing the command and what it printed (stdout and stderr, in the
-order a terminal shows them) and, when it is not 0, its exit status. ``tests/test_docs.py`` fails
-when the README differs from a fresh run; ``python -m tests.readme`` rewrites it.
+order a terminal shows them) and, when it is not 0, its exit status. A block opened with
+``<!-- python: module:function -->`` holds what that function of the package returns (a table
+made from the code), and one opened with ``<!-- generated: NAME -->`` holds what a generator of
+this module makes (``cli-reference``: every command's ``--help``, the commands listed by the app).
+
+``tests/test_docs.py`` fails when a page differs from a fresh run; ``python -m tests.readme``
+rewrites every page.
 """
 
 from __future__ import annotations
@@ -18,22 +23,30 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-BLOCK = re.compile(r"(<!-- run: (?P<cmd>.+?) -->\n)(?P<body>.*?)(<!-- end -->)", re.DOTALL)
+DOCS = ROOT / "docs"
+BLOCK = re.compile(r"(<!-- run: (?P<cmd>[^\n]+?) -->\n)(?P<body>.*?)(<!-- end -->)", re.DOTALL)
+# Pages are read at 80 columns, so the examples are run at that width.
 ENV = {
-    "COLUMNS": "100",
-    "TERMINAL_WIDTH": "100",
+    "COLUMNS": "80",
+    "TERMINAL_WIDTH": "80",
     "NO_COLOR": "1",
     "TERM": "dumb",
     "PYTHONUNBUFFERED": "1",  # stdout and stderr interleave as on a terminal
 }
 
 
+def pages() -> list[Path]:
+    """Every page whose examples are kept true: the README, then each page of the docs site."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
 def run(cmd: str) -> tuple[str, int]:
-    """Run a README command as a reader would, from a folder holding the repository's samples/.
+    """Run a documented command as a reader would, from a folder holding the repository's samples/.
 
     The folder is a fresh temporary one, so an example that writes a file leaves the repository
     alone; the installed smjac comes first on PATH.
@@ -53,28 +66,51 @@ def run(cmd: str) -> tuple[str, int]:
     return proc.stdout, proc.returncode
 
 
+def console(cmd: str) -> str:
+    """A console block: the command, what it printed, and its exit status when not 0."""
+    output, code = run(cmd)
+    lines = [f"$ {cmd}", *(line.rstrip() for line in output.rstrip().splitlines())]
+    if code:
+        lines.append(f"# exit status {code}")
+    return "```console\n" + "\n".join(lines) + "\n```\n"
+
+
 GENERATED = re.compile(r"(<!-- python: (?P<fn>[\w.]+:\w+) -->\n)(?P<body>.*?)(<!-- end -->)", re.DOTALL)
+MADE = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end -->)", re.DOTALL)
 
 
 def generated(fn: str) -> str:
-    """What a function of the package writes into the README (a table made from the code)."""
+    """What a function of the package writes into a page (a table made from the code)."""
     import importlib
 
     module, name = fn.split(":")
     return getattr(importlib.import_module(module), name)()
 
 
+def command_names() -> list[str]:
+    """The app's commands, in the order its --help lists them."""
+    from smjac.cli import app
+
+    return [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+
+
+def cli_reference() -> str:
+    """Every command's --help, as the installed program prints it, one section per command."""
+    sections = []
+    for name in ["", *command_names()]:
+        title = f"smjac {name}".strip()
+        sections.append(f"## `{title}`\n\n" + console(f"{title} --help"))
+    return "\n".join(sections)
+
+
+GENERATORS: dict[str, Callable[[], str]] = {"cli-reference": cli_reference}
+
+
 def render(text: str) -> str:
+    """The page with every generated and example block made afresh."""
     text = GENERATED.sub(lambda m: m.group(1) + generated(m["fn"]) + m.group(4), text)
-
-    def block(m: re.Match[str]) -> str:
-        output, code = run(m["cmd"])
-        lines = [f"$ {m['cmd']}", *(line.rstrip() for line in output.rstrip().splitlines())]
-        if code:
-            lines.append(f"# exit status {code}")
-        return m.group(1) + "```console\n" + "\n".join(lines) + "\n```\n" + m.group(4)
-
-    return BLOCK.sub(block, text)
+    text = MADE.sub(lambda m: m.group(1) + GENERATORS[m["name"]]() + m.group(4), text)
+    return BLOCK.sub(lambda m: m.group(1) + console(m["cmd"]) + m.group(4), text)
 
 
 # A number as a table or CSV prints it.
@@ -84,7 +120,7 @@ FULL = 13  # a figure printed with this many significant digits or more is at fu
 
 
 def same(shown: str, fresh: str) -> bool:
-    """Whether a README block says what a fresh run says, allowing for round-off alone.
+    """Whether a page's block says what a fresh run says, allowing for round-off alone.
 
     Some figures are noise by nature, and their digits depend on the order in which a BLAS
     kernel adds (which differs between CPUs and thread counts): a check's error figures (2.11e-17
@@ -117,6 +153,14 @@ def commands(text: str) -> list[str]:
     return [m["cmd"] for m in BLOCK.finditer(text)]
 
 
+def main() -> None:
+    for page in pages():
+        old = page.read_text()
+        new = render(old)
+        if new != old:
+            page.write_text(new)
+        print(f"{'updated' if new != old else 'unchanged'} {page.relative_to(ROOT)}", file=sys.stderr)
+
+
 if __name__ == "__main__":
-    README.write_text(render(README.read_text()))
-    print(f"updated {README.relative_to(ROOT)}", file=sys.stderr)
+    main()
