@@ -7,8 +7,74 @@ The convention of the whole package lives here: weight ``w[i,j]`` (input j to ou
 
 from __future__ import annotations
 
+import re
+
 from .maths import LAYOUTS, WRTS
 from .maths.numeric import check_choice
+
+SUBSCRIPT_DIGITS = "₀₁₂₃₄₅₆₇₈₉"
+_TO_SUBSCRIPT = str.maketrans("0123456789", SUBSCRIPT_DIGITS)
+
+
+def sub(i: int) -> str:
+    """``sub(12) == '₁₂'``: index labels such as h₁₂."""
+    return str(i).translate(_TO_SUBSCRIPT)
+
+
+def labels(symbol: str, count: int) -> list[str]:
+    """``['h₀', 'h₁', …]``: one label per entry of a vector."""
+    return [f"{symbol}{sub(i)}" for i in range(count)]
+
+
+def weight_labels(K: int, n: int) -> list[str]:
+    """``w[i,j]`` for column ``i·n + j``: output i, input j."""
+    return [f"w[{i},{j}]" for i in range(K) for j in range(n)]
+
+
+# What a stream that takes ASCII only gets instead of smjac's notation (LC_ALL=C, an ASCII pipe).
+STAND_INS = {
+    "→": "->",
+    "←": "<-",
+    "×": "x",
+    "·": "*",
+    "…": "...",
+    "⋮": ":",
+    "−": "-",
+    "ᵀ": "^T",
+    "≤": "<=",
+    "≥": ">=",
+    "≈": "~",
+    "∂": "d",
+    "δ": "delta",
+    "ε": "eps",
+    "Σ": "sum",
+    "⊗": "(x)",
+    "⊙": "*",
+    "²": "^2",
+    "³": "^3",
+    "√": "sqrt",
+    "½": "1/2",
+    "—": "--",
+    "–": "-",
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+    "█": "#",
+    "▀": "#",
+}
+# a whole stream: subscript digits become plain ones (h₀ → h0)
+ASCII = str.maketrans({**{d: str(i) for i, d in enumerate(SUBSCRIPT_DIGITS)}, **STAND_INS})
+
+
+def to_ascii(text: str) -> str:
+    """``text`` in ASCII for a reader who asked for it: subscripts as ``_0`` (``h_0``), the stand-ins.
+
+    >>> to_ascii("∂h₁₂/∂w[0,1] ≤ 1e−9 × |r|")
+    'dh_12/dw[0,1] <= 1e-9 x |r|'
+    """
+    text = re.sub(f"[{SUBSCRIPT_DIGITS}]+", lambda m: "_" + m.group().translate(ASCII), text)
+    return text.translate(ASCII).encode("ascii", "replace").decode()
 
 
 def column_legend(wrt: str, K: int, n: int, layout: str = "in-out") -> list[tuple[int, str, str]]:
@@ -33,5 +99,4 @@ def column_legend(wrt: str, K: int, n: int, layout: str = "in-out") -> list[tupl
             for i in range(K)
             for j in range(n)
         ]
-    sub = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-    return [(k, f"{wrt}{str(k).translate(sub)}", f"{wrt}[{k}]") for k in range(n if wrt == "x" else K)]
+    return [(k, f"{wrt}{sub(k)}", f"{wrt}[{k}]") for k in range(n if wrt == "x" else K)]

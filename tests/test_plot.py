@@ -12,7 +12,7 @@ import pytest
 import smjac
 from smjac.errors import OutputError
 from smjac.formats import pictures as plot
-from smjac.outputs.render import labels, weight_labels
+from smjac.notation import labels, weight_labels
 
 pytest.importorskip("matplotlib")
 from matplotlib.image import imread

@@ -7,21 +7,15 @@ at ``W[1,0]`` in PyTorch's (out-in).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..notation import sub, to_ascii
+
 if TYPE_CHECKING:
     from .mistakes import Problem
-
-_SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-
-
-def _sub(i: int) -> str:
-    return str(i).translate(_SUB)
-
 
 def derivative_name(pr: Problem) -> str:
     """What is verified, in the post's notation: ``dh/dW``, ``dz/dx``, ``dL/dW``, ``dL/db``."""
@@ -44,16 +38,16 @@ def entry_name(pr: Problem, r: int, c: int, sample: int | None = None) -> tuple[
     L = pr.L
     at = "" if sample is None else f"{sample}, "
     if pr.kind == "grad_b":
-        return f"∂L/∂b{_sub(c)}", f"b[{c}]"
+        return f"∂L/∂b{sub(c)}", f"b[{c}]"
     if pr.kind == "grad":
         i, j = (c, r) if L.layout == "in-out" else (r, c)
         return f"∂L/∂w[{i},{j}]", f"W[{r},{c}]"
-    top = f"∂{pr.of}{_sub(r)}"
+    top = f"∂{pr.of}{sub(r)}"
     if pr.wrt == "W":
         i, j = divmod(c, L.n)
         stored = f"W[{j},{i}]" if L.layout == "in-out" else f"W[{i},{j}]"
         return f"{top}/∂w[{i},{j}]", stored
-    return f"{top}/∂{pr.wrt}{_sub(c)}", f"{pr.wrt}[{at}{c}]"
+    return f"{top}/∂{pr.wrt}{sub(c)}", f"{pr.wrt}[{at}{c}]"
 
 
 def describe_shape(pr: Problem, shape: tuple[int, ...]) -> str:
@@ -236,7 +230,7 @@ class Verdict:
                     "  diagnosis: no known mistake matches this answer; the errors sit as shown above"
                 )
         text = "\n".join(lines)
-        return _to_ascii(text) if ascii else text
+        return to_ascii(text) if ascii else text
 
     def _where_lines(self) -> list[str]:
         def counts(name: str, label: str, vals: list[int]) -> str:
@@ -261,27 +255,3 @@ class Verdict:
         return self.report()
 
 
-_ASCII = {
-    "∂": "d",
-    "−": "-",
-    "·": "*",
-    "≤": "<=",
-    "≈": "~",
-    "×": "x",
-    "…": "...",
-    "ᵀ": "^T",
-    "²": "^2",
-    "δ": "delta",
-    "—": "--",
-    "⊗": "(x)",
-    "½": "1/2",
-}
-
-
-def _to_ascii(text: str) -> str:
-    text = re.sub(
-        "[₀-₉]+", lambda m: "_" + m.group().translate(str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")), text
-    )
-    for u, a in _ASCII.items():
-        text = text.replace(u, a)
-    return text.encode("ascii", "replace").decode()

@@ -10,7 +10,7 @@ import numpy as np
 from rich.rule import Rule
 from rich.text import Text
 
-from .. import maths
+from .. import maths, notation
 from ..checking.checks import check
 from . import render
 
@@ -50,8 +50,8 @@ def renderables(width: int, precision: int = 5) -> list[Any]:
         "1 · the layer",
         f"W is n×K = {n}×{K}: one row per input, one column per output. The input is x = {x.tolist()}.",
         W,
-        render.labels("x", n),
-        render.labels("z", K),
+        notation.labels("x", n),
+        notation.labels("z", K),
     )
     parts.append(Rule(Text("2 · forward pass")))
     parts.append(
@@ -64,23 +64,23 @@ def renderables(width: int, precision: int = 5) -> list[Any]:
         "3 · dh/dz = diag(h) − hhᵀ",
         "The softmax Jacobian: symmetric, and each row and column sums to 0 because h always sums to 1.",
         dhdz,
-        render.labels("h", K),
-        render.labels("z", K),
+        notation.labels("h", K),
+        notation.labels("z", K),
     )
     step(
         "4 · dz/dW",
         f"∂z_k/∂w[i,j] = x_j when i = k, else 0. smjac gives it K × K·n ({K}×{K * n}), rows = outputs; "
         "the post prints its transpose.",
         dzdw,
-        render.labels("z", K),
-        render.weight_labels(K, n),
+        notation.labels("z", K),
+        notation.weight_labels(K, n),
     )
     step(
         "5 · dh/dW by the chain rule: dh/dz · dz/dW",
         "The post's first method: multiply the two matrices. Weight w[i,j] is column i·n + j.",
         chain,
-        render.labels("h", K),
-        render.weight_labels(K, n),
+        notation.labels("h", K),
+        notation.weight_labels(K, n),
     )
     agree = report["dh/dW shortcut = chain rule"]
     step(
@@ -92,8 +92,8 @@ def renderables(width: int, precision: int = 5) -> list[Any]:
             else f"Largest difference from step 5: {agree.max_error:.1e}, rounding."
         ),
         short,
-        render.labels("h", K),
-        render.weight_labels(K, n),
+        notation.labels("h", K),
+        notation.weight_labels(K, n),
     )
     colsum = report["dh/dW columns sum to 0"]
     step(
@@ -105,8 +105,8 @@ def renderables(width: int, precision: int = 5) -> list[Any]:
         f"grad_W = gᵀ · dh/dW. For cross-entropy with true class {target}, that is x (h − e_{target})ᵀ, "
         f"loss −log h_{target} = {ce.loss:.{precision}f}:",
         ce.W,
-        render.labels("x", n),
-        render.labels("z", K),
+        notation.labels("x", n),
+        notation.labels("z", K),
     )
     parts.append(Text("Try it on your own layer: smjac check -W W.json -x x.json"))
     if hidden:

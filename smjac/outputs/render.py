@@ -17,23 +17,10 @@ if TYPE_CHECKING:
 # rich is imported inside the functions that draw: the label helpers here are plain strings, and
 # a command that prints CSV should not pay for loading rich.
 
-_SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 ROW_EDGE = 8  # rows shown at each end of a long matrix
 MAX_ROWS = 2 * ROW_EDGE + 1
 
 
-def sub(i: int) -> str:
-    """``sub(12) == '₁₂'``: index labels such as h₁₂."""
-    return str(i).translate(_SUB)
-
-
-def labels(symbol: str, count: int) -> list[str]:
-    return [f"{symbol}{sub(i)}" for i in range(count)]
-
-
-def weight_labels(K: int, n: int) -> list[str]:
-    """``w[i,j]`` for column ``i·n + j``: output i, input j."""
-    return [f"w[{i},{j}]" for i in range(K) for j in range(n)]
 
 
 def number_format(values: np.ndarray, precision: int) -> str:

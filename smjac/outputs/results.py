@@ -71,7 +71,13 @@ def forward(L: maths.Layer, *, precision: int, sample: int) -> Result:
             notes=notes,
         )
 
-    return Result(FORWARD, "the forward pass", data, view, nbytes=maths.estimate_bytes(L, "forward"))
+    return Result(
+        FORWARD,
+        "the forward pass",
+        data,
+        view,
+        cost=lambda text: maths.estimate_bytes(L, "forward", text=text),
+    )
 
 
 def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Result:
@@ -107,8 +113,10 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Re
     whole = forward(
         L._replace(X=np.empty((0, L.n), L.W.dtype), batched=True), precision=precision, sample=sample
     )
-    nbytes = 3 * X.shape[0] * L.K * L.W.dtype.itemsize
-    return whole._replace(data=data, nbytes=nbytes, csv_chunks=chunks)
+    mapped = L._replace(X=X, batched=True)  # the shapes the estimate needs; nothing is read
+    return whole._replace(
+        data=data, cost=lambda text: maths.estimate_bytes(mapped, "forward", text=text), csv_chunks=chunks
+    )
 
 
 def _oriented(L: maths.Layer) -> Any:
@@ -131,11 +139,13 @@ def grad_mapped(L: maths.Layer, X: Any, *, target: Any, upstream: Any, reduce: s
         fields["loss"] = res.loss
         return Document(fields, matrix="grad")
 
-    return whole._replace(data=data, nbytes=4 * L.K * L.n * L.W.dtype.itemsize)
+    # one chunk of rows is worked on at a time; the result is the gradient alone
+    rows = max(1, min(X.shape[0], maths.CHUNK_BYTES // max(1, L.n * X.dtype.itemsize)))
+    chunk = L._replace(X=X[:rows], batched=True)
+    return whole._replace(data=data, cost=lambda text: maths.estimate_bytes(chunk, "grad", text=text))
 
 
 def jacobian(L: maths.Layer, *, of: str, wrt: str, method: str, sample: int) -> Result:
-    from . import render
 
     shape = maths.jacobian_shape(L, of=of, wrt=wrt)
     what = f"d{of}/d{wrt}"
@@ -148,16 +158,19 @@ def jacobian(L: maths.Layer, *, of: str, wrt: str, method: str, sample: int) -> 
     def view(doc: Document) -> View:
         notes: list[str] = []
         M = pick(doc.fields["jacobian"], L.batched, sample, notes)
-        cols = render.weight_labels(L.K, L.n) if wrt == "W" else render.labels(wrt.lower(), M.shape[-1])
+        cols = notation.weight_labels(L.K, L.n) if wrt == "W" else notation.labels(wrt.lower(), M.shape[-1])
         title = f"{what} ({method}), {M.shape[0]}×{M.shape[1]}"
-        return View(M, render.labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None)
+        return View(M, notation.labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None)
 
     def blocks() -> maths.Blocks:
         return maths.jacobian_blocks(L, of=of, wrt=wrt, method=method)
 
     dims = " × ".join(map(str, shape if L.batched else shape[1:]))
-    nbytes = int(np.prod(shape)) * L.W.dtype.itemsize
-    return Result(JACOBIAN, f"{what} ({dims} {L.W.dtype})", data, view, nbytes=nbytes, blocks=blocks)
+    return Result(
+        JACOBIAN, f"{what} ({dims} {L.W.dtype})", data, view,
+        cost=lambda text: maths.estimate_bytes(L, "jacobian", of=of, wrt=wrt, method=method, text=text),
+        work=int(np.prod(shape)) * L.W.dtype.itemsize, blocks=blocks,
+    )  # fmt: skip
 
 
 def legend(L: maths.Layer, *, wrt: str) -> Result:
@@ -174,7 +187,13 @@ def legend(L: maths.Layer, *, wrt: str) -> Result:
         rows = [(r["column"], r["variable"], r["stored_at"]) for r in doc.fields["columns"]]
         return View(np.zeros((0, 0)), [], [], "legend", table=lambda: render.legend_table(rows, L.layout))
 
-    return Result(LEGEND, "the legend", data, view, nbytes=maths.estimate_bytes(L, "legend", wrt=wrt))
+    return Result(
+        LEGEND,
+        "the legend",
+        data,
+        view,
+        cost=lambda text: maths.estimate_bytes(L, "legend", wrt=wrt, text=text),
+    )
 
 
 def entry(L: maths.Layer, text: str, *, of: str, wrt: str, sample: int) -> Result:
@@ -189,8 +208,8 @@ def entry(L: maths.Layer, text: str, *, of: str, wrt: str, sample: int) -> Resul
         form = "T,I,J (output T, weight w[I,J])" if wrt == "W" else f"T,K (output T, {wrt}[K])"
         raise InputError(f"--entry {text!r}: --wrt {wrt} takes {form}")
     value = maths.layer_entry(L, index, of=of, wrt=wrt, sample=sample)
-    label = f"∂{of}{render.sub(index[0])}/∂" + (
-        f"w[{index[1]},{index[2]}]" if wrt == "W" else f"{wrt}{render.sub(index[1])}"
+    label = f"∂{of}{notation.sub(index[0])}/∂" + (
+        f"w[{index[1]},{index[2]}]" if wrt == "W" else f"{wrt}{notation.sub(index[1])}"
     )
 
     def data(progress: Any) -> Document:
@@ -201,7 +220,13 @@ def entry(L: maths.Layer, text: str, *, of: str, wrt: str, sample: int) -> Resul
             np.array([[value]]), [label], ["value"], label, table=lambda: render.plain(f"{label} = {value!r}")
         )
 
-    return Result(ENTRY, "one entry", data, view)
+    return Result(
+        ENTRY,
+        "one entry",
+        data,
+        view,
+        cost=lambda text: maths.estimate_bytes(L, "entry", of=of, wrt=wrt, text=text),
+    )
 
 
 def factors(L: maths.Layer, *, of: str, wrt: str) -> Result:
@@ -212,13 +237,14 @@ def factors(L: maths.Layer, *, of: str, wrt: str) -> Result:
         F = maths.layer_factors(L, of=of)
         return Document({"formula": F.formula, "shape": list(F.shape), "A": F.A, "x": F.x})
 
-    return Result(FACTORS, "the factors", data, nbytes=maths.estimate_bytes(L, "factored", of=of))
+    return Result(
+        FACTORS, "the factors", data, cost=lambda text: maths.estimate_bytes(L, "factored", of=of, text=text)
+    )
 
 
 def grad(
     L: maths.Layer, *, target: Any, upstream: Any, reduce: str, precision: int, checkpoint: Any = None
 ) -> Result:
-    from . import render
 
     notes = []
     if upstream is not None and L.function == "softmax" and maths.constant_upstream(upstream):
@@ -243,8 +269,8 @@ def grad(
         caption = where if loss is None else f"{where}\nloss ({reduce}) = {loss:.{precision}f}"
         return View(
             G,
-            render.labels(rows, G.shape[0]),
-            render.labels(cols, G.shape[1]),
+            notation.labels(rows, G.shape[0]),
+            notation.labels(cols, G.shape[1]),
             "dLoss/dW, in W's shape",
             caption=caption,
         )
@@ -262,7 +288,7 @@ def grad(
         "the gradient",
         data,
         view,
-        nbytes=maths.estimate_bytes(L, "grad"),
+        cost=lambda text: maths.estimate_bytes(L, "grad", text=text),
         notes=notes,
         checkpoint=None if checkpoint is None else as_checkpoint,
     )
@@ -270,12 +296,15 @@ def grad(
 
 def check(L: maths.Layer, *, rtol: float | None, atol: float | None, probes: int | None, seed: int) -> Result:
     from ..checking.checks import layer_check
+    from ..checking.tolerances import CHECK_ATOL
     from . import render
 
     reports: list[Any] = []
 
     def data(progress: Any) -> Document:
-        report = layer_check(L, rtol=rtol, atol=1e-9 if atol is None else atol, probes=probes, seed=seed)
+        report = layer_check(
+            L, rtol=rtol, atol=CHECK_ATOL if atol is None else atol, probes=probes, seed=seed
+        )
         reports.append(report)
         records = [
             {
@@ -295,7 +324,10 @@ def check(L: maths.Layer, *, rtol: float | None, atol: float | None, probes: int
         names = [c.name for c in report.checks]
         return View(M, names, ["max error", "tolerance"], "checks", table=lambda: render.check_table(report))
 
-    return Result(CHECK, "a check report", data, view, status=_agreed)
+    return Result(
+        CHECK, "a check report", data, view, status=_agreed,
+        cost=lambda text: maths.estimate_bytes(L, "check", probes=probes, text=text),
+    )  # fmt: skip
 
 
 def demo(*, precision: int, width: int) -> Result:

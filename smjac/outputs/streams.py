@@ -28,40 +28,7 @@ import warnings
 from typing import Any
 
 from ..errors import ExitStatus
-
-ASCII = str.maketrans(
-    {
-        **{chr(0x2080 + d): str(d) for d in range(10)},  # subscript digits: h₀ → h0
-        "→": "->",
-        "←": "<-",
-        "×": "x",
-        "·": "*",
-        "…": "...",
-        "⋮": ":",
-        "−": "-",
-        "ᵀ": "^T",
-        "≤": "<=",
-        "≥": ">=",
-        "≈": "~",
-        "∂": "d",
-        "δ": "delta",
-        "ε": "eps",
-        "Σ": "sum",
-        "⊗": "(x)",
-        "⊙": "*",
-        "²": "^2",
-        "³": "^3",
-        "√": "sqrt",
-        "—": "--",
-        "–": "-",
-        "‘": "'",
-        "’": "'",
-        "“": '"',
-        "”": '"',
-        "█": "#",
-        "▀": "#",
-    }
-)
+from ..notation import ASCII
 
 
 class Interrupted(BaseException):

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from .. import budget
-from ..errors import ExitStatus, InputError, OutputError
+from ..errors import ExitStatus, OutputError
 from ..formats import document, table
 from ..formats import text as text_format
 from ..formats.table import Format, either
@@ -103,16 +103,19 @@ class Result(NamedTuple):
     """A command's answer, for the writer: data made on demand, and how to show it.
 
     ``data`` computes the document (given a progress callback); ``blocks``, where the result can
-    be streamed, gives its row blocks instead. ``nbytes`` is the memory holding it takes, checked
-    against the budget before ``data`` runs. ``status`` is the exit status once it is written
-    (``smjac check`` exits 1 when a check fails).
+    be streamed, gives its row blocks instead. ``cost(text)`` is the memory its path takes at its
+    peak, from :func:`smjac.maths.estimate_bytes` (``text``: every number also becomes text at
+    once, as JSON, CSV, Markdown or LaTeX of the whole), checked against the budget before
+    ``data`` runs. ``work`` is the bytes of arrays the progress bar counts as ``data`` fills them.
+    ``status`` is the exit status once it is written (``smjac check`` exits 1 when a check fails).
     """
 
     shape: Shape
     what: str
     data: Callable[[Callable[[int], None]], document.Document]
     view: Callable[[document.Document], View] | None = None
-    nbytes: int = 0
+    cost: Callable[[bool], int] = lambda text: 0
+    work: int = 0
     blocks: Callable[[], Any] | None = None  # -> maths.Blocks
     status: Callable[[document.Document], int] = lambda doc: ExitStatus.OK
     notes: Sequence[str] = ()
@@ -231,14 +234,14 @@ class Writer:
     # ------------------------------------------------------------ writing
 
     def budget(self) -> int:
-        return budget.default_memory_budget() if self.opts.max_memory is None else self.opts.max_memory
+        return budget.resolve(self.opts.max_memory)
 
     def write(self, result: Result) -> int:
         """Compute ``result`` and write it to every destination; return the exit status."""
         if result.shape.name != self.shape.name:  # pragma: no cover - a programming error
             raise AssertionError(f"{result.shape.name} given to a writer for {self.shape.name}")
         progress = _Progress(
-            result.nbytes,
+            result.work,
             result.what,
             stream=self.env.stderr,
             enabled=not self.opts.quiet and self.env.stderr_isatty,
@@ -248,8 +251,9 @@ class Writer:
             if streamed and len(self.dests) == 1:
                 self._stream(streamed[0], result, progress)
                 return ExitStatus.OK
-            if result.nbytes > self.budget():
-                raise InputError(self._over_budget(result))
+            as_text = [d.fmt.value for d in self.dests if d.fmt.whole_text]
+            what = f"{result.what} as {' and '.join(as_text)}" if as_text else result.what
+            budget.require(result.cost(bool(as_text)), what, self.opts.max_memory, way=self._way())
             doc = result.data(progress)
         finally:
             progress.close()
@@ -266,15 +270,12 @@ class Writer:
             return False
         return d.fmt is Format.npy or d.fmt is Format.csv
 
-    def _over_budget(self, result: Result) -> str:
-        said = (
-            f"{result.what} would take {budget.format_size(result.nbytes)}, over the memory budget of "
-            f"{budget.format_size(self.budget())} (--max-memory)"
-        )
+    def _way(self) -> str:
+        """What to do instead of a result over the budget."""
         if not self.shape.streams:
-            return said
+            return ""
         return (
-            f"{said}. Stream it in blocks to a file, -o J.npy, or as CSV to a pipe, --format csv; or take "
+            "Stream it in blocks to a file, -o J.npy, or as CSV to a pipe, --format csv; or take "
             "it as its factors, K² + n numbers: --format factored (one entry: --entry T,I,J)"
         )
 
