@@ -32,6 +32,9 @@ CHECK = Shape(
 )
 
 
+WHAT = {"h": "output", "z": "logit"}  # what a row of a Jacobian of h or of z is, in a picture
+
+
 def _agreed(doc: Document) -> int:
     """A report's exit status: 1 when a check or the user's answer disagrees."""
     return ExitStatus.OK if doc.fields["ok"] else ExitStatus.DISAGREE
@@ -69,6 +72,8 @@ def forward(L: maths.Layer, *, precision: int, sample: int) -> Result:
             title,
             table=lambda: render.forward_table(z, h, precision=precision, h_name=name, title=title),
             notes=notes,
+            picture_title=title + (f", sample {sample} of {len(doc.fields['h'])}" if L.batched else ""),
+            axes=("output t", "", f"{name}ₜ"),
         )
 
     return Result(
@@ -160,7 +165,22 @@ def jacobian(L: maths.Layer, *, of: str, wrt: str, method: str, sample: int) -> 
         M = pick(doc.fields["jacobian"], L.batched, sample, notes)
         cols = notation.weight_labels(L.K, L.n) if wrt == "W" else notation.labels(wrt.lower(), M.shape[-1])
         title = f"{what} ({method}), {M.shape[0]}×{M.shape[1]}"
-        return View(M, notation.labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None)
+        # a picture says what it draws: the function, the derivative, the method and the sample
+        logs = of == "h" and L.function == "log-softmax"
+        out, top = ("output log hₜ", "∂(log hₜ)") if logs else (f"{WHAT[of]} {of}ₜ", f"∂{of}ₜ")
+        across, var = {
+            "W": ("weight w[i,j] (column i·n + j)", "w[i,j]"),
+            "z": ("logit zᵢ", "zᵢ"),
+            "x": ("input xⱼ", "xⱼ"),
+            "b": ("bias bᵢ", "bᵢ"),
+        }[wrt]
+        function = L.function if L.temperature == 1 else f"{L.function} at temperature {L.temperature:g}"
+        derivative = f"∂{'(log h)' if logs else of}/∂{wrt}, {method} method, {M.shape[0]}×{M.shape[1]}"
+        batch = f", sample {sample} of {len(doc.fields['jacobian'])}" if L.batched else ""
+        return View(
+            M, notation.labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None,
+            picture_title=f"{function}: {derivative}{batch}", axes=(out, across, f"{top}/∂{var}"),
+        )  # fmt: skip
 
     def blocks() -> maths.Blocks:
         return maths.jacobian_blocks(L, of=of, wrt=wrt, method=method)
@@ -273,6 +293,10 @@ def grad(
             notation.labels(cols, G.shape[1]),
             "dLoss/dW, in W's shape",
             caption=caption,
+            picture_title=f"{L.function}: ∂Loss/∂W, in W's shape (layout {L.layout})",
+            axes=("input xⱼ", "output zᵢ", "∂Loss/∂W[j,i]")
+            if L.layout == "in-out"
+            else ("output zᵢ", "input xⱼ", "∂Loss/∂W[i,j]"),
         )
 
     def as_checkpoint(doc: Document) -> bytes:

@@ -97,6 +97,9 @@ class View(NamedTuple):
     table: Callable[[], Any] | None = None  # a table of its own, instead of the matrix's
     notes: Sequence[str] = ()
     groups: int | None = None  # columns per output (dh/dW: n), drawn as blocks in a picture
+    # a picture's title, when it says more than ``title`` (the function, the method, the sample)
+    picture_title: str | None = None
+    axes: tuple[str, str, str] = ("", "", "")  # a picture's labels: rows, columns, values
 
 
 class Result(NamedTuple):
@@ -323,8 +326,8 @@ class Writer:
             bars = self.shape.picture == "bars"
             data, drawn = plot.draw(
                 view.M[:, -1] if bars else view.M, fmt=fmt.value, row_labels=list(view.rows),
-                col_labels=None if bars else list(view.cols), title=view.title, groups=view.groups,
-                kind="bars" if bars else "matrix",
+                col_labels=None if bars else list(view.cols), title=view.picture_title or view.title,
+                groups=view.groups, axes=view.axes, kind="bars" if bars else "matrix",
             )  # fmt: skip
             notes += [*drawn, *view.notes]
         elif fmt.people:
