@@ -72,6 +72,8 @@ def test_grad_chunks_with_upstream(mapped, rng):
     g = rng.normal(size=(len(X), 5)).astype(np.float32)
     part = smjac.grad_chunks(W, x, upstream=g, chunk_bytes=7 * 24)
     assert_allclose(part.W, smjac.grad(W, X, upstream=g).W, rtol=2e-6, atol=1e-6)
+    summed = smjac.grad_chunks(W, x, upstream=g, reduce="sum", chunk_bytes=7 * 24)
+    assert_allclose(summed.W, part.W * len(X), rtol=1e-6)
     with pytest.raises(smjac.InputError, match="does not keep"):
         _ = part.x
 

@@ -115,8 +115,13 @@ EXTREMES = [
     Extreme("upstream ±1.7e308", g(upstream=[1.7e308, -1.7e308, 0, 0, 0])),
     Extreme("upstream ±1.7e308 log-softmax", g(upstream=[1.7e308, -1.7e308, 0, 0, 0], **LOG)),
     # a batch whose gradient sums past the float range; its mean does not
-    Extreme("batch sum overflows", g(W=[[1e-308, 0.0]], x=BATCH_X, target=1), InputError, "--reduce mean"),
-    Extreme("batch mean", g(W=[[1e-308, 0.0]], x=BATCH_X, target=1, reduce="mean")),
+    Extreme(
+        "batch sum overflows",
+        g(W=[[1e-308, 0.0]], x=BATCH_X, target=1, reduce="sum"),
+        InputError,
+        "--reduce mean",
+    ),
+    Extreme("batch mean", g(W=[[1e-308, 0.0]], x=BATCH_X, target=1)),
     # dh/dx = p_t (W[j,t] − Σ p_i W[j,i]): the difference overflows, the product with p_t does not
     Extreme("wrt x, W near the limit", j(W=BIG_W, x=[1e-308], wrt="x")),
     Extreme("wrt x, W near the limit, chain", j(W=BIG_W, x=[1e-308], wrt="x", method="chain")),

@@ -102,15 +102,16 @@ def test_a_batch_is_a_loop_over_samples(rng, function, layout):
             # a batched product may round differently from a single one, in the last place
             assert_allclose(J[s], smjac.jacobian(Wl, X[s], b, wrt=wrt, **kind), rtol=1e-14, atol=1e-17)
     targets = rng.integers(0, K, size=N)
-    total = smjac.grad(Wl, X, b, target=targets, **kind)
+    total = smjac.grad(Wl, X, b, target=targets, reduce="sum", **kind)
     each = [smjac.grad(Wl, X[s], b, target=int(targets[s]), **kind) for s in range(N)]
     assert_allclose(total.W, sum(g.W for g in each), rtol=1e-13, atol=1e-15)
     assert_allclose(total.b, sum(g.b for g in each), rtol=1e-13, atol=1e-15)
     assert total.loss == pytest.approx(sum(g.loss for g in each), rel=1e-13)
-    mean = smjac.grad(Wl, X, b, target=targets, reduce="mean", **kind)
+    mean = smjac.grad(Wl, X, b, target=targets, **kind)  # the default, as in torch, Keras and scikit-learn
     assert_allclose(mean.W, total.W / N, rtol=1e-14)
+    assert mean.loss == pytest.approx(total.loss / N, rel=1e-14)
     G = rng.normal(size=(N, K))
-    up = smjac.grad(Wl, X, b, upstream=G, **kind)
+    up = smjac.grad(Wl, X, b, upstream=G, reduce="sum", **kind)
     assert_allclose(up.W, sum(smjac.grad(Wl, X[s], b, upstream=G[s], **kind).W for s in range(N)), atol=1e-14)
     report = smjac.check(Wl, X, b, **kind)
     assert report.ok and all(c.sample is not None for c in report.checks)

@@ -50,7 +50,7 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from ..maths import Array, Layer, softmax
+from ..maths import DEFAULT_REDUCTION, Array, Layer, softmax
 from ..maths.forward_pass import forward_arrays
 
 
@@ -69,7 +69,7 @@ class Problem:
     wrt: str = "W"
     target: NDArray[np.intp] | None = None
     upstream: Array | None = None
-    reduce: str = "sum"
+    reduce: str = DEFAULT_REDUCTION
 
     @cached_property
     def forward(self) -> tuple[Array, Array, Array]:
@@ -328,7 +328,9 @@ _CATALOGUE = (
     Mistake(
         "batch-reduction",
         "summed where the reduction averages, or the reverse (a ratio of N)",
-        "Divide the summed gradient by N for --reduce mean, and leave it summed for --reduce sum.",
+        "Your code may be right: tell verify how it combines the batch. Pass --reduce sum if it sums "
+        "the samples' gradients (loss.sum(), reduction='sum'), --reduce mean if it averages them (the "
+        "default, as torch's CrossEntropyLoss, Keras and scikit-learn do).",
         _batch_reduction,
     ),
     Mistake(

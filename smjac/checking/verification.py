@@ -27,6 +27,7 @@ from numpy.typing import ArrayLike
 from ..errors import InputError
 from ..maths import (
     BLOCK_BYTES,
+    DEFAULT_REDUCTION,
     REDUCTIONS,
     Array,
     Layer,
@@ -361,7 +362,7 @@ def verify(
     b: ArrayLike | None = None,
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
-    reduce: str = "sum",
+    reduce: str = DEFAULT_REDUCTION,
     layout: str = "in-out",
     function: str = "softmax",
     temperature: float = 1.0,
@@ -437,7 +438,7 @@ def layer_verify(
     wrt: str = "W",
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
-    reduce: str = "sum",
+    reduce: str = DEFAULT_REDUCTION,
     rtol: float | None = None,
     atol: float | None = None,
     block_bytes: int = BLOCK_BYTES,

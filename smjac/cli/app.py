@@ -509,8 +509,11 @@ def grad(
         typer.Option(help="dLoss/dh from whatever follows the layer: K entries, or N×K.", **_FILE),
     ] = None,
     reduce: Annotated[
-        maths.Reduction, typer.Option(help="Sum or average a batch's gradients and losses.")
-    ] = "sum",
+        maths.Reduction,
+        typer.Option(
+            help="Average a batch's gradients and losses, as torch, Keras and scikit-learn do, or sum them."
+        ),
+    ] = maths.DEFAULT_REDUCTION,
     fmt: _format_opt(results.GRAD) = None,  # type: ignore[valid-type]
     precision: PrecisionOpt = 6,
     output: OutputOpt = None,
@@ -647,8 +650,9 @@ def verify(
         Path | None, typer.Option(help="With --grad: dLoss/dh instead of a target (K, or N×K).", **_FILE)
     ] = None,
     reduce: Annotated[
-        maths.Reduction, typer.Option(help="With --grad: how your batch was combined.")
-    ] = "sum",
+        maths.Reduction,
+        typer.Option(help="With --grad: how your batch was combined (mean, as torch does, or sum)."),
+    ] = maths.DEFAULT_REDUCTION,
     rtol: RtolOpt = None,
     atol: AtolOpt = None,
     fmt: _format_opt(results.VERIFY) = None,  # type: ignore[valid-type]

@@ -33,6 +33,7 @@ from .jacobians import (
     layer_jacobian,
 )
 from .layer import (
+    DEFAULT_REDUCTION,
     FUNCTIONS,
     LAYOUTS,
     METHODS,
@@ -54,6 +55,7 @@ from .numeric import Array, all_finite
 __all__ = [
     "BLOCK_BYTES",
     "CHUNK_BYTES",
+    "DEFAULT_REDUCTION",
     "ENTRY_FORMS",
     "ESTIMATES",
     "FUNCTIONS",

@@ -22,7 +22,7 @@ from .forward_pass import (
 )
 from .functions import complement, log_softmax
 from .jacobians import outer_fill
-from .layer import REDUCTIONS, Layer, make_layer
+from .layer import DEFAULT_REDUCTION, REDUCTIONS, Layer, make_layer
 from .numeric import Array, all_finite, as_float, check_choice, largest_float, peak_abs, pow2
 
 
@@ -99,7 +99,7 @@ def grad(
     *,
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
-    reduce: str = "sum",
+    reduce: str = DEFAULT_REDUCTION,
     layout: str = "in-out",
     function: str = "softmax",
     temperature: float = 1.0,
@@ -117,7 +117,7 @@ def grad(
         The true class, counted from 0; one per sample for a batch (or one for all).
     upstream : array_like, optional
         ``dLoss/dh``: K entries, or N×K for a batch.
-    reduce : {"sum", "mean"}
+    reduce : {"mean", "sum"}, default "mean"
         How the batch's gradients and losses are combined.
 
     Returns
@@ -155,7 +155,7 @@ def layer_grad(
     *,
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
-    reduce: str = "sum",
+    reduce: str = DEFAULT_REDUCTION,
 ) -> Gradient:
     """:func:`grad` for a :class:`Layer` (one :func:`make_layer` has already checked)."""
     check_choice("reduce", reduce, REDUCTIONS)
@@ -283,7 +283,7 @@ def grad_chunks(
     *,
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
-    reduce: str = "sum",
+    reduce: str = DEFAULT_REDUCTION,
     layout: str = "in-out",
     function: str = "softmax",
     temperature: float = 1.0,
@@ -328,6 +328,7 @@ def grad_chunks(
                 L,
                 target=None if t is None else (t if t.ndim == 0 else t[r0:r1]),
                 upstream=None if g is None else (g if g.ndim == 1 else np.asarray(g[r0:r1])),
+                reduce="sum",  # the chunks' sums add up; the mean divides once, below
             )
             release_rows(x, r0, r1)
             grad_W = part.W if grad_W is None else grad_W + part.W

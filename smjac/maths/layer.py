@@ -22,10 +22,12 @@ Wrt = Literal["W", "z", "x", "b"]
 Method = Literal["shortcut", "chain"]
 LayoutName = Literal["in-out", "out-in"]
 FunctionName = Literal["softmax", "log-softmax"]
-Reduction = Literal["sum", "mean"]
+Reduction = Literal["mean", "sum"]
 DTypeName = Literal["float64", "float32"]
 OFS, WRTS, METHODS = get_args(Of), get_args(Wrt), get_args(Method)
 LAYOUTS, FUNCTIONS, REDUCTIONS = get_args(LayoutName), get_args(FunctionName), get_args(Reduction)
+# A batch is averaged, as torch (CrossEntropyLoss), Keras and scikit-learn do; one sample is the same either way.
+DEFAULT_REDUCTION: Reduction = "mean"
 
 
 class Layer(NamedTuple):

@@ -286,7 +286,8 @@ def grad(
         G, loss = doc.fields["grad"], doc.fields["loss"]
         rows, cols = ("x", "z") if L.layout == "in-out" else ("z", "x")
         where = "rows: inputs, columns: outputs" if L.layout == "in-out" else "rows: outputs, columns: inputs"
-        caption = where if loss is None else f"{where}\nloss ({reduce}) = {loss:.{precision}f}"
+        how = f" ({reduce} over {L.N} samples)" if L.batched else ""  # one sample: sum and mean agree
+        caption = where if loss is None else f"{where}\nloss{how} = {loss:.{precision}f}"
         return View(
             G,
             notation.labels(rows, G.shape[0]),
