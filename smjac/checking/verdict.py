@@ -17,6 +17,7 @@ from ..notation import sub, to_ascii
 if TYPE_CHECKING:
     from .mistakes import Problem
 
+
 def derivative_name(pr: Problem) -> str:
     """What is verified, in the post's notation: ``dh/dW``, ``dz/dx``, ``dL/dW``, ``dL/db``."""
     if pr.kind == "grad":
@@ -253,5 +254,3 @@ class Verdict:
 
     def __str__(self) -> str:
         return self.report()
-
-

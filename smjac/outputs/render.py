@@ -21,8 +21,6 @@ ROW_EDGE = 8  # rows shown at each end of a long matrix
 MAX_ROWS = 2 * ROW_EDGE + 1
 
 
-
-
 def number_format(values: np.ndarray, precision: int) -> str:
     """Fixed point unless the magnitudes would print as zeros or get too wide (as numpy decides)."""
     mags = np.abs(values[np.nonzero(values)])
