@@ -294,7 +294,7 @@ def test_grad_refuses_an_upstream_of_the_wrong_length():
     ("W", "x", "message"),
     [
         (np.ones((3, 5)), np.ones(4), r"W has shape \(3, 5\) but x has 4 entries; .* x needs 3 entries"),
-        (np.ones((3, 5)), np.ones(5), r"W fits --layout out-in \(K×n, as PyTorch stores nn.Linear\)"),
+        (np.ones((3, 5)), np.ones(5), r'W fits layout="out-in" \(K×n, as PyTorch stores nn.Linear\)'),
         (np.ones(3), np.ones(3), r"W must be a matrix"),
         (np.ones((3, 2)), np.ones((2, 2, 3)), r"x must be a vector \(n\) or a batch \(N×n\) but has shape"),
         (

@@ -119,7 +119,7 @@ EXTREMES = [
         "batch sum overflows",
         g(W=[[1e-308, 0.0]], x=BATCH_X, target=1, reduce="sum"),
         InputError,
-        "--reduce mean",
+        'reduce="mean"',
     ),
     Extreme("batch mean", g(W=[[1e-308, 0.0]], x=BATCH_X, target=1)),
     # dh/dx = p_t (W[j,t] − Σ p_i W[j,i]): the difference overflows, the product with p_t does not
@@ -212,8 +212,8 @@ def test_layer_entry_is_the_jacobian_s_entry(rng):
 @pytest.mark.parametrize(
     ("index", "wrt", "gist"),
     [
-        ((0, 0), "W", "--wrt W takes T,I,J"),
-        ((0, 0, 0), "x", "--wrt x takes T,K"),
+        ((0, 0), "W", 'wrt="W" takes T,I,J'),
+        ((0, 0, 0), "x", 'wrt="x" takes T,K'),
         ((5, 0, 0), "W", "t = 5 is out of range: 0 ≤ t ≤ 4"),
         ((0, 9, 2), "W", "i = 9 is out of range"),
         ((0, 0, 3), "W", "j = 3 is out of range: 0 ≤ j ≤ 2"),

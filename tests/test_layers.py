@@ -66,9 +66,10 @@ def test_out_in_column_order_is_pytorch_flatten_order(layer):
 
 
 def test_a_W_that_fits_only_the_other_layout_says_so():
-    with pytest.raises(smjac.ShapeError, match=r"fits --layout out-in \(K×n"):
+    # the library names its parameter; the command line, its flag
+    with pytest.raises(smjac.ShapeError, match=r'fits layout="out-in" \(K×n'):
         smjac.forward(BLOG_W.T, BLOG_X)
-    with pytest.raises(smjac.ShapeError, match=r"fits --layout in-out \(n×K, as in the post\)"):
+    with pytest.raises(smjac.ShapeError, match=r'fits layout="in-out" \(n×K, as in the post\)'):
         smjac.forward(BLOG_W, BLOG_X, layout="out-in")
 
 

@@ -9,6 +9,7 @@ honest by :func:`smjac.outputs.streams.prepare` in :func:`main`.
 import contextlib
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
@@ -23,6 +24,28 @@ from ..errors import ExitStatus, InputError, SmjacError
 from ..outputs import results
 from ..outputs import writer as output
 
+# The library names its parameters (temperature=0.5, layout="out-in"); the command line spells them
+# as its flags, here and nowhere else.
+_FLAGS = {
+    "temperature": "--temperature",
+    "layout": "--layout",
+    "function": "--function",
+    "reduce": "--reduce",
+    "wrt": "--wrt",
+}
+_PARAMETER = re.compile(rf"\b({'|'.join(_FLAGS)})=(?:\"([^\"]*)\"|'([^']*)'|([^\s,;)]+))")
+
+
+def as_flags(message: str) -> str:
+    """A library message as the command line says it: ``layout="out-in"`` → ``--layout out-in``.
+
+    >>> as_flags('use T ≥ 0.5 (or function="softmax"); temperature=0.1 overflows')
+    'use T ≥ 0.5 (or --function softmax); --temperature 0.1 overflows'
+    """
+    return _PARAMETER.sub(
+        lambda m: f"{_FLAGS[m[1]]} {next(g for g in m.groups()[1:] if g is not None)}", message
+    )
+
 
 def fail(e: BaseException) -> int:
     """The one place an error becomes a line on stderr and an exit status."""
@@ -36,7 +59,7 @@ def fail(e: BaseException) -> int:
     if isinstance(e, KeyboardInterrupt):
         return ExitStatus.INTERRUPTED
     if isinstance(e, SmjacError):
-        text = f"Error: {e}"
+        text = f"Error: {as_flags(str(e))}"
     elif isinstance(e, MemoryError):
         text = "Error: out of memory; give smaller inputs or a lower --max-memory"
     elif isinstance(e, OSError) and e.filename is None:  # from click's own output (--help)

@@ -84,8 +84,8 @@ def _log_softmax_or_refuse(L: Layer, Z: Array, S: Array) -> Array:
         spread = float(np.max(Z / fmax) - np.min(Z / fmax))  # (max z − min z) / fmax, without overflow
         span = f"{spread * fmax:.3g}" if spread <= 1 else f"more than {fmax:.3g}"
         raise InputError(
-            f"--temperature {T:.3g} overflows log-softmax: z spans {span}, so (min z − max z)/T is past "
-            f"−{fmax:.3g} and log h would be −inf; use T ≥ {at_least(spread)} (or --function softmax)"
+            f"temperature={T:.3g} overflows log-softmax: z spans {span}, so (min z − max z)/T is past "
+            f'−{fmax:.3g} and log h would be −inf; use T ≥ {at_least(spread)} (or function="softmax")'
         )
     return H
 

@@ -242,7 +242,7 @@ def _grad_careful(
     if not all_finite(delta):  # δ is the small factor every gradient is built from: check it here
         raise InputError(
             f"the gradient overflows {delta.dtype}: δ = dLoss/dz reaches past {largest_float(delta.dtype):.3g} with "
-            f"--temperature {L.temperature:.3g}"
+            f"temperature={L.temperature:.3g}"
             + ("" if upstream is None else " and this upstream")
             + "; raise the temperature"
             + ("" if upstream is None else " or scale upstream down")
@@ -270,7 +270,7 @@ def _grad_careful(
 
 
 def _refuse_gradient(what: str, dtype: np.dtype, reduce: str, N: int) -> None:
-    way = " (use reduce='mean', --reduce mean)" if reduce == "sum" and N > 1 else ""
+    way = ' (use reduce="mean")' if reduce == "sum" and N > 1 else ""
     raise InputError(
         f"{what} overflows {dtype} (past {largest_float(dtype):.3g}){way}; scale W, x or the upstream down"
     )

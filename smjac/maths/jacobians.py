@@ -58,7 +58,7 @@ def _dh_dz_scale(L: Layer, P: Array) -> Array:
     if not all_finite(scale):
         worst, fmax = float(np.max(top)), largest_float(P.dtype)
         raise InputError(
-            f"--temperature {T:.3g} overflows dh/dz: its largest entry is {worst:.3g}/T, past "
+            f"temperature={T:.3g} overflows dh/dz: its largest entry is {worst:.3g}/T, past "
             f"{P.dtype}'s {fmax:.3g}; use T ≥ {at_least(worst / fmax)}"
         )
     return scale
@@ -204,7 +204,7 @@ def _rescale_dx(L: Layer, J: Array, factor: float, T: float = 1.0) -> Array:
         J = J * both if math.isfinite(both) else J / T * factor
     if not all_finite(J):
         raise InputError(
-            f"dh/dx overflows {J.dtype}: W's entries reach {peak_abs(L.W):.3g} with --temperature "
+            f"dh/dx overflows {J.dtype}: W's entries reach {peak_abs(L.W):.3g} with temperature="
             f"{L.temperature:.3g}; scale W down or raise the temperature"
         )
     return J
@@ -388,7 +388,7 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
     index = tuple(int(v) for v in index)
     want = 3 if wrt == "W" else 2
     if len(index) != want:
-        raise InputError(f"--wrt {wrt} takes {entry_form(wrt)}, not {len(index)} indices")
+        raise InputError(f'wrt="{wrt}" takes {entry_form(wrt)}, not {len(index)} indices')
     if not 0 <= sample < L.N:
         raise InputError(f"sample {sample} is out of range: the batch has {L.N} samples (0 to {L.N - 1})")
     cols = L.K if wrt in ("z", "b", "W") else L.n

@@ -91,7 +91,7 @@ def make_layer(
     >>> make_layer(np.ones((3, 5)), np.ones(4))
     Traceback (most recent call last):
     ...
-    smjac.errors.ShapeError: W has shape (3, 5) but x has 4 entries; with --layout in-out W is n×K (one row per input), so x needs 3 entries or W 4 rows
+    smjac.errors.ShapeError: W has shape (3, 5) but x has 4 entries; with layout="in-out" W is n×K (one row per input), so x needs 3 entries or W 4 rows
     """
     check_choice("layout", layout, LAYOUTS)
     check_choice("function", function, FUNCTIONS)
@@ -120,13 +120,13 @@ def make_layer(
         )
         other = "out-in" if layout == "in-out" else "in-out"
         if W.shape[layout == "in-out"] == X.shape[1]:  # the other axis would fit
-            hint = f"{wn} fits --layout {other}" + (
+            hint = f'{wn} fits layout="{other}"' + (
                 " (K×n, as PyTorch stores nn.Linear)" if other == "out-in" else " (n×K, as in the post)"
             )
         elif layout == "in-out":
-            hint = f"with --layout in-out W is n×K (one row per input), so {xn} needs {n} entries or {wn} {X.shape[1]} rows"
+            hint = f'with layout="in-out" W is n×K (one row per input), so {xn} needs {n} entries or {wn} {X.shape[1]} rows'
         else:
-            hint = f"with --layout out-in W is K×n (one column per input), so {xn} needs {n} entries or {wn} {X.shape[1]} columns"
+            hint = f'with layout="out-in" W is K×n (one column per input), so {xn} needs {n} entries or {wn} {X.shape[1]} columns'
         raise ShapeError(f"{wn} has shape {W.shape} but {xn} has {entries}; {hint}")
     if b is not None:
         b = as_float(b)
