@@ -22,6 +22,9 @@ import numpy as np
 import smjac
 
 limit = sys.argv[1]
+if len(sys.argv) > 2:  # as many pool workers as a many-core machine would have, whatever this one has
+    from smjac.maths import _parallel
+    _parallel.worker_count = lambda: int(sys.argv[2])
 if limit != "env":
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=int(limit), user_api="blas")
@@ -50,7 +53,7 @@ print(digest.hexdigest())
 """
 
 
-def run(threads: int, how: str) -> str:
+def run(threads: int, how: str, workers: int | None = None) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if how == "env":
         env.update(
@@ -62,7 +65,11 @@ def run(threads: int, how: str) -> str:
             env.pop(name, None)
         arg = str(threads)
     out = subprocess.run(
-        [sys.executable, "-c", RUN, arg], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", RUN, arg, *([] if workers is None else [str(workers)])],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.strip()
 
@@ -72,6 +79,19 @@ def test_one_and_two_threads_give_the_same_bytes(how):
     one, two = run(1, how), run(2, how)
     assert len(one) == len(hashlib.sha256().hexdigest())
     assert one == two
+
+
+def test_sixteen_workers_give_the_same_bytes_as_one():
+    # a 16-core machine's pool, simulated on whatever this one has: the spans do not depend on it
+    assert run(16, "env", workers=16) == run(1, "env")
+
+
+def test_the_pool_is_sized_by_the_cpus_this_process_may_use():
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from smjac.maths import _parallel; print(_parallel.worker_count())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
 
 
 def test_small_work_stays_in_the_calling_thread_and_large_work_uses_the_pool(monkeypatch):

@@ -162,7 +162,12 @@ def row_blocks(rows: int, row_bytes: int, block_bytes: int = BLOCK_BYTES) -> lis
 
 @functools.cache
 def worker_count() -> int:
-    return max(1, min(8, os.cpu_count() or 1))  # asked once: os.cpu_count() reads /sys each time
+    """The CPUs this process may run on (its affinity mask, as ``taskset`` or a container's cpuset
+    sets it), not the machine's count; asked once, since each asking reads the kernel."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 def run_blocks(
