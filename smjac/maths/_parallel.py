@@ -142,6 +142,55 @@ def matmul_spans(A: Array, B: Array, out: Array | None = None) -> Array:
     return out
 
 
+PARTIALS_BYTES = 128 * 2**20  # partial sums held at once by matmul_tn: a·b·itemsize each
+MAX_PARTIALS = 32  # chunks of the reduction: enough to keep 32 cores busy, few enough to add up fast
+REDUCE_ROWS_LEAST = 1024  # rows of a chunk of the reduction: a BLAS call long enough to be worth it
+
+
+def reduction_chunks(N: int, a: int, b: int, itemsize: int) -> list[tuple[int, int]]:
+    """Fixed chunks of the N rows that ``Aᵀ B`` sums over, by the shape alone (one chunk: no split).
+
+    >>> len(reduction_chunks(100_000, 512, 1000, 8)), len(reduction_chunks(1000, 512, 1000, 8))
+    (32, 1)
+    """
+    parts = min(MAX_PARTIALS, PARTIALS_BYTES // max(1, a * b * itemsize), N // REDUCE_ROWS_LEAST)
+    return even_spans(N, -(-N // parts)) if parts >= 2 else [(0, N)]
+
+
+def matmul_tn(A: Array, B: Array) -> Array:
+    """``Aᵀ B`` for A N×a and B N×b (a batch gradient's ``Xᵀδ``), parallel over the sum too.
+
+    Split by output rows alone, a tall-and-thin product such as the gradient of a batch (a, b in
+    the hundreds, N in the hundred thousands) has too few rows to keep many cores busy. So the sum
+    over N is cut into fixed chunks (:func:`reduction_chunks`, by the shape alone), each chunk's
+    ``A[c]ᵀ B[c]`` is one single-threaded BLAS call on the pool, and the partial sums are added in
+    chunk order, span by span of the output: the same bits on any number of cores.
+    """
+    N, a = A.shape
+    b = B.shape[1]
+    dtype = np.result_type(A, B)
+    chunks = reduction_chunks(N, a, b, dtype.itemsize)
+    if len(chunks) == 1:
+        return matmul_spans(A.T, B)
+    parts = np.empty((len(chunks), a, b), dtype=dtype)
+
+    def partial(i: int) -> None:
+        r0, r1 = chunks[i]
+        np.matmul(A[r0:r1].T, B[r0:r1], out=parts[i])
+
+    in_spans(partial, range(len(chunks)), N * a * b)
+    out = np.empty((a, b), dtype=dtype)
+
+    def add(span: tuple[int, int]) -> None:
+        r0, r1 = span
+        np.copyto(out[r0:r1], parts[0, r0:r1])
+        for p in parts[1:]:
+            out[r0:r1] += p[r0:r1]
+
+    in_spans(add, row_spans(a, b * dtype.itemsize, parts=MAX_PARTIALS, least=8), len(chunks) * a * b)
+    return out
+
+
 def matmul_stack(A: Array, B: Array, out: Array | None = None) -> Array:
     """``A[s] @ B`` for each s of a stack A (N×R×C), each by :func:`matmul_spans`."""
     if out is None:

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError, ShapeError
-from ._parallel import matmul_spans
+from ._parallel import matmul_spans, matmul_tn
 from .forward_pass import (
     CHUNK_BYTES,
     check_finite_W,
@@ -188,7 +188,7 @@ def _grad_target(L: Layer, t: NDArray[np.intp], reduce: str) -> Gradient | None:
             outer_fill(a[None, :, None], c[None, :], grad_W[None])
         else:
             # scaled after the sum, not X before it: no N×n temporary
-            grad_W = matmul_spans(L.X.T, delta) if L.layout == "in-out" else matmul_spans(delta.T, L.X)
+            grad_W = matmul_tn(L.X, delta) if L.layout == "in-out" else matmul_tn(delta, L.X)
             if scale != 1:
                 grad_W *= scale
             if not all_finite(grad_W):
@@ -258,7 +258,7 @@ def _grad_careful(
             grad_W = np.empty((rows.size, cols.size), dtype=delta.dtype)
             outer_fill(rows[None, :, None], cols[None, :], grad_W[None])
         else:
-            grad_W = matmul_spans(X.T, delta) if L.layout == "in-out" else matmul_spans(delta.T, X)
+            grad_W = matmul_tn(X, delta) if L.layout == "in-out" else matmul_tn(delta, X)
             if not all_finite(grad_W):  # a sum over the batch: checked where it is taken
                 _refuse_gradient("dLoss/dW, summed over the batch,", delta.dtype, reduce, L.N)
         grad_b = delta.sum(axis=0) * scale
