@@ -321,6 +321,14 @@ def load_layer(
         raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with --layer FILE")
     with _no_memory_error(names["W"]):
         cast = {k: _cast(v, dtype, names[k]) for k, v in arrays.items()}
+    x_ = cast["x"]
+    if ckpt is not None and W is None and x_.ndim in (1, 2):  # an x that fits no layer: name those it fits
+        from .formats.checkpoints import mismatch
+
+        width = x_.shape[0] if x_.ndim == 2 and x_.shape[1] == 1 else x_.shape[-1]
+        error = mismatch(ckpt, layout or "in-out", int(width), names["x"])
+        if error is not None:
+            raise error
     return make_layer(
         cast["W"],
         cast["x"],

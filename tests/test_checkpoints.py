@@ -160,22 +160,22 @@ def test_safetensors_one_matrix_is_used_with_a_note(tmp_path):
     assert ck.notes == (f"{path}: using score.weight (4×6 F32), its only 2-D tensor",)
 
 
-def test_safetensors_several_layers_and_no_key_lists_them(tmp_path):
+def test_safetensors_several_unnamed_layers_and_no_key_lists_them(tmp_path):
     W, b = head()
     path = tmp_path / "m.safetensors"
-    st.save_file({"classifier.weight": W, "classifier.bias": b, "pre_classifier.weight": W.T.copy()}, path)
+    st.save_file({"dense_a.weight": W, "dense_a.bias": b, "dense_b.weight": W.T.copy()}, path)
     with pytest.raises(LoadError) as e:
         checkpoints.read(path)
     msg = str(e.value)
-    assert "several layers" in msg and "--key NAME" in msg
-    assert "classifier.weight (4×6 F32)" in msg and "pre_classifier.weight (6×4 F32)" in msg
+    assert "no layer is named as a head" in msg and "--key NAME" in msg
+    assert "\n  dense_a.weight (4×6 F32)\n" in msg and msg.endswith("\n  dense_b.weight (6×4 F32)")
 
 
 def test_safetensors_unknown_key_lists_candidates(tmp_path):
     W, b = head()
     path = tmp_path / "m.safetensors"
     st.save_file({"classifier.weight": W, "classifier.bias": b}, path)
-    with pytest.raises(LoadError, match=r"no tensor 'head' or 'head.weight'.*classifier.weight \(4×6 F32\)"):
+    with pytest.raises(LoadError, match=r"(?s)no tensor 'head' or 'head.weight'.*classifier.weight \(4×6 F32\)"):
         checkpoints.read(path, key="head")
 
 
@@ -280,10 +280,13 @@ def test_keras_zip_layer_names_from_config(tmp_path):
     ck = checkpoints.read(path, key="classifier")
     assert ck.weight_key == "layers/dense_1/vars/0"
     assert_array_equal(ck.W, 2 * W.T)
-    with pytest.raises(
-        LoadError, match=r"several layers.*hidden \(stored as dense\).*classifier \(stored as dense_1\)"
-    ):
-        checkpoints.read(path)
+    assert checkpoints.read(path, key="dense_1").weight_key == "layers/dense_1/vars/0"  # the stored name too
+    ck = checkpoints.read(path)  # no --key: the layer named as a head
+    assert ck.weight_key == "layers/dense_1/vars/0"
+    assert ck.notes == (
+        f"{path}: using classifier (stored as dense_1, kernel 6×4 float32, with bias) as the head: "
+        "its name says so; --key picks another",
+    )
 
 
 def test_keras_zip_one_layer_is_used_with_a_note(tmp_path):
@@ -310,7 +313,9 @@ def test_legacy_h5(tmp_path, keras2, weights_only):
     assert ck.weight_key.endswith("dense_1/dense_1/kernel" + (":0" if keras2 else ""))
     assert_array_equal(ck.W, W.T)
     assert_array_equal(ck.b, b)
-    with pytest.raises(LoadError, match=r"no layer 'dense_2'.*dense: kernel 6×4 float32, with bias; dense_1"):
+    with pytest.raises(
+        LoadError, match=r"no layer 'dense_2'(?s:.*)\n  dense \(kernel 6×4 float32, with bias\)\n  dense_1 \("
+    ):
         checkpoints.read(path, key="dense_2")
 
 
@@ -508,12 +513,23 @@ def test_samples_hold_the_scripts_head_in_each_format(name, weight_key, layout):
     assert_allclose(smjac.layer_forward(L).h, expected, rtol=1e-13)
 
 
-def test_samples_need_a_key_for_they_hold_two_layers():
-    for name in ("classifier.safetensors", "model.keras", "model.h5"):
-        with pytest.raises(LoadError, match="several layers"):
-            checkpoints.read(MODEL / name)
-    ck = checkpoints.read(MODEL / "model.keras", key="dense")  # the stored name works as well
-    assert_array_equal(ck.W, sample_arrays()["pre_classifier.weight"].T)
+@pytest.mark.parametrize("name", ["classifier.safetensors", "model.keras", "model.h5"])
+def test_samples_without_a_key_take_the_head_by_its_name(name):
+    # pre_classifier (6×6, a hidden layer, DistilBERT's name) is never taken for the head
+    ck = checkpoints.read(MODEL / name)
+    assert ck.key == "classifier" and len(ck.notes) == 1
+    assert "as the head: its name says so; --key picks another" in ck.notes[0]
+
+
+@pytest.mark.parametrize("name", ["model.keras", "model.h5"])
+def test_samples_keras_names_work_in_both_formats(name):
+    # Keras 3 stores the layers as dense and dense_1; both those and the given names work in both
+    a = sample_arrays()
+    for key, layer in (("dense", "pre_classifier"), ("dense_1", "classifier"), ("classifier", "classifier")):
+        ck = checkpoints.read(MODEL / name, key=key)
+        assert ck.key == layer and not ck.notes  # the file says each layer's class: nothing guessed
+        assert_array_equal(ck.W, a[f"{layer}.weight"].T)
+        assert_array_equal(ck.b, a[f"{layer}.bias"])
 
 
 # ---------------------------------------------------------------- an HDF5 checkpoint reads only itself

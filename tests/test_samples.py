@@ -42,6 +42,9 @@ EXPECTED = {
 BUNDLES = {"blog/layer.npz", "blog/layer.json"}
 # model checkpoints and the script that writes them: tests/test_checkpoints.py reads them
 MODELS = {"model/make.py", "model/classifier.safetensors", "model/model.keras", "model/model.h5"}
+MODELS |= {f"model/tiny-gpt2/{n}" for n in ("config.json", "model.safetensors")}
+MODELS |= {f"model/tiny-llama/{n}" for n in ("config.json", "model.safetensors.index.json")}
+MODELS |= {f"model/tiny-llama/model-0000{i}-of-00002.safetensors" for i in (1, 2)}
 
 
 def test_every_sample_is_accounted_for():

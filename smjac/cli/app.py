@@ -23,6 +23,7 @@ from ..checking.tolerances import CHECK_ATOL, default_rtol
 from ..errors import ExitStatus, InputError, SmjacError
 from ..outputs import results
 from ..outputs import writer as output
+from .inspection import inspect_layers
 
 # The library names its parameters (temperature=0.5, layout="out-in"); the command line spells them
 # as its flags, here and nowhere else.
@@ -140,8 +141,8 @@ LayerOpt = Annotated[
     typer.Option(
         "--layer",
         help="W, x (and b) in one file: .npz or a JSON object with those keys; or W and b from a model "
-        "checkpoint (.safetensors, .keras, .h5; see --key).",
-        **_FILE,
+        "checkpoint: a save_pretrained folder, .safetensors (or its .index.json), .keras, .h5 (see --key).",
+        **{**_FILE, "dir_okay": True},
     ),
 ]
 LayoutOpt = Annotated[
@@ -156,8 +157,8 @@ KeyOpt = Annotated[
     str | None,
     typer.Option(
         "--key",
-        help="Which layer of a --layer checkpoint (.safetensors, .keras, .h5): classifier takes "
-        "classifier.weight and classifier.bias.",
+        help="Which layer of a --layer checkpoint: classifier takes classifier.weight and classifier.bias "
+        "[default: the head, by its name; smjac inspect lists the layers].",
         show_default=False,
     ),
 ]
@@ -719,6 +720,9 @@ def verify(
         "atol": atol,
     }
     _done(w.write(results.verify(L, answer, **how)))
+
+
+app.command("inspect")(inspect_layers)
 
 
 @app.command()

@@ -57,6 +57,7 @@ class Format(str, Enum):
     svg = "svg"
     pdf = "pdf"
     safetensors = "safetensors"
+    safetensors_index = "safetensors-index"
     keras = "keras"
     h5 = "h5"
     pickle = "pickle"
@@ -89,9 +90,13 @@ class Format(str, Enum):
 
     @classmethod
     def of_path(cls, path: str | Path) -> Format | None:
-        """The format a file's suffix names, whatever smjac does with it; None for an unknown one."""
-        suffix = Path(path).suffix.lower()
-        return next((f for f in cls if suffix in f.row.suffixes), None)
+        """The format a file's suffix names, whatever smjac does with it; None for an unknown one.
+
+        The longest suffix that ends the name wins: ``model.safetensors.index.json`` is an index.
+        """
+        name = Path(path).name.lower()
+        found = [(len(s), f) for f in cls for s in f.row.suffixes if name.endswith(s) and name != s]
+        return max(found, key=lambda t: t[0])[1] if found else None
 
     @classmethod
     def for_input(cls, path: str | Path) -> Format:
@@ -134,6 +139,7 @@ ROWS: dict[Format, Row] = {
     Format.svg: Row((".svg",), writes=True, picture=True),
     Format.pdf: Row((".pdf",), writes=True, picture=True),
     Format.safetensors: Row((".safetensors",), reads="checkpoint", writes=True),
+    Format.safetensors_index: Row((".safetensors.index.json",), reads="checkpoint"),
     Format.keras: Row((".keras",), reads="checkpoint"),
     Format.h5: Row((".h5", ".hdf5"), reads="checkpoint"),
     Format.pickle: Row((".pt", ".pth", ".ckpt", ".bin"), reads="refused"),

@@ -1,0 +1,106 @@
+"""``smjac inspect``: the layers of a checkpoint that could be its head, and the one smjac takes.
+
+Only headers are read (no tensor), so it answers at once for a model of any size. The command
+is registered by :mod:`smjac.cli.app`; its result goes through the shared writer: a table at a
+terminal, JSON in a pipe or with ``--format json``, notes on stderr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import typer
+
+from ..outputs import writer as output
+
+INSPECT = output.Shape(
+    "a checkpoint's layers", csv=None, arrays=False, view="table", documents=(), picture=None
+)
+InspectFormat: Any = Literal[tuple(f.value for f in output.usable(INSPECT))]  # the formats the writer allows
+
+
+def inspect_layers(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CHECKPOINT_OR_DIR",
+            help="A save_pretrained folder, model.safetensors.index.json, or a .safetensors, .keras or .h5 file.",
+            exists=True,
+            readable=True,
+            show_default=False,
+        ),
+    ],
+    fmt: Annotated[
+        InspectFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="How to print it [default: table at a terminal, json in a pipe].",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr.")] = False,
+) -> None:
+    """List the layers of a checkpoint that could be a softmax head, and the one smjac takes.
+
+    For each 2-D weight: the name --key takes, its shape as stored, dtype, bias, layout (out-in:
+    K×n as PyTorch stores it; in-out: n×K, Keras), the embedding a tied head reads, and which one
+    --layer takes without --key (the head; none when that is unsure). The likeliest come first.
+    Only the files' headers are read.
+
+    \b
+    Examples:
+      smjac inspect samples/model/classifier.safetensors
+      smjac inspect samples/model/tiny-gpt2 --format json
+    """
+    from ..formats import checkpoints
+
+    w = output.Writer(INSPECT, output.Options(fmt=None if fmt is None else output.Format(fmt), quiet=quiet))
+    found = checkpoints.layers(checkpoint, max_bytes=int(ctx.find_root().obj["max_input_bytes"]))
+    for text in found.notes:
+        w.note(text)
+    status = w.write(_result(found))
+    if status:
+        raise typer.Exit(status)
+
+
+def _result(found: Any) -> output.Result:
+    from ..formats.document import Document
+
+    head = found.head
+    records = [
+        {
+            "key": c.key,
+            "shape": list(c.shape),
+            "dtype": c.dtype,
+            "bias": c.bias_key,
+            "layout": c.layout,
+            "tied_to": c.tied_to,
+            "head": c is head,
+        }
+        for c in found.candidates
+    ]
+
+    def view(doc: Document) -> output.View:
+        return output.View(np.zeros((0, 0)), [], [], "layers", table=lambda: _table(found.label, records))
+
+    doc = Document({"layers": records, "head": None if head is None else head.key})
+    return output.Result(INSPECT, "the layers", lambda progress: doc, view)
+
+
+def _table(label: str, records: list[dict[str, Any]]) -> Any:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"layers of {label}", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for name in ("key", "shape", "dtype", "bias", "layout", "tied to", "head"):
+        table.add_column(name, overflow="fold")
+    for r in records:
+        shape = "×".join(map(str, r["shape"]))
+        cells = (r["key"], shape, r["dtype"], r["bias"] or "", r["layout"], r["tied_to"] or "")
+        table.add_row(*(Text(c) for c in cells), "head" if r["head"] else "")  # names are not markup
+    return table

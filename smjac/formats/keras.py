@@ -1,0 +1,368 @@
+"""Keras checkpoints: a Keras 3 ``.keras`` zip, or a legacy HDF5 ``.h5`` file.
+
+* ``.keras`` (Keras 3): a zip whose ``model.weights.h5`` holds each layer's variables at
+  ``layers/NAME/vars/0`` (the kernel, n×K, the post's ``in-out`` layout) and ``vars/1`` (the bias).
+  NAME is not the layer's own name but its class in snake case, counted per class in the model's
+  order (``dense``, ``dense_1``, …); ``config.json`` in the zip gives the names the user gave.
+* ``.h5`` (Keras 2, and Keras 3's legacy writer): ``model_weights/NAME/…/kernel:0`` and ``bias:0``,
+  listed in the ``weight_names`` attribute of the layer's group (or the same at the file's root for
+  a weights-only file), under the layers' own names; the ``model_config`` attribute gives their
+  classes.
+
+Both names work in both formats: the layer's own (``classifier``) and Keras 3's stored one
+(``dense_1``), which for an ``.h5`` is counted from ``model_config`` (or, in a weights-only file,
+from its layers with a 2-D kernel, in order). A name that is one layer's own and another's
+stored name means the first, with a note. An HDF5 file reads only itself: see :func:`member`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LoadError
+from . import safetensors as st
+from .heads import Candidate, Hints, refusal
+
+KERAS_EXTRA = "pip install 'smjac[keras]'"
+MAX_CONFIG_BYTES = 16 * 2**20
+ONLY = "Dense-like layer"
+
+
+def h5py_module(label: str) -> Any:
+    try:
+        import h5py  # an optional extra: most users never read a Keras file
+    except ImportError:
+        raise LoadError(f"{label}: reading a Keras file needs h5py: {KERAS_EXTRA}") from None
+    return h5py
+
+
+@dataclass(frozen=True)
+class _Dense:
+    """A Dense-like layer found in an HDF5 file: its group's name and its datasets."""
+
+    name: str
+    kernel: Any  # h5py.Dataset
+    bias: Any | None
+
+
+class Keras:
+    """The Dense-like layers of a Keras file, by their own names and their stored ones."""
+
+    hints = Hints()
+
+    def __init__(self, path: Path, label: str, max_bytes: int):
+        self.label, self.notes = label, list[str]()
+        h5py = h5py_module(label)
+        self.source = "keras" if path.suffix.lower() == ".keras" else "h5"
+        try:
+            if self.source == "keras":
+                data, config = _keras_zip(path, label, max_bytes)
+                self.h5 = h5py.File(io.BytesIO(data), "r")
+            else:
+                self.h5, config = h5py.File(path, "r"), None
+        except LoadError:
+            raise
+        except FileNotFoundError:
+            raise LoadError(f"{label}: no such file") from None
+        except OSError as e:
+            raise LoadError(f"{label}: is not a Keras weights file ({e})") from None
+        try:
+            self._scan(config)
+        except BaseException:
+            self.h5.close()
+            raise
+
+    def _scan(self, config: Any) -> None:
+        h5, label = self.h5, self.label
+        keras3 = any(member(h5, k, label) is not None for k in ("layers", "_layer_checkpoint_dependencies"))
+        layers = _keras3_layers(h5, label) if keras3 else []
+        if self.source == "h5" or not layers:
+            layers = layers or _legacy_layers(h5, label)
+            config = config if config is not None else _h5_config(h5, label)
+        names = _class_names(config)  # own name → Keras 3's stored name, in the model's order
+        order = {own: i for i, own in enumerate(names)}
+        self.layers: list[tuple[Candidate, _Dense]] = []
+        if keras3:  # groups are stored names
+            own_of = {stored: own for own, stored in names.items()}
+            for d in sorted(
+                layers, key=lambda d: (order.get(own_of.get(d.name, ""), len(order)), _natural(d.name))
+            ):
+                own = own_of.get(d.name, d.name)
+                self.layers.append((self._candidate(d, own, d.name), d))
+        else:  # groups are own names; a weights-only file's Dense layers counted as Keras 3 would
+            if not names:
+                names = {d.name: "dense" if i == 0 else f"dense_{i}" for i, d in enumerate(layers)}
+                self.inferred = True
+            for d in layers:
+                self.layers.append((self._candidate(d, d.name, names.get(d.name, d.name)), d))
+        self.layers = [(replace(c, order=i), d) for i, (c, d) in enumerate(self.layers)]
+
+    inferred = False
+
+    def _candidate(self, d: _Dense, own: str, stored: str) -> Candidate:
+        kernel, bias = d.kernel, d.bias
+        dtype = _h5_dtype(kernel, f"{self.label}[{kernel.name.lstrip('/')}]", strict=False)
+        b_dtype = (
+            None if bias is None else _h5_dtype(bias, f"{self.label}[{bias.name.lstrip('/')}]", strict=False)
+        )
+        return Candidate(
+            key=own,
+            weight_key=kernel.name.lstrip("/"),
+            shape=(kernel.shape[0], kernel.shape[1]),
+            dtype=dtype or str(kernel.dtype),
+            bias_key=None if bias is None else bias.name.lstrip("/"),
+            bias_shape=None if bias is None else tuple(bias.shape),
+            bias_dtype=b_dtype,
+            layout="in-out",
+            stored=stored if stored != own else None,
+            keras=True,
+        )
+
+    def candidates(self) -> list[Candidate]:
+        return [c for c, _ in self.layers if st.is_float(c.dtype)]
+
+    def find(self, key: str) -> tuple[Candidate, list[str]]:
+        own = [(c, d) for c, d in self.layers if c.key == key]
+        stored = [(c, d) for c, d in self.layers if (c.stored or c.key) == key]
+        notes: list[str] = []
+        if own:
+            (c, d), rival = own[0], [s for s, _ in stored if s is not own[0][0]]
+            if rival:
+                notes.append(
+                    f"{self.label}: --key {key} is the layer named {key}; Keras 3 stores another, "
+                    f"{rival[0].key}, as {key}: give --key {rival[0].key} for that one"
+                )
+        elif stored:
+            c, d = stored[0]
+            if self.inferred:
+                notes.append(
+                    f"{self.label}: --key {key} read as {c.key}: the file says no layer classes, so its "
+                    f"layers with a 2-D kernel were counted as Dense layers, in order, as Keras 3 names them"
+                )
+        else:
+            raise refusal(self.label, f"no layer {key!r}", self.candidates(), self.hints)
+        _h5_dtype(d.kernel, f"{self.label}[{c.weight_key}]")  # an integer kernel is refused here
+        return c, notes
+
+    def load(self, name: str) -> np.ndarray:
+        datasets = [ds for _, d in self.layers for ds in (d.kernel, d.bias) if ds is not None]
+        ds = next(ds for ds in datasets if ds.name.lstrip("/") == name)
+        return _h5_read(ds, _h5_dtype(ds, f"{self.label}[{name}]"))
+
+    def unpaired(self, c: Candidate) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        self.h5.close()
+
+
+def _natural(name: str) -> tuple[str, int]:
+    """``dense_10`` after ``dense_2``: Keras' counter, not the alphabet."""
+    m = re.fullmatch(r"(.*?)(?:_(\d+))?", name)
+    assert m is not None
+    return m[1], int(m[2] or 0)
+
+
+def _keras_zip(path: Path, label: str, max_bytes: int) -> tuple[bytes, Any]:
+    """``model.weights.h5`` from a .keras zip, and its ``config.json`` as data (None if unreadable)."""
+    try:
+        archive = zipfile.ZipFile(path)
+        info = archive.getinfo("model.weights.h5")
+    except KeyError:
+        raise LoadError(f"{label}: holds no model.weights.h5; not a Keras 3 .keras file") from None
+    except (zipfile.BadZipFile, OSError) as e:
+        raise LoadError(f"{label}: is not a .keras zip ({e})") from None
+    with archive:
+        if info.file_size > max_bytes:
+            raise LoadError(
+                f"{label}: its model.weights.h5 takes {info.file_size:,} bytes, over the input size cap of "
+                f"{max_bytes:,} bytes; raise the cap with --max-input-bytes"
+            )
+        data = archive.read(info)
+        config = None
+        try:
+            cinfo = archive.getinfo("config.json")
+            if cinfo.file_size <= MAX_CONFIG_BYTES:
+                config = json.loads(archive.read(cinfo))
+        except (KeyError, ValueError, RecursionError):
+            pass  # an odd config costs the friendly names only; the stored ones still work
+    return data, config
+
+
+def _h5_config(h5: Any, label: str) -> Any:
+    """A legacy file's ``model_config`` attribute (JSON) as data, or None."""
+    if (
+        "model_config" not in h5.attrs
+        or h5.attrs.get_id("model_config").get_storage_size() > MAX_CONFIG_BYTES
+    ):
+        return None
+    raw = h5.attrs["model_config"]
+    try:
+        return json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw))
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+
+
+def _class_names(config: Any) -> dict[str, str]:
+    """Each layer's own name → the name Keras 3 stores it under: its class in snake case,
+    counted per class in the model's order (``naming.to_snake_case`` and ``saving_lib``)."""
+    names: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    try:
+        for layer in config["config"]["layers"]:
+            snake = _snake_case(layer["class_name"])
+            stored = snake if snake not in counts else f"{snake}_{counts[snake] + 1}"
+            counts[snake] = counts.get(snake, -1) + 1
+            names.setdefault(str(layer["config"]["name"]), stored)
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return {}
+    return names
+
+
+def _snake_case(name: str) -> str:
+    """Keras' ``naming.to_snake_case``: ``EinsumDense`` → ``einsum_dense``."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", str(name))
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _keras3_layers(h5: Any, label: str) -> list[_Dense]:
+    """Layers of a Keras 3 weights store: groups ``…/NAME/vars`` whose ``0`` is a matrix."""
+    found: list[_Dense] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if not name.endswith("/vars") or name.startswith("optimizer"):
+            return
+        kernel = member(obj, "0", label)
+        if getattr(kernel, "ndim", 0) != 2:
+            return
+        bias = member(obj, "1", label)
+        if getattr(bias, "shape", None) != (kernel.shape[1],):
+            bias = None
+        layer = name.removesuffix("/vars")
+        for prefix in ("layers/", "_layer_checkpoint_dependencies/"):
+            layer = layer.removeprefix(prefix)
+        found.append(_Dense(layer, kernel, bias))
+
+    h5.visititems(visit)
+    return found
+
+
+_MAX_SOFT_LINKS = 32  # HDF5's own default limit on soft links followed in one path (H5L_NUM_LINKS is 16)
+
+
+def member(group: Any, path: str, label: str) -> Any:
+    """``group[path]`` read only from this file: None when absent, a refusal when it would reach out.
+
+    HDF5 lets a name lead elsewhere: an external link opens another file (or a FIFO, which hangs),
+    a dataset with external storage or a virtual dataset takes its bytes from other files, and soft
+    links can loop. A checkpoint is trusted to name only itself, so each link of the path is
+    looked at before it is followed: hard links are followed, soft links only within the file and
+    at most ``_MAX_SOFT_LINKS`` times, external links never; a dataset reached must keep its bytes in
+    this file.
+    """
+    h5py = h5py_module(label)
+    parts = path.split("/")
+    obj = group.file if path.startswith("/") else group
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part in ("", "."):
+            continue
+        if not isinstance(obj, h5py.Group):
+            return None
+        link = obj.get(part, getlink=True)
+        where = f"{label}[{obj.name.rstrip('/')}/{part}]"
+        if link is None:
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            raise LoadError(
+                f"{where}: is an external link to {link.filename!r}; smjac reads nothing but the file it is given"
+            )
+        if isinstance(link, h5py.SoftLink):
+            hops += 1
+            if hops > _MAX_SOFT_LINKS:
+                raise LoadError(f"{where}: soft links loop (or chain more than {_MAX_SOFT_LINKS} deep)")
+            target = link.path
+            if target.startswith("/"):
+                obj = obj.file
+            parts = target.split("/") + parts
+            continue
+        if not isinstance(link, h5py.HardLink):  # a user-defined link type: nothing to follow safely
+            raise LoadError(f"{where}: is a link of a kind smjac does not follow")
+        obj = obj[part]
+    if isinstance(obj, h5py.Dataset):
+        plist = obj.id.get_create_plist()
+        if plist.get_layout() == h5py.h5d.VIRTUAL:
+            raise LoadError(
+                f"{label}[{obj.name.lstrip('/')}]: is a virtual dataset, whose data lie in other files; "
+                "smjac reads nothing but the file it is given"
+            )
+        if plist.get_external_count() > 0:
+            raise LoadError(
+                f"{label}[{obj.name.lstrip('/')}]: keeps its data in an external file; "
+                "smjac reads nothing but the file it is given"
+            )
+    return obj
+
+
+def _attr_names(group: Any, attr: str) -> list[str]:
+    """A Keras name-list attribute, which Keras splits into ``attr0``, ``attr1``, … when long."""
+    if attr in group.attrs:
+        values = list(group.attrs[attr])
+    else:
+        values, chunk = [], 0
+        while f"{attr}{chunk}" in group.attrs:
+            values.extend(group.attrs[f"{attr}{chunk}"])
+            chunk += 1
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _legacy_layers(h5: Any, label: str) -> list[_Dense]:
+    """Layers of a legacy Keras HDF5 file: a kernel and a bias among each layer's ``weight_names``."""
+    root = member(h5, "model_weights", label) or h5
+    found: list[_Dense] = []
+    for name in _attr_names(root, "layer_names") or list(root.keys()):
+        group = member(root, name, label)
+        if group is None or not hasattr(group, "attrs"):
+            continue
+        kernel = bias = None
+        for weight in _attr_names(group, "weight_names"):
+            leaf = weight.rsplit("/", 1)[-1].split(":")[0]
+            ds = member(group, weight, label)
+            if leaf == "kernel" and getattr(ds, "ndim", 0) == 2:
+                kernel = ds
+            elif leaf == "bias" and getattr(ds, "ndim", 0) == 1:
+                bias = ds
+        if kernel is not None:
+            if bias is not None and bias.shape != (kernel.shape[1],):
+                bias = None
+            found.append(_Dense(name, kernel, bias))
+    return found
+
+
+def _h5_dtype(ds: Any, label: str, *, strict: bool = True) -> str | None:
+    """A dataset's dtype in safetensors' spelling; an integer or bool one is refused (or None)."""
+    # Keras 3 writes a bfloat16 variable as raw 2-byte values with an attribute saying so
+    if ds.attrs.get("dtype") in ("bfloat16", b"bfloat16") and ds.dtype.itemsize == 2:
+        return "BF16"
+    name = st.NUMPY_NAME.get(np.dtype(ds.dtype).newbyteorder("="))
+    if name is None and strict:
+        raise LoadError(
+            f"{label}: has dtype {ds.dtype}; smjac reads floating-point weights (float16, bfloat16, "
+            "float32, float64), not integer or bool arrays"
+        )
+    return name
+
+
+def _h5_read(ds: Any, dtype: str | None) -> np.ndarray:
+    if dtype == "BF16":
+        return st.bf16_to_f32(np.asarray(ds[()]).view("<u2"))
+    return np.asarray(ds[()], dtype=st.FLOATS[dtype or "F64"])

@@ -1,0 +1,201 @@
+"""The safetensors codec: a file's header, one tensor's bytes, and a file of tensors written whole.
+
+A safetensors file is an 8-byte little-endian header length, that many bytes of JSON giving each
+tensor's dtype, shape and byte range in the data that follows, then the data. smjac reads the
+header itself (validated before anything is allocated: the header's size, each range inside the
+file and the size its dtype and shape need) and then only the bytes of the tensors it uses, so a
+shard of gigabytes costs a header and one head. BF16, which numpy has no type for, is widened to
+float32 exactly; integer, bool and 8-bit float tensors are listed but never read as weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import LoadError, OutputError, reading
+
+# safetensors' dtype names → numpy; BF16 has no numpy type and is widened by hand (bf16_to_f32).
+FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
+ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2}
+ITEMSIZE |= {"BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+NUMPY_NAME = {np.dtype(v): k for k, v in FLOATS.items()}
+MAX_HEADER_BYTES = 100 * 2**20  # the safetensors library's own limit on the JSON header
+
+
+def is_float(dtype: str) -> bool:
+    """Whether smjac reads a tensor of this dtype as weights: F16, BF16, F32 or F64."""
+    return dtype in FLOATS or dtype == "BF16"
+
+
+class Entry(NamedTuple):
+    """One tensor in a header: its dtype, shape and byte range in the data section."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+class Header(NamedTuple):
+    """A file's tensors by name, and where its data section starts."""
+
+    path: Path
+    label: str
+    entries: Mapping[str, Entry]
+    data_start: int
+
+    def shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {k: (e.shape, e.dtype) for k, e in self.entries.items()}
+
+
+def _invalid(label: str, why: str) -> LoadError:
+    return LoadError(f"{label}: is not a valid safetensors file ({why})")
+
+
+def read_header(path: str | Path, label: str | None = None) -> Header:
+    """The header of a safetensors file, checked, without reading any tensor.
+
+    Raises
+    ------
+    LoadError
+        For a missing or unreadable file, a header over :data:`MAX_HEADER_BYTES` or past the
+        file's end, JSON that is not an object of tensors, or a tensor whose byte range lies
+        outside the data or does not match its shape and dtype.
+    """
+    label = label or str(path)
+    with reading(label), open(path, "rb") as f:
+        total = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        if len(head) < 8:
+            raise _invalid(label, f"{total} bytes, shorter than the 8-byte header length")
+        (size,) = struct.unpack("<Q", head)
+        if size > MAX_HEADER_BYTES or size > total - 8:
+            raise _invalid(label, f"its header claims {size:,} bytes of a {total:,}-byte file")
+        text = f.read(size)
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise _invalid(label, f"its header is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise _invalid(label, "its header is not a JSON object")
+    data = total - 8 - size
+    entries: dict[str, Entry] = {}
+    for name, value in obj.items():
+        if name != "__metadata__":
+            entries[name] = _entry(label, name, value, data)
+    return Header(Path(path), label, entries, 8 + size)
+
+
+def _entry(label: str, name: str, e: Any, data: int) -> Entry:
+    where = f"{label}[{name}]"
+    try:
+        dtype, shape, (start, end) = e["dtype"], e["shape"], e["data_offsets"]
+    except (TypeError, KeyError, ValueError):
+        raise _invalid(where, "an entry without dtype, shape and data_offsets") from None
+    ints = [*shape, start, end] if isinstance(shape, list) else None
+    if not isinstance(dtype, str) or ints is None or not all(type(v) is int and v >= 0 for v in ints):
+        raise _invalid(where, f"dtype {dtype!r}, shape {shape!r}, data_offsets {[start, end]!r}")
+    if not start <= end <= data:
+        raise _invalid(where, f"its bytes {start}..{end} lie outside the {data:,} bytes of data")
+    itemsize = ITEMSIZE.get(dtype)
+    if itemsize is not None and end - start != itemsize * math.prod(shape):
+        raise _invalid(where, f"{end - start:,} bytes for a {dtype} tensor of shape {tuple(shape)}")
+    return Entry(dtype, tuple(shape), start, end)
+
+
+def read_tensor(header: Header, name: str) -> np.ndarray:
+    """One floating-point tensor's values, in its own dtype (BF16 widened to float32, exactly)."""
+    e = header.entries[name]
+    where = f"{header.label}[{name}]"
+    if not is_float(e.dtype):
+        raise LoadError(
+            f"{where}: has dtype {e.dtype}; smjac reads floating-point weights "
+            "(F16, BF16, F32, F64), not integer, bool or 8-bit float tensors"
+        )
+    with reading(header.label), open(header.path, "rb") as f:
+        f.seek(header.data_start + e.start)
+        raw = f.read(e.end - e.start)
+    if len(raw) != e.end - e.start:
+        raise LoadError(f"{where}: is truncated")
+    if e.dtype == "BF16":
+        return bf16_to_f32(np.frombuffer(raw, dtype="<u2")).reshape(e.shape)
+    stored = np.dtype(FLOATS[e.dtype]).newbyteorder("<")
+    return np.frombuffer(raw, dtype=stored).reshape(e.shape).astype(FLOATS[e.dtype])
+
+
+def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    """Widen bfloat16 bit patterns (uint16) to float32, exactly: a bfloat16 is a float32's top half.
+
+    Examples
+    --------
+    >>> bf16_to_f32(np.array([0x3FC0, 0xC000, 0x0000], dtype=np.uint16))
+    array([ 1.5, -2. ,  0. ], dtype=float32)
+    """
+    return (bits.astype("<u4") << 16).view("<f4").astype(np.float32)
+
+
+def f32_to_bf16(a: np.ndarray) -> np.ndarray:
+    """float32 values as bfloat16 bit patterns (uint16), rounded to nearest, ties to even.
+
+    Adding ``0x7FFF`` plus the lowest kept bit before dropping the low half rounds that way; a NaN
+    is kept a quiet NaN, which the addition could otherwise carry into an infinity.
+
+    Examples
+    --------
+    >>> [hex(v) for v in f32_to_bf16(np.array([1.5, 1.00390625, 1.01171875], dtype=np.float32))]
+    ['0x3fc0', '0x3f80', '0x3f82']
+    """
+    u = np.ascontiguousarray(a, dtype="<f4").view("<u4").astype(np.uint64)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return np.where(np.isnan(a), np.uint16(0x7FC0), rounded).astype("<u2")
+
+
+def encode(tensors: Mapping[str, np.ndarray], dtype: str, metadata: Mapping[str, str], *, what: str) -> bytes:
+    """A whole safetensors file holding ``tensors`` (any float dtype) stored as ``dtype``.
+
+    Names are sorted, so the same tensors always give the same bytes; the data starts 8-byte
+    aligned, as the format recommends. ``what`` names the tensors' source in an overflow error.
+
+    Raises
+    ------
+    OutputError
+        When a value overflows ``dtype`` (possible in F16 and BF16).
+
+    Examples
+    --------
+    >>> from safetensors.numpy import load  # a run-time dependency, so always there
+    >>> load(encode({"w": np.ones((1, 2))}, "F16", {}, what="w"))["w"]
+    array([[1., 1.]], dtype=float16)
+    """
+    header: dict[str, Any] = {"__metadata__": dict(metadata)}
+    blobs: list[bytes] = []
+    offset = 0
+    for name in sorted(tensors):
+        a = np.asarray(tensors[name]).astype(np.float64, copy=False)
+        with np.errstate(over="ignore"):  # an overflow is caught just below, with a message
+            if dtype == "BF16":
+                stored = f32_to_bf16(a.astype(np.float32))
+            else:
+                stored = a.astype(np.dtype(FLOATS[dtype]).newbyteorder("<"))
+        wide = bf16_to_f32(stored) if dtype == "BF16" else stored
+        if not np.all(np.isfinite(wide)):
+            peak = float(np.max(np.abs(a)))
+            raise OutputError(
+                f"the gradient's largest |entry|, {peak:.4g}, overflows {dtype}, the dtype of "
+                f"{what}; write it as .npy or .json instead"
+            )
+        raw = np.ascontiguousarray(stored).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)

@@ -1,0 +1,109 @@
+"""smjac inspect: a checkpoint's candidate layers and its head, as a table or JSON; exit 0, or 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from smjac.cli import app
+
+from .conftest import ROOT
+from .test_pretrained import GPT2_CONFIG, gpt2, save_pretrained
+
+MODEL = ROOT / "samples" / "model"
+ENV = {"COLUMNS": "100", "TERMINAL_WIDTH": "100", "NO_COLOR": "1"}
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), env=ENV)
+
+
+def test_json_lists_every_layer_and_marks_the_head():
+    result = run("inspect", str(MODEL / "classifier.safetensors"), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "layers": [
+            {"key": "classifier", "shape": [4, 6], "dtype": "F32", "bias": "classifier.bias", "layout": "out-in", "tied_to": None, "head": True},
+            {"key": "pre_classifier", "shape": [6, 6], "dtype": "F32", "bias": "pre_classifier.bias", "layout": "out-in", "tied_to": None, "head": False},
+        ],
+        "head": "classifier",
+    }  # fmt: skip
+    assert "using classifier.weight (4×6 F32) as the head" in result.stderr
+
+
+def test_a_tied_head_shows_what_it_is_tied_to(tmp_path):
+    folder = save_pretrained(tmp_path / "gpt2", GPT2_CONFIG, gpt2())
+    doc = json.loads(run("inspect", str(folder), "-f", "json").stdout)
+    assert doc["head"] == "lm_head"
+    first = doc["layers"][0]
+    assert first == {
+        "key": "lm_head",
+        "shape": [11, 6],
+        "dtype": "F32",
+        "bias": None,
+        "layout": "out-in",
+        "tied_to": "transformer.wte.weight",
+        "head": True,
+    }
+    conv = next(r for r in doc["layers"] if r["key"] == "transformer.h.0.mlp.c_fc")
+    assert conv["layout"] == "in-out" and conv["shape"] == [6, 24]
+
+
+@pytest.mark.parametrize("name", ["model.keras", "model.h5"])
+def test_keras_layers_by_their_own_names(name):
+    doc = json.loads(run("inspect", str(MODEL / name), "-f", "json").stdout)
+    assert [(r["key"], r["shape"], r["layout"], r["head"]) for r in doc["layers"]] == [
+        ("classifier", [6, 4], "in-out", True),
+        ("pre_classifier", [6, 6], "in-out", False),
+    ]
+
+
+def test_a_table_at_a_terminal():
+    result = run("inspect", str(MODEL / "tiny-llama"), "--format", "table")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].strip() == f"layers of {MODEL / 'tiny-llama'}"
+    assert lines[2].split() == ["key", "shape", "dtype", "bias", "layout", "tied", "to", "head"]
+    assert lines[4].split() == ["score", "3×6", "F32", "out-in", "head"]
+    assert sum("head" in line.split() for line in lines[4:]) == 1
+    assert "3 outputs match config.json's id2label (3 labels)" in result.stderr
+
+
+def test_no_head_is_marked_when_unsure_and_it_still_exits_0(tmp_path):
+    t = {f"model.layers.{i}.mlp.up_proj.weight": np.zeros((4, 2), np.float32) for i in range(3)}
+    folder = save_pretrained(tmp_path / "body", {"architectures": ["LlamaModel"]}, t)
+    result = run("inspect", str(folder), "-f", "json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["head"] is None and not any(r["head"] for r in doc["layers"]) and len(doc["layers"]) == 3
+    assert "no layer is named as a head; no head is marked: --key picks one" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["samples/blog/W.json", "samples/nothing-here", "samples/blog"])
+def test_bad_input_exits_2(bad):
+    result = run("inspect", str(ROOT / bad))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(("Error:", "Usage:"))
+
+
+def test_a_pickle_is_refused(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"\x80\x02")
+    result = run("inspect", str(tmp_path / "model.pt"))
+    assert result.exit_code == 2 and "CVE-2025-32434" in result.stderr
+
+
+def test_the_installed_program_answers_in_a_pipe_with_json():
+    done = subprocess.run(
+        [sys.executable, "-m", "smjac", "inspect", str(MODEL / "tiny-gpt2")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["head"] == "lm_head"
+    assert "using lm_head, tied to transformer.wte.weight (10×6 F32) as the head" in done.stderr
