@@ -451,3 +451,24 @@ def test_the_cli_says_it_with_exit_2(tmp_path):
         and "the layers of" in result.stderr
         and "--key model.layers.0.mlp.down_proj" in result.stderr
     )
+
+
+def test_timm_config_num_classes_checks_the_head(tmp_path):
+    # a timm ViT: blocks.N.attn.qkv, blocks.N.mlp.fc1 and fc2, then head; config.json names no architectures
+    t = {"patch_embed.proj.weight": draw(H, 3, 4, 4), "blocks.0.attn.qkv.weight": draw(3 * H, H)}
+    t |= {"blocks.0.mlp.fc1.weight": draw(4 * H, H), "blocks.0.mlp.fc2.weight": draw(H, 4 * H)}
+    t |= {"head.weight": draw(LABELS, H), "head.bias": draw(LABELS)}
+    config = {"architecture": "vit_tiny_patch16_224", "num_classes": LABELS, "num_features": H}
+    ck = checkpoints.read(save_pretrained(tmp_path / "timm", config, t))
+    assert ck.key == "head" and "its 3 outputs match config.json's num_classes (3)" in ck.notes[0]
+
+
+def test_a_shard_that_is_a_fifo_is_refused_without_opening_it(tmp_path):
+    import os
+
+    folder, _ = sharded_llama(tmp_path)
+    shard = folder / "model-00002-of-00002.safetensors"
+    shard.unlink()
+    os.mkfifo(shard)
+    with pytest.raises(LoadError, match=r"model-00002-of-00002\.safetensors: is not a regular file"):
+        checkpoints.read(folder, key="score")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,10 @@ def is_index(path: str | Path) -> bool:
 def read_json(path: Path, label: str, cap: int = MAX_JSON_BYTES) -> Any:
     """A small JSON file as data, refused over ``cap`` bytes before it is read."""
     with reading(label):
-        size = os.stat(path).st_size
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the open
+            raise LoadError(f"{label}: is not a regular file")
+        size = info.st_size
         if size > cap:
             raise LoadError(f"{label}: is {size:,} bytes, over the {cap:,} smjac reads of a model's JSON")
         with open(path, "rb") as f:
@@ -68,6 +72,7 @@ class Config:
     vocab: int | None = None
     architectures: tuple[str, ...] = ()
     model_type: str = ""
+    classes: int | None = None  # timm's num_classes
 
     @property
     def lm(self) -> bool:
@@ -83,6 +88,8 @@ class Config:
             return Hints(self.labels, f"config.json's id2label ({self.labels} labels)")
         if self.lm and self.vocab:
             return Hints(self.vocab, f"config.json's vocab_size ({self.vocab})", lm=True)
+        if self.classes and not self.architectures:
+            return Hints(self.classes, f"config.json's num_classes ({self.classes})")
         return Hints(lm=self.lm)
 
 
@@ -112,6 +119,7 @@ def read_config(path: Path) -> tuple[Config | None, list[str]]:
             vocab=count(obj.get("vocab_size")),
             architectures=tuple(a for a in archs if isinstance(a, str)) if isinstance(archs, list) else (),
             model_type=str(obj.get("model_type", "")),
+            classes=count(obj.get("num_classes")),
         ),
         [],
     )

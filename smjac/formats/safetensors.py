@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -71,6 +72,9 @@ def read_header(path: str | Path, label: str | None = None) -> Header:
         outside the data or does not match its shape and dtype.
     """
     label = label or str(path)
+    with reading(label):
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the open; a device never ends
+            raise LoadError(f"{label}: is not a regular file")
     with reading(label), open(path, "rb") as f:
         total = os.fstat(f.fileno()).st_size
         head = f.read(8)
