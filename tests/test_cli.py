@@ -514,3 +514,20 @@ def test_each_command_checks_the_layer_once(monkeypatch, command):
     assert result.exit_code == 0, result.stderr
     assert scanned  # the counting above is wired
     assert scanned.count((3, 5)) <= 1
+
+
+def test_a_library_refusal_is_worded_in_flags():
+    # the maths names its parameters (temperature=…, dtype="float64"); the command line its flags
+    result = run("forward", *SAMPLE, "--dtype", "float32", "--temperature", "1e-46")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "Error: --temperature 1e-46 is below the smallest normal float32" in result.stderr
+    assert "or --dtype float64" in result.stderr and "=" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["a" * 250 + ".json", "é" * 122 + ".json"])
+def test_a_legal_long_output_name_is_written(tmp_path, name):
+    # 255 bytes is a legal name; the temporary file beside it must be one too
+    assert len(name.encode()) <= 255
+    result = run("forward", *SAMPLE, "-o", str(tmp_path / name))
+    assert result.exit_code == 0, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [name]

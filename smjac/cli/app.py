@@ -33,6 +33,7 @@ _FLAGS = {
     "function": "--function",
     "reduce": "--reduce",
     "wrt": "--wrt",
+    "dtype": "--dtype",
 }
 _PARAMETER = re.compile(rf"\b({'|'.join(_FLAGS)})=(?:\"([^\"]*)\"|'([^']*)'|([^\s,;)]+))")
 

@@ -37,6 +37,21 @@ def check_writable(path: str | Path, *, force: bool = False) -> None:
         raise OutputError(f"{path}: exists; add --force to replace it")
 
 
+NAME_MAX = 255  # bytes in one file name on the file systems smjac writes to (ext4, xfs, APFS, NTFS)
+
+
+def _temporary_prefix(name: str) -> str:
+    """``.NAME.`` for the temporary file beside NAME, cut so that the whole temporary name (with
+    mkstemp's 8 characters and ``.tmp``) stays a legal file name whatever NAME's length.
+
+    >>> len(_temporary_prefix("a" * 250).encode()) + 8 + 4 <= NAME_MAX
+    True
+    """
+    room = NAME_MAX - 2 - 8 - 4  # the two dots, mkstemp's characters, ".tmp"
+    cut = name.encode()[:room].decode(errors="ignore")  # never half a UTF-8 character
+    return f".{cut}."
+
+
 def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, force: bool = False) -> None:
     """Write ``data`` to ``path`` all at once or not at all.
 
@@ -56,7 +71,7 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, 
     try:
         with _signals_held():  # no stop signal between the file's creation and its name's keeping
             try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+                fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path.name), suffix=".tmp", dir=folder)
             except OSError as e:
                 raise OutputError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
         with os.fdopen(fd, "wb") as f:
