@@ -520,7 +520,7 @@ def test_a_library_refusal_is_worded_in_flags():
     # the maths names its parameters (temperature=…, dtype="float64"); the command line its flags
     result = run("forward", *SAMPLE, "--dtype", "float32", "--temperature", "1e-46")
     assert result.exit_code == 2 and result.stdout == ""
-    assert "Error: --temperature 1e-46 is below the smallest normal float32" in result.stderr
+    assert "Error: --temperature 1e-46 is 0 in float32" in result.stderr
     assert "or --dtype float64" in result.stderr and "=" not in result.stderr
 
 

@@ -15,7 +15,7 @@ from ._parallel import (
     row_blocks,
 )
 from .cost import ESTIMATES, LEGEND_BYTES_PER_ROW, TEXT_BYTES_PER_NUMBER, estimate_bytes
-from .forward_pass import CHUNK_BYTES, Forward, forward, forward_chunks, layer_forward
+from .forward_pass import CHUNK_BYTES, Forward, forward, forward_chunks, layer_forward, row_chunks
 from .functions import dz_dW, log_softmax, log_softmax_jacobian, softmax, softmax_jacobian
 from .gradients import Gradient, constant_upstream, grad, grad_chunks, layer_grad
 from .jacobians import (
@@ -107,6 +107,7 @@ __all__ = [
     "log_softmax_jacobian",
     "make_layer",
     "row_blocks",
+    "row_chunks",
     "softmax",
     "softmax_jacobian",
 ]

@@ -7,6 +7,7 @@ rule (:mod:`smjac.budget`) compares it with ``--max-memory`` before any work.
 from __future__ import annotations
 
 from ._parallel import BLOCK_BYTES
+from .forward_pass import LOGIT_COPIES
 from .jacobians import jacobian_shape
 from .layer import Layer
 from .numeric import check_choice
@@ -62,7 +63,7 @@ def estimate_bytes(
     check_choice("what", what, ESTIMATES)
     N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
     b, n = L.W.dtype.itemsize, L.n
-    logits = 6 * N * K * b  # z, its shifted copy, exp, p, 1 − p, h
+    logits = LOGIT_COPIES * N * K * b
     dfdz = 3 * N * K * K * b  # dh/dz, its copy divided by T, one temporary
     numbers = 0
     if what == "forward":

@@ -269,13 +269,22 @@ def layer_forward(L: Layer) -> Forward:
 
 # ---------------------------------------------------------------- batches larger than memory
 
-CHUNK_BYTES = 64 * 2**20  # rows of x read at a time by forward_chunks and grad_chunks
+CHUNK_BYTES = 64 * 2**20  # the work of one chunk of rows in forward_chunks and grad_chunks
+LOGIT_COPIES = 6  # N×K arrays a pass over logits holds at its peak: z, its shifted copy, exp, p, 1 − p, h
 
 
-def row_chunks(x: Array, chunk_bytes: int) -> list[tuple[int, int]]:
+def row_chunks(x: Array, chunk_bytes: int, outputs: int = 0) -> list[tuple[int, int]]:
+    """Chunks of x's rows whose whole work, the rows of x and the :data:`LOGIT_COPIES` arrays of
+    ``outputs`` logits each, takes about ``chunk_bytes``: with many outputs, a chunk has fewer rows.
+
+    >>> X = np.ones((1000, 2))
+    >>> len(row_chunks(X, 160_000)), len(row_chunks(X, 160_000, outputs=100))
+    (1, 31)
+    """
     if x.ndim != 2:
         raise ShapeError(f"x must be a batch (N×n) to be read in chunks, but has shape {x.shape}")
-    return even_spans(x.shape[0], chunk_bytes // max(1, x.shape[1] * x.itemsize))
+    row = (x.shape[1] + LOGIT_COPIES * outputs) * x.itemsize
+    return even_spans(x.shape[0], chunk_bytes // max(1, row))
 
 
 def release_rows(x: Array, r0: int, r1: int) -> None:
@@ -318,10 +327,11 @@ def forward_chunks(
     Examples
     --------
     >>> X = np.ones((5, 2))
-    >>> [(r, f.h.shape) for r, f in forward_chunks(np.eye(2), X, chunk_bytes=48)]
-    [(0, (3, 2)), (3, (2, 2))]
+    >>> [(r, f.h.shape) for r, f in forward_chunks(np.eye(2), X, chunk_bytes=224)]
+    [(0, (2, 2)), (2, (2, 2)), (4, (1, 2))]
     """
-    for r0, r1 in row_chunks(x, chunk_bytes):
+    K = np.shape(W)[1 if layout == "in-out" else 0]
+    for r0, r1 in row_chunks(x, chunk_bytes, outputs=K):
         L = make_layer(W, np.asarray(x[r0:r1]), b, layout=layout, function=function, temperature=temperature)
         L = L._replace(batched=True)  # a last chunk of one row is still rows of a batch
         Z, H, P = forward_arrays(L)

@@ -304,7 +304,7 @@ def grad_chunks(
     True
     """
     check_choice("reduce", reduce, REDUCTIONS)
-    spans = row_chunks(x, chunk_bytes)
+    spans = row_chunks(x, chunk_bytes, outputs=np.shape(W)[1 if layout == "in-out" else 0])
     N = x.shape[0]
     t = None if target is None else np.asarray(target)
     if t is not None and t.size == 1:

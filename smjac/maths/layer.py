@@ -143,11 +143,11 @@ def make_layer(
         if arr is not None and not isinstance(arr, np.memmap) and not all_finite(arr):
             raise InputError(f"{name} holds a NaN or infinite value")
     dtype = np.result_type(W, X, *([] if b is None else [b]))
-    tiny = float(np.finfo(dtype).smallest_normal)
-    if temperature < tiny:  # T is used in the layer's dtype: below its normal range it is 0 or loses digits
+    if dtype.type(temperature) == 0:  # z/T is computed in the layer's dtype, where this T is 0
+        tiny = float(np.finfo(dtype).smallest_subnormal)
         raise InputError(
-            f"temperature={temperature:.3g} is below the smallest normal {dtype} ({tiny:.3g}), where z/T "
-            f'loses its digits or divides by zero; use a larger temperature or dtype="float64"'
+            f"temperature={temperature:.3g} is 0 in {dtype} (its smallest number is {tiny:.3g}), so z/T "
+            f'would divide by zero; use a larger temperature or dtype="float64"'
         )
     return Layer(
         W=Wio.astype(dtype, copy=False),

@@ -145,8 +145,8 @@ def grad_mapped(L: maths.Layer, X: Any, *, target: Any, upstream: Any, reduce: s
         return Document(fields, matrix="grad")
 
     # one chunk of rows is worked on at a time; the result is the gradient alone
-    rows = max(1, min(X.shape[0], maths.CHUNK_BYTES // max(1, L.n * X.dtype.itemsize)))
-    chunk = L._replace(X=X[:rows], batched=True)
+    r0, r1 = maths.row_chunks(X, maths.CHUNK_BYTES, outputs=L.K)[0]
+    chunk = L._replace(X=X[r0:r1], batched=True)
     return whole._replace(data=data, cost=lambda text: maths.estimate_bytes(chunk, "grad", text=text))
 
 
