@@ -175,7 +175,9 @@ def test_safetensors_unknown_key_lists_candidates(tmp_path):
     W, b = head()
     path = tmp_path / "m.safetensors"
     st.save_file({"classifier.weight": W, "classifier.bias": b}, path)
-    with pytest.raises(LoadError, match=r"(?s)no tensor 'head' or 'head.weight'.*classifier.weight \(4×6 F32\)"):
+    with pytest.raises(
+        LoadError, match=r"(?s)no tensor 'head' or 'head.weight'.*classifier.weight \(4×6 F32\)"
+    ):
         checkpoints.read(path, key="head")
 
 

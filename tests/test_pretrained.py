@@ -472,3 +472,17 @@ def test_a_shard_that_is_a_fifo_is_refused_without_opening_it(tmp_path):
     os.mkfifo(shard)
     with pytest.raises(LoadError, match=r"model-00002-of-00002\.safetensors: is not a regular file"):
         checkpoints.read(folder, key="score")
+
+
+def test_the_cli_takes_the_index_itself_and_points_w_to_layer(tmp_path):
+    folder, t = sharded_llama(tmp_path)
+    index = folder / "model.safetensors.index.json"
+    x = RNG.standard_normal(H)
+    result = run("forward", "--layer", str(index), "-x", str(write_x(tmp_path, x)), "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    z = t["score.weight"].astype(float) @ x
+    assert_allclose(json.loads(result.stdout)["z"], z, rtol=1e-6)
+    result = run("forward", "-W", str(index), "-x", str(tmp_path / "x.json"))
+    assert (
+        result.exit_code == 2 and "is a model checkpoint, not one matrix: give it as --layer" in result.stderr
+    )
