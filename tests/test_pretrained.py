@@ -486,3 +486,10 @@ def test_the_cli_takes_the_index_itself_and_points_w_to_layer(tmp_path):
     assert (
         result.exit_code == 2 and "is a model checkpoint, not one matrix: give it as --layer" in result.stderr
     )
+
+
+def test_a_layout_against_the_files_own_is_named_as_the_cause(tmp_path):
+    x = write_x(tmp_path, RNG.standard_normal(6))
+    model = Path(__file__).resolve().parent.parent / "samples" / "model" / "classifier.safetensors"
+    with pytest.raises(ShapeError, match=r"as the file stores it \(out-in\) it takes 6: leave out --layout$"):
+        load_layer(None, x, layer=model, key="classifier", layout="in-out")

@@ -279,6 +279,10 @@ def mismatch(ckpt: Checkpoint, layout: str, width: int, x_name: str) -> ShapeErr
         return None
     dims = "×".join(map(str, W.shape))
     head = f"{ckpt.names()[0]} is {dims} ({layout}: {n} inputs) but {x_name} has {width} entries per sample"
+    if layout != ckpt.layout and W.shape[layout == "in-out"] == width:
+        return ShapeError(
+            f"{head}; as the file stores it ({ckpt.layout}) it takes {width}: leave out --layout"
+        )
     try:
         found = layers(ckpt.label)
     except LoadError:
