@@ -108,3 +108,31 @@ def test_map_npy_checks_the_header_and_never_unpickles(tmp_path):
         inputs.map_npy(tmp_path / "v.npy")
     with pytest.raises(smjac.LoadError, match="no such file"):
         inputs.map_npy(tmp_path / "missing.npy")
+
+
+def test_many_outputs_make_smaller_chunks_and_the_budget_holds(tmp_path, rng):
+    # n = 2, K = 5000: a chunk sized by x's rows alone held 418 MiB of logits at --max-memory 64M.
+    # Each chunk's work (x's rows and six N×K logit arrays) now fits a quarter of the budget.
+    from typer.testing import CliRunner
+
+    from smjac.cli import app
+
+    W, X = rng.normal(size=(2, 5000)), rng.normal(size=(30000, 2))
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "X.npy", X)
+    spans = smjac.maths.row_chunks(X, 2**20, outputs=5000)
+    assert len(spans) > 1 and all((r1 - r0) * (2 + 6 * 5000) * 8 <= 2**20 for r0, r1 in spans)
+    args = [
+        "--max-input-bytes",
+        "100000",
+        "grad",
+        "-W",
+        str(tmp_path / "W.npy"),
+        "-x",
+        str(tmp_path / "X.npy"),
+    ]
+    result = CliRunner().invoke(
+        app, [*args, "--target", "1", "--max-memory", "4M", "-o", str(tmp_path / "g.npy")]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert_allclose(np.load(tmp_path / "g.npy"), smjac.grad(W, X, target=1).W, rtol=1e-12, atol=1e-15)

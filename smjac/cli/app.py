@@ -567,7 +567,13 @@ def grad(
     t = None if target is None else target_indices(ctx, target)
     g = None if upstream is None else inputs.load_array(upstream, max_bytes=_max_bytes(ctx))
     if X is not None:  # larger than the input cap: summed a chunk of rows at a time
-        _done(w.write(results.grad_mapped(L, X, target=t, upstream=g, reduce=reduce, precision=precision)))
+        _done(
+            w.write(
+                results.grad_mapped(
+                    L, X, target=t, upstream=g, reduce=reduce, precision=precision, budget=w.budget()
+                )
+            )
+        )
         return
     _done(
         w.write(

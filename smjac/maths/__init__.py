@@ -15,7 +15,15 @@ from ._parallel import (
     row_blocks,
 )
 from .cost import ESTIMATES, LEGEND_BYTES_PER_ROW, TEXT_BYTES_PER_NUMBER, estimate_bytes
-from .forward_pass import CHUNK_BYTES, Forward, forward, forward_chunks, layer_forward, row_chunks
+from .forward_pass import (
+    CHUNK_BYTES,
+    LOGIT_COPIES,
+    Forward,
+    forward,
+    forward_chunks,
+    layer_forward,
+    row_chunks,
+)
 from .functions import dz_dW, log_softmax, log_softmax_jacobian, softmax, softmax_jacobian
 from .gradients import Gradient, constant_upstream, grad, grad_chunks, layer_grad
 from .jacobians import (
@@ -61,6 +69,7 @@ __all__ = [
     "FUNCTIONS",
     "LAYOUTS",
     "LEGEND_BYTES_PER_ROW",
+    "LOGIT_COPIES",
     "MATVEC_COLUMNS",
     "METHODS",
     "OFS",

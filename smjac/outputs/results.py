@@ -92,7 +92,7 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Re
 
     # CSV text is made some 2^16 numbers at a time: as fast as larger pieces, and the text of one
     # piece is all that is held
-    piece = max(1, 2**16 // L.K) * L.n * X.dtype.itemsize
+    piece = max(1, 2**16 // L.K) * (L.n + maths.LOGIT_COPIES * L.K) * X.dtype.itemsize
 
     def chunks() -> Any:
         for r0, f in maths.forward_chunks(
@@ -129,14 +129,18 @@ def _oriented(L: maths.Layer) -> Any:
     return L.W if L.layout == "in-out" else L.W.T
 
 
-def grad_mapped(L: maths.Layer, X: Any, *, target: Any, upstream: Any, reduce: str, precision: int) -> Result:
-    """The gradient over a memory-mapped batch, summed a chunk of rows at a time: memory stays flat."""
+def grad_mapped(
+    L: maths.Layer, X: Any, *, target: Any, upstream: Any, reduce: str, precision: int, budget: int
+) -> Result:
+    """The gradient over a memory-mapped batch, summed a chunk of rows at a time: memory stays flat,
+    a chunk's work a quarter of the memory ``budget`` at most."""
+    chunk_bytes = max(1, min(maths.CHUNK_BYTES, budget // 4))
     whole = grad(L, target=target, upstream=upstream, reduce=reduce, precision=precision)
 
     def data(progress: Any) -> Document:
         res = maths.grad_chunks(
             _oriented(L), X, L.b, target=target, upstream=upstream, reduce=reduce,
-            layout=L.layout, function=L.function, temperature=L.temperature,
+            layout=L.layout, function=L.function, temperature=L.temperature, chunk_bytes=chunk_bytes,
         )  # fmt: skip
         fields: dict[str, Any] = {"grad": res.W}
         if L.b is not None:
@@ -145,7 +149,7 @@ def grad_mapped(L: maths.Layer, X: Any, *, target: Any, upstream: Any, reduce: s
         return Document(fields, matrix="grad")
 
     # one chunk of rows is worked on at a time; the result is the gradient alone
-    r0, r1 = maths.row_chunks(X, maths.CHUNK_BYTES, outputs=L.K)[0]
+    r0, r1 = maths.row_chunks(X, chunk_bytes, outputs=L.K)[0]
     chunk = L._replace(X=X[r0:r1], batched=True)
     return whole._replace(data=data, cost=lambda text: maths.estimate_bytes(chunk, "grad", text=text))
 
