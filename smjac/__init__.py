@@ -8,6 +8,7 @@ The Python API mirrors the command line::
     smjac.grad(W, x, target=k)              # or upstream=g
     smjac.check(W, x)
     smjac.verify(W, x, my_dh_dW)            # is a derivative by hand right? where, and why not?
+    smjac.verify(W, X, grad=g, target=y)    # or grad_b=, jacobian=: named by what it is
 
 Each also takes ``b=``, ``layout="out-in"`` (PyTorch's K×n weights), ``function="log-softmax"``
 and ``temperature=``; x may be a batch (N×n). Each checks its inputs first; to check them once

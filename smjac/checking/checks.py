@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -18,6 +19,7 @@ from ..maths.functions import complement
 from ..maths.jacobians import dh_dz
 from ..maths.numeric import as_float
 from .tolerances import CHECK_ATOL, default_rtol
+from .verdict import SCHEMA
 
 
 def _blocks(total: int, step: int) -> list[tuple[int, int]]:
@@ -119,6 +121,17 @@ class Check:
     ok: bool
     sample: int | None = None
     failed: tuple[int, ...] = ()
+    id: str = ""  # stable, for scripts: the name changes with the function and with probes, the id does not
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "max_error": self.max_error,
+            "tolerance": self.tolerance,
+            "ok": self.ok,
+            **({} if self.sample is None else {"sample": self.sample, "failed": list(self.failed)}),
+        }
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,14 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of ``smjac check``: schema, ok, and each check with its stable id.
+
+        >>> [c["id"] for c in check([[0.1, 0.2], [0.3, 0.4]], [1.0, 2.0]).to_dict()["checks"]][:2]
+        ['sums-to-one', 'dh-dz-rows-sum-to-zero']
+        """
+        return {"schema": SCHEMA, "ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
 
 
 def _probe(size: int, probes: int | None, rng: np.random.Generator) -> NDArray[np.intp]:
@@ -144,8 +165,8 @@ EIGEN_MAX_K = 512  # above it the K³ eigenvalue check would outweigh every othe
 
 def _sample_checks(
     L: Layer, rtol: float, atol: float, probes: int | None = None, seed: int = 0
-) -> list[tuple[str, float, float]]:
-    """(name, max error, tolerance) of each check, for a one-sample layer.
+) -> list[tuple[str, str, float, float]]:
+    """(id, name, max error, tolerance) of each check, for a one-sample layer.
 
     With ``probes``, finite differences move at most that many of the logits, the weights and the
     inputs each, drawn at random from ``seed``, and dh/dW is compared column by column on the
@@ -169,24 +190,30 @@ def _sample_checks(
         dz_dw = np.zeros((K, wi.size), dtype=A.dtype)
         dz_dw[wi // n, np.arange(wi.size)] = x[wi % n]  # column i·n + j of dz/dW: x_j in row i
         chain = A @ dz_dw
-    out: list[tuple[str, float, float]] = []
+    out: list[tuple[str, str, float, float]] = []
 
     def of(name: str, drawn: NDArray[np.intp], size: int) -> str:
         return name if drawn.size == size else f"{name} ({drawn.size:,} of {size:,} columns)"
 
-    def compare(name: str, a: Array, ref: Array, scale: Array | None = None, slack: float = 0.0) -> None:
+    def compare(
+        cid: str, name: str, a: Array, ref: Array, scale: Array | None = None, slack: float = 0.0
+    ) -> None:
         err = float(np.max(np.abs(a - ref))) if a.size else 0.0
         size = float(np.max(np.abs(ref if scale is None else scale))) if a.size else 0.0
-        out.append((name, err, atol + rtol * size + slack))
+        out.append((cid, name, err, atol + rtol * size + slack))
 
     # identities: what softmax guarantees whatever the numbers are
     weights = np.ones(K) if soft else p  # softmax: columns sum to 0; log-softmax: pᵀJ = 0
     cols = "columns sum to 0" if soft else "columns weighted by p sum to 0"
-    compare("sum of p is 1" if not soft else "sum of h is 1", np.array([np.sum(p)]), np.ones(1))
-    compare("dh/dz rows sum to 0", A.sum(axis=1), np.zeros(K), np.abs(A).sum(axis=1))
-    compare(f"dh/dz {cols}", weights @ A, np.zeros(K), weights @ np.abs(A))
+    compare(
+        "sums-to-one", "sum of p is 1" if not soft else "sum of h is 1", np.array([np.sum(p)]), np.ones(1)
+    )
+    compare(
+        "dh-dz-rows-sum-to-zero", "dh/dz rows sum to 0", A.sum(axis=1), np.zeros(K), np.abs(A).sum(axis=1)
+    )
+    compare("dh-dz-columns-sum-to-zero", f"dh/dz {cols}", weights @ A, np.zeros(K), weights @ np.abs(A))
     if soft:
-        compare("dh/dz is symmetric", A, A.T)
+        compare("dh-dz-symmetric", "dh/dz is symmetric", A, A.T)
     if K <= EIGEN_MAX_K and soft:
         # diag(p) − ppᵀ is a rank-one downdate of a diagonal: its eigenvalues interlace the sorted
         # p, the smallest is 0 and, since every p_t > 0, only that one: rank K − 1.
@@ -194,15 +221,28 @@ def _sample_checks(
         above = np.concatenate([[0.0], q[:-1]])  # μ_1 = 0, q_{i−1} ≤ μ_i ≤ q_i
         gap = np.maximum(np.maximum(mu - q, above - mu), 0.0)
         gap[0] = abs(mu[0])
-        compare("dh/dz has rank K−1 (eigenvalues interlace h)", gap, np.zeros(K), q)
+        compare("dh-dz-rank", "dh/dz has rank K−1 (eigenvalues interlace h)", gap, np.zeros(K), q)
     elif K <= EIGEN_MAX_K:
         ev = np.linalg.eigvals(A)
         ev = ev[np.argsort(ev.real)]
         expect = np.concatenate([[0.0], np.full(K - 1, 1.0 / T)])
-        compare("dh/dz has rank K−1 (eigenvalues 0 and 1/T)", np.abs(ev - expect), np.zeros(K), expect)
-    compare(of(f"dh/dW {cols}", wi, K * n), weights @ short, np.zeros(wi.size), weights @ np.abs(short))
-    compare(of("dh/dW shortcut = chain rule", wi, K * n), short, chain)
+        compare(
+            "dh-dz-rank",
+            "dh/dz has rank K−1 (eigenvalues 0 and 1/T)",
+            np.abs(ev - expect),
+            np.zeros(K),
+            expect,
+        )
     compare(
+        "dh-dW-columns-sum-to-zero",
+        of(f"dh/dW {cols}", wi, K * n),
+        weights @ short,
+        np.zeros(wi.size),
+        weights @ np.abs(short),
+    )
+    compare("dh-dW-shortcut-vs-chain", of("dh/dW shortcut = chain rule", wi, K * n), short, chain)
+    compare(
+        "dh-dx-shortcut-vs-chain",
         "dh/dx shortcut = chain rule",
         layer_jacobian(L, wrt="x")[0],
         layer_jacobian(L, wrt="x", method="chain")[0],
@@ -286,30 +326,34 @@ def _sample_checks(
     loss = float(ce_of_z(z)[0])
     fds = [
         (
+            "dh-dz-vs-finite-differences",
             of("dh/dz = finite differences", zi, K),
             A[:, zi],
             numerical_jacobian(lambda v: h_at(zv=v), z, step=delta, noise=h_noise, columns=zi),
         ),
         (
+            "dh-dW-vs-finite-differences",
             of("dh/dW = finite differences", wi, K * n),
             short,
             weight_differences(h_rows, h_noise),
         ),
         (
+            "dh-dx-vs-finite-differences",
             of("dh/dx = finite differences", xi, n),
             layer_jacobian(L, wrt="x")[0][:, xi],
             numerical_jacobian(lambda v: h_at(xv=v), x, step=x_step, noise=h_noise, columns=xi),
         ),
         (
+            "cross-entropy-grad-vs-finite-differences",
             of("cross-entropy grad = finite differences", wi, K * n),
             grad(L.W, x, b0, target=0, temperature=T).W.T.reshape(1, -1)[:, wi],
             # the loss moves with the logits one for one (|∂L/∂z_i| ≤ 1), so it carries their rounding
             weight_differences(ce_of_z, eps * abs(loss) + 2 * float(np.max(z_noise))),
         ),
     ]
-    for name, analytic, (fd, fd_err) in fds:
+    for cid, name, analytic, (fd, fd_err) in fds:
         # held to rtol and atol, plus what finite differences themselves can resolve
-        compare(name, analytic, fd, slack=float(np.max(fd_err)) if fd_err.size else 0.0)
+        compare(cid, name, analytic, fd, slack=float(np.max(fd_err)) if fd_err.size else 0.0)
     return out
 
 
@@ -491,7 +535,7 @@ def layer_check(
             one = Layer(L.W, L.X[s : s + 1], L.b, False, "in-out", L.function, L.temperature)
             per_sample.append(_sample_checks(one, tol, atol, probes, seed))
     for s, sample in enumerate(per_sample):
-        for name, err, t in sample:
+        for _, name, err, t in sample:
             if not (np.isfinite(err) and np.isfinite(t)):
                 where = f" for sample {s}" if L.batched else ""
                 raise InputError(
@@ -500,11 +544,11 @@ def layer_check(
                     "make finite differences overflow; scale the layer down to check it"
                 )
     checks = []
-    for i, (name, _, _) in enumerate(per_sample[0]):
+    for i, (cid, name, _, _) in enumerate(per_sample[0]):
         rows = [sample[i] for sample in per_sample]
-        ratio = [err / t if t > 0 else (np.inf if err > 0 else 0.0) for _, err, t in rows]
+        ratio = [err / t if t > 0 else (np.inf if err > 0 else 0.0) for _, _, err, t in rows]
         worst = int(np.argmax(ratio))
-        failed = tuple(s for s, (_, err, t) in enumerate(rows) if not err <= t)
-        _, err, t = rows[worst]
-        checks.append(Check(name, err, t, not failed, worst if L.batched else None, failed))
+        failed = tuple(s for s, (_, _, err, t) in enumerate(rows) if not err <= t)
+        _, _, err, t = rows[worst]
+        checks.append(Check(name, err, t, not failed, worst if L.batched else None, failed, cid))
     return CheckReport(tuple(checks))

@@ -1,21 +1,30 @@
 """The catalogue of known mistakes in a softmax layer's derivatives, which :func:`smjac.verify` names.
 
-Each :class:`Mistake` holds a stable id (it appears in ``smjac verify``'s JSON), what a mistaken
-answer is, a one-sentence fix, and ``variants(problem)``: the mistaken answers the mistake produces
-on the layer being verified. A variant is one of
+Each :class:`Mistake` holds a stable id (it appears in ``smjac verify``'s JSON, for a script to
+match on), what a mistaken answer is, a one-sentence fix, and ``variants(problem)``: the mistaken
+answers the mistake produces on the layer being verified. Adding a mistake is one function and
+one row of ``_CATALOGUE``. A variant is one of
 
-* a mistaken ``dh/dz`` (``A``, N×K×K) carried through the true chain rule;
+* a mistaken ``dh/dz`` carried through the true chain rule: ``A`` (N×K×K) for a Jacobian, or for a
+  gradient only its product with the upstream (:func:`dz_variant` makes either from
+  ``diag(a) − b cᵀ``, so a gradient never forms K×K per sample);
 * a mistaken ``dLoss/dz`` (``delta``, N×K, before the batch reduction), for gradients;
 * the truth times a ``factor`` (sign −1, a ratio N of the batch, a power of T, 0);
 * the truth's own entries in another arrangement (``frame``: ``"T"`` transposed, ``"co"`` the
-  columns of dh/dW in ``j·K + i`` order).
+  columns of dh/dW in ``j·K + i`` order);
+* a ``term`` added with a fitted coefficient (``l2-term``'s λW).
 
-verify compares the user's answer with every variant, and with every arrangement combined with
-every value (so ``transposed`` is recognised together with each of the others). A variant
-matches when ``max|answer − variant| ≤ atol + rtol·max|variant|``: the residual after undoing
-the mistake is within the tolerance the truth itself is held to. ``scale`` has no variants of its
-own: verify fits the constant ``c = ⟨a, r⟩ / ⟨r, r⟩`` and reports it only when no named mistake
-explains the answer. ``non-finite`` and ``shape`` are read off the answer itself.
+verify tries every arrangement × every value (the truth or a value variant) × every factor and
+product of factors, and a gradient also with the term on top: two slips at once (a ``sign`` on a
+``wrong-axis``, a ``batch-reduction`` on a ``missing-one-hot``) are named together, in that order.
+A candidate matches when ``max|answer − candidate| ≤ atol + rtol·max|candidate|``: the residual
+after undoing the mistakes is within the tolerance the truth itself is held to. ``scale`` has no
+variants of its own: verify fits the constant ``c = ⟨a, r⟩ / ⟨r, r⟩`` on each value and reports it
+only when no named mistake explains the answer; :func:`scale_reading` says what c likely is (2,
+½, 1/K, N, a learning rate), and a negative c is read as ``sign`` and ``scale``. ``non-finite``
+and ``shape`` are read off the answer itself. A variant's ``coincides`` says when it is also the
+right answer on this problem (an identity backward under a zero-sum upstream for log-softmax):
+a right answer then carries a note that the check cannot tell the two apart.
 
 Mistakes that can be confused, and how verify tells them apart
 --------------------------------------------------------------
@@ -37,12 +46,24 @@ Mistakes that can be confused, and how verify tells them apart
   ``diagonal-only`` there. For softmax the two differ (``h(1 − h)`` against ``1 − p``).
 * ``wrong-axis`` needs a batch (N > 1): over one sample every probability is 1 and it would be
   another mistake. It changes p, so no factor imitates it.
-* When several variants match equally (a layer with K = 1, a zero input), all of them are
-  reported: the answer really is consistent with each.
+* ``identity-backward`` and ``log-softmax-confusion`` for softmax: under an upstream that sums to 0
+  in each sample (a squared error after softmax), passing it through unchanged *is*
+  log-softmax's backward ``g − p·Σg``. Both are reported, and a note says the readings agree.
+* ``log-softmax-nll-shortcut`` (``g + exp(out)``) is log-softmax's backward exactly when the
+  upstream sums to −1 (NLL's −y): there it is right, and only a note says so.
+* ``logits-for-probabilities`` with a target: ``h_t(δ_ti − z_i)`` through the chain rule is the
+  ``x (z − y)ᵀ`` of a gradient written without its softmax, so one variant covers both.
+* ``softmax-over-all`` and ``wrong-axis`` need a batch; over one sample the first is the truth.
+  ``softmax-twice`` is softmax's alone: log-softmax applied to log-probabilities changes nothing.
+* ``l2-term`` and ``scale``: λW is not a multiple of the gradient, so they are never confused
+  unless the gradient is itself a multiple of W; λ ≈ 0 is the candidate without it.
+* When several candidates of the fewest mistakes match equally (a layer with K = 1, a zero input),
+  all of them are reported: the answer really is consistent with each, and a note says so.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -107,23 +128,14 @@ def softmax_dz(P: Array, T: float) -> Array:
     return P[..., :, None] * (np.eye(K, dtype=P.dtype) - P[..., None, :]) / T
 
 
-def log_softmax_dz(P: Array, T: float) -> Array:
-    """``(I − 1 pᵀ) / T`` for each row of P (N×K → N×K×K)."""
-    K = P.shape[-1]
-    return (np.eye(K, dtype=P.dtype) - P[..., None, :]) / T
-
-
-def diagonal(v: Array) -> Array:
-    """N×K → N×K×K with v on each diagonal."""
-    out = np.zeros((*v.shape, v.shape[-1]), dtype=v.dtype)
-    k = np.arange(v.shape[-1])
-    out[:, k, k] = v
-    return out
-
-
 @dataclass(frozen=True)
 class Variant:
-    """One mistaken answer a mistake produces; exactly one of A, delta, factor or frame is set."""
+    """One mistaken answer a mistake produces; exactly one of A, delta, factor, frame or term is set.
+
+    ``fix`` replaces the mistake's own fix where this variant needs another. ``coincides`` is set
+    when, on this problem, the variant's answer is also the right one (then a right answer is
+    said to be consistent with it too: the check cannot tell them apart).
+    """
 
     mistake: str
     detail: str
@@ -131,6 +143,9 @@ class Variant:
     delta: Array | None = None
     factor: float | None = None
     frame: str | None = None
+    term: Array | None = None
+    fix: str | None = None
+    coincides: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,8 +158,35 @@ class Mistake:
     variants: Callable[[Problem], list[Variant]] = field(default=lambda pr: [], repr=False)
 
 
-def _dh_dz_variant(pr: Problem, mistake: str, detail: str, A: Array) -> Variant:
-    return Variant(mistake, detail, A=A)
+def dz_variant(
+    pr: Problem, mistake: str, detail: str, a: Array | float, b: Array | float, c: Array | float, T: float
+) -> Variant:
+    """A mistaken dh/dz of the form ``(diag(a) − b cᵀ) / T`` per sample (each of a, b, c N×K or a number).
+
+    Softmax's is a = b = c = p; log-softmax's a = 1, b = 1, c = p; the slips change one of them.
+    For a Jacobian it is made whole (N×K×K); for a gradient only ``dLoss/dz = gᵀ·dh/dz`` is made,
+    ``(g ⊙ a − c·(g·b)) / T``, so no K×K matrix is formed.
+    """
+    N, K = pr.L.N, pr.L.K
+    a, b, c = (np.broadcast_to(np.asarray(v, dtype=pr.forward[2].dtype), (N, K)) for v in (a, b, c))
+    if pr.kind == "jacobian":
+        A = -b[:, :, None] * c[:, None, :]
+        k = np.arange(K)
+        A[:, k, k] += a
+        return Variant(mistake, detail, A=A / T)
+    g = pr.dloss_dh()
+    with np.errstate(
+        invalid="ignore", over="ignore"
+    ):  # −y/p where p underflowed: said by the truth's NaN too
+        delta = (g * a - c * np.sum(g * b, axis=1, keepdims=True)) / T
+    return Variant(mistake, detail, delta=delta)
+
+
+def family_variant(pr: Problem, mistake: str, detail: str, P: Array, T: float, function: str) -> Variant:
+    """The Jacobian of ``function`` (softmax or log-softmax) at probabilities P, as :func:`dz_variant`."""
+    if function == "softmax":
+        return dz_variant(pr, mistake, detail, P, P, P, T)
+    return dz_variant(pr, mistake, detail, 1.0, 1.0, P, T)
 
 
 def _diagonal_only(pr: Problem) -> list[Variant]:
@@ -152,16 +194,10 @@ def _diagonal_only(pr: Problem) -> list[Variant]:
         return []
     P, T = pr.forward[2], pr.L.temperature
     if pr.L.function == "softmax":
-        A, what = (
-            diagonal(P * (1 - P)) / T,
-            "dh/dz was taken as diag(h(1 − h)): the −h_t h_i terms (t ≠ i) are missing",
-        )
-    else:
-        A, what = (
-            diagonal(1 - P) / T,
-            "d log p/dz was taken as diag(1 − p): the −p_i terms (t ≠ i) are missing",
-        )
-    return [_dh_dz_variant(pr, "diagonal-only", what, A)]
+        what = "dh/dz was taken as diag(h(1 − h)): the −h_t h_i terms (t ≠ i) are missing"
+        return [dz_variant(pr, "diagonal-only", what, P * (1 - P), 0.0, 0.0, T)]
+    what = "d log p/dz was taken as diag(1 − p): the −p_i terms (t ≠ i) are missing"
+    return [dz_variant(pr, "diagonal-only", what, 1 - P, 0.0, 0.0, T)]
 
 
 def _log_softmax_confusion(pr: Problem) -> list[Variant]:
@@ -169,23 +205,25 @@ def _log_softmax_confusion(pr: Problem) -> list[Variant]:
         return []
     P, T = pr.forward[2], pr.L.temperature
     if pr.L.function == "log-softmax":
-        return [
-            Variant(
-                "log-softmax-confusion",
-                "softmax's Jacobian diag(p) − p pᵀ where log-softmax's I − 1 pᵀ was asked for",
-                A=softmax_dz(P, T),
-            )
-        ]
+        what = "softmax's Jacobian diag(p) − p pᵀ where log-softmax's I − 1 pᵀ was asked for"
+        return [family_variant(pr, "log-softmax-confusion", what, P, T, "softmax")]
     return [
-        Variant(
+        family_variant(
+            pr,
             "log-softmax-confusion",
             "log-softmax's Jacobian I − 1 pᵀ where softmax's diag(h) − h hᵀ was asked for",
-            A=log_softmax_dz(P, T),
+            P,
+            T,
+            "log-softmax",
         ),
-        Variant(
+        dz_variant(
+            pr,
             "log-softmax-confusion",
             "1 − p taken elementwise (the diagonal of log-softmax's Jacobian) as softmax's derivative",
-            A=diagonal(1 - P) / T,
+            1 - P,
+            0.0,
+            0.0,
+            T,
         ),
     ]
 
@@ -205,16 +243,20 @@ def _temperature(pr: Problem) -> list[Variant]:
             "temperature",
             f"scaled by T² = {T * T:g}, as distillation code scales its soft loss",
             factor=T * T,
+            fix=(
+                f"If this is distillation's soft loss, the T² is deliberate (Hinton et al. scale it so that its "
+                f"gradients keep their size as T changes) and your derivative is right for that loss: divide it "
+                f"by T² = {T * T:g} to verify it. Otherwise drop the T²: softmax(z/T) brings exactly one 1/T."
+            ),
         ),
     ]
     Z = pr.forward[0]
     P1 = softmax(Z)
-    soft = pr.L.function == "softmax"
     detail = "softmax taken of z, not z/T: the temperature left out of the forward pass and its derivative"
     if pr.kind != "jacobian" and pr.target is not None:
         out.append(Variant("temperature", detail, delta=P1 - one_hot(pr.target, pr.L.K, P1.dtype)))
     else:
-        out.append(Variant("temperature", detail, A=softmax_dz(P1, 1.0) if soft else log_softmax_dz(P1, 1.0)))
+        out.append(family_variant(pr, "temperature", detail, P1, 1.0, pr.L.function))
     return out
 
 
@@ -254,7 +296,7 @@ def _missing_one_hot(pr: Problem) -> list[Variant]:
 
 def _sign(pr: Problem) -> list[Variant]:
     what = (
-        "y − h where h − y was due"
+        'y − h where h − y was due, the "delta" convention of darknet, DL4J and neuroph'
         if pr.kind != "jacobian" and pr.target is not None
         else "a lost minus sign"
     )
@@ -269,8 +311,7 @@ def _wrong_axis(pr: Problem) -> list[Variant]:
     detail = f"softmax normalised over the N = {pr.L.N} samples (axis 0) instead of the K = {pr.L.K} classes"
     if pr.kind != "jacobian" and pr.target is not None:
         return [Variant("wrong-axis", detail, delta=(P0 - one_hot(pr.target, pr.L.K, P0.dtype)) / T)]
-    A = softmax_dz(P0, T) if pr.L.function == "softmax" else log_softmax_dz(P0, T)
-    return [Variant("wrong-axis", detail, A=A)]
+    return [family_variant(pr, "wrong-axis", detail, P0, T, pr.L.function)]
 
 
 def _zero_update(pr: Problem) -> list[Variant]:
@@ -304,6 +345,224 @@ def _column_order(pr: Problem) -> list[Variant]:
             frame="co",
         )
     ]
+
+
+def _logits_for_probabilities(pr: Problem) -> list[Variant]:
+    if not pr.through_softmax:
+        return []
+    Z, P, T = pr.forward[0], pr.forward[2], pr.L.temperature
+    mid = "logits-for-probabilities"
+    if pr.L.function == "log-softmax":
+        what = (
+            "built from the logits z where the probabilities p = softmax(z) were due: I − 1 zᵀ for I − 1 pᵀ"
+        )
+        return [family_variant(pr, mid, what, Z, T, "log-softmax")]
+    if pr.kind != "jacobian" and pr.target is not None:
+        inner = (
+            "x (z − y)ᵀ where x (h − y)ᵀ was due: the logits z in place of the probabilities h = softmax(z)"
+        )
+    else:
+        inner = "dh/dz built as h_t(δ_ti − z_i) where h_t(δ_ti − h_i) was due: z in place of h = softmax(z)"
+    outer = "dh/dz built from the logits as diag(z) − z zᵀ where diag(h) − h hᵀ, h = softmax(z), was due"
+    return [dz_variant(pr, mid, inner, P, P, Z, T), family_variant(pr, mid, outer, Z, T, "softmax")]
+
+
+def _softmax_over_all(pr: Problem) -> list[Variant]:
+    if pr.L.N == 1 or not pr.through_softmax:
+        return []
+    Z, T = pr.forward[0], pr.L.temperature
+    E = np.exp(Z / T - np.max(Z / T))
+    P = E / E.sum()
+    detail = (
+        f"probabilities normalised over the whole N×K = {pr.L.N}×{pr.L.K} array (one sum over every sample and "
+        f"class, as exp(Z) / exp(Z).sum() takes it) instead of each sample over its K classes"
+    )
+    if pr.kind != "jacobian" and pr.target is not None:
+        return [Variant("softmax-over-all", detail, delta=(P - one_hot(pr.target, pr.L.K, P.dtype)) / T)]
+    return [family_variant(pr, "softmax-over-all", detail, P, T, pr.L.function)]
+
+
+def _softmax_twice(pr: Problem) -> list[Variant]:
+    # log-softmax is idempotent (log p already sums to 1 in exp), so only softmax can be applied twice
+    if pr.L.function != "softmax" or not pr.through_softmax or pr.upstream is not None:
+        return []
+    P, T = pr.forward[2], pr.L.temperature
+    Q = softmax(P)  # the loss's own softmax, at temperature 1
+    if pr.kind == "jacobian":
+        return [
+            Variant(
+                "softmax-twice",
+                "dh/dz of softmax(softmax(z)): softmax applied twice, J(q)·J(h) with q = softmax(h)",
+                A=np.einsum("sta,sai->sti", softmax_dz(Q, 1.0), softmax_dz(P, T)),
+            )
+        ]
+    assert pr.target is not None
+    u = Q - one_hot(pr.target, pr.L.K, Q.dtype)  # the loss's gradient with respect to h, J(h)ᵀ applied below
+    return [
+        Variant(
+            "softmax-twice",
+            "the probabilities h fed to a loss that applies softmax again (CrossEntropyLoss after a softmax "
+            "layer): Jᵀ(softmax(h) − y) where h − y was due",
+            delta=P * (u - np.sum(u * P, axis=1, keepdims=True)) / T,
+        )
+    ]
+
+
+def _identity_backward(pr: Problem) -> list[Variant]:
+    if not pr.through_softmax:
+        return []
+    if pr.kind == "jacobian":
+        what = "dh/dz taken as the identity I: the layer's own derivative left out (dz/d… given for dh/d…)"
+        return [dz_variant(pr, "identity-backward", what, 1.0, 0.0, 0.0, 1.0)]
+    g = pr.dloss_dh()
+    detail = "the upstream gradient dL/dh passed through unchanged as dL/dz: the layer's backward taken as the identity"
+    zero_sum = _sums_to(g, 0.0)
+    if zero_sum and pr.L.function == "softmax":
+        detail += (
+            "; the upstream sums to 0 in every sample (as a squared error after softmax makes it), where this is "
+            "also log-softmax's backward g − p·Σg: the two readings agree"
+        )
+    coincides = ""
+    if pr.L.function == "log-softmax" and pr.L.temperature == 1 and zero_sum:
+        coincides = (
+            "the upstream sums to 0 over the classes in every sample, and then log-softmax's backward "
+            "g − p·Σg is g itself: a backward that passes the upstream through unchanged gives this same "
+            "answer, so this check cannot tell the two apart; verify again with an upstream that does not sum to 0"
+        )
+    return [
+        Variant(
+            "identity-backward",
+            detail,
+            delta=g,
+            coincides=coincides,
+        )
+    ]
+
+
+def _sums_to(g: Array, value: float) -> bool:
+    """Whether every sample's upstream sums to ``value``, up to the rounding of its terms."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        s, size = g.sum(axis=1), np.abs(g).sum(axis=1)
+        return bool(np.all(np.isfinite(size)) and np.all(np.abs(s - value) <= 1e-12 * np.maximum(1.0, size)))
+
+
+def _sums(v: Array) -> str:
+    """The per-sample sums of an upstream gradient, in a few words."""
+    s = v.sum(axis=1)
+    if np.ptp(s) <= 1e-12 * max(1.0, float(np.max(np.abs(s)))):
+        return f"sums to {s[0]:.4g}" + (" in every sample" if s.size > 1 else "")
+    return f"sums to between {np.min(s):.4g} and {np.max(s):.4g} over the samples"
+
+
+def _log_softmax_nll_shortcut(pr: Problem) -> list[Variant]:
+    if pr.kind == "jacobian" or pr.L.function != "log-softmax":
+        return []
+    g, P, T = pr.dloss_dh(), pr.forward[2], pr.L.temperature
+    coincides = ""
+    if _sums_to(g, -1.0):
+        coincides = (
+            "the upstream sums to −1 in every sample (NLL's −y), where the shortcut g + exp(out) is right too: a "
+            "backward written that way passes this check, and is wrong for any loss whose upstream does not sum to −1"
+        )
+    return [
+        Variant(
+            "log-softmax-nll-shortcut",
+            "a log-softmax backward written as g + exp(out), which is right only when the upstream g sums to −1 in "
+            f"each sample (NLL's −y); this upstream {_sums(g)}",
+            delta=(g + P) / T,
+            coincides=coincides,
+        )
+    ]
+
+
+def _l2_term(pr: Problem) -> list[Variant]:
+    if pr.kind == "grad":
+        what, term = "W", pr.L.W if pr.L.layout == "in-out" else pr.L.W.T  # in W's shape as given
+    elif pr.kind == "grad_b" and pr.L.b is not None:
+        what, term = "b", pr.L.b[None, :]
+    else:
+        return []
+    return [
+        Variant(
+            "l2-term",
+            f"the gradient carries λ{what}: weight decay (or an L2 penalty ½λ‖{what}‖²) folded into dL/d{what}",
+            term=term,
+        )
+    ]
+
+
+def scale_reading(pr: Problem, c: float) -> tuple[str, str]:
+    """What a fitted factor c most likely is, and its fix: 2, ½, 1/K, K, N, 1/N, a learning rate.
+
+    One of those alone is read first; then a round number below 1 as a learning rate; then a
+    product of two (2/K is a squared error averaged over the classes, 1/(N·K) a mean over every
+    entry of the batch). Where a learning rate and a product both fit, both are said.
+
+    >>> from smjac import make_layer
+    >>> pr = Problem(make_layer(np.ones((3, 5)), np.ones(3)), "grad")
+    >>> scale_reading(pr, 0.2)[0]
+    'the truth times 0.2 = 1/K: averaged over the K = 5 classes as well as the samples'
+    >>> scale_reading(pr, 0.4)[0]
+    'the truth times 0.4 = a learning rate lr = 0.4 folded in (lr·g, the size of a step, not the gradient g) or 2/K: a squared loss differentiated without its ½ (d(a − y)²/da = 2(a − y)); averaged over the K = 5 classes as well as the samples'
+    """
+    L, r = pr.L, abs(c)
+    parts = {
+        "2": (
+            2.0,
+            "a squared loss differentiated without its ½ (d(a − y)²/da = 2(a − y))",
+            "drop the stray 2",
+        ),
+        "½": (0.5, "a ½ too many (the ½ of ½‖a − y‖² where the loss has none)", "drop the stray ½"),
+        "1/K": (
+            1 / L.K,
+            f"averaged over the K = {L.K} classes as well as the samples",
+            "average over the samples only: sum each sample's loss over its classes, then take the mean over "
+            "the batch (loss.sum(dim=1).mean(), not loss.mean())",
+        ),
+        "K": (float(L.K), f"summed over the K = {L.K} classes where they were averaged", "divide by K"),
+        "N": (float(L.N), f"multiplied by the batch size N = {L.N}", "divide by N"),
+        "1/N": (1 / L.N, f"divided by the batch size N = {L.N}", "multiply by N"),
+    }
+    if L.K <= 2:
+        del parts["K"], parts["1/K"]  # 1/K would be 1 or ½: those are said instead
+    if L.N == 1:
+        del parts["N"], parts["1/N"]
+    near = lambda a, b: abs(a - b) <= 1e-5 * abs(b)  # noqa: E731
+    head = f"the truth times {c:.6g}"
+    sign = "−" if c < 0 else ""
+    readings: list[tuple[str, str]] = []
+
+    def product(names: list[str]) -> tuple[str, str]:
+        num = [f for f in names if f in ("2", "K", "N")]
+        den = [{"½": "2", "1/K": "K", "1/N": "N"}[f] for f in names if f not in num]
+        ratio = "·".join(num) or "1"
+        if den:
+            ratio += "/" + (den[0] if len(den) == 1 else f"({'·'.join(den)})")
+        what = f"{sign}{'½' if names == ['½'] else ratio}: " + "; ".join(parts[f][1] for f in names)
+        return what, "remove the factor: " + "; ".join(parts[f][2] for f in names)
+
+    singles = [name for name, (v, _, _) in parts.items() if near(r, v)]
+    if singles:
+        readings.append(product(singles[:1]))
+    else:
+        if r < 1 and near(r, float(f"{r:.1g}")):
+            step = "the update −lr·g a descent step applies" if c < 0 else "lr·g, the size of a step"
+            readings.append(
+                (
+                    f"a learning rate lr = {r:.1g} folded in ({step}, not the gradient g)",
+                    f"verify the gradient itself, taken before the optimizer step: divide by lr = {r:.1g}",
+                )
+            )
+        opposite = ({"K", "1/K"}, {"N", "1/N"}, {"2", "½"})
+        for (a, (va, _, _)), (b, (vb, _, _)) in itertools.combinations(parts.items(), 2):
+            if {a, b} not in opposite and near(r, va * vb):
+                readings.append(product([a, b]))
+                break
+    if not readings:
+        return head, MISTAKES["scale"].fix
+    detail = f"{head} = " + " or ".join(w for w, _ in readings)
+    fix = "; or ".join(f for _, f in readings)
+    return detail, fix[0].upper() + fix[1:] + "."
 
 
 _CATALOGUE = (
@@ -340,6 +599,13 @@ _CATALOGUE = (
         _temperature,
     ),
     Mistake(
+        "identity-backward",
+        "the upstream gradient passed through unchanged: the layer's backward (dh/dz) taken as the identity",
+        "Multiply the upstream g by the layer's Jacobian: dL/dz = h ⊙ (g − h·g) for softmax, g − h·Σg for "
+        "log-softmax (which is g only when g sums to 0).",
+        _identity_backward,
+    ),
+    Mistake(
         "log-softmax-confusion",
         "softmax's Jacobian where log-softmax's was asked for, the reverse, or 1 − p taken elementwise",
         "Use ∂log p_t/∂z_i = δ_ti − p_i for log-softmax and ∂p_t/∂z_i = p_t(δ_ti − p_i) for softmax.",
@@ -354,7 +620,8 @@ _CATALOGUE = (
     Mistake(
         "sign",
         "the negation of the truth (y − h for h − y)",
-        "Flip the sign: the cross-entropy gradient is h − y, and a descent step subtracts it.",
+        'Flip the sign: the cross-entropy gradient is h − y, and a descent step subtracts it; a "delta" y − h '
+        "(darknet, DL4J, neuroph) is the negative gradient.",
         _sign,
     ),
     Mistake(
@@ -370,9 +637,45 @@ _CATALOGUE = (
         _zero_update,
     ),
     Mistake(
+        "logits-for-probabilities",
+        "built from the logits z where the probabilities h = softmax(z) were due: h_t(δ_ti − z_i), diag(z) − z zᵀ, z − y",
+        "Apply softmax first and build the derivative from h = softmax(z): diag(h) − h hᵀ, and h − y for the "
+        "cross-entropy gradient.",
+        _logits_for_probabilities,
+    ),
+    Mistake(
+        "softmax-over-all",
+        "for a batch, probabilities normalised over the whole N×K array instead of each sample",
+        "Normalise each sample over its own classes: exp(Z − Z.max(axis=1, keepdims=True)) divided by its sum over "
+        "axis=1 (keepdims=True); a sum without an axis adds up the whole batch.",
+        _softmax_over_all,
+    ),
+    Mistake(
+        "softmax-twice",
+        "softmax applied twice: probabilities fed to a loss that applies softmax again",
+        "Give CrossEntropyLoss the logits z (it applies log-softmax itself) and drop the softmax before it, or keep "
+        "the softmax and use NLLLoss on log h; the gradient with respect to z is then h − y.",
+        _softmax_twice,
+    ),
+    Mistake(
+        "log-softmax-nll-shortcut",
+        "a log-softmax backward written as g + exp(out), right only when the upstream sums to −1 (NLL)",
+        "Write log-softmax's backward for any upstream: g − exp(out)·Σg (PyTorch's grad − exp(out) * "
+        "grad.sum(dim, keepdim=True)); g + exp(out) holds only where g sums to −1, as NLL's −y does.",
+        _log_softmax_nll_shortcut,
+    ),
+    Mistake(
+        "l2-term",
+        "the gradient plus λW: weight decay or an L2 penalty folded in (reports λ)",
+        "Verify the loss's own gradient: leave weight decay to the optimizer (or subtract λW, the L2 penalty's "
+        "gradient) before comparing.",
+        _l2_term,
+    ),
+    Mistake(
         "scale",
-        "the truth times a constant not explained above",
-        "Find the stray constant factor: a 2 from a squared loss, a ½, or a learning rate folded into the gradient.",
+        "the truth times a constant not explained above (says when it is 2, ½, 1/K, N or a learning rate)",
+        "Find the stray constant factor: a 2 from a squared loss, a ½, a mean over the classes, or a learning rate "
+        "folded into the gradient.",
     ),
     Mistake(
         "non-finite",
@@ -393,8 +696,8 @@ Examples
 --------
 >>> list(MISTAKES)[:3]
 ['diagonal-only', 'transposed', 'column-order']
->>> MISTAKES["sign"].fix
-'Flip the sign: the cross-entropy gradient is h − y, and a descent step subtracts it.'
+>>> MISTAKES["l2-term"].what
+'the gradient plus λW: weight decay or an L2 penalty folded in (reports λ)'
 """
 
 

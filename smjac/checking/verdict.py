@@ -92,6 +92,17 @@ def describe_shape(pr: Problem, shape: tuple[int, ...]) -> str:
     return known.get(tuple(shape), "")
 
 
+SCHEMA = 1
+"""The version of the JSON documents ``smjac verify`` and ``smjac check`` write; it grows when a field
+changes meaning or goes, not when one is added."""
+
+_ARRANGEMENTS = {
+    "T": "transposed",
+    "co": "in j·K + i column order",
+    "T+co": "transposed and in j·K + i column order",
+}
+
+
 @dataclass(frozen=True)
 class Diagnosis:
     """A catalogue mistake the answer matches: its id, the evidence and details, and the fix."""
@@ -160,6 +171,7 @@ class Verdict:
     errors: np.ndarray | None = field(default=None, repr=False)
     errors_sample: int | None = None
     frame: str = "std"
+    notes: tuple[str, ...] = ()
 
     @property
     def error(self) -> dict[str, float | None]:
@@ -176,19 +188,31 @@ class Verdict:
         return self.atol + self.rtol * self.scale
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON contract of ``smjac verify``: ok, kind, error, outside, worst, diagnosis."""
+        """The JSON contract of ``smjac verify``: schema, ok, kind, error, outside, worst, diagnosis, notes.
+
+        ``schema`` is :data:`SCHEMA`; each diagnosis's ``mistake`` is a stable id of the catalogue,
+        in the order the mistakes were made (arrangement, value, factors), for a script to match on.
+        """
         return {
+            "schema": SCHEMA,
             "ok": self.ok,
             "kind": self.kind,
             "error": self.error,
             "outside": self.outside,
             "worst": [e.to_dict() for e in self.worst],
             "diagnosis": [{"mistake": d.mistake, "detail": d.detail, "fix": d.fix} for d in self.diagnosis],
+            "notes": list(self.notes),
         }
 
     def report(self, *, ascii: bool = False) -> str:
         """The readable report; ``ascii=True`` spells ∂h₂ as dh_2, − as -, and so on."""
-        lines = [f"{self.what} {'agrees' if self.ok else 'DISAGREES'}: answer of shape {self.shape}"]
+        head = f"{self.what} {'agrees' if self.ok else 'DISAGREES'}: answer of shape {self.shape}"
+        how = _ARRANGEMENTS.get(self.frame)
+        if how:  # the shape already says it: the first line does too
+            head += f" is {how} (expected {self.expected})"
+            if self.outside == 0:
+                head += f"; its entries are the truth's, {how}"
+        lines = [head]
         if self.max_abs is None:
             lines.append(f"  expected shape {self.expected}")
         else:
@@ -199,17 +223,10 @@ class Verdict:
                 else f" (relative {self.max_rel:.3g})"
             )
             sign = "≤" if self.max_abs <= self.tolerance else ">"
-            lines.append(f"  error: max|a − r| = {self.max_abs:.3g}{rel} {sign} {bound}")
-            if self.frame != "std":
-                how = {
-                    "T": "transposed",
-                    "co": "in j·K + i column order",
-                    "T+co": "transposed, in j·K + i column order",
-                }
-                lines.append(
-                    f"  (compared with the truth {how[self.frame]}: the answer's shape is not {self.expected})"
-                )
-            lines.append(f"  outside the tolerance: {self.outside:,} of {self.size:,} entries")
+            against = f" against the truth {how}" if how else ""
+            lines.append(f"  error{against}: max|a − r| = {self.max_abs:.3g}{rel} {sign} {bound}")
+            so = f", compared {how}" if how else ""
+            lines.append(f"  outside the tolerance{so}: {self.outside:,} of {self.size:,} entries")
         if self.outside and self.where:
             lines.extend(f"  {line}" for line in self._where_lines())
         if self.worst:
@@ -220,6 +237,7 @@ class Verdict:
                     f"    {at}{e.name} (stored at {e.stored}; answer{list(e.index)}): "
                     f"yours {e.yours:.6g}, true {e.true:.6g}"
                 )
+        lines.extend(f"  note: {n}" for n in self.notes)
         if not self.ok:
             if self.diagnosis:
                 lines.append("  diagnosis:")

@@ -18,7 +18,8 @@ taken as 0 when both are 0, so a zero in the truth never makes it 0/0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -185,48 +186,124 @@ _FRAME_IDS = {
 # ------------------------------------------------------------------ one comparison
 
 
+def _fit(a: Array, b: Array) -> float | None:
+    """The c minimising ‖a − c·b‖, or None while b is all zero (a later block decides)."""
+    # scaled by the largest |b| first, so that numbers near the float limit do not overflow the sums
+    m = float(np.max(np.abs(b))) if b.size else 0.0
+    if not m > 0:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        t, u = b.ravel() / m, a.ravel() / m
+        c = float(np.dot(u, t)) / float(np.dot(t, t))
+    return c if np.isfinite(c) else None
+
+
+class _Dots:
+    """Inner products of one block of the answer with its candidates' blocks, each taken once.
+
+    ``‖a − f·b − λ·d‖² = a·a − 2f a·b + f² b·b − 2λ a·d + 2fλ b·d + λ² d·d`` rules a candidate out
+    without a pass of its own: where it exceeds ``m·tol²`` (m entries), some entry is off by more
+    than tol. Only a clear excess counts (the sum's rounding is allowed for), and where a product
+    is not finite the candidate is compared entry by entry as before.
+    """
+
+    ANSWER = 0
+
+    def __init__(self, a: Array) -> None:
+        self.flat = {self.ANSWER: a.ravel()}
+        self.cache: dict[tuple[int, int], float] = {}
+
+    def block(self, src: Source, where: tuple[str, int, int, int, int, int, int]) -> Array:
+        """The candidate's block in this arrangement, made once however many factors try it."""
+        key = id(src)
+        if key not in self.flat:
+            self.flat[key] = np.asarray(_frame_block(src, *where), dtype=np.float64).ravel()
+        return self.flat[key].reshape(self.flat[self.ANSWER].size // where[4], where[4])
+
+    def dot(self, i: int, j: int) -> float:
+        key = (min(i, j), max(i, j))
+        if key not in self.cache:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.cache[key] = float(np.dot(self.flat[key[0]], self.flat[key[1]]))
+        return self.cache[key]
+
+    def too_far(self, kb: int, f: float, kd: int, lam: float, tol: float) -> bool:
+        a, m = self.ANSWER, self.flat[self.ANSWER].size
+        terms = [self.dot(a, a), -2 * f * self.dot(a, kb), f * f * self.dot(kb, kb)]
+        if lam:
+            terms += [
+                -2 * lam * self.dot(a, kd),
+                2 * f * lam * self.dot(kb, kd),
+                lam * lam * self.dot(kd, kd),
+            ]
+        with np.errstate(over="ignore", invalid="ignore"):
+            sse, size = sum(terms), sum(abs(t) for t in terms)
+            bound = m * tol * tol
+        if not (np.isfinite(size) and np.isfinite(bound)):
+            return False
+        return sse - 1e-8 * size > bound
+
+
 @dataclass
 class _Trial:
-    """The answer against one candidate (the truth or a mistake) in one arrangement."""
+    """The answer against one candidate in one arrangement: ``factor·base + coef·term``.
+
+    ``base`` is the truth (None) or a mistake's own answer; ``factor`` is fixed, or fitted from the
+    first block where the base is not zero (``fit``: the ``scale`` mistake); ``term`` is a direction
+    whose coefficient is fitted the same way (``l2-term``'s W). The tolerance is the truth's own,
+    ``atol + rtol·max|candidate|``, known once the fitted numbers are.
+    """
 
     ids: tuple[str, ...]
     details: tuple[str, ...]
+    fixes: tuple[str | None, ...]
     frame: str
-    source: Source | None = None
-    factor: float | None = None
-    fit: bool = False  # the factor is fitted from the first block (scale)
-    tol: float = 0.0
-    unit: float = 0.0  # for a fitted factor c the tolerance is tol + |c|·unit, known once c is
-    truth_max: float = 0.0
-    unit_tol: float = 0.0  # the truth's own tolerance
+    base: Source | None
+    base_max: float
+    factor: float | None = 1.0
+    fit: bool = False
+    term: Source | None = None
+    term_max: float = 0.0
+    coef: float | None = None
+    atol: float = 0.0
+    rtol: float = 0.0
+    unit_tol: float = 0.0  # the truth's tolerance: a fitted number that moves the answer less is no mistake
+    notes: tuple[str, ...] = ()  # said when this candidate matches a right answer
     residual: float = 0.0
     alive: bool = True
-    sums: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
-    def update(self, a: Array, truth: Array, finite: bool, block: Array | None = None) -> None:
-        if not finite:
-            self.alive = False
+    @property
+    def tol(self) -> float:
+        size = abs(self.factor or 0.0) * self.base_max + abs(self.coef or 0.0) * self.term_max
+        return self.atol + self.rtol * size
+
+    @property
+    def known(self) -> bool:
+        return self.factor is not None and (self.term is None or self.coef is not None)
+
+    def update(self, a: Array, b: Array, d: Array | None, dots: _Dots, kb: int, kd: int) -> None:
+        if self.fit and self.factor is None:
+            self.factor = _fit(a, b)
+            if self.factor is not None and abs(abs(self.factor) - 1) * self.base_max <= self.unit_tol:
+                self.alive = False  # c ≈ ±1 is the candidate itself or its sign, both tried as they stand
+        if d is not None and self.coef is None and self.factor is not None:
+            with np.errstate(invalid="ignore", over="ignore"):
+                self.coef = _fit(a - self.factor * b, d)
+            if self.coef is not None and abs(self.coef) * self.term_max <= self.unit_tol:
+                self.alive = False  # no term at all: the candidate without it is tried too
         if not self.alive:
             return
-        if self.fit and self.factor is None:
-            # scaled by the largest |truth| first, so that numbers near the float limit do not
-            # overflow the sums of squares
-            m = float(np.max(np.abs(truth))) if truth.size else 0.0
-            with np.errstate(over="ignore", invalid="ignore"):
-                t, u = truth.ravel() / (m or 1.0), a.ravel() / (m or 1.0)
-                rr = float(np.dot(t, t))
-                factor = float(np.dot(u, t)) / rr if rr > 0 else 0.0
-            if rr > 0 and np.isfinite(factor):
-                self.factor = factor
-                self.tol += abs(self.factor) * self.unit
-                if abs(self.factor - 1) * self.truth_max <= self.unit_tol:
-                    self.alive = False  # c ≈ 1 is the truth itself, not a scale mistake
+        if self.known and dots.too_far(kb, self.factor or 0.0, kd, self.coef or 0.0, self.tol):
+            self.alive = False
+            return
         with np.errstate(invalid="ignore", over="ignore"):
-            diff = a - (block if block is not None else (self.factor or 0.0) * truth)
+            diff = a - (self.factor or 0.0) * b
+            if d is not None:
+                diff -= (self.coef or 0.0) * d
             res = float(np.max(np.abs(diff))) if diff.size else 0.0
         self.residual = max(self.residual, res) if res == res else np.inf
-        if (self.factor is not None or not self.fit) and not self.residual <= self.tol:
-            self.alive = False  # the tolerance is known in advance: no later block can save it
+        if self.known and not self.residual <= self.tol:
+            self.alive = False  # the tolerance is known: no later block can save it
         if not np.isfinite(self.tol):
             self.alive = False  # "inf ≤ inf" is no evidence
 
@@ -329,21 +406,23 @@ def _compare(
             finite = bool(np.isfinite(np.sum(a))) or bool(np.all(np.isfinite(a)))
             for frame in frames:
                 primary = stats is not None and frame == stats.frame
-                if not primary and not any(tr.alive and tr.frame == frame for tr in trials):
+                live = [tr for tr in trials if tr.alive and tr.frame == frame]
+                if not finite:
+                    for tr in live:
+                        tr.alive = False  # NaN matches no candidate: the non-finite diagnosis says why
+                    live = []
+                if not primary and not live:
                     continue  # every candidate in this arrangement is ruled out: skip making it
-                t = np.asarray(_frame_block(truth, frame, s, r0, r1, C, L.K, L.n), dtype=np.float64)
+                dots = _Dots(a)
+                where = (frame, s, r0, r1, C, L.K, L.n)
                 if primary:
                     assert stats is not None
-                    stats.update(s, r0, a, t, finite)
-                for trial in trials:
-                    if trial.frame != frame or not trial.alive:
-                        continue
-                    block = None
-                    if trial.source is not None and finite:
-                        block = np.asarray(
-                            _frame_block(trial.source, frame, s, r0, r1, C, L.K, L.n), dtype=np.float64
-                        )
-                    trial.update(a, t, finite, block)
+                    stats.update(s, r0, a, dots.block(truth, where), finite)
+                for trial in live:
+                    base_src = truth if trial.base is None else trial.base
+                    base = dots.block(base_src, where)
+                    d = None if trial.term is None else dots.block(trial.term, where)
+                    trial.update(a, base, d, dots, id(base_src), id(trial.term))
         if stats is not None:
             stats.end_sample(s)
 
@@ -354,9 +433,12 @@ def _compare(
 def verify(
     W: ArrayLike,
     x: ArrayLike,
-    answer: ArrayLike,
+    answer: ArrayLike | None = None,
     *,
-    kind: str = "jacobian",
+    grad: ArrayLike | None = None,
+    grad_b: ArrayLike | None = None,
+    jacobian: ArrayLike | None = None,
+    kind: str | None = None,
     of: str = "h",
     wrt: str = "W",
     b: ArrayLike | None = None,
@@ -379,7 +461,11 @@ def verify(
         The derivative to verify. For ``kind="jacobian"``: K × (columns of ``wrt``) for one sample,
         N × K × … (or N·K × …) for a batch. For ``"grad"``: dLoss/dW in W's shape. For
         ``"grad_b"``: dLoss/db, K entries. A read-only memory map is read a block at a time.
+    grad, grad_b, jacobian : array_like, optional
+        The answer by what it is, instead of ``answer`` and ``kind``: ``verify(W, X, grad=g,
+        target=y)`` is ``verify(W, X, g, kind="grad", target=y)``. Give the answer once.
     kind : {"jacobian", "grad", "grad_b"}
+        What ``answer`` is; "jacobian" unless a keyword above says otherwise.
     of, wrt : str
         For a Jacobian: ``of`` h or z, ``wrt`` W, z, x or b, as in :func:`smjac.jacobian`.
     target, upstream, reduce
@@ -410,7 +496,7 @@ def verify(
     >>> h = forward(W, x).h
     >>> verify(W, x, np.diag(h * (1 - h)), wrt="z").diagnosis[0].mistake
     'diagonal-only'
-    >>> v = verify(W, x, grad(W, x, target=0).W, kind="grad", target=0)
+    >>> v = verify(W, x, grad=grad(W, x, target=0).W, target=0)
     >>> v.ok, v.diagnosis
     (True, ())
     """
@@ -418,6 +504,9 @@ def verify(
     return layer_verify(
         L,
         answer,
+        grad=grad,
+        grad_b=grad_b,
+        jacobian=jacobian,
         kind=kind,
         of=of,
         wrt=wrt,
@@ -431,9 +520,12 @@ def verify(
 
 def layer_verify(
     L: Layer,
-    answer: ArrayLike,
+    answer: ArrayLike | None = None,
     *,
-    kind: str = "jacobian",
+    grad: ArrayLike | None = None,
+    grad_b: ArrayLike | None = None,
+    jacobian: ArrayLike | None = None,
+    kind: str | None = None,
     of: str = "h",
     wrt: str = "W",
     target: int | ArrayLike | None = None,
@@ -444,7 +536,7 @@ def layer_verify(
     block_bytes: int = BLOCK_BYTES,
 ) -> Verdict:
     """:func:`verify` for a checked :class:`~smjac.maths.Layer`; ``block_bytes`` sizes the blocks."""
-    check_choice("kind", kind, KINDS)
+    answer, kind = _the_answer(answer, kind, grad=grad, grad_b=grad_b, jacobian=jacobian)
     pr = _problem(L, kind, of, wrt, target, upstream, reduce)
     a = np.asarray(answer)  # a memory map stays one: nothing is read yet
     if a.dtype.kind not in "fiub":
@@ -462,38 +554,7 @@ def layer_verify(
         return _shape_verdict(pr, a, expected, rtol, atol, truth.max_abs)
     primary = fitting[0]
     tol = atol + rtol * truth.max_abs
-    values: list[tuple[tuple[str, ...], tuple[str, ...], Source | None, float | None, bool]] = [
-        ((), (), None, 1.0, False)
-    ]
-    for v in cat.variants(pr):
-        if v.frame is not None:
-            continue
-        src = _source(pr, A=v.A, delta=v.delta) if v.factor is None else None
-        values.append(((v.mistake,), (v.detail,), src, v.factor, False))
-    values.append((("scale",), ("",), None, None, True))
-    frame_details = {v.frame: v.detail for v in cat.variants(pr) if v.frame is not None}
-    frame_details["T+co"] = f"{frame_details.get('T', '')}; {frame_details.get('co', '')}"
-    trials = []
-    for f in fitting:
-        for ids, details, src, factor, fit in values:
-            if f == "std" and not ids:
-                continue  # the truth as it stands: the stats judge it
-            size = src.max_abs if src is not None else abs(factor or 0.0) * truth.max_abs
-            fdet = tuple(frame_details[f].split("; ")) if f != "std" else ()
-            trials.append(
-                _Trial(
-                    _FRAME_IDS[f] + ids,
-                    fdet + details,
-                    f,
-                    src,
-                    factor,
-                    fit,
-                    atol + rtol * size,
-                    rtol * truth.max_abs,
-                    truth.max_abs,
-                    tol,
-                )
-            )
+    trials = _trials(pr, fitting, truth, atol, rtol)
     stats = _Stats(pr, primary, *frames[primary], tol)
     by_shape: dict[tuple[int, int], list[str]] = {}
     for f in fitting:
@@ -501,11 +562,133 @@ def layer_verify(
     for (R, C), fs in by_shape.items():
         _compare(pr, a, fs, R, C, truth, trials, stats if primary in fs else None, block_bytes)
     for trial in trials:
-        if trial.fit:  # a factor never fitted (a truth of zeros): residual = max|a|, held to atol
+        if not trial.known:  # a number never fitted (a base of zeros): residual = max|a|, held to atol
             trial.alive = trial.alive and trial.residual <= trial.tol
     ok = primary == "std" and stats.outside == 0 and stats.non_finite == 0
-    diagnosis = () if ok else _diagnose(pr, trials, stats, coarse, a)
-    return _verdict(pr, a, ok, primary, stats, diagnosis, rtol, atol, truth.max_abs, frames[primary])
+    diagnosis, notes = ((), _agreeing(trials)) if ok else _diagnose(pr, trials, stats, coarse, a)
+    return _verdict(pr, a, ok, primary, stats, diagnosis, rtol, atol, truth.max_abs, frames[primary], notes)
+
+
+_Part = tuple[tuple[str, ...], tuple[str, ...], tuple[str | None, ...]]  # ids, details, fixes
+
+
+def _factors(variants: list[cat.Variant]) -> list[tuple[_Part, float]]:
+    """The named factors and their products, at most one of each mistake, in the catalogue's order.
+
+    The empty product (1) comes first. A product of 1 (T = N with ``temperature`` against
+    ``batch-reduction``) would be the candidate itself and is left out; 0 (``zero-update``) stands alone.
+    """
+    by_mistake: dict[str, list[cat.Variant]] = {}
+    for v in variants:
+        if v.factor is not None:
+            by_mistake.setdefault(v.mistake, []).append(v)
+    out: list[tuple[_Part, float]] = []
+    for pick in itertools.product(*([None, *vs] for vs in by_mistake.values())):
+        chosen = [v for v in pick if v is not None]
+        value = float(np.prod([float(v.factor or 0.0) for v in chosen]))
+        if chosen and (value == 1.0 or (value == 0.0 and len(chosen) > 1)):
+            continue
+        out.append(
+            (
+                (
+                    tuple(v.mistake for v in chosen),
+                    tuple(v.detail for v in chosen),
+                    tuple(v.fix for v in chosen),
+                ),
+                value,
+            )
+        )
+    return out
+
+
+def _trials(pr: cat.Problem, fitting: list[str], truth: Source, atol: float, rtol: float) -> list[_Trial]:
+    """Every candidate in every arrangement the answer's shape allows: arrangement × value × factor.
+
+    A value is the truth or a mistake's own answer; on each, every named factor and product of
+    them (``sign``, ``batch-reduction``, ``temperature``) is tried, then a fitted factor
+    (``scale``), and for a gradient a fitted ``l2-term`` on top of each. Ids run in that order:
+    arrangement, value, factors, scale, l2-term.
+    """
+    variants = cat.variants(pr)
+    values: list[tuple[_Part, Source | None, float, tuple[str, ...]]] = [
+        (((), (), ()), None, truth.max_abs, ())
+    ]
+    terms: list[tuple[_Part, Source]] = []
+    for v in variants:
+        part = ((v.mistake,), (v.detail,), (v.fix,))
+        if v.term is not None:
+            terms.append((part, _Dense(np.asarray(v.term, dtype=np.float64)[None])))
+        elif v.A is not None or v.delta is not None:
+            made = _source(pr, A=v.A, delta=v.delta)
+            values.append((part, made, made.max_abs, (f"{v.mistake}: {v.coincides}",) if v.coincides else ()))
+    factors = _factors(variants)
+    arrangement = {v.mistake: (v.mistake, v.detail, v.fix) for v in variants if v.frame is not None}
+    out = []
+    for f in fitting:
+        fids = _FRAME_IDS[f]
+        framed: _Part = (fids, tuple(arrangement[i][1] for i in fids), tuple(arrangement[i][2] for i in fids))
+        for (vids, vdet, vfix), src, size, notes in values:
+            own_tol = atol + rtol * size  # a fitted number that moves the candidate less is no mistake
+            for (cids, cdet, cfix), c in factors:
+                if src is not None and c == 0.0:
+                    continue  # zeros twice over
+                ids, details, fixes = (
+                    (*framed[0], *vids, *cids),
+                    (*framed[1], *vdet, *cdet),
+                    (*framed[2], *vfix, *cfix),
+                )
+                if ids:  # not the truth as it stands: the stats judge that
+                    note = notes if not cids and f == "std" else ()
+                    out.append(
+                        _Trial(
+                            ids,
+                            details,
+                            fixes,
+                            f,
+                            src,
+                            size,
+                            c,
+                            atol=atol,
+                            rtol=rtol,
+                            unit_tol=own_tol,
+                            notes=note,
+                        )
+                    )
+                for (tids, tdet, tfix), term in terms:
+                    if c != 0.0:
+                        out.append(
+                            _Trial(
+                                (*ids, *tids), (*details, *tdet), (*fixes, *tfix), f, src, size, c,
+                                term=term, term_max=term.max_abs, atol=atol, rtol=rtol, unit_tol=own_tol,
+                            )
+                        )  # fmt: skip
+            out.append(
+                _Trial(
+                    (*framed[0], *vids, "scale"), (*framed[1], *vdet, ""), (*framed[2], *vfix, None), f, src, size,
+                    None, fit=True, atol=atol, rtol=rtol, unit_tol=own_tol,
+                )
+            )  # fmt: skip
+    return out
+
+
+def _the_answer(
+    answer: ArrayLike | None, kind: str | None, **named: ArrayLike | None
+) -> tuple[ArrayLike, str]:
+    """The one answer given, positionally (with ``kind``) or by the keyword that says what it is."""
+    given = [k for k, v in named.items() if v is not None]
+    if len(given) + (answer is not None) != 1:
+        which = ", ".join(["answer"] * (answer is not None) + [f"{k}=" for k in given]) or "none"
+        raise InputError(
+            f"give the answer once: verify(W, x, answer, kind=…) or one of grad=, grad_b=, jacobian= (given: {which})"
+        )
+    if given:
+        if kind is not None and kind != given[0]:
+            raise InputError(f"{given[0]}= gives a {given[0]}, but kind={kind!r}; leave kind out")
+        return named[given[0]], given[0]  # type: ignore[return-value]
+    kind = "jacobian" if kind is None else kind
+    check_choice("kind", kind, KINDS)
+    assert answer is not None
+    return answer, kind
 
 
 def _problem(
@@ -532,26 +715,48 @@ def _problem(
     return cat.Problem(L, kind, target=t, upstream=g, reduce=reduce)
 
 
+def _readings(pr: cat.Problem, t: _Trial) -> list[tuple[str, str, str | None]]:
+    """A matched trial's mistakes as (id, detail, fix), with its fitted numbers said in words.
+
+    A fitted negative factor is read as ``sign`` and a positive ``scale``; λ is the multiple of W
+    the answer holds, its sign taken with the whole under a ``sign`` mistake (``−(g + λW)``).
+    """
+    out: list[tuple[str, str, str | None]] = []
+    for mid, detail, fix in zip(t.ids, t.details, t.fixes, strict=True):
+        if mid == "scale":
+            assert t.factor is not None
+            if t.factor < 0:
+                out.append(("sign", cat.MISTAKES["sign"].variants(pr)[0].detail, None))
+            detail, fix = cat.scale_reading(pr, t.factor)
+        elif mid == "l2-term" and t.coef is not None:
+            # as the answer holds it: a sign mistake flips the whole −(g + λW), other factors only g
+            detail = f"{detail}, λ = {t.coef * np.sign(t.factor or 1.0):.6g}"
+        out.append((mid, detail, fix))
+    return out
+
+
 def _diagnose(
     pr: cat.Problem, trials: list[_Trial], stats: _Stats, dtype: np.dtype, a: np.ndarray
-) -> tuple[Diagnosis, ...]:
-    """The simplest matching explanations: fewest mistakes, a named factor before a fitted scale."""
+) -> tuple[tuple[Diagnosis, ...], tuple[str, ...]]:
+    """The simplest matching explanations: fewest mistakes, named ones before a fitted scale.
+
+    Where explanations of the same size all match, each is reported, and a note says that the
+    numbers cannot tell them apart.
+    """
     out: list[Diagnosis] = []
     if stats.non_finite:
         out.append(_non_finite(pr, stats, dtype, a.size))
-    matched = [t for t in trials if t.alive and t.ids]
-    named = [t for t in matched if "scale" not in t.ids]
+    matched = [(t, _readings(pr, t)) for t in trials if t.alive and t.ids]
+    named = [m for m in matched if "scale" not in m[0].ids]
     pool = named or matched
+    notes: list[str] = []
     if pool:
-        fewest = min(len(t.ids) for t in pool)
+        fewest = min(len(r) for _, r in pool)
+        chosen = [(t, r) for t, r in pool if len(r) == fewest]
         seen: set[str] = set()
-        for t in pool:
-            if len(t.ids) != fewest:
-                continue
-            for mid, detail in zip(t.ids, t.details, strict=True):
-                if mid == "scale":
-                    detail = f"the truth times {t.factor:.6g}"
-                with_others = [o for o in t.ids if o != mid]
+        for t, readings in chosen:
+            for mid, detail, fix in readings:
+                with_others = [o for o, _, _ in readings if o != mid]
                 if with_others:
                     detail += f" (together with {', '.join(with_others)})"
                 key = f"{mid}: {detail}"
@@ -561,10 +766,20 @@ def _diagnose(
                         Diagnosis(
                             mid,
                             detail + f"; residual after undoing it {t.residual:.3g} ≤ {t.tol:.3g}",
-                            cat.MISTAKES[mid].fix,
+                            fix or cat.MISTAKES[mid].fix,
                         )
                     )
-    return tuple(out)
+        groups = list(dict.fromkeys(" + ".join(m for m, _, _ in r) for _, r in chosen))
+        if len(groups) > 1:
+            notes.append(
+                f"these readings agree on this answer: {'; '.join(groups)}; the numbers cannot tell them apart"
+            )
+    return tuple(out), tuple(notes)
+
+
+def _agreeing(trials: list[_Trial]) -> tuple[str, ...]:
+    """For a right answer: the mistakes that give the same answer on this problem, and why."""
+    return tuple(dict.fromkeys(n for t in trials if t.alive for n in t.notes))
 
 
 def _non_finite(pr: cat.Problem, stats: _Stats, dtype: np.dtype, a_size: int) -> Diagnosis:
@@ -635,6 +850,7 @@ def _verdict(
     atol: float,
     scale: float,
     RC: tuple[int, int],
+    notes: tuple[str, ...] = (),
 ) -> Verdict:
     L = pr.L
     R, C = RC
@@ -677,4 +893,5 @@ def _verdict(
         errors=stats.errors,
         errors_sample=stats.errors_sample if L.batched and pr.kind == "jacobian" else None,
         frame=frame,
+        notes=notes,
     )
