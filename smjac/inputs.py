@@ -34,6 +34,12 @@ STDIN = "-"
 # ---------------------------------------------------------------- reading
 
 
+def one_stdin(*inputs: object) -> None:
+    """Refuse, before anything is read, two inputs that would both come from stdin (``-``)."""
+    if sum(str(p) == STDIN for p in inputs if p is not None) > 1:
+        raise LoadError("- given twice: only one input can come from stdin")
+
+
 def read_bytes(
     path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
 ) -> bytes:
@@ -296,9 +302,7 @@ def load_layer(
     ``key`` picks its layer, and x comes from its own file. ``layout`` None means the file's own:
     the checkpoint's framework's, else in-out.
     """
-    paths = [p for p in (W, x, b, layer) if isinstance(p, (str, Path))]
-    if sum(str(p) == STDIN for p in paths) > 1:
-        raise LoadError("- given twice: only one input can come from stdin")
+    one_stdin(*(p for p in (W, x, b, layer) if isinstance(p, (str, Path))))
     arrays: dict[str, np.ndarray] = {}
     names = {k: k for k in LAYER_KEYS}
     ckpt = _checkpoint(layer, key, max_bytes, max_memory)

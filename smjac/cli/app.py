@@ -489,13 +489,7 @@ def jacobian(
     _done(w.write(result))
 
 
-def _one_stdin(*inputs: object) -> None:
-    """Refuse, before anything is read, two inputs that would both come from stdin."""
-    if sum(str(p) == "-" for p in inputs if p is not None) > 1:
-        raise InputError("- given twice: only one input can come from stdin")
-
-
-def target_indices(ctx: typer.Context, text: str) -> Any:
+def _targets(ctx: typer.Context, text: str) -> Any:
     """--target: one class, a comma list with one per sample, or a file of them (``-``: stdin).
 
     Integers are tried first; only a name that is ``-`` or an existing file is read as a file,
@@ -559,12 +553,12 @@ def grad(
     """
     if (target is None) == (upstream is None):
         raise typer.BadParameter("give exactly one of --target K or --upstream FILE")
-    _one_stdin(W, x, b, layer, target, upstream)
+    inputs.one_stdin(W, x, b, layer, target, upstream)
     shape = results.GRAD_OF_CHECKPOINT if _is_checkpoint(layer) else results.GRAD
     w = _writer(shape, fmt, output, force, precision=precision, quiet=quiet, max_memory=max_memory)
     X = _mapped(ctx, x)
     L = _load(ctx, w, W, x if X is None else X[:1], b, layer, layout, function, temperature, dtype, key)
-    t = None if target is None else target_indices(ctx, target)
+    t = None if target is None else _targets(ctx, target)
     g = None if upstream is None else inputs.load_array(upstream, max_bytes=_max_bytes(ctx))
     if X is not None:  # larger than the input cap: summed a chunk of rows at a time
         _done(
@@ -714,7 +708,7 @@ def verify(
     w = _writer(results.VERIFY, fmt, output, force, quiet=quiet, max_memory=max_memory)
     L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
     answer = inputs.load_answer(path, max_bytes=_max_bytes(ctx))
-    t = None if target is None else target_indices(ctx, target)
+    t = None if target is None else _targets(ctx, target)
     g = None if upstream is None else inputs.load_array(upstream, max_bytes=_max_bytes(ctx))
     how = {
         "kind": kind,
