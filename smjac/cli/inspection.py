@@ -101,6 +101,7 @@ def _table(label: str, records: list[dict[str, Any]]) -> Any:
         table.add_column(name, overflow="fold")
     for r in records:
         shape = "×".join(map(str, r["shape"]))
-        cells = (r["key"], shape, r["dtype"], r["bias"] or "", r["layout"], r["tied_to"] or "")
+        # the bias is KEY.bias or bias by rule: a table says whether there is one (JSON names it)
+        cells = (r["key"], shape, r["dtype"], "yes" if r["bias"] else "", r["layout"], r["tied_to"] or "")
         table.add_row(*(Text(c) for c in cells), "head" if r["head"] else "")  # names are not markup
     return table
