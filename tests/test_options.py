@@ -3,6 +3,10 @@ range, before any input is read or any file written; fuzzed values never give a 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,7 +43,11 @@ def run(*args: str, env: dict | None = None, input: str | None = None):
         (["forward", *BLOG, "--max-memory", "4611686018427387905"], "is out of range"),
         (["forward", *BLOG, "--max-memory", "0"], "is out of range: a size is 1 byte to 4 EiB"),
         (["forward", *BLOG, "--max-memory", "9999999T"], "is out of range"),
-        (["--max-input-bytes", "9223372036854775808", "forward", *BLOG], "is not in the range 1<=x<="),
+        (
+            ["--max-input-bytes", "9223372036854775808", "forward", *BLOG],
+            "is out of range: a size is 1 byte to 4 EiB",
+        ),
+        (["--max-input-bytes", "4Q", "forward", *BLOG], "'4Q' is not a size; write it as 4G, 512M"),
         (["grad", *BLOG, "--target", "3.0"], "--target '3.0': not a class index (3), a comma list of them"),
         (["grad", *BLOG, "--target", "cat"], "nor a file that exists"),
         (["grad", "-W", BLOG[1], "-x", "-", "--target", "-"], "- given twice"),
@@ -57,7 +65,7 @@ def test_bad_option_values_are_refused_with_the_range(args, message, tmp_path):
     ("var", "value", "message"),
     [
         ("SMJAC_MAX_MEMORY", "9" * 400, "is out of range"),
-        ("SMJAC_MAX_INPUT_BYTES", "9223372036854775808", "is not in the range"),
+        ("SMJAC_MAX_INPUT_BYTES", "9223372036854775808", "is out of range"),
     ],
 )
 def test_bad_values_from_the_environment_too(var, value, message):
@@ -119,3 +127,19 @@ def test_a_check_that_overflows_is_refused_not_passed(tmp_path):
     (tmp_path / "x.json").write_text("[0]")
     result = run("check", "-W", str(tmp_path / "W.json"), "-x", str(tmp_path / "x.json"), "-f", "csv")
     assert result.exit_code == 2 and "cannot check this layer" in result.stderr and result.stdout == ""
+
+
+def test_the_input_cap_takes_units_before_or_after_the_command(tmp_path):
+    # the error that needs --max-input-bytes tells users to add it; after the command works too
+    small = subprocess.run(
+        [sys.executable, "-m", "smjac", "forward", *BLOG, "--max-input-bytes", "10"],
+        capture_output=True,
+        text=True,
+    )
+    assert small.returncode == 2 and "over the input size cap of 10 bytes" in small.stderr
+    for args in (["--max-input-bytes", "1K", "forward", *BLOG], ["forward", *BLOG, "--max-input-bytes=1K"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "smjac", *args, "-f", "json"], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["h"]

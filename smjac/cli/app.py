@@ -258,7 +258,7 @@ def _size(text: str | None) -> int | None:
     try:
         return budget.parse_size(text)
     except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--max-memory") from None
+        raise typer.BadParameter(str(e)) from None
 
 
 MaxMemoryOpt = Annotated[
@@ -288,27 +288,32 @@ def _main(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
     ] = None,
     max_input_bytes: Annotated[
-        int,
+        int | None,
         typer.Option(
             envvar="SMJAC_MAX_INPUT_BYTES",
-            min=1,
-            max=budget.MAX_SIZE,
-            help="Refuse an input file larger than this many bytes, before reading it.",
+            parser=_size,
+            metavar="SIZE",
+            help="Refuse an input file larger than this, before reading it: 4G, 512M or bytes; "
+            "before or after the command [default: 1G].",
+            show_default=False,
         ),
-    ] = budget.DEFAULT_MAX_INPUT_BYTES,
+    ] = None,
 ) -> None:
     """See and check the derivative of a softmax layer h = softmax(Wᵀx).
 
     W is n×K (n inputs, K outputs), as in the blog post, or K×n with --layout out-in; Jacobians
     have one row per output and one column per input, with weight w[i,j] (output i, input j) at
     column i·n + j in both layouts. Indices count from 0. Results go to stdout, messages to
-    stderr. Exit status: 0 ok, 1 check found a disagreement, 2 usage error or bad input/output.
+    stderr. Exit status: 0 ok, 1 check or verify found a disagreement, 2 usage error or bad
+    input/output, 141 the reader of stdout left, 128 + n stopped by signal n.
 
     \b
     Example:
       smjac jacobian -W samples/blog/W.json -x samples/blog/x.json
     """
-    ctx.obj = {"max_input_bytes": max_input_bytes}
+    ctx.obj = {
+        "max_input_bytes": budget.DEFAULT_MAX_INPUT_BYTES if max_input_bytes is None else max_input_bytes
+    }
 
 
 def _max_bytes(ctx: typer.Context) -> int:
@@ -748,6 +753,7 @@ def main() -> NoReturn:
     from ..outputs import streams
 
     streams.prepare()
+    sys.argv[1:] = _global_first(sys.argv[1:])
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     chosen = [
         c
@@ -772,6 +778,37 @@ def main() -> NoReturn:
     except BaseException as e:
         status = fail(e)
     _exit(status)
+
+
+_GLOBAL = "--max-input-bytes"
+
+
+def _global_first(args: list[str]) -> list[str]:
+    """The app's own options moved before the command, so that they work after it too.
+
+    >>> _global_first(["grad", "-W", "W.npy", "--max-input-bytes", "4G"])
+    ['--max-input-bytes', '4G', 'grad', '-W', 'W.npy']
+    >>> _global_first(["forward", "--max-input-bytes=1M", "--", "--max-input-bytes"])
+    ['--max-input-bytes=1M', 'forward', '--', '--max-input-bytes']
+    """
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest += args[i:]
+            break
+        if i > 0 and a == _GLOBAL and i + 1 < len(args):
+            moved += args[i : i + 2]
+            i += 2
+            continue
+        if i > 0 and a.startswith(_GLOBAL + "="):
+            moved.append(a)
+        else:
+            rest.append(a)
+        i += 1
+    return moved + rest
 
 
 def _exit(status: int) -> NoReturn:
