@@ -634,3 +634,42 @@ def test_keras3_store_with_an_external_link_is_refused(tmp_path):
         z.writestr("model.weights.h5", buf.getvalue())
     with pytest.raises(LoadError, match=r"is an external link"):
         checkpoints.read(path)
+
+
+# ---------------------------------------------------------------- damaged .keras zips
+
+
+def _zip_with(path: Path, weights: bytes, *, config: bytes = b"{}", method=zipfile.ZIP_STORED) -> None:
+    with zipfile.ZipFile(path, "w", compression=method) as z:
+        z.writestr("config.json", config)
+        z.writestr("model.weights.h5", weights)
+
+
+def test_a_keras_zip_with_a_bad_crc_is_refused_in_one_line(tmp_path):
+    W, b = head()
+    weights = keras3_weights({"dense": (W.T.copy(), b)})
+    path = tmp_path / "m.keras"
+    _zip_with(path, weights)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(weights[1000:1016])  # a byte inside the stored member: its CRC no longer matches
+    raw[at] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        LoadError, match=r"m\.keras: its model\.weights\.h5 cannot be read from the zip \(Bad CRC"
+    ):
+        checkpoints.read(path)
+
+
+def test_a_keras_zip_config_that_is_deep_or_damaged_costs_only_the_names(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.keras"
+    _zip_with(path, keras3_weights({"dense": (W.T.copy(), b)}), config=b"[" * 100_000 + b"]" * 100_000)
+    assert_array_equal(checkpoints.read(path).W, W.T)
+
+
+def test_keras_weights_are_held_against_the_memory_budget(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.keras"
+    _zip_with(path, keras3_weights({"dense": (W.T.copy(), b)}))
+    with pytest.raises(LoadError, match=r"model\.weights\.h5 takes .* in memory, over the memory budget"):
+        checkpoints.read(path, memory_budget=1000)

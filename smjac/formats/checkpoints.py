@@ -129,7 +129,7 @@ class _Source(Protocol):
     def close(self) -> None: ...
 
 
-def _open(path: str | Path, max_bytes: int) -> _Source:
+def _open(path: str | Path, max_bytes: int, memory_budget: int | None = None) -> _Source:
     label = str(path)
     what = kind(path)
     if what == "pickle":
@@ -137,7 +137,7 @@ def _open(path: str | Path, max_bytes: int) -> _Source:
     if what in ("safetensors", "folder"):
         return Pretrained(Path(path), label)
     if what == "keras":
-        return Keras(Path(path), label, max_bytes)
+        return Keras(Path(path), label, max_bytes, memory_budget)
     raise LoadError(
         f"{label}: not a checkpoint; smjac reads a save_pretrained folder, .safetensors (or its "
         ".safetensors.index.json), .keras, .h5 and .hdf5"
@@ -189,7 +189,7 @@ def read(
     smjac.errors.LoadError: model.pt: is a pickled PyTorch file; ...
     """
     limits = _Limits(str(path), max_bytes, resolve(memory_budget))
-    src = _open(path, max_bytes)
+    src = _open(path, max_bytes, limits.memory_budget)
     try:
         notes = list(src.notes)
         if key is None:

@@ -21,12 +21,14 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..budget import format_size, resolve
 from ..errors import LoadError
 from . import safetensors as st
 from .heads import Candidate, Hints, refusal
@@ -58,13 +60,13 @@ class Keras:
 
     hints = Hints()
 
-    def __init__(self, path: Path, label: str, max_bytes: int):
+    def __init__(self, path: Path, label: str, max_bytes: int, memory_budget: int | None = None):
         self.label, self.notes = label, list[str]()
         h5py = h5py_module(label)
         self.source = "keras" if path.suffix.lower() == ".keras" else "h5"
         try:
             if self.source == "keras":
-                data, config = _keras_zip(path, label, max_bytes)
+                data, config = _keras_zip(path, label, max_bytes, memory_budget)
                 self.h5 = h5py.File(io.BytesIO(data), "r")
             else:
                 self.h5, config = h5py.File(path, "r"), None
@@ -171,8 +173,16 @@ def _natural(name: str) -> tuple[str, int]:
     return m[1], int(m[2] or 0)
 
 
-def _keras_zip(path: Path, label: str, max_bytes: int) -> tuple[bytes, Any]:
-    """``model.weights.h5`` from a .keras zip, and its ``config.json`` as data (None if unreadable)."""
+# what a damaged or unusual zip member raises when read: a CRC mismatch (BadZipFile), an encrypted
+# member (RuntimeError), a compression zipfile lacks (NotImplementedError), a cut stream (EOFError)
+_ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError, zlib.error)
+
+
+def _keras_zip(path: Path, label: str, max_bytes: int, memory_budget: int | None = None) -> tuple[bytes, Any]:
+    """``model.weights.h5`` from a .keras zip, and its ``config.json`` as data (None if unreadable).
+
+    The weights file is read into memory whole (h5py reads it from there), so it is held against
+    the input cap and the memory budget before it is inflated."""
     try:
         archive = zipfile.ZipFile(path)
         info = archive.getinfo("model.weights.h5")
@@ -186,13 +196,22 @@ def _keras_zip(path: Path, label: str, max_bytes: int) -> tuple[bytes, Any]:
                 f"{label}: its model.weights.h5 takes {info.file_size:,} bytes, over the input size cap of "
                 f"{max_bytes:,} bytes; raise the cap with --max-input-bytes"
             )
-        data = archive.read(info)
+        budget = resolve(memory_budget)
+        if info.file_size > budget:
+            raise LoadError(
+                f"{label}: its model.weights.h5 takes {format_size(info.file_size)} in memory, over the "
+                f"memory budget of {format_size(budget)} (--max-memory)"
+            )
+        try:
+            data = archive.read(info)
+        except _ZIP_ERRORS as e:
+            raise LoadError(f"{label}: its model.weights.h5 cannot be read from the zip ({e})") from None
         config = None
         try:
             cinfo = archive.getinfo("config.json")
             if cinfo.file_size <= MAX_CONFIG_BYTES:
                 config = json.loads(archive.read(cinfo))
-        except (KeyError, ValueError, RecursionError):
+        except (KeyError, ValueError, RecursionError, *_ZIP_ERRORS):
             pass  # an odd config costs the friendly names only; the stored ones still work
     return data, config
 
