@@ -673,3 +673,34 @@ def test_keras_weights_are_held_against_the_memory_budget(tmp_path):
     _zip_with(path, keras3_weights({"dense": (W.T.copy(), b)}))
     with pytest.raises(LoadError, match=r"model\.weights\.h5 takes .* in memory, over the memory budget"):
         checkpoints.read(path, memory_budget=1000)
+
+
+def test_mixed_precision_bf16_weight_and_f32_bias(tmp_path):
+    # how real checkpoints are kept: a BF16 weight, an F32 bias; both are read, each in its own dtype
+    W, b = head()
+    path = tmp_path / "mixed.safetensors"
+    exact = bf16_file(tmp_path / "w.safetensors", {"head.weight": W})["head.weight"]
+    bits = (np.ascontiguousarray(exact).view("<u4") >> 16).astype("<u2").tobytes()
+    header = {
+        "head.weight": {"dtype": "BF16", "shape": [K, N_IN], "data_offsets": [0, len(bits)]},
+        "head.bias": {"dtype": "F32", "shape": [K], "data_offsets": [len(bits), len(bits) + 4 * K]},
+    }
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bits + b.astype("<f4").tobytes())
+    ck = checkpoints.read(path)
+    assert (ck.dtype, ck.bias_dtype) == ("BF16", "F32")
+    assert_array_equal(ck.W, exact)
+    assert_array_equal(ck.b, b)
+    z = exact.astype(float) @ X + b.astype(float)
+    loss = np.log(np.exp(z - z.max()).sum()) + z.max() - z[1]
+    g = smjac.layer_grad(load_layer(None, write_x(tmp_path), layer=ck), target=1)
+    assert_allclose(g.loss, loss, rtol=1e-14)
+    back = tmp_path / "g.safetensors"
+    back.write_bytes(checkpoints.gradient_bytes(ck, g.W, g.b))
+    from safetensors import safe_open
+
+    with safe_open(str(back), "np") as f:
+        assert {k: f.get_slice(k).get_dtype() for k in f.keys()} == {
+            "head.weight": "BF16",
+            "head.bias": "F32",
+        }

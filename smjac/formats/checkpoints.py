@@ -61,6 +61,9 @@ class Checkpoint:
     tied_to : str, optional
         For a head tied to the input embedding, the embedding's tensor: the head's gradient is
         written back under ``KEY.weight``, saying it is the head's share only.
+    bias_dtype : str, optional
+        The bias' stored dtype when it differs from the weight's (mixed precision: a BF16 weight
+        with an F32 bias); its gradient is written back in it.
     """
 
     W: np.ndarray
@@ -74,6 +77,7 @@ class Checkpoint:
     label: str
     notes: tuple[str, ...] = field(default=())
     tied_to: str | None = None
+    bias_dtype: str | None = None
 
     def names(self) -> tuple[str, str]:
         """W's and b's labels for error messages: ``model.safetensors[classifier.weight]``."""
@@ -221,6 +225,7 @@ def read(
         label=src.label,
         notes=tuple(notes),
         tied_to=c.tied_to,
+        bias_dtype=c.bias_dtype if c.bias_key and c.bias_dtype != c.dtype else None,
     )
 
 
@@ -230,10 +235,11 @@ def _check_bias(label: str, c: Candidate) -> None:
             f"{label}[{c.weight_key}]: has dtype {c.dtype}; smjac reads floating-point weights "
             "(F16, BF16, F32, F64), not integer, bool or 8-bit float tensors"
         )
-    if c.bias_key is not None and (c.bias_dtype != c.dtype or len(c.bias_shape or ()) != 1):
+    # mixed precision (a BF16 weight, an F32 bias) is how real checkpoints are kept: any float bias
+    if c.bias_key is not None and (not st.is_float(c.bias_dtype or "") or len(c.bias_shape or ()) != 1):
         raise LoadError(
-            f"{label}[{c.bias_key}]: is {c.bias_dtype} of shape {c.bias_shape} but {c.weight_key} is "
-            f"{c.dtype}; a bias is one row of K numbers of the weight's dtype (give -b FILE for another)"
+            f"{label}[{c.bias_key}]: is {c.bias_dtype} of shape {c.bias_shape}; a bias is one row of K "
+            "floating-point numbers (give -b FILE for another)"
         )
 
 
@@ -393,4 +399,6 @@ def gradient_bytes(
         )
     meta |= dict(metadata or {})
     what = f"{ckpt.weight_key} in {ckpt.label}"
-    return st.encode(gradient_tensors(ckpt, W, b), ckpt.dtype, meta, what=what)
+    tensors = gradient_tensors(ckpt, W, b)
+    dtypes = {k: (ckpt.bias_dtype or ckpt.dtype) if k == ckpt.bias_key else ckpt.dtype for k in tensors}
+    return st.encode(tensors, dtypes, meta, what=what)

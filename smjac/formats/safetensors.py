@@ -162,8 +162,11 @@ def f32_to_bf16(a: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(a), np.uint16(0x7FC0), rounded).astype("<u2")
 
 
-def encode(tensors: Mapping[str, np.ndarray], dtype: str, metadata: Mapping[str, str], *, what: str) -> bytes:
-    """A whole safetensors file holding ``tensors`` (any float dtype) stored as ``dtype``.
+def encode(
+    tensors: Mapping[str, np.ndarray], dtype: str | Mapping[str, str], metadata: Mapping[str, str], *, what: str
+) -> bytes:
+    """A whole safetensors file holding ``tensors`` (any float dtype) stored as ``dtype`` (one for
+    all, or one per tensor's name).
 
     Names are sorted, so the same tensors always give the same bytes; the data starts 8-byte
     aligned, as the format recommends. ``what`` names the tensors' source in an overflow error.
@@ -182,7 +185,9 @@ def encode(tensors: Mapping[str, np.ndarray], dtype: str, metadata: Mapping[str,
     header: dict[str, Any] = {"__metadata__": dict(metadata)}
     blobs: list[bytes] = []
     offset = 0
+    dtypes = dtype if not isinstance(dtype, str) else dict.fromkeys(tensors, dtype)
     for name in sorted(tensors):
+        dtype = dtypes[name]
         a = np.asarray(tensors[name]).astype(np.float64, copy=False)
         with np.errstate(over="ignore"):  # an overflow is caught just below, with a message
             if dtype == "BF16":
