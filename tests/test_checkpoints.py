@@ -700,5 +700,5 @@ def test_mixed_precision_bf16_weight_and_f32_bias(tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(back), "np") as f:
-        names = list(f.keys())  # noqa: SIM118 (a safe_open handle is not a dict)
+        names = list(f.keys())
         assert {k: f.get_slice(k).get_dtype() for k in names} == {"head.weight": "BF16", "head.bias": "F32"}
