@@ -353,6 +353,8 @@ def _cast(a: np.ndarray, dtype: str, label: str) -> np.ndarray:
     with np.errstate(over="ignore"):  # numpy would warn on stderr; the check below says it better
         out = a.astype(dtype, copy=False)
     if not all_finite(out):
+        if not all_finite(a):  # a checkpoint's tensors come unscanned: the NaN is the file's own
+            raise LoadError(f"{label}: holds NaN or infinite values; every number must be finite")
         limit = float(np.finfo(out.dtype).max)
         largest = float(a.flat[int(np.argmax(np.abs(a)))])
         raise LoadError(

@@ -702,3 +702,12 @@ def test_mixed_precision_bf16_weight_and_f32_bias(tmp_path):
     with safe_open(str(back), "np") as f:
         names = list(f.keys())
         assert {k: f.get_slice(k).get_dtype() for k in names} == {"head.weight": "BF16", "head.bias": "F32"}
+
+
+def test_nan_in_a_checkpoint_is_the_files_not_the_casts(tmp_path):
+    W, b = head()
+    W[1, 2] = np.nan
+    path = tmp_path / "m.safetensors"
+    st.save_file({"head.weight": W, "head.bias": b}, path)
+    with pytest.raises(LoadError, match=r"m\.safetensors\[head\.weight\]: holds NaN or infinite values"):
+        load_layer(None, write_x(tmp_path), layer=path)
