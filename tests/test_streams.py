@@ -249,3 +249,15 @@ def test_absurd_terminal_sizes_and_input_caps_are_taken_in_stride():
     assert smjac("demo", env={"COLUMNS": "99999999999999999999"}).returncode == 0
     proc = smjac("--max-input-bytes", "64000000000", "forward", *SAMPLE)
     assert proc.returncode == 0 and proc.stdout.startswith(b"z,h\n")
+
+
+def test_control_characters_in_a_message_are_shown_not_sent():
+    # a tensor named "x\nError: fake \x1b[31m" must not pass for smjac's own line or act on the terminal
+    import io
+
+    from smjac.outputs.writer import message
+
+    out = io.StringIO()
+    message("Error: bad name x\nError: fake \x1b[31m\x07", out)
+    assert out.getvalue() == "Error: bad name x\n  Error: fake \\x1b[31m\\x07\n"
+    assert "\x1b" not in out.getvalue()

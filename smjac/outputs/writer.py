@@ -508,11 +508,22 @@ def stdout_failed(e: OSError) -> BaseException:
     return OutputError(f"cannot write to standard output: {e.strerror or e}")
 
 
+# control characters a file's own names may carry (a tensor called "x\x1b[2J"): shown, never sent
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127) if chr(c) not in "\n\t"}
+
+
 def message(text: str, stream: TextIO | None = None) -> None:
-    """One line on stderr, whole (not wrapped); a stderr that cannot take it is let be."""
+    """One message on stderr, whole (not wrapped); a stderr that cannot take it is let be.
+
+    Control characters are written as escapes, and a line after the first that does not start
+    indented is indented: a name holding "\nError: …" or an escape sequence cannot pass for a
+    line of smjac's own or act on the terminal.
+    """
     stream = stream if stream is not None else sys.stderr
     if stream is None:
         return
+    lines = text.translate(_CONTROLS).split("\n")
+    text = "\n".join([lines[0], *(line if line[:1] in (" ", "") else f"  {line}" for line in lines[1:])])
     try:
         stream.write(text + "\n")
         stream.flush()
