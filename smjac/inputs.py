@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from .errors import LoadError
+from .errors import InputError, LoadError, ShapeError
 from .maths import Layer, all_finite, make_layer
 
 if TYPE_CHECKING:
@@ -158,6 +158,29 @@ def load_array(
         fmt = None if label == "stdin" or not Path(path).suffix else Format.for_input(path)
         data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
         return parse(data, fmt or sniff(data), label, max_memory=max_memory, finite=finite)
+
+
+def load_class_weights(path: str | Path, L: Layer, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> np.ndarray:
+    """One weight per class of layer L, in class order (a list of numbers in any format
+    :func:`load_array` reads), with the file named in any message; a weight below 0 is refused.
+    """
+    label = "stdin" if str(path) == STDIN else str(path)
+    w = load_array(path, max_bytes=max_bytes)
+    if w.ndim == 2 and 1 in w.shape:
+        w = w.reshape(-1)
+    if w.ndim > 1:
+        raise ShapeError(f"{label} has shape {w.shape}, but class weights are one number per class")
+    w = w.reshape(-1)
+    if w.size != L.classes:
+        what = "W has one output, read as two classes" if L.binary else f"W has K = {L.K} outputs"
+        raise ShapeError(
+            f"{label} holds {w.size} class weights but {what}; give one weight per class, in class order"
+        )
+    if np.any(w < 0):
+        raise InputError(
+            f"{label}: class weight {float(w[np.argmax(w < 0)]):g} is below 0; weights are at least 0"
+        )
+    return w
 
 
 def map_npy(path: str | Path) -> np.ndarray:

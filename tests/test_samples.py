@@ -37,6 +37,12 @@ EXPECTED = {
     "batch/W.json": BLOG_W,
     "batch/X.json": BATCH_X,
     "batch/targets.csv": np.array([3.0, 0.0, 2.0, 1.0]),
+    "batch/class-weights.json": np.array([1.0, 2.0, 0.5, 1.0, 3.0]),  # one per class of batch/W
+    # binary logistic regression as scikit-learn stores it: coef_ 1×n (out-in), intercept_, 0/1 targets
+    "binary/coef.json": np.array([[1.2, -0.8, 0.5]]),
+    "binary/intercept.json": np.array([0.1]),
+    "binary/X.json": BATCH_X,
+    "binary/y.csv": np.array([1.0, 0.0, 1.0, 0.0]),
     "model/x.json": np.array([-0.58, -0.19, 0.17, -0.34, 1.52, -0.36]),
 }
 BUNDLES = {"blog/layer.npz", "blog/layer.json"}
@@ -98,3 +104,20 @@ def test_every_sample_set_runs():
     batch = ["-W", str(s / "batch/W.json"), "-x", str(s / "batch/X.json")]
     assert ok("check", *batch)["ok"] is True
     assert ok("grad", *batch, "--target", str(s / "batch/targets.csv"))["loss"] > 0
+    weighted = [
+        "--target",
+        str(s / "batch/targets.csv"),
+        "--class-weights",
+        str(s / "batch/class-weights.json"),
+    ]
+    assert ok("grad", *batch, *weighted)["loss"] > 0
+    binary = [
+        "-W",
+        str(s / "binary/coef.json"),
+        "-b",
+        str(s / "binary/intercept.json"),
+        "-x",
+        str(s / "binary/X.json"),
+    ]
+    binary += ["--layout", "out-in", "--target", str(s / "binary/y.csv")]
+    assert ok("check", *binary)["ok"] is True

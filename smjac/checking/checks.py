@@ -13,11 +13,23 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError
-from ..maths import Array, Layer, grad, layer_factors, layer_jacobian, log_softmax, make_layer
+from ..maths import (
+    DEFAULT_REDUCTION,
+    REDUCTIONS,
+    Array,
+    Layer,
+    grad,
+    layer_factors,
+    layer_jacobian,
+    log_softmax,
+    make_layer,
+)
 from ..maths.forward_pass import check_finite_W, forward_arrays
 from ..maths.functions import complement
 from ..maths.jacobians import dh_dz
-from ..maths.numeric import as_float
+from ..maths.losses import CrossEntropy
+from ..maths.numeric import as_float, check_choice
+from .loss_check import loss_gradient_check, two_class_layer
 from .tolerances import CHECK_ATOL, default_rtol
 from .verdict import SCHEMA
 
@@ -453,6 +465,11 @@ def check(
     temperature: float = 1.0,
     probes: int | None = None,
     seed: int = 0,
+    target: int | ArrayLike | None = None,
+    reduce: str = DEFAULT_REDUCTION,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
 ) -> CheckReport:
     """Cross-check the layer's derivatives against each other, finite differences and identities.
 
@@ -478,6 +495,11 @@ def check(
         forming its K²n entries; the checks' names say how many were probed.
     seed : int
         Seeds the draw.
+    target, reduce, class_weights, ignore_index, label_smoothing
+        A loss, as in :func:`smjac.grad`: with a target, the batch's loss gradient (its options
+        included) is also checked against finite differences of the batch's loss. A binary layer
+        (one output) is checked as the two-class softmax it is read as (W with a first column of
+        zeros), and its own n×1 gradient against finite differences (target 0 unless given).
 
     Returns
     -------
@@ -492,7 +514,10 @@ def check(
     (True, 12)
     """
     L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
-    return layer_check(L, rtol=rtol, atol=atol, probes=probes, seed=seed)
+    return layer_check(
+        L, rtol=rtol, atol=atol, probes=probes, seed=seed, target=target, reduce=reduce,
+        class_weights=class_weights, ignore_index=ignore_index, label_smoothing=label_smoothing,
+    )  # fmt: skip
 
 
 def _check_temperature(L: Layer) -> None:
@@ -520,11 +545,25 @@ def layer_check(
     seed: int = 0,
     max_weights: int = 0,
     max_memory: int | None = None,
+    target: int | ArrayLike | None = None,
+    reduce: str = DEFAULT_REDUCTION,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
 ) -> CheckReport:
     """:func:`check` for a :class:`~smjac.maths.Layer` (one ``make_layer`` has already checked).
 
     ``max_weights`` and ``max_memory`` are the limits of :func:`check_plan`, refused before any work.
     """
+    ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
+    if target is None and not ce.plain:
+        raise InputError(f"{', '.join(ce.options())} shape the cross-entropy of a target: give target too")
+    check_choice("reduce", reduce, REDUCTIONS)
+    targets = None if target is None and not L.binary else ce.targets(0 if target is None else target, L)
+    if targets is not None:
+        ce.denominator(targets, reduce)  # a mean over no sample is refused before any work
+    whole = L
+    L = two_class_layer(L) if L.binary else L  # the two-class softmax a binary layer is read as
     check_plan(L, probes, max_weights=max_weights, max_memory=max_memory)
     _check_temperature(L)
     check_finite_W(L)  # the checks read W itself, not only z
@@ -551,4 +590,18 @@ def layer_check(
         failed = tuple(s for s, (_, _, err, t) in enumerate(rows) if not err <= t)
         _, _, err, t = rows[worst]
         checks.append(Check(name, err, t, not failed, worst if L.batched else None, failed, cid))
+    if targets is not None:  # the batch's loss gradient, in the layer's own shape (a binary layer's n×1)
+        with np.errstate(all="ignore"):
+            cid, name, err, tl = loss_gradient_check(
+                whole,
+                targets,
+                ce,
+                reduce=reduce,
+                rtol=tol,
+                atol=atol,
+                probes=probes,
+                seed=seed,
+                given=target is not None,
+            )
+        checks.append(Check(name, err, tl, bool(err <= tl), None, (), cid))
     return CheckReport(tuple(checks))

@@ -73,6 +73,7 @@ from numpy.typing import NDArray
 
 from ..maths import DEFAULT_REDUCTION, Array, Layer, softmax
 from ..maths.forward_pass import forward_arrays
+from ..maths.losses import CrossEntropy
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class Problem:
 
     ``kind`` is ``"jacobian"`` (of ``of`` with respect to ``wrt``), ``"grad"`` (dLoss/dW) or
     ``"grad_b"`` (dLoss/db). ``target`` (N class indices) or ``upstream`` (N×K, dLoss/dh) define
-    the loss of a gradient; ``reduce`` combines the batch.
+    the loss of a gradient; ``reduce`` combines the batch; ``loss`` is the cross-entropy's options
+    (class weights, an ignored index, label smoothing), None for the plain one.
     """
 
     L: Layer
@@ -91,6 +93,14 @@ class Problem:
     target: NDArray[np.intp] | None = None
     upstream: Array | None = None
     reduce: str = DEFAULT_REDUCTION
+    loss: CrossEntropy | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Whether every mistake of the catalogue applies: they are written for the plain
+        cross-entropy (or an upstream) through a softmax of K ≥ 2 outputs. With class weights,
+        an ignored index or label smoothing, or a binary layer, only :data:`LOSS_FREE` do."""
+        return (self.loss is None or self.loss.plain) and not self.L.binary
 
     @cached_property
     def forward(self) -> tuple[Array, Array, Array]:
@@ -701,6 +711,11 @@ Examples
 """
 
 
+# The mistakes that do not depend on the loss's form or the number of classes: all verify looks for
+# when the cross-entropy has options or the layer is binary (Problem.plain).
+LOSS_FREE = ("sign", "zero-update", "transposed", "column-order", "l2-term")
+
+
 def variants(pr: Problem) -> list[Variant]:
     """Every mistaken answer the catalogue produces on this problem, in the catalogue's order."""
-    return [v for m in _CATALOGUE for v in m.variants(pr)]
+    return [v for m in _CATALOGUE if pr.plain or m.id in LOSS_FREE for v in m.variants(pr)]

@@ -38,8 +38,8 @@ from ..maths import (
     make_layer,
     row_blocks,
 )
-from ..maths.gradients import target_indices
 from ..maths.jacobians import dfdz_or_identity
+from ..maths.losses import CrossEntropy
 from ..maths.numeric import check_choice
 from . import mistakes as cat
 from .tolerances import default_atol, default_rtol
@@ -146,7 +146,8 @@ def _truth(pr: cat.Problem) -> Source:
         if pr.wrt == "W":
             return _Outer(np.ascontiguousarray(dfdz_or_identity(L, pr.of)), L.X)
         return _Dense(layer_jacobian(L, of=pr.of, wrt=pr.wrt))
-    g = layer_grad(L, target=pr.target, upstream=pr.upstream, reduce=pr.reduce)
+    options = {} if pr.loss is None else pr.loss.options()
+    g = layer_grad(L, target=pr.target, upstream=pr.upstream, reduce=pr.reduce, **options)
     return _Dense(g.b[None, None, :] if pr.kind == "grad_b" else g.W[None])
 
 
@@ -445,6 +446,9 @@ def verify(
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
     reduce: str = DEFAULT_REDUCTION,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
     layout: str = "in-out",
     function: str = "softmax",
     temperature: float = 1.0,
@@ -468,8 +472,10 @@ def verify(
         What ``answer`` is; "jacobian" unless a keyword above says otherwise.
     of, wrt : str
         For a Jacobian: ``of`` h or z, ``wrt`` W, z, x or b, as in :func:`smjac.jacobian`.
-    target, upstream, reduce
-        For a gradient: the loss, as in :func:`smjac.grad`.
+    target, upstream, reduce, class_weights, ignore_index, label_smoothing
+        For a gradient: the loss, as in :func:`smjac.grad`. With the cross-entropy's options (or
+        a binary layer) only the mistakes that do not depend on the loss's form are looked for
+        (:data:`smjac.checking.mistakes.LOSS_FREE`).
     rtol, atol : float, optional
         The answer agrees when ``max|a − r| ≤ atol + rtol·max|r|``. By default they follow the
         coarser of the answer's and the layer's dtypes (:func:`smjac.checking.tolerances.default_rtol`,
@@ -513,6 +519,9 @@ def verify(
         target=target,
         upstream=upstream,
         reduce=reduce,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
         rtol=rtol,
         atol=atol,
     )
@@ -531,13 +540,17 @@ def layer_verify(
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
     reduce: str = DEFAULT_REDUCTION,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
     rtol: float | None = None,
     atol: float | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> Verdict:
     """:func:`verify` for a checked :class:`~smjac.maths.Layer`; ``block_bytes`` sizes the blocks."""
     answer, kind = _the_answer(answer, kind, grad=grad, grad_b=grad_b, jacobian=jacobian)
-    pr = _problem(L, kind, of, wrt, target, upstream, reduce)
+    ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
+    pr = _problem(L, kind, of, wrt, target, upstream, reduce, ce)
     a = np.asarray(answer)  # a memory map stays one: nothing is read yet
     if a.dtype.kind not in "fiub":
         raise InputError(f"the answer must hold numbers, not {a.dtype}")
@@ -699,20 +712,26 @@ def _problem(
     target: int | ArrayLike | None,
     upstream: ArrayLike | None,
     reduce: str,
+    loss: CrossEntropy,
 ) -> cat.Problem:
     if kind == "jacobian":
         jacobian_shape(L, of=of, wrt=wrt)  # checks of and wrt
-        if target is not None or upstream is not None:
-            raise InputError("target and upstream define the loss of a gradient; a Jacobian needs neither")
+        if target is not None or upstream is not None or not loss.plain:
+            given = ", ".join(["target"] * (target is not None) + ["upstream"] * (upstream is not None))
+            raise InputError(
+                f"{given or ', '.join(loss.options())} define the loss of a gradient; a Jacobian needs none of them"
+            )
         return cat.Problem(L, kind, of, wrt)
     check_choice("reduce", reduce, REDUCTIONS)
-    layer_grad(L, target=target, upstream=upstream, reduce=reduce)  # checks the loss's inputs once
-    t = None if target is None else target_indices(target, L)
+    # checks the loss's inputs once (and refuses a mean over no sample)
+    layer_grad(L, target=target, upstream=upstream, reduce=reduce, **loss.options())
+    t = None if target is None else loss.targets(target, L)  # an ignored target is kept as given
     g = None
     if upstream is not None:
+        K = L.classes
         g = np.asarray(upstream, dtype=L.W.dtype)
-        g = np.broadcast_to(g.reshape(-1) if g.size == L.K else g, (L.N, L.K))
-    return cat.Problem(L, kind, target=t, upstream=g, reduce=reduce)
+        g = np.broadcast_to(g.reshape(-1) if g.size == K else g, (L.N, K))
+    return cat.Problem(L, kind, target=t, upstream=g, reduce=reduce, loss=None if loss.plain else loss)
 
 
 def _readings(pr: cat.Problem, t: _Trial) -> list[tuple[str, str, str | None]]:

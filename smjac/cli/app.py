@@ -34,8 +34,15 @@ _FLAGS = {
     "reduce": "--reduce",
     "wrt": "--wrt",
     "dtype": "--dtype",
+    "of": "--of",
+    "target": "--target",
+    "class_weights": "--class-weights",
+    "ignore_index": "--ignore-index",
+    "label_smoothing": "--label-smoothing",
 }
 _PARAMETER = re.compile(rf"\b({'|'.join(_FLAGS)})=(?:\"([^\"]*)\"|'([^']*)'|([^\s,;)]+))")
+# parameter names no prose uses, said bare ("class_weights sum to 0"): spelled as flags too
+_BARE = re.compile(rf"\b({'|'.join(n for n in _FLAGS if '_' in n)})\b")
 
 
 def as_flags(message: str) -> str:
@@ -43,10 +50,13 @@ def as_flags(message: str) -> str:
 
     >>> as_flags('use T ≥ 0.5 (or function="softmax"); temperature=0.1 overflows')
     'use T ≥ 0.5 (or --function softmax); --temperature 0.1 overflows'
+    >>> as_flags("the targets' class_weights sum to 0; every target is ignore_index=-100")
+    "the targets' --class-weights sum to 0; every target is --ignore-index -100"
     """
-    return _PARAMETER.sub(
+    flagged = _PARAMETER.sub(
         lambda m: f"{_FLAGS[m[1]]} {next(g for g in m.groups()[1:] if g is not None)}", message
     )
+    return _BARE.sub(lambda m: _FLAGS[m[1]], flagged)
 
 
 def fail(e: BaseException) -> int:
@@ -164,6 +174,25 @@ KeyOpt = Annotated[
     ),
 ]
 FunctionOpt = Annotated[maths.FunctionName, typer.Option(help="The layer's output: softmax(z/T) or its log.")]
+ClassWeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--class-weights",
+        help="With --target: one weight per class, in class order (K numbers), as torch's "
+        "CrossEntropyLoss(weight=); a mean divides by the targets' weights.",
+        **_FILE,
+    ),
+]
+IgnoreIndexOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--ignore-index",
+        help="With --target: samples of this target count for nothing, in the loss and the mean "
+        "(torch's default is -100; none is ignored unless given).",
+        show_default=False,
+        metavar="I",
+    ),
+]
 
 
 def _g(x: float) -> str:
@@ -189,6 +218,16 @@ TemperatureOpt = Annotated[
     float,
     typer.Option(
         help="T > 0 (finite): h = softmax(z / T).", callback=_within(0, sys.float_info.max, above=True)
+    ),
+]
+LabelSmoothingOpt = Annotated[
+    float,
+    typer.Option(
+        "--label-smoothing",
+        help="With --target: ε in [0, 1]; the target becomes (1 − ε)·one-hot + ε/K, as torch's "
+        "CrossEntropyLoss(label_smoothing=).",
+        callback=_within(0, 1),
+        metavar="EPS",
     ),
 ]
 RtolOpt = Annotated[
@@ -327,10 +366,14 @@ def _is_checkpoint(layer: Path | None) -> bool:
 
 
 def _load(
-    ctx: typer.Context, w: output.Writer, W, x, b, layer, layout, function, temperature, dtype, key=None
-) -> maths.Layer:
+    ctx: typer.Context, w: output.Writer, W, x, b, layer, layout, function, temperature, dtype, key=None,
+    *, binary: str | None = "",
+) -> maths.Layer:  # fmt: skip
     """The layer the options name, loaded and checked once; a checkpoint's notes go to stderr,
-    and the checkpoint itself is kept on ``w`` (a gradient can be written back in its form)."""
+    and the checkpoint itself is kept on ``w`` (a gradient can be written back in its form).
+
+    A layer of one output is read as binary logistic regression, said once on stderr (with
+    ``binary`` after it: how this command treats it; None: not said, the command refuses it)."""
     from ..formats import checkpoints
 
     if _is_checkpoint(layer):
@@ -338,10 +381,39 @@ def _load(
         for text in layer.notes_for(layout):
             w.note(text)
         w.checkpoint, key = layer, None
-    return inputs.load_layer(
+    L = inputs.load_layer(
         W, x, b, layer=layer, key=key, layout=layout, function=function, temperature=temperature, dtype=dtype,
         max_bytes=_max_bytes(ctx), max_memory=w.budget(),
     )  # fmt: skip
+    if L.binary and binary is not None:
+        w.note(f"note: {maths.BINARY_READING}{binary}")
+    return L
+
+
+def _needs_target(target: Any, class_weights: Any, ignore_index: Any, label_smoothing: float) -> None:
+    """The cross-entropy's options shape the loss of a target: a usage error without --target."""
+    given = [
+        f for f, v in (("--class-weights", class_weights), ("--ignore-index", ignore_index)) if v is not None
+    ]
+    given += ["--label-smoothing"] * bool(label_smoothing)
+    if given and target is None:
+        raise typer.BadParameter(
+            f"{', '.join(given)} {'is an option' if len(given) == 1 else 'are options'} of the cross-entropy of "
+            "--target: give --target K (an --upstream dLoss/dh already holds whatever its loss weighs)"
+        )
+
+
+def _loss_options(ctx: typer.Context, L: maths.Layer, class_weights, ignore_index, label_smoothing) -> dict:
+    """The cross-entropy's options as the maths takes them, those given only (the weights read
+    and checked against L's classes)."""
+    options: dict[str, Any] = {}
+    if class_weights is not None:
+        options["class_weights"] = inputs.load_class_weights(class_weights, L, max_bytes=_max_bytes(ctx))
+    if ignore_index is not None:
+        options["ignore_index"] = ignore_index
+    if label_smoothing:
+        options["label_smoothing"] = label_smoothing
+    return options
 
 
 def _mapped(ctx: typer.Context, x: Path | None) -> Any:
@@ -481,7 +553,9 @@ def jacobian(
     w = _writer(
         shape, fmt, output, force, precision=precision, sample=sample, quiet=quiet, max_memory=max_memory
     )
-    L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
+    L = _load(
+        ctx, w, W, x, b, layer, layout, function, temperature, dtype, key, binary=None if of == "h" else ""
+    )
     results.sample_in_range(L, sample)
     if legend:
         result = results.legend(L, wrt=wrt)
@@ -538,6 +612,9 @@ def grad(
             help="Average a batch's gradients and losses, as torch, Keras and scikit-learn do, or sum them."
         ),
     ] = maths.DEFAULT_REDUCTION,
+    class_weights: ClassWeightsOpt = None,
+    ignore_index: IgnoreIndexOpt = None,
+    label_smoothing: LabelSmoothingOpt = 0.0,
     fmt: _format_opt(results.GRAD) = None,  # type: ignore[valid-type]
     precision: PrecisionOpt = 6,
     output: OutputOpt = None,
@@ -549,34 +626,42 @@ def grad(
 
     --target K uses cross-entropy, −log p[K], and also prints that loss; --upstream FILE takes
     dLoss/dh from whatever follows the layer. Both run in O(N·K·n), without the Jacobian.
+    --class-weights, --ignore-index and --label-smoothing make it torch's CrossEntropyLoss with
+    those options. A W with one output is binary logistic regression (targets 0 and 1).
 
     \b
     Examples:
       smjac grad -W samples/blog/W.json -x samples/blog/x.json --target 3
       smjac grad -W samples/batch/W.json -x samples/batch/X.json --target 3,0,2,1 --reduce mean
       smjac grad -W samples/batch/W.json -x samples/batch/X.json --target samples/batch/targets.csv
+      smjac grad -W samples/batch/W.json -x samples/batch/X.json --target 3,0,-100,1 --ignore-index -100
+      smjac grad -W samples/batch/W.json -x samples/batch/X.json --target 3,0,2,1 --class-weights samples/batch/class-weights.json --label-smoothing 0.1
     """
     if (target is None) == (upstream is None):
         raise typer.BadParameter("give exactly one of --target K or --upstream FILE")
-    inputs.one_stdin(W, x, b, layer, target, upstream)
+    _needs_target(target, class_weights, ignore_index, label_smoothing)
+    inputs.one_stdin(W, x, b, layer, target, upstream, class_weights)
     shape = results.GRAD_OF_CHECKPOINT if _is_checkpoint(layer) else results.GRAD
     w = _writer(shape, fmt, output, force, precision=precision, quiet=quiet, max_memory=max_memory)
     X = _mapped(ctx, x)
     L = _load(ctx, w, W, x if X is None else X[:1], b, layer, layout, function, temperature, dtype, key)
     t = None if target is None else _targets(ctx, target)
     g = None if upstream is None else inputs.load_array(upstream, max_bytes=_max_bytes(ctx))
+    loss = _loss_options(ctx, L, class_weights, ignore_index, label_smoothing)
     if X is not None:  # larger than the input cap: summed a chunk of rows at a time
         _done(
             w.write(
                 results.grad_mapped(
-                    L, X, target=t, upstream=g, reduce=reduce, precision=precision, budget=w.budget()
+                    L, X, target=t, upstream=g, reduce=reduce, precision=precision, budget=w.budget(), **loss
                 )
             )
         )
         return
     _done(
         w.write(
-            results.grad(L, target=t, upstream=g, reduce=reduce, precision=precision, checkpoint=w.checkpoint)
+            results.grad(
+                L, target=t, upstream=g, reduce=reduce, precision=precision, checkpoint=w.checkpoint, **loss
+            )
         )
     )
 
@@ -618,6 +703,20 @@ def check(
             max=budget.MAX_SIZE,
         ),
     ] = CHECK_MAX_WEIGHTS,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="True classes, as grad takes them: also check the batch's loss gradient (with the options "
+            "below) against finite differences of its loss.",
+            show_default=False,
+        ),
+    ] = None,
+    reduce: Annotated[
+        maths.Reduction, typer.Option(help="With --target: average the batch's loss, or sum it.")
+    ] = maths.DEFAULT_REDUCTION,
+    class_weights: ClassWeightsOpt = None,
+    ignore_index: IgnoreIndexOpt = None,
+    label_smoothing: LabelSmoothingOpt = 0.0,
     fmt: _format_opt(results.CHECK) = None,  # type: ignore[valid-type]
     output: OutputOpt = None,
     force: ForceOpt = False,
@@ -631,7 +730,9 @@ def check(
 
     Finite differences move one weight at a time, so the work grows as (K·n)²: a 100 × 100 layer
     takes a few seconds. Past --max-weights smjac refuses; --probes N checks N weights drawn at
-    random instead of all of them.
+    random instead of all of them. With --target, the batch's loss gradient (with --class-weights,
+    --ignore-index, --label-smoothing, --reduce) is checked too. A W with one output is checked as
+    the two-class softmax it is read as, and its own gradient against finite differences.
 
     \b
     Examples:
@@ -639,13 +740,19 @@ def check(
       smjac check -W samples/pytorch/W.json -x samples/pytorch/x.json -b samples/pytorch/b.json --layout out-in
       smjac check --layer samples/blog/layer.npz --function log-softmax --temperature 2 --dtype float32
       smjac check --layer samples/blog/layer.npz --probes 4 --seed 1
+      smjac check -W samples/batch/W.json -x samples/batch/X.json --target 3,0,2,1 --label-smoothing 0.1
     """
     from ..checking.checks import check_plan
 
+    _needs_target(target, class_weights, ignore_index, label_smoothing)
+    inputs.one_stdin(W, x, b, layer, target, class_weights)
+    how = " (checked as the two-class softmax with logits [0, z], and its own gradient against finite differences)"
     w = _writer(results.CHECK, fmt, output, force, precision=3, quiet=quiet, max_memory=max_memory)
-    L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
+    L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key, binary=how)
+    loss = {"target": None if target is None else _targets(ctx, target), "reduce": reduce}
+    loss |= _loss_options(ctx, L, class_weights, ignore_index, label_smoothing)
     check_plan(L, probes=probes, max_weights=max_weights, max_memory=w.budget())
-    _done(w.write(results.check(L, rtol=rtol, atol=atol, probes=probes, seed=seed)))
+    _done(w.write(results.check(L, rtol=rtol, atol=atol, probes=probes, seed=seed, **loss)))
 
 
 @app.command()
@@ -683,6 +790,9 @@ def verify(
         maths.Reduction,
         typer.Option(help="With --grad: how your batch was combined (mean, as torch does, or sum)."),
     ] = maths.DEFAULT_REDUCTION,
+    class_weights: ClassWeightsOpt = None,
+    ignore_index: IgnoreIndexOpt = None,
+    label_smoothing: LabelSmoothingOpt = 0.0,
     rtol: RtolOpt = None,
     atol: AtolOpt = None,
     fmt: _format_opt(results.VERIFY) = None,  # type: ignore[valid-type]
@@ -697,7 +807,8 @@ def verify(
     (with --of and --wrt). Exits 0 when it agrees, 1 when it disagrees, 2 when it could not run.
     The answer agrees when max|a − r| ≤ atol + rtol·max|r|. A .npy answer is read memory-mapped,
     so a Jacobian of gigabytes is compared block by block. The answer may hold NaN or inf (in any
-    format): they get their own diagnosis.
+    format): they get their own diagnosis. --class-weights, --ignore-index and --label-smoothing
+    give the loss your gradient is of, as grad takes them.
 
     \b
     Examples:
@@ -710,6 +821,7 @@ def verify(
     ((path, kind),) = given
     if kind == "grad" and (target is None) == (upstream is None):
         raise typer.BadParameter("--grad needs exactly one of --target K or --upstream FILE")
+    _needs_target(target, class_weights, ignore_index, label_smoothing)
     w = _writer(results.VERIFY, fmt, output, force, quiet=quiet, max_memory=max_memory)
     L = _load(ctx, w, W, x, b, layer, layout, function, temperature, dtype, key)
     answer = inputs.load_answer(path, max_bytes=_max_bytes(ctx))
@@ -724,6 +836,7 @@ def verify(
         "reduce": reduce,
         "rtol": rtol,
         "atol": atol,
+        **_loss_options(ctx, L, class_weights, ignore_index, label_smoothing),
     }
     _done(w.write(results.verify(L, answer, **how)))
 

@@ -1,8 +1,9 @@
 """The maths of a softmax layer: pure numpy, no I/O, no flags, no printing.
 
 Rooms: :mod:`.functions` (softmax, its log and their Jacobians), :mod:`.layer` (the checked inputs and
-every choice, declared once), :mod:`.forward_pass`, :mod:`.jacobians`, :mod:`.gradients`, :mod:`.cost` (the one
-size estimate) and a private :mod:`._parallel` for BLAS spans. The checker is in :mod:`smjac.checking`.
+every choice, declared once), :mod:`.forward_pass`, :mod:`.jacobians`, :mod:`.losses` (one class per
+loss), :mod:`.gradients`, :mod:`.cost` (the one size estimate) and a private :mod:`._parallel` for
+BLAS spans. The checker is in :mod:`smjac.checking`.
 """
 
 from ._parallel import (
@@ -41,6 +42,8 @@ from .jacobians import (
     layer_jacobian,
 )
 from .layer import (
+    BINARY_JACOBIAN,
+    BINARY_READING,
     DEFAULT_REDUCTION,
     FUNCTIONS,
     LAYOUTS,
@@ -56,11 +59,15 @@ from .layer import (
     Of,
     Reduction,
     Wrt,
+    class_logits,
     make_layer,
 )
+from .losses import CrossEntropy, Upstream
 from .numeric import Array, all_finite
 
 __all__ = [
+    "BINARY_JACOBIAN",
+    "BINARY_READING",
     "BLOCK_BYTES",
     "CHUNK_BYTES",
     "DEFAULT_REDUCTION",
@@ -81,6 +88,7 @@ __all__ = [
     "WRTS",
     "Array",
     "Blocks",
+    "CrossEntropy",
     "DTypeName",
     "DxParts",
     "Factored",
@@ -93,8 +101,10 @@ __all__ = [
     "Of",
     "Progress",
     "Reduction",
+    "Upstream",
     "Wrt",
     "all_finite",
+    "class_logits",
     "constant_upstream",
     "dz_dW",
     "entry_form",

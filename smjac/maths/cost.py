@@ -61,7 +61,9 @@ def estimate_bytes(
     True
     """
     check_choice("what", what, ESTIMATES)
-    N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
+    jac = what in ("jacobian", "factored", "streamed", "entry")
+    N, K, cols = jacobian_shape(L, of=of if jac else "z", wrt=wrt)  # refuses a binary layer's dh/d… only
+    K = K if jac else L.classes  # a binary layer's p has two entries
     b, n = L.W.dtype.itemsize, L.n
     logits = LOGIT_COPIES * N * K * b
     dfdz = 3 * N * K * K * b  # dh/dz, its copy divided by T, one temporary

@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..errors import InputError, ShapeError
 from ._parallel import ONE_BLAS_THREAD_FROM, POOL_FROM, even_spans, in_spans, matmul_spans, row_spans
 from .functions import log_softmax, softmax
-from .layer import Layer, make_layer
+from .layer import Layer, class_logits, make_layer
 from .numeric import Array, all_finite, at_least, largest_float, peak_abs, pow2
 
 
@@ -94,7 +94,8 @@ class Forward(NamedTuple):
     """The forward pass: logits ``z``, outputs ``h`` and probabilities ``p = softmax(z / T)``.
 
     For the softmax ``h`` and ``p`` are the same; for log-softmax ``h = log p``. Each has K
-    entries, or N×K for a batch.
+    entries, or N×K for a batch. A binary layer (one output) has two classes: ``z`` holds their
+    logits ``[0, Wᵀx + b]`` and ``p = [1 − σ(z₁/T), σ(z₁/T)]``, scikit-learn's ``predict_proba``.
     """
 
     z: Array
@@ -194,6 +195,9 @@ def softmax_rows(
 
 
 def forward_arrays(L: Layer) -> tuple[Array, Array, Array]:
+    """The class logits, h and p (each N×classes); for a binary layer the logits are ``[0, z]``."""
+    if L.binary:
+        return _forward_careful(L)
     rows = softmax_rows(L, log_h=L.function == "log-softmax")
     if rows is not None and rows.Z is not None:
         return rows.Z, rows.P if rows.H is None else rows.H, rows.P
@@ -201,7 +205,7 @@ def forward_arrays(L: Layer) -> tuple[Array, Array, Array]:
 
 
 def _forward_careful(L: Layer) -> tuple[Array, Array, Array]:
-    Z = layer_logits(L)
+    Z = class_logits(L, layer_logits(L))
     S = shifted_logits(L, Z)  # not Z / T: that overflows for a tiny T where p is still finite
     with np.errstate(under="ignore"):
         P = softmax(S)
@@ -211,14 +215,16 @@ def _forward_careful(L: Layer) -> tuple[Array, Array, Array]:
 
 def layer_probabilities(L: Layer, Z: Array | None = None) -> Array:
     """``p = softmax(z / T)`` (N×K), all a derivative needs: log h may be past the float range
-    (log-softmax at a tiny T) while its derivatives are not."""
-    if Z is None:
+    (log-softmax at a tiny T) while its derivatives are not. For a binary layer, N×2 from
+    ``[0, z]`` (Z, if given, is the N×1 of :func:`layer_logits`)."""
+    if Z is None and not L.binary:
         rows = softmax_rows(L, keep_z=False)
         if rows is not None:
             return rows.P
+    if Z is None:
         Z = layer_logits(L)
     with np.errstate(under="ignore"):
-        return softmax(shifted_logits(L, Z))
+        return softmax(shifted_logits(L, class_logits(L, Z)))
 
 
 def forward(

@@ -8,22 +8,22 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import InputError, ShapeError
+from ..errors import InputError
 from ._parallel import matmul_spans, matmul_tn
 from .forward_pass import (
     CHUNK_BYTES,
     check_finite_W,
     layer_logits,
-    layer_probabilities,
     release_rows,
     row_chunks,
     shifted_logits,
     softmax_rows,
 )
-from .functions import complement, log_softmax
+from .functions import softmax
 from .jacobians import outer_fill
-from .layer import DEFAULT_REDUCTION, REDUCTIONS, Layer, make_layer
-from .numeric import Array, all_finite, as_float, check_choice, largest_float, peak_abs, pow2
+from .layer import DEFAULT_REDUCTION, REDUCTIONS, Layer, class_logits, make_layer
+from .losses import CrossEntropy, Upstream, class_indices
+from .numeric import Array, all_finite, check_choice, largest_float, peak_abs, pow2
 
 
 class Gradient:
@@ -61,35 +61,9 @@ class Gradient:
         return L.out(gx)
 
 
-def target_indices(target: int | ArrayLike, L: Layer) -> NDArray[np.intp]:
-    try:
-        t = np.asarray(target)
-    except OverflowError:
-        t = np.asarray(target, dtype=object)
-    if t.dtype.kind == "O":  # integers past int64: out of any range
-        raise InputError(
-            f"target class {np.ravel(t)[0]} is out of range: K = {L.K}, so 0 ≤ target ≤ {L.K - 1}"
-        )
-    if t.dtype == bool or t.dtype.kind not in "iuf" or (t.dtype.kind == "f" and not np.all(t == np.round(t))):
-        shown = np.array2string(np.ravel(t)[:5], separator=",").replace("\n", "")
-        raise InputError(
-            f"targets must be whole class indices from 0, not {shown}{'…' if t.size > 5 else ''}"
-        )
-    if t.ndim > 1 and sum(d > 1 for d in t.shape) > 1:
-        raise ShapeError(f"targets must be a list, one class per sample, not a table of shape {t.shape}")
-    with np.errstate(invalid="ignore"):
-        if t.dtype.kind == "f" and np.any(np.abs(t) >= 2**62):
-            raise InputError(f"a target class is out of range: K = {L.K}, so 0 ≤ target ≤ {L.K - 1}")
-    t = t.astype(np.intp).reshape(-1)
-    if t.size == 1:
-        t = np.repeat(t, L.N)
-    if t.size != L.N:
-        raise ShapeError(f"{t.size} targets for a batch of {L.N} samples; give one class per sample")
-    bad = (t < 0) | (t >= L.K)
-    if np.any(bad):
-        k = int(t[np.argmax(bad)])
-        raise InputError(f"target class {k} is out of range: K = {L.K}, so 0 ≤ target ≤ {L.K - 1}")
-    return t
+def target_indices(target: int | ArrayLike, L: Layer, ignore_index: int | None = None) -> NDArray[np.intp]:
+    """The targets of layer L as class indices, one per sample (see :func:`.losses.class_indices`)."""
+    return class_indices(target, L.N, L.classes, ignore_index=ignore_index)
 
 
 def grad(
@@ -100,14 +74,18 @@ def grad(
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
     reduce: str = DEFAULT_REDUCTION,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
     layout: str = "in-out",
     function: str = "softmax",
     temperature: float = 1.0,
 ) -> Gradient:
     """Gradient of a loss with respect to the weights, in closed form, O(N·K·n).
 
-    Give exactly one of ``target`` (cross-entropy loss ``−log p_target``) or ``upstream``
-    (``g = dLoss/dh`` from whatever comes after the layer).
+    Give exactly one of ``target`` (cross-entropy loss ``−log p_target``, torch's
+    ``CrossEntropyLoss`` with its options) or ``upstream`` (``g = dLoss/dh`` from whatever comes
+    after the layer).
 
     Parameters
     ----------
@@ -118,7 +96,16 @@ def grad(
     upstream : array_like, optional
         ``dLoss/dh``: K entries, or N×K for a batch.
     reduce : {"mean", "sum"}, default "mean"
-        How the batch's gradients and losses are combined.
+        How the batch's gradients and losses are combined. With class weights the mean divides
+        by the targets' weights ``Σ w_y``, and an ignored sample is left out of it, as torch does.
+    class_weights : array_like, optional
+        With ``target``: one weight per class, as torch's ``weight=``.
+    ignore_index : int, optional
+        With ``target``: samples of this target count for nothing (torch's default is −100; here
+        none is ignored unless asked).
+    label_smoothing : float, default 0
+        With ``target``: ε in [0, 1], as torch's ``label_smoothing=`` (see
+        :class:`~smjac.maths.losses.CrossEntropy` for the formula).
 
     Returns
     -------
@@ -133,6 +120,10 @@ def grad(
     sums to 0, so that update is zero. For log-softmax ``δ = (g − p Σg) / T``. For cross-entropy,
     with either function, ``δ = (p − e_k) / T``.
 
+    A W with one output is binary logistic regression (two classes, ``p = [1 − σ(z), σ(z)]``, as
+    scikit-learn stores it): targets are 0 or 1, an upstream has two entries per sample, and
+    ``dLoss/dW = x (σ(z) − y)`` for the cross-entropy, in W's own n×1 (or 1×n) shape.
+
     Examples
     --------
     >>> W = np.array([[0.1, 0.2], [0.3, 0.4]])
@@ -145,9 +136,23 @@ def grad(
     >>> grad(W, [1.0, 2.0], upstream=[1.0, 1.0]).W
     array([[0., 0.],
            [0., 0.]])
+
+    Binary logistic regression (one output), targets 0 or 1, averaged over the batch:
+
+    >>> grad([[1.0], [-1.0]], [[1.0, 0.0], [0.0, 1.0]], target=[1, 0]).W
+    array([[-0.13447071],
+           [ 0.13447071]])
     """
     L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
-    return layer_grad(L, target=target, upstream=upstream, reduce=reduce)
+    return layer_grad(
+        L,
+        target=target,
+        upstream=upstream,
+        reduce=reduce,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
 
 
 def layer_grad(
@@ -156,16 +161,28 @@ def layer_grad(
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
     reduce: str = DEFAULT_REDUCTION,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
 ) -> Gradient:
     """:func:`grad` for a :class:`Layer` (one :func:`make_layer` has already checked)."""
     check_choice("reduce", reduce, REDUCTIONS)
     if (target is None) == (upstream is None):
         raise InputError("give exactly one of target (a class index) or upstream (dLoss/dh)")
-    if target is not None:
-        fast = _grad_target(L, target_indices(target, L), reduce)
+    ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
+    if upstream is not None:
+        if not ce.plain:
+            raise InputError(
+                f"{', '.join(ce.options())} shape the cross-entropy of a target; an upstream dLoss/dh "
+                "already holds whatever weighting its loss has: give target, or leave them out"
+            )
+        return _grad_careful(L, Upstream.of(upstream, L), None, reduce)
+    t = ce.targets(target, L)  # type: ignore[arg-type]
+    if ce.reduces_to_plain(t) and not L.binary:  # the plain cross-entropy: one sweep at memory speed
+        fast = _grad_target(L, t, reduce)
         if fast is not None:
             return fast
-    return _grad_careful(L, target, upstream, reduce)
+    return _grad_careful(L, ce if not ce.reduces_to_plain(t) else CrossEntropy(), t, reduce)
 
 
 def _grad_target(L: Layer, t: NDArray[np.intp], reduce: str) -> Gradient | None:
@@ -199,55 +216,37 @@ def _grad_target(L: Layer, t: NDArray[np.intp], reduce: str) -> Gradient | None:
 
 
 def _grad_careful(
-    L: Layer, target: int | ArrayLike | None, upstream: ArrayLike | None, reduce: str
+    L: Layer, loss_fn: CrossEntropy | Upstream, t: NDArray[np.intp] | None, reduce: str
 ) -> Gradient:
-    """The gradient with every guard: rescales what can be rescaled, refuses the rest with its cause."""
-    Z = layer_logits(L)
-    P = layer_probabilities(L, Z)  # not forward_arrays: log h may be −inf where the gradient is finite
-    T = L.temperature
-    losses: Array | None = None
-    if target is not None:
-        t = target_indices(target, L)
-        rows = np.arange(L.N)
-        delta = P.copy()  # p − e_k, with 1 − p_k taken without cancelling
-        delta[rows, t] = -complement(P)[rows, t]
-        with np.errstate(under="ignore"):
-            losses = -log_softmax(shifted_logits(L, Z))[rows, t]  # not Z / T, which overflows for a tiny T
+    """The gradient with every guard: rescales what can be rescaled, refuses the rest with its cause.
+
+    Any loss, any layer: the loss gives δ = dLoss/dz per sample from the class logits (``[0, z]``
+    for a binary layer, whose δ is then the second column's: the first logit is the constant 0),
+    and the batch is divided by the loss's denominator (N for a plain mean).
+    """
+    Z = class_logits(L, layer_logits(L))
+    S = shifted_logits(L, Z)  # not Z / T, which overflows for a tiny T
+    with np.errstate(under="ignore"):
+        P = softmax(S)  # not forward_arrays: log h may be −inf where the gradient is finite
+    upstream = isinstance(loss_fn, Upstream)
+    if isinstance(loss_fn, Upstream):
+        losses, delta, denominator = None, loss_fn.gradient(P, temperature=L.temperature), float(L.N)
     else:
-        g = as_float(upstream)  # type: ignore[arg-type]
-        if g.ndim == 2 and not L.batched and 1 in g.shape:
-            g = g.reshape(-1)
-        if g.shape not in ((L.K,), (L.N, L.K)):
-            want = f"{L.K} entries" + (f" or {L.N}×{L.K}" if L.batched else "")
-            raise ShapeError(
-                f"upstream has shape {g.shape} but the layer has K = {L.K} outputs; it needs {want}"
-            )
-        g = np.broadcast_to(g, (L.N, L.K))
-        if not np.all(np.isfinite(g)):
-            raise InputError("upstream holds a NaN or infinite value")
-        # g − pᵀg (or Σg) can overflow for a g near the float's limit where δ does not: take δ of
-        # g scaled by a power of two (exact) and scale back below.
-        g_scale = pow2(peak_abs(g)) if peak_abs(g) > largest_float(g.dtype) / (4 * L.K) else 1.0
-        g = g / g_scale if g_scale != 1 else g
-        if L.function == "softmax":
-            # dh/dz annihilates constants, so shift g by one of its own entries first: a constant
-            # g then gives an exact zero instead of the rounding error of 1 − Σp.
-            g = g - np.max(g, axis=1, keepdims=True)
-            delta = P * (g - np.sum(P * g, axis=1, keepdims=True))
-        else:
-            delta = g - P * np.sum(g, axis=1, keepdims=True)
-        T = T / g_scale  # δ·g_scale/T in one division (a tiny T alone could overflow it first)
-    with np.errstate(over="ignore", under="ignore"):
-        delta = delta / T if T != 1 else delta
+        assert t is not None
+        # what the mean divides by: N, or the targets' weights (refusing a mean over nothing, before any work)
+        denominator = loss_fn.denominator(t, reduce)
+        losses, delta = loss_fn.loss(S, t), loss_fn.gradient(P, t, L.temperature)
+    if L.binary:
+        delta = delta[:, 1:]
     if not all_finite(delta):  # δ is the small factor every gradient is built from: check it here
         raise InputError(
             f"the gradient overflows {delta.dtype}: δ = dLoss/dz reaches past {largest_float(delta.dtype):.3g} with "
             f"temperature={L.temperature:.3g}"
-            + ("" if upstream is None else " and this upstream")
+            + ("" if not upstream else " and this upstream")
             + "; raise the temperature"
-            + ("" if upstream is None else " or scale upstream down")
+            + ("" if not upstream else " or scale upstream down")
         )
-    scale = 1.0 / L.N if reduce == "mean" else 1.0
+    scale = 1.0 / denominator if reduce == "mean" else 1.0
     with np.errstate(over="ignore", under="ignore"):
         loss = None if losses is None else float(np.sum(losses * scale))
         X = L.X * scale if scale != 1 else L.X  # scale the small factor, not the n×K product
@@ -284,6 +283,9 @@ def grad_chunks(
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
     reduce: str = DEFAULT_REDUCTION,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
     layout: str = "in-out",
     function: str = "softmax",
     temperature: float = 1.0,
@@ -294,7 +296,8 @@ def grad_chunks(
     ``x`` is N×n, typically a read-only ``np.memmap``; ``target`` is one class or N of them,
     ``upstream`` K entries or an N×K array (which may be memory-mapped too). The sums over the
     batch are taken chunk by chunk, in order, so they agree with :func:`grad` to rounding and
-    have the same bits on every run. δ per sample (``Gradient.z``) is not kept.
+    have the same bits on every run. δ per sample (``Gradient.z``) is not kept. A mean divides
+    once, at the end, by N or by the targets' class weights over the whole batch.
 
     Examples
     --------
@@ -304,15 +307,17 @@ def grad_chunks(
     True
     """
     check_choice("reduce", reduce, REDUCTIONS)
-    spans = row_chunks(x, chunk_bytes, outputs=np.shape(W)[1 if layout == "in-out" else 0])
+    K = np.shape(W)[1 if layout == "in-out" else 0]
+    spans = row_chunks(x, chunk_bytes, outputs=K)
     N = x.shape[0]
-    t = None if target is None else np.asarray(target)
-    if t is not None and t.size == 1:
-        t = t.reshape(())  # one class for every sample
-    elif t is not None and t.reshape(-1).size != N:
-        raise ShapeError(f"{t.size} targets for a batch of {N} samples; give one class per sample")
-    elif t is not None:
-        t = t.reshape(-1)
+    ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
+    options = ce.options()
+    t = None
+    denominator = float(N)
+    if target is not None:
+        # every target at once (N numbers): the mean's denominator is the whole batch's
+        t = class_indices(target, N, 2 if K == 1 else K, ignore_index=ce.ignore_index)
+        denominator = ce.denominator(t, "mean") if reduce == "mean" else 1.0
     g = None if upstream is None else np.asarray(upstream)
     grad_W: Array | None = None
     grad_b: Array | None = None
@@ -326,9 +331,10 @@ def grad_chunks(
             L = L._replace(batched=True)
             part = layer_grad(
                 L,
-                target=None if t is None else (t if t.ndim == 0 else t[r0:r1]),
+                target=None if t is None else t[r0:r1],
                 upstream=None if g is None else (g if g.ndim == 1 else np.asarray(g[r0:r1])),
                 reduce="sum",  # the chunks' sums add up; the mean divides once, below
+                **options,
             )
             release_rows(x, r0, r1)
             grad_W = part.W if grad_W is None else grad_W + part.W
@@ -337,8 +343,8 @@ def grad_chunks(
                 loss += part.loss
         assert L is not None and grad_W is not None and grad_b is not None  # N ≥ 1: one chunk at least
         if reduce == "mean":
-            grad_W, grad_b = grad_W / N, grad_b / N
-            loss = None if loss is None else loss / N
+            grad_W, grad_b = grad_W / denominator, grad_b / denominator
+            loss = None if loss is None else loss / denominator
     if not (all_finite(grad_W) and all_finite(grad_b) and (loss is None or math.isfinite(loss))):
         _refuse_gradient("dLoss/dW, summed over the batch,", grad_W.dtype, reduce, N)
     return Gradient(W=grad_W, b=grad_b, z=None, loss=loss, layer=L)

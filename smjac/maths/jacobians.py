@@ -26,7 +26,7 @@ from ._parallel import (
 )
 from .forward_pass import check_finite_W, layer_probabilities
 from .functions import complement, log_softmax_jacobian, softmax_jacobian
-from .layer import METHODS, OFS, WRTS, Layer, make_layer
+from .layer import BINARY_JACOBIAN, METHODS, OFS, WRTS, Layer, make_layer
 from .numeric import Array, all_finite, at_least, check_choice, largest_float, peak_abs, pow2
 
 
@@ -135,9 +135,15 @@ def _chain_dW(A: Array, X: Array, out: Array, progress: Progress | None = None) 
 
 
 def jacobian_shape(L: Layer, *, of: str = "h", wrt: str = "W") -> tuple[int, int, int]:
-    """The per-sample Jacobian's shape, N × K × columns, without computing it."""
+    """The per-sample Jacobian's shape, N × K × columns, without computing it.
+
+    Every Jacobian asks it first, so a binary layer's Jacobian of h is refused here (its meaning
+    is ambiguous: see :data:`~smjac.maths.layer.BINARY_JACOBIAN`).
+    """
     check_choice("of", of, OFS)
     check_choice("wrt", wrt, WRTS)
+    if of == "h" and L.binary:
+        raise InputError(BINARY_JACOBIAN)
     cols = {"W": L.K * L.n, "x": L.n, "z": L.K, "b": L.K}[wrt]
     return (L.N, L.K, cols)
 

@@ -35,6 +35,10 @@ class Layer(NamedTuple):
 
     ``W`` is n×K whatever layout it was given in, ``X`` is N×n (one row per sample, N = 1 for a
     single vector) and ``batched`` says whether results keep the sample axis.
+
+    A W with one output (K = 1) is binary logistic regression, as scikit-learn stores a two-class
+    model (``coef_`` 1×n): two classes with logits ``[0, z]``, so ``p = [1 − σ(z/T), σ(z/T)]``
+    (:attr:`binary`, :func:`class_logits`). A one-class softmax would be 1 whatever z is.
     """
 
     W: Array
@@ -57,9 +61,44 @@ class Layer(NamedTuple):
     def N(self) -> int:
         return self.X.shape[0]
 
+    @property
+    def binary(self) -> bool:
+        """One output: binary logistic regression, two classes (see the class's docstring)."""
+        return self.W.shape[1] == 1
+
+    @property
+    def classes(self) -> int:
+        """How many classes the outputs h hold: K, or 2 for a binary layer."""
+        return 2 if self.W.shape[1] == 1 else self.W.shape[1]
+
     def out(self, a: Array) -> Array:
         """Drop the sample axis of a per-sample result when x was a single vector."""
         return a if self.batched else a[0]
+
+
+# What a one-output W is read as, said once by the command line (a note), and why its Jacobian of h is refused.
+BINARY_READING = (
+    "W has one output: read as binary logistic regression (two classes, p = [1 − σ(z), σ(z)]) "
+    "as scikit-learn stores it"
+)
+BINARY_JACOBIAN = (
+    "W has one output, read as binary logistic regression (p = [1 − σ(z), σ(z)]), so its Jacobian of h is "
+    "ambiguous: of both probabilities (2 rows) or of σ(z) alone (1 row)? smjac does not guess. Give W a first "
+    "output of zeros (n×2 in-out, 2×n out-in, and b = [0, b]): softmax([0, z]) is the same p, and row 1 of that "
+    "layer's Jacobian is σ(z)'s. Or use of=\"z\" for dz/d…, or grad with a target for the loss gradient"
+)
+
+
+def class_logits(L: Layer, Z: Array) -> Array:
+    """The logits of the classes (N×classes): Z itself, or ``[0, z]`` for a binary layer.
+
+    >>> L = make_layer([[2.0]], [1.0])
+    >>> class_logits(L, np.array([[2.0]]))
+    array([[0., 2.]])
+    """
+    if not L.binary:
+        return Z
+    return np.concatenate([np.zeros_like(Z), Z], axis=1)
 
 
 def make_layer(

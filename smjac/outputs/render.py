@@ -140,7 +140,7 @@ def check_table(report: CheckReport) -> Table:
         if c.failed and batched:
             shown = ",".join(map(str, c.failed[:5])) + (",…" if len(c.failed) > 5 else "")
             mark = Text(f"FAIL ({len(c.failed)}: {shown})", style="bold red")
-        where = [str(c.sample)] if batched else []
+        where = [("all" if c.sample is None else str(c.sample))] if batched else []  # None: the whole batch
         table.add_row(c.name, f"{c.max_error:.2e}", f"{c.tolerance:.2e}", *where, mark)
     return table
 

@@ -65,6 +65,8 @@ def forward(L: maths.Layer, *, precision: int, sample: int) -> Result:
         zt = "z" if L.temperature == 1 else f"z/{L.temperature:g}"
         wx = "Wᵀx" if L.layout == "in-out" else "Wx"
         title = f"z = {wx}{'' if L.b is None else ' + b'}, {name} = {L.function}({zt})"
+        if L.binary:  # two classes: class 0's logit is 0, class 1's the layer's one output
+            title = f"z = [0, {wx}{'' if L.b is None else ' + b'}], {name} = {L.function}({zt}) (binary)"
         return View(
             np.stack([z, h], axis=1),
             [str(i) for i in range(z.shape[0])],
@@ -130,16 +132,24 @@ def _oriented(L: maths.Layer) -> Any:
 
 
 def grad_mapped(
-    L: maths.Layer, X: Any, *, target: Any, upstream: Any, reduce: str, precision: int, budget: int
+    L: maths.Layer,
+    X: Any,
+    *,
+    target: Any,
+    upstream: Any,
+    reduce: str,
+    precision: int,
+    budget: int,
+    **loss: Any,
 ) -> Result:
     """The gradient over a memory-mapped batch, summed a chunk of rows at a time: memory stays flat,
-    a chunk's work a quarter of the memory ``budget`` at most."""
+    a chunk's work a quarter of the memory ``budget`` at most. ``loss``: the cross-entropy's options."""
     chunk_bytes = max(1, min(maths.CHUNK_BYTES, budget // 4))
-    whole = grad(L, target=target, upstream=upstream, reduce=reduce, precision=precision)
+    whole = grad(L, target=target, upstream=upstream, reduce=reduce, precision=precision, **loss)
 
     def data(progress: Any) -> Document:
         res = maths.grad_chunks(
-            _oriented(L), X, L.b, target=target, upstream=upstream, reduce=reduce,
+            _oriented(L), X, L.b, target=target, upstream=upstream, reduce=reduce, **loss,
             layout=L.layout, function=L.function, temperature=L.temperature, chunk_bytes=chunk_bytes,
         )  # fmt: skip
         fields: dict[str, Any] = {"grad": res.W}
@@ -149,7 +159,7 @@ def grad_mapped(
         return Document(fields, matrix="grad")
 
     # one chunk of rows is worked on at a time; the result is the gradient alone
-    r0, r1 = maths.row_chunks(X, chunk_bytes, outputs=L.K)[0]
+    r0, r1 = maths.row_chunks(X, chunk_bytes, outputs=L.classes)[0]
     chunk = L._replace(X=X[r0:r1], batched=True)
     return whole._replace(data=data, cost=lambda text: maths.estimate_bytes(chunk, "grad", text=text))
 
@@ -266,9 +276,32 @@ def factors(L: maths.Layer, *, of: str, wrt: str) -> Result:
     )
 
 
+def _reduced(L: maths.Layer, reduce: str, target: Any, loss: dict[str, Any]) -> str:
+    """How a batch's loss was combined, as its caption says: the reduction and the loss's options."""
+    parts = [f"{reduce} over {L.N} samples"]
+    if "ignore_index" in loss and target is not None:
+        ignored = int(np.count_nonzero(np.asarray(target).reshape(-1) == loss["ignore_index"]))
+        ignored = L.N if ignored and np.size(target) == 1 else ignored  # one target for every sample
+        parts[0] = f"{reduce} over {L.N - ignored} of {L.N} samples, {ignored} ignored"
+    if "class_weights" in loss:
+        parts.append("weighted by class" + (", divided by the targets' weights" if reduce == "mean" else ""))
+    if loss.get("label_smoothing"):
+        parts.append(f"label smoothing {loss['label_smoothing']:g}")
+    return ", ".join(parts)
+
+
 def grad(
-    L: maths.Layer, *, target: Any, upstream: Any, reduce: str, precision: int, checkpoint: Any = None
+    L: maths.Layer,
+    *,
+    target: Any,
+    upstream: Any,
+    reduce: str,
+    precision: int,
+    checkpoint: Any = None,
+    **options: Any,
 ) -> Result:
+    """The gradient; ``options`` holds the cross-entropy's options (class_weights, ignore_index,
+    label_smoothing), those given only."""
 
     notes = []
     if upstream is not None and L.function == "softmax" and maths.constant_upstream(upstream):
@@ -279,7 +312,7 @@ def grad(
         )
 
     def data(progress: Any) -> Document:
-        res = maths.layer_grad(L, target=target, upstream=upstream, reduce=reduce)
+        res = maths.layer_grad(L, target=target, upstream=upstream, reduce=reduce, **options)
         fields: dict[str, Any] = {"grad": res.W}
         if L.b is not None:
             fields["grad_b"] = res.b
@@ -290,7 +323,8 @@ def grad(
         G, loss = doc.fields["grad"], doc.fields["loss"]
         rows, cols = ("x", "z") if L.layout == "in-out" else ("z", "x")
         where = "rows: inputs, columns: outputs" if L.layout == "in-out" else "rows: outputs, columns: inputs"
-        how = f" ({reduce} over {L.N} samples)" if L.batched else ""  # one sample: sum and mean agree
+        # one sample: sum and mean agree (unless its weight divides the mean)
+        how = f" ({_reduced(L, reduce, target, options)})" if L.batched or "class_weights" in options else ""
         caption = where if loss is None else f"{where}\nloss{how} = {loss:.{precision}f}"
         return View(
             G,
@@ -323,7 +357,10 @@ def grad(
     )
 
 
-def check(L: maths.Layer, *, rtol: float | None, atol: float | None, probes: int | None, seed: int) -> Result:
+def check(
+    L: maths.Layer, *, rtol: float | None, atol: float | None, probes: int | None, seed: int, **loss: Any
+) -> Result:
+    """The check report; ``loss`` holds a target, its reduction and the cross-entropy's options."""
     from ..checking.checks import layer_check
     from ..checking.tolerances import CHECK_ATOL
     from . import render
@@ -332,13 +369,19 @@ def check(L: maths.Layer, *, rtol: float | None, atol: float | None, probes: int
 
     def data(progress: Any) -> Document:
         report = layer_check(
-            L, rtol=rtol, atol=CHECK_ATOL if atol is None else atol, probes=probes, seed=seed
+            L, rtol=rtol, atol=CHECK_ATOL if atol is None else atol, probes=probes, seed=seed, **loss
         )
         reports.append(report)
         fields = report.to_dict()  # JSON: schema, and each check's stable id
         records = [
             {k: v for k, v in c.items() if k != "id"} for c in fields["checks"]
         ]  # CSV's columns as before
+        if any("sample" in r for r in records):  # a check of the whole batch has no sample: empty cells
+            records = [{"sample": "", "failed": [], **r} for r in records]
+            records = [
+                {k: r[k] for k in ("name", "max_error", "tolerance", "ok", "sample", "failed")}
+                for r in records
+            ]
         return Document(fields, records=records)
 
     def view(doc: Document) -> View:
