@@ -534,3 +534,36 @@ def test_any_finite_binary_layer_is_right_or_refused(layer):
     assert np.all(np.isfinite(f.h)) and np.all(f.h >= 0)
     assert_allclose(np.atleast_2d(f.h).sum(axis=1), 1.0, rtol=1e-15)
     assert report.ok, [c for c in report.checks if not c.ok]
+
+
+def test_cli_a_mapped_batch_takes_the_options_over_the_whole_batch(tmp_path, rng):
+    # an x past --max-input-bytes is walked in chunks: the mean still divides by the whole batch's weights
+    W, X = rng.normal(size=(3, 4)), rng.normal(size=(120000, 3))  # about 7 chunks at --max-memory 16M
+    y = rng.integers(0, 4, size=120000)
+    y[::7] = -100
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "X.npy", X)
+    (tmp_path / "y.csv").write_text("\n".join(map(str, y)) + "\n")
+    (tmp_path / "w.json").write_text("[1.0, 2.0, 0.5, 4.0]")
+    args = [
+        "--max-input-bytes",
+        "1000000",
+        "grad",
+        "-W",
+        str(tmp_path / "W.npy"),
+        "-x",
+        str(tmp_path / "X.npy"),
+    ]
+    args += [
+        "--target",
+        str(tmp_path / "y.csv"),
+        "--ignore-index",
+        "-100",
+        "--class-weights",
+        str(tmp_path / "w.json"),
+    ]
+    out = tmp_path / "g.npy"
+    r = run(*args, "--label-smoothing", "0.2", "--max-memory", "16M", "-o", str(out))
+    assert r.exit_code == 0, r.stderr
+    opts = {"class_weights": [1.0, 2.0, 0.5, 4.0], "ignore_index": -100, "label_smoothing": 0.2}
+    assert_allclose(np.load(out), smjac.grad(W, X, target=y, **opts).W, rtol=1e-12)
