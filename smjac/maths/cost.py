@@ -85,7 +85,7 @@ def estimate_bytes(
         total = logits + block + 2 * N * n * b
         numbers = min(N * K * cols, max(K * n if wrt == "x" else 1, block_bytes // b))
     elif what == "grad":
-        numbers = K * n + K + N * K + N * n
+        numbers = K * n + K + 1  # the result: dLoss/dW, dLoss/db and the loss (δ and x stay unwritten)
         total = 8 * N * K * b + 2 * K * n * b + 2 * N * n * b
     elif what == "check":
         m = K * n if probes is None else min(probes, K * n)
