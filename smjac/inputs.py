@@ -391,7 +391,9 @@ def _checkpoint(
     layer: str | Path | Checkpoint | None, key: str | None, max_bytes: int, max_memory: int | None
 ) -> Checkpoint | None:
     """The checkpoint ``layer`` names or is, read; None for a bundle (or no layer)."""
-    from .formats import checkpoints  # light: its readers import safetensors or h5py only when used
+    if layer is None and key is None:
+        return None  # no --layer: the checkpoint readers are not even imported (start-up time counts)
+    from .formats import checkpoints
 
     if isinstance(layer, checkpoints.Checkpoint):
         return layer

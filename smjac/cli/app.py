@@ -360,9 +360,11 @@ def _max_bytes(ctx: typer.Context) -> int:
 
 
 def _is_checkpoint(layer: Path | None) -> bool:
-    from ..formats import checkpoints
+    if layer is None or str(layer) == "-":
+        return False
+    from ..formats import checkpoints  # only when a --layer is given: start-up time counts
 
-    return layer is not None and str(layer) != "-" and checkpoints.kind(layer) is not None
+    return checkpoints.kind(layer) is not None
 
 
 def _load(
@@ -374,9 +376,9 @@ def _load(
 
     A layer of one output is read as binary logistic regression, said once on stderr (with
     ``binary`` after it: how this command treats it; None: not said, the command refuses it)."""
-    from ..formats import checkpoints
-
     if _is_checkpoint(layer):
+        from ..formats import checkpoints
+
         layer = checkpoints.read(layer, key=key, max_bytes=_max_bytes(ctx), memory_budget=w.budget())
         for text in layer.notes_for(layout):
             w.note(text)
