@@ -3,6 +3,8 @@ forward_chunks, grad_chunks). The numbers are those of forward and grad on the w
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -136,3 +138,36 @@ def test_many_outputs_make_smaller_chunks_and_the_budget_holds(tmp_path, rng):
     )
     assert result.exit_code == 0, result.stderr
     assert_allclose(np.load(tmp_path / "g.npy"), smjac.grad(W, X, target=1).W, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("walk", ["forward", "grad"])
+def test_a_mapped_x_cut_short_while_read_is_refused_not_a_bus_error(tmp_path, rng, walk):
+    # A training loop re-saving x while smjac reads it: touching a page past the new end would be
+    # SIGBUS (exit 135, no message). Each chunk's rows are checked against the file's size first.
+    W, X = rng.normal(size=(4, 3)), rng.normal(size=(400, 4))
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    x = inputs.map_npy(path)
+    cut = lambda: os.truncate(path, 128 + 100 * 4 * 8)  # header and 100 rows left  # noqa: E731
+    with pytest.raises(smjac.InputError, match=r"X\.npy: was cut short while smjac read it"):
+        if walk == "forward":
+            for r0, _ in smjac.forward_chunks(W, x, chunk_bytes=64 * (4 + 18) * 8):
+                if r0 == 0:
+                    cut()
+        else:
+            first = [True]
+            real = smjac.maths.forward_pass.release_rows
+
+            def release_then_cut(x, r0, r1):
+                real(x, r0, r1)
+                if first[0]:
+                    first[0] = False
+                    cut()
+
+            import smjac.maths.gradients as gradients
+
+            gradients.release_rows = release_then_cut
+            try:
+                smjac.grad_chunks(W, x, target=0, chunk_bytes=64 * (4 + 18) * 8)
+            finally:
+                gradients.release_rows = real

@@ -5,6 +5,7 @@ or a batch too large for memory read in chunks.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -293,6 +294,28 @@ def row_chunks(x: Array, chunk_bytes: int, outputs: int = 0) -> list[tuple[int, 
     return even_spans(x.shape[0], chunk_bytes // max(1, row))
 
 
+def read_rows(x: Array, r0: int, r1: int) -> Array:
+    """Rows r0:r1 of x, refusing rows a memory-mapped file no longer holds.
+
+    A file cut short under a mapping (a training loop re-saving it while smjac reads) makes the
+    first touch of a missing page kill the process with SIGBUS, which no handler can turn into a
+    message. So the file's size is checked against the rows before each chunk is touched.
+    """
+    name = getattr(x, "filename", None)
+    if isinstance(x, np.memmap) and name:
+        need = getattr(x, "offset", 0) + r1 * x.shape[1] * x.itemsize
+        try:
+            size = os.stat(name).st_size
+        except OSError:
+            size = -1
+        if size < need:
+            raise InputError(
+                f"{name}: was cut short while smjac read it (rows up to {r1} need {need:,} bytes, the file "
+                f"now holds {max(size, 0):,}); read it again once it is whole"
+            )
+    return np.asarray(x[r0:r1])
+
+
 def release_rows(x: Array, r0: int, r1: int) -> None:
     """Hand back the pages of rows r0:r1 of a memory-mapped x once they are done with.
 
@@ -338,7 +361,7 @@ def forward_chunks(
     """
     K = np.shape(W)[1 if layout == "in-out" else 0]
     for r0, r1 in row_chunks(x, chunk_bytes, outputs=K):
-        L = make_layer(W, np.asarray(x[r0:r1]), b, layout=layout, function=function, temperature=temperature)
+        L = make_layer(W, read_rows(x, r0, r1), b, layout=layout, function=function, temperature=temperature)
         L = L._replace(batched=True)  # a last chunk of one row is still rows of a batch
         Z, H, P = forward_arrays(L)
         release_rows(x, r0, r1)

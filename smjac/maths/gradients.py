@@ -14,6 +14,7 @@ from .forward_pass import (
     CHUNK_BYTES,
     check_finite_W,
     layer_logits,
+    read_rows,
     release_rows,
     row_chunks,
     shifted_logits,
@@ -326,7 +327,7 @@ def grad_chunks(
     with np.errstate(over="ignore"):
         for r0, r1 in spans:
             L = make_layer(
-                W, np.asarray(x[r0:r1]), b, layout=layout, function=function, temperature=temperature
+                W, read_rows(x, r0, r1), b, layout=layout, function=function, temperature=temperature
             )
             L = L._replace(batched=True)
             part = layer_grad(
