@@ -24,6 +24,7 @@ from ..errors import ExitStatus, InputError, SmjacError
 from ..outputs import results
 from ..outputs import writer as output
 from .inspection import inspect_layers
+from .samples import register as register_samples
 
 # The library names its parameters (temperature=0.5, layout="out-in"); the command line spells them
 # as its flags, here and nowhere else.
@@ -856,6 +857,9 @@ def demo(precision: PrecisionOpt = 5) -> None:
     """
     w = output.Writer(results.DEMO, output.Options(fmt=output.Format.table, precision=precision))
     _done(w.write(results.demo(precision=precision, width=w.env.width)))
+
+
+register_samples(app)  # after every other command: their help says where samples/ comes from
 
 
 def main() -> NoReturn:
