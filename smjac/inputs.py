@@ -26,7 +26,7 @@ from .budget import DEFAULT_MAX_INPUT_BYTES, format_size, resolve
 from .errors import reading
 from .formats.npy import npy_float64_bytes, open_npy, parse_npy
 from .formats.table import Format, sniff
-from .formats.text import json_array, json_document, json_kind, parse_csv, parse_json
+from .formats.text import json_array, json_document, json_kind, parse_csv, parse_json, read_text
 
 STDIN = "-"
 
@@ -156,6 +156,12 @@ def load_array(
     label = "stdin" if str(path) == STDIN else str(path)
     with _no_memory_error(label):
         fmt = None if label == "stdin" or not Path(path).suffix else Format.for_input(path)
+        if fmt in (Format.csv, Format.json):  # plain numbers, read fast a piece at a time; else below
+            json_cap = resolve(max_memory) // JSON_BYTES_PER_BYTE  # what _json_budget lets through
+            limit = min(max_bytes, json_cap) if fmt is Format.json else max_bytes
+            arr = read_text(path, fmt.value, limit, opener=open)  # the open read_bytes uses
+            if arr is not None:
+                return arr
         data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
         return parse(data, fmt or sniff(data), label, max_memory=max_memory, finite=finite)
 

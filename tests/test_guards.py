@@ -402,6 +402,7 @@ def test_a_memory_error_while_loading_is_one_line(tmp_path, monkeypatch):
         raise MemoryError
 
     monkeypatch.setattr(inputs, "parse_csv", out_of_memory)
+    monkeypatch.setattr(inputs, "read_text", out_of_memory)  # the fast reader a file meets first
     with pytest.raises(LoadError, match=r"W\.csv: ran out of memory"):
         inputs.load_array(path)
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import LoadError, OutputError
 from .document import Document
 from .npy import NPY_MAGIC, to_npy, to_npz
-from .text import to_csv, to_json
+from .text import csv_bytes, json_bytes
 
 
 class Row(NamedTuple):
@@ -147,8 +147,8 @@ ROWS: dict[Format, Row] = {
 
 # the codecs of the formats that hold a result's data, as bytes
 CODECS: dict[Format, Callable[[Document], bytes]] = {
-    Format.json: lambda doc: to_json(doc).encode(),
-    Format.csv: lambda doc: to_csv(doc).encode(),
+    Format.json: json_bytes,
+    Format.csv: csv_bytes,
     Format.npy: to_npy,
     Format.npz: to_npz,
 }
