@@ -355,6 +355,11 @@ class Writer:
         if d.path is not None:
             atomic.write_atomic(d.path, data, force=self.opts.force)
             self.note(f"wrote {d.path}")
+        elif not fmt.people and hasattr(self.env.stdout, "buffer") and data.isascii():
+            # data bytes straight to stdout's byte layer: no decoded copy, no re-encoded one
+            self._flush_text()
+            self._stdout_bytes().write(data)
+            self._flush_bytes()
         else:
             self.print(data.decode())
         for line in notes:
