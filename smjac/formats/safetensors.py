@@ -163,7 +163,11 @@ def f32_to_bf16(a: np.ndarray) -> np.ndarray:
 
 
 def encode(
-    tensors: Mapping[str, np.ndarray], dtype: str | Mapping[str, str], metadata: Mapping[str, str], *, what: str
+    tensors: Mapping[str, np.ndarray],
+    dtype: str | Mapping[str, str],
+    metadata: Mapping[str, str],
+    *,
+    what: str,
 ) -> bytes:
     """A whole safetensors file holding ``tensors`` (any float dtype) stored as ``dtype`` (one for
     all, or one per tensor's name).
