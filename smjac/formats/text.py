@@ -405,8 +405,12 @@ class _Rows:
     def whole(self) -> np.ndarray | None:
         if self.arr is None or not self.count:
             return None
-        self.arr.resize((self.count, *self.arr.shape[1:]), refcheck=False)
-        return self.arr if _finite(self.arr) else None
+        if self.count < len(self.arr) * 9 // 10:  # an estimate far off: give the spare rows back
+            self.arr.resize((self.count, *self.arr.shape[1:]), refcheck=False)
+        # else the rows as a view: cutting a few spare rows off in place may copy the whole array
+        # (numpy 2.5's resize did: twice the array at the peak), which is worth more than they are
+        whole = self.arr[: self.count]
+        return whole if _finite(whole) else None
 
 
 def fast_document(data: bytes) -> Any:
