@@ -99,7 +99,11 @@ def loss_gradient_check(
     if probes is not None and probes < cols.size:
         cols = np.sort(np.random.default_rng(seed).choice(cols.size, size=probes, replace=False))
     i_of, j_of = np.divmod(cols, n)
-    steps = np.where(xmax[j_of] > 0, reach / np.where(xmax[j_of] > 0, xmax[j_of], 1.0), reach)
+    with np.errstate(over="ignore", divide="ignore"):
+        steps = np.where(xmax[j_of] > 0, reach / np.where(xmax[j_of] > 0, xmax[j_of], 1.0), reach)
+    # an x_j too small for any finite step to move z (5e-324): the loss ignores w[j,i], so any
+    # modest step will do, as for an x_j of 0
+    steps = np.where(np.isfinite(steps), steps, reach)
     steps = np.maximum(steps, 4 * eps * np.abs(L.W[j_of, i_of]))
     moves = [(L.X[:, j], i) for i, j in zip(i_of, j_of, strict=True)]
     wanted = G[j_of, i_of]
