@@ -42,7 +42,7 @@ from .maths import (
     softmax_jacobian,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _CHECKS = ("Check", "CheckReport", "check", "layer_check", "numerical_jacobian")
 _VERIFY = ("verify", "layer_verify")
