@@ -1,11 +1,12 @@
 """Cross-examine a layer's derivatives: against each other, finite differences and identities.
 
-Pure numpy, like :mod:`smjac.maths`; :func:`check` is what ``smjac check`` runs.
+Pure numpy, like :mod:`smjac.maths`; :func:`check` is what ``smjac check`` runs. Finite
+differences are :mod:`.finite_differences`; what a check costs, and the refusals before it starts,
+:mod:`.plan`; the batch's loss gradient, :mod:`.loss_check`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,107 +29,25 @@ from ..maths.forward_pass import check_finite_W, forward_arrays
 from ..maths.functions import complement
 from ..maths.jacobians import dh_dz
 from ..maths.losses import CrossEntropy
-from ..maths.numeric import as_float, check_choice
+from ..maths.numeric import check_choice
+from .finite_differences import numerical_jacobian, weight_differences
 from .loss_check import loss_gradient_check, two_class_layer
+from .plan import EIGEN_MAX_K, CheckPlan, check_plan, check_temperature, forward_passes
 from .tolerances import CHECK_ATOL, default_rtol
 from .verdict import SCHEMA
 
-
-def _blocks(total: int, step: int) -> list[tuple[int, int]]:
-    return [(a, min(total, a + step)) for a in range(0, total, step)]
-
-
-UNRESOLVED = 8  # a step raised to a few ulps beyond this many times the one needed resolves nothing
-
-
-def numerical_jacobian(
-    f: Callable[[Array], Array],
-    v: ArrayLike,
-    *,
-    step: ArrayLike | None = None,
-    noise: float | None = None,
-    columns: Sequence[int] | NDArray[np.intp] | None = None,
-) -> tuple[Array, Array]:
-    """Central finite differences of ``f`` at ``v``: a slow reference, one column per entry of v.
-
-    Parameters
-    ----------
-    f : callable
-        Maps an array shaped like ``v`` to an array.
-    v : array_like
-        The point.
-    step : array_like, optional
-        How far to move each entry of v (a scalar or one per entry). By default
-        ``ε^(1/3) · max(1, |v_k|)``, about 6e-6 for entries near 1 in float64.
-    noise : float, optional
-        How much rounding the values of f carry; ``ε · max|f(v)|`` by default. Pass more when f
-        amplifies rounding in its own internals.
-    columns : sequence of int, optional
-        Probe only these entries of v (flat indices), in this order; all by default.
-
-    Returns
-    -------
-    J : ndarray
-        ``J[:, k] ≈ ∂f/∂v_k``, with ``f``'s output flattened (one column per probed entry).
-    error : ndarray
-        An estimate of the error in each entry of J.
-
-    Notes
-    -----
-    The central difference ``D(s) = (f(v + s e_k) − f(v − s e_k)) / 2s`` has an error of order
-    ``s²`` from truncation and ``ε|f|/s`` from rounding. One Richardson step,
-    ``(4 D(s/2) − D(s)) / 3``, cancels the ``s²`` term. The error estimate returned is
-    ``|D(s/2) − D(s)| + 3 noise / s``: what is left of both kinds, generously. A given step
-    is raised to at least four ulps of v_k, so every probe really moves it.
-
-    Examples
-    --------
-    >>> J, err = numerical_jacobian(lambda v: v**3, np.array([2.0]))
-    >>> J
-    array([[12.]])
-    >>> bool(err[0, 0] < 1e-8)
-    True
-    """
-    v = as_float(v)
-    flat = v.reshape(-1)
-    eps = float(np.finfo(v.dtype).eps)
-    if step is None:
-        steps = eps ** (1 / 3) * np.maximum(1.0, np.abs(flat))
-    else:
-        # never a step too small to move v_k at all: a few ulps of it at least
-        given = np.broadcast_to(np.asarray(step, dtype=v.dtype), v.shape).reshape(-1)
-        steps = np.maximum(given, 4 * eps * np.abs(flat))
-    # Where a few ulps of v_k are far more than the step it needs (a weight of 1e15 against an x
-    # of 200: one ulp moves z by hundreds), differences cannot resolve that entry at all: its error
-    # is the whole float range, so no tolerance pretends otherwise.
-    unresolved = steps > UNRESOLVED * given if step is not None else np.zeros(flat.size, dtype=bool)
-    if noise is None:
-        noise = eps * float(np.max(np.abs(f(v)), initial=0.0))
-
-    def central(k: int, s: float) -> Array:
-        up, down = flat.copy(), flat.copy()
-        up[k] += s
-        down[k] -= s
-        diff = np.ravel(f(up.reshape(v.shape))) - np.ravel(f(down.reshape(v.shape)))
-        return diff / (up[k] - down[k])  # the step actually taken, after rounding
-
-    cols, errs = [], []
-    for k in range(flat.size) if columns is None else columns:  # entry by entry: the independent reference
-        coarse, fine = central(k, steps[k]), central(k, steps[k] / 2)
-        cols.append((4 * fine - coarse) / 3)
-        # truncation and noise both show in fine − coarse; rounding of f alone, amplified by the
-        # division, is about 3·noise/s in the extrapolated value: take the two together.
-        with np.errstate(over="ignore"):  # past the float range it says "cannot resolve"
-            big = np.finfo(v.dtype).max
-            errs.append(
-                np.full_like(fine, big)
-                if unresolved[k]
-                else np.minimum(np.abs(fine - coarse) + 3 * noise / steps[k], big)
-            )
-    if not cols:
-        empty = np.zeros((np.size(f(v)), 0), dtype=v.dtype)
-        return empty, empty.copy()
-    return np.stack(cols, axis=1), np.stack(errs, axis=1)
+# finite differences and the plan live in their own modules; their names stay importable from here
+__all__ = [
+    "EIGEN_MAX_K",
+    "Check",
+    "CheckPlan",
+    "CheckReport",
+    "check",
+    "check_plan",
+    "forward_passes",
+    "layer_check",
+    "numerical_jacobian",
+]
 
 
 @dataclass(frozen=True)
@@ -182,9 +101,6 @@ def _probe(size: int, probes: int | None, rng: np.random.Generator) -> NDArray[n
     if probes is None or probes >= size:
         return np.arange(size)
     return np.sort(rng.choice(size, probes, replace=False))
-
-
-EIGEN_MAX_K = 512  # above it the K³ eigenvalue check would outweigh every other check: it is left out
 
 
 def _sample_checks(
@@ -302,45 +218,6 @@ def _sample_checks(
         Lp = make_layer(M, v, b0, function=L.function, temperature=T)
         return forward_arrays(Lp)[1][0]
 
-    def weight_differences(f: Callable[[Array], Array], noise: float) -> tuple[Array, Array]:
-        """Finite differences in each weight drawn, all probes at once, with numerical_jacobian's
-        steps, Richardson step and error estimate, entry for entry.
-
-        w[i,j] feeds z_i alone, so a probe's logits are z with z_i taken afresh from W's column i
-        with w[i,j] moved (O(n)); f then runs on all of a block's probes as rows of one matrix
-        instead of once per probe from Python.
-        """
-
-        def logits_with(k: NDArray[np.intp], moved: Array) -> Array:
-            i, j = np.divmod(k, n)
-            rows = np.arange(k.size)
-            columns = L.W[:, i].T.copy()  # one row per probe: W's column i, w[i,j] moved
-            columns[rows, j] = moved
-            zv = np.broadcast_to(z, (k.size, K)).copy()
-            zv[rows, i] = np.einsum("pn,n->p", columns, x) + b0[i]
-            return zv
-
-        def central(k: NDArray[np.intp], v: Array, s: Array) -> Array:
-            up, down = v + s, v - s
-            diff = f(logits_with(k, up)) - f(logits_with(k, down))
-            return diff / (up - down)[:, None]  # the step actually taken, after rounding
-
-        outs, errs = [], []
-        for start, stop in _blocks(wi.size, 4096):
-            k = wi[start:stop]
-            v = flat_W[k]
-            steps = np.maximum(w_step[k], 4 * eps * np.abs(v))  # as numerical_jacobian raises a step
-            coarse, fine = central(k, v, steps), central(k, v, steps / 2)
-            outs.append(((4 * fine - coarse) / 3).T)
-            with np.errstate(over="ignore"):
-                err = np.minimum(np.abs(fine - coarse) + 3 * noise / steps[:, None], big)
-            err[steps > UNRESOLVED * w_step[k]] = big  # as numerical_jacobian: ulps too coarse to probe
-            errs.append(err.T)
-        if not outs:
-            empty = np.zeros((np.size(f(z[None])), 0), dtype=z.dtype)
-            return empty, empty.copy()
-        return np.hstack(outs), np.hstack(errs)
-
     def h_rows(zv: Array) -> Array:
         zt = (zv - np.max(zv, axis=-1, keepdims=True)) / T  # as h_at takes it
         return np.exp(log_softmax(zt)) if soft else log_softmax(zt)
@@ -348,7 +225,6 @@ def _sample_checks(
     def ce_of_z(zv: Array) -> Array:
         return -log_softmax((zv - np.max(zv, axis=-1, keepdims=True)) / T)[..., :1]
 
-    flat_W = L.W.T.reshape(-1)  # dh/dW's columns are w[i,j] at i·n + j: Wᵀ, flattened
     loss = float(ce_of_z(z)[0])
     fds = [
         (
@@ -361,7 +237,7 @@ def _sample_checks(
             "dh-dW-vs-finite-differences",
             of("dh/dW = finite differences", wi, K * n),
             short,
-            weight_differences(h_rows, h_noise),
+            weight_differences(L, z, wi, w_step, h_rows, h_noise),
         ),
         (
             "dh-dx-vs-finite-differences",
@@ -374,7 +250,7 @@ def _sample_checks(
             of("cross-entropy grad = finite differences", wi, K * n),
             grad(L.W, x, b0, target=0, temperature=T).W.T.reshape(1, -1)[:, wi],
             # the loss moves with the logits one for one (|∂L/∂z_i| ≤ 1), so it carries their rounding
-            weight_differences(ce_of_z, eps * abs(loss) + 2 * float(np.max(z_noise))),
+            weight_differences(L, z, wi, w_step, ce_of_z, eps * abs(loss) + 2 * float(np.max(z_noise))),
         ),
     ]
     for cid, name, analytic, (fd, fd_err) in fds:
@@ -386,90 +262,6 @@ def _sample_checks(
         # held to rtol and atol, plus what finite differences themselves can resolve
         compare(cid, name, analytic, fd, slack=float(np.max(fd_err)) if fd_err.size else 0.0)
     return out
-
-
-def forward_passes(L: Layer, probes: int | None = None) -> int:
-    """How many times :func:`check` evaluates the layer for its finite differences.
-
-    Four per variable probed (two steps, each both ways) among z (K), W (K·n, for h and again for
-    the cross-entropy loss) and x (n), per sample; each pass costs O(K·n) in turn.
-    """
-    K, Kn, n = (size if probes is None else min(probes, size) for size in (L.K, L.K * L.n, L.n))
-    return 4 * (2 * Kn + n + K) * L.N
-
-
-@dataclass(frozen=True)
-class CheckPlan:
-    """What :func:`layer_check` will cost, known before it starts.
-
-    ``weights`` are the weights moved in all (per sample, times the samples), ``passes`` the
-    forward-pass-equivalents finite differences make (:func:`forward_passes`; a weight's probe
-    costs O(K + n), counted as one), ``work`` an operation count (multiply-adds, roughly) and
-    ``memory`` the peak bytes (:func:`smjac.maths.estimate_bytes` with ``"check"``).
-    """
-
-    weights: int
-    passes: int
-    work: int
-    memory: int
-
-
-def check_plan(
-    L: Layer,
-    probes: int | None = None,
-    *,
-    max_weights: int = 0,
-    max_memory: int | None = None,
-) -> CheckPlan:
-    """The cost of checking ``L`` with ``probes``, refusing one over ``max_weights`` (0: no limit)
-    or ``max_memory`` bytes (None: no limit), with the way on (``--probes``).
-
-    Raises
-    ------
-    InputError
-        Over a limit; the message names ``--probes`` and the limit to raise.
-
-    Examples
-    --------
-    >>> from smjac.maths import make_layer
-    >>> check_plan(make_layer(np.ones((2, 3)), [1.0, 2.0])).weights
-    6
-    >>> check_plan(make_layer(np.ones((100, 1000)), np.ones(100)), max_weights=50_000)
-    Traceback (most recent call last):
-    ...
-    smjac.errors.InputError: K·n = 100,000 weights over --max-weights 50,000: finite differences would take about 804,400 forward passes. Check a random few with --probes N (1000, say), or raise --max-weights (0: no limit) to wait
-    """
-    from ..maths import estimate_bytes
-
-    if probes is not None and probes < 1:
-        raise InputError(f"probes must be at least 1, not {probes}")
-    K, n, N = L.K, L.n, L.N
-    moved = min(K * n, probes or K * n)
-    passes = forward_passes(L, probes)
-    m_z, m_x = (size if probes is None else min(probes, size) for size in (K, n))
-    # per sample: weights O(K + n) a probe; logits and inputs a full pass, O(K·n); dh/dz's K² and
-    # its eigenvalues, K³; the Jacobians compared, K·(columns)
-    eigen = K**3 if K <= EIGEN_MAX_K else 0
-    work = N * (8 * moved * (K + n) + 4 * (m_z + m_x) * K * n + eigen + 4 * K * moved + 4 * K * n)
-    memory = estimate_bytes(L, "check", probes=probes)
-    if max_weights and moved * N > max_weights:
-        what = f"K·n = {K * n:,} weights" if moved == K * n else f"--probes {moved:,} weights"
-        samples = f" and {N} samples, {moved * N:,} in all," if L.batched else ""
-        raise InputError(
-            f"{what}{samples} over --max-weights {max_weights:,}: finite differences would take about "
-            f"{passes:,} forward passes. Check a random few with --probes N (1000, say), "
-            "or raise --max-weights (0: no limit) to wait"
-        )
-    if max_memory is not None and memory > max_memory:
-        from ..budget import format_size
-
-        raise InputError(
-            f"check would take about {format_size(memory)} ({moved:,} weights probed against K = {K:,} "
-            f"outputs; dh/dz alone is K×K, {format_size(K * K * L.W.dtype.itemsize)}), over the memory "
-            f"budget of {format_size(max_memory)} (--max-memory). Probe fewer weights with --probes N, "
-            "or raise --max-memory"
-        )
-    return CheckPlan(weights=moved * N, passes=passes, work=work, memory=memory)
 
 
 def check(
@@ -539,22 +331,6 @@ def check(
     )  # fmt: skip
 
 
-def _check_temperature(L: Layer) -> None:
-    """Refuse a temperature too small for finite differences to resolve (before any work).
-
-    A probe moves z by about ``T·ε^(1/3)``; below the smallest normal number that step loses its
-    digits (and at T < 1/max it is 0, and p/T overflows), so every comparison would be noise.
-    """
-    info = np.finfo(L.W.dtype)
-    least = float(info.tiny) / float(info.eps) ** (1 / 3)
-    if L.temperature < least:
-        raise InputError(
-            f"check cannot resolve finite differences at --temperature {L.temperature:.3g}: a probe moves z "
-            f"by about T·ε^(1/3), below {L.W.dtype}'s smallest normal number {float(info.tiny):.3g}; "
-            f"use T ≥ {least * 1.05:.2g} (forward, jacobian and grad take smaller ones)"
-        )
-
-
 def layer_check(
     L: Layer,
     *,
@@ -584,7 +360,7 @@ def layer_check(
     whole = L
     L = two_class_layer(L) if L.binary else L  # the two-class softmax a binary layer is read as
     check_plan(L, probes, max_weights=max_weights, max_memory=max_memory)
-    _check_temperature(L)
+    check_temperature(L)
     check_finite_W(L)  # the checks read W itself, not only z
     tol = default_rtol(L.W.dtype) if rtol is None else rtol
     per_sample = []

@@ -65,7 +65,7 @@ def loss_gradient_check(
 
     Each probe moves w[j,i] by s (so every sample's z_i by s·x_j), evaluates the reduced loss of
     the whole batch, and takes ``(4 D(s/2) − D(s)) / 3`` with ``D(s)`` the central difference, as
-    :func:`smjac.checking.checks.numerical_jacobian` does; the tolerance holds its error estimate.
+    :func:`smjac.checking.finite_differences.numerical_jacobian` does; the tolerance holds its error estimate.
     With ``probes``, at most that many weights are drawn at random (from ``seed``).
 
     Returns ``(id, name, max error, tolerance)``, as each of check's per-sample checks.
