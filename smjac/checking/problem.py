@@ -1,0 +1,131 @@
+"""What verify is asked, and the forms a mistaken answer takes: the ground the catalogue stands on.
+
+A :class:`Problem` is the layer, the derivative asked for and its loss; a :class:`Variant` is one
+mistaken answer on that problem. :func:`dz_variant` makes the commonest kind, a mistaken
+``dh/dz = (diag(a) − b cᵀ) / T`` carried through the true chain rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..maths import DEFAULT_REDUCTION, Array, Layer
+from ..maths.forward_pass import forward_arrays
+from ..maths.losses import CrossEntropy
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is being verified: a checked layer, which derivative, and the loss for gradients.
+
+    ``kind`` is ``"jacobian"`` (of ``of`` with respect to ``wrt``), ``"grad"`` (dLoss/dW) or
+    ``"grad_b"`` (dLoss/db). ``target`` (N class indices) or ``upstream`` (N×K, dLoss/dh) define
+    the loss of a gradient; ``reduce`` combines the batch; ``loss`` is the cross-entropy's options
+    (class weights, an ignored index, label smoothing), None for the plain one.
+    """
+
+    L: Layer
+    kind: str
+    of: str = "h"
+    wrt: str = "W"
+    target: NDArray[np.intp] | None = None
+    upstream: Array | None = None
+    reduce: str = DEFAULT_REDUCTION
+    loss: CrossEntropy | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Whether every mistake of the catalogue applies: they are written for the plain
+        cross-entropy (or an upstream) through a softmax of K ≥ 2 outputs. With class weights,
+        an ignored index or label smoothing, or a binary layer, only :data:`LOSS_FREE` do."""
+        return (self.loss is None or self.loss.plain) and not self.L.binary
+
+    @cached_property
+    def forward(self) -> tuple[Array, Array, Array]:
+        """Z, H, P (each N×K) as smjac computes them."""
+        return forward_arrays(self.L)
+
+    @property
+    def through_softmax(self) -> bool:
+        """Whether the derivative goes through softmax (not dz/d…): only then can dh/dz be wrong."""
+        return self.kind != "jacobian" or self.of == "h"
+
+    def dloss_dh(self) -> Array:
+        """``g = dLoss/dh`` per sample (N×K): the upstream, or that of the cross-entropy."""
+        if self.upstream is not None:
+            return self.upstream
+        assert self.target is not None
+        P = self.forward[2]
+        Y = one_hot(self.target, self.L.K, P.dtype)
+        if self.L.function == "log-softmax":  # loss = −h_k
+            return -Y
+        with np.errstate(divide="ignore", invalid="ignore"):  # loss = −log h_k
+            return -Y / P
+
+
+def one_hot(target: NDArray[np.intp], K: int, dtype: np.dtype) -> Array:
+    """N×K rows of zeros with a 1 at each sample's class."""
+    Y = np.zeros((target.size, K), dtype=dtype)
+    Y[np.arange(target.size), target] = 1
+    return Y
+
+
+def softmax_dz(P: Array, T: float) -> Array:
+    """``(diag(p) − p pᵀ) / T`` for each row of P (N×K → N×K×K)."""
+    K = P.shape[-1]
+    return P[..., :, None] * (np.eye(K, dtype=P.dtype) - P[..., None, :]) / T
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One mistaken answer a mistake produces; exactly one of A, delta, factor, frame or term is set.
+
+    ``fix`` replaces the mistake's own fix where this variant needs another. ``coincides`` is set
+    when, on this problem, the variant's answer is also the right one (then a right answer is
+    said to be consistent with it too: the check cannot tell them apart).
+    """
+
+    mistake: str
+    detail: str
+    A: Array | None = None
+    delta: Array | None = None
+    factor: float | None = None
+    frame: str | None = None
+    term: Array | None = None
+    fix: str | None = None
+    coincides: str = ""
+
+
+def dz_variant(
+    pr: Problem, mistake: str, detail: str, a: Array | float, b: Array | float, c: Array | float, T: float
+) -> Variant:
+    """A mistaken dh/dz of the form ``(diag(a) − b cᵀ) / T`` per sample (each of a, b, c N×K or a number).
+
+    Softmax's is a = b = c = p; log-softmax's a = 1, b = 1, c = p; the slips change one of them.
+    For a Jacobian it is made whole (N×K×K); for a gradient only ``dLoss/dz = gᵀ·dh/dz`` is made,
+    ``(g ⊙ a − c·(g·b)) / T``, so no K×K matrix is formed.
+    """
+    N, K = pr.L.N, pr.L.K
+    a, b, c = (np.broadcast_to(np.asarray(v, dtype=pr.forward[2].dtype), (N, K)) for v in (a, b, c))
+    if pr.kind == "jacobian":
+        A = -b[:, :, None] * c[:, None, :]
+        k = np.arange(K)
+        A[:, k, k] += a
+        return Variant(mistake, detail, A=A / T)
+    g = pr.dloss_dh()
+    with np.errstate(
+        invalid="ignore", over="ignore"
+    ):  # −y/p where p underflowed: said by the truth's NaN too
+        delta = (g * a - c * np.sum(g * b, axis=1, keepdims=True)) / T
+    return Variant(mistake, detail, delta=delta)
+
+
+def family_variant(pr: Problem, mistake: str, detail: str, P: Array, T: float, function: str) -> Variant:
+    """The Jacobian of ``function`` (softmax or log-softmax) at probabilities P, as :func:`dz_variant`."""
+    if function == "softmax":
+        return dz_variant(pr, mistake, detail, P, P, P, T)
+    return dz_variant(pr, mistake, detail, 1.0, 1.0, P, T)
