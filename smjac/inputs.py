@@ -26,7 +26,7 @@ from .budget import DEFAULT_MAX_INPUT_BYTES, format_size, resolve
 from .errors import reading
 from .formats.npy import npy_float64_bytes, open_npy, parse_npy
 from .formats.table import Format, sniff
-from .formats.text import json_array, json_document, json_kind, parse_csv, parse_json, read_text
+from .formats.text_reading import json_array, json_document, json_kind, parse_csv, parse_json, read_text
 
 STDIN = "-"
 

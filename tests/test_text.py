@@ -22,7 +22,7 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_array_equal
 
 from smjac import LoadError, inputs
-from smjac.formats import table, text
+from smjac.formats import table, text, text_reading, text_writing
 from smjac.formats.document import Document
 
 # ---------------------------------------------------------------- helpers
@@ -50,10 +50,10 @@ def assert_agrees(fast: np.ndarray | None, data: bytes, careful) -> None:
     assert loose is not None and same_bits(fast, loose)
 
 
-@pytest.fixture(params=[3, 7, text.PIECE])
+@pytest.fixture(params=[3, 7, text_reading.PIECE])
 def piece(request, monkeypatch):
     """Pieces so small that rows, numbers and the byte-order mark are cut between them."""
-    monkeypatch.setattr(text, "PIECE", request.param)
+    monkeypatch.setattr(text_reading, "PIECE", request.param)
     return request.param
 
 
@@ -236,8 +236,8 @@ def test_csv_spellings_read_as_before(data, expected, monkeypatch):
     fast = fast_csv(data)
     assert fast is not None and same_bits(fast, np.array(expected))
     assert same_bits(fast, text.careful_csv(data, "t.csv"))
-    monkeypatch.setattr(text, "LINE", 2)  # a line too long for orjson: np.loadtxt reads it
-    monkeypatch.setattr(text, "PIECE", 1)
+    monkeypatch.setattr(text_reading, "LINE", 2)  # a line too long for orjson: np.loadtxt reads it
+    monkeypatch.setattr(text_reading, "PIECE", 1)
     assert same_bits(fast_csv(data), fast)
 
 
@@ -324,7 +324,9 @@ def test_the_text_is_never_held_whole(tmp_path, fmt):
     finally:
         tracemalloc.stop()
     assert same_bits(back, M)
-    assert peak < M.nbytes * 1.06 + 24 * text.PIECE, peak  # the array (an estimate of its rows), a few pieces
+    assert peak < M.nbytes * 1.06 + 24 * text_reading.PIECE, (
+        peak
+    )  # the array (an estimate of its rows), a few pieces
 
 
 # ---------------------------------------------------------------- writing: bits, meaning and layout
@@ -340,7 +342,7 @@ def old_csv(m: np.ndarray) -> bytes:
 
 
 def old_json(fields) -> bytes:
-    return (json.dumps(text._plain(fields), allow_nan=False) + "\n").encode()
+    return (json.dumps(text_writing._plain(fields), allow_nan=False) + "\n").encode()
 
 
 def numbers(data: bytes) -> list[bytes]:
@@ -350,7 +352,7 @@ def numbers(data: bytes) -> list[bytes]:
 def same_meaning(new: bytes, old: bytes) -> None:
     """The same text but for how each number is spelled (and, in a large JSON document, the spaces
     after commas and colons), and every number the same float."""
-    if text.BLOCK < 4096 and new.startswith(b"{"):
+    if text_writing.BLOCK < 4096 and new.startswith(b"{"):
         new, old = new.replace(b" ", b""), old.replace(b" ", b"")
     assert NUMBER.sub(b"N", new) == NUMBER.sub(b"N", old)
     for a, b in zip(numbers(new), numbers(old), strict=True):
@@ -364,9 +366,9 @@ def same_meaning(new: bytes, old: bytes) -> None:
 def writing(request, monkeypatch):
     """The writers' paths for these small matrices: as they are, a call per row, and as if large."""
     if request.param == "a row a call":
-        monkeypatch.setattr(text, "WIDE", 1)
+        monkeypatch.setattr(text_writing, "WIDE", 1)
     if request.param == "large":
-        monkeypatch.setattr(text, "BLOCK", 1)  # JSON by orjson in one call; CSV a row at a time
+        monkeypatch.setattr(text_writing, "BLOCK", 1)  # JSON by orjson in one call; CSV a row at a time
     return request.param
 
 
@@ -479,8 +481,10 @@ def test_every_dtype_writes_what_it_did(dtype):
 
 @pytest.mark.parametrize(("block", "wide"), [(4, 256), (9, 256), (1 << 16, 256), (9, 2)])
 def test_streamed_csv_is_the_whole_text(monkeypatch, block, wide):
-    monkeypatch.setattr(text, "BLOCK", block)  # rows written a call at a time, two at a time, all at once
-    monkeypatch.setattr(text, "WIDE", wide)  # or a call per row
+    monkeypatch.setattr(
+        text_writing, "BLOCK", block
+    )  # rows written a call at a time, two at a time, all at once
+    monkeypatch.setattr(text_writing, "WIDE", wide)  # or a call per row
     J = np.random.default_rng(1).standard_normal((3, 7, 4))
     J[1, 2, 3] = np.nan
     out = io.BytesIO()
@@ -490,7 +494,7 @@ def test_streamed_csv_is_the_whole_text(monkeypatch, block, wide):
 
 
 def test_large_json_documents_are_written_by_orjson_alone(monkeypatch):
-    monkeypatch.setattr(text, "BLOCK", 4)  # so these count as large
+    monkeypatch.setattr(text_writing, "BLOCK", 4)  # so these count as large
     J = np.arange(12.0).reshape(3, 4) / 3
     fields = {"of": "h", "shape": [3, 4], "loss": None, "J": J, "J32": J.astype(np.float32)}
     new = text.json_bytes(Document(fields, matrix="J"))
