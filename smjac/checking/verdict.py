@@ -15,7 +15,7 @@ import numpy as np
 from ..notation import sub, to_ascii
 
 if TYPE_CHECKING:
-    from .mistakes import Problem
+    from .problem import Problem
 
 
 def derivative_name(pr: Problem) -> str:
@@ -30,7 +30,7 @@ def derivative_name(pr: Problem) -> str:
 def entry_name(pr: Problem, r: int, c: int, sample: int | None = None) -> tuple[str, str]:
     """The name of entry (r, c) of the standard per-sample matrix, and where its variable is stored.
 
-    >>> from smjac.checking.mistakes import Problem
+    >>> from smjac.checking.problem import Problem
     >>> from smjac import make_layer
     >>> pr = Problem(make_layer(np.ones((2, 3)), np.ones(2)), "jacobian")
     >>> entry_name(pr, 2, 1 * 2 + 0)
@@ -54,7 +54,7 @@ def entry_name(pr: Problem, r: int, c: int, sample: int | None = None) -> tuple[
 def describe_shape(pr: Problem, shape: tuple[int, ...]) -> str:
     """What an array of this shape would be for this layer, or "" when nothing is.
 
-    >>> from smjac.checking.mistakes import Problem
+    >>> from smjac.checking.problem import Problem
     >>> from smjac import make_layer
     >>> pr = Problem(make_layer(np.ones((3, 5)), np.ones(3)), "grad")
     >>> describe_shape(pr, (5, 15))
