@@ -559,3 +559,17 @@ def test_inputs_still_refuse_nan(tmp_path):
     with pytest.raises(smjac.LoadError, match="not a finite number"):
         inputs.load_array(tmp_path / "W.csv")
     assert np.isnan(inputs.load_answer(tmp_path / "W.csv")[0, 0])
+
+
+def test_messages_name_parameters_not_flags(rng):
+    # the library speaks of reduce="mean" and temperature=…; only the command line spells --reduce
+    W, X, y = rng.normal(size=(3, 4)), rng.normal(size=(2, 3)), np.array([1, 3])
+    right = smjac.grad(W, X, target=y, reduce="mean").W
+    v = smjac.verify(W, X, grad=2 * right, target=y)
+    assert v.diagnosis[0].mistake == "batch-reduction"
+    assert 'reduce="mean"' in v.diagnosis[0].detail and 'reduce="sum"' in v.diagnosis[0].fix
+    with pytest.raises(smjac.InputError, match=r"at temperature=1e-320: ") as e:
+        smjac.check(W, X, temperature=1e-320)
+    assert "--" not in str(e.value)
+    texts = [t for m in smjac.MISTAKES.values() for t in (m.what, m.fix)] + [str(v)]
+    assert not [t for t in texts if "--" in t]

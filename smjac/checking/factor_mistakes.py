@@ -54,14 +54,14 @@ def batch_reduction(pr: Problem) -> list[Variant]:
         return [
             Variant(
                 "batch-reduction",
-                f"summed over the N = {N} samples where --reduce mean averages them: {N} times too large",
+                f'summed over the N = {N} samples where reduce="mean" averages them: {N} times too large',
                 factor=float(N),
             )
         ]
     return [
         Variant(
             "batch-reduction",
-            f"averaged over the N = {N} samples where --reduce sum sums them: {N} times too small",
+            f'averaged over the N = {N} samples where reduce="sum" sums them: {N} times too small',
             factor=1 / N,
         )
     ]

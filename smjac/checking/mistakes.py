@@ -120,8 +120,8 @@ _CATALOGUE = (
     Mistake(
         "batch-reduction",
         "summed where the reduction averages, or the reverse (a ratio of N)",
-        "Your code may be right: tell verify how it combines the batch. Pass --reduce sum if it sums "
-        "the samples' gradients (loss.sum(), reduction='sum'), --reduce mean if it averages them (the "
+        'Your code may be right: tell verify how it combines the batch. Pass reduce="sum" if it '
+        "sums the samples' gradients (loss.sum(), reduction='sum'), reduce=\"mean\" if it averages them (the "
         "default, as torch's CrossEntropyLoss, Keras and scikit-learn do).",
         factor.batch_reduction,
     ),
@@ -218,7 +218,8 @@ _CATALOGUE = (
     Mistake(
         "shape",
         "a shape no layout gives",
-        "Give the derivative in the shape verify expects, or the options (--grad, --of, --wrt) for what you computed.",
+        "Give the derivative in the shape verify expects, or tell verify what you computed: which derivative, "
+        "and for a Jacobian what of and with respect to what (of, wrt).",
     ),
 )
 

@@ -52,12 +52,13 @@ def check_plan(
     max_memory: int | None = None,
 ) -> CheckPlan:
     """The cost of checking ``L`` with ``probes``, refusing one over ``max_weights`` (0: no limit)
-    or ``max_memory`` bytes (None: no limit), with the way on (``--probes``).
+    or ``max_memory`` bytes (None: no limit), with the way on (``probes``).
 
     Raises
     ------
     InputError
-        Over a limit; the message names ``--probes`` and the limit to raise.
+        Over a limit; the message names ``probes`` and the limit to raise, as parameters
+        (``probes=N``, ``max_weights``): the command line spells them as its flags.
 
     Examples
     --------
@@ -67,7 +68,7 @@ def check_plan(
     >>> check_plan(make_layer(np.ones((100, 1000)), np.ones(100)), max_weights=50_000)
     Traceback (most recent call last):
     ...
-    smjac.errors.InputError: K·n = 100,000 weights over --max-weights 50,000: finite differences would take about 804,400 forward passes. Check a random few with --probes N (1000, say), or raise --max-weights (0: no limit) to wait
+    smjac.errors.InputError: K·n = 100,000 weights over max_weights=50000: finite differences would take about 804,400 forward passes. Check a random few with probes=N (1000, say), or raise max_weights (0: no limit) to wait
     """
     if probes is not None and probes < 1:
         raise InputError(f"probes must be at least 1, not {probes}")
@@ -81,19 +82,19 @@ def check_plan(
     work = N * (8 * moved * (K + n) + 4 * (m_z + m_x) * K * n + eigen + 4 * K * moved + 4 * K * n)
     memory = estimate_bytes(L, "check", probes=probes)
     if max_weights and moved * N > max_weights:
-        what = f"K·n = {K * n:,} weights" if moved == K * n else f"--probes {moved:,} weights"
+        what = f"K·n = {K * n:,} weights" if moved == K * n else f"probes={moved} weights"
         samples = f" and {N} samples, {moved * N:,} in all," if L.batched else ""
         raise InputError(
-            f"{what}{samples} over --max-weights {max_weights:,}: finite differences would take about "
-            f"{passes:,} forward passes. Check a random few with --probes N (1000, say), "
-            "or raise --max-weights (0: no limit) to wait"
+            f"{what}{samples} over max_weights={max_weights}: finite differences would take about "
+            f"{passes:,} forward passes. Check a random few with probes=N (1000, say), "
+            "or raise max_weights (0: no limit) to wait"
         )
     if max_memory is not None and memory > max_memory:
         raise InputError(
             f"check would take about {format_size(memory)} ({moved:,} weights probed against K = {K:,} "
             f"outputs; dh/dz alone is K×K, {format_size(K * K * L.W.dtype.itemsize)}), over the memory "
-            f"budget of {format_size(max_memory)} (--max-memory). Probe fewer weights with --probes N, "
-            "or raise --max-memory"
+            f"budget of {format_size(max_memory)} (max_memory). Probe fewer weights with probes=N, "
+            "or raise max_memory"
         )
     return CheckPlan(weights=moved * N, passes=passes, work=work, memory=memory)
 
@@ -108,7 +109,7 @@ def check_temperature(L: Layer) -> None:
     least = float(info.tiny) / float(info.eps) ** (1 / 3)
     if L.temperature < least:
         raise InputError(
-            f"check cannot resolve finite differences at --temperature {L.temperature:.3g}: a probe moves z "
+            f"check cannot resolve finite differences at temperature={L.temperature:.3g}: a probe moves z "
             f"by about T·ε^(1/3), below {L.W.dtype}'s smallest normal number {float(info.tiny):.3g}; "
             f"use T ≥ {least * 1.05:.2g} (forward, jacobian and grad take smaller ones)"
         )
