@@ -467,13 +467,16 @@ def test_a_closed_pipe_ends_quietly(tmp_path, fmt):
 
 
 def test_output_folder_not_writable(tmp_path, monkeypatch):
-    # As root a read-only folder is still writable, so refuse the temporary file as the OS would.
-    import tempfile
+    # As root a read-only folder is still writable, so refuse the temporary file as the OS would:
+    # the new file created exclusively (O_EXCL), and nothing else.
+    opened = os.open
 
-    def refuse(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
+    def refuse(path, flags, *args, **kwargs):
+        if flags & os.O_EXCL:
+            raise PermissionError(13, "Permission denied")
+        return opened(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     result = run("forward", *SAMPLE, "-o", str(tmp_path / "f.json"))
     assert result.exit_code == 2
     assert "cannot write in" in result.stderr and "Permission denied" in result.stderr

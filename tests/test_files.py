@@ -239,3 +239,77 @@ def test_written_files_get_the_usual_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "J.csv").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# ---------------------------------------------------------------- signals while writing
+
+
+@pytest.fixture
+def stop_handler(monkeypatch):
+    """smjac's own handler of SIGTERM, as the console entry point installs it."""
+    import signal
+
+    from smjac.outputs import streams
+
+    monkeypatch.setattr(streams, "_stopped_at", None)
+    old = signal.signal(signal.SIGTERM, streams._raise)
+    yield streams
+    signal.signal(signal.SIGTERM, old)
+
+
+def _signal_self() -> None:
+    import signal
+    import time
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)  # the handler runs at the next instruction: long before this ends
+
+
+def test_a_stop_signal_while_writing_removes_the_temporary_file(tmp_path, stop_handler):
+    def write(f):
+        f.write(b"half")
+        _signal_self()
+
+    with pytest.raises(stop_handler.Interrupted):
+        atomic.write_atomic(tmp_path / "J.npy", write)
+    assert os.listdir(tmp_path) == [] and stop_handler.temporaries == set()
+
+
+def test_a_stop_signal_as_the_temporary_file_is_made_acts_once_it_is_known(
+    tmp_path, stop_handler, monkeypatch
+):
+    made = atomic._create
+
+    def create_then_signal(*args):
+        fd, name = made(*args)
+        _signal_self()  # held: acts once the name is recorded, and removes the file
+        return fd, name
+
+    monkeypatch.setattr(atomic, "_create", create_then_signal)
+    with pytest.raises(stop_handler.Interrupted):
+        atomic.write_atomic(tmp_path / "J.npy", b"data")
+    assert os.listdir(tmp_path) == [] and stop_handler.temporaries == set()
+
+
+def test_a_second_stop_signal_during_the_clean_up_does_not_break_it_off(tmp_path, stop_handler, monkeypatch):
+    def write(f):
+        _signal_self()
+
+    removed = atomic._remove
+
+    def signalled_again(name):
+        _signal_self()  # a burst: within the grace time, let be
+        removed(name)
+
+    monkeypatch.setattr(atomic, "_remove", signalled_again)
+    with pytest.raises(stop_handler.Interrupted):
+        atomic.write_atomic(tmp_path / "J.npy", write)
+    assert os.listdir(tmp_path) == []
+
+
+def test_writes_need_no_sighup(tmp_path, monkeypatch):
+    import signal
+
+    monkeypatch.delattr(signal, "SIGHUP", raising=False)  # as on Windows
+    atomic.write_atomic(tmp_path / "J.csv", b"1\n")
+    assert (tmp_path / "J.csv").read_bytes() == b"1\n"

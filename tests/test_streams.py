@@ -3,6 +3,7 @@ closed streams, odd encodings and signals (subprocesses, as a shell would run it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -261,3 +262,55 @@ def test_control_characters_in_a_message_are_shown_not_sent():
     message("Error: bad name x\nError: fake \x1b[31m\x07", out)
     assert out.getvalue() == "Error: bad name x\n  Error: fake \\x1b[31m\\x07\n"
     assert "\x1b" not in out.getvalue()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_in_bursts_at_any_moment_of_a_write_never_leave_a_temporary_file(tmp_path, sig):
+    # Bursts of signals (a second one arriving while the first one's clean-up runs) at moments
+    # spread over the writing of -o: before, such runs left ".J.npy.XXXXXXXX.tmp" behind.
+    layer = tmp_path / "l.npz"
+    rng = np.random.default_rng(3)
+    np.savez(layer, W=rng.normal(size=(150, 150)), x=rng.normal(size=150))  # dh/dW: 27 MB
+    args = ["jacobian", "--layer", str(layer), "-o"]
+
+    def took(*more: str) -> float:
+        started = time.monotonic()
+        assert smjac(*more).returncode == 0
+        return time.monotonic() - started
+
+    ready = took("forward", *SAMPLE)  # start-up: until then a signal ends Python itself
+    whole = took(*args, str(tmp_path / "J.npy"))
+    tries = 10
+    for i in range(tries):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        p = subprocess.Popen([*SMJAC, *args, str(out / "J.npy")], stderr=subprocess.PIPE)
+        time.sleep(ready + (whole - ready) * (0.1 + 1.0 * i / tries))
+        for _ in range(6):
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(sig)
+            time.sleep(0.002)
+        status = p.wait(timeout=60)
+        assert p.stderr is not None
+        err = p.stderr.read()
+        left = os.listdir(out)
+        assert left in ([], ["J.npy"]), (left, err)  # nothing, or the whole file: never a temporary one
+        if status == -sig:  # still starting: Python's own handling ended it, before any file
+            assert left == []
+            continue
+        assert status in (0, 128 + sig), err
+        assert b"Traceback" not in err
+        if left:
+            assert (out / "J.npy").stat().st_size == 150 * 150 * 150 * 8 + 128
+
+
+def test_without_sighup_files_are_written(tmp_path):
+    # Windows has no signal.SIGHUP: every -o was an internal error (AttributeError)
+    code = "import signal; del signal.SIGHUP; from smjac.cli import main; main()"
+    out = tmp_path / "h.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "forward", *SAMPLE, "-o", str(out)], capture_output=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == f"wrote {out}\n".encode() or proc.stderr.startswith(f"wrote {out}".encode())
+    assert os.listdir(tmp_path) == ["h.json"]

@@ -7,17 +7,15 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
 from ..errors import OutputError
-
-if TYPE_CHECKING:
-    pass
 from ..formats.document import Document
 from ..formats.table import Format, encode
 from ..formats.text import stream_csv
+from . import streams
 
 
 def check_writable(path: str | Path, *, force: bool = False) -> None:
@@ -42,12 +40,12 @@ NAME_MAX = 255  # bytes in one file name on the file systems smjac writes to (ex
 
 def _temporary_prefix(name: str) -> str:
     """``.NAME.`` for the temporary file beside NAME, cut so that the whole temporary name (with
-    mkstemp's 8 characters and ``.tmp``) stays a legal file name whatever NAME's length.
+    8 random characters and ``.tmp``) stays a legal file name whatever NAME's length.
 
     >>> len(_temporary_prefix("a" * 250).encode()) + 8 + 4 <= NAME_MAX
     True
     """
-    room = NAME_MAX - 2 - 8 - 4  # the two dots, mkstemp's characters, ".tmp"
+    room = NAME_MAX - 2 - 8 - 4  # the two dots, the random characters, ".tmp"
     cut = name.encode()[:room].decode(errors="ignore")  # never half a UTF-8 character
     return f".{cut}."
 
@@ -58,22 +56,22 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, 
     ``data`` is the bytes, or a function that writes them to the open file (for a result too
     large to hold: it streams, and memory stays flat).
 
-    The bytes go to a temporary file in the same folder, are flushed and synced, and then take the
-    target's name in one rename. Without ``force`` an existing file is never replaced, even one that
-    appears while writing.
-    """
-    import tempfile  # here, not at the top: most runs write no file, and start-up time counts
+    The bytes go to a temporary file in the same folder, created exclusively under a name chosen
+    first, are flushed and synced, and then take the target's name in one rename. Without
+    ``force`` an existing file is never replaced, even one that appears while writing.
 
+    A stop signal may end the writing at any moment, yet never leaves the temporary file: it is
+    known to :mod:`smjac.outputs.streams` from the moment it exists until it is renamed or removed,
+    and the signal handler removes it before it raises (see :func:`streams.signals_held`).
+    """
     path = Path(path)
     folder = path.parent
     check_writable(path, force=force)
-    tmp = None
+    tmp: str | None = None
     try:
-        with _signals_held():  # no stop signal between the file's creation and its name's keeping
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path.name), suffix=".tmp", dir=folder)
-            except OSError as e:
-                raise OutputError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
+        with streams.signals_held():  # the file exists only as a temporary streams knows of
+            fd, tmp = _create(folder, _temporary_prefix(path.name), path)
+            streams.temporaries.add(tmp)
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
@@ -82,33 +80,43 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, 
             f.flush()
             os.fsync(f.fileno())
         _take_mode(tmp, path, force)
-        if force:
-            os.replace(tmp, path)
-        else:
-            _link_no_clobber(tmp, path)
+        with streams.signals_held():  # renamed and its temporary name gone, or neither
+            if force:
+                os.replace(tmp, path)
+            else:
+                _link_no_clobber(tmp, path)
+            _remove(tmp)
+            tmp = None
     except OSError as e:
         raise OutputError(f"{path}: cannot write it ({e.strerror or e})") from None
     finally:
         if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            with streams.signals_held():
+                _remove(tmp)
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold back SIGTERM, SIGHUP and SIGINT for a moment: they arrive, and act, right after."""
-    import signal
+def _create(folder: Path, prefix: str, path: Path) -> tuple[int, str]:
+    """A new file in ``folder`` opened for writing (mode 0600), under a random name starting with
+    ``prefix``: O_EXCL, so a file already there under that name (anyone's) is never opened, and
+    never removed."""
+    import secrets  # here, not at the top: most runs write no file, and start-up time counts
 
-    held = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (AttributeError, ValueError, OSError):  # no sigmask here, or not the main thread's to set
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise OutputError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
+    raise OutputError(f"{path}: cannot write in {folder} (no free temporary name)")  # pragma: no cover
+
+
+def _remove(tmp: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    streams.temporaries.discard(tmp)
 
 
 def _link_no_clobber(tmp: str, path: Path) -> None:
@@ -125,7 +133,7 @@ def _link_no_clobber(tmp: str, path: Path) -> None:
 def _take_mode(tmp: str, path: Path, force: bool) -> None:
     """Give the new file the mode a user expects: a replaced file's own mode and owner (where
     allowed), so --force never widens who can read it; else the umask's, as a new file gets.
-    mkstemp makes every file 0600."""
+    The temporary file is made 0600."""
     old = None
     if force:
         with contextlib.suppress(OSError):

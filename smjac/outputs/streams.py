@@ -11,8 +11,8 @@ run commands in process):
   disk or a file size limit as success and cuts the output short with exit 0.
 * A stream whose encoding cannot take smjac's symbols (``PYTHONIOENCODING=ascii``, ``LC_ALL=C``)
   gets ASCII stand-ins instead: h₀ → h0, → → ->, × → x.
-* SIGTERM, SIGHUP and SIGINT raise :class:`Interrupted`, so a file being written is removed as
-  the stack unwinds, and the process ends with 128 + the signal's number, as shells expect.
+* SIGTERM, SIGHUP (where the platform has it) and SIGINT raise :class:`Interrupted`, so a file
+  being written is removed, and the process ends with 128 + the signal's number, as shells expect.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import io
 import os
 import signal
 import sys
+import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import ExitStatus
@@ -43,8 +45,62 @@ class Interrupted(BaseException):
         self.status = ExitStatus.signalled(signum)
 
 
+# The temporary files being written (smjac.outputs.atomic): a stop signal removes them before it
+# raises, so that no moment between a temporary file's creation and its renaming can leave it behind.
+temporaries: set[str] = set()
+_held: list[int] | None = None  # inside signals_held(): the stop signals that arrived, to act on after
+_stopped_at: float | None = None  # when a stop signal last raised Interrupted
+GRACE = 1.0  # seconds after one stop signal in which the next ones are let be
+
+
 def _raise(signum: int, frame: Any) -> None:
+    """The handler of the stop signals; Python runs it in the main thread, whichever thread the
+    signal reached.
+
+    Held back inside :func:`signals_held`. A signal that follows one that raised by less than
+    :data:`GRACE` seconds (a burst: ^C^C, a supervisor's repeated TERM) is let be, so that it does
+    not break off the clean-up the first one started; a later one acts again, since Python swallows
+    an exception raised where it cannot propagate (a finaliser), and the first may have been lost.
+    """
+    if _held is not None:
+        _held.append(signum)
+        return
+    _stop(signum)
+
+
+def _stop(signum: int) -> None:
+    global _stopped_at
+    now = time.monotonic()
+    if _stopped_at is not None and now - _stopped_at < GRACE:
+        return
+    _stopped_at = now
+    for name in list(temporaries):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        temporaries.discard(name)
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold back the stop signals for a few statements that must run together (a file created and
+    recorded in :data:`temporaries`; renamed and forgotten): one that arrives acts as the block ends.
+
+    It holds back smjac's own handler only (installed by :func:`prepare`); it changes no signal
+    mask, which in a process with BLAS threads would hold back nothing: the kernel hands the
+    signal to a thread that does not block it, and Python runs the handler in the main thread.
+    """
+    global _held
+    if _held is not None:  # already held by an outer block, which acts on what arrives
+        yield
+        return
+    _held = []
+    try:
+        yield
+    finally:
+        arrived, _held = _held, None
+        if arrived:
+            _stop(arrived[0])
 
 
 class _AllOrError(io.RawIOBase):
