@@ -17,6 +17,9 @@ and reuse them, ``L = smjac.make_layer(W, x)`` and pass ``L`` to ``layer_forward
 Importing smjac loads numpy only; the command line's typer and rich stay out of it.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import InputError, LoadError, OutputError, ShapeError, SmjacError
 from .maths import (
     Blocks,
@@ -44,29 +47,32 @@ from .maths import (
 
 __version__ = "0.3.0"
 
-_CHECKS = ("Check", "CheckReport", "check", "layer_check", "numerical_jacobian")
-_VERIFY = ("verify", "layer_verify")
+if TYPE_CHECKING:  # what a type checker sees of the names loaded on first use, below
+    from .checking.checks import Check, CheckReport, check, layer_check, numerical_jacobian
+    from .checking.mistakes import MISTAKES
+    from .checking.verdict import Verdict
+    from .checking.verification import layer_verify, verify
+
+# The checker and the verifier load on first use: the command line's other commands never need them.
+_LAZY = {
+    **dict.fromkeys(("Check", "CheckReport", "check", "layer_check", "numerical_jacobian"), "checks"),
+    **dict.fromkeys(("verify", "layer_verify"), "verification"),
+    "Verdict": "verdict",
+    "MISTAKES": "mistakes",
+}
 
 
 def __getattr__(name: str) -> object:
-    # The checker and the verifier load on first use: the command line's other commands never need them.
-    if name in _CHECKS:
-        from .checking import checks
+    if name not in _LAZY:
+        raise AttributeError(f"module 'smjac' has no attribute {name!r}")
+    module = importlib.import_module(f".checking.{_LAZY[name]}", __name__)
+    value = getattr(module, name)
+    globals()[name] = value  # found once: later look-ups are plain module attributes
+    return value
 
-        return getattr(checks, name)
-    if name in _VERIFY:
-        from .checking import verification
 
-        return getattr(verification, name)
-    if name == "Verdict":
-        from .checking.verdict import Verdict
-
-        return Verdict
-    if name == "MISTAKES":
-        from .checking.mistakes import MISTAKES
-
-        return MISTAKES
-    raise AttributeError(f"module 'smjac' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

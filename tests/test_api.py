@@ -3,7 +3,12 @@ options taken once, and the types a user's type checker sees."""
 
 from __future__ import annotations
 
+import os
 import re
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
 
 import smjac
 
@@ -18,3 +23,119 @@ def test_the_version_is_one_fact_and_the_changelog_s_newest():
     assert 'version = { attr = "smjac.__version__" }' in pyproject
     newest = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(encoding="utf-8"), re.M)
     assert newest is not None and smjac.__version__ == newest.group(1) == "0.3.0"
+
+
+# A user's script, as mypy sees it through smjac's py.typed: names loaded on first use are typed,
+# and the layer's choices are the Literals smjac declares, so a misspelt one is caught before it runs.
+USER_CODE = """
+import numpy as np
+import smjac
+
+W, x = np.ones((3, 5)), np.ones(3)
+report = smjac.check(W, x, layout="in-out", temperature=2.0)
+ok: bool = report.ok and smjac.verify(W, x, smjac.jacobian(W, x, wrt="x")).ok
+g = smjac.grad(W, x, np.zeros(5), target=1, reduce="sum", function="log-softmax")
+F = smjac.forward(W.T, x, layout="out-in")
+L = smjac.make_layer(W, x, function="softmax")
+blocks = smjac.jacobian_blocks(L, of="z", method="chain")
+"""
+WRONG_CHOICES = {
+    'smjac.grad(W, x, target=1, layout="outin")': "layout",
+    'smjac.forward(W, x, function="relu")': "function",
+    'smjac.jacobian(W, x, wrt="y")': "wrt",
+    'smjac.grad(W, x, target=1, reduce="avg")': "reduce",
+    'smjac.make_layer(W, x, layout="io")': "layout",
+    "smjac.forward(W, x, tempreature=2.0)": "tempreature",
+}
+
+
+def test_mypy_checks_a_user_s_code_against_smjac_s_types(tmp_path):
+    mypy = pytest.importorskip("mypy.api", reason="the dev extra installs mypy")
+    (tmp_path / "good.py").write_text(USER_CODE, encoding="utf-8")
+    bad = USER_CODE.split("report")[0] + "\n".join(WRONG_CHOICES) + "\n"
+    (tmp_path / "bad.py").write_text(bad, encoding="utf-8")
+    first_bad_line = bad.count("\n") - len(WRONG_CHOICES) + 1
+    env = {"MYPYPATH": str(ROOT)}
+    args = ["--follow-imports=silent", "--cache-dir", str(tmp_path / "cache"), "--no-error-summary"]
+    old = os.environ.get("MYPYPATH")
+    os.environ.update(env)
+    try:
+        out, err, _ = mypy.run([*args, str(tmp_path / "good.py"), str(tmp_path / "bad.py")])
+    finally:
+        os.environ.pop("MYPYPATH") if old is None else os.environ.update(MYPYPATH=old)
+    assert not err, err
+    assert "good.py" not in out, out
+    flagged = {int(m) for m in re.findall(r"bad\.py:(\d+): error", out)}
+    assert flagged == set(range(first_bad_line, first_bad_line + len(WRONG_CHOICES))), out
+    for line, name in enumerate(WRONG_CHOICES.values(), first_bad_line):
+        assert re.search(rf"bad\.py:{line}: error: .*{name}", out), (name, out)
+
+
+# ---- the layer's options, declared once (LayerOptions) and taken by every public function ----
+
+
+def _by_hand(W_io, X, b, function, T, target):
+    """z, h and the cross-entropy gradient (in-out, mean over the batch) from the formulas alone."""
+    Z = X @ W_io + b
+    E = np.exp((Z - Z.max(axis=1, keepdims=True)) / T)
+    P = E / E.sum(axis=1, keepdims=True)
+    H = P if function == "softmax" else np.log(P)
+    delta = (P - np.eye(W_io.shape[1])[target]) / T
+    return Z, H, X.T @ delta / len(X), delta.mean(axis=0)
+
+
+@pytest.mark.parametrize("layout", ["in-out", "out-in"])
+@pytest.mark.parametrize("function", ["softmax", "log-softmax"])
+def test_every_public_function_takes_the_layer_s_options_as_before(layout, function):
+    rng = np.random.default_rng(7)
+    W_io, X, b, T = rng.normal(size=(4, 3)), rng.normal(size=(5, 4)), rng.normal(size=3), 0.7
+    W = W_io if layout == "in-out" else W_io.T
+    Z, H, G_io, gb = _by_hand(W_io, X, b, function, T, [0, 2, 1, 1, 0])
+    layer = dict(layout=layout, function=function, temperature=T)
+    G = G_io if layout == "in-out" else G_io.T  # dLoss/dW in W's own layout: x δᵀ or δ xᵀ
+    assert_allclose(smjac.forward(W, X, b, **layer).h, H, rtol=1e-12)
+    assert_allclose(smjac.forward(W, X, b, layout=layout, function=function, temperature=T).z, Z, rtol=1e-12)
+    g = smjac.grad(W, X, b, target=[0, 2, 1, 1, 0], **layer)
+    assert_allclose(g.W, G, rtol=1e-12)
+    assert_allclose(g.b, gb, rtol=1e-12)
+    assert_allclose(
+        smjac.grad_chunks(W, X, b, target=[0, 2, 1, 1, 0], chunk_bytes=64, **layer).W, G, rtol=1e-12
+    )
+    chunks = dict(smjac.forward_chunks(W, X, b, chunk_bytes=64, **layer))
+    assert len(chunks) > 1
+    assert_allclose(np.concatenate([chunks[r].h for r in sorted(chunks)]), H, rtol=1e-12)
+    J = smjac.jacobian(W, X[0], b, wrt="b", **layer)  # dh/db = dh/dz, by hand
+    p = np.exp(H[0]) if function == "log-softmax" else H[0]
+    dh_dz = (np.diag(p) - np.outer(p, p)) / T if function == "softmax" else (np.eye(3) - p) / T
+    assert_allclose(J, dh_dz, rtol=1e-12, atol=1e-15)
+    assert_allclose(smjac.jacobian_factors(W, X[0], b, **layer).A, dh_dz, rtol=1e-12, atol=1e-15)
+    L = smjac.make_layer(W, X, b, **layer)
+    again = smjac.make_layer(W, X, b, **L.options)
+    assert L.options == again.options == layer and np.array_equal(again.W, L.W)
+    assert_allclose(L.as_given(L.W), W) and L.as_given(L.W).shape == np.shape(W)
+    assert smjac.check(W, X[0], b=b, **layer).ok
+    assert smjac.verify(W, X, grad=G, target=[0, 2, 1, 1, 0], b=b, **layer).ok
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda W, x: smjac.grad(W, x, target=0, tempreature=2.0),
+        lambda W, x: smjac.forward(W, x, lay_out="out-in"),
+        lambda W, x: smjac.jacobian(W, x, fn="softmax"),
+    ],
+)
+def test_a_misspelt_option_is_refused_by_name(call):
+    with pytest.raises(TypeError, match=r"tempreature|lay_out|fn"):
+        call(np.ones((3, 2)), np.ones(3))
+
+
+def test_a_wrong_choice_is_refused_at_run_time_naming_the_parameter():
+    with pytest.raises(smjac.InputError, match="layout must be one of in-out, out-in, not 'outin'"):
+        smjac.grad(np.ones((3, 2)), np.ones(3), target=1, layout="outin")  # type: ignore[arg-type]
+
+
+def test_dir_lists_the_names_loaded_on_first_use():
+    names = dir(smjac)
+    assert {"check", "verify", "Verdict", "MISTAKES", "CheckReport", "grad", "__version__"} <= set(names)
+    assert all(hasattr(smjac, name) for name in smjac.__all__)

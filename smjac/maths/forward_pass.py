@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -15,8 +15,11 @@ from numpy.typing import ArrayLike, NDArray
 from ..errors import InputError, ShapeError
 from ._parallel import ONE_BLAS_THREAD_FROM, POOL_FROM, even_spans, in_spans, matmul_spans, row_spans
 from .functions import log_softmax, softmax
-from .layer import Layer, class_logits, make_layer
+from .layer import Layer, LayerOptions, class_logits, make_layer
 from .numeric import Array, all_finite, at_least, largest_float, peak_abs, pow2
+
+if TYPE_CHECKING:
+    from .layer import Unpack
 
 
 def layer_logits(L: Layer) -> Array:
@@ -228,29 +231,14 @@ def layer_probabilities(L: Layer, Z: Array | None = None) -> Array:
         return softmax(shifted_logits(L, class_logits(L, Z)))
 
 
-def forward(
-    W: ArrayLike,
-    x: ArrayLike,
-    b: ArrayLike | None = None,
-    *,
-    layout: str = "in-out",
-    function: str = "softmax",
-    temperature: float = 1.0,
-) -> Forward:
+def forward(W: ArrayLike, x: ArrayLike, b: ArrayLike | None = None, **layer: Unpack[LayerOptions]) -> Forward:
     """Run the layer forward: ``z = Wᵀx + b``, ``h = softmax(z / T)`` (or its log).
 
     Parameters
     ----------
-    W : array_like
-        Weights: n×K (``layout="in-out"``, the post's) or K×n (``"out-in"``, PyTorch's).
-    x : array_like
-        One input (n) or a batch (N×n).
-    b : array_like, optional
-        Bias, K entries; none by default, as in the post.
-    layout : {"in-out", "out-in"}
-    function : {"softmax", "log-softmax"}
-    temperature : float
-        T > 0; the logits are divided by it.
+    W, x, b, **layer
+        The layer and its choices (``layout``, ``function``, ``temperature``), as in
+        :func:`~smjac.maths.layer.make_layer`.
 
     Returns
     -------
@@ -265,7 +253,7 @@ def forward(
     >>> forward(W, [0.1, 0.5, 0.4]).h
     array([0.19091352, 0.20353145, 0.21698333, 0.23132428, 0.15724743])
     """
-    return layer_forward(make_layer(W, x, b, layout=layout, function=function, temperature=temperature))
+    return layer_forward(make_layer(W, x, b, **layer))
 
 
 def layer_forward(L: Layer) -> Forward:
@@ -341,10 +329,8 @@ def forward_chunks(
     x: Array,
     b: ArrayLike | None = None,
     *,
-    layout: str = "in-out",
-    function: str = "softmax",
-    temperature: float = 1.0,
     chunk_bytes: int = CHUNK_BYTES,
+    **layer: Unpack[LayerOptions],
 ) -> Iterator[tuple[int, Forward]]:
     """:func:`forward` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
 
@@ -359,10 +345,10 @@ def forward_chunks(
     >>> [(r, f.h.shape) for r, f in forward_chunks(np.eye(2), X, chunk_bytes=224)]
     [(0, (2, 2)), (2, (2, 2)), (4, (1, 2))]
     """
-    K = np.shape(W)[1 if layout == "in-out" else 0]
+    K = make_layer(W, read_rows(x, 0, 1), b, **layer).K  # checked on the first row: outputs per row
     for r0, r1 in row_chunks(x, chunk_bytes, outputs=K):
-        L = make_layer(W, read_rows(x, r0, r1), b, layout=layout, function=function, temperature=temperature)
-        L = L._replace(batched=True)  # a last chunk of one row is still rows of a batch
+        # a last chunk of one row is still rows of a batch
+        L = make_layer(W, read_rows(x, r0, r1), b, **layer)._replace(batched=True)
         Z, H, P = forward_arrays(L)
         release_rows(x, r0, r1)
         yield r0, Forward(z=Z, h=H, p=P)

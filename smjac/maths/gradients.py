@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -22,9 +23,12 @@ from .forward_pass import (
 )
 from .functions import softmax
 from .jacobians import outer_fill
-from .layer import DEFAULT_REDUCTION, REDUCTIONS, Layer, class_logits, make_layer
+from .layer import DEFAULT_REDUCTION, REDUCTIONS, Layer, LayerOptions, Reduction, class_logits, make_layer
 from .losses import CrossEntropy, Upstream, class_indices
 from .numeric import Array, all_finite, check_choice, largest_float, peak_abs, pow2
+
+if TYPE_CHECKING:
+    from .layer import Unpack
 
 
 class Gradient:
@@ -74,13 +78,11 @@ def grad(
     *,
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
-    reduce: str = DEFAULT_REDUCTION,
+    reduce: Reduction = DEFAULT_REDUCTION,
     class_weights: ArrayLike | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
-    layout: str = "in-out",
-    function: str = "softmax",
-    temperature: float = 1.0,
+    **layer: Unpack[LayerOptions],
 ) -> Gradient:
     """Gradient of a loss with respect to the weights, in closed form, O(N·K·n).
 
@@ -90,8 +92,9 @@ def grad(
 
     Parameters
     ----------
-    W, x, b, layout, function, temperature
-        The layer, as in :func:`forward`.
+    W, x, b, **layer
+        The layer and its choices (``layout``, ``function``, ``temperature``), as in
+        :func:`~smjac.maths.layer.make_layer`.
     target : int or array_like of int, optional
         The true class, counted from 0; one per sample for a batch (or one for all).
     upstream : array_like, optional
@@ -144,7 +147,7 @@ def grad(
     array([[-0.13447071],
            [ 0.13447071]])
     """
-    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    L = make_layer(W, x, b, **layer)
     return layer_grad(
         L,
         target=target,
@@ -161,7 +164,7 @@ def layer_grad(
     *,
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
-    reduce: str = DEFAULT_REDUCTION,
+    reduce: Reduction = DEFAULT_REDUCTION,
     class_weights: ArrayLike | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
@@ -198,20 +201,8 @@ def _grad_target(L: Layer, t: NDArray[np.intp], reduce: str) -> Gradient | None:
     with np.errstate(over="ignore", under="ignore"):
         loss = float(np.sum(rows.losses * scale))
         grad_b = rows.sums.sum(axis=0) * scale
-        if L.N == 1:  # x δᵀ (or δ xᵀ out-in), written once, in place, by rows on the pool
-            a, c = (L.X[0], delta[0]) if L.layout == "in-out" else (delta[0], L.X[0])
-            if not math.isfinite(peak_abs(a) * peak_abs(c)):  # its largest entry, checked first
-                return None
-            grad_W = np.empty((a.size, c.size), dtype=delta.dtype)
-            outer_fill(a[None, :, None], c[None, :], grad_W[None])
-        else:
-            # scaled after the sum, not X before it: no N×n temporary
-            grad_W = matmul_tn(L.X, delta) if L.layout == "in-out" else matmul_tn(delta, L.X)
-            if scale != 1:
-                grad_W *= scale
-            if not all_finite(grad_W):
-                return None
-    if not (math.isfinite(loss) and all_finite(grad_b)):
+        grad_W = _weight_gradient(L, L.X, delta, scale)  # scaled after the sum: no N×n temporary
+    if grad_W is None or not (math.isfinite(loss) and all_finite(grad_b)):
         return None
     return Gradient(W=grad_W, b=grad_b, z=L.out(delta), loss=loss, layer=L)
 
@@ -251,16 +242,10 @@ def _grad_careful(
     with np.errstate(over="ignore", under="ignore"):
         loss = None if losses is None else float(np.sum(losses * scale))
         X = L.X * scale if scale != 1 else L.X  # scale the small factor, not the n×K product
-        if L.N == 1:  # x δᵀ (or δ xᵀ out-in), written in place by rows: memory speed, O(K·n)
-            rows, cols = (X[0], delta[0]) if L.layout == "in-out" else (delta[0], X[0])
-            if not math.isfinite(peak_abs(rows) * peak_abs(cols)):  # the largest entry, checked first
-                _refuse_gradient("dLoss/dW = x δᵀ", delta.dtype, reduce, L.N)
-            grad_W = np.empty((rows.size, cols.size), dtype=delta.dtype)
-            outer_fill(rows[None, :, None], cols[None, :], grad_W[None])
-        else:
-            grad_W = matmul_tn(X, delta) if L.layout == "in-out" else matmul_tn(delta, X)
-            if not all_finite(grad_W):  # a sum over the batch: checked where it is taken
-                _refuse_gradient("dLoss/dW, summed over the batch,", delta.dtype, reduce, L.N)
+        grad_W = _weight_gradient(L, X, delta)
+        if grad_W is None:
+            what = "dLoss/dW = x δᵀ" if L.N == 1 else "dLoss/dW, summed over the batch,"
+            _refuse_gradient(what, delta.dtype, reduce, L.N)
         grad_b = delta.sum(axis=0) * scale
     if not all_finite(grad_b):
         _refuse_gradient("dLoss/db, summed over the batch,", delta.dtype, reduce, L.N)
@@ -269,7 +254,29 @@ def _grad_careful(
     return Gradient(W=grad_W, b=grad_b, z=L.out(delta), loss=loss, layer=L)
 
 
-def _refuse_gradient(what: str, dtype: np.dtype, reduce: str, N: int) -> None:
+def _weight_gradient(L: Layer, X: Array, delta: Array, scale: float = 1.0) -> Array | None:
+    """``dLoss/dW = scale · Xᵀδ`` in W's own layout (:meth:`~smjac.maths.layer.Layer.weight_factors`),
+    or None when an entry is past the float range.
+
+    One sample: the outer product ``x δᵀ`` (``δ xᵀ`` out-in) written once, in place, by rows on the
+    pool, at memory speed; its largest entry is checked before anything is written. A batch:
+    :func:`matmul_tn`, checked where the sum is taken.
+    """
+    A, B = L.weight_factors(X, delta)
+    if L.N == 1:
+        a, c = (A[0], B[0]) if scale == 1 else (A[0] * scale, B[0])
+        if not math.isfinite(peak_abs(a) * peak_abs(c)):
+            return None
+        out = np.empty((a.size, c.size), dtype=delta.dtype)
+        outer_fill(a[None, :, None], c[None, :], out[None])
+        return out
+    out = matmul_tn(A, B)
+    if scale != 1:
+        out *= scale
+    return out if all_finite(out) else None
+
+
+def _refuse_gradient(what: str, dtype: np.dtype, reduce: str, N: int) -> NoReturn:
     way = ' (use reduce="mean")' if reduce == "sum" and N > 1 else ""
     raise InputError(
         f"{what} overflows {dtype} (past {largest_float(dtype):.3g}){way}; scale W, x or the upstream down"
@@ -283,14 +290,12 @@ def grad_chunks(
     *,
     target: int | ArrayLike | None = None,
     upstream: ArrayLike | None = None,
-    reduce: str = DEFAULT_REDUCTION,
+    reduce: Reduction = DEFAULT_REDUCTION,
     class_weights: ArrayLike | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
-    layout: str = "in-out",
-    function: str = "softmax",
-    temperature: float = 1.0,
     chunk_bytes: int = CHUNK_BYTES,
+    **layer: Unpack[LayerOptions],
 ) -> Gradient:
     """:func:`grad` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
 
@@ -308,8 +313,9 @@ def grad_chunks(
     True
     """
     check_choice("reduce", reduce, REDUCTIONS)
-    K = np.shape(W)[1 if layout == "in-out" else 0]
-    spans = row_chunks(x, chunk_bytes, outputs=K)
+    # the layer checked on the first row says how many outputs a chunk's work holds
+    L = make_layer(W, read_rows(x, 0, 1), b, **layer)
+    spans = row_chunks(x, chunk_bytes, outputs=L.K)
     N = x.shape[0]
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     options = ce.options()
@@ -317,19 +323,15 @@ def grad_chunks(
     denominator = float(N)
     if target is not None:
         # every target at once (N numbers): the mean's denominator is the whole batch's
-        t = class_indices(target, N, 2 if K == 1 else K, ignore_index=ce.ignore_index)
+        t = class_indices(target, N, L.classes, ignore_index=ce.ignore_index)
         denominator = ce.denominator(t, "mean") if reduce == "mean" else 1.0
     g = None if upstream is None else np.asarray(upstream)
     grad_W: Array | None = None
     grad_b: Array | None = None
     loss: float | None = None if target is None else 0.0
-    L = None
     with np.errstate(over="ignore"):
         for r0, r1 in spans:
-            L = make_layer(
-                W, read_rows(x, r0, r1), b, layout=layout, function=function, temperature=temperature
-            )
-            L = L._replace(batched=True)
+            L = make_layer(W, read_rows(x, r0, r1), b, **layer)._replace(batched=True)
             part = layer_grad(
                 L,
                 target=None if t is None else t[r0:r1],
@@ -342,7 +344,7 @@ def grad_chunks(
             grad_b = part.b if grad_b is None else grad_b + part.b
             if loss is not None and part.loss is not None:
                 loss += part.loss
-        assert L is not None and grad_W is not None and grad_b is not None  # N ≥ 1: one chunk at least
+        assert grad_W is not None and grad_b is not None  # N ≥ 1: one chunk at least
         if reduce == "mean":
             grad_W, grad_b = grad_W / denominator, grad_b / denominator
             loss = None if loss is None else loss / denominator

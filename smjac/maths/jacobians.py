@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -26,8 +26,11 @@ from ._parallel import (
 )
 from .forward_pass import check_finite_W, layer_probabilities
 from .functions import complement, log_softmax_jacobian, softmax_jacobian
-from .layer import BINARY_JACOBIAN, METHODS, OFS, WRTS, Layer, make_layer
+from .layer import BINARY_JACOBIAN, METHODS, OFS, WRTS, Layer, LayerOptions, Method, Of, Wrt, make_layer
 from .numeric import Array, all_finite, at_least, check_choice, largest_float, peak_abs, pow2
+
+if TYPE_CHECKING:
+    from .layer import Unpack
 
 
 def dh_dz(L: Layer, P: Array) -> Array:
@@ -304,9 +307,9 @@ def _dfdz_rows(L: Layer, of: str, p: Array | None, one_minus: Array | None, r0: 
 def jacobian_blocks(
     L: Layer,
     *,
-    of: str = "h",
-    wrt: str = "W",
-    method: str = "shortcut",
+    of: Of = "h",
+    wrt: Wrt = "W",
+    method: Method = "shortcut",
     block_bytes: int = BLOCK_BYTES,
 ) -> Blocks:
     """The per-sample Jacobian of ``L`` in row blocks of about ``block_bytes``: memory stays flat.
@@ -465,10 +468,8 @@ def jacobian_factors(
     x: ArrayLike,
     b: ArrayLike | None = None,
     *,
-    of: str = "h",
-    layout: str = "in-out",
-    function: str = "softmax",
-    temperature: float = 1.0,
+    of: Of = "h",
+    **layer: Unpack[LayerOptions],
 ) -> Factored:
     """The layer Jacobian with respect to W, as its factors: ``dh/dz`` and x.
 
@@ -480,12 +481,10 @@ def jacobian_factors(
     >>> bool(F.entry(0, 0, 1) == jacobian([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0])[0, 1])
     True
     """
-    return layer_factors(
-        make_layer(W, x, b, layout=layout, function=function, temperature=temperature), of=of
-    )
+    return layer_factors(make_layer(W, x, b, **layer), of=of)
 
 
-def layer_factors(L: Layer, *, of: str = "h") -> Factored:
+def layer_factors(L: Layer, *, of: Of = "h") -> Factored:
     """:func:`jacobian_factors` for a :class:`Layer`."""
     A = np.ascontiguousarray(dfdz_or_identity(L, of))
     N, K, cols = jacobian_shape(L, of=of, wrt="W")
@@ -497,20 +496,19 @@ def jacobian(
     x: ArrayLike,
     b: ArrayLike | None = None,
     *,
-    of: str = "h",
-    wrt: str = "W",
-    method: str = "shortcut",
-    layout: str = "in-out",
-    function: str = "softmax",
-    temperature: float = 1.0,
+    of: Of = "h",
+    wrt: Wrt = "W",
+    method: Method = "shortcut",
     out: Array | None = None,
+    **layer: Unpack[LayerOptions],
 ) -> Array:
     """Jacobian of the layer's output ``of`` with respect to ``wrt``.
 
     Parameters
     ----------
-    W, x, b, layout, function, temperature
-        The layer, as in :func:`forward`.
+    W, x, b, **layer
+        The layer and its choices (``layout``, ``function``, ``temperature``), as in
+        :func:`~smjac.maths.layer.make_layer`.
     of : {"h", "z"}
         Differentiate the outputs h (default) or the logits z.
     wrt : {"W", "z", "x", "b"}
@@ -544,7 +542,7 @@ def jacobian(
     >>> J.sum(axis=0)  # every column sums to zero
     array([0., 0.])
     """
-    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    L = make_layer(W, x, b, **layer)
     if out is not None and not L.batched:
         out = out[None]
     return L.out(layer_jacobian(L, of=of, wrt=wrt, method=method, out=out))

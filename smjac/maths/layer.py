@@ -8,13 +8,20 @@ or its log. x may be one sample (n entries) or a batch (N×n).
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, get_args
+import sys
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypedDict, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ..errors import InputError, ShapeError
 from .numeric import Array, all_finite, as_float, check_choice
+
+if TYPE_CHECKING:  # for annotations (``**layer: Unpack[LayerOptions]``) only: nothing is imported at run time
+    if sys.version_info >= (3, 11):
+        from typing import Unpack as Unpack
+    else:
+        from typing_extensions import Unpack as Unpack
 
 # Each choice is declared once, here; the command line takes its options from these.
 Of = Literal["h", "z"]
@@ -28,6 +35,15 @@ OFS, WRTS, METHODS = get_args(Of), get_args(Wrt), get_args(Method)
 LAYOUTS, FUNCTIONS, REDUCTIONS = get_args(LayoutName), get_args(FunctionName), get_args(Reduction)
 # A batch is averaged, as torch (CrossEntropyLoss), Keras and scikit-learn do; one sample is the same either way.
 DEFAULT_REDUCTION: Reduction = "mean"
+
+
+class LayerOptions(TypedDict, total=False):
+    """The layer's choices, as keywords: every public function takes them as ``**layer`` and hands
+    them to :func:`make_layer`, which documents them and holds their defaults."""
+
+    layout: LayoutName
+    function: FunctionName
+    temperature: float
 
 
 class Layer(NamedTuple):
@@ -45,9 +61,9 @@ class Layer(NamedTuple):
     X: Array
     b: Array | None
     batched: bool
-    layout: str = "in-out"
-    function: str = "softmax"
-    temperature: float = 1.0
+    layout: LayoutName
+    function: FunctionName
+    temperature: float
 
     @property
     def n(self) -> int:
@@ -74,6 +90,33 @@ class Layer(NamedTuple):
     def out(self, a: Array) -> Array:
         """Drop the sample axis of a per-sample result when x was a single vector."""
         return a if self.batched else a[0]
+
+    @property
+    def options(self) -> LayerOptions:
+        """The choices this layer was made with, to make another one like it:
+        ``make_layer(W2, x2, b2, **L.options)``."""
+        return {"layout": self.layout, "function": self.function, "temperature": self.temperature}
+
+    def as_given(self, a: Array) -> Array:
+        """An n×K array (in-out, as :attr:`W` is kept) in the layout W was given in: ``a`` itself,
+        or its transpose (a view) for ``"out-in"``. A transpose is its own inverse, so this also
+        brings an array in W's given layout back to in-out.
+
+        This is the one place that knows how the layouts relate; a weight gradient, ``x δᵀ`` in
+        in-out, is ``δ xᵀ`` out-in (:meth:`weight_factors` orders its factors so that it is
+        written straight in W's layout).
+
+        >>> L = make_layer(np.ones((2, 3)), np.ones(3), layout="out-in")
+        >>> L.as_given(L.W).shape
+        (2, 3)
+        """
+        return a if self.layout == "in-out" else a.T
+
+    def weight_factors(self, X: Array, delta: Array) -> tuple[Array, Array]:
+        """``(A, B)`` with ``Aᵀ B`` = :meth:`as_given` of ``Xᵀ δ`` (N×n and N×K): dLoss/dW in the
+        layout W was given in, made directly in it, without a transposed copy. For one sample
+        ``A[0] ⊗ B[0]`` is ``x δᵀ`` (in-out) or ``δ xᵀ`` (out-in)."""
+        return (X, delta) if self.layout == "in-out" else (delta, X)
 
 
 # What a one-output W is read as, said once by the command line (a note), and why its Jacobian of h is refused.
@@ -106,17 +149,37 @@ def make_layer(
     x: ArrayLike,
     b: ArrayLike | None = None,
     *,
-    layout: str = "in-out",
-    function: str = "softmax",
+    layout: LayoutName = "in-out",
+    function: FunctionName = "softmax",
     temperature: float = 1.0,
     names: tuple[str, str, str] = ("W", "x", "b"),
 ) -> Layer:
     """Check that W, x and b fit together and that x and b are finite, and put them in the post's layout.
 
-    W is not scanned here (a second full read of the largest input): a NaN or infinity in W is
-    refused by the first computation that meets it (see the comment in the body).
+    Every public function takes the layer as ``W, x, b`` and the keywords below (``**layer``,
+    typed as :class:`LayerOptions`) and hands them here.
 
-    ``names`` label the arrays in error messages (the command line passes file names).
+    Parameters
+    ----------
+    W : array_like
+        Weights: n×K (``layout="in-out"``, the post's) or K×n (``"out-in"``, PyTorch's).
+    x : array_like
+        One input (n) or a batch (N×n).
+    b : array_like, optional
+        Bias, K entries; none by default, as in the post.
+    layout : {"in-out", "out-in"}, default "in-out"
+        How W is laid out: ``z = Wᵀx + b`` (W n×K) or ``z = Wx + b`` (W K×n).
+    function : {"softmax", "log-softmax"}, default "softmax"
+        ``h = softmax(z / T)`` or its log.
+    temperature : float, default 1
+        T > 0; the logits are divided by it.
+    names : (str, str, str)
+        Label W, x and b in error messages (the command line passes file names).
+
+    Returns
+    -------
+    Layer
+        W (n×K whatever layout it was given in), X (N×n), b, and the choices.
 
     Raises
     ------
@@ -124,6 +187,11 @@ def make_layer(
         When a dimension is wrong; the message names the shapes and the fix.
     InputError
         When a value is NaN or infinite, or an option is not known.
+
+    Notes
+    -----
+    W is not scanned here (a second full read of the largest input): a NaN or infinity in W is
+    refused by the first computation that meets it (see the comment in the body).
 
     Examples
     --------
