@@ -522,3 +522,60 @@ def test_deep_nesting_is_refused_not_a_crash(tmp_path, name):
     load = inputs.load_array if name == "x.json" else inputs.load_bundle
     with pytest.raises(LoadError, match="nested too deeply"):
         load(path)
+
+
+@pytest.mark.parametrize("delimiter", [" ", "\t"])
+@pytest.mark.parametrize("piece", [7, 1 << 16])
+def test_numbers_apart_by_spaces_are_data_not_a_header(tmp_path, monkeypatch, delimiter, piece):
+    # np.savetxt's default: no header, numbers apart by a space, 19 significant digits (exact)
+    monkeypatch.setattr(text_reading, "PIECE", piece)
+    g = np.random.default_rng(3).normal(size=(3, 4)) * 10.0 ** np.arange(-2, 2)
+    path = tmp_path / "g.csv"
+    np.savetxt(path, g, delimiter=delimiter)
+    assert_array_equal(inputs.load_array(path), g)
+    assert_array_equal(inputs.load_answer(path), g)
+    assert_array_equal(text.careful_csv(path.read_bytes(), "g.csv"), g)
+    np.savetxt(path, g[:, :1])  # a column is the same either way
+    assert_array_equal(inputs.load_array(path), g[:, :1])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"a b c\n1 2 3\n", r"line 1 looks like a header \('a b c'\)"),
+        (b"1 2 3\n4 5\n", "line 2 has 2 values but the first row has 3"),
+        (b"1 2\n3 x\n", "line 2, column 2: 'x' is not a number"),
+        (b"1 2, 3\n", "line 1, column 1: '1 2' is not a number"),  # a comma: CSV, as before
+    ],
+)
+def test_space_separated_refusals_name_the_line(tmp_path, data, message):
+    path = tmp_path / "g.csv"
+    path.write_bytes(data)
+    with pytest.raises(LoadError, match=message):
+        inputs.load_array(path)
+
+
+@pytest.mark.parametrize("depth", [4, 64, 70, 1000])
+def test_json_nested_past_a_stack_of_matrices_is_told_so(tmp_path, monkeypatch, depth):
+    deep = b"[" * depth + b"1" + b"]" * depth
+    path = tmp_path / "x.json"
+    path.write_bytes(deep)
+    bundle = tmp_path / "b.json"
+    bundle.write_bytes(b'{"W": ' + deep + b', "x": [1]}')
+    too_deep = "is nested too deep"
+    for parser in ("orjson", "json"):
+        if parser == "json":
+            monkeypatch.setattr(text_reading, "fast_document", lambda data: None)
+        with pytest.raises(LoadError, match=f"x.json: {too_deep}"):  # the fast reader hands it on
+            inputs.load_array(path)
+        with pytest.raises(LoadError, match=f"x.json: {too_deep}"):
+            text.parse_json(deep, "x.json")
+        with pytest.raises(LoadError, match=rf"b.json(\[W\])?: {too_deep}"):
+            inputs.load_bundle(bundle)
+
+
+def test_a_stack_of_matrices_is_still_read(tmp_path):
+    J = np.arange(24.0).reshape(2, 3, 4)
+    path = tmp_path / "J.json"
+    path.write_text(json.dumps(J.tolist()))
+    assert_array_equal(inputs.load_answer(path), J)

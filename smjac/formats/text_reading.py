@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import LoadError
 from ..maths.numeric import all_finite
 
+_LINE_END = re.compile(r"\r\n?|\n")  # as csv and np.loadtxt end lines
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 
 
@@ -128,14 +129,22 @@ def json_kind(obj: Any) -> str:
 _PLAIN_NUMBERS = {int, float}
 
 
+MAX_DIMENSIONS = 3  # the deepest array smjac reads: a batch of Jacobians (N × K × …)
+
+
 def _check_json_numbers(obj: list[Any], label: str) -> None:
-    stack: list[Any] = [obj]
+    stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:  # iterative, so a deeply nested document cannot exhaust the call stack
-        item = stack.pop()
+        item, depth = stack.pop()
         if isinstance(item, list):
+            if depth > MAX_DIMENSIONS:  # numpy would stop at 64 with "rows have different lengths"
+                raise LoadError(
+                    f"{label}: is nested too deep (arrays in arrays past {MAX_DIMENSIONS} levels); smjac "
+                    "reads a vector, a matrix or a stack of matrices"
+                )
             if set(map(type, item)) <= _PLAIN_NUMBERS:  # a row of numbers, checked in C
                 continue
-            stack.extend(item)
+            stack.extend((x, depth + 1) for x in item)
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
             raise LoadError(f"{label}: expected numbers, found {json_kind(item)} ({json.dumps(item)[:40]})")
 
@@ -153,13 +162,21 @@ def parse_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
 
 
 def careful_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
-    """Every line read by ``csv`` and every cell checked, so that a refusal names its line and column."""
+    """Every line read by ``csv`` and every cell checked, so that a refusal names its line and column.
+
+    A file without a comma is read with spaces and tabs between the numbers, as ``np.savetxt``
+    writes them by default: it is data, not a header.
+    """
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark from a spreadsheet is harmless
     except UnicodeDecodeError:
         raise LoadError(f"{label}: is not UTF-8 text, so not CSV") from None
+    sep = "," if "," in text else " "  # no comma: numbers apart by spaces or tabs (np.savetxt's)
     try:
-        lines = list(csv.reader(io.StringIO(text, newline="")))
+        if sep == ",":
+            lines = list(csv.reader(io.StringIO(text, newline="")))
+        else:
+            lines = [line.split() for line in _LINE_END.split(text)]
     except csv.Error as e:  # a stray carriage return or NUL, say
         raise LoadError(f"{label}: is not valid CSV ({e})") from None
     rows: list[list[float]] = []
@@ -169,7 +186,7 @@ def careful_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
             continue
         if not rows and not any(_NUMBER.match(c) or (not finite and _special(c)) for c in cells):
             raise LoadError(
-                f"{label}: line {lineno} looks like a header ({','.join(cells)[:40]!r}); remove it"
+                f"{label}: line {lineno} looks like a header ({sep.join(cells)[:40]!r}); remove it"
             )
         row = []
         for col, cell in enumerate(cells, start=1):
@@ -253,18 +270,25 @@ def fast_csv(stream: BinaryIO, limit: int) -> np.ndarray | None:
     except (_Unsure, ValueError, OverflowError):  # orjson's JSONDecodeError is a ValueError
         pass
     del rows
-    return _loadtxt(stream, limit)
+    arr = _loadtxt(stream, limit, ",")
+    stream.seek(0)
+    if arr is None and b"," not in stream.read(PIECE):  # numbers apart by spaces (np.savetxt's)
+        arr = _loadtxt(stream, limit, None)
+    return arr
 
 
-def _loadtxt(stream: BinaryIO, limit: int) -> np.ndarray | None:
+def _loadtxt(stream: BinaryIO, limit: int, delimiter: str | None) -> np.ndarray | None:
+    """The numbers as ``np.loadtxt`` reads them, apart by ``delimiter`` (None: by spaces and
+    tabs, and then no comma is allowed: :func:`careful_csv` reads such a file so only)."""
     stream.seek(0)
     if stream.read(len(_BOM)) != _BOM:
         stream.seek(0)
-    text = io.TextIOWrapper(io.BufferedReader(_Only(stream, limit, _CSV_BYTES), PIECE), encoding="ascii")
+    allowed = _CSV_BYTES if delimiter else _CSV_BYTES.replace(b",", b"")
+    text = io.TextIOWrapper(io.BufferedReader(_Only(stream, limit, allowed), PIECE), encoding="ascii")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data": None says it
-            arr = np.loadtxt(text, delimiter=",", comments=None, ndmin=2, dtype=np.float64)
+            arr = np.loadtxt(text, delimiter=delimiter, comments=None, ndmin=2, dtype=np.float64)
     except (_Unsure, ValueError):
         return None
     finally:
