@@ -8,19 +8,21 @@ terminal, JSON in a pipe or with ``--format json``, notes on stderr.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import typer
 
 from ..outputs import writer as output
+from .commands import done
+from .options import Output, input_cap, output_options
 
 INSPECT = output.Shape(
     "a checkpoint's layers", csv=None, arrays=False, view="table", documents=(), picture=None
 )
-InspectFormat: Any = Literal[tuple(f.value for f in output.usable(INSPECT))]  # the formats the writer allows
 
 
+@output_options(INSPECT, precision=None, files=False, helps={"quiet": "No notes on stderr."})
 def inspect_layers(
     ctx: typer.Context,
     checkpoint: Annotated[
@@ -33,16 +35,7 @@ def inspect_layers(
             show_default=False,
         ),
     ],
-    fmt: Annotated[
-        InspectFormat | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="How to print it [default: table at a terminal, json in a pipe].",
-            show_default=False,
-        ),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr.")] = False,
+    out: Output,
 ) -> None:
     """List the layers of a checkpoint that could be a softmax head, and the one smjac takes.
 
@@ -58,13 +51,11 @@ def inspect_layers(
     """
     from ..formats import checkpoints
 
-    w = output.Writer(INSPECT, output.Options(fmt=None if fmt is None else output.Format(fmt), quiet=quiet))
-    found = checkpoints.layers(checkpoint, max_bytes=int(ctx.find_root().obj["max_input_bytes"]))
+    w = out.writer(INSPECT)
+    found = checkpoints.layers(checkpoint, max_bytes=input_cap(ctx))
     for text in found.notes:
         w.note(text)
-    status = w.write(_result(found))
-    if status:
-        raise typer.Exit(status)
+    done(w.write(_result(found)))
 
 
 def _result(found: Any) -> output.Result:

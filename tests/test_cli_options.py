@@ -1,0 +1,189 @@
+"""The options the commands share: declared once as groups, offered the same way by every command."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from typing import Annotated
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from smjac.cli import app
+from smjac.cli.groups import group
+from smjac.formats.table import Format
+
+from .conftest import ROOT
+
+BLOG = ["-W", str(ROOT / "samples/blog/W.json"), "-x", str(ROOT / "samples/blog/x.json")]
+ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+CLI = ROOT / "smjac" / "cli"
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, list(args), env=ENV, input=input)
+
+
+def params(command: str) -> dict[str, tuple]:
+    """Each option of a command as click holds it: its flags, default and environment variable."""
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    return {p.name: (tuple(p.opts), p.default, p.envvar) for p in click_command.params}
+
+
+# what the commands offered before the groups, written out by hand
+LAYER = {
+    "W": (("-W", "--weights"), None, None),
+    "x": (("-x", "--input"), None, None),
+    "b": (("-b", "--bias"), None, None),
+    "layer": (("--layer",), None, None),
+    "key": (("--key",), None, None),
+    "layout": (("--layout",), None, None),
+    "function": (("--function",), "softmax", None),
+    "temperature": (("--temperature",), 1.0, None),
+    "dtype": (("--dtype",), "float64", None),
+}
+LOSS = {
+    "target": (("--target",), None, None),
+    "upstream": (("--upstream",), None, None),
+    "reduce": (("--reduce",), "mean", None),
+    "class_weights": (("--class-weights",), None, None),
+    "ignore_index": (("--ignore-index",), None, None),
+    "label_smoothing": (("--label-smoothing",), 0.0, None),
+}
+WRITE = {
+    "fmt": (("--format", "-f"), None, None),
+    "output": (("-o", "--output"), None, None),
+    "force": (("--force",), False, None),
+    "quiet": (("--quiet", "-q"), False, None),
+    "max_memory": (("--max-memory",), None, "SMJAC_MAX_MEMORY"),
+}
+PRECISION = {"precision": (("--precision",), 6, None)}
+SAMPLE = {"sample": (("--sample",), 0, None)}
+NO_UPSTREAM = {k: v for k, v in LOSS.items() if k != "upstream"}
+
+
+@pytest.mark.parametrize(
+    ("command", "groups"),
+    [
+        ("forward", [LAYER, WRITE, PRECISION, SAMPLE]),
+        ("jacobian", [LAYER, WRITE, PRECISION, SAMPLE]),
+        ("grad", [LAYER, LOSS, WRITE, PRECISION]),
+        ("check", [LAYER, NO_UPSTREAM, WRITE]),
+        ("verify", [LAYER, LOSS, WRITE]),
+    ],
+)
+def test_every_command_offers_its_groups_with_the_same_flags_and_defaults(command, groups):
+    offered = params(command)
+    for options in groups:
+        for name, declared in options.items():
+            assert offered[name] == declared, (command, name)
+    shared = {k for g in (LAYER, LOSS, WRITE, PRECISION, SAMPLE) for k in g}
+    absent = shared - {k for g in groups for k in g}
+    assert not absent & set(offered), f"{command} offers {absent & set(offered)}"
+
+
+def test_the_layer_options_come_first_and_in_one_order():
+    for command in ("forward", "jacobian", "grad", "check", "verify"):
+        assert list(params(command))[:9] == list(LAYER), command
+
+
+def test_the_groups_keep_their_own_options_apart():
+    assert set(params("inspect")) == {"checkpoint", "fmt", "quiet"}
+    assert set(params("demo")) == {"precision"}
+    assert params("demo")["precision"][1] == 5
+
+
+def suffixes_in_help(command: str) -> list[str]:
+    text = " ".join(run(command, "--help").stdout.split())
+    (line,) = re.findall(r"in the format its suffix names: ([^;]*?)[.;] ", text)
+    return line.split(", ")
+
+
+@pytest.mark.parametrize(
+    ("command", "answer"),
+    [
+        ("check", []),
+        ("verify", ["--jacobian", str(ROOT / "samples/mistakes/diagonal-only.json")]),
+    ],
+)
+def test_the_help_lists_the_suffixes_the_command_writes_and_no_other(command, answer, tmp_path):
+    listed = suffixes_in_help(command)
+    assert listed and ".npy" not in listed and ".safetensors" not in listed
+    for fmt in Format:
+        if not fmt.suffix:
+            continue
+        path = tmp_path / f"out{fmt.suffix}"
+        result = run(command, *BLOG, *answer, "-o", str(path), "-q")
+        if fmt.suffix in listed:
+            assert result.exit_code in (0, 1), (fmt.suffix, result.stderr)  # verify: the answer is wrong
+            assert path.stat().st_size > 0
+        else:
+            assert result.exit_code == 2 and f"{path}: " in result.stderr, (fmt.suffix, result.stderr)
+            assert not path.exists()
+
+
+def test_grad_lists_safetensors_for_a_checkpoint_only():
+    text = " ".join(run("grad", "--help").stdout.split())
+    assert ".npy, .npz, .png, .svg, .pdf; .safetensors for a layer read from a checkpoint." in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-x", "-", "--grad", "-", "--target", "2"],
+        ["-x", "-", "--jacobian", "-"],
+        ["-x", "-", "--grad", str(ROOT / "samples/mistakes/missing-one-hot.json"), "--target", "-"],
+    ],
+)
+def test_verify_reads_stdin_once(args):
+    result = run("verify", "-W", BLOG[1], *args, input="[1, 2, 3]")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == "Error: - given twice: only one input can come from stdin\n"
+
+
+def test_no_cli_module_is_long_or_takes_another_modules_private_names():
+    for path in CLI.glob("*.py"):
+        source = path.read_text()
+        assert len(source.splitlines()) <= 600, path.name
+        tree = ast.parse(source)
+        modules = set()  # names bound to smjac's own modules: from .. import inputs, maths
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("smjac")):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.endswith("__")]
+                assert not private, f"{path.name} imports {private} from {node.module}"
+                modules |= {a.asname or a.name for a in node.names}
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+            ):
+                assert not node.attr.startswith("_"), f"{path.name} uses {node.value.id}.{node.attr}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    a: Annotated[int, typer.Option()] = 1
+
+
+def test_a_group_refuses_what_it_cannot_splice():
+    with pytest.raises(TypeError, match="has no field b"):
+        group(Pair, omit=("b",))
+    with pytest.raises(TypeError, match="no parameter typed Pair"):
+        group(Pair)(lambda n: n)
+    with pytest.raises(TypeError, match="a given twice"):
+
+        @group(Pair)
+        def twice(pair: Pair, a: int = 0) -> None: ...
+
+
+def test_a_command_is_handed_the_packed_groups(tmp_path):
+    # the values given on the command line arrive in the dataclasses the command reads
+    result = run("forward", *BLOG, "--temperature", "2", "--function", "log-softmax", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    by_flags = run("forward", "--layer", str(ROOT / "samples/blog/layer.npz"), "--temperature", "2",
+                   "--function", "log-softmax", "-f", "json")  # fmt: skip
+    assert by_flags.stdout == result.stdout
+    assert run("forward", *BLOG, "-f", "json").stdout != result.stdout
