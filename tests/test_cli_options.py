@@ -58,6 +58,7 @@ WRITE = {
     "force": (("--force",), False, None),
     "quiet": (("--quiet", "-q"), False, None),
     "max_memory": (("--max-memory",), None, "SMJAC_MAX_MEMORY"),
+    "color": (("--color",), "auto", None),
 }
 PRECISION = {"precision": (("--precision",), 6, None)}
 SAMPLE = {"sample": (("--sample",), 0, None)}
@@ -90,8 +91,8 @@ def test_the_layer_options_come_first_and_in_one_order():
 
 
 def test_the_groups_keep_their_own_options_apart():
-    assert set(params("inspect")) == {"checkpoint", "fmt", "quiet"}
-    assert set(params("demo")) == {"precision"}
+    assert set(params("inspect")) == {"checkpoint", "fmt", "quiet", "color"}
+    assert set(params("demo")) == {"precision", "color"}
     assert params("demo")["precision"][1] == 5
 
 

@@ -334,6 +334,8 @@ def loss_options(*, upstream: bool = True, helps: Mapping[str, str] | None = Non
 
 # ---------------------------------------------------------------- the output
 
+ColorName = Literal["auto", "always", "never"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Output:
@@ -362,6 +364,13 @@ class Output:
             show_default=False,
         ),
     ] = None
+    color: Annotated[
+        ColorName,
+        typer.Option(
+            help="Colour on stdout. auto: at a terminal; always: in a pipe too, where it also makes a table "
+            "the default format; never: none. auto follows NO_COLOR, then FORCE_COLOR, when set.",
+        ),
+    ] = "auto"
 
     def writer(self, shape: writing.Shape) -> writing.Writer:
         """The writer of a result of ``shape``: refuses what cannot be written before any work."""
@@ -369,7 +378,7 @@ class Output:
             fmt=None if self.fmt is None else writing.Format(self.fmt), output=self.output, force=self.force,
             precision=self.precision, sample=self.sample, quiet=self.quiet, max_memory=self.max_memory,
         )  # fmt: skip
-        return writing.Writer(shape, options)
+        return writing.Writer(shape, options, env=writing.Environment.read(color=self.color))
 
 
 def suffixes(*shapes: writing.Shape) -> list[str]:

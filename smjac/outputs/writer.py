@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -126,8 +126,30 @@ class Result(NamedTuple):
     csv_chunks: Callable[[], Any] | None = None  # CSV text in pieces, for a result too large to hold
 
 
+def color_choice(color: str, environ: Mapping[str, str]) -> str:
+    """``--color`` as it applies: ``auto`` follows NO_COLOR, then FORCE_COLOR, when set (not empty).
+
+    >>> color_choice("auto", {"FORCE_COLOR": "1"}), color_choice("never", {"FORCE_COLOR": "1"})
+    ('always', 'never')
+    >>> color_choice("auto", {"NO_COLOR": "1", "FORCE_COLOR": "1"}), color_choice("auto", {"NO_COLOR": ""})
+    ('never', 'auto')
+    """
+    if color != "auto":
+        return color  # the command line wins over the environment
+    if environ.get("NO_COLOR", "") != "":  # no-color.org
+        return "never"
+    if environ.get("FORCE_COLOR", "") != "":  # force-color.org
+        return "always"
+    return "auto"
+
+
 class Environment(NamedTuple):
-    """The facts about the process the writer needs, read once (tests pass their own)."""
+    """The facts about the process the writer needs, read once (tests pass their own).
+
+    ``no_color`` and ``force_color`` are the one decision about colour: ``--color`` (never,
+    always) or else NO_COLOR and FORCE_COLOR. Forced, stdout is drawn as a terminal would be
+    (a table by default, in colour) even when it is a pipe or a file: :attr:`pretty`.
+    """
 
     stdout: TextIO
     stderr: TextIO
@@ -136,9 +158,12 @@ class Environment(NamedTuple):
     no_color: bool
     width: int
     height: int
+    force_color: bool = False
 
     @classmethod
-    def read(cls) -> Environment:
+    def read(cls, color: str = "auto") -> Environment:
+        """The process as it is, with ``color`` (auto, always, never) from ``--color``."""
+
         def tty(stream: Any) -> bool:
             try:
                 return bool(stream.isatty())
@@ -146,15 +171,22 @@ class Environment(NamedTuple):
                 return False
 
         size = shutil.get_terminal_size()
+        choice = color_choice(color, os.environ)
         return cls(
             stdout=sys.stdout,
             stderr=sys.stderr,
             stdout_isatty=tty(sys.stdout),
             stderr_isatty=tty(sys.stderr),
-            no_color="NO_COLOR" in os.environ and os.environ["NO_COLOR"] != "",
+            no_color=choice == "never",
             width=max(20, min(size.columns, 4096)),  # whatever COLUMNS says, a size rich can lay out
             height=max(4, min(size.lines, 4096)),
+            force_color=choice == "always",
         )
+
+    @property
+    def pretty(self) -> bool:
+        """Whether stdout is drawn for a person: a terminal, or colour forced."""
+        return self.stdout_isatty or self.force_color
 
     @property
     def encoding(self) -> str:
@@ -214,7 +246,7 @@ class Writer:
         self.shape, self.opts = shape, opts
         self.env = env or Environment.read()
         self.checkpoint: Any = None  # the model checkpoint the layer came from, if it did
-        self.dests = destinations(shape, opts, self.env.stdout_isatty)
+        self.dests = destinations(shape, opts, self.env.pretty)
         for d in self.dests:
             why = refusal(d.fmt, shape)
             if why is not None:
@@ -418,18 +450,23 @@ class Writer:
         """A rich console drawing into a string, as stdout would show it (width, colour, charset)."""
         from rich.console import Console
 
-        buffer = _Text(self.env.encoding)
-        return Console(
-            file=buffer,
-            width=width or self.env.width,
-            height=self.env.height,
-            force_terminal=self.env.stdout_isatty,
-            no_color=self.env.no_color,
-            color_system="auto" if self.env.stdout_isatty and not self.env.no_color else None,
-            highlight=False,
-            emoji=False,
-            legacy_windows=False,
-        )
+        def console(color_system: Any) -> Any:
+            return Console(
+                file=_Text(self.env.encoding),
+                width=width or self.env.width,
+                height=self.env.height,
+                force_terminal=self.env.pretty,
+                no_color=self.env.no_color,
+                color_system=color_system if self.env.pretty and not self.env.no_color else None,
+                highlight=False,
+                emoji=False,
+                legacy_windows=False,
+            )
+
+        drawn = console("auto")
+        if self.env.force_color and drawn.color_system is None:  # TERM=dumb: asked for, so given
+            drawn = console("standard")
+        return drawn
 
     def print(self, text: str) -> None:
         """Results to stdout, all of them or an error: every write is checked."""
