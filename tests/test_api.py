@@ -139,3 +139,85 @@ def test_dir_lists_the_names_loaded_on_first_use():
     names = dir(smjac)
     assert {"check", "verify", "Verdict", "MISTAKES", "CheckReport", "grad", "__version__"} <= set(names)
     assert all(hasattr(smjac, name) for name in smjac.__all__)
+
+
+# ---- one sample of a small layer: the short path (maths/small.py) gives the general path's bits ----
+
+
+def _cases():
+    rng = np.random.default_rng(23)
+    for n, K in ((3, 5), (64, 10), (1, 2), (7, 3)):
+        for layout in ("in-out", "out-in"):
+            for T in (1.0, 0.5, 3.0):
+                W_io = rng.normal(size=(n, K)) * rng.choice([0.1, 1.0, 40.0])
+                x = rng.normal(size=n)
+                x[rng.integers(n)] = -0.0  # zeros of either sign in x δᵀ
+                b = rng.normal(size=K) if T != 1 else None
+                W = W_io if layout == "in-out" else W_io.T
+                likeliest = int(np.argmax(x @ W_io + (0 if b is None else b)))
+                for t in {likeliest, (likeliest + 1) % K}:  # the likeliest class takes the other branch
+                    yield W, x, b, dict(layout=layout, temperature=T), t
+
+
+def _general(monkeypatch, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with the short path switched off."""
+    with monkeypatch.context() as m:
+        m.setattr(smjac.maths.small, "fits", lambda L: False)
+        return fn(*args, **kwargs)
+
+
+def _same_bits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def test_one_small_sample_takes_the_short_path_with_the_general_path_s_bits(monkeypatch):
+    seen = []
+    monkeypatch.setattr(smjac.maths.small, "grad", _spy(smjac.maths.small.grad, seen))
+    for W, x, b, layer, t in _cases():
+        for function in ("softmax", "log-softmax"):
+            short = smjac.grad(W, x, b, target=t, function=function, **layer)
+            general = _general(monkeypatch, smjac.grad, W, x, b, target=t, function=function, **layer)
+            for name in ("W", "b", "z", "loss"):
+                assert _same_bits(getattr(short, name), getattr(general, name)), (name, W.shape, layer, t)
+            f_short = smjac.forward(W, x, b, function=function, **layer)
+            f_general = _general(monkeypatch, smjac.forward, W, x, b, function=function, **layer)
+            assert all(_same_bits(s, g) for s, g in zip(f_short, f_general, strict=True))
+            for wrt in ("W", "x", "b"):
+                J = smjac.jacobian(W, x, b, wrt=wrt, function=function, **layer)
+                assert _same_bits(
+                    J, _general(monkeypatch, smjac.jacobian, W, x, b, wrt=wrt, function=function, **layer)
+                )
+    assert seen and all(r is not None for r in seen)  # the short path did the work
+
+
+def _spy(fn, seen):
+    def spied(*args):
+        seen.append(fn(*args))
+        return seen[-1]
+
+    return spied
+
+
+@pytest.mark.parametrize(
+    ("W", "x", "error"),
+    [
+        ([[1.0, 2.0], [np.nan, 0.5]], [1.0, 1.0], "W holds a NaN"),
+        ([[1.0, 2.0], [3.0, 0.5]], [np.inf, 1.0], "x holds a NaN or infinite value"),
+        ([[1e300, -1e300], [1e300, -1e300]], [1e10, 1e10], "overflows"),
+    ],
+)
+def test_the_short_path_refuses_what_the_general_path_refuses(monkeypatch, W, x, error):
+    for fn, kwargs in ((smjac.grad, {"target": 0}), (smjac.forward, {})):
+        with pytest.raises(smjac.InputError, match=error) as short:
+            fn(W, x, **kwargs)
+        with pytest.raises(smjac.InputError) as general:
+            _general(monkeypatch, fn, W, x, **kwargs)
+        assert str(short.value) == str(general.value)
+
+
+def test_a_logit_past_the_float_range_below_the_others_is_refused_not_dropped():
+    # z₁ = −∞ after overflow while z₀ is finite: p₁ would be an exact 0, but z itself is out of range
+    W = np.array([[1.0, -1e308], [0.0, -1e308]])
+    with pytest.raises(smjac.InputError, match="z = Wᵀx overflows"):
+        smjac.grad(W, [1.0, 1.0], target=0)

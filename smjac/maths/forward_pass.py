@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError, ShapeError
+from . import small
 from ._parallel import ONE_BLAS_THREAD_FROM, POOL_FROM, even_spans, in_spans, matmul_spans, row_spans
 from .functions import log_softmax, softmax
 from .layer import Layer, LayerOptions, class_logits, make_layer
@@ -258,7 +259,7 @@ def forward(W: ArrayLike, x: ArrayLike, b: ArrayLike | None = None, **layer: Unp
 
 def layer_forward(L: Layer) -> Forward:
     """:func:`forward` for a :class:`Layer` (one :func:`make_layer` has already checked)."""
-    Z, H, P = forward_arrays(L)
+    Z, H, P = (small.fits(L) and small.forward(L)) or forward_arrays(L)
     return Forward(z=L.out(Z), h=L.out(H), p=L.out(P))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError
+from . import small
 from ._parallel import matmul_spans, matmul_tn
 from .forward_pass import (
     CHUNK_BYTES,
@@ -159,6 +160,10 @@ def grad(
     )
 
 
+_NUMBERS = (int, float)
+_INDICES = (int, np.int64, np.int32, np.intp)  # a class index as users give it (not a bool, not a float)
+
+
 def layer_grad(
     L: Layer,
     *,
@@ -173,6 +178,19 @@ def layer_grad(
     check_choice("reduce", reduce, REDUCTIONS)
     if (target is None) == (upstream is None):
         raise InputError("give exactly one of target (a class index) or upstream (dLoss/dh)")
+    if (
+        class_weights is None
+        and ignore_index is None
+        and not label_smoothing
+        and type(label_smoothing) in _NUMBERS
+        and type(target) in _INDICES
+        and small.fits(L)
+        and 0 <= target < L.K  # type: ignore[operator]
+    ):  # one sample of a small layer, the plain cross-entropy: the general path's bits, without its cost
+        done = small.grad(L, int(target))  # type: ignore[arg-type]
+        if done is not None:
+            grad_W, grad_b, delta, loss = done
+            return Gradient(W=grad_W, b=grad_b, z=L.out(delta), loss=loss, layer=L)
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     if upstream is not None:
         if not ce.plain:

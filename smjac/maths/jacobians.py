@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..errors import InputError, ShapeError
+from . import small
 from ._parallel import (
     BLOCK_BYTES,
     Progress,
@@ -177,7 +178,7 @@ def layer_jacobian(
         out = np.empty(shape, dtype=L.W.dtype)
     elif out.shape != shape or out.dtype != L.W.dtype:
         raise ShapeError(f"out has shape {out.shape} and dtype {out.dtype}; it needs {shape} and {L.W.dtype}")
-    P = layer_probabilities(L) if of == "h" else None
+    P = _probabilities(L) if of == "h" else None
     A = dfdz_or_identity(L, of, P)
     if wrt == "W":
         _guard_dW(L, of, P)
@@ -197,6 +198,12 @@ def layer_jacobian(
     if progress:
         progress(out.nbytes)
     return out
+
+
+def _probabilities(L: Layer) -> Array:
+    """:func:`layer_probabilities`, by :mod:`.small`'s short path for one sample of a small layer."""
+    done = small.forward(L, log_h=False) if small.fits(L) else None
+    return layer_probabilities(L) if done is None else done[2]
 
 
 def _dx_scale(L: Layer, bound: float) -> float | None:

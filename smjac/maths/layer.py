@@ -8,6 +8,7 @@ or its log. x may be one sample (n entries) or a batch (N×n).
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypedDict, get_args
 
@@ -202,7 +203,8 @@ def make_layer(
     """
     check_choice("layout", layout, LAYOUTS)
     check_choice("function", function, FUNCTIONS)
-    if not (np.isfinite(temperature) and temperature > 0):
+    finite = math.isfinite(temperature) if isinstance(temperature, float | int) else np.isfinite(temperature)
+    if not (finite and temperature > 0):
         raise InputError(f"temperature must be a positive number, not {temperature}")
     wn, xn, bn = names
     W, x = as_float(W), as_float(x)

@@ -11,6 +11,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..errors import InputError
 
 Array = NDArray[np.floating]
+SMALL = 4096  # entries below which a few numpy calls cost more than the arithmetic they do
 
 
 def as_float(a: ArrayLike) -> Array:
@@ -23,8 +24,11 @@ def all_finite(a: Array) -> bool:
     """Whether every entry is finite, in one pass and without a boolean array the size of ``a``.
 
     A NaN or infinity makes the sum NaN or infinite; a finite sum therefore clears them all. Only
-    a sum that overflows needs the entry-by-entry look.
+    a sum that overflows needs the entry-by-entry look. A small array is looked at entry by entry
+    at once: its boolean array costs less than the errstate and the sum's Python wrapper.
     """
+    if a.size <= SMALL:
+        return bool(np.isfinite(a).all())
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(np.sum(a)):
             return True
