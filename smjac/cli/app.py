@@ -106,6 +106,15 @@ class _Group(TyperGroup):
         except (Exception, KeyboardInterrupt) as e:
             raise typer.Exit(fail(e)) from None
 
+    def _main_shell_completion(self, ctx_args: Any, prog_name: str, complete_var: str | None = None) -> None:
+        """Shell completion in click's spelling too: ``_SMJAC_COMPLETE=bash_source`` is typer's
+        ``source_bash`` (and ``bash_complete`` its ``complete_bash``); typer does the rest."""
+        var = complete_var or f"_{prog_name}_COMPLETE".replace("-", "_").upper()
+        shell, _, action = os.environ.get(var, "").partition("_")
+        if action in ("source", "complete") and shell not in ("source", "complete"):
+            os.environ[var] = f"{action}_{shell}"
+        super()._main_shell_completion(ctx_args, prog_name, complete_var)
+
 
 HELP_WIDTH = 120  # --help fills a wide terminal up to this, for lines a person can still read
 
@@ -117,7 +126,7 @@ def _typer() -> typer.Typer:
         name="smjac",
         cls=_Group,
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion, --show-completion; see _Group for the protocol
         rich_markup_mode=None,  # help text is plain: w[i,j] is a weight, not a markup tag
         pretty_exceptions_enable=False,
         context_settings={
@@ -209,6 +218,8 @@ def main() -> NoReturn:
             status = e.exit_code  # type: ignore[attr-defined]
         except typer.Abort:
             status = ExitStatus.INTERRUPTED
+        except SystemExit as e:  # shell completion and --show-completion end with sys.exit
+            status = e.code if isinstance(e.code, int) else int(e.code is not None)
         status = status if isinstance(status, int) else 0
         sys.stdout.flush()
     except BaseException as e:
