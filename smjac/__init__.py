@@ -11,7 +11,8 @@ The Python API mirrors the command line::
     smjac.verify(W, X, grad=g, target=y)    # or grad_b=, jacobian=: named by what it is
 
 Each also takes ``b=``, ``layout="out-in"`` (PyTorch's K×n weights), ``function="log-softmax"``
-and ``temperature=``; x may be a batch (N×n). Each checks its inputs first; to check them once
+and ``temperature=`` (the keywords of ``LayerOptions``, documented once in ``make_layer``, each
+choice typed as a ``Literal``); x may be a batch (N×n). Each checks its inputs first; to check them once
 and reuse them, ``L = smjac.make_layer(W, x)`` and pass ``L`` to ``layer_forward``,
 ``layer_factors``, ``layer_grad``, ``layer_check`` or ``jacobian_blocks``.
 Importing smjac loads numpy only; the command line's typer and rich stay out of it.
@@ -27,6 +28,7 @@ from .maths import (
     Forward,
     Gradient,
     Layer,
+    LayerOptions,
     dz_dW,
     forward,
     forward_chunks,
@@ -85,6 +87,7 @@ __all__ = [
     "Gradient",
     "InputError",
     "Layer",
+    "LayerOptions",
     "LoadError",
     "OutputError",
     "ShapeError",
