@@ -313,3 +313,38 @@ def test_writes_need_no_sighup(tmp_path, monkeypatch):
     monkeypatch.delattr(signal, "SIGHUP", raising=False)  # as on Windows
     atomic.write_atomic(tmp_path / "J.csv", b"1\n")
     assert (tmp_path / "J.csv").read_bytes() == b"1\n"
+
+
+# ---------------------------------------------------------------- what "wrote FILE" says
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        (["jacobian"], "J.npy"),  # streamed in blocks
+        (["jacobian"], "J.csv"),  # streamed as text: its size is the text's, not the array's
+        (["jacobian"], "J.json"),
+        (["grad", "--target", "1"], "g.npz"),
+        (["forward"], "h.md"),
+        (["jacobian"], "J.svg"),
+    ],
+)
+def test_wrote_says_the_size_the_file_has(tmp_path, args, name):
+    from typer.testing import CliRunner
+
+    from smjac.budget import format_size
+    from smjac.cli import app
+
+    from .conftest import ROOT
+
+    blog = ROOT / "samples/blog"
+    out = tmp_path / name
+    result = CliRunner().invoke(
+        app, [*args, "-W", str(blog / "W.json"), "-x", str(blog / "x.json"), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.stderr
+    size = format_size(out.stat().st_size)
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"wrote {out} (") and first.endswith(f"{size})"), first
+    if name == "J.npy":
+        assert first == f"wrote {out} (5 × 15 float64, {5 * 15 * 8 + 128} bytes)"  # the header counts too

@@ -385,3 +385,50 @@ def test_unknown_format_and_missing_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(OutputError, match=r"pip install 'smjac\[plot\]'"):
         plot.draw(np.eye(2), fmt="png")
+
+
+def test_a_jacobian_of_millions_of_columns_is_drawn_without_a_label_per_column():
+    # 2×4M as PNG peaked 529 MiB at a 200M budget: a list of 4M column labels, and M in float64
+    from smjac.outputs.results import vector_labels, weight_labels
+
+    K, n = 2, 1_000_000
+    M = np.zeros((K, K * n), dtype=np.float32)
+    M[0, 123_456], M[1, 1_765_432] = 0.25, -0.25
+    plot.draw(np.eye(3), fmt="png")  # imports done before measuring
+    made = []
+    cols = weight_labels(K, n)
+    counting = type(cols)(len(cols), lambda c: made.append(c) or cols.label(c))
+    tracemalloc.start()
+    data, notes = plot.draw(M, fmt="png", row_labels=vector_labels("h", K), col_labels=counting, groups=n)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 * 2**20  # M is 8 MB; labels for every column took well over 100 MB
+    assert len(made) < 200  # only those an axis can show
+    assert "summarised as 2×500" in notes[0]
+    img = imread(io.BytesIO(data))
+    assert img.shape[1] < 1400  # a picture of readable size, not one of millions of pixels
+
+
+def test_without_matplotlib_a_picture_is_refused_before_any_work(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import smjac.maths as maths
+    from smjac.cli import app
+
+    from .conftest import ROOT
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the Jacobian was computed")
+
+    monkeypatch.setattr(maths, "layer_jacobian", must_not_run)
+    monkeypatch.setattr(maths, "jacobian_blocks", must_not_run)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # the plot extra not installed
+    blog = ROOT / "samples/blog"
+    for args in (["jacobian"], ["grad", "--target", "1"], ["forward"]):
+        out = tmp_path / f"{args[0]}.png"
+        result = CliRunner().invoke(
+            app, [*args, "-W", str(blog / "W.json"), "-x", str(blog / "x.json"), "-o", str(out)]
+        )
+        assert result.exit_code == 2
+        assert result.stderr == "Error: drawing a picture needs matplotlib: pip install 'smjac[plot]'\n"
+        assert not out.exists()

@@ -314,3 +314,43 @@ def test_without_sighup_files_are_written(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == f"wrote {out}\n".encode() or proc.stderr.startswith(f"wrote {out}".encode())
     assert os.listdir(tmp_path) == ["h.json"]
+
+
+# ---------------------------------------------------------------- binary results to a pipe
+
+
+def test_npy_to_a_pipe_is_the_file_minus_o_writes(tmp_path):
+    assert smjac("jacobian", *SAMPLE, "-o", str(tmp_path / "J.npy")).returncode == 0
+    whole = (tmp_path / "J.npy").read_bytes()
+    for how in (["-f", "npy"], ["-o", "-", "-f", "npy"]):  # streamed in blocks to stdout
+        proc = smjac("jacobian", *SAMPLE, *how)
+        assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+        assert proc.stdout == whole
+    proc = smjac("grad", *SAMPLE, "--target", "1", "-o", "-", "-f", "npz")
+    assert proc.returncode == 0, proc.stderr
+    with np.load(__import__("io").BytesIO(proc.stdout)) as z:
+        assert z["grad"].shape == (3, 5) and float(z["loss"]) > 0
+    proc = smjac("jacobian", *SAMPLE, "-f", "png")
+    assert proc.returncode == 0 and proc.stdout.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_minus_o_dash_alone_is_stdout_as_without_it():
+    assert smjac("forward", *SAMPLE, "-o", "-").stdout == smjac("forward", *SAMPLE).stdout
+
+
+def test_binary_to_a_terminal_is_refused_in_one_line_before_any_work():
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [*SMJAC, "jacobian", *SAMPLE, "-f", "npy"], stdout=follower, stderr=subprocess.PIPE
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == (
+        "Error: --format npy is binary, not for a terminal: send stdout to a file or a pipe "
+        "(> result.npy), or use -o FILE.npy\n"
+    )

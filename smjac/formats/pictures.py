@@ -164,11 +164,11 @@ def geometry(
     uneven = rows % block[0] or cols % block[1]
     summary = "" if block == (1, 1) else what + (" (fewer at the edge)" if uneven else "")
     row_axis, col_axis, value_axis = axes
-    left = 16 + _text_px(row_labels) + (16 if row_axis else 0)
+    left = 16 + _text_px(_drawn(row_labels, height)) + (16 if row_axis else 0)
     lines = [*(title.split("\n") if title else []), *([summary] if summary else [])]
     top = 18 + 18 * max(1, len(lines))
     # column labels, or with too many columns the groups', print on end when longer than two characters
-    shown_cols = col_labels if _every(cols, width, 14) or not group_labels else group_labels
+    shown_cols = _drawn(col_labels if _every(cols, width, 14) or not group_labels else group_labels, width)
     if kind == "matrix":
         bottom = 16 + (_text_px(shown_cols) if _text_px(shown_cols) > 14 else 14) + (16 if col_axis else 0)
         right = 110 + (16 if value_axis else 0)
@@ -191,6 +191,14 @@ def geometry(
     )
 
 
+def _drawn(labels: Sequence[str], px: int) -> list[str]:
+    """The labels an axis of ``px`` pixels can show (:func:`_ticks`), and the last (the longest of
+    numbered ones): those that take room. Only these are made, of millions a Jacobian may have."""
+    if not len(labels):
+        return []
+    return [labels[i] for i in _ticks(len(labels), px, 14)] + [labels[len(labels) - 1]]
+
+
 def _every(count: int, px: int, room: int) -> bool:
     """Whether ``count`` labels fit along ``px`` pixels, ``room`` pixels each."""
     return count * room <= px
@@ -210,12 +218,17 @@ def shrink(M: np.ndarray, rows: int, cols: int) -> np.ndarray:
     if (rows, cols) == (1, 1):
         return M
     r_edges, c_edges = np.arange(0, M.shape[0], rows), np.arange(0, M.shape[1], cols)
-    hi = np.maximum.reduceat(np.maximum.reduceat(M, c_edges, axis=1), r_edges, axis=0)
-    lo = np.minimum.reduceat(np.minimum.reduceat(M, c_edges, axis=1), r_edges, axis=0)
+    # the axis with the larger blocks first: what is held on the way is M's size over that block
+    order = [(c_edges, 1), (r_edges, 0)] if cols >= rows else [(r_edges, 0), (c_edges, 1)]
+    hi, lo = M, M
+    for edges, axis in order:
+        hi, lo = np.maximum.reduceat(hi, edges, axis=axis), np.minimum.reduceat(lo, edges, axis=axis)
     return np.where(hi >= -lo, hi, lo)
 
 
-def _matplotlib() -> Any:
+def require_matplotlib() -> Any:
+    """matplotlib, or the OutputError that says how to install it: the writer asks before any
+    work, so that a picture without the plot extra is refused before its result is computed."""
     try:
         import matplotlib  # an optional extra, and slow to import: only when a picture is asked for
     except ImportError:
@@ -247,6 +260,23 @@ def _ticks(count: int, px: int, room: int) -> np.ndarray:
         if s * 10 ** math.floor(math.log10(raw)) >= raw
     )
     return np.arange(0, count, max(1, int(step)))
+
+
+class _Numbered(Sequence[str]):
+    """``"0", "1", …`` (or ``pattern`` filled with the index), made when read."""
+
+    def __init__(self, size: int, pattern: str = "{}"):
+        self.size, self.pattern = size, pattern
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self.pattern.format(j) for j in range(*i.indices(self.size))]
+        if not -self.size <= i < self.size:
+            raise IndexError(i)
+        return self.pattern.format(i % self.size)
 
 
 def _at(index: Any, block: int) -> Any:
@@ -319,7 +349,9 @@ def draw(
         raise OutputError(f"a picture is .png, .svg or .pdf, not .{fmt}")
     if kind not in KINDS:
         raise OutputError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    M = np.asarray(M, dtype=np.float64)
+    M = np.asarray(M)  # no float64 copy of a large matrix: only the summary drawn is converted
+    if not np.issubdtype(M.dtype, np.floating):
+        M = M.astype(np.float64)
     if kind == "bars":
         M = M.reshape(-1, 1)
     M = np.atleast_2d(M)
@@ -328,13 +360,10 @@ def draw(
         groups = None
     if groups and cols % groups:
         groups = None  # not a Jacobian with respect to W: no weight groups to show
-    rl = list(row_labels) if row_labels is not None else [str(i) for i in range(rows)]
-    cl = list(col_labels) if col_labels is not None else [str(j) for j in range(cols)]
-    names = (
-        list(group_labels)
-        if group_labels is not None
-        else [f"w[{i},·]" for i in range(cols // (groups or cols))]
-    )
+    # labels are made only where they are drawn (see _drawn): never one per column of millions
+    rl = row_labels if row_labels is not None else _Numbered(rows)
+    cl = col_labels if col_labels is not None else _Numbered(cols)
+    names = group_labels if group_labels is not None else _Numbered(cols // (groups or cols), "w[{},·]")
     g = geometry(
         (rows, cols),
         row_labels=rl,
@@ -346,7 +375,7 @@ def draw(
         kind=kind,
         max_cells=max_cells,
     )
-    mpl = _matplotlib()
+    mpl = require_matplotlib()
     from matplotlib import colors
     from matplotlib.figure import Figure
 
@@ -358,7 +387,7 @@ def draw(
             + ("" if kind == "bars" else f"×{g.shape[1]}")
             + f" ({g.summary}); write .npy or .csv for every number"
         )
-    shown = shrink(M, *g.block)
+    shown = shrink(M, *g.block).astype(np.float64)
     full_title = "\n".join([title, g.summary]) if g.summary and title else title or g.summary
     # A Figure made directly, never through pyplot: no display is opened, no backend is chosen for
     # the whole process (a user's own pyplot session is left as it was), and nothing is global.
@@ -425,11 +454,13 @@ def _label_matrix(
     ax.set_yticks(_at(r_ticks, br), [rl[i] for i in r_ticks])
     if groups and not _every(cols, g.width, 14):
         K = cols // groups
-        picked = _ticks(K, g.width, 14 + 7 * max(len(s) for s in names) if g.width // K < 14 else 14)
+        longest = max(map(len, _drawn(names, g.width)))
+        picked = _ticks(K, g.width, 14 + 7 * longest if g.width // K < 14 else 14)
         ax.set_xticks(_at(picked * groups + (groups - 1) / 2, bc), [names[i] for i in picked], rotation=90)
     else:
         c_ticks = _ticks(cols, g.width, 14)
-        ax.set_xticks(_at(c_ticks, bc), [cl[j] for j in c_ticks], rotation=90 if max(map(len, cl)) > 2 else 0)
+        shown = [cl[j] for j in c_ticks]
+        ax.set_xticks(_at(c_ticks, bc), shown, rotation=90 if max(map(len, shown)) > 2 else 0)
     ax.tick_params(length=2, pad=2)
     K = cols // groups if groups else 0
     if groups and K > 1 and g.width / K >= GROUP_LINES_FROM:

@@ -29,6 +29,8 @@ from .losses import CrossEntropy, Upstream, class_indices
 from .numeric import Array, all_finite, check_choice, largest_float, peak_abs, pow2
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .layer import Unpack
 
 
@@ -313,6 +315,7 @@ def grad_chunks(
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     chunk_bytes: int = CHUNK_BYTES,
+    progress: Callable[[int], None] | None = None,
     **layer: Unpack[LayerOptions],
 ) -> Gradient:
     """:func:`grad` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
@@ -321,7 +324,8 @@ def grad_chunks(
     ``upstream`` K entries or an N×K array (which may be memory-mapped too). The sums over the
     batch are taken chunk by chunk, in order, so they agree with :func:`grad` to rounding and
     have the same bits on every run. δ per sample (``Gradient.z``) is not kept. A mean divides
-    once, at the end, by N or by the targets' class weights over the whole batch.
+    once, at the end, by N or by the targets' class weights over the whole batch. ``progress``,
+    if given, is called with the number of rows of each chunk once it is done.
 
     Examples
     --------
@@ -358,6 +362,8 @@ def grad_chunks(
                 **options,
             )
             release_rows(x, r0, r1)
+            if progress:
+                progress(r1 - r0)
             grad_W = part.W if grad_W is None else grad_W + part.W
             grad_b = part.b if grad_b is None else grad_b + part.b
             if loss is not None and part.loss is not None:

@@ -178,23 +178,32 @@ def write_blocks(
     if fmt not in (Format.npy, Format.csv):
         raise OutputError(f"{path}: a result this large is written as .npy or .csv, not .{fmt.value}")
 
-    from numpy.lib import format as npformat
-
     def write(f: BinaryIO) -> None:
         if fmt is Format.npy:
-            header = {
-                "descr": npformat.dtype_to_descr(np.dtype(dtype)),
-                "fortran_order": False,
-                "shape": shape,
-            }
-            npformat.write_array_header_1_0(f, header)
-            for block in blocks:
-                data = np.ascontiguousarray(block)
-                f.write(data.data.cast("B"))
-                if progress:
-                    progress(data.nbytes)
+            npy_blocks(f, shape, dtype, blocks, progress=progress)
         else:
             stream_csv(f, blocks, progress=progress)
 
     write_atomic(path, write, force=force)
     return fmt
+
+
+def npy_blocks(
+    f: BinaryIO,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    blocks: Iterator[np.ndarray],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """An array given as consecutive row blocks, written to ``f`` as a .npy file: the header from
+    ``numpy.lib.format``, then each block's bytes, one block in memory at a time."""
+    from numpy.lib import format as npformat
+
+    header = {"descr": npformat.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    npformat.write_array_header_1_0(f, header)
+    for block in blocks:
+        data = np.ascontiguousarray(block)
+        f.write(data.data.cast("B"))
+        if progress:
+            progress(data.nbytes)

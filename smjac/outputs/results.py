@@ -9,7 +9,9 @@ from :mod:`smjac.maths` and :mod:`smjac.checking.checks`, labels from :mod:`smja
 
 from __future__ import annotations
 
-from typing import Any
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any, overload
 
 import numpy as np
 
@@ -33,6 +35,40 @@ CHECK = Shape(
 
 
 WHAT = {"h": "output", "z": "logit"}  # what a row of a Jacobian of h or of z is, in a picture
+
+
+class Labels(Sequence[str]):
+    """A matrix's row or column labels, each made when it is read: a picture of a Jacobian with
+    millions of columns labels a few dozen, and a table a screenful (a list of them all took
+    hundreds of MiB)."""
+
+    def __init__(self, count: int, label: Callable[[int], str]):
+        self.size, self.label = count, label
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self.label(j) for j in range(*i.indices(self.size))]
+        j = operator.index(i)
+        if not -self.size <= j < self.size:
+            raise IndexError(i)
+        return self.label(j % self.size)
+
+
+def vector_labels(symbol: str, count: int) -> Labels:
+    """``h₀, h₁, …`` as :func:`smjac.notation.labels` writes them, made when read."""
+    return Labels(count, lambda i: f"{symbol}{notation.sub(i)}")
+
+
+def weight_labels(K: int, n: int) -> Labels:
+    """``w[i,j]`` for column ``i·n + j``, as :func:`smjac.notation.weight_labels` writes them, made when read."""
+    return Labels(K * n, lambda c: f"w[{c // n},{c % n}]")
 
 
 def _agreed(doc: Document) -> int:
@@ -69,7 +105,7 @@ def forward(L: maths.Layer, *, precision: int, sample: int) -> Result:
             title = f"z = [0, {wx}{'' if L.b is None else ' + b'}], {name} = {L.function}({zt}) (binary)"
         return View(
             np.stack([z, h], axis=1),
-            [str(i) for i in range(z.shape[0])],
+            Labels(z.shape[0], str),
             ["z", name],
             title,
             table=lambda: render.forward_table(z, h, precision=precision, h_name=name, title=title),
@@ -96,7 +132,7 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Re
     # piece is all that is held
     piece = max(1, 2**16 // L.K) * (L.n + maths.LOGIT_COPIES * L.K) * X.dtype.itemsize
 
-    def chunks() -> Any:
+    def chunks(progress: Any) -> Any:
         for r0, f in maths.forward_chunks(
             _oriented(L), X, L.b, layout=L.layout, function=L.function, temperature=L.temperature,
             chunk_bytes=piece,
@@ -105,13 +141,15 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Re
             cols["sample"] = cols["sample"] + r0
             text = to_csv(Document({}, columns=cols))
             yield text if r0 == 0 else text.split("\n", 1)[1]
+            progress(len(f.z))
 
     def data(progress: Any) -> Document:
-        parts = list(
-            maths.forward_chunks(
-                _oriented(L), X, L.b, layout=L.layout, function=L.function, temperature=L.temperature
-            )
-        )
+        parts = []
+        for r0, f in maths.forward_chunks(
+            _oriented(L), X, L.b, layout=L.layout, function=L.function, temperature=L.temperature
+        ):  # fmt: skip
+            parts.append((r0, f))
+            progress(len(f.z))
         z = np.concatenate([f.z for _, f in parts])
         h = np.concatenate([f.h for _, f in parts])
         values = {"z": z, "h": h}
@@ -122,8 +160,9 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Re
     )
     mapped = L._replace(X=X, batched=True)  # the shapes the estimate needs; nothing is read
     return whole._replace(
-        data=data, cost=lambda text: maths.estimate_bytes(mapped, "forward", text=text), csv_chunks=chunks
-    )
+        data=data, cost=lambda text: maths.estimate_bytes(mapped, "forward", text=text), csv_chunks=chunks,
+        work=len(X), unit="samples",
+    )  # fmt: skip
 
 
 def _oriented(L: maths.Layer) -> Any:
@@ -137,7 +176,7 @@ def grad_mapped(
     *,
     target: Any,
     upstream: Any,
-    reduce: str,
+    reduce: maths.Reduction,
     precision: int,
     budget: int,
     **loss: Any,
@@ -151,6 +190,7 @@ def grad_mapped(
         res = maths.grad_chunks(
             _oriented(L), X, L.b, target=target, upstream=upstream, reduce=reduce, **loss,
             layout=L.layout, function=L.function, temperature=L.temperature, chunk_bytes=chunk_bytes,
+            progress=progress,
         )  # fmt: skip
         fields: dict[str, Any] = {"grad": res.W}
         if L.b is not None:
@@ -161,10 +201,15 @@ def grad_mapped(
     # one chunk of rows is worked on at a time; the result is the gradient alone
     r0, r1 = maths.row_chunks(X, chunk_bytes, outputs=L.classes)[0]
     chunk = L._replace(X=X[r0:r1], batched=True)
-    return whole._replace(data=data, cost=lambda text: maths.estimate_bytes(chunk, "grad", text=text))
+    return whole._replace(
+        data=data,
+        cost=lambda text: maths.estimate_bytes(chunk, "grad", text=text),
+        work=len(X),
+        unit="samples",
+    )
 
 
-def jacobian(L: maths.Layer, *, of: str, wrt: str, method: str, sample: int) -> Result:
+def jacobian(L: maths.Layer, *, of: maths.Of, wrt: maths.Wrt, method: maths.Method, sample: int) -> Result:
 
     shape = maths.jacobian_shape(L, of=of, wrt=wrt)
     what = f"d{of}/d{wrt}"
@@ -177,7 +222,7 @@ def jacobian(L: maths.Layer, *, of: str, wrt: str, method: str, sample: int) -> 
     def view(doc: Document) -> View:
         notes: list[str] = []
         M = pick(doc.fields["jacobian"], L.batched, sample, notes)
-        cols = notation.weight_labels(L.K, L.n) if wrt == "W" else notation.labels(wrt.lower(), M.shape[-1])
+        cols = weight_labels(L.K, L.n) if wrt == "W" else vector_labels(wrt.lower(), M.shape[-1])
         title = f"{what} ({method}), {M.shape[0]}×{M.shape[1]}"
         # a picture says what it draws: the function, the derivative, the method and the sample
         logs = of == "h" and L.function == "log-softmax"
@@ -192,7 +237,7 @@ def jacobian(L: maths.Layer, *, of: str, wrt: str, method: str, sample: int) -> 
         derivative = f"∂{'(log h)' if logs else of}/∂{wrt}, {method} method, {M.shape[0]}×{M.shape[1]}"
         batch = f", sample {sample} of {len(doc.fields['jacobian'])}" if L.batched else ""
         return View(
-            M, notation.labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None,
+            M, vector_labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None,
             picture_title=f"{function}: {derivative}{batch}", axes=(out, across, f"{top}/∂{var}"),
         )  # fmt: skip
 
@@ -263,7 +308,7 @@ def entry(L: maths.Layer, text: str, *, of: str, wrt: str, sample: int) -> Resul
     )
 
 
-def factors(L: maths.Layer, *, of: str, wrt: str) -> Result:
+def factors(L: maths.Layer, *, of: maths.Of, wrt: str) -> Result:
     if wrt != "W":
         raise InputError(f"--format factored is for --wrt W; d{of}/d{wrt} is small already")
 
@@ -295,7 +340,7 @@ def grad(
     *,
     target: Any,
     upstream: Any,
-    reduce: str,
+    reduce: maths.Reduction,
     precision: int,
     checkpoint: Any = None,
     **options: Any,
@@ -328,8 +373,8 @@ def grad(
         caption = where if loss is None else f"{where}\nloss{how} = {loss:.{precision}f}"
         return View(
             G,
-            notation.labels(rows, G.shape[0]),
-            notation.labels(cols, G.shape[1]),
+            vector_labels(rows, G.shape[0]),
+            vector_labels(cols, G.shape[1]),
             "dLoss/dW, in W's shape",
             caption=caption,
             picture_title=f"{L.function}: ∂Loss/∂W, in W's shape (layout {L.layout})",
@@ -413,15 +458,16 @@ def verify(L: maths.Layer, answer: Any, **how: Any) -> Result:
     from ..checking.verification import layer_verify
     from . import render
 
-    verdict = layer_verify(L, answer, **how)
+    verdicts: list[Any] = []
+
+    def data(progress: Any) -> Document:  # in the writer's hands: a long comparison shows a spinner
+        verdicts.append(layer_verify(L, answer, **how))
+        return Document(verdicts[-1].to_dict())
 
     def view(doc: Document) -> View:
-        return View(np.zeros((0, 0)), [], [], "verdict", table=lambda: render.plain(str(verdict)))
+        return View(np.zeros((0, 0)), [], [], "verdict", table=lambda: render.plain(str(verdicts[-1])))
 
-    return Result(
-        VERIFY, "a verdict", lambda progress: Document(verdict.to_dict()), view,
-        status=_agreed,
-    )  # fmt: skip
+    return Result(VERIFY, "a verdict", data, view, status=_agreed)
 
 
 # What each command's result is, as the options select it: the rows of the options matrix.

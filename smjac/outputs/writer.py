@@ -83,7 +83,14 @@ def left_out(fmt: Format, shape: Shape) -> tuple[str, ...]:
 
 
 def usable(shape: Shape, *, files_only: bool = False) -> list[Format]:
-    return [f for f in Format if refusal(f, shape) is None and (f.suffix if files_only else f.printable)]
+    """The formats a result of this shape can be written in: to a file (``files_only``), or to
+    stdout by ``--format``, where the binary ones (.npy, .npz, pictures) go to a pipe or a file
+    only, never to a terminal (:class:`Writer` refuses that)."""
+    return [
+        f
+        for f in Format
+        if refusal(f, shape) is None and (f.suffix if files_only else f.printable or f.suffix)
+    ]
 
 
 class View(NamedTuple):
@@ -109,7 +116,9 @@ class Result(NamedTuple):
     be streamed, gives its row blocks instead. ``cost(text)`` is the memory its path takes at its
     peak, from :func:`smjac.maths.estimate_bytes` (``text``: every number also becomes text at
     once, as JSON, CSV, Markdown or LaTeX of the whole), checked against the budget before
-    ``data`` runs. ``work`` is the bytes of arrays the progress bar counts as ``data`` fills them.
+    ``data`` runs. ``work`` is what the progress bar counts as ``data`` (or ``blocks``, or
+    ``csv_chunks``) calls its progress callback: bytes of arrays filled, or samples worked through
+    (``unit``); 0 when not known ahead (the bar is then a spinner and the time taken).
     ``status`` is the exit status once it is written (``smjac check`` exits 1 when a check fails).
     """
 
@@ -123,7 +132,8 @@ class Result(NamedTuple):
     status: Callable[[document.Document], int] = lambda doc: ExitStatus.OK
     notes: Sequence[str] = ()
     checkpoint: Callable[[document.Document], bytes] | None = None  # the bytes of a .safetensors file
-    csv_chunks: Callable[[], Any] | None = None  # CSV text in pieces, for a result too large to hold
+    csv_chunks: Callable[[Callable[[int], None]], Any] | None = None  # CSV text in pieces (given progress)
+    unit: str = "bytes"  # what ``work`` counts: bytes, or samples, ...
 
 
 def color_choice(color: str, environ: Mapping[str, str]) -> str:
@@ -208,6 +218,7 @@ class Options(NamedTuple):
     sample: int = 0
     quiet: bool = False
     max_memory: int | None = None  # bytes; None: half of what is available
+    progress: bool | None = None  # a progress bar on stderr: None, when stderr is a terminal
 
 
 class Destination(NamedTuple):
@@ -215,15 +226,20 @@ class Destination(NamedTuple):
     path: Path | None  # None: stdout
 
 
+STDOUT = "-"  # -o - names stdout, in --format's format
+
+
 def destinations(shape: Shape, opts: Options, stdout_isatty: bool) -> list[Destination]:
     """Where a result goes: ``-o FILE`` in its suffix's format, and stdout in ``--format``'s (or,
-    without ``-o`` or ``--format``, a table at a terminal and plain data in a pipe)."""
+    without ``-o`` or ``--format``, a table at a terminal and plain data in a pipe). ``-o -`` is
+    stdout, as if no ``-o`` were given."""
     out: list[Destination] = []
-    if opts.output is not None:
-        out.append(Destination(Format.for_output(opts.output), opts.output))
+    output = None if opts.output is None or str(opts.output) == STDOUT else opts.output
+    if output is not None:
+        out.append(Destination(Format.for_output(output), output))
     if opts.fmt is not None:
         out.append(Destination(opts.fmt, None))
-    elif opts.output is None:
+    elif output is None:
         if shape.view is None:
             default = Format.json
         elif stdout_isatty:
@@ -258,6 +274,15 @@ class Writer:
                 raise OutputError(f"{where}{shape.name} {why}; use {either(others)}")
             if d.path is not None:
                 atomic.check_writable(d.path, force=opts.force)
+            elif not d.fmt.printable and self.env.stdout_isatty:
+                raise OutputError(
+                    f"--format {d.fmt.value} is binary, not for a terminal: send stdout to a file or a "
+                    f"pipe (> result{d.fmt.suffix}), or use -o FILE{d.fmt.suffix}"
+                )
+            if d.fmt.picture:  # before any work: without the plot extra nothing can be drawn
+                from ..formats import pictures
+
+                pictures.require_matplotlib()
 
     # ------------------------------------------------------------ messages
 
@@ -275,27 +300,36 @@ class Writer:
         """Compute ``result`` and write it to every destination; return the exit status."""
         if result.shape.name != self.shape.name:  # pragma: no cover - a programming error
             raise AssertionError(f"{result.shape.name} given to a writer for {self.shape.name}")
+        asked = self.opts.progress
         progress = _Progress(
             result.work,
             result.what,
             stream=self.env.stderr,
-            enabled=not self.opts.quiet and self.env.stderr_isatty,
+            enabled=not self.opts.quiet and (self.env.stderr_isatty if asked is None else asked),
+            unit=result.unit,
         )
         try:
             streamed = [d for d in self.dests if self._streams(d, result)]
             if streamed and len(self.dests) == 1:
-                self._stream(streamed[0], result, progress)
+                notes = self._stream(streamed[0], result, progress)
+                progress.close()
+                for line in notes:
+                    self.note(line)
                 return ExitStatus.OK
             as_text = [d.fmt.value for d in self.dests if d.fmt.whole_text]
             what = f"{result.what} as {' and '.join(as_text)}" if as_text else result.what
             budget.require(result.cost(bool(as_text)), what, self.opts.max_memory, way=self._way())
             doc = result.data(progress)
+            progress.pause()  # the notes have the terminal to themselves; the bar is back if there is more
+            for line in result.notes:
+                self.note(line)
+            for d in self.dests:
+                notes = self._write(d, doc, result, progress)
+                progress.pause()
+                for line in notes:
+                    self.note(line)
         finally:
             progress.close()
-        for text in result.notes:
-            self.note(text)
-        for d in self.dests:
-            self._write(d, doc, result)
         return result.status(doc)
 
     def _streams(self, d: Destination, result: Result) -> bool:
@@ -314,40 +348,56 @@ class Writer:
             "it as its factors, K² + n numbers: --format factored (one entry: --entry T,I,J)"
         )
 
-    def _stream(self, d: Destination, result: Result, progress: _Progress) -> None:
+    def _stream(self, d: Destination, result: Result, progress: _Progress) -> list[str | None]:
+        """Write a result too large to hold, a piece at a time; the notes to say after it."""
+        if d.path is None and self.env.stdout_isatty:
+            progress.close()  # the bar and the numbers would share the terminal
         if result.csv_chunks is not None:
             chunks = result.csv_chunks
 
             def write(out: Any) -> None:
-                for text in chunks():
+                for text in chunks(progress):
                     out.write(text.encode())
-                    progress(len(text))
 
             if d.path is not None:
                 atomic.write_atomic(d.path, write, force=self.opts.force)
-                self.note(f"wrote {d.path}")
-            else:
-                self._flush_text()
-                write(self._stdout_bytes())
-                self._flush_bytes()
-            return
+                return [self._wrote(d.path)]
+            self._flush_text()
+            write(self._stdout_bytes())
+            self._flush_bytes()
+            return []
         assert result.blocks is not None
         blocks = result.blocks()
         if d.path is not None:
             atomic.write_blocks(
                 d.path, blocks.shape, blocks.dtype, blocks.rows, force=self.opts.force, progress=progress
             )
-            progress.close()
             dims = " × ".join(map(str, blocks.shape))
-            size = budget.format_size(int(np.prod(blocks.shape)) * np.dtype(blocks.dtype).itemsize)
-            self.note(f"wrote {d.path} ({dims} {np.dtype(blocks.dtype)}, {size})")
+            return [self._wrote(d.path, f"{dims} {np.dtype(blocks.dtype)}")]
+        self._flush_text()
+        if d.fmt is Format.npy:
+            atomic.npy_blocks(
+                self._stdout_bytes(), blocks.shape, blocks.dtype, blocks.rows, progress=progress
+            )
         else:
-            self._flush_text()
             text_format.stream_csv(self._stdout_bytes(), blocks.rows, progress=progress)
-            self._flush_bytes()
+        self._flush_bytes()
+        return []
 
-    def _write(self, d: Destination, doc: document.Document, result: Result) -> None:
+    def _wrote(self, path: Path, what: str = "") -> str:
+        """ "wrote FILE (what, size)": the size the file has on disk, whatever its format."""
+        try:
+            size = budget.format_size(os.stat(path).st_size)
+        except OSError:  # pragma: no cover - removed already, by another process
+            return f"wrote {path}" + (f" ({what})" if what else "")
+        return f"wrote {path} ({what + ', ' if what else ''}{size})"
+
+    def _write(
+        self, d: Destination, doc: document.Document, result: Result, progress: _Progress
+    ) -> list[str | None]:
+        """Write ``doc`` to one destination; the notes to say after it."""
         fmt, notes = d.fmt, list[str | None]()
+        progress.phase(f"making {d.path or 'the ' + fmt.value}")  # text of millions of numbers takes time
         if fmt is Format.safetensors:
             assert result.checkpoint is not None
             data = result.checkpoint(doc)
@@ -357,8 +407,8 @@ class Writer:
             view = self._view(result, doc)
             bars = self.shape.picture == "bars"
             data, drawn = plot.draw(
-                view.M[:, -1] if bars else view.M, fmt=fmt.value, row_labels=list(view.rows),
-                col_labels=None if bars else list(view.cols), title=view.picture_title or view.title,
+                view.M[:, -1] if bars else view.M, fmt=fmt.value, row_labels=view.rows,
+                col_labels=None if bars else view.cols, title=view.picture_title or view.title,
                 groups=view.groups, axes=view.axes, kind="bars" if bars else "matrix",
             )  # fmt: skip
             notes += [*drawn, *view.notes]
@@ -381,21 +431,25 @@ class Writer:
                 holds = " or ".join(
                     f.suffix or "" for f in (Format.json, Format.npz) if refusal(f, self.shape) is None
                 )
+                where = d.path or ("CSV" if fmt is Format.csv else f"--format {fmt.value}")
                 notes.append(
-                    f"{d.path or 'CSV'} holds {self.shape.main} only, not {' or '.join(missing)}; {holds} holds it all"
+                    f"{where} holds {self.shape.main} only, not {' or '.join(missing)}; {holds} holds it all"
                 )
         if d.path is not None:
-            atomic.write_atomic(d.path, data, force=self.opts.force)
-            self.note(f"wrote {d.path}")
-        elif not fmt.people and hasattr(self.env.stdout, "buffer") and data.isascii():
+            progress.phase(f"writing {d.path}", len(data))
+            atomic.write_atomic(d.path, _in_pieces(data, progress), force=self.opts.force)
+            return [self._wrote(d.path), *notes]
+        if self.env.stdout_isatty:
+            progress.close()  # the bar and the result would share the terminal
+        if not fmt.printable or (not fmt.people and hasattr(self.env.stdout, "buffer") and data.isascii()):
             # data bytes straight to stdout's byte layer: no decoded copy, no re-encoded one
+            progress.phase("writing to standard output", len(data))
             self._flush_text()
-            self._stdout_bytes().write(data)
+            _in_pieces(data, progress)(self._stdout_bytes())
             self._flush_bytes()
         else:
             self.print(data.decode())
-        for line in notes:
-            self.note(line)
+        return notes
 
     def _view(self, result: Result, doc: document.Document) -> View:
         assert result.view is not None
@@ -484,6 +538,22 @@ class Writer:
 
     def _flush_bytes(self) -> None:
         self._stdout_bytes().flush()
+
+
+PIECE = 8 * 2**20  # bytes written at a time, so that a bar can follow a large file
+
+
+def _in_pieces(data: bytes, progress: Callable[[int], None]) -> Callable[[Any], None]:
+    """A writer of ``data`` to a file, a piece at a time, telling ``progress``."""
+
+    def write(f: Any) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), PIECE):
+            piece = view[start : start + PIECE]
+            f.write(piece)
+            progress(len(piece))
+
+    return write
 
 
 class _Checked:
@@ -576,41 +646,113 @@ def message(text: str, stream: TextIO | None = None) -> None:
 class _Progress:
     """A progress bar on stderr for work that turns out to take more than about a second.
 
-    Nothing is drawn when stderr is not a terminal, or with --quiet; nothing ever goes to stdout.
+    ``total`` is the work in ``unit`` (``"bytes"``, or a count such as ``"samples"``); 0 when it
+    is not known ahead, and then a spinner and the time taken show that smjac is alive. The
+    bar appears only once :data:`DELAY` seconds have passed (by ``clock``), when the work
+    reports progress or, with ``watch``, from a thread that looks once the delay is over: one
+    long BLAS call reports nothing until it ends. :meth:`phase` moves on to the next part of the
+    work (writing a file, say). Nothing is drawn unless ``enabled`` (the writer: stderr is a
+    terminal, or progress was asked for, and not --quiet); nothing ever goes to stdout.
     """
 
     DELAY = 1.0
 
-    def __init__(self, total: int, label: str, *, stream: TextIO, enabled: bool):
-        self.total, self.label, self.done = total, label, 0
-        self.enabled = enabled
-        self.started = time.monotonic()
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        *,
+        stream: TextIO,
+        enabled: bool,
+        unit: str = "bytes",
+        clock: Callable[[], float] = time.monotonic,
+        watch: bool = True,
+    ):
+        import threading
+
+        self.total, self.label, self.unit, self.done = total, label, unit, 0
+        self.enabled, self.clock = enabled, clock
+        self.started = clock()
         self.stderr = stream
         self.bar: Any = None
+        self.ended = False
+        self._lock = threading.RLock()
+        self._over = threading.Event()
+        if enabled and watch:
+            threading.Thread(target=self._watch, name="smjac-progress", daemon=True).start()
 
-    def __call__(self, nbytes: int) -> None:
-        self.done += nbytes
-        if not self.enabled:
-            return
-        if self.bar is None and time.monotonic() - self.started > self.DELAY:
-            from rich.console import Console
-            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+    def _watch(self) -> None:
+        if not self._over.wait(self.DELAY):
+            self._show()
 
-            console = Console(file=self.stderr, highlight=False, force_terminal=True)  # enabled: a terminal
-            self.bar = Progress(
-                self.label, BarColumn(), DownloadColumn(binary_units=True), TimeRemainingColumn(),
-                console=console, transient=True,
-            )  # fmt: skip
+    def _show(self) -> None:
+        """Draw the bar once the delay is over (and keep it up to date)."""
+        with self._lock:
+            if not self.enabled or self.ended:
+                return
+            if self.bar is None and self.clock() - self.started >= self.DELAY:
+                self._start()
+            if self.bar is not None:
+                self.bar.update(self.task, completed=self.done)
+
+    def _start(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        known = self.total > 0
+        amount = DownloadColumn(binary_units=True) if self.unit == "bytes" else MofNCompleteColumn()
+        columns = [SpinnerColumn(), TextColumn("{task.description}")]
+        if known:
+            columns += [BarColumn(), amount] + ([] if self.unit == "bytes" else [TextColumn(self.unit)])
+        columns += [TimeElapsedColumn()] + ([TimeRemainingColumn()] if known else [])
+        console = Console(file=self.stderr, highlight=False, force_terminal=True)  # enabled: a terminal
+        self.bar = Progress(
+            *columns, console=console, transient=True, redirect_stdout=False, redirect_stderr=False
+        )
+        self.task = self.bar.add_task(self.label, total=self.total if known else None)
+        with contextlib.suppress(OSError, ValueError):
             self.bar.start()
-            self.task = self.bar.add_task(self.label, total=self.total)
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.done)
+
+    def __call__(self, amount: int) -> None:
+        with self._lock:
+            self.done += amount
+        if self.enabled:
+            self._show()
+
+    def phase(self, label: str, total: int = 0, unit: str = "bytes") -> None:
+        """Go on to the next part of the work: a new label and total, counted from 0."""
+        with self._lock:
+            self._hide()
+            self.label, self.total, self.unit, self.done = label, total, unit, 0
+        if self.enabled:
+            self._show()
+
+    def pause(self) -> None:
+        """Take the bar off the terminal (for a message, say) until there is progress to show."""
+        self._hide()
+
+    def _hide(self) -> None:
+        with self._lock:
+            if self.bar is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.bar.stop()
+                self.bar = None
 
     def close(self) -> None:
-        if self.bar is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self.bar.stop()
-            self.bar = None
+        """Take the bar off the terminal, for good."""
+        with self._lock:
+            self._hide()
+            self.ended = True
+            self._over.set()
 
 
 def pick(batch: np.ndarray, batched: bool, sample: int, notes: list[str]) -> np.ndarray:

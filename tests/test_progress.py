@@ -1,0 +1,193 @@
+"""Progress on stderr: each long job reports its work to the writer's one bar, which appears only
+after about a second (a fake clock here, never a timing), only at a terminal or when asked, never
+with --quiet, and never on stdout."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from smjac import maths
+from smjac.formats import document
+from smjac.outputs import results, writer
+from smjac.outputs.writer import Environment, Options, Result, Writer, _Progress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def bar(total=100, *, enabled=True, clock=None, **kw):
+    err = io.StringIO()
+    return _Progress(
+        total, "the work", stream=err, enabled=enabled, clock=clock or Clock(), watch=False, **kw
+    ), err
+
+
+def test_the_bar_appears_only_once_a_second_has_passed():
+    clock = Clock()
+    p, err = bar(clock=clock)
+    p(10)
+    clock.now += 0.9
+    p(10)
+    assert err.getvalue() == ""  # quick work draws nothing
+    clock.now += 0.2
+    p(10)
+    assert p.bar is not None and "the work" in err.getvalue()
+    p.close()
+    assert p.bar is None
+
+
+@pytest.mark.parametrize(
+    "unit, total, shown", [("bytes", 2**20, "MiB"), ("samples", 2000, "samples"), ("bytes", 0, "0:00")]
+)
+def test_the_bar_says_what_it_counts(unit, total, shown):
+    clock = Clock()
+    p, err = bar(total, clock=clock, unit=unit)
+    clock.now += 5
+    p(total // 2)
+    p.bar.refresh()
+    assert shown in err.getvalue()  # a size, a count of samples, or (total unknown) the time taken
+    p.close()
+
+
+def test_a_disabled_bar_draws_nothing_whatever_the_time():
+    clock = Clock()
+    p, err = bar(enabled=False, clock=clock)
+    clock.now += 60
+    p(100)
+    p.phase("writing J.csv", 10)
+    p.close()
+    assert err.getvalue() == "" and p.bar is None
+
+
+def test_a_silent_long_call_still_shows_the_bar(monkeypatch):
+    # one BLAS call reports nothing until it ends: the watcher thread puts the bar up
+    monkeypatch.setattr(_Progress, "DELAY", 0.0)
+    err = io.StringIO()
+    p = _Progress(0, "the gradient", stream=err, enabled=True)
+    for _ in range(500):  # the watcher runs on its own; wait for it, not for a time
+        if p.bar is not None:
+            break
+        import time
+
+        time.sleep(0.01)
+    assert p.bar is not None
+    p.close()
+    assert "the gradient" in err.getvalue()
+
+
+def env(*, stdout_isatty=False, stderr_isatty=True):
+    return Environment(
+        stdout=io.StringIO(), stderr=io.StringIO(), stdout_isatty=stdout_isatty,
+        stderr_isatty=stderr_isatty, no_color=True, width=100, height=40,
+    )  # fmt: skip
+
+
+def counted(calls: list[int]) -> Result:
+    def data(progress):
+        for _ in range(4):
+            progress(25)
+            calls.append(25)
+        return document.Document({"value": np.array(1.0)}, matrix="value")
+
+    return Result(results.ENTRY, "the work", data, work=100, unit="samples")
+
+
+@pytest.mark.parametrize(
+    "options, stderr_isatty, drawn",
+    [
+        ({}, True, True),  # a terminal
+        ({}, False, False),  # a pipe or a file: off
+        ({"progress": True}, False, True),  # unless asked
+        ({"quiet": True}, True, False),  # --quiet
+        ({"quiet": True, "progress": True}, True, False),
+    ],
+)
+def test_the_writer_shows_progress_only_where_it_should_and_never_on_stdout(
+    monkeypatch, options, stderr_isatty, drawn
+):
+    monkeypatch.setattr(_Progress, "DELAY", 0.0)
+    e = env(stderr_isatty=stderr_isatty)
+    calls: list[int] = []
+    Writer(results.ENTRY, Options(fmt=writer.Format.json, **options), e).write(counted(calls))
+    assert calls == [25] * 4
+    assert e.stdout.getvalue() == '{"value": 1.0}\n' or e.stdout.getvalue().startswith("{")
+    assert ("the work" in e.stderr.getvalue()) is drawn
+    assert "\x1b" not in e.stdout.getvalue()
+
+
+def _mapped(tmp_path, N=50, n=3, K=4):
+    rng = np.random.default_rng(0)
+    W, X = rng.normal(size=(n, K)), rng.normal(size=(N, n))
+    np.save(tmp_path / "X.npy", X)
+    from smjac import inputs
+
+    Xm = inputs.map_npy(tmp_path / "X.npy")
+    return W, X, Xm, maths.make_layer(W, Xm[:1])
+
+
+def test_a_mapped_gradient_reports_each_chunk_of_samples(tmp_path):
+    W, X, Xm, L = _mapped(tmp_path)
+    res = results.grad_mapped(L, Xm, target=1, upstream=None, reduce="sum", precision=6, budget=4 * 160)
+    assert (res.work, res.unit) == (50, "samples")
+    done: list[int] = []
+    doc = res.data(done.append)
+    assert sum(done) == 50 and len(done) > 1  # chunk by chunk
+    assert_allclose(doc.fields["grad"], maths.grad(W, X, target=1, reduce="sum").W, rtol=1e-12)
+
+
+def test_a_mapped_forward_reports_each_chunk_whole_or_as_csv(tmp_path):
+    W, X, Xm, L = _mapped(tmp_path)
+    res = results.forward_mapped(L, Xm, precision=6, sample=0)
+    assert (res.work, res.unit) == (50, "samples")
+    done: list[int] = []
+    doc = res.data(done.append)
+    assert sum(done) == 50
+    assert_allclose(doc.fields["h"], maths.forward(W, X).h, rtol=1e-13)
+    done.clear()
+    assert res.csv_chunks is not None
+    "".join(res.csv_chunks(done.append))
+    assert sum(done) == 50
+
+
+def test_grad_chunks_reports_rows(tmp_path):
+    W, _, Xm, _ = _mapped(tmp_path, N=9)
+    done: list[int] = []
+    maths.grad_chunks(W, Xm, target=0, chunk_bytes=3 * 8 * 8, progress=done.append)
+    assert sum(done) == 9 and len(done) > 1
+
+
+def test_verify_compares_in_the_writers_hands(monkeypatch):
+    # the comparison runs when the writer asks for the data, under its bar, not while building
+    import smjac.checking.verification as verification
+
+    called: list[bool] = []
+    real = verification.layer_verify
+
+    def spy(*args, **kwargs):
+        called.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verification, "layer_verify", spy)
+    L = maths.make_layer([[0.1, 0.2], [0.3, 0.4]], [1.0, 2.0])
+    res = results.verify(L, maths.layer_jacobian(L, of="h", wrt="z"), of="h", wrt="z")
+    assert called == []
+    doc = res.data(lambda n: None)
+    assert called == [True] and doc.fields["ok"] is True
+
+
+def test_writing_a_large_file_is_followed_piece_by_piece(monkeypatch, tmp_path):
+    monkeypatch.setattr(writer, "PIECE", 1000)
+    seen: list[int] = []
+    atomic_write = writer.atomic.write_atomic
+    piece_writer = writer._in_pieces(b"x" * 4500, seen.append)
+    atomic_write(tmp_path / "f.csv", piece_writer)
+    assert seen == [1000, 1000, 1000, 1000, 500] and (tmp_path / "f.csv").read_bytes() == b"x" * 4500
