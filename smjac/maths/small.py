@@ -54,12 +54,12 @@ def forward(L: Layer, log_h: bool | None = None) -> tuple[Array, Array, Array] |
         Z = _matmul(L.X, L.W)
         if L.b is not None:
             Z += L.b
-        P = _subtract(Z, _max(Z, 1, None, None, True))  # (z − max z)/T: see shifted_logits
+        P = _subtract(Z, _max(Z, 1, keepdims=True))  # (z − max z)/T: see shifted_logits
         if L.temperature != 1:
             P /= L.temperature
         H = P.copy() if log_h else None
         _exp(P, out=P)
-        total = _sum(P, 1, None, None, True)
+        total = _sum(P, 1, keepdims=True)
         if H is not None:
             H -= _log(total)
         P /= total
@@ -76,12 +76,12 @@ def grad(L: Layer, t: int) -> tuple[Array, Array, Array, float] | None:
         Z = _matmul(X, L.W)
         if L.b is not None:
             Z += L.b
-        P = _subtract(Z, _max(Z, 1, None, None, True))
+        P = _subtract(Z, _max(Z, 1, keepdims=True))
         if T != 1:
             P /= T
         s_t = P[0, t]
         _exp(P, out=P)
-        total = _sum(P, 1, None, None, True)
+        total = _sum(P, 1, keepdims=True)
         P /= total
         loss = float(_log(total[:, 0])[0] - s_t)  # log Σ − s_t ≥ 0: summing the one term changes nothing
         p = P[0]
