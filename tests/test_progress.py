@@ -191,3 +191,27 @@ def test_writing_a_large_file_is_followed_piece_by_piece(monkeypatch, tmp_path):
     piece_writer = writer._in_pieces(b"x" * 4500, seen.append)
     atomic_write(tmp_path / "f.csv", piece_writer)
     assert seen == [1000, 1000, 1000, 1000, 500] and (tmp_path / "f.csv").read_bytes() == b"x" * 4500
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_work_before_the_result_gets_the_same_bar(monkeypatch, quiet):
+    # reading a large W, say: the command wraps it, and the same rules hold
+    monkeypatch.setattr(_Progress, "DELAY", 0.0)
+    e = env()
+    w = Writer(results.ENTRY, Options(fmt=writer.Format.json, quiet=quiet), e)
+    with w.working("reading W.npy", 1000) as progress:
+        progress(600)
+    assert ("reading W.npy" in e.stderr.getvalue()) is not quiet
+    assert e.stdout.getvalue() == ""
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_the_bar_is_in_colour_only_where_colour_is(no_color):
+    clock = Clock()
+    err = io.StringIO()
+    p = _Progress(10, "the work", stream=err, enabled=True, clock=clock, watch=False, color=not no_color)
+    clock.now += 5
+    p(5)
+    p.bar.refresh()
+    p.close()
+    assert ("\x1b[32m" in err.getvalue()) is not no_color  # rich's green, for the spinner and size

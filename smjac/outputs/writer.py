@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -296,18 +296,34 @@ class Writer:
     def budget(self) -> int:
         return budget.resolve(self.opts.max_memory)
 
+    def _progress(self, total: int, label: str, unit: str) -> _Progress:
+        asked = self.opts.progress
+        return _Progress(
+            total,
+            label,
+            stream=self.env.stderr,
+            enabled=not self.opts.quiet and (self.env.stderr_isatty if asked is None else asked),
+            unit=unit,
+            color=not self.env.no_color,
+        )
+
+    @contextlib.contextmanager
+    def working(self, label: str, total: int = 0, unit: str = "bytes") -> Iterator[Callable[[int], None]]:
+        """The progress bar, for work a command does before its result (reading a large input):
+        ``with writer.working("reading W.npy") as progress: ...``. It follows the same rules as
+        the result's own bar (after a second, at a terminal, not with --quiet); call ``progress``
+        with the amount done when the total is known, or not at all for a spinner."""
+        progress = self._progress(total, label, unit)
+        try:
+            yield progress
+        finally:
+            progress.close()
+
     def write(self, result: Result) -> int:
         """Compute ``result`` and write it to every destination; return the exit status."""
         if result.shape.name != self.shape.name:  # pragma: no cover - a programming error
             raise AssertionError(f"{result.shape.name} given to a writer for {self.shape.name}")
-        asked = self.opts.progress
-        progress = _Progress(
-            result.work,
-            result.what,
-            stream=self.env.stderr,
-            enabled=not self.opts.quiet and (self.env.stderr_isatty if asked is None else asked),
-            unit=result.unit,
-        )
+        progress = self._progress(result.work, result.what, result.unit)
         try:
             streamed = [d for d in self.dests if self._streams(d, result)]
             if streamed and len(self.dests) == 1:
@@ -667,11 +683,12 @@ class _Progress:
         unit: str = "bytes",
         clock: Callable[[], float] = time.monotonic,
         watch: bool = True,
+        color: bool = True,
     ):
         import threading
 
         self.total, self.label, self.unit, self.done = total, label, unit, 0
-        self.enabled, self.clock = enabled, clock
+        self.enabled, self.clock, self.color = enabled, clock, color
         self.started = clock()
         self.stderr = stream
         self.bar: Any = None
@@ -714,7 +731,8 @@ class _Progress:
         if known:
             columns += [BarColumn(), amount] + ([] if self.unit == "bytes" else [TextColumn(self.unit)])
         columns += [TimeElapsedColumn()] + ([TimeRemainingColumn()] if known else [])
-        console = Console(file=self.stderr, highlight=False, force_terminal=True)  # enabled: a terminal
+        # enabled: a terminal, or asked for; in colour unless --color never (or NO_COLOR)
+        console = Console(file=self.stderr, highlight=False, force_terminal=True, no_color=not self.color)
         self.bar = Progress(
             *columns, console=console, transient=True, redirect_stdout=False, redirect_stderr=False
         )
