@@ -34,9 +34,13 @@ if TYPE_CHECKING:
     from .layer import Unpack
 
 
-def dh_dz(L: Layer, P: Array) -> Array:
-    """Per-sample Jacobian of h with respect to z (N×K×K), temperature included."""
-    _dh_dz_scale(L, P)  # refuses a dh/dz past the float range before its K² entries are made
+def dh_dz(L: Layer, P: Array, *, checked: bool = False) -> Array:
+    """Per-sample Jacobian of h with respect to z (N×K×K), temperature included.
+
+    ``checked``: the caller has already refused a dh/dz past the float range (:func:`_guard_dW` does).
+    """
+    if not checked:
+        _dh_dz_scale(L, P)  # refuses a dh/dz past the float range before its K² entries are made
     J = softmax_jacobian(P) if L.function == "softmax" else log_softmax_jacobian(P)
     return J / L.temperature if L.temperature != 1 else J
 
@@ -152,10 +156,10 @@ def jacobian_shape(L: Layer, *, of: str = "h", wrt: str = "W") -> tuple[int, int
     return (L.N, L.K, cols)
 
 
-def dfdz_or_identity(L: Layer, of: str, P: Array | None = None) -> Array:
+def dfdz_or_identity(L: Layer, of: str, P: Array | None = None, *, checked: bool = False) -> Array:
     if of == "z":
         return np.broadcast_to(np.eye(L.K, dtype=L.W.dtype), (L.N, L.K, L.K))
-    return dh_dz(L, layer_probabilities(L) if P is None else P)
+    return dh_dz(L, layer_probabilities(L) if P is None else P, checked=checked)
 
 
 def layer_jacobian(
@@ -179,11 +183,11 @@ def layer_jacobian(
     elif out.shape != shape or out.dtype != L.W.dtype:
         raise ShapeError(f"out has shape {out.shape} and dtype {out.dtype}; it needs {shape} and {L.W.dtype}")
     P = _probabilities(L) if of == "h" else None
-    A = dfdz_or_identity(L, of, P)
     if wrt == "W":
-        _guard_dW(L, of, P)
+        _guard_dW(L, of, P)  # refuses dh/dz, then dh/dW, past the float range: dh/dz need not again
         fill = _chain_dW if method == "chain" else _shortcut_dW
-        return fill(A, L.X, out, progress)
+        return fill(dfdz_or_identity(L, of, P, checked=True), L.X, out, progress)
+    A = dfdz_or_identity(L, of, P)
     if wrt == "x":
         check_finite_W(L)  # dh/dx reads W itself
     if wrt in ("z", "b"):
