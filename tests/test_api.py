@@ -221,3 +221,11 @@ def test_a_logit_past_the_float_range_below_the_others_is_refused_not_dropped():
     W = np.array([[1.0, -1e308], [0.0, -1e308]])
     with pytest.raises(smjac.InputError, match="z = Wᵀx overflows"):
         smjac.grad(W, [1.0, 1.0], target=0)
+
+
+def test_a_vector_given_to_the_chunked_functions_is_refused_as_not_a_batch():
+    W, x = np.ones((3, 2)), np.ones(3)
+    with pytest.raises(smjac.ShapeError, match=r"x must be a batch \(N×n\) to be read in chunks"):
+        list(smjac.forward_chunks(W, x))
+    with pytest.raises(smjac.ShapeError, match=r"x must be a batch \(N×n\) to be read in chunks"):
+        smjac.grad_chunks(W, x, target=0)

@@ -305,6 +305,12 @@ def read_rows(x: Array, r0: int, r1: int) -> Array:
     return np.asarray(x[r0:r1])
 
 
+def first_row(x: Array) -> Array:
+    """The first row of a batch, to check the layer on before x is walked in chunks; x itself when
+    it is not a batch (:func:`row_chunks` then says why it cannot be walked)."""
+    return read_rows(x, 0, 1) if np.ndim(x) == 2 else x
+
+
 def release_rows(x: Array, r0: int, r1: int) -> None:
     """Hand back the pages of rows r0:r1 of a memory-mapped x once they are done with.
 
@@ -346,7 +352,7 @@ def forward_chunks(
     >>> [(r, f.h.shape) for r, f in forward_chunks(np.eye(2), X, chunk_bytes=224)]
     [(0, (2, 2)), (2, (2, 2)), (4, (1, 2))]
     """
-    K = make_layer(W, read_rows(x, 0, 1), b, **layer).K  # checked on the first row: outputs per row
+    K = make_layer(W, first_row(x), b, **layer).K  # checked on the first row: outputs per row
     for r0, r1 in row_chunks(x, chunk_bytes, outputs=K):
         # a last chunk of one row is still rows of a batch
         L = make_layer(W, read_rows(x, r0, r1), b, **layer)._replace(batched=True)

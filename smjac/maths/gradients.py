@@ -15,6 +15,7 @@ from ._parallel import matmul_spans, matmul_tn
 from .forward_pass import (
     CHUNK_BYTES,
     check_finite_W,
+    first_row,
     layer_logits,
     read_rows,
     release_rows,
@@ -336,7 +337,7 @@ def grad_chunks(
     """
     check_choice("reduce", reduce, REDUCTIONS)
     # the layer checked on the first row says how many outputs a chunk's work holds
-    L = make_layer(W, read_rows(x, 0, 1), b, **layer)
+    L = make_layer(W, first_row(x), b, **layer)
     spans = row_chunks(x, chunk_bytes, outputs=L.K)
     N = x.shape[0]
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
