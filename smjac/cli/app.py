@@ -20,7 +20,7 @@ from ..errors import ExitStatus, SmjacError
 from ..outputs import writer as output
 from . import commands
 from .inspection import inspect_layers
-from .options import parse_size
+from .options import size_option
 from .samples import register as register_samples
 
 # The library names its parameters (temperature=0.5, layout="out-in"); the command line spells them
@@ -154,13 +154,10 @@ def _main(
     ] = None,
     max_input_bytes: Annotated[
         int | None,
-        typer.Option(
-            envvar="SMJAC_MAX_INPUT_BYTES",
-            parser=parse_size,
-            metavar="SIZE",
-            help="Refuse an input file larger than this, before reading it: 4G, 512M or bytes; "
+        size_option(
+            "SMJAC_MAX_INPUT_BYTES",
+            "Refuse an input file larger than this, before reading it: 4G, 512M or bytes; "
             "before or after the command [default: 1G].",
-            show_default=False,
         ),
     ] = None,
 ) -> None:

@@ -46,6 +46,11 @@ def parse_size(text: str | None) -> int | None:
         raise typer.BadParameter(str(e)) from None
 
 
+def size_option(envvar: str, help: str) -> Any:
+    """A size option: 4G, 512M or bytes, also from ``envvar``."""
+    return typer.Option(envvar=envvar, parser=parse_size, metavar="SIZE", help=help, show_default=False)
+
+
 def within(lo: float, hi: float, *, above: bool = False) -> Callable[[float | None], float | None]:
     """A parser callback: a finite number in [lo, hi] ((lo, hi] with ``above``), or a usage error
     naming the range. click's own ranges let NaN through, and infinity would reach a JSON report."""
@@ -355,13 +360,10 @@ class Output:
     )
     max_memory: Annotated[
         int | None,
-        typer.Option(
-            envvar="SMJAC_MAX_MEMORY",
-            parser=parse_size,
-            metavar="SIZE",
-            help="Refuse a result larger than this in memory: 4G, 512M or bytes (up to 2^62) "
+        size_option(
+            "SMJAC_MAX_MEMORY",
+            "Refuse a result larger than this in memory: 4G, 512M or bytes (up to 2^62) "
             "[default: half the memory available].",
-            show_default=False,
         ),
     ] = None
     color: Annotated[
