@@ -1,9 +1,13 @@
-"""The ``smjac`` command line: parse, load, call a result builder, hand the result to the writer.
+"""The ``smjac`` app: its commands registered, its own options, errors as exit codes, the entry point.
 
+The command line is in four rooms: here the app; :mod:`.groups` the mechanism that turns a
+dataclass of options into a command's parameters; :mod:`.options` the groups the commands share
+(the layer, the loss, the output); :mod:`.commands` (with :mod:`.inspection` and :mod:`.samples`)
+the commands, each of which reads its options, computes one result and hands it to the writer.
 No maths and no output here: numbers come from :mod:`smjac.maths`, results are assembled in
-:mod:`smjac.outputs.results`, and every byte written goes through :class:`smjac.outputs.writer.Writer`. Errors
-are turned into exit codes in one place, :func:`fail`; the process's streams and signals are made
-honest by :func:`smjac.outputs.streams.prepare` in :func:`main`.
+:mod:`smjac.outputs.results`, and every byte written goes through :class:`smjac.outputs.writer.Writer`.
+Errors are turned into exit codes in one place, :func:`fail`; the process's streams and signals
+are made honest by :func:`smjac.outputs.streams.prepare` in :func:`main`.
 """
 
 import contextlib
