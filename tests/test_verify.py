@@ -573,3 +573,80 @@ def test_messages_name_parameters_not_flags(rng):
     assert "--" not in str(e.value)
     texts = [t for m in smjac.MISTAKES.values() for t in (m.what, m.fix)] + [str(v)]
     assert not [t for t in texts if "--" in t]
+
+
+# ---------------------------------------------------------------- the memory budget (issue 19)
+
+
+def _peak(f):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = f()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "dh/dz diagonal only",
+        "dh/dz transposed, log-softmax",
+        "dh/dW column order, batch",
+        "dh/db softmax twice",
+        "dh/dx doubled, batch",
+    ],
+)
+def test_verify_keeps_the_memory_budget(rng, case):
+    # K = 600: the truth and each mistaken dh/dz of the catalogue were held whole, K×K each (52 MiB
+    # at the peak for one sample); within max_memory they are made a block of rows at a time
+    K = 600
+    if case == "dh/dz diagonal only":
+        L = smjac.make_layer(rng.normal(size=(3, K)), rng.normal(size=3))
+        h = smjac.forward(L.W, L.X[0]).h
+        answer, wrt, expect = np.diag(h * (1 - h)), "z", ["diagonal-only"]
+    elif case == "dh/dz transposed, log-softmax":
+        L = smjac.make_layer(rng.normal(size=(3, K)), rng.normal(size=3), function="log-softmax")
+        p = smjac.forward(L.W, L.X[0]).h
+        answer, wrt, expect = (np.eye(K) - p[None, :]).T, "z", ["transposed"]  # I − 1pᵀ, by hand
+    elif case == "dh/dW column order, batch":
+        L = smjac.make_layer(rng.normal(size=(2, 300)), rng.normal(size=(2, 2)))
+        J = smjac.jacobian(L.W, L.X)  # N × K × K·n, w[i,j] at i·n + j
+        answer, wrt, expect = (
+            J.reshape(2, 300, 300, 2).swapaxes(2, 3).reshape(2, 300, 600),
+            "W",
+            ["column-order"],
+        )
+    elif case == "dh/dx doubled, batch":  # dh/dx itself is K×n a sample; its K×K dh/dz was not
+        L = smjac.make_layer(rng.normal(size=(50, K)), rng.normal(size=(2, 50)))
+        H = smjac.forward(L.W, L.X).h
+        J = H[:, :, None] * (L.W.T[None] - (H @ L.W.T)[:, None, :])  # p_t (W[j,t] − Σ_i p_i W[j,i])
+        answer, wrt, expect = 2 * J, "x", ["scale"]
+    else:
+        L = smjac.make_layer(rng.normal(size=(3, K)), rng.normal(size=3))
+        h = smjac.forward(L.W, L.X[0]).h
+        q = np.exp(h) / np.exp(h).sum()
+        Jq, Jh = np.diag(q) - np.outer(q, q), np.diag(h) - np.outer(h, h)
+        answer, wrt, expect = Jq @ Jh, "b", ["softmax-twice"]
+    budget = 4 * 2**20
+    v, peak = _peak(lambda: smjac.layer_verify(L, answer, wrt=wrt, max_memory=budget))
+    assert [d.mistake for d in v.diagnosis] == expect
+    assert peak < budget, f"{peak / 2**20:.1f} MiB"
+    whole = smjac.layer_verify(L, answer, wrt=wrt)  # the same verdict as without a budget
+    assert (v.ok, v.outside, v.max_abs, v.scale) == (whole.ok, whole.outside, whole.max_abs, whole.scale)
+    assert [d.detail for d in v.diagnosis] == [d.detail for d in whole.diagnosis]
+
+
+def test_verify_refuses_what_cannot_fit_before_any_work(rng):
+    # dh/dx is compared against smjac's own closed form, held whole (K×n a sample): past the budget
+    # that is refused with the figure, not found out by running out of memory
+    L = smjac.make_layer(rng.normal(size=(500, 600)), rng.normal(size=(2, 500)))
+    answer = np.zeros((2, 600, 500))
+    with pytest.raises(
+        smjac.InputError,
+        match=r"verify of dh/dx .* would take [0-9.]+ MiB, over the memory budget of 1.0 MiB",
+    ):
+        smjac.layer_verify(L, answer, wrt="x", max_memory=2**20)
+    assert not smjac.layer_verify(L, answer, wrt="x", max_memory=2**30).ok

@@ -145,7 +145,7 @@ class Trial:
 class Stats:
     """Everything the report says about the errors of the answer against the truth."""
 
-    def __init__(self, pr: Problem, frame: str, R: int, C: int, tol: float) -> None:
+    def __init__(self, pr: Problem, frame: str, R: int, C: int, tol: float, keep: bool = True) -> None:
         L = pr.L
         self.pr, self.frame, self.R, self.C, self.tol = pr, frame, R, C, tol
         self.max_abs = 0.0
@@ -157,7 +157,7 @@ class Stats:
         W_shape = (L.n, L.K) if L.layout == "in-out" else (L.K, L.n)
         self.by_W = np.zeros(W_shape, dtype=np.int64)
         self.diagonal = np.zeros(2, dtype=np.int64)  # outside in diagonal, off-diagonal blocks
-        self.keep = R * C <= ERRORS_MAX
+        self.keep = keep and R * C <= ERRORS_MAX
         self.sample_E = np.zeros((R, C)) if self.keep else None
         self.errors: Array | None = None
         self.errors_sample = 0

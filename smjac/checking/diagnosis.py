@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 
+from ..maths import BLOCK_BYTES
 from . import mistakes as cat
 from .comparison import Stats, Trial
 from .sources import FRAME_IDS, Dense, Source, source
@@ -49,15 +50,24 @@ def named_factors(variants: list[cat.Variant]) -> list[tuple[Part, float]]:
     return out
 
 
-def candidates(pr: cat.Problem, fitting: list[str], truth: Source, atol: float, rtol: float) -> list[Trial]:
+def candidates(
+    pr: cat.Problem,
+    fitting: list[str],
+    truth: Source,
+    atol: float,
+    rtol: float,
+    variants: list[cat.Variant],
+    block_bytes: int = BLOCK_BYTES,
+) -> list[Trial]:
     """Every candidate in every arrangement the answer's shape allows: arrangement × value × factor.
 
     A value is the truth or a mistake's own answer; on each, every named factor and product of
     them (``sign``, ``batch-reduction``, ``temperature``) is tried, then a fitted factor
     (``scale``), and for a gradient a fitted ``l2-term`` on top of each. Ids run in that order:
-    arrangement, value, factors, scale, l2-term.
+    arrangement, value, factors, scale, l2-term. ``variants`` are the catalogue's on this problem
+    (:func:`smjac.checking.mistakes.variants`); a value made by blocks of rows takes one pass of
+    ``block_bytes`` blocks for its largest entry.
     """
-    variants = cat.variants(pr)
     values: list[tuple[Part, Source | None, float, tuple[str, ...]]] = [
         (((), (), ()), None, truth.max_abs, ())
     ]
@@ -66,8 +76,8 @@ def candidates(pr: cat.Problem, fitting: list[str], truth: Source, atol: float, 
         part = ((v.mistake,), (v.detail,), (v.fix,))
         if v.term is not None:
             terms.append((part, Dense(np.asarray(v.term, dtype=np.float64)[None])))
-        elif v.A is not None or v.delta is not None:
-            made = source(pr, A=v.A, delta=v.delta)
+        elif v.dz is not None or v.delta is not None:
+            made = source(pr, dz=v.dz, delta=v.delta, block_bytes=block_bytes)
             values.append((part, made, made.max_abs, (f"{v.mistake}: {v.coincides}",) if v.coincides else ()))
     factors = named_factors(variants)
     arrangement = {v.mistake: (v.mistake, v.detail, v.fix) for v in variants if v.frame is not None}

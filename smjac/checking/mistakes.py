@@ -6,9 +6,9 @@ answers the mistake produces on the layer being verified. Adding a mistake is on
 :mod:`.value_mistakes` for a wrong value, :mod:`.factor_mistakes` for the truth slipped) and one
 row of ``_CATALOGUE``; :mod:`.problem` holds what they are made from. A variant is one of
 
-* a mistaken ``dh/dz`` carried through the true chain rule: ``A`` (N×K×K) for a Jacobian, or for a
-  gradient only its product with the upstream (:func:`dz_variant` makes either from
-  ``diag(a) − b cᵀ``, so a gradient never forms K×K per sample);
+* a mistaken ``dh/dz`` carried through the true chain rule: ``dz``, a diagonal and a few rank-one
+  terms (:class:`Dz`, O(N·K)) for a Jacobian, or for a gradient only its product with the upstream
+  (:func:`dz_variant` makes either from ``diag(a) − b cᵀ``, so no K×K matrix is ever formed);
 * a mistaken ``dLoss/dz`` (``delta``, N×K, before the batch reduction), for gradients;
 * the truth times a ``factor`` (sign −1, a ratio N of the batch, a power of T, 0);
 * the truth's own entries in another arrangement (``frame``: ``"T"`` transposed, ``"co"`` the
@@ -70,12 +70,13 @@ from dataclasses import dataclass, field
 from . import factor_mistakes as factor
 from . import value_mistakes as value
 from .factor_mistakes import scale_reading
-from .problem import Problem, Variant, dz_variant, family_variant, one_hot, softmax_dz
+from .problem import Dz, Problem, Variant, dz_variant, family_variant, one_hot
 
 # the ground the catalogue stands on and its readings live beside it; their names stay importable here
 __all__ = [
     "LOSS_FREE",
     "MISTAKES",
+    "Dz",
     "Mistake",
     "Problem",
     "Variant",
@@ -83,7 +84,6 @@ __all__ = [
     "family_variant",
     "one_hot",
     "scale_reading",
-    "softmax_dz",
     "variants",
 ]
 

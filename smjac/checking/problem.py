@@ -74,15 +74,54 @@ def one_hot(target: NDArray[np.intp], K: int, dtype: np.dtype) -> Array:
     return Y
 
 
-def softmax_dz(P: Array, T: float) -> Array:
-    """``(diag(p) − p pᵀ) / T`` for each row of P (N×K → N×K×K)."""
-    K = P.shape[-1]
-    return P[..., :, None] * (np.eye(K, dtype=P.dtype) - P[..., None, :]) / T
+@dataclass(frozen=True)
+class Dz:
+    """A per-sample dh/dz held without its K² entries: ``(diag(d) + off-diagonal) / T``.
+
+    Entry (t, i ≠ t) is ``−Σ_k b_k[t]·c_k[i] / T`` and entry (t, t) is ``d[t] / T``: a diagonal
+    and a few rank-one terms, O(N·K) numbers where the matrix has N·K². Each array is N×K.
+    The true softmax's is d = p(1 − p), b = c = p; log-softmax's d = 1 − p, b = 1, c = p.
+    """
+
+    d: Array
+    terms: tuple[tuple[Array, Array], ...]
+    T: float = 1.0
+
+    @classmethod
+    def low_rank(cls, a: Array, terms: tuple[tuple[Array, Array], ...], T: float) -> Dz:
+        """``(diag(a) − Σ_k b_k c_kᵀ) / T``: the diagonal entries are ``a − Σ_k b_k ⊙ c_k``."""
+        d = a - sum((b * c for b, c in terms), np.zeros_like(a))
+        return cls(d, terms, T)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.d.nbytes + sum(b.nbytes + c.nbytes for b, c in self.terms))
+
+    def rows(self, s: int, r0: int, r1: int) -> Array:
+        """Rows ``r0:r1`` of sample s's matrix, (r1 − r0) × K."""
+        K = self.d.shape[1]
+        A = np.zeros((r1 - r0, K), dtype=self.d.dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            for b, c in self.terms:
+                A -= b[s, r0:r1, None] * c[s, None, :]
+            rows = np.arange(r1 - r0)
+            A[rows, rows + r0] = self.d[s, r0:r1]
+            return A / self.T if self.T != 1 else A
+
+    def entries(self, s: int, rr: np.ndarray, cc: np.ndarray) -> Array:
+        """Entries ``(rr, cc)`` of sample s's matrix, in the shape of rr."""
+        out = np.zeros(np.shape(rr), dtype=self.d.dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            for b, c in self.terms:
+                out -= b[s][rr] * c[s][cc]
+            on = rr == cc
+            out[on] = self.d[s][rr[on]]
+            return out / self.T if self.T != 1 else out
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One mistaken answer a mistake produces; exactly one of A, delta, factor, frame or term is set.
+    """One mistaken answer a mistake produces; exactly one of dz, delta, factor, frame or term is set.
 
     ``fix`` replaces the mistake's own fix where this variant needs another. ``coincides`` is set
     when, on this problem, the variant's answer is also the right one (then a right answer is
@@ -91,7 +130,7 @@ class Variant:
 
     mistake: str
     detail: str
-    A: Array | None = None
+    dz: Dz | None = None
     delta: Array | None = None
     factor: float | None = None
     frame: str | None = None
@@ -101,26 +140,34 @@ class Variant:
 
 
 def dz_variant(
-    pr: Problem, mistake: str, detail: str, a: Array | float, b: Array | float, c: Array | float, T: float
+    pr: Problem,
+    mistake: str,
+    detail: str,
+    a: Array | float,
+    b: Array | float,
+    c: Array | float,
+    T: float,
+    more: tuple[tuple[Array, Array], ...] = (),
 ) -> Variant:
-    """A mistaken dh/dz of the form ``(diag(a) − b cᵀ) / T`` per sample (each of a, b, c N×K or a number).
+    """A mistaken dh/dz of the form ``(diag(a) − b cᵀ − Σ more) / T`` per sample (a, b, c N×K or numbers).
 
-    Softmax's is a = b = c = p; log-softmax's a = 1, b = 1, c = p; the slips change one of them.
-    For a Jacobian it is made whole (N×K×K); for a gradient only ``dLoss/dz = gᵀ·dh/dz`` is made,
-    ``(g ⊙ a − c·(g·b)) / T``, so no K×K matrix is formed.
+    Softmax's is a = b = c = p; log-softmax's a = 1, b = 1, c = p; the slips change one of them
+    (``more`` adds rank-one terms ``b_k c_kᵀ``). For a Jacobian it is kept as a :class:`Dz`,
+    made a block of rows at a time; for a gradient only ``dLoss/dz = gᵀ·dh/dz`` is made,
+    ``(g ⊙ a − Σ c_k (g·b_k)) / T``: no K×K matrix is formed either way.
     """
     N, K = pr.L.N, pr.L.K
     a, b, c = (np.broadcast_to(np.asarray(v, dtype=pr.forward[2].dtype), (N, K)) for v in (a, b, c))
+    terms = ((b, c), *more)
     if pr.kind == "jacobian":
-        A = -b[:, :, None] * c[:, None, :]
-        k = np.arange(K)
-        A[:, k, k] += a
-        return Variant(mistake, detail, A=A / T)
+        return Variant(mistake, detail, dz=Dz.low_rank(a, terms, T))
     g = pr.dloss_dh()
     with np.errstate(
         invalid="ignore", over="ignore"
     ):  # −y/p where p underflowed: said by the truth's NaN too
-        delta = (g * a - c * np.sum(g * b, axis=1, keepdims=True)) / T
+        delta = (
+            g * a - sum((ck * np.sum(g * bk, axis=1, keepdims=True) for bk, ck in terms), np.zeros_like(g))
+        ) / T
     return Variant(mistake, detail, delta=delta)
 
 

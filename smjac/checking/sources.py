@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..maths import Array, jacobian_shape, layer_grad, layer_jacobian
-from ..maths.jacobians import dfdz_or_identity
-from .problem import Problem
+from ..maths import (
+    BLOCK_BYTES,
+    Array,
+    Layer,
+    jacobian_blocks,
+    jacobian_shape,
+    layer_grad,
+    row_blocks,
+)
+from ..maths.forward_pass import layer_probabilities
+from ..maths.functions import complement
+from .problem import Dz, Problem
 
 
 class Dense:
@@ -30,27 +39,53 @@ class Dense:
         return self.arr[s][rr, cc]
 
 
-class Outer:
-    """dh/dW without its K²n entries: ``J[s, t, i·n + j] = A[s, t, i] · x[s, j]``, made by rows."""
+class Chained:
+    """A Jacobian made from a per-sample dh/dz (:class:`~smjac.checking.problem.Dz`) a block of rows
+    at a time: dh/dz or dh/db itself, ``dh/dx = dh/dz · Wᵀ``, or ``dh/dW[t, i·n + j] = dh/dz[t, i] · x_j``.
 
-    def __init__(self, A: Array, X: Array) -> None:
-        self.A, self.X = A, X
+    No K×K matrix is held (nor the K²n of dh/dW): a block's rows of dh/dz are made from O(N·K)
+    numbers when asked for. ``max_abs`` takes one pass over the rows, in blocks of ``block_bytes``.
+    """
+
+    def __init__(self, dz: Dz, W: Array, X: Array, wrt: str, block_bytes: int) -> None:
+        self.dz, self.W, self.X, self.wrt, self.block_bytes = dz, W, X, wrt, block_bytes
+        N, K = dz.d.shape
+        top = 0.0
+        cols = self.W.shape[0] if wrt == "x" else K
         with np.errstate(invalid="ignore", over="ignore"):
-            per_sample = np.max(np.abs(A), axis=(1, 2)) * np.max(np.abs(X), axis=1)
-        self.max_abs = float(np.max(per_sample))
+            for s in range(N):
+                xmax = float(np.max(np.abs(X[s]), initial=0.0)) if wrt == "W" else 1.0
+                for r0, r1 in row_blocks(K, cols * 8, block_bytes):
+                    rows = dz.rows(s, r0, r1) if wrt != "x" else self.std_rows(s, r0, r1)
+                    m = float(np.max(np.abs(rows), initial=0.0)) * xmax
+                    top = m if m != m else max(top, m)  # NaN stays: the tolerance is then no evidence
+        self.max_abs = top
 
     def std_rows(self, s: int, r0: int, r1: int) -> Array:
-        K, n = self.A.shape[1], self.X.shape[1]
-        out = np.empty((r1 - r0, K, n), dtype=np.result_type(self.A, self.X))
-        np.multiply(self.A[s, r0:r1, :, None], self.X[s, None, None, :], out=out)
-        return out.reshape(r1 - r0, K * n)
+        if self.wrt == "x":  # rows of dh/dz are K wide, of dh/dx n: made a block's worth at a time
+            K = self.dz.d.shape[1]
+            out = np.empty((r1 - r0, self.W.shape[0]), dtype=np.result_type(self.dz.d, self.W))
+            with np.errstate(invalid="ignore", over="ignore"):
+                for a0, a1 in row_blocks(r1 - r0, K * 8, self.block_bytes):
+                    np.matmul(self.dz.rows(s, r0 + a0, r0 + a1), self.W.T, out=out[a0:a1])
+            return out
+        A = self.dz.rows(s, r0, r1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            if self.wrt == "W":
+                return (A[:, :, None] * self.X[s, None, None, :]).reshape(r1 - r0, -1)
+        return A
 
     def gather(self, s: int, rr: np.ndarray, cc: np.ndarray) -> Array:
-        n = self.X.shape[1]
-        return self.A[s][rr, cc // n] * self.X[s][cc % n]
+        if self.wrt == "W":
+            n = self.X.shape[1]
+            with np.errstate(invalid="ignore", over="ignore"):
+                return self.dz.entries(s, rr, cc // n) * self.X[s][cc % n]
+        if self.wrt == "x":  # (dh/dz · Wᵀ)[t, j] from whole rows: K×n a sample, no larger than W
+            return self.std_rows(s, 0, self.dz.d.shape[1])[rr, cc]
+        return self.dz.entries(s, rr, cc)
 
 
-Source = Dense | Outer
+Source = Dense | Chained
 
 
 def to_std(frame: str, r: np.ndarray, c: np.ndarray, K: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,18 +115,15 @@ def std_from_frame(E: Array, frame: str, K: int, n: int) -> Array:
     return E
 
 
-def source(pr: Problem, A: Array | None = None, delta: Array | None = None) -> Source:
-    """The derivative the problem asks for, built from a given dh/dz (A) or dLoss/dz (delta)."""
+def source(
+    pr: Problem, dz: Dz | None = None, delta: Array | None = None, *, block_bytes: int = BLOCK_BYTES
+) -> Source:
+    """The derivative the problem asks for, built from a given dh/dz (dz) or dLoss/dz (delta)."""
     L = pr.L
     if pr.kind == "jacobian":
-        assert A is not None
-        if pr.wrt == "W":
-            return Outer(A, L.X)
-        return Dense(A @ L.W.T if pr.wrt == "x" else A)
-    if delta is None:
-        assert A is not None
-        with np.errstate(invalid="ignore", over="ignore"):
-            delta = np.einsum("st,sti->si", pr.dloss_dh(), A)
+        assert dz is not None
+        return Chained(dz, L.W, L.X, pr.wrt, block_bytes)
+    assert delta is not None
     scale = 1 / L.N if pr.reduce == "mean" else 1.0
     with np.errstate(invalid="ignore", over="ignore"):
         if pr.kind == "grad_b":
@@ -100,12 +132,30 @@ def source(pr: Problem, A: Array | None = None, delta: Array | None = None) -> S
     return Dense(g[None])
 
 
-def truth_source(pr: Problem) -> Source:
+def true_dz(L: Layer, of: str) -> Dz:
+    """The layer's own dh/dz (or dz/dz = I) as a :class:`Dz`: the floats :func:`smjac.maths.dh_dz`
+    has, made from p alone."""
+    N, K, dtype = L.N, L.K, L.W.dtype
+    if of == "z":
+        return Dz(np.ones((N, K), dtype=dtype), ())
+    P = layer_probabilities(L)
+    if L.function == "softmax":
+        return Dz(P * complement(P), ((P, P),), L.temperature)
+    return Dz(complement(P), ((np.broadcast_to(np.ones(1, dtype=dtype), (N, K)), P),), L.temperature)
+
+
+def truth_source(pr: Problem, block_bytes: int = BLOCK_BYTES) -> Source:
+    """The truth: a Jacobian made by blocks of rows from dh/dz (dh/dx whole, as smjac's closed form
+    gives it: K×n a sample), a gradient whole (W's size)."""
     L = pr.L
     if pr.kind == "jacobian":
-        if pr.wrt == "W":
-            return Outer(np.ascontiguousarray(dfdz_or_identity(L, pr.of)), L.X)
-        return Dense(layer_jacobian(L, of=pr.of, wrt=pr.wrt))
+        blocks = jacobian_blocks(L, of=pr.of, wrt=pr.wrt)  # refuses a result past the float range
+        if pr.wrt == "x":  # smjac's closed form, a sample at a time: no K×K on the way
+            J = np.empty((L.N, L.K, L.n), dtype=L.W.dtype)
+            for s, rows in enumerate(blocks.rows):
+                J[s] = rows
+            return Dense(J)
+        return Chained(true_dz(L, pr.of), L.W, L.X, pr.wrt, block_bytes)
     options = {} if pr.loss is None else pr.loss.options()
     g = layer_grad(L, target=pr.target, upstream=pr.upstream, reduce=pr.reduce, **options)
     return Dense(g.b[None, None, :] if pr.kind == "grad_b" else g.W[None])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..maths import Array, softmax
-from .problem import Problem, Variant, dz_variant, family_variant, one_hot, softmax_dz
+from .problem import Problem, Variant, dz_variant, family_variant, one_hot
 
 
 def diagonal_only(pr: Problem) -> list[Variant]:
@@ -119,13 +119,11 @@ def softmax_twice(pr: Problem) -> list[Variant]:
     P, T = pr.forward[2], pr.L.temperature
     Q = softmax(P)  # the loss's own softmax, at temperature 1
     if pr.kind == "jacobian":
-        return [
-            Variant(
-                "softmax-twice",
-                "dh/dz of softmax(softmax(z)): softmax applied twice, J(q)·J(h) with q = softmax(h)",
-                A=np.einsum("sta,sai->sti", softmax_dz(Q, 1.0), softmax_dz(P, T)),
-            )
-        ]
+        # (diag(q) − q qᵀ)(diag(h) − h hᵀ) = diag(q⊙h) − (q⊙h) hᵀ − q (q⊙h)ᵀ + (q·h) q hᵀ: no K×K needed
+        qh = Q * P
+        what = "dh/dz of softmax(softmax(z)): softmax applied twice, J(q)·J(h) with q = softmax(h)"
+        both = -np.sum(qh, axis=1, keepdims=True) * Q
+        return [dz_variant(pr, "softmax-twice", what, qh, qh, P, T, more=((Q, qh), (both, P)))]
     assert pr.target is not None
     u = Q - one_hot(pr.target, pr.L.K, Q.dtype)  # the loss's gradient with respect to h, J(h)ᵀ applied below
     return [

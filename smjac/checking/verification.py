@@ -24,12 +24,22 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..budget import require
 from ..errors import InputError
-from ..maths import BLOCK_BYTES, DEFAULT_REDUCTION, REDUCTIONS, Layer, jacobian_shape, layer_grad, make_layer
+from ..maths import (
+    BLOCK_BYTES,
+    DEFAULT_REDUCTION,
+    REDUCTIONS,
+    Layer,
+    estimate_bytes,
+    jacobian_shape,
+    layer_grad,
+    make_layer,
+)
 from ..maths.losses import CrossEntropy
 from ..maths.numeric import check_choice
 from . import mistakes as cat
-from .comparison import Stats, compare
+from .comparison import ERRORS_MAX, Stats, compare
 from .diagnosis import agreeing, candidates, diagnose
 from .problem import Problem
 from .sources import answer_shapes, frame_shapes, to_std, truth_source
@@ -154,8 +164,14 @@ def layer_verify(
     rtol: float | None = None,
     atol: float | None = None,
     block_bytes: int = BLOCK_BYTES,
+    max_memory: int | None = None,
 ) -> Verdict:
-    """:func:`verify` for a checked :class:`~smjac.maths.Layer`; ``block_bytes`` sizes the blocks."""
+    """:func:`verify` for a checked :class:`~smjac.maths.Layer`; ``block_bytes`` sizes the blocks.
+
+    With ``max_memory`` (bytes; None: no limit) the blocks are made small enough for the whole
+    comparison to fit, and what cannot fit even so is refused before any work, with the figure
+    (:func:`verify_bytes`).
+    """
     answer, kind = _the_answer(answer, kind, grad=grad, grad_b=grad_b, jacobian=jacobian)
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     pr = _problem(L, kind, of, wrt, target, upstream, reduce, ce)
@@ -167,16 +183,20 @@ def layer_verify(
     )
     rtol = default_rtol(coarse) if rtol is None else float(rtol)
     atol = default_atol(coarse) if atol is None else float(atol)
-    truth = truth_source(pr)
     frames = frame_shapes(pr)
     fitting = [f for f, (R, C) in frames.items() if a.shape in answer_shapes(pr, R, C)]
     expected = answer_shapes(pr, *frames["std"])[0]
     if not fitting:
-        return _shape_verdict(pr, a, expected, rtol, atol, truth.max_abs)
+        return _shape_verdict(pr, a, expected, rtol, atol, truth_source(pr, block_bytes).max_abs)
     primary = fitting[0]
+    variants = cat.variants(pr)
+    block_bytes, keep = _fit_budget(
+        pr, a.shape, [frames[f] for f in fitting], frames[primary], variants, block_bytes, max_memory
+    )
+    truth = truth_source(pr, block_bytes)
     tol = atol + rtol * truth.max_abs
-    trials = candidates(pr, fitting, truth, atol, rtol)
-    stats = Stats(pr, primary, *frames[primary], tol)
+    trials = candidates(pr, fitting, truth, atol, rtol, variants, block_bytes)
+    stats = Stats(pr, primary, *frames[primary], tol, keep)
     by_shape: dict[tuple[int, int], list[str]] = {}
     for f in fitting:
         by_shape.setdefault(frames[f], []).append(f)
@@ -188,6 +208,73 @@ def layer_verify(
     ok = primary == "std" and stats.outside == 0 and stats.non_finite == 0
     diagnosis, notes = ((), agreeing(trials)) if ok else diagnose(pr, trials, stats, coarse, a)
     return _verdict(pr, a, ok, primary, stats, diagnosis, rtol, atol, truth.max_abs, frames[primary], notes)
+
+
+BLOCK_ARRAYS = (
+    12  # block-sized arrays beside each value's own: the answer's rows, differences, masks, indices
+)
+
+
+def verify_bytes(
+    pr: Problem,
+    shapes: list[tuple[int, int]],
+    variants: list[cat.Variant],
+    block_bytes: int,
+    heatmap: bool = True,
+) -> int:
+    """Bytes verify allocates at its peak, beyond the layer and the answer, before it starts.
+
+    What stays for the whole pass: the forward pass (:func:`smjac.maths.estimate_bytes`), the
+    catalogue's values on this problem (O(N·K) each: no K×K is formed), the truth (dh/dx and a
+    gradient whole, their own size; the rest made by rows) and the worst sample's errors kept for
+    a heatmap; then, per block of ``block_bytes``, one block for every value compared and
+    :data:`BLOCK_ARRAYS` more.
+    """
+    L, itemsize = pr.L, 8  # blocks are compared in float64
+    fixed = estimate_bytes(L, "forward") + sum(_variant_bytes(v) for v in variants)
+    values = 1 + sum(v.dz is not None or v.delta is not None or v.term is not None for v in variants)
+    if pr.kind == "jacobian":
+        if pr.wrt == "x":  # the truth whole, and a sample's rows when read transposed, for each value
+            fixed += estimate_bytes(L, "jacobian", of=pr.of, wrt="x") + 2 * L.K * L.n * itemsize
+        else:
+            fixed += 3 * L.N * L.K * L.W.dtype.itemsize  # the true dh/dz as p and its complement
+    else:
+        fixed += estimate_bytes(L, "grad") + values * (L.K * L.n + L.K) * itemsize
+    R, C = max(shapes, key=lambda rc: rc[0] * rc[1])
+    if heatmap and R * C <= ERRORS_MAX:
+        fixed += 2 * R * C * itemsize
+    return int(fixed + (values + BLOCK_ARRAYS) * block_bytes)
+
+
+def _variant_bytes(v: cat.Variant) -> int:
+    arrays = [v.delta, v.term] if v.dz is None else [v.dz.d, *(a for bc in v.dz.terms for a in bc)]
+    return sum(np.asarray(a).nbytes for a in arrays if a is not None)
+
+
+def _fit_budget(
+    pr: Problem,
+    answer_shape: tuple[int, ...],
+    shapes: list[tuple[int, int]],
+    primary: tuple[int, int],
+    variants: list[cat.Variant],
+    block_bytes: int,
+    max_memory: int | None,
+) -> tuple[int, bool]:
+    """The block size and whether to keep a heatmap, within ``max_memory``; refused when even
+    one row a block is over it."""
+    if max_memory is None:
+        return block_bytes, True
+    row = 8 * max(C for _, C in shapes)
+    R, C = primary
+    keep = max_memory // 4 >= 2 * R * C * 8  # a heatmap is a nicety: it gives way to the blocks
+    fixed = verify_bytes(pr, shapes, variants, 0, keep)
+    per_block = verify_bytes(pr, shapes, variants, 1, keep) - fixed
+    fitted = min(block_bytes, (max_memory - fixed) // per_block)
+    if fitted < row:
+        need = fixed + per_block * row
+        what = f"verify of {derivative_name(pr)} ({' × '.join(f'{d:,}' for d in answer_shape)})"
+        require(need, what, max_memory, way="Verify fewer samples at a time, or raise the budget")
+    return max(fitted, row), keep
 
 
 def _the_answer(
