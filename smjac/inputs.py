@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -78,6 +79,11 @@ def _read_upto(stream: BinaryIO, limit: int) -> bytes:
         parts.append(part)
         size += len(part)
     return b"".join(parts)
+
+
+def _cap_to_read(size: int) -> str:
+    """The parameter that lets a file of ``size`` bytes in: ``max_input_bytes=`` in whole MiB."""
+    return f"max_input_bytes={-(-size // 2**20)}M"
 
 
 def _too_big(label: str, size: int, cap: int) -> str:
@@ -166,9 +172,26 @@ def load_array(
         return parse(data, fmt or sniff(data), label, max_memory=max_memory, finite=finite)
 
 
+def load_upstream(
+    path: str | Path,
+    L: Layer,
+    *,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_memory: int | None = None,
+    stdin: BinaryIO | None = None,
+) -> np.ndarray:
+    """An upstream gradient dLoss/dh for layer L (K entries, or N×K; the maths checks the shape),
+    in L's dtype: a value the cast makes infinite (1e39 in float32) is refused, naming the file,
+    as every cast is."""
+    label = "stdin" if str(path) == STDIN else str(path)
+    g = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
+    return _cast(g, L.W.dtype.name, label)
+
+
 def load_class_weights(path: str | Path, L: Layer, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> np.ndarray:
     """One weight per class of layer L, in class order (a list of numbers in any format
     :func:`load_array` reads), with the file named in any message; a weight below 0 is refused.
+    The weights come in L's dtype, and a weight the cast makes infinite is refused.
     """
     label = "stdin" if str(path) == STDIN else str(path)
     w = load_array(path, max_bytes=max_bytes)
@@ -186,19 +209,27 @@ def load_class_weights(path: str | Path, L: Layer, *, max_bytes: int = DEFAULT_M
         raise InputError(
             f"{label}: class weight {float(w[np.argmax(w < 0)]):g} is below 0; weights are at least 0"
         )
-    return w
+    return _cast(w, L.W.dtype.name, label)
 
 
-def map_npy(path: str | Path) -> np.ndarray:
+def map_npy(path: str | Path, *, max_bytes: int | None = None) -> np.ndarray:
     """Memory-map an x in an .npy file read-only, for inputs larger than the input cap.
 
     :func:`open_npy`, for a batch (N×n): nothing is read beyond the header here.
     :func:`smjac.maths.forward_chunks` and :func:`~smjac.maths.grad_chunks` read the rows a chunk at
-    a time, check each chunk's numbers are finite, and hand its pages back when done.
+    a time, check each chunk's numbers are finite, and hand its pages back when done. Anything
+    but a batch is refused as what it is: a file over the input cap (``max_bytes``, named in the
+    message when given), whose cap is to be raised to read it whole.
     """
     x = open_npy(path)
     if x.ndim != 2:
-        raise LoadError(f"{path}: a memory-mapped x must be a batch (N×n) of numbers, not shape {x.shape}")
+        size = os.stat(path).st_size
+        cap = "" if max_bytes is None else f" of {max_bytes:,} bytes"
+        raise LoadError(
+            f"{path}: is {size:,} bytes, over the input size cap{cap}; past the cap only a batch (N×n) "
+            f"is read, memory-mapped a chunk of rows at a time, and this x has shape {x.shape}: "
+            f"raise the cap ({_cap_to_read(size)}) to read it whole"
+        )
     return x
 
 
@@ -387,8 +418,8 @@ def _cast(a: np.ndarray, dtype: str, label: str) -> np.ndarray:
         limit = float(np.finfo(out.dtype).max)
         largest = float(a.flat[int(np.argmax(np.abs(a)))])
         raise LoadError(
-            f"{label}: {largest:.6g} overflows {out.dtype} when cast for --dtype {dtype} (its largest value "
-            f"is {limit:.3g}); use --dtype float64 or scale it down"
+            f"{label}: {largest:.6g} overflows {out.dtype} when cast for dtype={dtype} (its largest value "
+            f"is {limit:.3g}); use dtype=float64 or scale it down"
         )
     return out
 
@@ -410,10 +441,81 @@ def _checkpoint(
     return checkpoints.read(layer, key=key, max_bytes=max_bytes, memory_budget=max_memory)
 
 
-def load_answer(path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> np.ndarray:
+def load_answer(
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    expected: tuple[int, ...] | None = None,
+    max_memory: int | None = None,
+    stdin: BinaryIO | None = None,
+) -> np.ndarray:
     """A user's own derivative, for ``smjac verify``: a .npy memory-mapped (any size, its dtype
     kept), anything else read as strictly as every input but for NaN and infinities, which are
-    kept in every format: finding them is the point."""
-    if str(path) != STDIN and Path(path).suffix.lower() == ".npy":
-        return open_npy(path)
-    return load_array(path, max_bytes=max_bytes, finite=False)
+    kept in every format: finding them is the point.
+
+    ``expected``, the shape the answer should have (or its transpose: the count of numbers is
+    what is held to it), refuses an answer of another size before it is read whole: a .npy by
+    its header, JSON or CSV as soon as its commas count more numbers than that, else once read.
+    ``max_memory`` is the budget a text answer's parse is held to, as :func:`load_array`'s.
+    """
+    label = "stdin" if str(path) == STDIN else str(path)
+    fmt = None if label == "stdin" else Format.of_path(path)
+    if fmt is Format.npz:
+        raise LoadError(_npz_answer(path))
+    if fmt is Format.npy:
+        answer = open_npy(path)  # the header alone is read
+    else:
+        if expected is not None and fmt in (Format.json, Format.csv):
+            _no_more_numbers_than(path, label, expected)
+        answer = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin, finite=False)
+    if expected is not None and answer.size != math.prod(expected):
+        raise ShapeError(
+            f"{label}: has shape {answer.shape} ({answer.size:,} numbers), but the answer should be "
+            f"{_shape(expected)} ({math.prod(expected):,} numbers) or its transpose"
+        )
+    return answer
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return " × ".join(map(str, shape))
+
+
+def _no_more_numbers_than(path: str | Path, label: str, expected: tuple[int, ...]) -> None:
+    """Refuse, before it is parsed, a JSON or CSV answer holding more numbers than ``expected``.
+
+    A JSON array of numbers holds one comma fewer than it has numbers, however it is nested, and a
+    CSV row one fewer than its cells: counting commas (in C, a piece at a time) bounds the count
+    from below without parsing a number.
+    """
+    count = math.prod(expected)
+    commas = 0
+    with reading(label), open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < 2 * count:  # too short to hold more; parsed soon enough
+            return
+        while commas < count and (piece := f.read(2**20)):
+            commas += piece.count(b",")
+    if commas >= count:
+        raise ShapeError(
+            f"{label}: holds at least {commas + 1:,} numbers (counted by its commas), but the "
+            f"answer should be {_shape(expected)} ({count:,} numbers) or its transpose; refused "
+            "before it was read whole"
+        )
+
+
+def _npz_answer(path: str | Path) -> str:
+    """What an .npz given as an answer holds, and how to give one of its arrays."""
+    import zipfile  # only for this refusal: it brings bz2, lzma and shutil along
+
+    label = str(path)
+    try:
+        with reading(label), zipfile.ZipFile(path) as archive:
+            names = [Path(i.filename).stem for i in archive.infolist()]
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as e:
+        return f"{label}: is not a valid .npz archive ({e}); an answer is one array: give it as .npy, .json or .csv"
+    shown = ", ".join(map(repr, names[:10])) + (f" and {len(names) - 10:,} more" if len(names) > 10 else "")
+    first = names[0] if names else "g"
+    return (
+        f"{label}: is an .npz archive of {len(names)} array{'s' * (len(names) != 1)} ({shown or 'none'}); "
+        f"an answer is one array: save the one to check as .npy "
+        f"(numpy.save('{first}.npy', numpy.load('{Path(label).name}')['{first}'])) and give that"
+    )

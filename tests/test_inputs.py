@@ -1,0 +1,136 @@
+"""smjac.inputs: answers, upstreams, class weights and mapped x, each refused as what it is."""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from smjac import InputError, LoadError, ShapeError, inputs, make_layer
+
+W32 = np.ones((3, 4), np.float32)
+X32 = np.ones(3, np.float32)
+
+
+# ---------------------------------------------------------------- an .npz given as an answer
+
+
+def test_an_npz_answer_says_what_it_holds_and_how_to_give_one(tmp_path):
+    g = np.arange(12.0).reshape(3, 4)
+    np.savez(tmp_path / "g.npz", grad=g, bias=g[0])
+    with pytest.raises(LoadError) as e:
+        inputs.load_answer(tmp_path / "g.npz")
+    msg = str(e.value)
+    assert "layer" not in msg  # a layer bundle is not what an answer is
+    assert "2 arrays ('grad', 'bias')" in msg and "save the one to check as .npy" in msg
+    assert "numpy.save('grad.npy', numpy.load('g.npz')['grad'])" in msg
+
+
+def test_a_broken_npz_answer_is_named(tmp_path):
+    (tmp_path / "g.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(LoadError, match=r"g.npz: is not a valid .npz archive .*give it as .npy"):
+        inputs.load_answer(tmp_path / "g.npz")
+
+
+# ---------------------------------------------------------------- a mapped x that is not a batch
+
+
+def test_a_vector_x_over_the_cap_is_told_it_is_over_the_cap(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.ones(3000))  # 24,128 bytes
+    size = path.stat().st_size
+    with pytest.raises(LoadError) as e:
+        inputs.map_npy(path, max_bytes=1000)
+    msg = str(e.value)
+    assert f"is {size:,} bytes, over the input size cap of 1,000 bytes" in msg
+    assert "shape (3000,)" in msg and "max_input_bytes=1M" in msg
+    assert "must be a batch" not in msg
+    with pytest.raises(LoadError, match=r"over the input size cap; .*max_input_bytes=1M"):
+        inputs.map_npy(path)  # without the cap, still the cap that is to be raised
+    np.save(path, np.ones((2, 3)))
+    assert inputs.map_npy(path, max_bytes=10).shape == (2, 3)
+
+
+# ---------------------------------------------------------------- every cast, then the finiteness rule
+
+
+def test_an_upstream_that_overflows_float32_is_refused(tmp_path):
+    L = make_layer(W32, X32)
+    (tmp_path / "g.json").write_text("[1e39, 1, 2, 3]")
+    with pytest.raises(LoadError, match=r"g.json: 1e\+39 overflows float32 when cast for dtype=float32"):
+        inputs.load_upstream(tmp_path / "g.json", L)
+    (tmp_path / "g.json").write_text("[1e38, 1, 2, 3]")
+    g = inputs.load_upstream(tmp_path / "g.json", L)
+    assert g.dtype == np.float32 and g[0] == np.float32(1e38)
+    g64 = inputs.load_upstream(tmp_path / "g.json", make_layer(W32.astype(float), X32.astype(float)))
+    assert g64.dtype == np.float64 and g64[0] == 1e38
+
+
+def test_class_weights_that_overflow_float32_are_refused(tmp_path):
+    L = make_layer(W32, X32)
+    (tmp_path / "w.csv").write_text("1,1e39,1,1\n")
+    with pytest.raises(LoadError, match=r"w.csv: 1e\+39 overflows float32 when cast for dtype=float32"):
+        inputs.load_class_weights(tmp_path / "w.csv", L)
+    (tmp_path / "w.csv").write_text("1,2,3,4\n")
+    w = inputs.load_class_weights(tmp_path / "w.csv", L)
+    assert w.dtype == np.float32
+    assert_array_equal(w, [1, 2, 3, 4])
+    with pytest.raises(InputError, match="below 0"):
+        (tmp_path / "w.csv").write_text("1,-2,3,4\n")
+        inputs.load_class_weights(tmp_path / "w.csv", L)
+
+
+# ---------------------------------------------------------------- an answer held to its expected size
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv", ".npy"])
+def test_an_answer_of_the_expected_size_is_read_as_before(tmp_path, suffix):
+    g = np.arange(12.0).reshape(3, 4) / 7
+    path = tmp_path / f"g{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps(g.tolist()))
+    elif suffix == ".csv":
+        np.savetxt(path, g, delimiter=",", fmt="%.17g")
+    else:
+        np.save(path, g)
+    assert_array_equal(inputs.load_answer(path, expected=(3, 4)), g)
+    assert_array_equal(inputs.load_answer(path, expected=(4, 3)), g)  # a transpose is verify's to name
+    assert_array_equal(inputs.load_answer(path), g)
+    with pytest.raises(
+        ShapeError, match=rf"g{suffix}: has shape \(3, 4\) \(12 numbers\), but the answer should be 5 × 4"
+    ):
+        inputs.load_answer(path, expected=(5, 4))
+
+
+@pytest.mark.parametrize("name", ["big.json", "big.csv", "flat.json"])
+def test_a_large_answer_of_the_wrong_size_is_refused_before_it_is_parsed(tmp_path, name):
+    a = np.random.default_rng(0).normal(size=(1000, 800))  # 800,000 numbers, about 16 MB of text
+    path = tmp_path / name
+    if name == "big.csv":
+        np.savetxt(path, a, delimiter=",", fmt="%.17g")
+    else:
+        path.write_text(json.dumps((a.reshape(-1) if name == "flat.json" else a).tolist()))
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(
+            ShapeError, match=r"holds at least [\d,]+ numbers .*should be 3 × 4 \(12 numbers\)"
+        ):
+            inputs.load_answer(path, expected=(3, 4))
+        took, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, peak  # a piece of the file, not its numbers (parsing took 60-290 MiB)
+    assert took < 1.0, took
+
+
+def test_an_answer_over_the_memory_budget_is_refused(tmp_path):
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(np.ones((30, 40)).tolist()))
+    with pytest.raises(LoadError, match="over the memory budget"):
+        inputs.load_answer(path, expected=(30, 40), max_memory=1000)
+    assert inputs.load_answer(path, expected=(30, 40)).shape == (30, 40)
