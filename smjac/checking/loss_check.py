@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import InputError
-from ..maths import Array, Layer, layer_grad
+from ..maths import Array, Layer, Reduction, layer_grad
 from ..maths.forward_pass import layer_logits
 from ..maths.layer import class_logits
 from ..maths.losses import CrossEntropy
@@ -53,7 +53,7 @@ def loss_gradient_check(
     t: NDArray[np.intp],
     ce: CrossEntropy,
     *,
-    reduce: str,
+    reduce: Reduction,
     rtol: float,
     atol: float,
     probes: int | None = None,

@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from ..maths import DEFAULT_REDUCTION, Array, Layer
+from ..maths import DEFAULT_REDUCTION, Array, Layer, Of, Reduction, Wrt
 from ..maths.forward_pass import forward_arrays
 from ..maths.losses import CrossEntropy
 
@@ -30,11 +30,11 @@ class Problem:
 
     L: Layer
     kind: str
-    of: str = "h"
-    wrt: str = "W"
+    of: Of = "h"
+    wrt: Wrt = "W"
     target: NDArray[np.intp] | None = None
     upstream: Array | None = None
-    reduce: str = DEFAULT_REDUCTION
+    reduce: Reduction = DEFAULT_REDUCTION
     loss: CrossEntropy | None = None
 
     @property

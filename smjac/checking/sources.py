@@ -15,6 +15,7 @@ from ..maths import (
     BLOCK_BYTES,
     Array,
     Layer,
+    Of,
     jacobian_blocks,
     jacobian_shape,
     layer_grad,
@@ -132,7 +133,7 @@ def source(
     return Dense(g[None])
 
 
-def true_dz(L: Layer, of: str) -> Dz:
+def true_dz(L: Layer, of: Of) -> Dz:
     """The layer's own dh/dz (or dz/dz = I) as a :class:`Dz`: the floats :func:`smjac.maths.dh_dz`
     has, made from p alone."""
     N, K, dtype = L.N, L.K, L.W.dtype
