@@ -6,10 +6,11 @@ same bits on any machine.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,9 @@ ONE_BLAS_THREAD_FROM = 2**13  # N·n·K; OpenBLAS keeps smaller products in one 
 POOL_FROM = 2**21  # multiply-adds (about a millisecond here) before spans go to the pool
 SPAN_BYTES = 4 * 2**20  # rows of a product per task: large enough for BLAS, small enough to stay in cache
 MATVEC_COLUMNS = 4096  # columns of W per task for a single sample's z = Wᵀx
+# Rows of z a span's row-wise passes (max, exp, sum, divide) take at a time: with their p they stay
+# in a core's L2 cache through all the passes, which then cost arithmetic, not memory traffic.
+PASS_BYTES = 256 * 2**10
 
 _pool_lock = threading.Lock()
 _pool: Any = None
@@ -244,3 +248,15 @@ def bufsize_for_rows(m: int) -> int:
     """
     current = np.getbufsize()
     return m - m % 16 if 128 <= m < current else current
+
+
+@contextlib.contextmanager
+def row_buffer(size: int) -> Iterator[None]:
+    """numpy's ufunc buffer at ``size`` (see :func:`bufsize_for_rows`) inside the block, in this
+    thread only; for elementwise operations alone, which it cannot change a bit of (a reduction's
+    partial sums could follow the buffer)."""
+    previous = np.setbufsize(size)
+    try:
+        yield
+    finally:
+        np.setbufsize(previous)

@@ -14,7 +14,17 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError, ShapeError
 from . import small
-from ._parallel import ONE_BLAS_THREAD_FROM, POOL_FROM, even_spans, in_spans, matmul_spans, row_spans
+from ._parallel import (
+    ONE_BLAS_THREAD_FROM,
+    PASS_BYTES,
+    POOL_FROM,
+    bufsize_for_rows,
+    even_spans,
+    in_spans,
+    matmul_spans,
+    row_buffer,
+    row_spans,
+)
 from .functions import log_softmax, softmax
 from .layer import Layer, LayerOptions, class_logits, make_layer
 from .numeric import Array, all_finite, at_least, largest_float, peak_abs, pow2
@@ -125,11 +135,13 @@ def softmax_rows(
     """The forward pass in one sweep over fixed spans of rows, each finished while in cache.
 
     Per span: ``z = xW + b`` (its own product, in one BLAS thread, when the batch has several
-    spans), ``p = softmax((z − max z)/T)`` in place, and log h (``log_h``) or, for targets ``t``,
-    the cross-entropy's ``δ = (p − e_t)/T`` in place of p, its loss ``log Σexp − s_t`` from the
-    same sum, and δ's column sums. No temporary the size of the batch: the results are the only
-    N×K arrays. The operations, and so the bits, are those of :func:`forward_arrays` and the careful
-    gradient, span by span.
+    spans), then, a block of rows at a time (:data:`PASS_BYTES` of z, so that z and p stay in the
+    core's L2 cache through every pass), ``p = softmax((z − max z)/T)`` in place, and log h
+    (``log_h``) or, for targets ``t``, the cross-entropy's ``δ = (p − e_t)/T`` in place of p and
+    its loss ``log Σexp − s_t`` from the same sum; last, δ's column sums over the span. No
+    temporary the size of the batch: the results are the only N×K arrays. The operations, and so
+    the bits, are those of :func:`forward_arrays` and the careful gradient: all but the column sums
+    work row by row, so neither the spans nor the blocks move a bit.
 
     Returns None when a span meets a non-finite number; the caller then takes the careful path,
     which rescales where it can and otherwise says why it refuses.
@@ -140,22 +152,25 @@ def softmax_rows(
     H = np.empty((N, K), dtype) if log_h else None
     spans = row_spans(N, K * P.itemsize, least=max(64, POOL_FROM // (n * K)))  # small: one span
     fused = len(spans) > 1
+    step = max(1, PASS_BYTES // (K * P.itemsize))  # rows a block of the passes takes at once
+    bufsize = bufsize_for_rows(K)
     losses = np.empty(N, dtype) if t is not None else None
     sums = np.empty((len(spans), K), dtype) if t is not None else None
     if not fused:  # one span: the product alone can use every core (columns of W for one sample)
         with np.errstate(over="ignore", invalid="ignore"):
             matmul_spans(L.X, L.W, out=Z)
 
-    def work(i: int) -> bool:
-        r0, r1 = spans[i]
+    def block(r0: int, r1: int) -> bool:
         z, p = Z[r0:r1], P[r0:r1]
-        if fused:
-            np.matmul(L.X[r0:r1], L.W, out=z)
         if L.b is not None:
             z += L.b
-        if not all_finite(z):
+        top = np.max(z, axis=1, keepdims=True)
+        if not (
+            math.isfinite(np.min(z)) and all_finite(top)
+        ):  # NaN and −inf show in the least, +inf in a top
             return False
-        np.subtract(z, np.max(z, axis=1, keepdims=True), out=p)  # s = (z − max z)/T: see shifted_logits
+        with row_buffer(bufsize):
+            np.subtract(z, top, out=p)  # s = (z − max z)/T: see shifted_logits
         if T != 1:
             p /= T
         if H is not None:
@@ -165,13 +180,14 @@ def softmax_rows(
             s_t = p[rows, tt]
         np.exp(p, out=p)
         total = np.sum(p, axis=1, keepdims=True)
-        if H is not None:
-            h = H[r0:r1]
-            h -= np.log(total)
-            if not all_finite(h):
-                return False
-        p /= total
-        if t is not None and losses is not None and sums is not None:
+        with row_buffer(bufsize):
+            if H is not None:
+                h = H[r0:r1]
+                h -= np.log(total)
+                if not all_finite(h):
+                    return False
+            p /= total
+        if t is not None and losses is not None:
             losses[r0:r1] = np.log(total[:, 0]) - s_t
             # δ_t = −(1 − p_t); where t is the likeliest class 1 − p_t cancels, and the sum of the
             # other probabilities is taken instead (as complement does, the same bits)
@@ -186,7 +202,16 @@ def softmax_rows(
                 p /= T
             if not all_finite(p):
                 return False
-            sums[i] = p.sum(axis=0)
+        return True
+
+    def work(i: int) -> bool:
+        r0, r1 = spans[i]
+        if fused:
+            np.matmul(L.X[r0:r1], L.W, out=Z[r0:r1])
+        if not all(block(b0, min(r1, b0 + step)) for b0 in range(r0, r1, step)):
+            return False
+        if sums is not None:  # over the whole span, in one call: the partial sums' bits are the span's
+            sums[i] = P[r0:r1].sum(axis=0)
         return True
 
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
