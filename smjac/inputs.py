@@ -12,6 +12,7 @@ import io
 import math
 import os
 import sys
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -267,7 +268,7 @@ def _load_bundle(
         try:
             archive = zipfile.ZipFile(io.BytesIO(data))
             infos = archive.infolist()
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as e:
             raise LoadError(f"{label}: is not a valid .npz archive ({e})") from None
         members: dict[str, Any] = {}
         for info in infos:
@@ -302,6 +303,7 @@ def _load_bundle(
                 EOFError,
                 NotImplementedError,
                 RuntimeError,
+                zlib.error,  # a damaged deflate stream
             ) as e:
                 if isinstance(e, LoadError):
                     raise

@@ -711,3 +711,45 @@ def test_nan_in_a_checkpoint_is_the_files_not_the_casts(tmp_path):
     st.save_file({"head.weight": W, "head.bias": b}, path)
     with pytest.raises(LoadError, match=r"m\.safetensors\[head\.weight\]: holds NaN or infinite values"):
         load_layer(None, write_x(tmp_path), layer=path)
+
+
+def _gzipped_h5(kernel: np.ndarray, bias: np.ndarray, *, damage: bool) -> bytes:
+    """A legacy .h5 whose kernel is stored gzip-compressed in chunks, its first chunk garbled."""
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        root = f.create_group("model_weights")
+        root.attrs["layer_names"] = [b"dense"]
+        g = root.create_group("dense")
+        g.attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0"]
+        g.create_dataset("dense/kernel:0", data=kernel, compression="gzip", chunks=(2, kernel.shape[1]))
+        g["dense/bias:0"] = bias
+        chunk = g["dense/kernel:0"].id.get_chunk_info(0)
+    data = bytearray(buf.getvalue())
+    if damage:  # a deflate block of the reserved type: zlib refuses it, h5py says "filter returned failure"
+        data[chunk.byte_offset] = 0x07
+    return bytes(data)
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_a_damaged_gzip_chunk_is_a_load_error_naming_the_file(tmp_path, suffix):
+    W, b = head()
+    path = tmp_path / f"m{suffix}"
+    for damage in (False, True):
+        data = _gzipped_h5(W.T.copy(), b, damage=damage)
+        if suffix == ".keras":  # the zip itself is sound (its CRC is of the damaged bytes)
+            _zip_with(path, data)
+        else:
+            path.write_bytes(data)
+        if not damage:
+            assert_array_equal(checkpoints.read(path).W, W.T)
+    with pytest.raises(LoadError, match=rf"m{suffix}(\[[^]]+\])?: cannot be read; the file is damaged"):
+        checkpoints.read(path)
+    from typer.testing import CliRunner
+
+    from smjac.cli import app
+
+    x = write_x(tmp_path)
+    result = CliRunner().invoke(app, ["forward", "--layer", str(path), "-x", str(x)])
+    assert result.exit_code == 2, result.output
+    assert "standard output" not in result.stderr and "internal error" not in result.stderr
+    assert f"m{suffix}" in result.stderr and "damaged" in result.stderr

@@ -134,3 +134,30 @@ def test_an_answer_over_the_memory_budget_is_refused(tmp_path):
     with pytest.raises(LoadError, match="over the memory budget"):
         inputs.load_answer(path, expected=(30, 40), max_memory=1000)
     assert inputs.load_answer(path, expected=(30, 40)).shape == (30, 40)
+
+
+# ---------------------------------------------------------------- damaged archives
+
+
+def _member_data_at(path, name: str) -> int:
+    import struct
+    import zipfile
+
+    info = zipfile.ZipFile(path).getinfo(name)
+    raw = path.read_bytes()
+    n, m = struct.unpack("<HH", raw[info.header_offset + 26 : info.header_offset + 30])
+    return info.header_offset + 30 + n + m
+
+
+def test_a_damaged_or_cut_npz_is_a_load_error_naming_it(tmp_path):
+    path = tmp_path / "layer.npz"
+    np.savez_compressed(path, W=np.ones((30, 4)), x=np.ones(30))
+    good = path.read_bytes()
+    raw = bytearray(good)
+    raw[_member_data_at(path, "W.npy")] = 0x07  # a deflate block of the reserved type: zlib.error
+    path.write_bytes(bytes(raw))
+    with pytest.raises(LoadError, match=r"layer.npz\[W\]: cannot be read \(Error -3 while decompressing"):
+        inputs.load_bundle(path)
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(LoadError, match=r"layer.npz: is not a valid .npz archive"):
+        inputs.load_bundle(path)

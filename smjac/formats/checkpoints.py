@@ -17,8 +17,11 @@ notes come back as strings for the caller to show.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -26,7 +29,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from ..budget import DEFAULT_MAX_INPUT_BYTES, resolve
-from ..errors import LoadError, OutputError, ShapeError
+from ..errors import LoadError, OutputError, ShapeError, SmjacError
 from . import safetensors as st
 from .heads import Candidate, Hints, choose, likeliest, listing
 from .keras import KERAS_EXTRA, Keras
@@ -193,6 +196,11 @@ def read(
     smjac.errors.LoadError: model.pt: is a pickled PyTorch file; ...
     """
     limits = _Limits(str(path), max_bytes, resolve(memory_budget))
+    with damaged(str(path)):
+        return _read(path, key, max_bytes, limits)
+
+
+def _read(path: str | Path, key: str | None, max_bytes: int, limits: _Limits) -> Checkpoint:
     src = _open(path, max_bytes, limits.memory_budget)
     try:
         notes = list(src.notes)
@@ -229,6 +237,27 @@ def read(
     )
 
 
+# what a damaged file can raise from zipfile, zlib and h5py: none of them a LoadError
+_DAMAGE = (OSError, EOFError, zlib.error, zipfile.BadZipFile)
+
+
+@contextlib.contextmanager
+def damaged(label: str) -> Iterator[None]:
+    """A damaged checkpoint is a LoadError naming the file, whatever the library below raised.
+
+    h5py's OSError for a corrupt gzip chunk names no file, and would otherwise be taken for a
+    failure to write to standard output.
+    """
+    try:
+        yield
+    except SmjacError:
+        raise
+    except _DAMAGE as e:
+        if isinstance(e, OSError) and e.filename is not None:
+            raise LoadError(f"{label}: cannot read {e.filename} ({e.strerror or e})") from None
+        raise LoadError(f"{label}: cannot be read; the file is damaged or cut short ({e})") from None
+
+
 def _check_bias(label: str, c: Candidate) -> None:
     if not st.is_float(c.dtype):
         raise LoadError(
@@ -255,6 +284,11 @@ class Layers(NamedTuple):
 
 def layers(path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Layers:
     """The layers a checkpoint holds (headers only: no tensor is read), and which is its head."""
+    with damaged(str(path)):
+        return _layers(path, max_bytes)
+
+
+def _layers(path: str | Path, max_bytes: int) -> Layers:
     src = _open(path, max_bytes)
     try:
         found = src.candidates()

@@ -157,7 +157,12 @@ class Keras:
     def load(self, name: str) -> np.ndarray:
         datasets = [ds for _, d in self.layers for ds in (d.kernel, d.bias) if ds is not None]
         ds = next(ds for ds in datasets if ds.name.lstrip("/") == name)
-        return _h5_read(ds, _h5_dtype(ds, f"{self.label}[{name}]"))
+        label = f"{self.label}[{name}]"
+        dtype = _h5_dtype(ds, label)
+        try:
+            return _h5_read(ds, dtype)
+        except OSError as e:  # a damaged chunk (gzip) or storage: h5py's OSError names no file
+            raise LoadError(f"{label}: cannot be read; the file is damaged ({e})") from None
 
     def unpaired(self, c: Candidate) -> list[str]:
         return []
