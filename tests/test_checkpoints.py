@@ -753,3 +753,58 @@ def test_a_damaged_gzip_chunk_is_a_load_error_naming_the_file(tmp_path, suffix):
     assert result.exit_code == 2, result.output
     assert "standard output" not in result.stderr and "internal error" not in result.stderr
     assert f"m{suffix}" in result.stderr and "damaged" in result.stderr
+
+
+def _header(data: bytes) -> dict:
+    """A safetensors file's header, read by its format's rules: 8 bytes of length, then JSON."""
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + n])
+
+
+def _written(L, ck, **loss):
+    from smjac.outputs import results
+
+    result = results.grad(L, reduce=loss.pop("reduce", "mean"), precision=6, checkpoint=ck, **loss)
+    doc = result.data(None)
+    return result, result.checkpoint(doc)
+
+
+def test_a_gradient_written_back_keeps_its_loss_in_the_metadata(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"classifier.weight": W, "classifier.bias": b}, path)
+    ck = checkpoints.read(path)
+    X2 = RNG.standard_normal((3, N_IN))
+    (tmp_path / "x.json").write_text(json.dumps(X2.tolist()))
+    L = load_layer(None, tmp_path / "x.json", layer=ck)
+    targets = [1, 0, 3]
+    result, data = _written(L, ck, target=targets, upstream=None)
+    meta = _header(data)["__metadata__"]
+    assert all(isinstance(v, str) for v in meta.values())  # the format allows strings only
+    z = X2 @ W.astype(float).T + b.astype(float)  # by hand: the mean of −log softmax(z)[t]
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    assert float(meta["loss"]) == pytest.approx(-np.mean(logp[np.arange(3), targets]), rel=1e-12)
+    assert meta["reduction"] == "mean" and meta["samples"] == "3" and json.loads(meta["target"]) == targets
+    assert meta["loss_function"] == "cross-entropy" and meta["combined"] == "mean over 3 samples"
+    assert not any("no bias tensor" in n for n in result.notes)
+    _, data = _written(L, ck, target=None, upstream=np.ones((3, K)) / K, reduce="sum")
+    meta = _header(data)["__metadata__"]
+    assert meta["loss"].startswith("none") and meta["reduction"] == "sum" and "target" not in meta
+
+
+def test_a_bias_gradient_with_nowhere_to_go_is_said(tmp_path):
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({"classifier.weight": W}, path)  # no bias tensor
+    ck = checkpoints.read(path)
+    (tmp_path / "b.json").write_text(json.dumps(b.tolist()))
+    L = load_layer(None, write_x(tmp_path), tmp_path / "b.json", layer=ck)
+    result, data = _written(L, ck, target=1, upstream=None)
+    assert list(_header(data)) == ["__metadata__", "classifier.weight"]  # dLoss/db has no name here
+    assert any(
+        n.startswith("note: ") and "m.safetensors has no bias tensor" in n and ".json or .npz" in n
+        for n in result.notes
+    )
+    L = load_layer(None, write_x(tmp_path), layer=ck)  # no -b: no bias, nothing dropped
+    result, _ = _written(L, ck, target=1, upstream=None)
+    assert not any("no bias tensor" in n for n in result.notes)

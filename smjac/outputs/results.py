@@ -9,6 +9,7 @@ from :mod:`smjac.maths` and :mod:`smjac.checking.checks`, labels from :mod:`smja
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any, overload
@@ -383,13 +384,35 @@ def grad(
             else ("output zᵢ", "input xⱼ", "∂Loss/∂W[i,j]"),
         )
 
+    if checkpoint is not None and L.b is not None and checkpoint.bias_key is None:
+        notes.append(
+            f"note: {checkpoint.label} has no bias tensor, so a .safetensors gradient holds "
+            f"{checkpoint.gradient_key}'s only; dLoss/db, of the bias given, is kept by .json or .npz"
+        )
+
     def as_checkpoint(doc: Document) -> bytes:
         from ..formats.checkpoints import gradient_bytes
 
         G = doc.fields["grad"]
         # in W's shape as the layer reads it; the file holds it as the checkpoint stores W
         stored = G if L.layout == checkpoint.layout else G.T
-        return gradient_bytes(checkpoint, stored, doc.fields.get("grad_b"))
+        return gradient_bytes(
+            checkpoint, stored, doc.fields.get("grad_b"), metadata=_loss_metadata(doc.fields["loss"])
+        )
+
+    def _loss_metadata(loss: float | None) -> dict[str, str]:
+        """What the gradient is of, as safetensors' ``__metadata__`` holds it: strings only."""
+        meta = {"gradient": "dLoss/dW", "reduction": reduce, "samples": str(L.N)}
+        if L.batched or options:
+            meta["combined"] = _reduced(L, reduce, target, options)
+        if loss is None:
+            meta["loss"] = "none: the gradient is of an upstream dLoss/dh"
+            return meta
+        meta["loss"] = repr(float(loss))  # the shortest text that reads back as the same float
+        meta["loss_function"] = "cross-entropy"
+        t = np.asarray(target).reshape(-1)
+        meta["target"] = json.dumps(t.tolist()) if t.size <= 32 else f"{t.size:,} targets, one per sample"
+        return meta
 
     return Result(
         GRAD if checkpoint is None else GRAD_OF_CHECKPOINT,
