@@ -385,8 +385,12 @@ def _sample_call(args):
             kw["target"] = inputs.load_array(path).astype(int) if value.endswith(".csv") else int(value)
         elif flag == "--upstream":
             kw["upstream"] = inputs.load_array(path)
-        elif flag == "--temperature":
-            kw["temperature"] = float(value)
+        elif flag in ("--temperature", "--label-smoothing"):
+            kw[flag[2:].replace("-", "_")] = float(value)
+        elif flag == "--class-weights":
+            kw["class_weights"] = inputs.load_array(path)
+        elif flag == "--ignore-index":
+            kw["ignore_index"] = int(value)
         else:
             kw[flag[2:]] = value
     return W, x, answer, kw

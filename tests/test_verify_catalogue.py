@@ -402,3 +402,61 @@ def test_right_answers_from_other_routes_get_no_id(seed, n, K):
     # the other layout: PyTorch's K×n weight and its gradient, said so
     v = smjac.verify(W.T, x, grad=_logsumexp_route(W, x, t).T, target=t, layout="out-in")
     assert v.ok and v.diagnosis == (), v
+
+
+# ------------------------------------------------------------- the loss's options left out
+
+
+def _torch_ce_grad(W, X, y, w=None, ignore=None, eps=0.0, reduce="mean"):
+    """dLoss/dW (n×K) of torch's CrossEntropyLoss(weight=w, ignore_index=ignore, label_smoothing=eps),
+    sample by sample from its formula ℓ = (1 − ε) w_y (−log p_y) + (ε/K) Σ_k w_k (−log p_k)."""
+    K = W.shape[1]
+    w = np.ones(K) if w is None else np.asarray(w, float)
+    G, total = np.zeros_like(W), 0.0
+    for x, t in zip(X, y, strict=True):
+        if t == ignore:
+            continue
+        p = sm(x @ W)
+        dz = (1 - eps) * w[t] * (p - np.eye(K)[t]) + (eps / K) * (w.sum() * p - w)
+        G += np.outer(x, dz)
+        total += w[t]
+    return G / total if reduce == "mean" else G
+
+
+@pytest.mark.parametrize("reduce", ["mean", "sum"])
+@pytest.mark.parametrize(
+    ("options", "left_out", "mistake"),
+    [
+        ({"class_weights": [1.0, 2.0, 0.5, 1.0, 3.0]}, "class_weights", "missing-class-weights"),
+        (
+            {"class_weights": [1.0, 2.0, 0.5, 1.0, 3.0], "label_smoothing": 0.2},
+            "class_weights",
+            "missing-class-weights",
+        ),
+        ({"ignore_index": 1, "label_smoothing": 0.1}, "ignore_index", "missing-ignore-index"),
+        (
+            {"ignore_index": 1, "class_weights": [1.0, 2.0, 0.5, 1.0, 3.0]},
+            "ignore_index",
+            "missing-ignore-index",
+        ),
+        ({"label_smoothing": 0.1}, "label_smoothing", "missing-label-smoothing"),
+        ({"label_smoothing": 0.3, "ignore_index": 1}, "label_smoothing", "missing-label-smoothing"),
+    ],
+)
+def test_a_loss_option_left_out_is_named(rng, reduce, options, left_out, mistake):
+    W, X, y = rng.normal(size=(3, 5)), rng.normal(size=(6, 3)), np.array([1, 0, 4, 1, 2, 3])
+    names = {"class_weights": "w", "ignore_index": "ignore", "label_smoothing": "eps"}
+    full = {names[k]: v for k, v in options.items()}
+    right = _torch_ce_grad(W, X, y, **full, reduce=reduce)
+    assert smjac.verify(W, X, grad=right, target=y, reduce=reduce, **options).ok
+    wrong = _torch_ce_grad(W, X, y, **{k: v for k, v in full.items() if k != names[left_out]}, reduce=reduce)
+    v = smjac.verify(W, X, grad=wrong, target=y, reduce=reduce, **options)
+    assert ids(v) == [mistake], v
+    assert "--" not in v.diagnosis[0].detail + v.diagnosis[0].fix
+
+
+def test_an_ignore_index_no_class_has_is_not_said_forgotten(rng):
+    # torch's −100 is no class: a gradient that took no notice of it is simply right
+    W, X, y = rng.normal(size=(3, 5)), rng.normal(size=(4, 3)), np.array([1, 0, 4, 2])
+    v = smjac.verify(W, X, grad=_torch_ce_grad(W, X, y), target=y, ignore_index=-100)
+    assert v.ok and not v.notes

@@ -358,6 +358,41 @@ def bugs_from_real_code() -> dict[str, tuple[list[str], object, list[str]]]:
         [[-0.1 * x[j] * (h[i] - (i == 2)) for i in range(K)] for j in range(n)],
         ["--grad", "--target", "2"],
     )
+
+    # the loss has options (torch's CrossEntropyLoss(weight=w, ignore_index=0, label_smoothing=ε)),
+    # the gradient is written for the plain one
+    weights_file = "samples/batch/class-weights.json"
+    cw = json.loads((SAMPLES / "batch/class-weights.json").read_text())
+    g = np.zeros(WB.shape)
+    for s, xs in enumerate(XB):
+        p = softmax(WB.T @ xs)
+        for i in range(K):
+            for j in range(n):
+                g[j][i] += xs[j] * (p[i] - (i == TARGETS[s])) / len(XB)  # every sample weighs 1
+    files["batch-missing-class-weights.json"] = (
+        ["missing-class-weights"],
+        g,
+        ["--grad", *targets, "--class-weights", weights_file, *mean],
+    )
+
+    g = np.zeros(WB.shape)
+    for s, xs in enumerate(XB):  # weighted, but the samples of class 0 are not left out
+        p = softmax(WB.T @ xs)
+        w = cw[TARGETS[s]]
+        for i in range(K):
+            for j in range(n):
+                g[j][i] += w * xs[j] * (p[i] - (i == TARGETS[s]))
+    files["batch-missing-ignore-index.json"] = (
+        ["missing-ignore-index"],
+        g,
+        ["--grad", *targets, "--class-weights", weights_file, "--ignore-index", "0", "--reduce", "sum"],
+    )
+
+    files["missing-label-smoothing.json"] = (
+        ["missing-label-smoothing"],
+        [[x[j] * (h[i] - (i == 2)) for i in range(K)] for j in range(n)],  # y where 0.9·y + 0.1/K was due
+        ["--grad", "--target", "2", "--label-smoothing", "0.1"],
+    )
     return files
 
 

@@ -75,6 +75,7 @@ from .problem import Dz, Problem, Variant, dz_variant, family_variant, one_hot
 # the ground the catalogue stands on and its readings live beside it; their names stay importable here
 __all__ = [
     "LOSS_FREE",
+    "LOSS_OPTIONS",
     "MISTAKES",
     "Dz",
     "Mistake",
@@ -205,6 +206,27 @@ _CATALOGUE = (
         factor.l2_term,
     ),
     Mistake(
+        "missing-class-weights",
+        "the plain cross-entropy's gradient where the loss has class weights",
+        "Weight each sample's p − y by its class's weight w_y, and for a mean divide by Σ w_y over the "
+        "samples, not by N (torch's CrossEntropyLoss(weight=w)).",
+        value.missing_class_weights,
+    ),
+    Mistake(
+        "missing-ignore-index",
+        "the plain cross-entropy's gradient where the loss ignores a class: its samples counted",
+        "Leave out the samples whose target is ignore_index: they add nothing to the gradient, and a mean "
+        "divides by the number of the others (torch's ignore_index).",
+        value.missing_ignore_index,
+    ),
+    Mistake(
+        "missing-label-smoothing",
+        "the plain cross-entropy's gradient where the loss smooths its labels",
+        "Smooth the target before subtracting it: (1 − ε)·y + ε/K, so the gradient is p − (1 − ε)y − ε/K "
+        "(weighted by the class weights as torch does when there are any).",
+        value.missing_label_smoothing,
+    ),
+    Mistake(
         "scale",
         "the truth times a constant not explained above (says when it is 2, ½, 1/K, N or a learning rate)",
         "Find the stray constant factor: a 2 from a squared loss, a ½, a mean over the classes, or a learning rate "
@@ -238,8 +260,12 @@ Examples
 # The mistakes that do not depend on the loss's form or the number of classes: all verify looks for
 # when the cross-entropy has options or the layer is binary (Problem.plain).
 LOSS_FREE = ("sign", "zero-update", "transposed", "column-order", "l2-term")
+# The cross-entropy's options left out: looked for only when the loss has them.
+LOSS_OPTIONS = ("missing-class-weights", "missing-ignore-index", "missing-label-smoothing")
 
 
 def variants(pr: Problem) -> list[Variant]:
     """Every mistaken answer the catalogue produces on this problem, in the catalogue's order."""
-    return [v for m in _CATALOGUE if pr.plain or m.id in LOSS_FREE for v in m.variants(pr)]
+    return [
+        v for m in _CATALOGUE if pr.plain or m.id in LOSS_FREE or m.id in LOSS_OPTIONS for v in m.variants(pr)
+    ]

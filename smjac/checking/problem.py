@@ -41,7 +41,8 @@ class Problem:
     def plain(self) -> bool:
         """Whether every mistake of the catalogue applies: they are written for the plain
         cross-entropy (or an upstream) through a softmax of K ≥ 2 outputs. With class weights,
-        an ignored index or label smoothing, or a binary layer, only :data:`LOSS_FREE` do."""
+        an ignored index or label smoothing, or a binary layer, only :data:`LOSS_FREE` do (and
+        :data:`LOSS_OPTIONS`, those options left out)."""
         return (self.loss is None or self.loss.plain) and not self.L.binary
 
     @cached_property

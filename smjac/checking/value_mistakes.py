@@ -3,7 +3,8 @@
 Each function takes a :class:`~smjac.checking.problem.Problem` and returns the mistaken answers
 (:class:`~smjac.checking.problem.Variant`) its slip makes on it, or none where the slip cannot
 happen (a Jacobian of z goes through no softmax; a single sample has no batch axis to confuse).
-The catalogue (:mod:`smjac.checking.mistakes`) names them and says how to fix each.
+The catalogue (:mod:`smjac.checking.mistakes`) names them and says how to fix each. The last three
+are the cross-entropy's options left out: a gradient written for the plain loss.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..maths import Array, softmax
+from ..maths.losses import CrossEntropy
 from .problem import Problem, Variant, dz_variant, family_variant, one_hot
 
 
@@ -201,3 +203,44 @@ def log_softmax_nll_shortcut(pr: Problem) -> list[Variant]:
             coincides=coincides,
         )
     ]
+
+
+def option_left_out(pr: Problem, option: str, mistake: str, detail: str) -> list[Variant]:
+    """The gradient of the cross-entropy with one of its options left out (the others kept).
+
+    Only where the option changes the answer: class weights at all, label smoothing above 0, and
+    an ignore_index some target takes (one no class has, such as torch's −100, could not have
+    been forgotten: the plain cross-entropy cannot index it).
+    """
+    loss, t = pr.loss, pr.target
+    if pr.kind == "jacobian" or loss is None or t is None or pr.L.binary or option not in loss.options():
+        return []
+    if option == "ignore_index" and (loss.kept(t) is None or not 0 <= int(loss.ignore_index or 0) < pr.L.K):
+        return []
+    ce = CrossEntropy(**{k: v for k, v in loss.options().items() if k != option})
+    delta = ce.gradient(pr.forward[2], t, pr.L.temperature)
+    if pr.reduce == "mean":  # verify divides a mean by N: this loss divides by its own denominator
+        delta = delta * (pr.L.N / ce.denominator(t, "mean"))
+    return [Variant(mistake, detail, delta=delta)]
+
+
+def missing_class_weights(pr: Problem) -> list[Variant]:
+    weighted = "" if pr.reduce == "sum" else ", and the mean taken over the samples, not over their weights"
+    detail = f"the cross-entropy's gradient without its class_weights: each sample counted once{weighted}"
+    return option_left_out(pr, "class_weights", "missing-class-weights", detail)
+
+
+def missing_ignore_index(pr: Problem) -> list[Variant]:
+    ii = None if pr.loss is None else pr.loss.ignore_index
+    taken = 0 if pr.target is None else int(np.count_nonzero(pr.target == ii))
+    detail = (
+        f"the {taken} sample{'s' * (taken != 1)} whose target is ignore_index={ii} counted as any other, "
+        "as if nothing were ignored"
+    )
+    return option_left_out(pr, "ignore_index", "missing-ignore-index", detail)
+
+
+def missing_label_smoothing(pr: Problem) -> list[Variant]:
+    eps = 0.0 if pr.loss is None else pr.loss.label_smoothing
+    detail = f"the one-hot target y where label_smoothing={eps:g} makes it (1 − ε)·y + ε/K: p − y for p − (1 − ε)y − ε/K"
+    return option_left_out(pr, "label_smoothing", "missing-label-smoothing", detail)

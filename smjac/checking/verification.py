@@ -98,7 +98,8 @@ def verify(
     target, upstream, reduce, class_weights, ignore_index, label_smoothing
         For a gradient: the loss, as in :func:`smjac.grad`. With the cross-entropy's options (or
         a binary layer) only the mistakes that do not depend on the loss's form are looked for
-        (:data:`smjac.checking.mistakes.LOSS_FREE`).
+        (:data:`smjac.checking.mistakes.LOSS_FREE`), and those options left out
+        (:data:`~smjac.checking.mistakes.LOSS_OPTIONS`).
     rtol, atol : float, optional
         The answer agrees when ``max|a − r| ≤ atol + rtol·max|r|``. By default they follow the
         coarser of the answer's and the layer's dtypes (:func:`smjac.checking.tolerances.default_rtol`,
