@@ -1,0 +1,115 @@
+"""What starting smjac loads: a set of modules, which is deterministic where a time is not.
+
+Start-up is timed by ``benchmarks/bench.py --sections startup`` (and ``benchmarks/startup.py``),
+side by side with ``python -c "import numpy"``; these tests notice the usual way it slips, a
+module that a run does not need imported at every start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+SAMPLE = ROOT / "samples" / "blog"
+
+# Never needed to compute and print a forward pass: pictures, checkpoints, the checker, the thread
+# pool and BLAS control (a small layer runs in the calling thread), Rich (a pipe gets plain data).
+NOT_FOR_FORWARD = (
+    "rich",
+    "matplotlib",
+    "PIL",
+    "h5py",
+    "safetensors",
+    "threadpoolctl",
+    "concurrent",
+    "zipfile",
+    "smjac.formats.pictures",
+    "smjac.formats.checkpoints",
+    "smjac.formats.keras",
+    "smjac.formats.pretrained",
+    "smjac.formats.heads",
+    "smjac.formats.safetensors",
+    "smjac.outputs.demo",
+)
+# The checker's defaults are shown by the options of check and verify: its tolerances, and nothing else of it.
+CHECKER_DEFAULTS = {"smjac.checking", "smjac.checking.tolerances"}
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    return env
+
+
+def imported_by(*args: str) -> set[str]:
+    """Every module a fresh ``python ARGS`` imports (or tries to), as ``-X importtime`` lists them."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \| *(\S+)$", proc.stderr, flags=re.M))
+    assert "numpy" in names  # the listing is read right
+    return names
+
+
+def loaded(names: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in names if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+def test_import_smjac_loads_numpy_its_maths_and_the_standard_library_only():
+    code = (
+        "import sys; before = set(sys.modules); import smjac; "
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=ROOT, check=True
+    ).stdout.split()
+    assert "smjac.maths.forward_pass" in out
+    foreign = sorted(
+        m
+        for m in out
+        if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] not in ("numpy", "smjac")
+    )
+    assert foreign == []
+    ours = sorted(m for m in out if m.startswith("smjac.") and not m.startswith("smjac.maths"))
+    assert ours == ["smjac.errors"]
+    assert loaded(set(out), ("threading", "concurrent", "threadpoolctl", "typer", "rich", "json")) == [
+        "threading"  # a lock for the thread pool, which starts on first use
+    ]
+
+
+@pytest.mark.parametrize("suffix", ["json", "csv"])
+def test_forward_on_the_sample_loads_nothing_it_does_not_use(suffix):
+    names = imported_by(
+        "-m", "smjac", "forward", "-W", str(SAMPLE / f"W.{suffix}"), "-x", str(SAMPLE / f"x.{suffix}")
+    )
+    assert "smjac.maths.forward_pass" in names and "orjson" in names  # text is read through orjson
+    assert loaded(names, NOT_FOR_FORWARD) == []
+    assert loaded(names, ("smjac.checking",)) == sorted(CHECKER_DEFAULTS)
+
+
+def test_forward_between_npy_files_leaves_the_text_codec_unloaded(tmp_path):
+    names = imported_by(
+        "-m",
+        "smjac",
+        "forward",
+        "-W",
+        str(SAMPLE / "W.npy"),
+        "-x",
+        str(SAMPLE / "x.npy"),
+        "-o",
+        str(tmp_path / "f.npz"),
+    )
+    assert (tmp_path / "f.npz").exists()
+    assert loaded(names, ("orjson", *(m for m in NOT_FOR_FORWARD if m != "zipfile"))) == []  # .npz is a zip
