@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import re
 from typing import Annotated
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -188,3 +190,18 @@ def test_a_command_is_handed_the_packed_groups(tmp_path):
                    "--function", "log-softmax", "-f", "json")  # fmt: skip
     assert by_flags.stdout == result.stdout
     assert run("forward", *BLOG, "-f", "json").stdout != result.stdout
+
+
+def test_verify_holds_a_text_answer_to_max_memory(tmp_path):
+    # the answer is parsed under the writer's budget, as every other input is: a JSON answer
+    # whose parse would outgrow --max-memory is refused before it is parsed
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "W.npy", rng.normal(size=(60, 100)))
+    np.save(tmp_path / "x.npy", rng.normal(size=60))
+    (tmp_path / "g.json").write_text(json.dumps(rng.normal(size=(60, 100)).tolist()))
+    args = ["verify", "-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy")]
+    args += ["--grad", str(tmp_path / "g.json"), "--target", "1", "-f", "json"]
+    assert run(*args).exit_code == 1  # read, compared, and found wrong
+    refused = run(*args, "--max-memory", "300K")
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert "over the memory budget of 300.0 KiB (--max-memory)" in refused.stderr

@@ -285,7 +285,7 @@ def verify(
     inputs.one_stdin(*source.files, path, *loss.files)
     w = out.writer(results.VERIFY)
     L = source.load(ctx, w)
-    answer = inputs.load_answer(path, max_bytes=input_cap(ctx))
+    answer = inputs.load_answer(path, max_bytes=input_cap(ctx), max_memory=w.budget())
     how = {"kind": kind, "of": of, "wrt": wrt, "rtol": rtol, "atol": atol, **loss.read(ctx, L)}
     done(w.write(results.verify(L, answer, **how)))
 
