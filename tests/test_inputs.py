@@ -161,3 +161,22 @@ def test_a_damaged_or_cut_npz_is_a_load_error_naming_it(tmp_path):
     path.write_bytes(good[: len(good) // 2])
     with pytest.raises(LoadError, match=r"layer.npz: is not a valid .npz archive"):
         inputs.load_bundle(path)
+
+
+# ---------------------------------------------------------------- the JSON budget, as measured
+
+
+def test_json_is_held_to_what_its_parse_measured(tmp_path):
+    # a matrix goes to the fast reader, whose array takes at most ~5 bytes a byte of text
+    M = np.random.default_rng(1).integers(0, 10, size=(2000, 50)).astype(float)
+    path = tmp_path / "M.json"
+    path.write_text(json.dumps(M.astype(int).tolist()))
+    size = path.stat().st_size
+    assert_array_equal(inputs.load_array(path, max_memory=8 * size), M)  # 13 a byte refused it
+    # a vector of short numbers is parsed as a document: 20 bytes a byte of text were measured
+    path = tmp_path / "v.json"
+    path.write_text("[" + ",".join(["0.5"] * 100_000) + "]")
+    size = path.stat().st_size
+    with pytest.raises(LoadError, match="of JSON takes about .* over the memory budget"):
+        inputs.load_array(path, max_memory=16 * size)  # 13 a byte let it through
+    assert inputs.load_array(path, max_memory=30 * size).shape == (100_000,)

@@ -228,19 +228,21 @@ class _Unsure(Exception):
 
 
 def read_text(
-    path: str | Path, fmt: str, limit: int, *, opener: Callable[..., Any] = open
+    path: str | Path, fmt: str, limit: int, *, opener: Callable[..., Any] = open, longest: int | None = None
 ) -> np.ndarray | None:
     """The numbers of a ``.csv`` or ``.json`` file (``fmt``), read fast and a piece at a time.
 
     None when the fast reader is not sure of the file: not a regular file, over ``limit`` bytes,
     unreadable (``opener`` fails), or not plain rows of finite numbers. The caller then reads it
-    with the careful reader, which words what is wrong; nothing is refused here.
+    with the careful reader, which words what is wrong; nothing is refused here. ``longest``
+    (JSON): the most bytes of one row, or of a whole vector, orjson may read at once, since it
+    holds a Python float for each of their numbers.
     """
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO read here could not be read again
             return None
         with opener(path, "rb", buffering=0) as f:
-            return (fast_csv if fmt == "csv" else fast_json)(f, limit)
+            return fast_csv(f, limit) if fmt == "csv" else fast_json(f, limit, longest)
     except OSError:
         return None
 
@@ -315,15 +317,16 @@ class _Only(io.RawIOBase):
         return n
 
 
-def fast_json(stream: BinaryIO, limit: int) -> np.ndarray | None:
-    """A JSON array of numbers (1-D) or of rows of numbers (2-D), or None."""
+def fast_json(stream: BinaryIO, limit: int, longest: int | None = None) -> np.ndarray | None:
+    """A JSON array of numbers (1-D) or of rows of numbers (2-D), or None (also for a row, or a
+    vector, of more than ``longest`` bytes)."""
     import orjson
 
     size = stream.seek(0, io.SEEK_END)
     stream.seek(0)
     rows = _Rows(size)
     try:
-        for n, (piece, last) in enumerate(_pieces(stream, limit, _JSON_BYTES, b"]")):
+        for n, (piece, last) in enumerate(_pieces(stream, limit, _JSON_BYTES, b"]", longest)):
             body = piece.strip(_SPACE)
             if n == 0:  # the opening bracket, and the kind of array that follows it
                 if not body.startswith(b"["):
