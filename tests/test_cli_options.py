@@ -205,3 +205,33 @@ def test_verify_holds_a_text_answer_to_max_memory(tmp_path):
     refused = run(*args, "--max-memory", "300K")
     assert refused.exit_code == 2 and refused.stdout == ""
     assert "over the memory budget of 300.0 KiB (--max-memory)" in refused.stderr
+
+
+LLAMA = ROOT / "samples/model/tiny-llama"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [
+            "grad",
+            "--layer",
+            str(LLAMA),
+            "-x",
+            str(ROOT / "samples/model/x.json"),
+            "--target",
+            "2",
+            "-f",
+            "json",
+        ],
+        ["inspect", str(LLAMA), "-f", "json"],
+    ],
+)
+def test_a_checkpoints_notes_spell_flags(args):
+    # the readers name their parameters (key=NAME, layout=out-in); on the command line they are flags
+    result = run(*args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr and not re.search(r"\b(key|layout)=", result.stderr), result.stderr
+    if args[0] == "grad":
+        assert "; --key NAME picks another" in result.stderr or "; --key picks another" in result.stderr
+        assert "read with --layout out-in;" in result.stderr

@@ -12,7 +12,6 @@ are made honest by :func:`smjac.outputs.streams.prepare` in :func:`main`.
 
 import contextlib
 import os
-import re
 import sys
 from typing import Annotated, Any, NoReturn
 
@@ -23,46 +22,10 @@ from .. import __version__, budget
 from ..errors import ExitStatus, SmjacError
 from ..outputs import writer as output
 from . import commands
+from .flags import as_flags
 from .inspection import inspect_layers
 from .options import size_option
 from .samples import register as register_samples
-
-# The library names its parameters (temperature=0.5, layout="out-in"); the command line spells them
-# as its flags, here and nowhere else.
-_FLAGS = {
-    "temperature": "--temperature",
-    "layout": "--layout",
-    "function": "--function",
-    "reduce": "--reduce",
-    "wrt": "--wrt",
-    "dtype": "--dtype",
-    "of": "--of",
-    "target": "--target",
-    "class_weights": "--class-weights",
-    "ignore_index": "--ignore-index",
-    "label_smoothing": "--label-smoothing",
-    "probes": "--probes",
-    "max_weights": "--max-weights",
-}
-_PARAMETER = re.compile(rf"\b({'|'.join(_FLAGS)})=(?:\"([^\"]*)\"|'([^']*)'|([^\s,;)]+))")
-# parameter names no prose uses, said bare ("class_weights sum to 0"): spelled as flags too
-_BARE = re.compile(rf"\b({'|'.join(n for n in _FLAGS if '_' in n)})\b")
-
-
-def as_flags(message: str) -> str:
-    """A library message as the command line says it: ``layout="out-in"`` → ``--layout out-in``.
-
-    >>> as_flags('use T ≥ 0.5 (or function="softmax"); temperature=0.1 overflows')
-    'use T ≥ 0.5 (or --function softmax); --temperature 0.1 overflows'
-    >>> as_flags("the targets' class_weights sum to 0; every target is ignore_index=-100")
-    "the targets' --class-weights sum to 0; every target is --ignore-index -100"
-    >>> as_flags("over max_weights=14: check a few with probes=N, or raise max_weights (0: no limit)")
-    'over --max-weights 14: check a few with --probes N, or raise --max-weights (0: no limit)'
-    """
-    flagged = _PARAMETER.sub(
-        lambda m: f"{_FLAGS[m[1]]} {next(g for g in m.groups()[1:] if g is not None)}", message
-    )
-    return _BARE.sub(lambda m: _FLAGS[m[1]], flagged)
 
 
 def fail(e: BaseException) -> int:

@@ -15,6 +15,7 @@ import typer
 
 from ..outputs import writer as output
 from .commands import done
+from .flags import as_flags
 from .options import Output, input_cap, output_options
 
 INSPECT = output.Shape(
@@ -54,7 +55,7 @@ def inspect_layers(
     w = out.writer(INSPECT)
     found = checkpoints.layers(checkpoint, max_bytes=input_cap(ctx))
     for text in found.notes:
-        w.note(text)
+        w.note(as_flags(text))
     done(w.write(_result(found)))
 
 

@@ -24,6 +24,7 @@ from .. import budget, inputs, maths
 from ..checking.tolerances import CHECK_ATOL, default_rtol
 from ..errors import InputError
 from ..outputs import writer as writing
+from .flags import as_flags
 from .groups import group
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -191,7 +192,7 @@ class LayerSource:
 
             layer = checkpoints.read(layer, key=key, max_bytes=input_cap(ctx), memory_budget=w.budget())
             for text in layer.notes_for(self.layout):
-                w.note(text)
+                w.note(as_flags(text))
             w.checkpoint, key = layer, None
         L = inputs.load_layer(
             self.W, self.x if x is None else x, self.b, layer=layer, key=key, layout=self.layout,
