@@ -105,6 +105,13 @@ def row_spans(rows: int, row_bytes: int, parts: int = 4, least: int = 64) -> lis
     return even_spans(rows, max(step, least))
 
 
+def sweep_spans(N: int, n: int, K: int, itemsize: int) -> list[tuple[int, int]]:
+    """The spans of rows a batch's forward pass and gradient sweep (one product and its softmax
+    each): :func:`row_spans` of the N×K logits, each span at least POOL_FROM multiply-adds, so a
+    small batch is one span in the calling thread."""
+    return row_spans(N, K * itemsize, least=max(64, POOL_FROM // max(1, n * K)))
+
+
 def in_spans(work: Callable[[Any], Any], spans: Sequence[Any], size: int) -> list[Any]:
     """Run ``work`` on each span, on the shared pool, each BLAS call inside it in one BLAS thread.
 

@@ -17,13 +17,12 @@ from . import small
 from ._parallel import (
     ONE_BLAS_THREAD_FROM,
     PASS_BYTES,
-    POOL_FROM,
     bufsize_for_rows,
     even_spans,
     in_spans,
     matmul_spans,
     row_buffer,
-    row_spans,
+    sweep_spans,
 )
 from .functions import log_softmax, softmax
 from .layer import Layer, LayerOptions, class_logits, make_layer
@@ -150,7 +149,7 @@ def softmax_rows(
     P = np.empty((N, K), dtype)
     Z = np.empty((N, K), dtype) if keep_z else P  # without z, each span's z becomes its p in place
     H = np.empty((N, K), dtype) if log_h else None
-    spans = row_spans(N, K * P.itemsize, least=max(64, POOL_FROM // (n * K)))  # small: one span
+    spans = sweep_spans(N, n, K, P.itemsize)
     fused = len(spans) > 1
     step = max(1, PASS_BYTES // (K * P.itemsize))  # rows a block of the passes takes at once
     bufsize = bufsize_for_rows(K)
