@@ -24,6 +24,7 @@ from .maths import Layer, all_finite, make_layer
 
 if TYPE_CHECKING:
     from .formats.checkpoints import Checkpoint
+    from .maths.layer import FunctionName, LayoutName
 from .budget import DEFAULT_MAX_INPUT_BYTES, format_size, resolve
 from .errors import reading
 from .formats.npy import npy_float64_bytes, open_npy, parse_npy
@@ -351,8 +352,8 @@ def load_layer(
     *,
     layer: str | Path | Checkpoint | None = None,
     key: str | None = None,
-    layout: str | None = None,
-    function: str = "softmax",
+    layout: LayoutName | None = None,
+    function: FunctionName = "softmax",
     temperature: float = 1.0,
     dtype: str = "float64",
     max_bytes: int = DEFAULT_MAX_INPUT_BYTES,

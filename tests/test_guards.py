@@ -185,9 +185,7 @@ def test_a_float32_cast_that_overflows_says_so(tmp_path):
     (tmp_path / "x.json").write_text("[1.0]")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(
-            LoadError, match=r"W.json: 1e\+39 overflows float32 when cast for dtype=float32"
-        ):
+        with pytest.raises(LoadError, match=r"W.json: 1e\+39 overflows float32 when cast for dtype=float32"):
             inputs.load_layer(tmp_path / "W.json", tmp_path / "x.json", dtype="float32")
 
 

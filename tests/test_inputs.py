@@ -177,6 +177,6 @@ def test_json_is_held_to_what_its_parse_measured(tmp_path):
     path = tmp_path / "v.json"
     path.write_text("[" + ",".join(["0.5"] * 100_000) + "]")
     size = path.stat().st_size
-    with pytest.raises(LoadError, match="of JSON takes about .* over the memory budget"):
+    with pytest.raises(LoadError, match=r"of JSON takes about .* over the memory budget"):
         inputs.load_array(path, max_memory=16 * size)  # 13 a byte let it through
     assert inputs.load_array(path, max_memory=30 * size).shape == (100_000,)

@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from .heads import Candidate, Hints, choose, likeliest, listing
 from .keras import KERAS_EXTRA, Keras
 from .pretrained import Pretrained, bias_for
 from .table import Format, refuse_pickle
+
+if TYPE_CHECKING:
+    from ..maths.layer import LayoutName
 
 __all__ = ["KERAS_EXTRA", "Checkpoint", "bias_for", "gradient_bytes", "kind", "layers", "read"]
 
@@ -71,7 +74,7 @@ class Checkpoint:
 
     W: np.ndarray
     b: np.ndarray | None
-    layout: str
+    layout: LayoutName
     source: str
     key: str
     weight_key: str

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import LoadError
+
+if TYPE_CHECKING:
+    from ..maths.layer import LayoutName
 
 # How architectures name the layer that makes the logits, likeliest first. A name counts when it
 # is a component of the layer's name before any block number: `classifier`, `classifier.out_proj`
@@ -54,7 +58,7 @@ class Candidate:
     bias_key: str | None = None
     bias_shape: tuple[int, ...] | None = None
     bias_dtype: str | None = None
-    layout: str = "out-in"
+    layout: LayoutName = "out-in"
     tied_to: str | None = None
     stored: str | None = None
     order: int = 0

@@ -20,13 +20,16 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import LoadError, reading
 from . import safetensors as st
 from .heads import Candidate, Hints, is_embedding, refusal
+
+if TYPE_CHECKING:
+    from ..maths.layer import LayoutName
 
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -259,7 +262,7 @@ class Pretrained:
             layout=self._layout(weight_key),
         )
 
-    def _layout(self, weight_key: str) -> str:
+    def _layout(self, weight_key: str) -> LayoutName:
         conv1d = _CONV1D.get(self.config.model_type if self.config else "", ())
         return "in-out" if layer_name(weight_key).rpartition(".")[2] in conv1d else "out-in"
 
