@@ -81,7 +81,9 @@ def group(
 
     def decorate(command: F) -> F:
         signature = inspect.signature(command)
-        annotations = typing.get_type_hints(command, include_extras=True)
+        # Not typing.get_type_hints: before Python 3.11 it wraps an annotation whose default is None
+        # in Optional[...], which hides the Annotated option from typer (--rtol lost its check).
+        annotations = inspect.get_annotations(command, eval_str=True)
         typed = [p for p in signature.parameters if annotations.get(p) is cls]
         if len(typed) != 1:
             raise TypeError(f"{command.__name__} has no parameter typed {cls.__name__}")
