@@ -32,8 +32,9 @@ import numpy as np
 import smjac
 
 W, x = np.ones((3, 5)), np.ones(3)
-report = smjac.check(W, x, layout="in-out", temperature=2.0)
+report = smjac.check(W, x, layout="in-out", temperature=2.0, target=1, reduce="sum")
 ok: bool = report.ok and smjac.verify(W, x, smjac.jacobian(W, x, wrt="x")).ok
+v = smjac.verify(W.T, x, grad=np.ones((5, 3)), target=1, layout="out-in", function="log-softmax")
 g = smjac.grad(W, x, np.zeros(5), target=1, reduce="sum", function="log-softmax")
 F = smjac.forward(W.T, x, layout="out-in")
 L = smjac.make_layer(W, x, function="softmax")
@@ -46,6 +47,11 @@ WRONG_CHOICES = {
     'smjac.grad(W, x, target=1, reduce="avg")': "reduce",
     'smjac.make_layer(W, x, layout="io")': "layout",
     "smjac.forward(W, x, tempreature=2.0)": "tempreature",
+    'smjac.check(W, x, layout="outin")': "layout",
+    'smjac.check(W, x, target=1, reduce="avg", function="log-softmax")': "reduce",
+    'smjac.verify(W, x, grad=W, target=1, layout="outin")': "layout",
+    'smjac.verify(W, x, smjac.jacobian(W, x), function="relu")': "function",
+    "smjac.verify(W, x, grad=W, target=1, tempreature=2.0)": "tempreature",
 }
 
 
@@ -123,11 +129,26 @@ def test_every_public_function_takes_the_layer_s_options_as_before(layout, funct
         lambda W, x: smjac.grad(W, x, target=0, tempreature=2.0),
         lambda W, x: smjac.forward(W, x, lay_out="out-in"),
         lambda W, x: smjac.jacobian(W, x, fn="softmax"),
+        lambda W, x: smjac.check(W, x, lay_out="out-in"),
+        lambda W, x: smjac.verify(W, x, grad=np.ones((3, 2)), target=0, tempreature=2.0),
     ],
 )
 def test_a_misspelt_option_is_refused_by_name(call):
     with pytest.raises(TypeError, match=r"tempreature|lay_out|fn"):
         call(np.ones((3, 2)), np.ones(3))
+
+
+@pytest.mark.parametrize(
+    "name", ["forward", "grad", "grad_chunks", "jacobian", "jacobian_factors", "check", "verify"]
+)
+def test_every_public_function_takes_the_layer_s_options_one_way(name):
+    # the choices are LayerOptions' keywords, handed to make_layer whole: none is re-declared
+    # with a default of its own that could drift from make_layer's
+    import inspect
+
+    params = inspect.signature(getattr(smjac, name)).parameters
+    assert params["layer"].kind is inspect.Parameter.VAR_KEYWORD
+    assert not {"layout", "function", "temperature"} & set(params), name
 
 
 def test_a_wrong_choice_is_refused_at_run_time_naming_the_parameter():

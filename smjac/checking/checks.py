@@ -8,7 +8,7 @@ differences are :mod:`.finite_differences`; what a check costs, and the refusals
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -18,9 +18,8 @@ from ..maths import (
     DEFAULT_REDUCTION,
     REDUCTIONS,
     Array,
-    FunctionName,
     Layer,
-    LayoutName,
+    LayerOptions,
     Reduction,
     grad,
     layer_factors,
@@ -38,6 +37,9 @@ from .loss_check import loss_gradient_check, two_class_layer
 from .plan import EIGEN_MAX_K, CheckPlan, check_plan, check_temperature, forward_passes
 from .tolerances import CHECK_ATOL, default_rtol
 from .verdict import SCHEMA
+
+if TYPE_CHECKING:
+    from ..maths.layer import Unpack
 
 # finite differences and the plan live in their own modules; their names stay importable from here
 __all__ = [
@@ -274,9 +276,6 @@ def check(
     *,
     rtol: float | None = None,
     atol: float = CHECK_ATOL,
-    layout: LayoutName = "in-out",
-    function: FunctionName = "softmax",
-    temperature: float = 1.0,
     probes: int | None = None,
     seed: int = 0,
     target: int | ArrayLike | None = None,
@@ -284,6 +283,7 @@ def check(
     class_weights: ArrayLike | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
+    **layer: Unpack[LayerOptions],
 ) -> CheckReport:
     """Cross-check the layer's derivatives against each other, finite differences and identities.
 
@@ -296,8 +296,9 @@ def check(
 
     Parameters
     ----------
-    W, x, b, layout, function, temperature
-        The layer, as in :func:`smjac.forward`.
+    W, x, b, **layer
+        The layer and its choices (``layout``, ``function``, ``temperature``), as in
+        :func:`~smjac.maths.layer.make_layer`.
     rtol : float, optional
         Relative tolerance; 1e-6 in float64 and ``100 ε`` in coarser types by default.
     atol : float
@@ -327,7 +328,7 @@ def check(
     >>> report.ok, len(report.checks)
     (True, 12)
     """
-    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    L = make_layer(W, x, b, **layer)
     return layer_check(
         L, rtol=rtol, atol=atol, probes=probes, seed=seed, target=target, reduce=reduce,
         class_weights=class_weights, ignore_index=ignore_index, label_smoothing=label_smoothing,
