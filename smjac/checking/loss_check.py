@@ -71,7 +71,7 @@ def loss_gradient_check(
     Returns ``(id, name, max error, tolerance)``, as each of check's per-sample checks.
     """
     analytic = layer_grad(L, target=t, reduce=reduce, **ce.options())
-    G = analytic.W if L.layout == "in-out" else analytic.W.T  # in-out, as L.W
+    G = L.as_given(analytic.W)  # in-out, as L.W: the transpose back, when W was given out-in
     n, K = L.W.shape
     dtype = L.W.dtype
     eps = float(np.finfo(dtype).eps)
