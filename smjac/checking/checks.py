@@ -7,6 +7,7 @@ differences are :mod:`.finite_differences`; what a check costs, and the refusals
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ from ..maths.losses import CrossEntropy
 from ..maths.numeric import check_choice
 from .finite_differences import numerical_jacobian, weight_differences
 from .loss_check import loss_gradient_check, two_class_layer
-from .plan import EIGEN_MAX_K, CheckPlan, check_plan, check_temperature, forward_passes
+from .plan import EIGEN_MAX_K, CheckPlan, check_passes, check_plan, check_temperature, forward_passes
 from .tolerances import CHECK_ATOL, default_rtol
 from .verdict import SCHEMA
 
@@ -48,6 +49,7 @@ __all__ = [
     "CheckPlan",
     "CheckReport",
     "check",
+    "check_passes",
     "check_plan",
     "forward_passes",
     "layer_check",
@@ -109,7 +111,12 @@ def _probe(size: int, probes: int | None, rng: np.random.Generator) -> NDArray[n
 
 
 def _sample_checks(
-    L: Layer, rtol: float, atol: float, probes: int | None = None, seed: int = 0
+    L: Layer,
+    rtol: float,
+    atol: float,
+    probes: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> list[tuple[str, str, float, float]]:
     """(id, name, max error, tolerance) of each check, for a one-sample layer.
 
@@ -236,26 +243,32 @@ def _sample_checks(
             "dh-dz-vs-finite-differences",
             of("dh/dz = finite differences", zi, K),
             A[:, zi],
-            numerical_jacobian(lambda v: h_at(zv=v), z, step=delta, noise=h_noise, columns=zi),
+            numerical_jacobian(
+                lambda v: h_at(zv=v), z, step=delta, noise=h_noise, columns=zi, progress=progress
+            ),
         ),
         (
             "dh-dW-vs-finite-differences",
             of("dh/dW = finite differences", wi, K * n),
             short,
-            weight_differences(L, z, wi, w_step, h_rows, h_noise),
+            weight_differences(L, z, wi, w_step, h_rows, h_noise, progress),
         ),
         (
             "dh-dx-vs-finite-differences",
             of("dh/dx = finite differences", xi, n),
             layer_jacobian(L, wrt="x")[0][:, xi],
-            numerical_jacobian(lambda v: h_at(xv=v), x, step=x_step, noise=h_noise, columns=xi),
+            numerical_jacobian(
+                lambda v: h_at(xv=v), x, step=x_step, noise=h_noise, columns=xi, progress=progress
+            ),
         ),
         (
             "cross-entropy-grad-vs-finite-differences",
             of("cross-entropy grad = finite differences", wi, K * n),
             grad(L.W, x, b0, target=0, temperature=T).W.T.reshape(1, -1)[:, wi],
             # the loss moves with the logits one for one (|∂L/∂z_i| ≤ 1), so it carries their rounding
-            weight_differences(L, z, wi, w_step, ce_of_z, eps * abs(loss) + 2 * float(np.max(z_noise))),
+            weight_differences(
+                L, z, wi, w_step, ce_of_z, eps * abs(loss) + 2 * float(np.max(z_noise)), progress
+            ),
         ),
     ]
     for cid, name, analytic, (fd, fd_err) in fds:
@@ -349,10 +362,13 @@ def layer_check(
     class_weights: ArrayLike | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
+    progress: Callable[[int], None] | None = None,
 ) -> CheckReport:
     """:func:`check` for a :class:`~smjac.maths.Layer` (one ``make_layer`` has already checked).
 
     ``max_weights`` and ``max_memory`` are the limits of :func:`check_plan`, refused before any work.
+    ``progress`` is called as finite differences go with the forward passes they took, which add
+    up to :func:`check_passes` (a weight's probe, O(K + n), counted as one).
     """
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     if target is None and not ce.plain:
@@ -371,7 +387,7 @@ def layer_check(
     with np.errstate(all="ignore"):  # an overflow is found below, and said, not warned about
         for s in range(L.N):
             one = Layer(L.W, L.X[s : s + 1], L.b, False, "in-out", L.function, L.temperature)
-            per_sample.append(_sample_checks(one, tol, atol, probes, seed))
+            per_sample.append(_sample_checks(one, tol, atol, probes, seed, progress))
     for s, sample in enumerate(per_sample):
         for _, name, err, t in sample:
             if not (np.isfinite(err) and np.isfinite(t)):
@@ -401,6 +417,7 @@ def layer_check(
                 probes=probes,
                 seed=seed,
                 given=target is not None,
+                progress=progress,
             )
         checks.append(Check(name, err, tl, bool(err <= tl), None, (), cid))
     return CheckReport(tuple(checks))

@@ -418,7 +418,7 @@ def check(
     L: maths.Layer, *, rtol: float | None, atol: float | None, probes: int | None, seed: int, **loss: Any
 ) -> Result:
     """The check report; ``loss`` holds a target, its reduction and the cross-entropy's options."""
-    from ..checking.checks import layer_check
+    from ..checking.checks import check_passes, layer_check
     from ..checking.tolerances import CHECK_ATOL
     from . import render
 
@@ -426,8 +426,9 @@ def check(
 
     def data(progress: Any) -> Document:
         report = layer_check(
-            L, rtol=rtol, atol=CHECK_ATOL if atol is None else atol, probes=probes, seed=seed, **loss
-        )
+            L, rtol=rtol, atol=CHECK_ATOL if atol is None else atol, probes=probes, seed=seed,
+            progress=progress, **loss,
+        )  # fmt: skip
         reports.append(report)
         fields = report.to_dict()  # JSON: schema, and each check's stable id
         records = [
@@ -450,6 +451,7 @@ def check(
     return Result(
         CHECK, "a check report", data, view, status=_agreed,
         cost=lambda text: maths.estimate_bytes(L, "check", probes=probes, text=text),
+        work=check_passes(L, probes, target=loss.get("target") is not None), unit="forward passes",
     )  # fmt: skip
 
 
