@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .maths import LAYOUTS, WRTS
+from .maths import LAYOUTS, WRTS, LayoutName
 from .maths.numeric import check_choice
 
 SUBSCRIPT_DIGITS = "₀₁₂₃₄₅₆₇₈₉"
@@ -26,9 +26,23 @@ def labels(symbol: str, count: int) -> list[str]:
     return [f"{symbol}{sub(i)}" for i in range(count)]
 
 
+def weight_label(i: int, j: int, layout: LayoutName = "in-out") -> tuple[str, str]:
+    """``("w[i,j]", where W holds it)``: the weight joining input j to output i, and its entry of
+    W as given, ``W[j,i]`` in-out (n×K) or ``W[i,j]`` out-in (K×n), as
+    :meth:`smjac.maths.Layer.as_given` lays W out.
+
+    >>> weight_label(0, 1)
+    ('w[0,1]', 'W[1,0]')
+    >>> weight_label(0, 1, "out-in")
+    ('w[0,1]', 'W[0,1]')
+    """
+    r, c = (j, i) if layout == "in-out" else (i, j)
+    return f"w[{i},{j}]", f"W[{r},{c}]"
+
+
 def weight_labels(K: int, n: int) -> list[str]:
     """``w[i,j]`` for column ``i·n + j``: output i, input j."""
-    return [f"w[{i},{j}]" for i in range(K) for j in range(n)]
+    return [weight_label(i, j)[0] for i in range(K) for j in range(n)]
 
 
 # What a stream that takes ASCII only gets instead of smjac's notation (LC_ALL=C, an ASCII pipe).
@@ -77,7 +91,7 @@ def to_ascii(text: str) -> str:
     return text.translate(ASCII).encode("ascii", "replace").decode()
 
 
-def column_legend(wrt: str, K: int, n: int, layout: str = "in-out") -> list[tuple[int, str, str]]:
+def column_legend(wrt: str, K: int, n: int, layout: LayoutName = "in-out") -> list[tuple[int, str, str]]:
     """(column, what it is, where it is stored) for each column of a Jacobian with respect to ``wrt``.
 
     The convention of the whole package: weight ``w[i,j]`` (input j to output i) is column
@@ -93,10 +107,10 @@ def column_legend(wrt: str, K: int, n: int, layout: str = "in-out") -> list[tupl
     check_choice("wrt", wrt, WRTS)
     check_choice("layout", layout, LAYOUTS)
     if wrt == "W":
-        at = "W[{j},{i}]" if layout == "in-out" else "W[{i},{j}]"
-        return [
-            (i * n + j, f"w[{i},{j}]: input {j} → output {i}", at.format(i=i, j=j))
-            for i in range(K)
-            for j in range(n)
-        ]
+        rows = []
+        for i in range(K):
+            for j in range(n):
+                name, at = weight_label(i, j, layout)
+                rows.append((i * n + j, f"{name}: input {j} → output {i}", at))
+        return rows
     return [(k, f"{wrt}{sub(k)}", f"{wrt}[{k}]") for k in range(n if wrt == "x" else K)]

@@ -32,8 +32,9 @@ import numpy as np
 import smjac
 
 W, x = np.ones((3, 5)), np.ones(3)
-report = smjac.check(W, x, layout="in-out", temperature=2.0)
+report = smjac.check(W, x, layout="in-out", temperature=2.0, target=1, reduce="sum")
 ok: bool = report.ok and smjac.verify(W, x, smjac.jacobian(W, x, wrt="x")).ok
+v = smjac.verify(W.T, x, grad=np.ones((5, 3)), target=1, layout="out-in", function="log-softmax")
 g = smjac.grad(W, x, np.zeros(5), target=1, reduce="sum", function="log-softmax")
 F = smjac.forward(W.T, x, layout="out-in")
 L = smjac.make_layer(W, x, function="softmax")
@@ -46,6 +47,11 @@ WRONG_CHOICES = {
     'smjac.grad(W, x, target=1, reduce="avg")': "reduce",
     'smjac.make_layer(W, x, layout="io")': "layout",
     "smjac.forward(W, x, tempreature=2.0)": "tempreature",
+    'smjac.check(W, x, layout="outin")': "layout",
+    'smjac.check(W, x, target=1, reduce="avg", function="log-softmax")': "reduce",
+    'smjac.verify(W, x, grad=W, target=1, layout="outin")': "layout",
+    'smjac.verify(W, x, smjac.jacobian(W, x), function="relu")': "function",
+    "smjac.verify(W, x, grad=W, target=1, tempreature=2.0)": "tempreature",
 }
 
 
@@ -123,11 +129,26 @@ def test_every_public_function_takes_the_layer_s_options_as_before(layout, funct
         lambda W, x: smjac.grad(W, x, target=0, tempreature=2.0),
         lambda W, x: smjac.forward(W, x, lay_out="out-in"),
         lambda W, x: smjac.jacobian(W, x, fn="softmax"),
+        lambda W, x: smjac.check(W, x, lay_out="out-in"),
+        lambda W, x: smjac.verify(W, x, grad=np.ones((3, 2)), target=0, tempreature=2.0),
     ],
 )
 def test_a_misspelt_option_is_refused_by_name(call):
     with pytest.raises(TypeError, match=r"tempreature|lay_out|fn"):
         call(np.ones((3, 2)), np.ones(3))
+
+
+@pytest.mark.parametrize(
+    "name", ["forward", "grad", "grad_chunks", "jacobian", "jacobian_factors", "check", "verify"]
+)
+def test_every_public_function_takes_the_layer_s_options_one_way(name):
+    # the choices are LayerOptions' keywords, handed to make_layer whole: none is re-declared
+    # with a default of its own that could drift from make_layer's
+    import inspect
+
+    params = inspect.signature(getattr(smjac, name)).parameters
+    assert params["layer"].kind is inspect.Parameter.VAR_KEYWORD
+    assert not {"layout", "function", "temperature"} & set(params), name
 
 
 def test_a_wrong_choice_is_refused_at_run_time_naming_the_parameter():
@@ -229,3 +250,44 @@ def test_a_vector_given_to_the_chunked_functions_is_refused_as_not_a_batch():
         list(smjac.forward_chunks(W, x))
     with pytest.raises(smjac.ShapeError, match=r"x must be a batch \(N×n\) to be read in chunks"):
         smjac.grad_chunks(W, x, target=0)
+
+
+# ---- check counts its work in forward passes, as the writer's bar shows it ----
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(n=4, K=3, N=2, kw={}),
+        dict(n=5, K=4, N=3, kw=dict(probes=5)),
+        dict(n=4, K=3, N=3, kw=dict(target=[0, 2, 1], class_weights=[1.0, 2.0, 0.5]), bias=True),
+        dict(n=3, K=1, N=2, kw={}),  # binary: the two-class layer's checks, and its own n×1 gradient
+    ],
+)
+def test_check_reports_progress_in_forward_passes_adding_up_to_its_work(case):
+    from smjac.outputs import results
+
+    rng = np.random.default_rng(2)
+    n, K, N, kw = case["n"], case["K"], case["N"], case["kw"]
+    b = rng.normal(size=K) if case.get("bias") else None
+    L = smjac.make_layer(rng.normal(size=(n, K)) / 2, rng.normal(size=(N, n)), b)
+    # by hand: four evaluations per variable moved (two steps, both ways); per sample the logits
+    # (K), the weights for h and again for the per-sample loss (K·n each) and the inputs (n);
+    # with a target (or a binary layer) four losses of the whole batch per weight and per bias
+    probes = kw.get("probes")
+
+    def moved(size):
+        return size if probes is None else min(probes, size)
+
+    Kc = max(K, 2)  # a binary layer is checked as the two-class softmax it is read as
+    per_sample = 4 * (2 * moved(Kc * n) + moved(n) + moved(Kc))
+    loss = 4 * (moved(K * n) + (K if b is not None else 0)) * N if "target" in kw or K == 1 else 0
+    calls: list[int] = []
+    assert smjac.layer_check(L, progress=calls.append, **kw).ok
+    assert len(calls) > 1 and min(calls) > 0
+    assert sum(calls) == per_sample * N + loss
+    result = results.check(L, rtol=None, atol=None, probes=kw.get("probes"), seed=0,
+                           **{k: v for k, v in kw.items() if k != "probes"})  # fmt: skip
+    seen: list[int] = []
+    result.data(seen.append)
+    assert result.unit == "forward passes" and result.work == sum(seen) == sum(calls)

@@ -654,3 +654,57 @@ def test_verify_refuses_what_cannot_fit_before_any_work(rng):
     ):
         smjac.layer_verify(L, answer, wrt="x", max_memory=2**20)
     assert not smjac.layer_verify(L, answer, wrt="x", max_memory=2**30).ok
+
+
+# ------------------------------------------------------------- which weight is where, by layout
+
+
+@pytest.mark.parametrize("layout", ["in-out", "out-in"])
+def test_a_weight_s_name_and_where_w_holds_it_follow_the_forward_pass(layout):
+    # w[i,j] joins input j to output i: moving the entry of W it names moves z_i by x_j alone
+    from smjac.checking.problem import weight_at
+    from smjac.notation import weight_label
+
+    rng = np.random.default_rng(3)
+    n, K = 3, 4
+    W = rng.normal(size=(n, K) if layout == "in-out" else (K, n))
+    L = smjac.make_layer(W, np.ones(n), layout=layout)
+    for i in range(K):
+        for j in range(n):
+            name, stored = weight_label(i, j, layout)
+            r, c = (int(d) for d in stored[2:-1].split(","))
+            assert name == f"w[{i},{j}]" and stored == f"W[{r},{c}]"
+            x = np.eye(n)[j] * 2.0
+            moved = W.copy()
+            moved[r, c] += 0.5
+            dz = smjac.forward(moved, x, layout=layout).z - smjac.forward(W, x, layout=layout).z
+            np.testing.assert_allclose(dz, np.eye(K)[i], atol=1e-12)
+            assert tuple(int(k) for k in weight_at(L, r, c)) == (i, j)
+
+
+@pytest.mark.parametrize("layout", ["in-out", "out-in"])
+def test_a_wrong_gradient_entry_is_named_and_counted_in_w_s_own_layout(layout):
+    # dL/dW by hand (x δᵀ in-out, its transpose out-in), one entry of it spoiled at W[r, c]
+    rng = np.random.default_rng(11)
+    n, K, N = 3, 5, 4
+    Wio, X, y = rng.normal(size=(n, K)), rng.normal(size=(N, n)), np.array([0, 3, 1, 4])
+    Z = X @ Wio
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    G = X.T @ (P - np.eye(K)[y]) / N
+    W, G = (Wio, G) if layout == "in-out" else (Wio.T, G.T)
+    r, c = (2, 1) if layout == "in-out" else (1, 2)  # both w[1,2]: input 2 to output 1
+    wrong = G.copy()
+    wrong[r, c] += 1.0
+    v = smjac.verify(W, X, grad=wrong, target=y, layout=layout)
+    assert not v.ok and v.outside == 1
+    assert (v.worst[0].name, v.worst[0].stored, v.worst[0].index) == ("∂L/∂w[1,2]", f"W[{r},{c}]", (r, c))
+    assert v.where["by_output"] == [0, 1, 0, 0, 0]
+    assert v.where["by_W_row"] == np.eye(W.shape[0], dtype=int)[r].tolist()
+    assert v.where["by_W_column"] == np.eye(W.shape[1], dtype=int)[c].tolist()
+    J = smjac.jacobian(W, X, wrt="W", layout=layout)
+    J[2, 0, 1 * n + 2] += 1.0  # ∂h₀/∂w[1,2] of sample 2: counted at w[1,2]'s entry of W
+    v = smjac.verify(W, X, J, layout=layout)
+    assert v.where["by_W_row"] == np.eye(W.shape[0], dtype=int)[r].tolist()
+    assert v.where["by_W_column"] == np.eye(W.shape[1], dtype=int)[c].tolist()
+    assert v.worst[0].stored == f"W[{r},{c}]"

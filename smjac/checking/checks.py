@@ -7,8 +7,9 @@ differences are :mod:`.finite_differences`; what a check costs, and the refusals
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -18,9 +19,8 @@ from ..maths import (
     DEFAULT_REDUCTION,
     REDUCTIONS,
     Array,
-    FunctionName,
     Layer,
-    LayoutName,
+    LayerOptions,
     Reduction,
     grad,
     layer_factors,
@@ -35,9 +35,12 @@ from ..maths.losses import CrossEntropy
 from ..maths.numeric import check_choice
 from .finite_differences import numerical_jacobian, weight_differences
 from .loss_check import loss_gradient_check, two_class_layer
-from .plan import EIGEN_MAX_K, CheckPlan, check_plan, check_temperature, forward_passes
+from .plan import EIGEN_MAX_K, CheckPlan, check_passes, check_plan, check_temperature, forward_passes
 from .tolerances import CHECK_ATOL, default_rtol
 from .verdict import SCHEMA
+
+if TYPE_CHECKING:
+    from ..maths.layer import Unpack
 
 # finite differences and the plan live in their own modules; their names stay importable from here
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "CheckPlan",
     "CheckReport",
     "check",
+    "check_passes",
     "check_plan",
     "forward_passes",
     "layer_check",
@@ -107,7 +111,12 @@ def _probe(size: int, probes: int | None, rng: np.random.Generator) -> NDArray[n
 
 
 def _sample_checks(
-    L: Layer, rtol: float, atol: float, probes: int | None = None, seed: int = 0
+    L: Layer,
+    rtol: float,
+    atol: float,
+    probes: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> list[tuple[str, str, float, float]]:
     """(id, name, max error, tolerance) of each check, for a one-sample layer.
 
@@ -234,26 +243,32 @@ def _sample_checks(
             "dh-dz-vs-finite-differences",
             of("dh/dz = finite differences", zi, K),
             A[:, zi],
-            numerical_jacobian(lambda v: h_at(zv=v), z, step=delta, noise=h_noise, columns=zi),
+            numerical_jacobian(
+                lambda v: h_at(zv=v), z, step=delta, noise=h_noise, columns=zi, progress=progress
+            ),
         ),
         (
             "dh-dW-vs-finite-differences",
             of("dh/dW = finite differences", wi, K * n),
             short,
-            weight_differences(L, z, wi, w_step, h_rows, h_noise),
+            weight_differences(L, z, wi, w_step, h_rows, h_noise, progress),
         ),
         (
             "dh-dx-vs-finite-differences",
             of("dh/dx = finite differences", xi, n),
             layer_jacobian(L, wrt="x")[0][:, xi],
-            numerical_jacobian(lambda v: h_at(xv=v), x, step=x_step, noise=h_noise, columns=xi),
+            numerical_jacobian(
+                lambda v: h_at(xv=v), x, step=x_step, noise=h_noise, columns=xi, progress=progress
+            ),
         ),
         (
             "cross-entropy-grad-vs-finite-differences",
             of("cross-entropy grad = finite differences", wi, K * n),
             grad(L.W, x, b0, target=0, temperature=T).W.T.reshape(1, -1)[:, wi],
             # the loss moves with the logits one for one (|∂L/∂z_i| ≤ 1), so it carries their rounding
-            weight_differences(L, z, wi, w_step, ce_of_z, eps * abs(loss) + 2 * float(np.max(z_noise))),
+            weight_differences(
+                L, z, wi, w_step, ce_of_z, eps * abs(loss) + 2 * float(np.max(z_noise)), progress
+            ),
         ),
     ]
     for cid, name, analytic, (fd, fd_err) in fds:
@@ -274,9 +289,6 @@ def check(
     *,
     rtol: float | None = None,
     atol: float = CHECK_ATOL,
-    layout: LayoutName = "in-out",
-    function: FunctionName = "softmax",
-    temperature: float = 1.0,
     probes: int | None = None,
     seed: int = 0,
     target: int | ArrayLike | None = None,
@@ -284,6 +296,7 @@ def check(
     class_weights: ArrayLike | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
+    **layer: Unpack[LayerOptions],
 ) -> CheckReport:
     """Cross-check the layer's derivatives against each other, finite differences and identities.
 
@@ -296,8 +309,9 @@ def check(
 
     Parameters
     ----------
-    W, x, b, layout, function, temperature
-        The layer, as in :func:`smjac.forward`.
+    W, x, b, **layer
+        The layer and its choices (``layout``, ``function``, ``temperature``), as in
+        :func:`~smjac.maths.layer.make_layer`.
     rtol : float, optional
         Relative tolerance; 1e-6 in float64 and ``100 ε`` in coarser types by default.
     atol : float
@@ -327,7 +341,7 @@ def check(
     >>> report.ok, len(report.checks)
     (True, 12)
     """
-    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    L = make_layer(W, x, b, **layer)
     return layer_check(
         L, rtol=rtol, atol=atol, probes=probes, seed=seed, target=target, reduce=reduce,
         class_weights=class_weights, ignore_index=ignore_index, label_smoothing=label_smoothing,
@@ -348,10 +362,13 @@ def layer_check(
     class_weights: ArrayLike | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
+    progress: Callable[[int], None] | None = None,
 ) -> CheckReport:
     """:func:`check` for a :class:`~smjac.maths.Layer` (one ``make_layer`` has already checked).
 
     ``max_weights`` and ``max_memory`` are the limits of :func:`check_plan`, refused before any work.
+    ``progress`` is called as finite differences go with the forward passes they took, which add
+    up to :func:`check_passes` (a weight's probe, O(K + n), counted as one).
     """
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     if target is None and not ce.plain:
@@ -370,7 +387,7 @@ def layer_check(
     with np.errstate(all="ignore"):  # an overflow is found below, and said, not warned about
         for s in range(L.N):
             one = Layer(L.W, L.X[s : s + 1], L.b, False, "in-out", L.function, L.temperature)
-            per_sample.append(_sample_checks(one, tol, atol, probes, seed))
+            per_sample.append(_sample_checks(one, tol, atol, probes, seed, progress))
     for s, sample in enumerate(per_sample):
         for _, name, err, t in sample:
             if not (np.isfinite(err) and np.isfinite(t)):
@@ -400,6 +417,7 @@ def layer_check(
                 probes=probes,
                 seed=seed,
                 given=target is not None,
+                progress=progress,
             )
         checks.append(Check(name, err, tl, bool(err <= tl), None, (), cid))
     return CheckReport(tuple(checks))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..maths import Array, row_blocks
-from .problem import Problem
+from .problem import Problem, weight_at
 from .sources import Source, frame_block, std_from_frame, to_std
 
 WORST = 5
@@ -154,8 +154,7 @@ class Stats:
         self.worst: list[tuple[float, int, int, int, float, float]] = []
         self.by_output = np.zeros(L.K, dtype=np.int64)
         self.by_sample = np.zeros(L.N, dtype=np.int64)
-        W_shape = (L.n, L.K) if L.layout == "in-out" else (L.K, L.n)
-        self.by_W = np.zeros(W_shape, dtype=np.int64)
+        self.by_W: np.ndarray = np.zeros(L.as_given(L.W).shape, dtype=np.int64)  # in W's shape as given
         self.diagonal = np.zeros(2, dtype=np.int64)  # outside in diagonal, off-diagonal blocks
         self.keep = keep and R * C <= ERRORS_MAX
         self.sample_E = np.zeros((R, C)) if self.keep else None
@@ -191,13 +190,13 @@ class Stats:
                 i = cc // L.n if pr.wrt == "W" else cc
                 if pr.wrt == "W":
                     j = cc % L.n
-                    np.add.at(self.by_W, (j, i) if L.layout == "in-out" else (i, j), 1)
+                    np.add.at(L.as_given(self.by_W), (j, i), 1)  # w[i,j] is W[j,i] in-out
                 if pr.wrt != "x":
                     on = int(np.count_nonzero(rr == i))
                     self.diagonal += (on, rr.size - on)
             elif pr.kind == "grad":
                 np.add.at(self.by_W, (rr, cc), 1)
-                self.by_output += np.bincount(cc if L.layout == "in-out" else rr, minlength=L.K)
+                self.by_output += np.bincount(weight_at(L, rr, cc)[0], minlength=L.K)
             else:
                 self.by_output += np.bincount(cc, minlength=L.K)
         flat = absE.ravel()

@@ -111,7 +111,7 @@ def column_order(pr: Problem) -> list[Variant]:
 
 def l2_term(pr: Problem) -> list[Variant]:
     if pr.kind == "grad":
-        what, term = "W", pr.L.W if pr.L.layout == "in-out" else pr.L.W.T  # in W's shape as given
+        what, term = "W", pr.L.as_given(pr.L.W)  # in W's shape as given
     elif pr.kind == "grad_b" and pr.L.b is not None:
         what, term = "b", pr.L.b[None, :]
     else:

@@ -28,6 +28,7 @@ def numerical_jacobian(
     step: ArrayLike | None = None,
     noise: float | None = None,
     columns: Sequence[int] | NDArray[np.intp] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[Array, Array]:
     """Central finite differences of ``f`` at ``v``: a slow reference, one column per entry of v.
 
@@ -45,6 +46,8 @@ def numerical_jacobian(
         amplifies rounding in its own internals.
     columns : sequence of int, optional
         Probe only these entries of v (flat indices), in this order; all by default.
+    progress : callable, optional
+        Called with 4 after each entry probed: the evaluations of f it took.
 
     Returns
     -------
@@ -105,6 +108,8 @@ def numerical_jacobian(
                 if unresolved[k]
                 else np.minimum(np.abs(fine - coarse) + 3 * noise / steps[k], big)
             )
+        if progress is not None:
+            progress(4)
     if not cols:
         empty = np.zeros((np.size(f(v)), 0), dtype=v.dtype)
         return empty, empty.copy()
@@ -118,6 +123,7 @@ def weight_differences(
     step: Array,
     f: Callable[[Array], Array],
     noise: float,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[Array, Array]:
     """Finite differences of ``f(z)`` in each weight drawn, as :func:`numerical_jacobian` takes them.
 
@@ -135,6 +141,9 @@ def weight_differences(
         Maps rows of logits (P × K) to rows of values (P × m).
     noise : float
         The rounding in f's values.
+    progress : callable, optional
+        Called after each block with its probes' evaluations (four a weight, each counted as one
+        forward pass).
 
     Returns
     -------
@@ -179,6 +188,8 @@ def weight_differences(
             err = np.minimum(np.abs(fine - coarse) + 3 * noise / steps[:, None], big)
         err[steps > UNRESOLVED * step[k]] = big  # as numerical_jacobian: ulps too coarse to probe
         errs.append(err.T)
+        if progress is not None:
+            progress(4 * k.size)
     if not outs:
         empty = np.zeros((np.size(f(z[None])), 0), dtype=z.dtype)
         return empty, empty.copy()

@@ -8,6 +8,8 @@ binary layer (one output) is checked this way too, in its own n×1 shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -59,6 +61,7 @@ def loss_gradient_check(
     probes: int | None = None,
     seed: int = 0,
     given: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[str, str, float, float]:
     """dLoss/dW (and dLoss/db) of the batch, as :func:`smjac.grad` gives it, against central
     finite differences of the batch's loss, moving one weight (or bias) at a time.
@@ -66,12 +69,14 @@ def loss_gradient_check(
     Each probe moves w[j,i] by s (so every sample's z_i by s·x_j), evaluates the reduced loss of
     the whole batch, and takes ``(4 D(s/2) − D(s)) / 3`` with ``D(s)`` the central difference, as
     :func:`smjac.checking.finite_differences.numerical_jacobian` does; the tolerance holds its error estimate.
-    With ``probes``, at most that many weights are drawn at random (from ``seed``).
+    With ``probes``, at most that many weights are drawn at random (from ``seed``). ``progress``
+    is called after each block of probes with the forward passes it took (four of the batch, N
+    samples each, a probe: :func:`~smjac.checking.plan.loss_passes`).
 
     Returns ``(id, name, max error, tolerance)``, as each of check's per-sample checks.
     """
     analytic = layer_grad(L, target=t, reduce=reduce, **ce.options())
-    G = analytic.W if L.layout == "in-out" else analytic.W.T  # in-out, as L.W
+    G = L.as_given(analytic.W)  # in-out, as L.W: the transpose back, when W was given out-in
     n, K = L.W.shape
     dtype = L.W.dtype
     eps = float(np.finfo(dtype).eps)
@@ -145,6 +150,8 @@ def loss_gradient_check(
             coarse, fine = central(block, steps), central(block, steps / 2)
             fd[start : block.stop] = (4 * fine - coarse) / 3
             err[start : block.stop] = np.abs(fine - coarse) + 3 * noise / steps[start : block.stop]
+            if progress is not None:
+                progress(4 * L.N * len(block))
     if not (np.all(np.isfinite(fd)) and np.all(np.isfinite(wanted))):
         raise InputError(
             "cannot check the loss gradient: the loss or its finite differences overflow; scale the layer down"

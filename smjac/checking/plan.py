@@ -14,6 +14,7 @@ import numpy as np
 from ..budget import format_size
 from ..errors import InputError
 from ..maths import Layer, estimate_bytes
+from .loss_check import two_class_layer
 
 EIGEN_MAX_K = 512  # above it the K³ eigenvalue check would outweigh every other check: it is left out
 
@@ -26,6 +27,26 @@ def forward_passes(L: Layer, probes: int | None = None) -> int:
     """
     K, Kn, n = (size if probes is None else min(probes, size) for size in (L.K, L.K * L.n, L.n))
     return 4 * (2 * Kn + n + K) * L.N
+
+
+def loss_passes(L: Layer, probes: int | None = None) -> int:
+    """Forward passes of the batch's loss-gradient check (:mod:`.loss_check`): four losses of the
+    whole batch (N samples) per weight moved, and per bias."""
+    moved = L.K * L.n if probes is None else min(probes, L.K * L.n)
+    return 4 * (moved + (0 if L.b is None else L.K)) * L.N
+
+
+def check_passes(L: Layer, probes: int | None = None, *, target: bool = False) -> int:
+    """Every forward pass :func:`~smjac.checking.checks.layer_check` makes, as its ``progress``
+    counts them: each sample's (:func:`forward_passes` of the layer checked, a binary layer's
+    two-class one) and, with a ``target`` (or a binary layer), the batch loss's (:func:`loss_passes`).
+
+    >>> from smjac.maths import make_layer
+    >>> check_passes(make_layer(np.ones((2, 3)), [1.0, 2.0]))  # 4·(2·6 + 2 + 3)
+    68
+    """
+    checked = two_class_layer(L) if L.binary else L
+    return forward_passes(checked, probes) + (loss_passes(L, probes) if target or L.binary else 0)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +17,21 @@ from numpy.typing import NDArray
 from ..maths import DEFAULT_REDUCTION, Array, Layer, Of, Reduction, Wrt
 from ..maths.forward_pass import forward_arrays
 from ..maths.losses import CrossEntropy
+
+
+def weight_at(L: Layer, r: Any, c: Any) -> tuple[Any, Any]:
+    """The weights ``(i, j)`` (output, input) at ``[r, c]`` of an array in W's shape as given
+    (a gradient dLoss/dW, say), read through :meth:`~smjac.maths.layer.Layer.as_given` from the
+    in-out W's index grids: views, nothing the size of W is made.
+
+    >>> from smjac.maths import make_layer
+    >>> L = make_layer(np.ones((2, 3)), np.ones(3), layout="out-in")  # W is K×n: 2 outputs, 3 inputs
+    >>> [int(k) for k in weight_at(L, 1, 2)]
+    [1, 2]
+    """
+    outputs: np.ndarray = np.broadcast_to(np.arange(L.K), L.W.shape)  # any dtype: as_given only transposes
+    inputs: np.ndarray = np.broadcast_to(np.arange(L.n)[:, None], L.W.shape)
+    return L.as_given(outputs)[r, c], L.as_given(inputs)[r, c]  # integers, or arrays of them
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,8 @@ def source(
     with np.errstate(invalid="ignore", over="ignore"):
         if pr.kind == "grad_b":
             return Dense((delta.sum(axis=0) * scale)[None, None, :])
-        g = L.X.T @ delta * scale if L.layout == "in-out" else (delta * scale).T @ L.X
+        A, B = L.weight_factors(L.X, delta)  # in W's own layout
+        g = A.T @ B * scale
     return Dense(g[None])
 
 
@@ -168,7 +169,7 @@ def frame_shapes(pr: Problem) -> dict[str, tuple[int, int]]:
     if pr.kind == "jacobian":
         _, R, C = jacobian_shape(L, of=pr.of, wrt=pr.wrt)
     elif pr.kind == "grad":
-        R, C = (L.n, L.K) if L.layout == "in-out" else (L.K, L.n)
+        R, C = L.as_given(L.W).shape
     else:
         return {"std": (1, L.K)}
     frames = {"std": (R, C), "T": (C, R)}

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..notation import sub, to_ascii
+from ..notation import sub, to_ascii, weight_label
+from .problem import weight_at
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -40,14 +41,14 @@ def entry_name(pr: Problem, r: int, c: int, sample: int | None = None) -> tuple[
     at = "" if sample is None else f"{sample}, "
     if pr.kind == "grad_b":
         return f"∂L/∂b{sub(c)}", f"b[{c}]"
-    if pr.kind == "grad":
-        i, j = (c, r) if L.layout == "in-out" else (r, c)
-        return f"∂L/∂w[{i},{j}]", f"W[{r},{c}]"
+    if pr.kind == "grad":  # (r, c) of W as given
+        i, j = weight_at(L, r, c)
+        name, stored = weight_label(int(i), int(j), L.layout)
+        return f"∂L/∂{name}", stored
     top = f"∂{pr.of}{sub(r)}"
     if pr.wrt == "W":
-        i, j = divmod(c, L.n)
-        stored = f"W[{j},{i}]" if L.layout == "in-out" else f"W[{i},{j}]"
-        return f"{top}/∂w[{i},{j}]", stored
+        name, stored = weight_label(*divmod(c, L.n), L.layout)
+        return f"{top}/∂{name}", stored
     return f"{top}/∂{pr.wrt}{sub(c)}", f"{pr.wrt}[{at}{c}]"
 
 
@@ -72,7 +73,7 @@ def describe_shape(pr: Problem, shape: tuple[int, ...]) -> str:
     add((K * n, K), "dh/dW transposed (K·n × K, as the post prints it)")
     grad_io, grad_oi = "dL/dW in the post's layout (n × K)", "dL/dW in PyTorch's layout (K × n)"
     if pr.kind == "grad":
-        add((n, K) if L.layout == "in-out" else (K, n), grad_io if L.layout == "in-out" else grad_oi)
+        add(L.as_given(L.W).shape, {"in-out": grad_io, "out-in": grad_oi}[L.layout])
     add((K, n), f"dh/dx for one sample (K × n: {jac} input) or {grad_oi}")
     add((n, K), f"{grad_io}, or dh/dx transposed")
     add((K, K), "dh/dz or dh/db for one sample (K × K)")

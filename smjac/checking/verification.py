@@ -19,7 +19,7 @@ taken as 0 when both are 0, so a zero in the truth never makes it 0/0.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -30,9 +30,8 @@ from ..maths import (
     BLOCK_BYTES,
     DEFAULT_REDUCTION,
     REDUCTIONS,
-    FunctionName,
     Layer,
-    LayoutName,
+    LayerOptions,
     Of,
     Reduction,
     Wrt,
@@ -50,6 +49,9 @@ from .problem import Problem
 from .sources import answer_shapes, frame_shapes, to_std, truth_source
 from .tolerances import default_atol, default_rtol
 from .verdict import Diagnosis, Entry, Verdict, derivative_name, describe_shape, entry_name
+
+if TYPE_CHECKING:
+    from ..maths.layer import Unpack
 
 KINDS = ("jacobian", "grad", "grad_b")
 
@@ -72,18 +74,17 @@ def verify(
     class_weights: ArrayLike | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
-    layout: LayoutName = "in-out",
-    function: FunctionName = "softmax",
-    temperature: float = 1.0,
     rtol: float | None = None,
     atol: float | None = None,
+    **layer: Unpack[LayerOptions],
 ) -> Verdict:
     """Check a derivative of the layer computed by hand, and name the mistake if it is wrong.
 
     Parameters
     ----------
-    W, x, b, layout, function, temperature
-        The layer, as in :func:`smjac.forward`.
+    W, x, b, **layer
+        The layer and its choices (``layout``, ``function``, ``temperature``), as in
+        :func:`~smjac.maths.layer.make_layer`.
     answer : array_like
         The derivative to verify. For ``kind="jacobian"``: K × (columns of ``wrt``) for one sample,
         N × K × … (or N·K × …) for a batch. For ``"grad"``: dLoss/dW in W's shape. For
@@ -130,7 +131,7 @@ def verify(
     >>> v.ok, v.diagnosis
     (True, ())
     """
-    L = make_layer(W, x, b, layout=layout, function=function, temperature=temperature)
+    L = make_layer(W, x, b, **layer)
     return layer_verify(
         L,
         answer,

@@ -69,7 +69,7 @@ def vector_labels(symbol: str, count: int) -> Labels:
 
 def weight_labels(K: int, n: int) -> Labels:
     """``w[i,j]`` for column ``i·n + j``, as :func:`smjac.notation.weight_labels` writes them, made when read."""
-    return Labels(K * n, lambda c: f"w[{c // n},{c % n}]")
+    return Labels(K * n, lambda c: notation.weight_label(*divmod(c, n))[0])
 
 
 def _agreed(doc: Document) -> int:
@@ -134,10 +134,7 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Re
     piece = max(1, 2**16 // L.K) * (L.n + maths.LOGIT_COPIES * L.K) * X.dtype.itemsize
 
     def chunks(progress: Any) -> Any:
-        for r0, f in maths.forward_chunks(
-            _oriented(L), X, L.b, layout=L.layout, function=L.function, temperature=L.temperature,
-            chunk_bytes=piece,
-        ):  # fmt: skip
+        for r0, f in maths.forward_chunks(L.as_given(L.W), X, L.b, chunk_bytes=piece, **L.options):
             cols = flat_columns({"z": f.z, "h": f.h})
             cols["sample"] = cols["sample"] + r0
             text = to_csv(Document({}, columns=cols))
@@ -146,9 +143,7 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Re
 
     def data(progress: Any) -> Document:
         parts = []
-        for r0, f in maths.forward_chunks(
-            _oriented(L), X, L.b, layout=L.layout, function=L.function, temperature=L.temperature
-        ):  # fmt: skip
+        for r0, f in maths.forward_chunks(L.as_given(L.W), X, L.b, **L.options):
             parts.append((r0, f))
             progress(len(f.z))
         z = np.concatenate([f.z for _, f in parts])
@@ -164,11 +159,6 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Re
         data=data, cost=lambda text: maths.estimate_bytes(mapped, "forward", text=text), csv_chunks=chunks,
         work=len(X), unit="samples",
     )  # fmt: skip
-
-
-def _oriented(L: maths.Layer) -> Any:
-    """W as the user gave it (the layer holds it in-out)."""
-    return L.W if L.layout == "in-out" else L.W.T
 
 
 def grad_mapped(
@@ -189,9 +179,8 @@ def grad_mapped(
 
     def data(progress: Any) -> Document:
         res = maths.grad_chunks(
-            _oriented(L), X, L.b, target=target, upstream=upstream, reduce=reduce, **loss,
-            layout=L.layout, function=L.function, temperature=L.temperature, chunk_bytes=chunk_bytes,
-            progress=progress,
+            L.as_given(L.W), X, L.b, target=target, upstream=upstream, reduce=reduce, **loss,
+            chunk_bytes=chunk_bytes, progress=progress, **L.options,
         )  # fmt: skip
         fields: dict[str, Any] = {"grad": res.W}
         if L.b is not None:
@@ -289,7 +278,7 @@ def entry(L: maths.Layer, text: str, *, of: str, wrt: str, sample: int) -> Resul
         raise InputError(f"--entry {text!r}: --wrt {wrt} takes {form}")
     value = maths.layer_entry(L, index, of=of, wrt=wrt, sample=sample)
     label = f"∂{of}{notation.sub(index[0])}/∂" + (
-        f"w[{index[1]},{index[2]}]" if wrt == "W" else f"{wrt}{notation.sub(index[1])}"
+        notation.weight_label(index[1], index[2])[0] if wrt == "W" else f"{wrt}{notation.sub(index[1])}"
     )
 
     def data(progress: Any) -> Document:
@@ -395,7 +384,7 @@ def grad(
 
         G = doc.fields["grad"]
         # in W's shape as the layer reads it; the file holds it as the checkpoint stores W
-        stored = G if L.layout == checkpoint.layout else G.T
+        stored = L._replace(layout=checkpoint.layout).as_given(L.as_given(G))  # by way of in-out
         return gradient_bytes(
             checkpoint, stored, doc.fields.get("grad_b"), metadata=_loss_metadata(doc.fields["loss"])
         )
@@ -429,7 +418,7 @@ def check(
     L: maths.Layer, *, rtol: float | None, atol: float | None, probes: int | None, seed: int, **loss: Any
 ) -> Result:
     """The check report; ``loss`` holds a target, its reduction and the cross-entropy's options."""
-    from ..checking.checks import layer_check
+    from ..checking.checks import check_passes, layer_check
     from ..checking.tolerances import CHECK_ATOL
     from . import render
 
@@ -437,8 +426,9 @@ def check(
 
     def data(progress: Any) -> Document:
         report = layer_check(
-            L, rtol=rtol, atol=CHECK_ATOL if atol is None else atol, probes=probes, seed=seed, **loss
-        )
+            L, rtol=rtol, atol=CHECK_ATOL if atol is None else atol, probes=probes, seed=seed,
+            progress=progress, **loss,
+        )  # fmt: skip
         reports.append(report)
         fields = report.to_dict()  # JSON: schema, and each check's stable id
         records = [
@@ -461,6 +451,7 @@ def check(
     return Result(
         CHECK, "a check report", data, view, status=_agreed,
         cost=lambda text: maths.estimate_bytes(L, "check", probes=probes, text=text),
+        work=check_passes(L, probes, target=loss.get("target") is not None), unit="forward passes",
     )  # fmt: skip
 
 
