@@ -386,11 +386,8 @@ class Output:
 
 def suffixes(*shapes: writing.Shape) -> list[str]:
     """The suffixes of the files a result of any of ``shapes`` can be written to, in the table's order."""
-    return [
-        f.suffix
-        for f in writing.Format
-        if f.suffix and any(f in writing.usable(s, files_only=True) for s in shapes)
-    ]
+    written = {f for s in shapes for f in writing.usable(s, files_only=True)}
+    return [f.suffix for f in writing.Format if f.suffix and f in written]
 
 
 def output_options(
