@@ -534,3 +534,29 @@ def test_a_legal_long_output_name_is_written(tmp_path, name):
     result = run("forward", *SAMPLE, "-o", str(tmp_path / name))
     assert result.exit_code == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+CTRL_C_WHILE_IMPORTING = """
+import builtins, os, signal
+import smjac  # numpy and the library, loaded before any of the command line's own code runs
+real = builtins.__import__
+def importing(name, *args, **kwargs):
+    if name == "typer":  # the command line is being imported: Ctrl-C
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kwargs)
+builtins.__import__ = importing
+from smjac.cli import main
+print("imported")
+"""
+
+
+def test_ctrl_c_while_the_command_line_is_imported_ends_quietly_with_130():
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_IMPORTING], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")  # no KeyboardInterrupt traceback
+
+
+def test_once_imported_ctrl_c_is_pythons_again():
+    # a program that imports smjac.cli (the tests do) keeps KeyboardInterrupt; main() sets its own
+    code = "import signal, smjac.cli; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout == "True\n", proc.stderr
