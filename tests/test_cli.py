@@ -560,3 +560,22 @@ def test_once_imported_ctrl_c_is_pythons_again():
     code = "import signal, smjac.cli; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout == "True\n", proc.stderr
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gpt2", "classifier.safetensors"])
+def test_inspect_fits_an_80_column_terminal(model):
+    result = CliRunner().invoke(
+        app, ["inspect", f"samples/model/{model}", "-f", "table"], env={**ENV, "COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    doc = json.loads(run("inspect", f"samples/model/{model}", "-f", "json").stdout)
+    keys = [r["key"] for r in doc["layers"]]
+    for r in doc["layers"]:  # every layer on one line of its own, nothing cut
+        (row,) = [line.split() for line in lines if line.split()[:1] == [r["key"]]]
+        # the embedding a tied head shares, by the key its own row has (JSON names its tensor)
+        tied = [k for k in keys if r["tied_to"] in (k, f"{k}.weight")]
+        shape = "×".join(map(str, r["shape"]))
+        bias, head = ["yes"] * bool(r["bias"]), ["head"] * r["head"]
+        assert row == [r["key"], shape, r["dtype"], *bias, r["layout"], *tied, *head]
