@@ -174,7 +174,7 @@ class LayerSource:
         x = self.x
         if x is None or str(x) == "-" or x.suffix.lower() != ".npy" or x.stat().st_size <= max_bytes:
             return None
-        return inputs.map_npy(x)
+        return inputs.map_npy(x, max_bytes=max_bytes)
 
     def load(
         self, ctx: typer.Context, w: writing.Writer, *, x: Any = None, binary: str | None = ""
@@ -304,9 +304,11 @@ class Loss:
             f"--target {text!r}: not a class index (3), a comma list of them (3,0,2), nor a file that exists"
         )
 
-    def upstream_gradient(self, ctx: typer.Context) -> np.ndarray | None:
-        """--upstream's dLoss/dh, read (None without it)."""
-        return None if self.upstream is None else inputs.load_array(self.upstream, max_bytes=input_cap(ctx))
+    def upstream_gradient(self, ctx: typer.Context, L: maths.Layer) -> np.ndarray | None:
+        """--upstream's dLoss/dh in L's dtype, read and checked (None without it)."""
+        if self.upstream is None:
+            return None
+        return inputs.load_upstream(self.upstream, L, max_bytes=input_cap(ctx))
 
     def options(self, ctx: typer.Context, L: maths.Layer) -> dict[str, Any]:
         """The cross-entropy's options as the maths takes them, those given only (the weights read
@@ -326,7 +328,7 @@ class Loss:
         """Everything the maths takes about the loss: target, upstream, reduce and the options."""
         return {
             "target": self.targets(ctx),
-            "upstream": self.upstream_gradient(ctx),
+            "upstream": self.upstream_gradient(ctx, L),
             "reduce": self.reduce,
             **self.options(ctx, L),
         }
