@@ -190,15 +190,18 @@ class LayerSource:
         if self.from_checkpoint:
             from ..formats import checkpoints
 
-            layer = checkpoints.read(layer, key=key, max_bytes=input_cap(ctx), memory_budget=w.budget())
+            with w.working(f"reading {layer}"):  # a bar after a second: a large model takes a while
+                layer = checkpoints.read(layer, key=key, max_bytes=input_cap(ctx), memory_budget=w.budget())
             for text in layer.notes_for(self.layout):
                 w.note(as_flags(text))
             w.checkpoint, key = layer, None
-        L = inputs.load_layer(
-            self.W, self.x if x is None else x, self.b, layer=layer, key=key, layout=self.layout,
-            function=self.function, temperature=self.temperature, dtype=self.dtype,
-            max_bytes=input_cap(ctx), max_memory=w.budget(),
-        )  # fmt: skip
+        named = ", ".join(str(p) for p in (self.layer, self.W, self.x if x is None else None, self.b) if p)
+        with w.working(f"reading {named}"):
+            L = inputs.load_layer(
+                self.W, self.x if x is None else x, self.b, layer=layer, key=key, layout=self.layout,
+                function=self.function, temperature=self.temperature, dtype=self.dtype,
+                max_bytes=input_cap(ctx), max_memory=w.budget(),
+            )  # fmt: skip
         if L.binary and binary is not None:
             w.note(f"note: {maths.BINARY_READING}{binary}")
         return L
@@ -361,6 +364,15 @@ class Output:
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes on stderr.")] = (
         False
     )
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="A progress bar on stderr for work that takes over a second: --progress draws it in a "
+            "pipe or a log too, --no-progress never [default: when stderr is a terminal; never with --quiet].",
+            show_default=False,
+        ),
+    ] = None
     max_memory: Annotated[
         int | None,
         size_option(
@@ -382,6 +394,7 @@ class Output:
         options = writing.Options(
             fmt=None if self.fmt is None else writing.Format(self.fmt), output=self.output, force=self.force,
             precision=self.precision, sample=self.sample, quiet=self.quiet, max_memory=self.max_memory,
+            progress=self.progress,
         )  # fmt: skip
         return writing.Writer(shape, options, env=writing.Environment.read(color=self.color))
 
@@ -409,16 +422,24 @@ def output_options(
     ``shape`` (and ``also``, the other shapes the command's result may take) settles the
     --format choices (with ``formats`` added, ``more`` said of them) and the suffixes -o lists.
     ``precision``: its default (None: not offered); ``sample``: offer --sample; ``files``: offer
-    -o, --force and --max-memory.
+    -o, --force, --max-memory and --progress (the commands that compute).
     """
-    choices = tuple(dict.fromkeys(f.value for s in (shape, *also) for f in writing.usable(s))) + formats
+    usable = list(dict.fromkeys(f for s in (shape, *also) for f in writing.usable(s)))
+    choices = tuple(f.value for f in usable) + formats
+    binary = [f.value for f in usable if not f.printable]
+    binary_help = (
+        f". {', '.join(binary)} {'are' if len(binary) > 1 else 'is'} binary: for a pipe (| or > FILE), not a terminal"
+        if binary
+        else ""
+    )
+    also_stdout = ". Given with -o FILE, the result is printed to stdout too" if files else ""
     default = f"{'table at a terminal, ' if shape.view else ''}{'csv' if shape.csv else 'json'} in a pipe"
     written = suffixes(shape, *also)
     checkpoint = "; .safetensors for a layer read from a checkpoint" if ".safetensors" in written else ""
     written = [s for s in written if s != ".safetensors"]
     omit = {"sample"} if not sample else set()
     omit |= {"precision"} if precision is None else set()
-    omit |= {"output", "force", "max_memory"} if not files else set()
+    omit |= {"output", "force", "max_memory", "progress"} if not files else set()
     fixed = dict(fixed or {})
     return group(
         Output,
@@ -427,9 +448,9 @@ def output_options(
         defaults={} if precision is None else {"precision": precision},
         types={"fmt": Annotated[Literal[choices] | None, typer.Option("--format", "-f", show_default=False)]},
         helps={
-            "fmt": f"How to print it [default: {default}]{more}.",
+            "fmt": f"How to print it on stdout [default: {default}]{more}{binary_help}{also_stdout}.",
             "output": "Write the result to FILE, atomically, in the format its suffix names: "
-            f"{', '.join(written)}{checkpoint}.",
+            f"{', '.join(written)}{checkpoint}. -o - is stdout, in --format's format.",
             **(helps or {}),
         },
     )
