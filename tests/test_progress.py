@@ -280,3 +280,20 @@ def test_a_slow_read_in_a_pipe_shows_its_bar_only_when_asked(flag, drawn):
     assert proc.returncode == 0, proc.stderr
     assert ("reading samples/blog/W.json, samples/blog/x.json" in proc.stderr) is drawn, proc.stderr
     assert json.loads(proc.stdout)["h"]
+
+
+@pytest.mark.parametrize(
+    "args, read",
+    [
+        (["grad", *BLOG, "--upstream", "{file}"], "[0.5, 0, 0, -0.5, 0]"),  # dLoss/dh, K = 5
+        (["verify", *BLOG, "--grad-b", "{file}", "--target", "1"], "[0.1, 0.2, 0.3, 0.4, 0.5]"),  # an answer
+    ],
+)
+def test_reading_an_upstream_gradient_or_an_answer_has_its_bar_too(monkeypatch, tmp_path, args, read):
+    monkeypatch.setattr(_Progress, "DELAY", 0.0)
+    path = tmp_path / "given.json"
+    path.write_text(read)
+    given = [str(path) if a == "{file}" else a for a in args]
+    result = cli(*given, "-f", "json", "--progress")
+    assert result.exit_code in (0, 1), result.stderr
+    assert f"reading {path}" in result.stderr

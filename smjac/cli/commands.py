@@ -155,7 +155,7 @@ def grad(ctx: typer.Context, source: LayerSource, loss: Loss, out: Output) -> No
     w = out.writer(results.GRAD_OF_CHECKPOINT if source.from_checkpoint else results.GRAD)
     X = source.mapped_x(input_cap(ctx))
     L = source.load(ctx, w, x=None if X is None else X[:1])
-    how = {"precision": out.precision, **loss.read(ctx, L)}
+    how = {"precision": out.precision, **loss.read(ctx, L, w)}
     if X is not None:  # larger than the input cap: summed a chunk of rows at a time
         done(w.write(results.grad_mapped(L, X, budget=w.budget(), **how)))
     else:
@@ -281,14 +281,16 @@ def verify(
     if len(given) != 1:
         raise typer.BadParameter("give exactly one of --grad FILE, --grad-b FILE or --jacobian FILE")
     ((path, kind),) = given
-    if kind == "grad" and (loss.target is None) == (loss.upstream is None):
-        raise typer.BadParameter("--grad needs exactly one of --target K or --upstream FILE")
+    if kind != "jacobian" and (loss.target is None) == (loss.upstream is None):  # the loss it is of
+        raise typer.BadParameter(
+            f"--{kind.replace('_', '-')} needs exactly one of --target K or --upstream FILE"
+        )
     loss.needs_target()
     inputs.one_stdin(*source.files, path, *loss.files)
     w = out.writer(results.VERIFY)
     L = source.load(ctx, w)
     answer = read_answer(ctx, w, path, answer_shape(L, kind, of, wrt))
-    how = {"kind": kind, "of": of, "wrt": wrt, "rtol": rtol, "atol": atol, **loss.read(ctx, L)}
+    how = {"kind": kind, "of": of, "wrt": wrt, "rtol": rtol, "atol": atol, **loss.read(ctx, L, w)}
     done(w.write(results.verify(L, answer, max_memory=w.budget(), **how)))
 
 

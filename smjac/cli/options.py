@@ -307,11 +307,12 @@ class Loss:
             f"--target {text!r}: not a class index (3), a comma list of them (3,0,2), nor a file that exists"
         )
 
-    def upstream_gradient(self, ctx: typer.Context, L: maths.Layer) -> np.ndarray | None:
-        """--upstream's dLoss/dh in L's dtype, read and checked (None without it)."""
+    def upstream_gradient(self, ctx: typer.Context, L: maths.Layer, w: writing.Writer) -> np.ndarray | None:
+        """--upstream's dLoss/dh in L's dtype, read and checked under the budget (None without it)."""
         if self.upstream is None:
             return None
-        return inputs.load_upstream(self.upstream, L, max_bytes=input_cap(ctx))
+        with w.working(f"reading {self.upstream}"):  # N×K of them can be as large as x
+            return inputs.load_upstream(self.upstream, L, max_bytes=input_cap(ctx), max_memory=w.budget())
 
     def options(self, ctx: typer.Context, L: maths.Layer) -> dict[str, Any]:
         """The cross-entropy's options as the maths takes them, those given only (the weights read
@@ -327,11 +328,11 @@ class Loss:
             options["label_smoothing"] = self.label_smoothing
         return options
 
-    def read(self, ctx: typer.Context, L: maths.Layer) -> dict[str, Any]:
+    def read(self, ctx: typer.Context, L: maths.Layer, w: writing.Writer) -> dict[str, Any]:
         """Everything the maths takes about the loss: target, upstream, reduce and the options."""
         return {
             "target": self.targets(ctx),
-            "upstream": self.upstream_gradient(ctx, L),
+            "upstream": self.upstream_gradient(ctx, L, w),
             "reduce": self.reduce,
             **self.options(ctx, L),
         }
