@@ -534,3 +534,48 @@ def test_a_legal_long_output_name_is_written(tmp_path, name):
     result = run("forward", *SAMPLE, "-o", str(tmp_path / name))
     assert result.exit_code == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+CTRL_C_WHILE_IMPORTING = """
+import builtins, os, signal
+import smjac  # numpy and the library, loaded before any of the command line's own code runs
+real = builtins.__import__
+def importing(name, *args, **kwargs):
+    if name == "typer":  # the command line is being imported: Ctrl-C
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kwargs)
+builtins.__import__ = importing
+from smjac.cli import main
+print("imported")
+"""
+
+
+def test_ctrl_c_while_the_command_line_is_imported_ends_quietly_with_130():
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_IMPORTING], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")  # no KeyboardInterrupt traceback
+
+
+def test_once_imported_ctrl_c_is_pythons_again():
+    # a program that imports smjac.cli (the tests do) keeps KeyboardInterrupt; main() sets its own
+    code = "import signal, smjac.cli; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout == "True\n", proc.stderr
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gpt2", "classifier.safetensors"])
+def test_inspect_fits_an_80_column_terminal(model):
+    result = CliRunner().invoke(
+        app, ["inspect", f"samples/model/{model}", "-f", "table"], env={**ENV, "COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    doc = json.loads(run("inspect", f"samples/model/{model}", "-f", "json").stdout)
+    keys = [r["key"] for r in doc["layers"]]
+    for r in doc["layers"]:  # every layer on one line of its own, nothing cut
+        (row,) = [line.split() for line in lines if line.split()[:1] == [r["key"]]]
+        # the embedding a tied head shares, by the key its own row has (JSON names its tensor)
+        tied = [k for k in keys if r["tied_to"] in (k, f"{k}.weight")]
+        shape = "×".join(map(str, r["shape"]))
+        bias, head = ["yes"] * bool(r["bias"]), ["head"] * r["head"]
+        assert row == [r["key"], shape, r["dtype"], *bias, r["layout"], *tied, *head]

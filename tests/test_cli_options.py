@@ -60,6 +60,7 @@ WRITE = {
     "force": (("--force",), False, None),
     "quiet": (("--quiet", "-q"), False, None),
     "max_memory": (("--max-memory",), None, "SMJAC_MAX_MEMORY"),
+    "progress": (("--progress",), None, None),  # and --no-progress; None: at a terminal
     "color": (("--color",), "auto", None),
 }
 PRECISION = {"precision": (("--precision",), 6, None)}
@@ -125,6 +126,19 @@ def test_the_help_lists_the_suffixes_the_command_writes_and_no_other(command, an
         else:
             assert result.exit_code == 2 and f"{path}: " in result.stderr, (fmt.suffix, result.stderr)
             assert not path.exists()
+
+
+@pytest.mark.parametrize("command", ["forward", "jacobian", "grad", "check", "verify"])
+def test_the_output_help_says_how_stdout_and_pipes_are_used(command):
+    text = " ".join(run(command, "--help").stdout.split())
+    assert "-o - is stdout, in --format's format." in text
+    assert "Given with -o FILE, the result is printed to stdout too" in text
+    assert "--progress / --no-progress" in text
+    binary = [f.value for f in Format if not f.printable and f"|{f.value}" in text]
+    # a binary format can go to a pipe, not to a terminal, and the help says which are binary
+    assert ("binary: for a pipe (| or > FILE), not a terminal" in text) == bool(binary), binary
+    if binary:
+        assert f"{', '.join(binary)} {'are' if len(binary) > 1 else 'is'} binary" in text
 
 
 def test_grad_lists_safetensors_for_a_checkpoint_only():
@@ -235,3 +249,9 @@ def test_a_checkpoints_notes_spell_flags(args):
     if args[0] == "grad":
         assert "; --key NAME picks another" in result.stderr or "; --key picks another" in result.stderr
         assert "read with --layout out-in;" in result.stderr
+
+
+def test_dash_o_is_stdout_in_the_formats_format_as_the_help_says():
+    plain = run("forward", *BLOG, "-f", "json")
+    dashed = run("forward", *BLOG, "-o", "-", "-f", "json")
+    assert dashed.exit_code == 0 and dashed.stdout == plain.stdout and json.loads(dashed.stdout)["h"]

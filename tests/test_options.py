@@ -114,6 +114,11 @@ def test_fuzzed_option_values_never_crash(option, value):
         (["jacobian", *BLOG, "--legend", "--entry", "1,1,2"], "give one of them"),
         (["jacobian", *BLOG, "--entry", ""], "give indices from 0"),
         (["verify", *BLOG, "--grad", BLOG[1]], "--grad needs exactly one of --target K or --upstream FILE"),
+        # dLoss/db is of a loss too: said in flags, before the answer is read
+        (
+            ["verify", *BLOG, "--grad-b", BLOG[3]],
+            "--grad-b needs exactly one of --target K or --upstream FILE",
+        ),
         (["grad", *BLOG, "--target", "99999999999999999999"], "is out of range: K = 5"),
     ],
 )

@@ -5,6 +5,9 @@ with --quiet, and never on stdout."""
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +17,8 @@ from smjac import maths
 from smjac.formats import document
 from smjac.outputs import results, writer
 from smjac.outputs.writer import Environment, Options, Result, Writer, _Progress
+
+from .conftest import ROOT
 
 
 class Clock:
@@ -215,3 +220,80 @@ def test_the_bar_is_in_colour_only_where_colour_is(no_color):
     p.bar.refresh()
     p.close()
     assert ("\x1b[32m" in err.getvalue()) is not no_color  # rich's green, for the spinner and size
+
+
+# ------------------------------------------------------------- --progress on the command line
+
+BLOG = ["-W", str(ROOT / "samples/blog/W.json"), "-x", str(ROOT / "samples/blog/x.json")]
+COMPUTING = {
+    "forward": [],
+    "jacobian": [],
+    "grad": ["--target", "1"],
+    "check": [],
+    "verify": ["--jacobian", str(ROOT / "samples/mistakes/diagonal-only.json")],
+}
+
+
+def cli(*args: str):
+    from typer.testing import CliRunner
+
+    from smjac.cli import app
+
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "100", "NO_COLOR": "1"})
+
+
+@pytest.mark.parametrize("command", sorted(COMPUTING))
+@pytest.mark.parametrize(
+    "flags, drawn",
+    [
+        ([], False),  # CliRunner's stderr is no terminal: off by default
+        (["--progress"], True),  # asked for, in a pipe too
+        (["--no-progress"], False),
+        (["--progress", "--quiet"], False),  # --quiet still silences it
+    ],
+)
+def test_every_computing_command_takes_progress(monkeypatch, command, flags, drawn):
+    monkeypatch.setattr(_Progress, "DELAY", 0.0)  # any work is long enough
+    result = cli(command, *BLOG, *COMPUTING[command], "-f", "json", *flags)
+    assert result.exit_code in (0, 1), result.stderr
+    json.loads(result.stdout)  # the result alone on stdout, bar or no bar
+    # the bar of reading the layer, drawn before any result: the same rules as the result's own
+    assert (f"reading {BLOG[1]}, {BLOG[3]}" in result.stderr) is drawn
+    assert ("\x1b[" in result.stderr) is drawn
+
+
+SLOW_READ = (
+    "import sys, time; from smjac import inputs; read = inputs.load_layer\n"
+    "def slow(*a, **k):\n    time.sleep(1.6); return read(*a, **k)\n"
+    "inputs.load_layer = slow\nfrom smjac.cli import main; sys.argv[0] = 'smjac'; main()"
+)
+
+
+@pytest.mark.parametrize("flag, drawn", [("--progress", True), ("--no-progress", False), (None, False)])
+def test_a_slow_read_in_a_pipe_shows_its_bar_only_when_asked(flag, drawn):
+    # a real process, its stderr a pipe, a read slowed past the bar's one second
+    args = ["forward", "-W", "samples/blog/W.json", "-x", "samples/blog/x.json", "-f", "json"]
+    proc = subprocess.run(
+        [sys.executable, "-c", SLOW_READ, *args, *([flag] if flag else [])],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert ("reading samples/blog/W.json, samples/blog/x.json" in proc.stderr) is drawn, proc.stderr
+    assert json.loads(proc.stdout)["h"]
+
+
+@pytest.mark.parametrize(
+    "args, read",
+    [
+        (["grad", *BLOG, "--upstream", "{file}"], "[0.5, 0, 0, -0.5, 0]"),  # dLoss/dh, K = 5
+        (["verify", *BLOG, "--grad-b", "{file}", "--target", "1"], "[0.1, 0.2, 0.3, 0.4, 0.5]"),  # an answer
+    ],
+)
+def test_reading_an_upstream_gradient_or_an_answer_has_its_bar_too(monkeypatch, tmp_path, args, read):
+    monkeypatch.setattr(_Progress, "DELAY", 0.0)
+    path = tmp_path / "given.json"
+    path.write_text(read)
+    given = [str(path) if a == "{file}" else a for a in args]
+    result = cli(*given, "-f", "json", "--progress")
+    assert result.exit_code in (0, 1), result.stderr
+    assert f"reading {path}" in result.stderr

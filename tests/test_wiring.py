@@ -196,3 +196,71 @@ def test_a_heatmap_at_a_terminal_honours_no_color(no_color, glyphs):
     assert w.write(results.jacobian(L, of="h", wrt="W", method="shortcut", sample=0)) == 0
     text = out.getvalue()
     assert ("▀" not in text and set("+#") & set(text)) if glyphs else ("▀" in text and "\x1b[" in text)
+
+
+# ------------------------------------------------------------- the inputs' own checks, wired
+
+
+def test_verify_holds_its_comparison_to_max_memory(tmp_path):
+    # 40 × 1,200 dh/dW compared in blocks: it fits in 200K, not in 100K, and is refused before work
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "W.npy", rng.normal(size=(30, 40)))
+    np.save(tmp_path / "x.npy", rng.normal(size=30))
+    np.save(tmp_path / "J.npy", rng.normal(size=(40, 1200)))
+    args = ["verify", "-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy"), "--jacobian"]
+    fits = run(*args, str(tmp_path / "J.npy"), "--max-memory", "400K", "-f", "json")
+    assert fits.exit_code == 1 and json.loads(fits.stdout)["ok"] is False  # random numbers: wrong
+    refused = run(*args, str(tmp_path / "J.npy"), "--max-memory", "100K", "-f", "json")
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert "over the memory budget of 100.0 KiB (--max-memory)" in refused.stderr
+
+
+def test_a_long_answer_of_more_numbers_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    # 5 × 600 numbers where dh/dW is 5 × 15: refused by counting, never handed to a parser
+    from smjac import inputs
+
+    parse = inputs.parse
+
+    def no_parse(data, fmt, *args, **kwargs):
+        if fmt is Format.json:  # the layer's .npz members are parsed as .npy
+            raise AssertionError("the answer was parsed")
+        return parse(data, fmt, *args, **kwargs)
+
+    answer = tmp_path / "big.json"
+    answer.write_text(json.dumps(np.full((5, 600), 0.125).tolist()))
+    monkeypatch.setattr(inputs, "parse", no_parse)
+    result = run("verify", "--layer", str(ROOT / "samples/blog/layer.npz"), "--jacobian", str(answer))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"Error: {answer}: holds at least" in result.stderr and "5 × 15 (75 numbers)" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".json", ".npy"])
+def test_an_answer_of_another_size_is_still_diagnosed_by_its_shape(tmp_path, suffix):
+    # dh/dx (K × n) given for dh/dW: short enough to read, so verify says what its shape would be
+    wrong = np.asarray(json.loads((MISTAKES / "shape.json").read_text()))
+    assert wrong.shape == (5, 3)
+    path = tmp_path / f"dh_dx{suffix}"
+    path.write_text(json.dumps(wrong.tolist())) if suffix == ".json" else np.save(path, wrong)
+    result = run("verify", *BLOG, "--jacobian", str(path), "-f", "json")
+    assert result.exit_code == 1, result.stderr
+    (diagnosis,) = json.loads(result.stdout)["diagnosis"]
+    assert diagnosis["mistake"] == "shape" and "which would be dh/dx" in diagnosis["detail"]
+
+
+def test_upstream_is_cast_to_the_layers_dtype_and_refused_when_it_overflows(tmp_path):
+    # 1e39 is a float64 but not a float32: the float32 gradient would hold 1e37s computed from it
+    upstream = tmp_path / "g.json"
+    upstream.write_text("[1e39, 0, 0, 0, 0]")
+    args = ["grad", *BLOG, "--upstream", str(upstream), "-f", "json"]
+    assert run(*args).exit_code == 0  # in float64 it is a number like any other
+    result = run(*args, "--dtype", "float32")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"Error: {upstream}: 1e+39 overflows float32")
+
+
+def test_a_vector_x_over_the_input_cap_is_refused_naming_the_cap(tmp_path):
+    np.save(tmp_path / "x.npy", np.arange(30.0))  # 368 bytes: mapped only as a batch
+    result = run("--max-input-bytes", "100", "forward", "-W", str(ROOT / "samples/blog/W.json"),
+                 "-x", str(tmp_path / "x.npy"))  # fmt: skip
+    assert result.exit_code == 2
+    assert "is 368 bytes, over the input size cap of 100 bytes" in result.stderr

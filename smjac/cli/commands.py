@@ -8,13 +8,15 @@ output; a command adds only what is its own. The app registers these functions
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .. import budget, inputs, maths
 from ..outputs import results
+from ..outputs.writer import Writer
 from .options import (
     FILE,
     AtolOpt,
@@ -153,7 +155,7 @@ def grad(ctx: typer.Context, source: LayerSource, loss: Loss, out: Output) -> No
     w = out.writer(results.GRAD_OF_CHECKPOINT if source.from_checkpoint else results.GRAD)
     X = source.mapped_x(input_cap(ctx))
     L = source.load(ctx, w, x=None if X is None else X[:1])
-    how = {"precision": out.precision, **loss.read(ctx, L)}
+    how = {"precision": out.precision, **loss.read(ctx, L, w)}
     if X is not None:  # larger than the input cap: summed a chunk of rows at a time
         done(w.write(results.grad_mapped(L, X, budget=w.budget(), **how)))
     else:
@@ -279,15 +281,46 @@ def verify(
     if len(given) != 1:
         raise typer.BadParameter("give exactly one of --grad FILE, --grad-b FILE or --jacobian FILE")
     ((path, kind),) = given
-    if kind == "grad" and (loss.target is None) == (loss.upstream is None):
-        raise typer.BadParameter("--grad needs exactly one of --target K or --upstream FILE")
+    if kind != "jacobian" and (loss.target is None) == (loss.upstream is None):  # the loss it is of
+        raise typer.BadParameter(
+            f"--{kind.replace('_', '-')} needs exactly one of --target K or --upstream FILE"
+        )
     loss.needs_target()
     inputs.one_stdin(*source.files, path, *loss.files)
     w = out.writer(results.VERIFY)
     L = source.load(ctx, w)
-    answer = inputs.load_answer(path, max_bytes=input_cap(ctx), max_memory=w.budget())
-    how = {"kind": kind, "of": of, "wrt": wrt, "rtol": rtol, "atol": atol, **loss.read(ctx, L)}
-    done(w.write(results.verify(L, answer, **how)))
+    answer = read_answer(ctx, w, path, answer_shape(L, kind, of, wrt))
+    how = {"kind": kind, "of": of, "wrt": wrt, "rtol": rtol, "atol": atol, **loss.read(ctx, L, w)}
+    done(w.write(results.verify(L, answer, max_memory=w.budget(), **how)))
+
+
+def answer_shape(L: maths.Layer, kind: str, of: maths.Of, wrt: maths.Wrt) -> tuple[int, ...]:
+    """The shape verify takes an answer of ``kind`` in (or its transpose: the same count)."""
+    if kind == "grad_b":
+        return (L.K,)
+    if kind == "grad":
+        return L.W.shape
+    N, K, cols = maths.jacobian_shape(L, of=of, wrt=wrt)
+    return (N, K, cols) if L.batched else (K, cols)
+
+
+ANSWER_BYTES_PER_NUMBER = 32  # a float64 in full as JSON or CSV writes it, its separator, some indent
+
+
+def read_answer(ctx: typer.Context, w: Writer, path: Path, shape: tuple[int, ...]) -> Any:
+    """The answer, read under the input cap and the budget.
+
+    A JSON or CSV file longer than a right answer could be is held to ``shape``: one of more
+    numbers is refused as soon as its commas count them, before it is parsed. Any other answer of
+    a wrong size is read (it costs no more than a right one): verify says which derivative its
+    shape would be, the catalogue's ``shape`` mistake; a .npy is only mapped either way.
+    """
+    text = str(path) != inputs.STDIN and path.suffix.lower() in (".json", ".csv")
+    long = text and path.stat().st_size > ANSWER_BYTES_PER_NUMBER * math.prod(shape)
+    with w.working(f"reading {path}"):
+        return inputs.load_answer(
+            path, expected=shape if long else None, max_bytes=input_cap(ctx), max_memory=w.budget()
+        )
 
 
 @output_options(results.DEMO, precision=5, files=False, fixed={"fmt": "table", "quiet": False})

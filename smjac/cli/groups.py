@@ -21,6 +21,7 @@ packed dataclass. sqlite-utils does the same with click decorators (``@load_exte
 'term 100×40'
 """
 
+import collections
 import dataclasses
 import functools
 import inspect
@@ -30,6 +31,14 @@ from copy import copy
 from typing import Annotated, Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A group's fields' annotations, resolved once: a group is spliced into several commands, and
+    resolving it (string annotations, each an ``Annotated[..., typer.Option(...)]`` built anew)
+    was a millisecond of every start each time."""
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 def group(
@@ -61,7 +70,7 @@ def group(
     """
     fixed = dict(fixed or {})
     hidden = set(omit) | set(fixed)
-    hints = typing.get_type_hints(cls, include_extras=True)
+    hints = _hints(cls)
     shown = [f for f in dataclasses.fields(cls) if f.name not in hidden]
     unknown = (hidden | set(defaults or ()) | set(types or ()) | set(helps or ())) - set(hints)
     if unknown:
@@ -98,7 +107,8 @@ def group(
                         kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotations.get(p.name, p.annotation)
                     )
                 )
-        clash = {p.name for p in params if [q.name for q in params].count(p.name) > 1}
+        names = collections.Counter(p.name for p in params)
+        clash = {name for name, count in names.items() if count > 1}
         if clash:
             raise TypeError(f"{command.__name__}: {', '.join(sorted(clash))} given twice")
 

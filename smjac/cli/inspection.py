@@ -76,8 +76,12 @@ def _result(found: Any) -> output.Result:
         for c in found.candidates
     ]
 
+    # a tied head's embedding, in the table by the key its own row has (the JSON names the tensor)
+    keys = {c.weight_key: c.key for c in found.candidates}
+    shown = [{**r, "tied_to": keys.get(r["tied_to"], r["tied_to"])} for r in records]
+
     def view(doc: Document) -> output.View:
-        return output.View(np.zeros((0, 0)), [], [], "layers", table=lambda: _table(found.label, records))
+        return output.View(np.zeros((0, 0)), [], [], "layers", table=lambda: _table(found.label, shown))
 
     doc = Document({"layers": records, "head": None if head is None else head.key})
     return output.Result(INSPECT, "the layers", lambda progress: doc, view)
@@ -88,7 +92,11 @@ def _table(label: str, records: list[dict[str, Any]]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"layers of {label}", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    # seven columns in 80: two spaces between them (collapsed padding), one at each edge
+    table = Table(
+        title=f"layers of {label}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+        title_justify="left",
+    )  # fmt: skip
     for name in ("key", "shape", "dtype", "bias", "layout", "tied to", "head"):
         table.add_column(name, overflow="fold")
     for r in records:

@@ -174,7 +174,7 @@ class LayerSource:
         x = self.x
         if x is None or str(x) == "-" or x.suffix.lower() != ".npy" or x.stat().st_size <= max_bytes:
             return None
-        return inputs.map_npy(x)
+        return inputs.map_npy(x, max_bytes=max_bytes)
 
     def load(
         self, ctx: typer.Context, w: writing.Writer, *, x: Any = None, binary: str | None = ""
@@ -190,15 +190,18 @@ class LayerSource:
         if self.from_checkpoint:
             from ..formats import checkpoints
 
-            layer = checkpoints.read(layer, key=key, max_bytes=input_cap(ctx), memory_budget=w.budget())
+            with w.working(f"reading {layer}"):  # a bar after a second: a large model takes a while
+                layer = checkpoints.read(layer, key=key, max_bytes=input_cap(ctx), memory_budget=w.budget())
             for text in layer.notes_for(self.layout):
                 w.note(as_flags(text))
             w.checkpoint, key = layer, None
-        L = inputs.load_layer(
-            self.W, self.x if x is None else x, self.b, layer=layer, key=key, layout=self.layout,
-            function=self.function, temperature=self.temperature, dtype=self.dtype,
-            max_bytes=input_cap(ctx), max_memory=w.budget(),
-        )  # fmt: skip
+        named = ", ".join(str(p) for p in (self.layer, self.W, self.x if x is None else None, self.b) if p)
+        with w.working(f"reading {named}"):
+            L = inputs.load_layer(
+                self.W, self.x if x is None else x, self.b, layer=layer, key=key, layout=self.layout,
+                function=self.function, temperature=self.temperature, dtype=self.dtype,
+                max_bytes=input_cap(ctx), max_memory=w.budget(),
+            )  # fmt: skip
         if L.binary and binary is not None:
             w.note(f"note: {maths.BINARY_READING}{binary}")
         return L
@@ -304,9 +307,12 @@ class Loss:
             f"--target {text!r}: not a class index (3), a comma list of them (3,0,2), nor a file that exists"
         )
 
-    def upstream_gradient(self, ctx: typer.Context) -> np.ndarray | None:
-        """--upstream's dLoss/dh, read (None without it)."""
-        return None if self.upstream is None else inputs.load_array(self.upstream, max_bytes=input_cap(ctx))
+    def upstream_gradient(self, ctx: typer.Context, L: maths.Layer, w: writing.Writer) -> np.ndarray | None:
+        """--upstream's dLoss/dh in L's dtype, read and checked under the budget (None without it)."""
+        if self.upstream is None:
+            return None
+        with w.working(f"reading {self.upstream}"):  # N×K of them can be as large as x
+            return inputs.load_upstream(self.upstream, L, max_bytes=input_cap(ctx), max_memory=w.budget())
 
     def options(self, ctx: typer.Context, L: maths.Layer) -> dict[str, Any]:
         """The cross-entropy's options as the maths takes them, those given only (the weights read
@@ -322,11 +328,11 @@ class Loss:
             options["label_smoothing"] = self.label_smoothing
         return options
 
-    def read(self, ctx: typer.Context, L: maths.Layer) -> dict[str, Any]:
+    def read(self, ctx: typer.Context, L: maths.Layer, w: writing.Writer) -> dict[str, Any]:
         """Everything the maths takes about the loss: target, upstream, reduce and the options."""
         return {
             "target": self.targets(ctx),
-            "upstream": self.upstream_gradient(ctx),
+            "upstream": self.upstream_gradient(ctx, L, w),
             "reduce": self.reduce,
             **self.options(ctx, L),
         }
@@ -359,6 +365,15 @@ class Output:
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes on stderr.")] = (
         False
     )
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="A progress bar on stderr for work that takes over a second: --progress draws it in a "
+            "pipe or a log too, --no-progress never [default: when stderr is a terminal; never with --quiet].",
+            show_default=False,
+        ),
+    ] = None
     max_memory: Annotated[
         int | None,
         size_option(
@@ -380,17 +395,15 @@ class Output:
         options = writing.Options(
             fmt=None if self.fmt is None else writing.Format(self.fmt), output=self.output, force=self.force,
             precision=self.precision, sample=self.sample, quiet=self.quiet, max_memory=self.max_memory,
+            progress=self.progress,
         )  # fmt: skip
         return writing.Writer(shape, options, env=writing.Environment.read(color=self.color))
 
 
 def suffixes(*shapes: writing.Shape) -> list[str]:
     """The suffixes of the files a result of any of ``shapes`` can be written to, in the table's order."""
-    return [
-        f.suffix
-        for f in writing.Format
-        if f.suffix and any(f in writing.usable(s, files_only=True) for s in shapes)
-    ]
+    written = {f for s in shapes for f in writing.usable(s, files_only=True)}
+    return [f.suffix for f in writing.Format if f.suffix and f in written]
 
 
 def output_options(
@@ -410,16 +423,24 @@ def output_options(
     ``shape`` (and ``also``, the other shapes the command's result may take) settles the
     --format choices (with ``formats`` added, ``more`` said of them) and the suffixes -o lists.
     ``precision``: its default (None: not offered); ``sample``: offer --sample; ``files``: offer
-    -o, --force and --max-memory.
+    -o, --force, --max-memory and --progress (the commands that compute).
     """
-    choices = tuple(dict.fromkeys(f.value for s in (shape, *also) for f in writing.usable(s))) + formats
+    usable = list(dict.fromkeys(f for s in (shape, *also) for f in writing.usable(s)))
+    choices = tuple(f.value for f in usable) + formats
+    binary = [f.value for f in usable if not f.printable]
+    binary_help = (
+        f". {', '.join(binary)} {'are' if len(binary) > 1 else 'is'} binary: for a pipe (| or > FILE), not a terminal"
+        if binary
+        else ""
+    )
+    also_stdout = ". Given with -o FILE, the result is printed to stdout too" if files else ""
     default = f"{'table at a terminal, ' if shape.view else ''}{'csv' if shape.csv else 'json'} in a pipe"
     written = suffixes(shape, *also)
     checkpoint = "; .safetensors for a layer read from a checkpoint" if ".safetensors" in written else ""
     written = [s for s in written if s != ".safetensors"]
     omit = {"sample"} if not sample else set()
     omit |= {"precision"} if precision is None else set()
-    omit |= {"output", "force", "max_memory"} if not files else set()
+    omit |= {"output", "force", "max_memory", "progress"} if not files else set()
     fixed = dict(fixed or {})
     return group(
         Output,
@@ -428,9 +449,9 @@ def output_options(
         defaults={} if precision is None else {"precision": precision},
         types={"fmt": Annotated[Literal[choices] | None, typer.Option("--format", "-f", show_default=False)]},
         helps={
-            "fmt": f"How to print it [default: {default}]{more}.",
+            "fmt": f"How to print it on stdout [default: {default}]{more}{binary_help}{also_stdout}.",
             "output": "Write the result to FILE, atomically, in the format its suffix names: "
-            f"{', '.join(written)}{checkpoint}.",
+            f"{', '.join(written)}{checkpoint}. -o - is stdout, in --format's format.",
             **(helps or {}),
         },
     )
