@@ -44,7 +44,7 @@ SHOWN = 10  # candidates an error lists; the rest are counted
 class Candidate:
     """A layer that could be the head: a 2-D float weight, its bias, and how to name it.
 
-    ``key`` is what ``--key`` takes (``classifier``, ``lm_head``, a Keras layer's name);
+    ``key`` is what ``key`` takes (``classifier``, ``lm_head``, a Keras layer's name);
     ``weight_key`` and ``bias_key`` are the tensors' names in the file (for a tied head, the
     embedding's). ``shape`` is as stored, in the framework's ``layout``. ``stored`` is a Keras
     layer's name in the weights store when it differs from ``key``; ``order`` its place in the
@@ -181,9 +181,9 @@ def listing(candidates: Sequence[Candidate], hints: Hints, *, label: str | None 
 def refusal(label: str, why: str, candidates: Sequence[Candidate], hints: Hints) -> LoadError:
     """The error for a head that cannot be chosen: why, what to do, the likeliest candidates."""
     ranked = likeliest(candidates, hints)
-    example = f" (e.g. --key {ranked[0].key})" if ranked else ""
+    example = f" (e.g. key={ranked[0].key!r})" if ranked else ""
     return LoadError(
-        f"{label}: {why}; pick the layer with --key NAME{example}. The likeliest of its {len(ranked)} "
+        f"{label}: {why}; pick the layer with key=NAME{example}. The likeliest of its {len(ranked)} "
         f"layers:\n{listing(ranked, hints, label=label)}"
     )
 
@@ -233,10 +233,10 @@ def choose(
         why += ", and it ends the chain of layers so named"
     if len(pool) == 1:
         c = pool[0]
-        return c, f"{label}: using {c.describe()} as the head: {why}; --key picks another"
+        return c, f"{label}: using {c.describe()} as the head: {why}; key=NAME picks another"
     if only != "2-D tensor" and not named:
         last = max(candidates, key=lambda c: c.order)
-        return last, f"{label}: using {last.describe()}, the model's last {only}; --key picks another"
+        return last, f"{label}: using {last.describe()}, the model's last {only}; key=NAME picks another"
     what = "several layers could be the head" if pool or named else "no layer is named as a head"
     if K is not None and not pool:
         what += f" or has the {K} outputs {hints.why} says"

@@ -139,14 +139,14 @@ class Keras:
             (c, d), rival = own[0], [s for s, _ in stored if s is not own[0][0]]
             if rival:
                 notes.append(
-                    f"{self.label}: --key {key} is the layer named {key}; Keras 3 stores another, "
-                    f"{rival[0].key}, as {key}: give --key {rival[0].key} for that one"
+                    f"{self.label}: key={key!r} is the layer named {key}; Keras 3 stores another, "
+                    f"{rival[0].key}, as {key}: give key={rival[0].key!r} for that one"
                 )
         elif stored:
             c, d = stored[0]
             if self.inferred:
                 notes.append(
-                    f"{self.label}: --key {key} read as {c.key}: the file says no layer classes, so its "
+                    f"{self.label}: key={key!r} read as {c.key}: the file says no layer classes, so its "
                     f"layers with a 2-D kernel were counted as Dense layers, in order, as Keras 3 names them"
                 )
         else:
@@ -199,13 +199,13 @@ def _keras_zip(path: Path, label: str, max_bytes: int, memory_budget: int | None
         if info.file_size > max_bytes:
             raise LoadError(
                 f"{label}: its model.weights.h5 takes {info.file_size:,} bytes, over the input size cap of "
-                f"{max_bytes:,} bytes; raise the cap with --max-input-bytes"
+                f"{max_bytes:,} bytes; raise the cap with max_bytes"
             )
         budget = resolve(memory_budget)
         if info.file_size > budget:
             raise LoadError(
                 f"{label}: its model.weights.h5 takes {format_size(info.file_size)} in memory, over the "
-                f"memory budget of {format_size(budget)} (--max-memory)"
+                f"memory budget of {format_size(budget)} (max_memory)"
             )
         try:
             data = archive.read(info)

@@ -4,13 +4,13 @@ A folder holds ``model.safetensors``, or shards listed in ``model.safetensors.in
 (``{"metadata": {...}, "weight_map": {tensor: shard file}}``), and a ``config.json``. The config
 is read as data, never run (its ``auto_map`` names code smjac does not load), and only for what
 says which layer is the head: ``architectures``, ``id2label``, ``vocab_size`` and
-``tie_word_embeddings``. Of the shards, a layer read by ``--key`` costs the headers and bytes of
-the shard(s) holding its weight and bias; choosing the head without ``--key`` reads every shard's
+``tie_word_embeddings``. Of the shards, a layer read by ``key`` costs the headers and bytes of
+the shard(s) holding its weight and bias; choosing the head without ``key`` reads every shard's
 header (a few kilobytes each) and still only the head's bytes.
 
 Tied heads: GPT-2 and most small language models compute their logits with the input embedding
 (``transformer.wte.weight``, ``model.embed_tokens.weight``), so the file holds no
-``lm_head.weight``. ``--key lm_head`` then reads that embedding (vocab × hidden, out-in) and says so.
+``lm_head.weight``. ``key="lm_head"`` then reads that embedding (vocab × hidden, out-in) and says so.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def read_config(path: Path) -> tuple[Config | None, list[str]]:
 
 
 def layer_name(weight_key: str) -> str:
-    """The layer a weight tensor belongs to, as ``--key`` takes it: ``classifier.weight`` →
+    """The layer a weight tensor belongs to, as ``key`` takes it: ``classifier.weight`` →
     ``classifier``; a bare state_dict's ``weight`` stays ``weight``."""
     prefix, dot, leaf = weight_key.rpartition(".")
     return prefix if dot and leaf in _WEIGHT_LEAVES else weight_key
@@ -201,7 +201,7 @@ class Pretrained:
                 return folder / name
         found = sorted(p.name for p in folder.glob("*.safetensors"))[:3]
         pickled = [n for n in ("pytorch_model.bin", "pytorch_model.bin.index.json") if (folder / n).exists()]
-        hint = f"; it holds {', '.join(found)}: give one as --layer {folder / found[0]}" if found else ""
+        hint = f"; it holds {', '.join(found)}: give one as layer={str(folder / found[0])!r}" if found else ""
         if pickled and not found:
             hint = f"; it holds {pickled[0]}, a pickle smjac does not load: save_pretrained(..., safe_serialization=True) writes safetensors"
         raise LoadError(f"{self.label}: holds no {WEIGHTS} nor {INDEX}, as save_pretrained writes{hint}")
@@ -305,7 +305,7 @@ class Pretrained:
         )
 
     def find(self, key: str) -> tuple[Candidate, list[str]]:
-        """The layer ``--key`` names (``classifier``, a full tensor name, ``lm_head`` when tied)."""
+        """The layer ``key`` names (``classifier``, a full tensor name, ``lm_head`` when tied)."""
         names, notes = self.names, []
         weight = key if key in names else f"{key}.weight" if f"{key}.weight" in names else None
         if weight is None and key.removesuffix(".weight") == "lm_head":
@@ -315,14 +315,14 @@ class Pretrained:
             if len(ends) > 1:
                 shown = [c for c in self.candidates() if c.weight_key in ends]
                 raise refusal(
-                    self.label, f"--key {key} ends the names of {len(ends)} tensors", shown, self.hints
+                    self.label, f"key={key!r} ends the names of {len(ends)} tensors", shown, self.hints
                 )
             if not ends:
                 raise refusal(
                     self.label, f"no tensor {key!r} or {key + '.weight'!r}", self.candidates(), self.hints
                 )
             weight = ends[0]
-            notes.append(f"{self.label}: --key {key} read as {weight}, the one tensor whose name ends so")
+            notes.append(f"{self.label}: key={key!r} read as {weight}, the one tensor whose name ends so")
         _, e = self.entry(weight)
         if len(e.shape) != 2:
             why = f"{weight} has shape {e.shape}, not a matrix"
