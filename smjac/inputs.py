@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .formats.checkpoints import Checkpoint
     from .maths.layer import FunctionName, LayoutName
 from .budget import DEFAULT_MAX_INPUT_BYTES, format_size, resolve
-from .errors import reading
+from .errors import reading, shown
 from .formats.npy import npy_float64_bytes, open_npy, parse_npy
 from .formats.table import Format, sniff
 from .formats.text_reading import json_array, json_document, json_kind, parse_csv, parse_json, read_text
@@ -283,7 +283,7 @@ def _load_bundle(
             key = Path(info.filename).stem
             if key in members:
                 raise LoadError(
-                    f"{label}: holds {key!r} twice ({members[key].filename}, {info.filename}); keep one"
+                    f"{label}: holds {key!r} twice ({shown(members[key].filename)}, {shown(info.filename)}); keep one"
                 )
             members[key] = info
         _check_keys(members, label)

@@ -808,3 +808,37 @@ def test_a_bias_gradient_with_nowhere_to_go_is_said(tmp_path):
     L = load_layer(None, write_x(tmp_path), layer=ck)  # no -b: no bias, nothing dropped
     result, _ = _written(L, ck, target=1, upstream=None)
     assert not any("no bias tensor" in n for n in result.notes)
+
+
+def test_a_tensor_name_with_control_characters_is_shown_escaped(tmp_path):
+    # issue 19: a name from a file can neither forge a line of smjac's own nor act on a terminal
+    from typer.testing import CliRunner
+
+    from smjac.cli import app
+
+    forged, clearing = "a\nError: forged", "head\x1b[2J"
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({f"{forged}.weight": W, f"{clearing}.weight": W.copy(), f"{clearing}.bias": b}, path)
+    with pytest.raises(LoadError) as e:
+        checkpoints.read(path)
+    listed = str(e.value).split("layers:\n", 1)[1].split("\n")
+    assert sorted(listed) == ["  a\\nError: forged.weight (4×6 F32)", "  head\\x1b[2J.weight (4×6 F32)"]
+    # the same through the command line: every line of stderr smjac's own, no escape sequence
+    x = write_x(tmp_path)
+    runs = [
+        ["forward", "--layer", str(path), "-x", str(x)],
+        ["forward", "--layer", str(path), "--key", clearing, "-x", str(tmp_path / "x7.json")],
+        ["inspect", str(path)],
+    ]
+    (tmp_path / "x7.json").write_text(json.dumps([1.0] * 7))
+    for args in runs:
+        result = CliRunner().invoke(app, args)
+        assert "\x1b" not in result.stderr and "Error: forged" not in result.stderr.replace("\\nError", "")
+        assert all(line.startswith((str(path), "Error: ", "  ")) for line in result.stderr.splitlines())
+    # inspect's listing is its result: JSON, which escapes the names itself
+    assert result.exit_code == 0 and "\x1b" not in result.stdout and "\nError" not in result.stdout
+    assert sorted(c["key"] for c in json.loads(result.stdout)["layers"]) == [forged, clearing]
+    result = CliRunner().invoke(app, runs[1])
+    assert result.exit_code == 2
+    assert f"Error: {path}[head\\x1b[2J.weight] is 4×6 (out-in: 6 inputs) but" in result.stderr

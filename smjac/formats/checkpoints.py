@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 
 from ..budget import DEFAULT_MAX_INPUT_BYTES, resolve
-from ..errors import LoadError, OutputError, ShapeError, SmjacError
+from ..errors import LoadError, OutputError, ShapeError, SmjacError, shown
 from . import safetensors as st
 from .heads import Candidate, Hints, choose, likeliest, listing
 from .keras import KERAS_EXTRA, Keras
@@ -87,7 +87,7 @@ class Checkpoint:
 
     def names(self) -> tuple[str, str]:
         """W's and b's labels for error messages: ``model.safetensors[classifier.weight]``."""
-        return f"{self.label}[{self.weight_key}]", f"{self.label}[{self.bias_key or 'bias'}]"
+        return f"{self.label}[{shown(self.weight_key)}]", f"{self.label}[{shown(self.bias_key or 'bias')}]"
 
     def notes_for(self, layout: str | None) -> list[str]:
         """The notes to show when the user gave ``layout`` (None: they left it to the file)."""
@@ -95,7 +95,7 @@ class Checkpoint:
         if layout is None and self.layout == "out-in":
             K, n = self.W.shape
             notes.append(
-                f"{self.label}: {self.weight_key} is {K}×{n}, PyTorch's layout (K outputs × n inputs): "
+                f"{self.label}: {shown(self.weight_key)} is {K}×{n}, PyTorch's layout (K outputs × n inputs): "
                 'read with layout="out-in"; layout="in-out" overrides it'
             )
         return notes
@@ -264,13 +264,13 @@ def damaged(label: str) -> Iterator[None]:
 def _check_bias(label: str, c: Candidate) -> None:
     if not st.is_float(c.dtype):
         raise LoadError(
-            f"{label}[{c.weight_key}]: has dtype {c.dtype}; smjac reads floating-point weights "
+            f"{label}[{shown(c.weight_key)}]: has dtype {c.dtype}; smjac reads floating-point weights "
             "(F16, BF16, F32, F64), not integer, bool or 8-bit float tensors"
         )
     # mixed precision (a BF16 weight, an F32 bias) is how real checkpoints are kept: any float bias
     if c.bias_key is not None and (not st.is_float(c.bias_dtype or "") or len(c.bias_shape or ()) != 1):
         raise LoadError(
-            f"{label}[{c.bias_key}]: is {c.bias_dtype} of shape {c.bias_shape}; a bias is one row of K "
+            f"{label}[{shown(c.bias_key)}]: is {c.bias_dtype} of shape {c.bias_shape}; a bias is one row of K "
             "floating-point numbers (give -b FILE for another)"
         )
 
@@ -332,8 +332,8 @@ def mismatch(ckpt: Checkpoint, layout: str, width: int, x_name: str) -> ShapeErr
         found = Layers(ckpt.label, [], None, [])
     fits = [c for c in found.candidates if c.inputs == width]
     if fits:
-        shown = listing(fits, found.hints, label=ckpt.label)
-        what = f"; the layers of {ckpt.label} that take {width} inputs, likeliest first:\n{shown}\n"
+        listed = listing(fits, found.hints, label=ckpt.label)
+        what = f"; the layers of {ckpt.label} that take {width} inputs, likeliest first:\n{listed}\n"
         what += f"pick one with key={fits[0].key!r}"
     else:
         what = (
@@ -343,7 +343,9 @@ def mismatch(ckpt: Checkpoint, layout: str, width: int, x_name: str) -> ShapeErr
     other = "in-out" if layout == "out-in" else "out-in"
     if W.shape[layout == "in-out"] == width:
         flipped = "as the file stores it" if other == ckpt.layout else "transposed"
-        what += f'; layout="{other}" would read {ckpt.weight_key} {flipped}, right only if it was saved so'
+        what += (
+            f'; layout="{other}" would read {shown(ckpt.weight_key)} {flipped}, right only if it was saved so'
+        )
     return ShapeError(head + what)
 
 
@@ -382,7 +384,7 @@ def gradient_tensors(ckpt: Checkpoint, W: np.ndarray, b: np.ndarray | None) -> d
     W = np.asarray(W)
     if W.shape != ckpt.W.shape:
         raise OutputError(
-            f"the gradient has shape {W.shape} but {ckpt.weight_key} in {ckpt.label} is "
+            f"the gradient has shape {W.shape} but {shown(ckpt.weight_key)} in {ckpt.label} is "
             f"{ckpt.W.shape}; it cannot be written back under that name"
         )
     out = {ckpt.gradient_key: W}
@@ -435,7 +437,7 @@ def gradient_bytes(
             f"gradient of {ckpt.tied_to} adds the share of its use as the input embedding"
         )
     meta |= dict(metadata or {})
-    what = f"{ckpt.weight_key} in {ckpt.label}"
+    what = f"{shown(ckpt.weight_key)} in {ckpt.label}"
     tensors = gradient_tensors(ckpt, W, b)
     dtypes = {k: (ckpt.bias_dtype or ckpt.dtype) if k == ckpt.bias_key else ckpt.dtype for k in tensors}
     return st.encode(tensors, dtypes, meta, what=what)

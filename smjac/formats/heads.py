@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import LoadError
+from ..errors import LoadError, shown
 
 if TYPE_CHECKING:
     from ..maths.layer import LayoutName
@@ -84,12 +84,14 @@ class Candidate:
         """
         dims = "×".join(map(str, self.shape))
         if self.keras:
-            also = f"stored as {self.stored}, " if self.stored else ""
+            also = f"stored as {shown(self.stored)}, " if self.stored else ""
             bias = "with bias" if self.bias_key else "no bias"
-            return f"{self.key} ({also}kernel {dims} {NUMPY_NAMES.get(self.dtype, self.dtype)}, {bias})"
+            return (
+                f"{shown(self.key)} ({also}kernel {dims} {NUMPY_NAMES.get(self.dtype, self.dtype)}, {bias})"
+            )
         if self.tied_to:
-            return f"{self.key}, tied to {self.tied_to} ({dims} {self.dtype})"
-        return f"{self.weight_key} ({dims} {self.dtype})"
+            return f"{shown(self.key)}, tied to {shown(self.tied_to)} ({dims} {self.dtype})"
+        return f"{shown(self.weight_key)} ({dims} {self.dtype})"
 
 
 NUMPY_NAMES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
@@ -222,8 +224,10 @@ def choose(
             pool = [c for c in candidates if c.outputs == K]
             why = f"the only layer with {K} outputs, as {hints.why} says"
         elif not pool:
-            shown = ", ".join(f"{c.key} has {c.outputs}" for c in named[:3])
-            raise refusal(label, f"{hints.why} says the head has {K} outputs, but {shown}", candidates, hints)
+            outputs = ", ".join(f"{shown(c.key)} has {c.outputs}" for c in named[:3])
+            raise refusal(
+                label, f"{hints.why} says the head has {K} outputs, but {outputs}", candidates, hints
+            )
     else:
         best = min((r for c in named if (r := head_rank(c.key)) is not None), default=None)
         pool = [c for c in named if head_rank(c.key) == best]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import LoadError, reading
+from ..errors import LoadError, reading, shown
 from . import safetensors as st
 from .heads import Candidate, Hints, is_embedding, refusal
 
@@ -235,7 +235,7 @@ class Pretrained:
         header = self._header(self.shard_of[name])
         if name not in header.entries:
             raise LoadError(
-                f"{self.index}: its weight_map puts {name} in {header.path.name}, which does not hold it"
+                f"{self.index}: its weight_map puts {shown(name)} in {shown(header.path.name)}, which does not hold it"
             )
         return header, header.entries[name]
 
@@ -299,7 +299,7 @@ class Pretrained:
             said = "config.json leaves tie_word_embeddings at transformers' default, true"
         V, h = c.shape
         return (
-            f"{self.label}: has no lm_head.weight: lm_head is tied to {c.tied_to} ({said}), read as the "
+            f"{self.label}: has no lm_head.weight: lm_head is tied to {shown(c.tied_to or '')} ({said}), read as the "
             f"head, {V}×{h} (K×n, out-in); its gradient here is the head's share only, not the "
             "embedding's whole gradient"
         )
@@ -313,19 +313,21 @@ class Pretrained:
         if weight is None:
             ends = [n for n in names if n.endswith((f".{key}.weight", f".{key}"))]
             if len(ends) > 1:
-                shown = [c for c in self.candidates() if c.weight_key in ends]
+                listed = [c for c in self.candidates() if c.weight_key in ends]
                 raise refusal(
-                    self.label, f"key={key!r} ends the names of {len(ends)} tensors", shown, self.hints
+                    self.label, f"key={key!r} ends the names of {len(ends)} tensors", listed, self.hints
                 )
             if not ends:
                 raise refusal(
                     self.label, f"no tensor {key!r} or {key + '.weight'!r}", self.candidates(), self.hints
                 )
             weight = ends[0]
-            notes.append(f"{self.label}: key={key!r} read as {weight}, the one tensor whose name ends so")
+            notes.append(
+                f"{self.label}: key={key!r} read as {shown(weight)}, the one tensor whose name ends so"
+            )
         _, e = self.entry(weight)
         if len(e.shape) != 2:
-            why = f"{weight} has shape {e.shape}, not a matrix"
+            why = f"{shown(weight)} has shape {e.shape}, not a matrix"
             raise refusal(self.label, why, self.candidates(), self.hints)
         return self._candidate(weight), notes
 
@@ -360,7 +362,7 @@ class Pretrained:
             if e.shape == (c.outputs,) and st.is_float(e.dtype) and layer_name(k) == k
         ]
         return [
-            f"{self.label}: {k} ({c.outputs} {header.entries[k].dtype}) is not used as {c.weight_key}'s "
+            f"{self.label}: {shown(k)} ({c.outputs} {header.entries[k].dtype}) is not used as {shown(c.weight_key)}'s "
             "bias (its name does not pair with it); give it with -b if it is the bias"
             for k in loose[:3]
         ]
