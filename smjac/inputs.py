@@ -390,7 +390,7 @@ def load_layer(
         elif path is not None:
             arrays[k] = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
             names[k] = "stdin" if str(path) == STDIN else str(path)
-    missing = [f"-{key}" for key in ("W", "x") if key not in arrays]
+    missing = [f"{key}=" for key in ("W", "x") if key not in arrays]
     if missing:
         raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with layer=FILE")
     with _no_memory_error(names["W"]):

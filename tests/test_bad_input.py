@@ -295,7 +295,7 @@ SPOKEN = [
     (
         "a checkpoint given as W",
         lambda tmp: inputs.load_array(MODEL),
-        f"give it as layer='{MODEL}' (key=NAME picks the layer) and x with -x",
+        f"give it as layer='{MODEL}' (key=NAME picks the layer) and x with x=",
         ["forward", "-W", str(MODEL), "-x", str(X_OK)],
         f"give it as --layer {MODEL} (--key NAME picks the layer) and x with -x",
     ),
@@ -319,6 +319,13 @@ SPOKEN = [
         "pick the layer with key=NAME (e.g. key='classifier')",
         ["forward", "--layer", str(MODEL), "--key", "nope", "-x", str(X_OK)],
         "pick the layer with --key NAME (e.g. --key classifier)",
+    ),
+    (
+        "no W nor x",
+        lambda tmp: inputs.load_layer(None, None),
+        "missing W= and x=: give each as a file, or both with layer=FILE",
+        ["forward"],
+        "missing -W and -x: give each as a file, or both with --layer FILE",
     ),
     (
         "a layout against the file's own",

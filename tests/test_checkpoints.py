@@ -146,7 +146,7 @@ def test_bias_pairs_by_name_only(tmp_path, names, bias):
         []
         if bias
         else [
-            f"{path}: {names[1]} (4 F32) is not used as {names[0]}'s bias (its name does not pair with it); give it with -b if it is the bias"
+            f"{path}: {names[1]} (4 F32) is not used as {names[0]}'s bias (its name does not pair with it); give it with b= if it is the bias"
         ]
     )
 

@@ -28,6 +28,9 @@ _FLAGS = {
     "max_memory": "--max-memory",
     "max_input_bytes": "--max-input-bytes",
     "max_bytes": "--max-input-bytes",  # the readers' name for the input cap
+    "W": "-W",
+    "x": "-x",
+    "b": "-b",
 }
 # A parameter stands apart: a name within a file name (class_weights.json), a path
 # (runs/max_memory), a tensor's dotted name (attn.key) or quotes ('max_memory', a name the
@@ -37,7 +40,7 @@ _APART = r"(?<![\w./\\'\"`-])"
 # uses, the name said bare ("class_weights sum to 0"); found in one pass, so that a value
 # (key='class_weights') is never taken for a name
 _PARAMETER = re.compile(
-    rf"{_APART}(?:(?P<name>{'|'.join(_FLAGS)})=(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<word>[^\s,;)]+))?"
+    rf"{_APART}(?:(?P<name>{'|'.join(_FLAGS)})=(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<word>[^\s,;:.)][^\s,;)]*))?"
     rf"|(?P<bare>{'|'.join(n for n in _FLAGS if '_' in n)})(?![\w'\"`-]|[./\\]\w))"
 )
 
@@ -67,6 +70,8 @@ def as_flags(message: str) -> str:
     'read with --layout out-in; --layout in-out overrides it; --key NAME picks another'
     >>> as_flags('give it as layer="model.safetensors"; over the budget (max_memory); raise max_bytes=20M')
     'give it as --layer model.safetensors; over the budget (--max-memory); raise --max-input-bytes 20M'
+    >>> as_flags("missing W= and x=: give each as a file; give b=FILE for another")
+    'missing -W and -x: give each as a file; give -b FILE for another'
     >>> as_flags("m.safetensors: leave out layout=; key='dense 1' is two words")
     "m.safetensors: leave out --layout; --key 'dense 1' is two words"
 

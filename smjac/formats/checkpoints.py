@@ -271,7 +271,7 @@ def _check_bias(label: str, c: Candidate) -> None:
     if c.bias_key is not None and (not st.is_float(c.bias_dtype or "") or len(c.bias_shape or ()) != 1):
         raise LoadError(
             f"{label}[{shown(c.bias_key)}]: is {c.bias_dtype} of shape {c.bias_shape}; a bias is one row of K "
-            "floating-point numbers (give -b FILE for another)"
+            "floating-point numbers (give b=FILE for another)"
         )
 
 

@@ -363,7 +363,7 @@ class Pretrained:
         ]
         return [
             f"{self.label}: {shown(k)} ({c.outputs} {header.entries[k].dtype}) is not used as {shown(c.weight_key)}'s "
-            "bias (its name does not pair with it); give it with -b if it is the bias"
+            "bias (its name does not pair with it); give it with b= if it is the bias"
             for k in loose[:3]
         ]
 
