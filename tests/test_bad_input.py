@@ -363,6 +363,7 @@ def test_the_library_names_parameters_and_the_command_line_flags(tmp_path, case)
         ("runs/max_memory/layout.json: is empty", None),
         ("using model.class_weights.weight (3×4 F32); no tensor 'key' or 'max_bytes'", None),
         ("attn.key=3 and self-layout=x are not parameters", None),
+        ("m.safetensors[key=1.weight] is 3×4", None),
     ],
 )
 def test_as_flags_spells_parameters_and_nothing_else(message, flagged):

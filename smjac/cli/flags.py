@@ -33,9 +33,9 @@ _FLAGS = {
     "b": "-b",
 }
 # A parameter stands apart: a name within a file name (class_weights.json), a path
-# (runs/max_memory), a tensor's dotted name (attn.key) or quotes ('max_memory', a name the
-# message quotes) is not one.
-_APART = r"(?<![\w./\\'\"`-])"
+# (runs/max_memory), a tensor's dotted name (attn.key), a label's brackets (m.safetensors[key=1])
+# or quotes ('max_memory', a name the message quotes) is not one.
+_APART = r"(?<![\w./\\'\"`[-])"
 # name=value (quoted or not; name= alone is the flag alone) or, for the parameter names no prose
 # uses, the name said bare ("class_weights sum to 0"); found in one pass, so that a value
 # (key='class_weights') is never taken for a name
