@@ -1,8 +1,8 @@
 """Sizes and the one memory budget rule.
 
-``--max-memory`` and ``--max-input-bytes`` take sizes with units (``4G``, ``512M``); a budget left
-unset is half the memory available now (:func:`default_memory_budget`), resolved in one place
-(:func:`resolve`). Every result's size comes from :mod:`smjac.maths.cost`; :func:`require` is the
+Sizes are bytes (``max_memory``, ``max_bytes``); the command line writes them with units
+(``4G``, ``512M``: :func:`parse_size`). A budget left unset is half the memory available now
+(:func:`default_memory_budget`), resolved in one place (:func:`resolve`). Every result's size comes from :mod:`smjac.maths.cost`; :func:`require` is the
 one comparison with the budget and the one wording of a refusal.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-DEFAULT_MAX_INPUT_BYTES = 2**30  # the input size cap (--max-input-bytes) when none is given
+DEFAULT_MAX_INPUT_BYTES = 2**30  # the input size cap (max_bytes) when none is given
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 MAX_SIZE = 2**62  # the largest size smjac takes (4 EiB): past any machine, short of int64 overflow
@@ -80,11 +80,11 @@ def require(need: int, what: str, max_memory: int | None, *, way: str = "") -> N
     >>> require(200, "it", 100)
     Traceback (most recent call last):
     ...
-    smjac.errors.InputError: it would take 200 bytes, over the memory budget of 100 bytes (--max-memory)
+    smjac.errors.InputError: it would take 200 bytes, over the memory budget of 100 bytes (max_memory)
     """
     from .errors import InputError
 
     budget = resolve(max_memory)
     if need > budget:
-        said = f"{what} would take {format_size(need)}, over the memory budget of {format_size(budget)} (--max-memory)"
+        said = f"{what} would take {format_size(need)}, over the memory budget of {format_size(budget)} (max_memory)"
         raise InputError(f"{said}. {way}" if way else said)

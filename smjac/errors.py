@@ -58,3 +58,16 @@ def reading(label: str) -> Iterator[None]:
         raise LoadError(f"{label}: permission denied") from None
     except OSError as e:
         raise LoadError(f"{label}: cannot read it ({e.strerror or e})") from None
+
+
+def shown(name: str) -> str:
+    """A name from a file (a tensor's, a layer's) as a message shows it: each character that is
+    not printable (a newline, ESC) escaped as Python writes it, so that a name can neither break a
+    message into lines that pass for smjac's own nor act on a terminal.
+
+    >>> print(shown("classifier.weight"), shown("evil\\n\\x1b[2J.weight"))
+    classifier.weight evil\\n\\x1b[2J.weight
+    """
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)

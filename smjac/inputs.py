@@ -1,6 +1,6 @@
 """A layer, targets and answers from files, stdin or a checkpoint: read once, checked once.
 
-Readers refuse before they allocate: the input cap (``--max-input-bytes``) is applied to the bytes
+Readers refuse before they allocate: the input cap (``max_bytes``) is applied to the bytes
 on disk, the memory budget to what parsing will take. The formats themselves are in
 :mod:`smjac.formats`.
 """
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .formats.checkpoints import Checkpoint
     from .maths.layer import FunctionName, LayoutName
 from .budget import DEFAULT_MAX_INPUT_BYTES, format_size, resolve
-from .errors import reading
+from .errors import reading, shown
 from .formats.npy import npy_float64_bytes, open_npy, parse_npy
 from .formats.table import Format, sniff
 from .formats.text_reading import json_array, json_document, json_kind, parse_csv, parse_json, read_text
@@ -72,7 +72,7 @@ def read_bytes(
 
 def _read_upto(stream: BinaryIO, limit: int) -> bytes:
     """At most ``limit`` bytes, read in pieces: ``read(limit)`` would first set aside a buffer of
-    the whole limit, which a large cap (--max-input-bytes 64G) makes fail for a tiny file."""
+    the whole limit, which a large cap (max_bytes of 64 GiB) makes fail for a tiny file."""
     parts, size = [], 0
     while size < limit:
         part = stream.read(min(limit - size, 2**24))
@@ -84,14 +84,14 @@ def _read_upto(stream: BinaryIO, limit: int) -> bytes:
 
 
 def _cap_to_read(size: int) -> str:
-    """The parameter that lets a file of ``size`` bytes in: ``max_input_bytes=`` in whole MiB."""
-    return f"max_input_bytes={-(-size // 2**20)}M"
+    """The parameter that lets a file of ``size`` bytes in: ``max_bytes=`` in whole MiB."""
+    return f"max_bytes={-(-size // 2**20)}M"
 
 
 def _too_big(label: str, size: int, cap: int) -> str:
     return (
         f"{label}: is over the input size cap of {cap:,} bytes ({size:,} bytes or more); "
-        "raise the cap with --max-input-bytes"
+        "raise the cap with max_bytes"
     )
 
 
@@ -111,7 +111,7 @@ def _json_budget(size: int, label: str, max_memory: int | None) -> None:
     if need > budget:
         raise LoadError(
             f"{label}: parsing {format_size(size)} of JSON takes about {format_size(need)} (a Python object per "
-            f"number), over the memory budget of {format_size(budget)} (--max-memory); save it as .npy "
+            f"number), over the memory budget of {format_size(budget)} (max_memory); save it as .npy "
             "(numpy.save) instead, which loads in its own size"
         )
 
@@ -134,7 +134,7 @@ def parse(
     elif fmt is Format.npy:
         arr = parse_npy(data, label)
     else:
-        raise LoadError(f"{label}: an .npz bundle holds several arrays; give it with --layer")
+        raise LoadError(f"{label}: an .npz bundle holds several arrays; give it with layer=")
     if arr.size == 0:
         raise LoadError(f"{label}: holds no numbers (shape {arr.shape})")
     if finite and not all_finite(arr):
@@ -149,7 +149,7 @@ def _no_memory_error(label: str) -> Iterator[None]:
         yield
     except MemoryError:
         raise LoadError(
-            f"{label}: ran out of memory while loading it; free some memory, lower --max-memory so smjac "
+            f"{label}: ran out of memory while loading it; free some memory, lower max_memory so smjac "
             "refuses before it starts, or give the matrix as .npy"
         ) from None
 
@@ -283,7 +283,7 @@ def _load_bundle(
             key = Path(info.filename).stem
             if key in members:
                 raise LoadError(
-                    f"{label}: holds {key!r} twice ({members[key].filename}, {info.filename}); keep one"
+                    f"{label}: holds {key!r} twice ({shown(members[key].filename)}, {shown(info.filename)}); keep one"
                 )
             members[key] = info
         _check_keys(members, label)
@@ -301,7 +301,7 @@ def _load_bundle(
                 if info.file_size + widened > budget:
                     raise LoadError(
                         f"{name}: inflates to {format_size(info.file_size)}, {format_size(widened)} more as "
-                        f"float64, over the memory budget of {format_size(budget)} (--max-memory)"
+                        f"float64, over the memory budget of {format_size(budget)} (max_memory)"
                     )
                 raw = archive.read(info)
             except (
@@ -365,7 +365,7 @@ def load_layer(
     A file given on its own takes the place of the bundle's array. Errors name the files. The
     layer is checked here, once: the ``layer_*`` functions of :mod:`smjac.maths` take it as it is.
     ``max_memory`` (bytes; :func:`default_memory_budget` when None) is the budget each loader
-    holds a file's parse to before it starts (``--max-memory``).
+    holds a file's parse to before it starts.
 
     ``layer`` may be a model checkpoint (``.safetensors``, ``.keras``, ``.h5``), or one already
     read by :func:`smjac.formats.checkpoints.read` (whose notes and tensor names the caller then keeps);
@@ -390,9 +390,9 @@ def load_layer(
         elif path is not None:
             arrays[k] = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
             names[k] = "stdin" if str(path) == STDIN else str(path)
-    missing = [f"-{key}" for key in ("W", "x") if key not in arrays]
+    missing = [f"{key}=" for key in ("W", "x") if key not in arrays]
     if missing:
-        raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with --layer FILE")
+        raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with layer=FILE")
     with _no_memory_error(names["W"]):
         cast = {k: _cast(v, dtype, names[k]) for k, v in arrays.items()}
     x_ = cast["x"]
@@ -439,14 +439,14 @@ def _checkpoint(
 ) -> Checkpoint | None:
     """The checkpoint ``layer`` names or is, read; None for a bundle (or no layer)."""
     if layer is None and key is None:
-        return None  # no --layer: the checkpoint readers are not even imported (start-up time counts)
+        return None  # no layer: the checkpoint readers are not even imported (start-up time counts)
     from .formats import checkpoints
 
     if isinstance(layer, checkpoints.Checkpoint):
         return layer
     if layer is None or str(layer) == STDIN or checkpoints.kind(layer) is None:
         if key is not None:
-            raise LoadError(f"--key {key}: picks a layer in a model checkpoint (--layer model.safetensors)")
+            raise LoadError(f'key={key!r}: picks a layer in a model checkpoint (layer="model.safetensors")')
         return None
     return checkpoints.read(layer, key=key, max_bytes=max_bytes, memory_budget=max_memory)
 

@@ -18,9 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy as st
 from typer.testing import CliRunner
 
+from smjac import inputs
 from smjac.cli import app
+from smjac.cli.flags import as_flags
+from smjac.errors import SmjacError
 
 from .conftest import BLOG_W, ROOT
 
@@ -275,3 +279,115 @@ def test_utf8_bom_is_accepted(tmp_path):
     )
     assert result.exit_code == 0
     assert result.stdout == CliRunner().invoke(app, ["forward", "-W", str(W_OK), "-x", str(X_OK)]).stdout
+
+
+# Issue 18: the library names its parameters, the command line its flags. Each row: the library
+# call and what it says, then the same refusal on the command line and what that says.
+MODEL = ROOT / "samples/model/classifier.safetensors"
+SPOKEN = [
+    (
+        "a key without a checkpoint",
+        lambda tmp: inputs.load_layer(W_OK, X_OK, key="classifier"),
+        "key='classifier': picks a layer in a model checkpoint (layer=\"model.safetensors\")",
+        ["forward", "-W", str(W_OK), "-x", str(X_OK), "--key", "classifier"],
+        "--key classifier: picks a layer in a model checkpoint (--layer model.safetensors)",
+    ),
+    (
+        "a checkpoint given as W",
+        lambda tmp: inputs.load_array(MODEL),
+        f"give it as layer='{MODEL}' (key=NAME picks the layer) and x with x=",
+        ["forward", "-W", str(MODEL), "-x", str(X_OK)],
+        f"give it as --layer {MODEL} (--key NAME picks the layer) and x with -x",
+    ),
+    (
+        "over the input cap",
+        lambda tmp: inputs.load_array(W_OK, max_bytes=10),
+        "raise the cap with max_bytes",
+        ["--max-input-bytes", "10", "forward", "-W", str(W_OK), "-x", str(X_OK)],
+        "raise the cap with --max-input-bytes",
+    ),
+    (
+        "over the memory budget",
+        lambda tmp: inputs.load_array(W_OK, max_memory=100),
+        "over the memory budget of 100 bytes (max_memory); save it as .npy",
+        ["forward", "--max-memory", "100", "-W", str(W_OK), "-x", str(X_OK)],
+        "over the memory budget of 100 bytes (--max-memory); save it as .npy",
+    ),
+    (
+        "a layer that is not there",
+        lambda tmp: inputs.load_layer(None, X_OK, layer=MODEL, key="nope"),
+        "pick the layer with key=NAME (e.g. key='classifier')",
+        ["forward", "--layer", str(MODEL), "--key", "nope", "-x", str(X_OK)],
+        "pick the layer with --key NAME (e.g. --key classifier)",
+    ),
+    (
+        "no W nor x",
+        lambda tmp: inputs.load_layer(None, None),
+        "missing W= and x=: give each as a file, or both with layer=FILE",
+        ["forward"],
+        "missing -W and -x: give each as a file, or both with --layer FILE",
+    ),
+    (
+        "a layout against the file's own",
+        lambda tmp: inputs.load_layer(None, ROOT / "samples/model/x.json", layer=MODEL, layout="in-out"),
+        "it takes 6: leave out layout=",
+        ["forward", "--layer", str(MODEL), "--layout", "in-out", "-x", str(ROOT / "samples/model/x.json")],
+        "it takes 6: leave out --layout",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", SPOKEN, ids=[c[0] for c in SPOKEN])
+def test_the_library_names_parameters_and_the_command_line_flags(tmp_path, case):
+    _, call, said, args, flagged = case
+    with pytest.raises(SmjacError) as e:
+        call(tmp_path)
+    assert said in str(e.value) and " --" not in str(e.value)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and flagged in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("message", "flagged"),
+    [
+        # parameters, with and without values, and a quoted value the shell needs quoted
+        ("leave out layout=", "leave out --layout"),
+        (
+            "(max_memory); raise the cap (max_bytes=21M)",
+            "(--max-memory); raise the cap (--max-input-bytes 21M)",
+        ),
+        ("give one as layer='my models/m.safetensors'", "give one as --layer 'my models/m.safetensors'"),
+        ("e.g. key='class_weights'", "e.g. --key class_weights"),  # a value is never taken for a name
+        # names that are not parameters: file names, paths, tensor names, quoted names
+        ("class_weights.json holds 3 class weights", None),
+        ("runs/max_memory/layout.json: is empty", None),
+        ("using model.class_weights.weight (3×4 F32); no tensor 'key' or 'max_bytes'", None),
+        ("attn.key=3 and self-layout=x are not parameters", None),
+        ("m.safetensors[key=1.weight] is 3×4", None),
+    ],
+)
+def test_as_flags_spells_parameters_and_nothing_else(message, flagged):
+    assert as_flags(message) == (message if flagged is None else flagged)
+
+
+def test_a_file_or_tensor_named_like_a_parameter_keeps_its_name(tmp_path):
+    # before, the command line printed --class-weights.json and "--key --class-weights"
+    weights = tmp_path / "class_weights.json"
+    weights.write_text("[1, 2, 3]")
+    result = CliRunner().invoke(
+        app, ["grad", "-W", str(W_OK), "-x", str(X_OK), "--target", "0", "--class-weights", str(weights)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {weights} holds 3 class weights but W has K = 5 outputs")
+    model = tmp_path / "class_weights.safetensors"
+    st.save_file(
+        {"class_weights.weight": np.ones((3, 4), np.float32), "other.weight": np.ones((3, 4), np.float32)},
+        model,
+    )
+    result = CliRunner().invoke(app, ["forward", "--layer", str(model), "-x", str(X_OK)])
+    assert result.exit_code == 2
+    assert f"Error: {model}: no layer is named as a head" in result.stderr
+    assert (
+        "(e.g. --key class_weights)" in result.stderr
+        and "\n  class_weights.weight (3×4 F32)\n" in result.stderr
+    )

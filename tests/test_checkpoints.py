@@ -74,8 +74,8 @@ def test_safetensors_key_reads_weight_and_bias_in_pytorch_layout(tmp_path, dtype
     assert_array_equal(ck.W, W)
     assert_array_equal(ck.b, b)
     assert ck.W.dtype == dtype
-    assert any("--layout out-in" in n for n in ck.notes_for(None))
-    assert not any("--layout" in n for n in ck.notes_for("out-in"))
+    assert any('read with layout="out-in"; layout="in-out" overrides it' in n for n in ck.notes_for(None))
+    assert not any("layout=" in n for n in ck.notes_for("out-in"))
     L = load_layer(None, write_x(tmp_path), layer=path, key="classifier")
     assert L.layout == "out-in" and L.W.dtype == np.float64
     assert_allclose(
@@ -146,7 +146,7 @@ def test_bias_pairs_by_name_only(tmp_path, names, bias):
         []
         if bias
         else [
-            f"{path}: {names[1]} (4 F32) is not used as {names[0]}'s bias (its name does not pair with it); give it with -b if it is the bias"
+            f"{path}: {names[1]} (4 F32) is not used as {names[0]}'s bias (its name does not pair with it); give it with b= if it is the bias"
         ]
     )
 
@@ -167,7 +167,7 @@ def test_safetensors_several_unnamed_layers_and_no_key_lists_them(tmp_path):
     with pytest.raises(LoadError) as e:
         checkpoints.read(path)
     msg = str(e.value)
-    assert "no layer is named as a head" in msg and "--key NAME" in msg
+    assert "no layer is named as a head" in msg and "key=NAME" in msg
     assert "\n  dense_a.weight (4×6 F32)\n" in msg and msg.endswith("\n  dense_b.weight (6×4 F32)")
 
 
@@ -287,7 +287,7 @@ def test_keras_zip_layer_names_from_config(tmp_path):
     assert ck.weight_key == "layers/dense_1/vars/0"
     assert ck.notes == (
         f"{path}: using classifier (stored as dense_1, kernel 6×4 float32, with bias) as the head: "
-        "its name says so; --key picks another",
+        "its name says so; key=NAME picks another",
     )
 
 
@@ -370,7 +370,7 @@ def test_pickles_are_refused_with_the_way_to_convert(tmp_path, suffix):
 def test_key_without_a_checkpoint_is_an_error(tmp_path):
     path = tmp_path / "W.json"
     path.write_text("[[1, 2], [3, 4]]")
-    with pytest.raises(LoadError, match="--key"):
+    with pytest.raises(LoadError, match=r"^key='classifier': picks a layer in a model checkpoint"):
         load_layer(path, write_x(tmp_path), key="classifier")
 
 
@@ -520,7 +520,7 @@ def test_samples_without_a_key_take_the_head_by_its_name(name):
     # pre_classifier (6×6, a hidden layer, DistilBERT's name) is never taken for the head
     ck = checkpoints.read(MODEL / name)
     assert ck.key == "classifier" and len(ck.notes) == 1
-    assert "as the head: its name says so; --key picks another" in ck.notes[0]
+    assert "as the head: its name says so; key=NAME picks another" in ck.notes[0]
 
 
 @pytest.mark.parametrize("name", ["model.keras", "model.h5"])
@@ -808,3 +808,37 @@ def test_a_bias_gradient_with_nowhere_to_go_is_said(tmp_path):
     L = load_layer(None, write_x(tmp_path), layer=ck)  # no -b: no bias, nothing dropped
     result, _ = _written(L, ck, target=1, upstream=None)
     assert not any("no bias tensor" in n for n in result.notes)
+
+
+def test_a_tensor_name_with_control_characters_is_shown_escaped(tmp_path):
+    # issue 19: a name from a file can neither forge a line of smjac's own nor act on a terminal
+    from typer.testing import CliRunner
+
+    from smjac.cli import app
+
+    forged, clearing = "a\nError: forged", "head\x1b[2J"
+    W, b = head()
+    path = tmp_path / "m.safetensors"
+    st.save_file({f"{forged}.weight": W, f"{clearing}.weight": W.copy(), f"{clearing}.bias": b}, path)
+    with pytest.raises(LoadError) as e:
+        checkpoints.read(path)
+    listed = str(e.value).split("layers:\n", 1)[1].split("\n")
+    assert sorted(listed) == ["  a\\nError: forged.weight (4×6 F32)", "  head\\x1b[2J.weight (4×6 F32)"]
+    # the same through the command line: every line of stderr smjac's own, no escape sequence
+    x = write_x(tmp_path)
+    runs = [
+        ["forward", "--layer", str(path), "-x", str(x)],
+        ["forward", "--layer", str(path), "--key", clearing, "-x", str(tmp_path / "x7.json")],
+        ["inspect", str(path)],
+    ]
+    (tmp_path / "x7.json").write_text(json.dumps([1.0] * 7))
+    for args in runs:
+        result = CliRunner().invoke(app, args)
+        assert "\x1b" not in result.stderr and "Error: forged" not in result.stderr.replace("\\nError", "")
+        assert all(line.startswith((str(path), "Error: ", "  ")) for line in result.stderr.splitlines())
+    # inspect's listing is its result: JSON, which escapes the names itself
+    assert result.exit_code == 0 and "\x1b" not in result.stdout and "\nError" not in result.stdout
+    assert sorted(c["key"] for c in json.loads(result.stdout)["layers"]) == [forged, clearing]
+    result = CliRunner().invoke(app, runs[1])
+    assert result.exit_code == 2
+    assert f"Error: {path}[head\\x1b[2J.weight] is 4×6 (out-in: 6 inputs) but" in result.stderr

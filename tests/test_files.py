@@ -120,7 +120,7 @@ def test_files_that_are_not_there(tmp_path):
 
 def test_size_cap_refuses_before_reading(tmp_path):
     write_matrix(tmp_path / "W.json", BLOG_W)
-    with pytest.raises(LoadError, match=r"input size cap of 10 bytes.*--max-input-bytes"):
+    with pytest.raises(LoadError, match=r"input size cap of 10 bytes.*raise the cap with max_bytes$"):
         inputs.load_array(tmp_path / "W.json", max_bytes=10)
 
 

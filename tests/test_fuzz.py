@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
+from safetensors import numpy as sf
 from typer.testing import CliRunner
 
 import smjac
 from smjac import LoadError, inputs
 from smjac.cli import app
-from smjac.formats import npy, table
+from smjac.cli.flags import as_flags
+from smjac.formats import checkpoints, npy, table
 
 from .conftest import post_softmax
 
@@ -192,3 +196,23 @@ def test_a_binary_layer_with_a_subnormal_x_checks_out():
     # reach / x, an overflow, and the check refused the layer instead of checking it
     report = smjac.check(np.array([[0.0]]), np.array([5e-324]))
     assert report.ok, [c for c in report.checks if not c.ok]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=2, max_size=4, unique=True))
+def test_any_tensor_names_are_shown_one_line_each(names):
+    # issue 19: whatever a checkpoint calls its tensors (newlines, ESC, other controls), a refusal
+    # lists one line per layer and a note is one line, as the library says it and as the
+    # command line does
+    tensors = {f"{name}.weight": np.full((3, 2), i + 1, np.float32) for i, name in enumerate(names)}
+    with tempfile.TemporaryDirectory() as folder:
+        model = Path(folder) / "m.safetensors"
+        sf.save_file(tensors, model)
+        try:
+            notes, listed = checkpoints.read(model).notes, 0  # a name taken for a head's
+        except LoadError as e:
+            notes, listed = (str(e),), len(names)
+    for note in (*notes, *map(as_flags, notes)):
+        lines = note.split("\n")
+        assert len(lines) == 1 + listed and all(line.startswith("  ") for line in lines[1:])
+        assert all(c.isprintable() for line in lines for c in line)

@@ -102,12 +102,12 @@ def test_an_own_name_that_is_another_layers_stored_name_wins_and_says_so(tmp_pat
     assert ck.key == "dense_1"
     assert_array_equal(ck.W, layers["dense_1"][0])
     assert ck.notes == (
-        f"{path}: --key dense_1 is the layer named dense_1; Keras 3 stores another, dense_2, as dense_1: "
-        "give --key dense_2 for that one",
+        f"{path}: key='dense_1' is the layer named dense_1; Keras 3 stores another, dense_2, as dense_1: "
+        "give key='dense_2' for that one",
     )
     # neither is named as a head: the model's last Dense layer, said so
     ck = checkpoints.read(path)
-    assert ck.key == "dense_2" and "the model's last Dense-like layer; --key picks another" in ck.notes[0]
+    assert ck.key == "dense_2" and "the model's last Dense-like layer; key=NAME picks another" in ck.notes[0]
 
 
 def test_a_weights_only_h5_counts_its_dense_layers_and_says_so(tmp_path):

@@ -143,7 +143,7 @@ def test_bert_folder_takes_classifier_and_its_numbers(tmp_path, with_config):
     )
     match = ", and its 3 outputs match config.json's id2label (3 labels)" if with_config else ""
     assert ck.notes == (
-        f"{folder}: using classifier.weight (3×6 F32) as the head: its name says so{match}; --key picks another",
+        f"{folder}: using classifier.weight (3×6 F32) as the head: its name says so{match}; key=NAME picks another",
     )
     # x is BERT's pooled output: tanh(pooler(h[CLS]))
     h_cls = RNG.standard_normal(H)
@@ -320,7 +320,7 @@ def test_folders_without_safetensors_say_what_they_hold(tmp_path):
         checkpoints.read(tmp_path / "pt")
     (tmp_path / "other").mkdir()
     st.save_file({"w": draw(2, 2)}, tmp_path / "other" / "adapter_model.safetensors")
-    with pytest.raises(LoadError, match=r"it holds adapter_model.safetensors: give one as --layer"):
+    with pytest.raises(LoadError, match=r"it holds adapter_model.safetensors: give one as layer='"):
         checkpoints.read(tmp_path / "other")
 
 
@@ -436,7 +436,7 @@ def test_a_shape_mismatch_names_the_keys_that_fit_before_the_layout(tmp_path):
         f"{folder}[bert.encoder.layer.0.output.dense.weight] is 6×24 (out-in: 24 inputs) but {x} has 6 entries per sample"
     )
     assert "\n  classifier.weight (3×6 F32)\n" in msg
-    assert msg.index("pick one with --key classifier") < msg.index("--layout in-out")
+    assert msg.index("pick one with key='classifier'") < msg.index('layout="in-out" would read')
     x4 = write_x(tmp_path, np.ones(5))
     with pytest.raises(ShapeError, match=f"no layer of {folder} takes 5 inputs"):
         load_layer(None, x4, layer=folder, key="classifier")
@@ -491,5 +491,5 @@ def test_the_cli_takes_the_index_itself_and_points_w_to_layer(tmp_path):
 def test_a_layout_against_the_files_own_is_named_as_the_cause(tmp_path):
     x = write_x(tmp_path, RNG.standard_normal(6))
     model = Path(__file__).resolve().parent.parent / "samples" / "model" / "classifier.safetensors"
-    with pytest.raises(ShapeError, match=r"as the file stores it \(out-in\) it takes 6: leave out --layout$"):
+    with pytest.raises(ShapeError, match=r"as the file stores it \(out-in\) it takes 6: leave out layout=$"):
         load_layer(None, x, layer=model, key="classifier", layout="in-out")

@@ -12,6 +12,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -579,3 +581,28 @@ def test_a_stack_of_matrices_is_still_read(tmp_path):
     path = tmp_path / "J.json"
     path.write_text(json.dumps(J.tolist()))
     assert_array_equal(inputs.load_answer(path), J)
+
+
+@given(names=st.lists(st.text(st.sampled_from('ab ,"\r\n\tz/'), max_size=4), min_size=1, max_size=4))
+@example(names=[""])
+@example(names=["z", "h"])
+def test_a_header_is_what_csv_writes(names):
+    # the plain join is only a short cut: the csv module is the reference, quotes and all
+    assert text_writing.csv_header(names) == text_writing.csv_text([], names)
+
+
+def test_the_text_codecs_load_csv_only_when_the_careful_path_needs_it():
+    script = """
+import sys
+import numpy as np
+import smjac.formats.text as t
+from smjac.formats.document import Document
+t.parse_json(b"[[1, 2], [3, 4]]", "x")
+t.parse_csv(b"1,2\\n3,4\\n", "x")
+t.csv_bytes(Document({}, columns={"z": np.ones(2), "h": np.ones(2)}))  # a header, then numbers
+print("csv" in sys.modules, end=";")
+t.parse_csv(b"1,2\\n3,nan\\n", "x", finite=False)  # NaN: the careful reader
+print("csv" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.stdout.split() == ["False;True"], out.stderr[-2000:]

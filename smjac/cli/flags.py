@@ -5,6 +5,7 @@ alike); every message on its way to a user of the command line goes through :fun
 """
 
 import re
+import shlex
 
 # The library names its parameters (temperature=0.5, layout="out-in"); the command line spells them
 # as its flags, here and nowhere else.
@@ -26,10 +27,34 @@ _FLAGS = {
     "layer": "--layer",
     "max_memory": "--max-memory",
     "max_input_bytes": "--max-input-bytes",
+    "max_bytes": "--max-input-bytes",  # the readers' name for the input cap
+    "W": "-W",
+    "x": "-x",
+    "b": "-b",
 }
-_PARAMETER = re.compile(rf"\b({'|'.join(_FLAGS)})=(?:\"([^\"]*)\"|'([^']*)'|([^\s,;)]+))")
-# parameter names no prose uses, said bare ("class_weights sum to 0"): spelled as flags too
-_BARE = re.compile(rf"\b({'|'.join(n for n in _FLAGS if '_' in n)})\b")
+# A parameter stands apart: a name within a file name (class_weights.json), a path
+# (runs/max_memory), a tensor's dotted name (attn.key), a label's brackets (m.safetensors[key=1])
+# or quotes ('max_memory', a name the message quotes) is not one.
+_APART = r"(?<![\w./\\'\"`[-])"
+# name=value (quoted or not; name= alone is the flag alone) or, for the parameter names no prose
+# uses, the name said bare ("class_weights sum to 0"); found in one pass, so that a value
+# (key='class_weights') is never taken for a name
+_PARAMETER = re.compile(
+    rf"{_APART}(?:(?P<name>{'|'.join(_FLAGS)})=(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<word>[^\s,;:.)][^\s,;)]*))?"
+    rf"|(?P<bare>{'|'.join(n for n in _FLAGS if '_' in n)})(?![\w'\"`-]|[./\\]\w))"
+)
+
+
+def _flag(m: re.Match[str]) -> str:
+    """One parameter as its flag: a value the message quoted is quoted for the shell if it needs
+    it (a path with a space)."""
+    if m["bare"] is not None:
+        return _FLAGS[m["bare"]]
+    flag = _FLAGS[m["name"]]
+    quoted = m["dq"] if m["dq"] is not None else m["sq"]
+    if quoted is not None:
+        return f"{flag} {shlex.quote(quoted)}"
+    return flag if m["word"] is None else f"{flag} {m['word']}"
 
 
 def as_flags(message: str) -> str:
@@ -43,10 +68,18 @@ def as_flags(message: str) -> str:
     'over --max-weights 14: check a few with --probes N, or raise --max-weights (0: no limit)'
     >>> as_flags("read with layout=out-in; layout=in-out overrides it; key=NAME picks another")
     'read with --layout out-in; --layout in-out overrides it; --key NAME picks another'
-    >>> as_flags('give it as layer="model.safetensors"; over the budget (max_memory); raise max_input_bytes=20M')
+    >>> as_flags('give it as layer="model.safetensors"; over the budget (max_memory); raise max_bytes=20M')
     'give it as --layer model.safetensors; over the budget (--max-memory); raise --max-input-bytes 20M'
+    >>> as_flags("missing W= and x=: give each as a file; give b=FILE for another")
+    'missing -W and -x: give each as a file; give -b FILE for another'
+    >>> as_flags("m.safetensors: leave out layout=; key='dense 1' is two words")
+    "m.safetensors: leave out --layout; --key 'dense 1' is two words"
+
+    Names that are not parameters stay as they are:
+
+    >>> as_flags("class_weights.json: holds NaN; no tensor 'key' in runs/max_memory/m.safetensors")
+    "class_weights.json: holds NaN; no tensor 'key' in runs/max_memory/m.safetensors"
+    >>> as_flags("pick the layer with key=NAME (e.g. key='class_weights')")
+    'pick the layer with --key NAME (e.g. --key class_weights)'
     """
-    flagged = _PARAMETER.sub(
-        lambda m: f"{_FLAGS[m[1]]} {next(g for g in m.groups()[1:] if g is not None)}", message
-    )
-    return _BARE.sub(lambda m: _FLAGS[m[1]], flagged)
+    return _PARAMETER.sub(_flag, message)

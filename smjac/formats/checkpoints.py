@@ -9,7 +9,7 @@ Four kinds of path hold a real model's head:
 * ``.keras`` and ``.h5`` (:mod:`smjac.formats.keras`): a Dense layer's kernel (n×K, the post's
   ``in-out`` layout) and bias.
 
-Without ``--key`` the head is chosen the way the architecture names it (:mod:`smjac.formats.heads`)
+Without ``key`` the head is chosen the way the architecture names it (:mod:`smjac.formats.heads`)
 and a note says which. Only arrays are read, never a model: nothing in a file can run code.
 Pickled PyTorch files are refused, with the one line that converts them. Nothing here prints;
 notes come back as strings for the caller to show.
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 
 from ..budget import DEFAULT_MAX_INPUT_BYTES, resolve
-from ..errors import LoadError, OutputError, ShapeError, SmjacError
+from ..errors import LoadError, OutputError, ShapeError, SmjacError, shown
 from . import safetensors as st
 from .heads import Candidate, Hints, choose, likeliest, listing
 from .keras import KERAS_EXTRA, Keras
@@ -55,7 +55,7 @@ class Checkpoint:
         The framework's layout: ``out-in`` (K×n) for safetensors, ``in-out`` (n×K) for Keras.
     source : {"safetensors", "keras", "h5"}
     key : str
-        The layer's name, as ``--key`` takes it (``classifier``, ``lm_head``, ``dense_1``).
+        The layer's name, as ``key`` takes it (``classifier``, ``lm_head``, ``dense_1``).
     weight_key, bias_key : str
         The tensors' own names in the file (for a tied head, the embedding's).
     dtype : str
@@ -87,7 +87,7 @@ class Checkpoint:
 
     def names(self) -> tuple[str, str]:
         """W's and b's labels for error messages: ``model.safetensors[classifier.weight]``."""
-        return f"{self.label}[{self.weight_key}]", f"{self.label}[{self.bias_key or 'bias'}]"
+        return f"{self.label}[{shown(self.weight_key)}]", f"{self.label}[{shown(self.bias_key or 'bias')}]"
 
     def notes_for(self, layout: str | None) -> list[str]:
         """The notes to show when the user gave ``layout`` (None: they left it to the file)."""
@@ -95,8 +95,8 @@ class Checkpoint:
         if layout is None and self.layout == "out-in":
             K, n = self.W.shape
             notes.append(
-                f"{self.label}: {self.weight_key} is {K}×{n}, PyTorch's layout (K outputs × n inputs): "
-                "read with --layout out-in; give --layout to override"
+                f"{self.label}: {shown(self.weight_key)} is {K}×{n}, PyTorch's layout (K outputs × n inputs): "
+                'read with layout="out-in"; layout="in-out" overrides it'
             )
         return notes
 
@@ -264,14 +264,14 @@ def damaged(label: str) -> Iterator[None]:
 def _check_bias(label: str, c: Candidate) -> None:
     if not st.is_float(c.dtype):
         raise LoadError(
-            f"{label}[{c.weight_key}]: has dtype {c.dtype}; smjac reads floating-point weights "
+            f"{label}[{shown(c.weight_key)}]: has dtype {c.dtype}; smjac reads floating-point weights "
             "(F16, BF16, F32, F64), not integer, bool or 8-bit float tensors"
         )
     # mixed precision (a BF16 weight, an F32 bias) is how real checkpoints are kept: any float bias
     if c.bias_key is not None and (not st.is_float(c.bias_dtype or "") or len(c.bias_shape or ()) != 1):
         raise LoadError(
-            f"{label}[{c.bias_key}]: is {c.bias_dtype} of shape {c.bias_shape}; a bias is one row of K "
-            "floating-point numbers (give -b FILE for another)"
+            f"{label}[{shown(c.bias_key)}]: is {c.bias_dtype} of shape {c.bias_shape}; a bias is one row of K "
+            "floating-point numbers (give b=FILE for another)"
         )
 
 
@@ -302,7 +302,7 @@ def _layers(path: str | Path, max_bytes: int) -> Layers:
             notes.append(note)
         except LoadError as e:
             head = None
-            notes.append(str(e).split("; pick the layer", 1)[0] + "; no head is marked: --key picks one")
+            notes.append(str(e).split("; pick the layer", 1)[0] + "; no head is marked: key=NAME picks one")
         ranked = likeliest(found, src.hints)
     finally:
         src.close()
@@ -312,7 +312,7 @@ def _layers(path: str | Path, max_bytes: int) -> Layers:
 def mismatch(ckpt: Checkpoint, layout: str, width: int, x_name: str) -> ShapeError | None:
     """The error for an x that does not fit the layer read: the layers it fits first, the layout second.
 
-    None when it fits. A wrong layer fits no x of the right width, and flipping ``--layout`` would
+    None when it fits. A wrong layer fits no x of the right width, and flipping ``layout`` would
     "fix" that by computing a softmax over another layer's numbers; so the keys whose inputs take
     ``width`` entries are named first (:func:`layers` reads only headers to find them).
     """
@@ -324,7 +324,7 @@ def mismatch(ckpt: Checkpoint, layout: str, width: int, x_name: str) -> ShapeErr
     head = f"{ckpt.names()[0]} is {dims} ({layout}: {n} inputs) but {x_name} has {width} entries per sample"
     if layout != ckpt.layout and W.shape[layout == "in-out"] == width:
         return ShapeError(
-            f"{head}; as the file stores it ({ckpt.layout}) it takes {width}: leave out --layout"
+            f"{head}; as the file stores it ({ckpt.layout}) it takes {width}: leave out layout="
         )
     try:
         found = layers(ckpt.label)
@@ -332,9 +332,9 @@ def mismatch(ckpt: Checkpoint, layout: str, width: int, x_name: str) -> ShapeErr
         found = Layers(ckpt.label, [], None, [])
     fits = [c for c in found.candidates if c.inputs == width]
     if fits:
-        shown = listing(fits, found.hints, label=ckpt.label)
-        what = f"; the layers of {ckpt.label} that take {width} inputs, likeliest first:\n{shown}\n"
-        what += f"pick one with --key {fits[0].key}"
+        listed = listing(fits, found.hints, label=ckpt.label)
+        what = f"; the layers of {ckpt.label} that take {width} inputs, likeliest first:\n{listed}\n"
+        what += f"pick one with key={fits[0].key!r}"
     else:
         what = (
             f"; no layer of {ckpt.label} takes {width} inputs: x must be what the head reads "
@@ -343,7 +343,9 @@ def mismatch(ckpt: Checkpoint, layout: str, width: int, x_name: str) -> ShapeErr
     other = "in-out" if layout == "out-in" else "out-in"
     if W.shape[layout == "in-out"] == width:
         flipped = "as the file stores it" if other == ckpt.layout else "transposed"
-        what += f"; --layout {other} would read {ckpt.weight_key} {flipped}, right only if it was saved so"
+        what += (
+            f'; layout="{other}" would read {shown(ckpt.weight_key)} {flipped}, right only if it was saved so'
+        )
     return ShapeError(head + what)
 
 
@@ -359,7 +361,7 @@ class _Limits:
         if count * itemsize > self.max_bytes:
             raise LoadError(
                 f"{self.label}: the layer's tensors take {count * itemsize:,} bytes, over the input size "
-                f"cap of {self.max_bytes:,} bytes; raise the cap with --max-input-bytes"
+                f"cap of {self.max_bytes:,} bytes; raise the cap with max_bytes"
             )
         if count * 8 > self.memory_budget:
             raise LoadError(
@@ -375,14 +377,14 @@ def gradient_tensors(ckpt: Checkpoint, W: np.ndarray, b: np.ndarray | None) -> d
     """The gradient under the checkpoint's own tensor names and shapes, in float64.
 
     ``W`` must have the stored weight's shape: the gradient of :func:`smjac.grad` has W's own
-    shape and layout, which is the file's unless ``--layout`` said otherwise (and then the file's
+    shape and layout, which is the file's unless ``layout`` said otherwise (and then the file's
     tensor was read in that layout too). The bias' gradient goes in only if the file has a bias.
     A tied head's goes under the head's own name (``lm_head.weight``), not the embedding's.
     """
     W = np.asarray(W)
     if W.shape != ckpt.W.shape:
         raise OutputError(
-            f"the gradient has shape {W.shape} but {ckpt.weight_key} in {ckpt.label} is "
+            f"the gradient has shape {W.shape} but {shown(ckpt.weight_key)} in {ckpt.label} is "
             f"{ckpt.W.shape}; it cannot be written back under that name"
         )
     out = {ckpt.gradient_key: W}
@@ -435,7 +437,7 @@ def gradient_bytes(
             f"gradient of {ckpt.tied_to} adds the share of its use as the input embedding"
         )
     meta |= dict(metadata or {})
-    what = f"{ckpt.weight_key} in {ckpt.label}"
+    what = f"{shown(ckpt.weight_key)} in {ckpt.label}"
     tensors = gradient_tensors(ckpt, W, b)
     dtypes = {k: (ckpt.bias_dtype or ckpt.dtype) if k == ckpt.bias_key else ckpt.dtype for k in tensors}
     return st.encode(tensors, dtypes, meta, what=what)

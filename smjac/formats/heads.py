@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import LoadError
+from ..errors import LoadError, shown
 
 if TYPE_CHECKING:
     from ..maths.layer import LayoutName
@@ -44,7 +44,7 @@ SHOWN = 10  # candidates an error lists; the rest are counted
 class Candidate:
     """A layer that could be the head: a 2-D float weight, its bias, and how to name it.
 
-    ``key`` is what ``--key`` takes (``classifier``, ``lm_head``, a Keras layer's name);
+    ``key`` is what ``key`` takes (``classifier``, ``lm_head``, a Keras layer's name);
     ``weight_key`` and ``bias_key`` are the tensors' names in the file (for a tied head, the
     embedding's). ``shape`` is as stored, in the framework's ``layout``. ``stored`` is a Keras
     layer's name in the weights store when it differs from ``key``; ``order`` its place in the
@@ -84,12 +84,14 @@ class Candidate:
         """
         dims = "×".join(map(str, self.shape))
         if self.keras:
-            also = f"stored as {self.stored}, " if self.stored else ""
+            also = f"stored as {shown(self.stored)}, " if self.stored else ""
             bias = "with bias" if self.bias_key else "no bias"
-            return f"{self.key} ({also}kernel {dims} {NUMPY_NAMES.get(self.dtype, self.dtype)}, {bias})"
+            return (
+                f"{shown(self.key)} ({also}kernel {dims} {NUMPY_NAMES.get(self.dtype, self.dtype)}, {bias})"
+            )
         if self.tied_to:
-            return f"{self.key}, tied to {self.tied_to} ({dims} {self.dtype})"
-        return f"{self.weight_key} ({dims} {self.dtype})"
+            return f"{shown(self.key)}, tied to {shown(self.tied_to)} ({dims} {self.dtype})"
+        return f"{shown(self.weight_key)} ({dims} {self.dtype})"
 
 
 NUMPY_NAMES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
@@ -181,9 +183,9 @@ def listing(candidates: Sequence[Candidate], hints: Hints, *, label: str | None 
 def refusal(label: str, why: str, candidates: Sequence[Candidate], hints: Hints) -> LoadError:
     """The error for a head that cannot be chosen: why, what to do, the likeliest candidates."""
     ranked = likeliest(candidates, hints)
-    example = f" (e.g. --key {ranked[0].key})" if ranked else ""
+    example = f" (e.g. key={ranked[0].key!r})" if ranked else ""
     return LoadError(
-        f"{label}: {why}; pick the layer with --key NAME{example}. The likeliest of its {len(ranked)} "
+        f"{label}: {why}; pick the layer with key=NAME{example}. The likeliest of its {len(ranked)} "
         f"layers:\n{listing(ranked, hints, label=label)}"
     )
 
@@ -222,8 +224,10 @@ def choose(
             pool = [c for c in candidates if c.outputs == K]
             why = f"the only layer with {K} outputs, as {hints.why} says"
         elif not pool:
-            shown = ", ".join(f"{c.key} has {c.outputs}" for c in named[:3])
-            raise refusal(label, f"{hints.why} says the head has {K} outputs, but {shown}", candidates, hints)
+            outputs = ", ".join(f"{shown(c.key)} has {c.outputs}" for c in named[:3])
+            raise refusal(
+                label, f"{hints.why} says the head has {K} outputs, but {outputs}", candidates, hints
+            )
     else:
         best = min((r for c in named if (r := head_rank(c.key)) is not None), default=None)
         pool = [c for c in named if head_rank(c.key) == best]
@@ -233,10 +237,10 @@ def choose(
         why += ", and it ends the chain of layers so named"
     if len(pool) == 1:
         c = pool[0]
-        return c, f"{label}: using {c.describe()} as the head: {why}; --key picks another"
+        return c, f"{label}: using {c.describe()} as the head: {why}; key=NAME picks another"
     if only != "2-D tensor" and not named:
         last = max(candidates, key=lambda c: c.order)
-        return last, f"{label}: using {last.describe()}, the model's last {only}; --key picks another"
+        return last, f"{label}: using {last.describe()}, the model's last {only}; key=NAME picks another"
     what = "several layers could be the head" if pool or named else "no layer is named as a head"
     if K is not None and not pool:
         what += f" or has the {K} outputs {hints.why} says"

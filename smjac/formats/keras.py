@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..budget import format_size, resolve
-from ..errors import LoadError
+from ..errors import LoadError, shown
 from . import safetensors as st
 from .heads import Candidate, Hints, refusal
 
@@ -111,9 +111,11 @@ class Keras:
 
     def _candidate(self, d: _Dense, own: str, stored: str) -> Candidate:
         kernel, bias = d.kernel, d.bias
-        dtype = _h5_dtype(kernel, f"{self.label}[{kernel.name.lstrip('/')}]", strict=False)
+        dtype = _h5_dtype(kernel, f"{self.label}[{shown(kernel.name.lstrip('/'))}]", strict=False)
         b_dtype = (
-            None if bias is None else _h5_dtype(bias, f"{self.label}[{bias.name.lstrip('/')}]", strict=False)
+            None
+            if bias is None
+            else _h5_dtype(bias, f"{self.label}[{shown(bias.name.lstrip('/'))}]", strict=False)
         )
         return Candidate(
             key=own,
@@ -139,25 +141,25 @@ class Keras:
             (c, d), rival = own[0], [s for s, _ in stored if s is not own[0][0]]
             if rival:
                 notes.append(
-                    f"{self.label}: --key {key} is the layer named {key}; Keras 3 stores another, "
-                    f"{rival[0].key}, as {key}: give --key {rival[0].key} for that one"
+                    f"{self.label}: key={key!r} is the layer named {shown(key)}; Keras 3 stores another, "
+                    f"{shown(rival[0].key)}, as {shown(key)}: give key={rival[0].key!r} for that one"
                 )
         elif stored:
             c, d = stored[0]
             if self.inferred:
                 notes.append(
-                    f"{self.label}: --key {key} read as {c.key}: the file says no layer classes, so its "
+                    f"{self.label}: key={key!r} read as {shown(c.key)}: the file says no layer classes, so its "
                     f"layers with a 2-D kernel were counted as Dense layers, in order, as Keras 3 names them"
                 )
         else:
             raise refusal(self.label, f"no layer {key!r}", self.candidates(), self.hints)
-        _h5_dtype(d.kernel, f"{self.label}[{c.weight_key}]")  # an integer kernel is refused here
+        _h5_dtype(d.kernel, f"{self.label}[{shown(c.weight_key)}]")  # an integer kernel is refused here
         return c, notes
 
     def load(self, name: str) -> np.ndarray:
         datasets = [ds for _, d in self.layers for ds in (d.kernel, d.bias) if ds is not None]
         ds = next(ds for ds in datasets if ds.name.lstrip("/") == name)
-        label = f"{self.label}[{name}]"
+        label = f"{self.label}[{shown(name)}]"
         dtype = _h5_dtype(ds, label)
         try:
             return _h5_read(ds, dtype)
@@ -199,13 +201,13 @@ def _keras_zip(path: Path, label: str, max_bytes: int, memory_budget: int | None
         if info.file_size > max_bytes:
             raise LoadError(
                 f"{label}: its model.weights.h5 takes {info.file_size:,} bytes, over the input size cap of "
-                f"{max_bytes:,} bytes; raise the cap with --max-input-bytes"
+                f"{max_bytes:,} bytes; raise the cap with max_bytes"
             )
         budget = resolve(memory_budget)
         if info.file_size > budget:
             raise LoadError(
                 f"{label}: its model.weights.h5 takes {format_size(info.file_size)} in memory, over the "
-                f"memory budget of {format_size(budget)} (--max-memory)"
+                f"memory budget of {format_size(budget)} (max_memory)"
             )
         try:
             data = archive.read(info)
@@ -303,7 +305,7 @@ def member(group: Any, path: str, label: str) -> Any:
         if not isinstance(obj, h5py.Group):
             return None
         link = obj.get(part, getlink=True)
-        where = f"{label}[{obj.name.rstrip('/')}/{part}]"
+        where = f"{label}[{shown(obj.name.rstrip('/'))}/{shown(part)}]"
         if link is None:
             return None
         if isinstance(link, h5py.ExternalLink):
@@ -326,12 +328,12 @@ def member(group: Any, path: str, label: str) -> Any:
         plist = obj.id.get_create_plist()
         if plist.get_layout() == h5py.h5d.VIRTUAL:
             raise LoadError(
-                f"{label}[{obj.name.lstrip('/')}]: is a virtual dataset, whose data lie in other files; "
+                f"{label}[{shown(obj.name.lstrip('/'))}]: is a virtual dataset, whose data lie in other files; "
                 "smjac reads nothing but the file it is given"
             )
         if plist.get_external_count() > 0:
             raise LoadError(
-                f"{label}[{obj.name.lstrip('/')}]: keeps its data in an external file; "
+                f"{label}[{shown(obj.name.lstrip('/'))}]: keeps its data in an external file; "
                 "smjac reads nothing but the file it is given"
             )
     return obj

@@ -4,13 +4,13 @@ A folder holds ``model.safetensors``, or shards listed in ``model.safetensors.in
 (``{"metadata": {...}, "weight_map": {tensor: shard file}}``), and a ``config.json``. The config
 is read as data, never run (its ``auto_map`` names code smjac does not load), and only for what
 says which layer is the head: ``architectures``, ``id2label``, ``vocab_size`` and
-``tie_word_embeddings``. Of the shards, a layer read by ``--key`` costs the headers and bytes of
-the shard(s) holding its weight and bias; choosing the head without ``--key`` reads every shard's
+``tie_word_embeddings``. Of the shards, a layer read by ``key`` costs the headers and bytes of
+the shard(s) holding its weight and bias; choosing the head without ``key`` reads every shard's
 header (a few kilobytes each) and still only the head's bytes.
 
 Tied heads: GPT-2 and most small language models compute their logits with the input embedding
 (``transformer.wte.weight``, ``model.embed_tokens.weight``), so the file holds no
-``lm_head.weight``. ``--key lm_head`` then reads that embedding (vocab × hidden, out-in) and says so.
+``lm_head.weight``. ``key="lm_head"`` then reads that embedding (vocab × hidden, out-in) and says so.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import LoadError, reading
+from ..errors import LoadError, reading, shown
 from . import safetensors as st
 from .heads import Candidate, Hints, is_embedding, refusal
 
@@ -132,7 +132,7 @@ def read_config(path: Path) -> tuple[Config | None, list[str]]:
 
 
 def layer_name(weight_key: str) -> str:
-    """The layer a weight tensor belongs to, as ``--key`` takes it: ``classifier.weight`` →
+    """The layer a weight tensor belongs to, as ``key`` takes it: ``classifier.weight`` →
     ``classifier``; a bare state_dict's ``weight`` stays ``weight``."""
     prefix, dot, leaf = weight_key.rpartition(".")
     return prefix if dot and leaf in _WEIGHT_LEAVES else weight_key
@@ -201,7 +201,7 @@ class Pretrained:
                 return folder / name
         found = sorted(p.name for p in folder.glob("*.safetensors"))[:3]
         pickled = [n for n in ("pytorch_model.bin", "pytorch_model.bin.index.json") if (folder / n).exists()]
-        hint = f"; it holds {', '.join(found)}: give one as --layer {folder / found[0]}" if found else ""
+        hint = f"; it holds {', '.join(found)}: give one as layer={str(folder / found[0])!r}" if found else ""
         if pickled and not found:
             hint = f"; it holds {pickled[0]}, a pickle smjac does not load: save_pretrained(..., safe_serialization=True) writes safetensors"
         raise LoadError(f"{self.label}: holds no {WEIGHTS} nor {INDEX}, as save_pretrained writes{hint}")
@@ -235,7 +235,7 @@ class Pretrained:
         header = self._header(self.shard_of[name])
         if name not in header.entries:
             raise LoadError(
-                f"{self.index}: its weight_map puts {name} in {header.path.name}, which does not hold it"
+                f"{self.index}: its weight_map puts {shown(name)} in {shown(header.path.name)}, which does not hold it"
             )
         return header, header.entries[name]
 
@@ -299,13 +299,13 @@ class Pretrained:
             said = "config.json leaves tie_word_embeddings at transformers' default, true"
         V, h = c.shape
         return (
-            f"{self.label}: has no lm_head.weight: lm_head is tied to {c.tied_to} ({said}), read as the "
+            f"{self.label}: has no lm_head.weight: lm_head is tied to {shown(c.tied_to or '')} ({said}), read as the "
             f"head, {V}×{h} (K×n, out-in); its gradient here is the head's share only, not the "
             "embedding's whole gradient"
         )
 
     def find(self, key: str) -> tuple[Candidate, list[str]]:
-        """The layer ``--key`` names (``classifier``, a full tensor name, ``lm_head`` when tied)."""
+        """The layer ``key`` names (``classifier``, a full tensor name, ``lm_head`` when tied)."""
         names, notes = self.names, []
         weight = key if key in names else f"{key}.weight" if f"{key}.weight" in names else None
         if weight is None and key.removesuffix(".weight") == "lm_head":
@@ -313,19 +313,21 @@ class Pretrained:
         if weight is None:
             ends = [n for n in names if n.endswith((f".{key}.weight", f".{key}"))]
             if len(ends) > 1:
-                shown = [c for c in self.candidates() if c.weight_key in ends]
+                listed = [c for c in self.candidates() if c.weight_key in ends]
                 raise refusal(
-                    self.label, f"--key {key} ends the names of {len(ends)} tensors", shown, self.hints
+                    self.label, f"key={key!r} ends the names of {len(ends)} tensors", listed, self.hints
                 )
             if not ends:
                 raise refusal(
                     self.label, f"no tensor {key!r} or {key + '.weight'!r}", self.candidates(), self.hints
                 )
             weight = ends[0]
-            notes.append(f"{self.label}: --key {key} read as {weight}, the one tensor whose name ends so")
+            notes.append(
+                f"{self.label}: key={key!r} read as {shown(weight)}, the one tensor whose name ends so"
+            )
         _, e = self.entry(weight)
         if len(e.shape) != 2:
-            why = f"{weight} has shape {e.shape}, not a matrix"
+            why = f"{shown(weight)} has shape {e.shape}, not a matrix"
             raise refusal(self.label, why, self.candidates(), self.hints)
         return self._candidate(weight), notes
 
@@ -360,8 +362,8 @@ class Pretrained:
             if e.shape == (c.outputs,) and st.is_float(e.dtype) and layer_name(k) == k
         ]
         return [
-            f"{self.label}: {k} ({c.outputs} {header.entries[k].dtype}) is not used as {c.weight_key}'s "
-            "bias (its name does not pair with it); give it with -b if it is the bias"
+            f"{self.label}: {shown(k)} ({c.outputs} {header.entries[k].dtype}) is not used as {shown(c.weight_key)}'s "
+            "bias (its name does not pair with it); give it with b= if it is the bias"
             for k in loose[:3]
         ]
 

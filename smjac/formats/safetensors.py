@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import LoadError, OutputError, reading
+from ..errors import LoadError, OutputError, reading, shown
 
 # safetensors' dtype names → numpy; BF16 has no numpy type and is widened by hand (bf16_to_f32).
 FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
@@ -99,7 +99,7 @@ def read_header(path: str | Path, label: str | None = None) -> Header:
 
 
 def _entry(label: str, name: str, e: Any, data: int) -> Entry:
-    where = f"{label}[{name}]"
+    where = f"{label}[{shown(name)}]"
     try:
         dtype, shape, (start, end) = e["dtype"], e["shape"], e["data_offsets"]
     except (TypeError, KeyError, ValueError):
@@ -118,7 +118,7 @@ def _entry(label: str, name: str, e: Any, data: int) -> Entry:
 def read_tensor(header: Header, name: str) -> np.ndarray:
     """One floating-point tensor's values, in its own dtype (BF16 widened to float32, exactly)."""
     e = header.entries[name]
-    where = f"{header.label}[{name}]"
+    where = f"{header.label}[{shown(name)}]"
     if not is_float(e.dtype):
         raise LoadError(
             f"{where}: has dtype {e.dtype}; smjac reads floating-point weights "

@@ -108,8 +108,8 @@ class Format(str, Enum):
             if fmt.row.reads == "refused":
                 raise refuse_pickle(str(path))
             raise LoadError(
-                f"{path}: is a model checkpoint, not one matrix: give it as --layer {path} "
-                "(--key NAME picks the layer) and x with -x"
+                f"{path}: is a model checkpoint, not one matrix: give it as layer={str(path)!r} "
+                "(key=NAME picks the layer) and x with x="
             )
         suffix = Path(path).suffix
         what = f"suffix '{suffix}'" if suffix else "no suffix"

@@ -9,12 +9,12 @@ readers, :func:`careful_csv` and :func:`careful_document`, then read the whole f
 or refuse it with a message that names the file and the line. A fast reader never accepts what
 the careful one refuses, and where both accept, the bits are the same (``tests/test_text.py``
 holds them to that). orjson is imported where it is used: alone it imports uuid and dataclasses
-(13 ms), which ``import smjac`` need not pay.
+(13 ms), which ``import smjac`` need not pay; so is ``csv``, which only :func:`careful_csv` uses
+(``json`` is not: orjson imports it).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -167,6 +167,8 @@ def careful_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
     A file without a comma is read with spaces and tabs between the numbers, as ``np.savetxt``
     writes them by default: it is data, not a header.
     """
+    import csv
+
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark from a spreadsheet is harmless
     except UnicodeDecodeError:

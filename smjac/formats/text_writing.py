@@ -9,7 +9,6 @@ to :data:`BLOCK` numbers; a larger document is written without those spaces.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -177,6 +176,8 @@ def _cell(value: Any) -> str:
 
 
 def csv_text(rows: Iterable[Iterable[Any]], header: Sequence[str] | None = None) -> str:
+    import csv  # here: orjson writes the common cases (csv_lines, csv_header) without it
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if header is not None:
@@ -184,6 +185,14 @@ def csv_text(rows: Iterable[Iterable[Any]], header: Sequence[str] | None = None)
     for row in rows:
         writer.writerow([_cell(v) for v in row])
     return buf.getvalue()
+
+
+def csv_header(names: Sequence[str]) -> str:
+    """A CSV header line: joined by commas where no name needs quoting (smjac's own: z, h, dL/dz),
+    else by ``csv``, which quotes them."""
+    if all(name and not any(c in name for c in ',"\r\n') for name in names):
+        return ",".join(names) + "\n"
+    return csv_text([], names)
 
 
 def csv_lines(m: np.ndarray) -> Iterator[Any]:
@@ -223,7 +232,7 @@ def _lines(block: np.ndarray) -> Any:
 def _table_lines(columns: Mapping[str, Any]) -> Iterator[Any]:
     """A header, then one line per row of the columns; columns of one dtype are written together."""
     cols = [np.asarray(c) for c in columns.values()]
-    yield csv_text([], list(columns)).encode()
+    yield csv_header(list(columns)).encode()
     if not all(c.ndim == 1 and _fast(c) and len(c) == len(cols[0]) for c in cols):
         yield csv_text(zip(*map(plain_floats, cols), strict=True)).encode()
         return
