@@ -265,6 +265,30 @@ def test_group_lines_part_the_blocks_without_hiding_them():
         assert (off > 0) == lines and off < 0.08, (K, n, off)
 
 
+def test_a_long_title_wraps_over_a_narrow_picture_instead_of_widening_it():
+    """dh/dx of 1000 outputs and 3 inputs: its title and summary line, 38 and 76 characters, made
+    the picture 800 px wide beside a plot of 300 (an empty field at the right). Now the picture
+    widens to 560 px at most and the title wraps, every word of it drawn inside the picture."""
+    M = np.random.default_rng(4).standard_normal((1000, 3))
+    title = "softmax: ∂h/∂x, shortcut method, 1000×3"
+    axes = ("output hₜ", "input xⱼ", "∂hₜ/∂xⱼ")
+    kw = {"row_labels": labels("h", 1000), "col_labels": labels("x", 3), "title": title, "axes": axes}
+    g = plot.geometry(M.shape, **kw)
+    data, _ = plot.draw(M, fmt="png", **kw)
+    img = png_pixels(data)
+    assert img.shape[:2] == (g.fig_h, g.fig_w) and g.fig_w <= 560
+    assert len(g.title_lines) >= 3 and " ".join(g.title_lines) == f"{title} {g.summary}"
+    # the title band: ink in it, none in the last 4 columns (no word cut off at the edge)
+    band = img[: g.top - 4]
+    ink = np.any(band < 0.5, axis=-1)
+    assert ink.any() and not ink[:, -4:].any()
+    # the picture's own title (PDF, SVG) is the title as given, unwrapped
+    svg = plot.draw(M, fmt="svg", **kw)[0].decode()
+    assert f"<dc:title>{title}\n{g.summary}</dc:title>" in svg
+    shown = svg_text(plot.draw(M, fmt="svg", **kw)[0])
+    assert all(line in shown for line in g.title_lines)
+
+
 # ---- bars ----
 
 

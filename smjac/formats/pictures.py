@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ MAX_CELLS = (TARGET_H // CELL_MIN, TARGET_W // CELL_MIN)  # rows, columns drawn 
 MAX_BARS = TARGET_H // BAR_MIN
 SQUARE_FROM = 4  # px; cells are square when both axes allow at least this, else each axis fills its target
 GROUP_LINES_FROM = 12  # px; lines between weight groups only when the groups are at least this wide
+TITLE_MIN_W = 560  # px; a long title widens a narrow picture up to this, and wraps beyond it
 CMAP = "RdBu_r"  # red positive, blue negative, white at 0
 RED, BLUE = "#b2182b", "#2166ac"  # the bars: RdBu's own red and blue
 # No dates and no versions: the same bytes from run to run and from install to install.
@@ -51,7 +53,8 @@ class Geometry:
     ``left``, ``top``, ``width`` and ``height`` bound the cells (or the bars); ``cell_w`` and
     ``cell_h`` are one drawn cell's size. ``shape`` is the drawn grid, ``source`` the matrix's,
     and ``block`` how many of the matrix's rows and columns one drawn cell stands for.
-    ``summary`` is the title's extra line that says so (empty when every entry is drawn).
+    ``summary`` is the title's extra line that says so (empty when every entry is drawn), and
+    ``title_lines`` the title and summary as drawn, wrapped to the picture's width.
     """
 
     fig_w: int
@@ -64,6 +67,7 @@ class Geometry:
     source: tuple[int, int]
     block: tuple[int, int] = (1, 1)
     summary: str = ""
+    title_lines: tuple[str, ...] = ()
 
     @property
     def cell_w(self) -> float:
@@ -165,8 +169,6 @@ def geometry(
     summary = "" if block == (1, 1) else what + (" (fewer at the edge)" if uneven else "")
     row_axis, col_axis, value_axis = axes
     left = 16 + _text_px(_drawn(row_labels, height)) + (16 if row_axis else 0)
-    lines = [*(title.split("\n") if title else []), *([summary] if summary else [])]
-    top = 18 + 18 * max(1, len(lines))
     # column labels, or with too many columns the groups', print on end when longer than two characters
     shown_cols = _drawn(col_labels if _every(cols, width, 14) or not group_labels else group_labels, width)
     if kind == "matrix":
@@ -175,8 +177,15 @@ def geometry(
     else:
         bottom = 38 + (16 if value_axis else 0)
         right = 30
-    # a title longer than the picture widens it (10 points: about 8.5 px a character)
-    fig_w = max(left + width + right, left + 10 + _text_px(lines, 8.5))
+    # a title longer than the picture widens it up to TITLE_MIN_W and wraps beyond (10 points:
+    # about 8.5 px a character), so that a tall thin matrix is not drawn beside an empty field
+    lines = [*(title.split("\n") if title else []), *([summary] if summary else [])]
+    plot_w = left + width + right
+    room = max(plot_w, min(TITLE_MIN_W, left + 10 + _text_px(lines, 8.5))) - left - 10
+    chars = max(1, int(room // 8.5))
+    wrapped = [part for line in lines for part in textwrap.wrap(line, chars, break_long_words=False) or [""]]
+    top = 18 + 18 * max(1, len(wrapped))
+    fig_w = max(plot_w, left + 10 + _text_px(wrapped, 8.5))
     return Geometry(
         fig_w=fig_w,
         fig_h=top + height + bottom,
@@ -188,6 +197,7 @@ def geometry(
         source=shape,
         block=block,
         summary=summary,
+        title_lines=tuple(wrapped),
     )
 
 
@@ -432,7 +442,7 @@ def draw(
             bar.set_ticks(ticks, labels=[f"{t:.3g}" for t in ticks])
             bar.set_label(value_axis)
         ax.set_ylabel(row_axis)
-        ax.set_title(full_title, loc="left")
+        ax.set_title("\n".join(g.title_lines), loc="left")
         buf = io.BytesIO()
         metadata = {"Title": full_title, **METADATA[fmt]}
         fig.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
