@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..errors import InputError, ShapeError
+from ._parallel import all_finite_rows
 from .numeric import Array, all_finite, as_float, check_choice
 
 if TYPE_CHECKING:  # for annotations (``**layer: Unpack[LayerOptions]``) only: nothing is imported at run time
@@ -248,9 +249,10 @@ def make_layer(
     # (multiplied by an x_j of 0, where a BLAS may skip it) changes no result built from z and x,
     # and whatever reads W itself again (dh/dx, dLoss/dx, check) scans it first (check_finite_W). A
     # memory-mapped x is checked chunk by chunk as it is read (grad_chunks, forward_chunks).
-    for name, arr in ((xn, x), (bn, b)):
-        if arr is not None and not isinstance(arr, np.memmap) and not all_finite(arr):
-            raise InputError(f"{name} holds a NaN or infinite value")
+    if not isinstance(x, np.memmap) and not all_finite_rows(X, K):
+        raise InputError(f"{xn} holds a NaN or infinite value")
+    if b is not None and not isinstance(b, np.memmap) and not all_finite(b):
+        raise InputError(f"{bn} holds a NaN or infinite value")
     dtype = np.result_type(W, X, *([] if b is None else [b]))
     if dtype.type(temperature) == 0:  # z/T is computed in the layer's dtype, where this T is 0
         tiny = float(np.finfo(dtype).smallest_subnormal)
