@@ -4,17 +4,22 @@ the same numbers (issue 23: "under 2× the bare numpy expression").
     python3 benchmarks/api.py               # 64×10 and 3×5, 31 interleaved rounds
     python3 benchmarks/api.py --rounds 101
 
-Each round times every cell once, in turn (the order rotates from round to round), as the best
-of a few batches of calls; a cell's figure is the median of its rounds, and each ratio is smjac's
-median over the bare expression's. Run it on a quiet machine: the cells are microseconds long.
+Each round times every cell once, in turn (the order rotates from round to round), as the median
+of a batch of calls each timed on its own; a cell's figure is the median of its rounds, and each
+ratio is smjac's median over the bare expression's. A call of a few microseconds is seldom cut by
+the scheduler, so the median call is the call's own cost even on a busy machine, where the time of
+a whole batch (this benchmark's measure until issue 23's second round) also counts the slices
+other processes take: at a load average of 7 on 2 cores it read smjac.grad at 60–120 µs for
+the 19 µs of its median call.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
-import timeit
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,7 +65,14 @@ def smjac_cells(W: np.ndarray, x: np.ndarray, target: int) -> dict[str, Callable
 
 
 def per_call(fn: Callable[[], Any], number: int) -> float:
-    return min(timeit.repeat(fn, number=number, repeat=3)) / number
+    """The median of ``number`` calls, each timed on its own (the clock's own cost, some tens of
+    nanoseconds, is in every cell alike)."""
+    clock, times = time.perf_counter_ns, []
+    for _ in range(number):
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+    return statistics.median(times) / 1e9
 
 
 def side_by_side(cells: dict[str, Callable[[], Any]], rounds: int, number: int) -> dict[str, float]:
@@ -81,7 +93,9 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=200, help="calls per timed batch")
     args = parser.parse_args()
     print(f"smjac {smjac.__version__}, numpy {np.__version__}, Python {sys.version.split()[0]}")
-    print(f"medians of {args.rounds} interleaved rounds, each the best of 3 batches of {args.number} calls\n")
+    print(
+        f"medians of {args.rounds} interleaved rounds, each the median of {args.number} calls; load {os.getloadavg()}\n"
+    )
     print("| layer (n×K) | call | smjac | bare numpy | ratio |")
     print("|---|---|---|---|---|")
     rng = np.random.default_rng(0)

@@ -21,9 +21,10 @@ gradient has the same bits with one BLAS thread and with all of them.
 fewer cores than W. One core's work is read as the thread's CPU time (``time.thread_time``: what
 a busy machine's other processes take from it is not counted): each span's product alone in one
 thread, into fresh memory as the pass writes it; its softmax is the rest of the one-worker pass
-shared out by rows (every row costs the same). The W-worker time is the serial part
-(``make_layer``'s scan of x) plus the longest worker when the spans are handed out in order to
-whichever worker is free, as the pool does. The bound is the whole product in one thread divided
+shared out by rows (every row costs the same). The W-worker time is that of ``make_layer``'s scan
+of x, which runs over the same spans on the pool, shared out by rows, then the longest worker when
+the spans are handed out in order to whichever worker is free, as the pool does (the scan is done
+before the pass starts: two rounds of the pool, one after the other). The bound is the whole product in one thread divided
 by W: OpenBLAS scaling perfectly, kinder to the bound than any machine is. What the model leaves
 out is what running spans side by side costs (memory bandwidth, the shared cache, page faults
 taken at once): the pass run with 2 workers here, its process CPU time against the one worker's,
@@ -128,14 +129,18 @@ def span_model(n: int, K: int, N: int, rounds: int, workers: int, span_mib: list
             whole.append(cpu(lambda: X @ W))
         with threadpool_limits(limits=2, user_api="blas"):
             whole2.append(timed(lambda: X @ W))
-        serial.append(cpu(lambda: make_layer(W, X)))
+        _parallel.worker_count = lambda: 1  # the scan's spans in this thread, to be timed as one core's
+        try:
+            serial.append(cpu(lambda: make_layer(W, X)))
+        finally:
+            _parallel.worker_count = cached
     med = statistics.median
     gemm, gemm2, scan = med(whole), med(whole2), med(serial)
     print(
         f"n = {n}, K = {K}, N = {N:,}, float64; {_parallel.worker_count()} CPUs here, load {os.getloadavg()[0]:.1f}; "
         f"medians of {rounds} interleaved rounds\n"
         f"whole product in one thread: {gemm * 1e3:.1f} ms CPU (on 2 threads: {gemm2 * 1e3:.1f} ms wall); "
-        f"make_layer, before the spans: {scan * 1e3:.1f} ms CPU\n"
+        f"make_layer's scan of x: {scan * 1e3:.1f} ms CPU\n"
     )
     print(
         "| spans | rows each | span products ÷ whole product | softmax ÷ span products | 1 worker ÷ bound "
@@ -147,11 +152,16 @@ def span_model(n: int, K: int, N: int, rounds: int, workers: int, span_mib: list
         g = [med(times[i] for times in products[mib]) for i in range(len(spans))]
         soft = max(0.0, med(one[mib]) - scan - sum(g))  # the rest of the pass, the same for every row
         tasks = [gi + soft * (r1 - r0) / N for gi, (r0, r1) in zip(g, spans, strict=True)]
+        scans = [scan * (r1 - r0) / N for r0, r1 in spans]
+
+        def model(workers: int, tasks=tasks, scans=scans) -> float:
+            return schedule(scans, workers) + schedule(tasks, workers)
+
         print(
             f"| {len(spans)} × {mib:g} MiB | {spans[0][1] - spans[0][0]} | {sum(g) / gemm:.3f} | {soft / sum(g):.3f} "
             f"| {med(one[mib]) / gemm:.3f} | {med(two_cpu[mib]) / med(one[mib]):.3f} "
-            f"| {med(two_wall[mib]) / (scan + schedule(tasks, 2)):.3f} "
-            f"| {(scan + schedule(tasks, workers)) / (gemm / workers):.3f} |"
+            f"| {med(two_wall[mib]) / model(2):.3f} "
+            f"| {model(workers) / (gemm / workers):.3f} |"
         )
 
 

@@ -177,6 +177,25 @@ def test_every_jacobian_against_finite_differences(rng, n, K, method):
         assert_allclose(J, expected, atol=1e-9, err_msg=f"d{of}/d{wrt}")
 
 
+@pytest.mark.parametrize("function", ["softmax", "log-softmax"])
+def test_dh_dx_of_a_batch_is_dh_dz_times_w_without_holding_dh_dz(rng, function):
+    import tracemalloc
+
+    N, n, K, T = 40, 3, 200, 0.7
+    W, X = rng.normal(size=(n, K)), rng.normal(size=(N, n))
+    L = smjac.make_layer(W, X, function=function, temperature=T)
+    tracemalloc.start()
+    J = smjac.maths.jacobians.layer_jacobian(L, wrt="x")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # the chain rule by hand, sample by sample: (diag p − ppᵀ)/T or (I − 1pᵀ)/T, times Wᵀ
+    for s in range(N):
+        p = post_softmax(X[s] @ W / T)
+        A = np.diag(p) - np.outer(p, p) if function == "softmax" else np.eye(K) - np.outer(np.ones(K), p)
+        assert_allclose(J[s], A / T @ W.T, atol=1e-13)
+    assert peak < N * K * K * 8 / 4  # the N×K×K dh/dz (12.8 MB here) is never made
+
+
 def test_numerical_jacobian_on_a_known_function():
     v = np.array([0.5, -2.0, 3.0])
     J, err = smjac.numerical_jacobian(lambda u: np.array([u[0] * u[1], np.sin(u[2])]), v)

@@ -149,3 +149,37 @@ print(seen[0] == first, blas_threads() == before)
     same, restored = out.stdout.split()
     assert same == "True", out.stdout  # the worker's bits are the main thread's
     assert restored == "True", out.stdout  # and the caller's BLAS thread count is back
+
+
+@pytest.mark.parametrize("bad_row", [0, 1234, -1])
+def test_a_large_x_is_scanned_over_the_passs_spans_on_the_pool(monkeypatch, bad_row):
+    """make_layer's scan of a large x runs span by span on the pool, as the pass after it does;
+    every row is read, and a NaN in any span is refused."""
+    import threading
+
+    import numpy as np
+
+    from smjac.errors import InputError
+    from smjac.maths import _parallel
+    from smjac.maths.layer import make_layer
+
+    scanned: list[tuple[int, int]] = []
+    real = _parallel.all_finite
+
+    def recorder(a):
+        scanned.append((a.shape[0], threading.get_ident()))
+        return real(a)
+
+    monkeypatch.setattr(_parallel, "all_finite", recorder)
+    monkeypatch.setattr(_parallel, "worker_count", lambda: 2)
+    N, n, K = 4096, 512, 1000  # 2M entries: POOL_FROM
+    X = np.ones((N, n), dtype=np.float32)
+    make_layer(np.ones((n, K), dtype=np.float32), X)
+    spans = _parallel.sweep_spans(N, n, K, 4)
+    assert len(spans) > 1 and sorted(r for r, _ in scanned) == sorted(r1 - r0 for r0, r1 in spans)
+    with _parallel.one_blas_thread as blas_threads:
+        pass
+    assert (threading.get_ident() not in {t for _, t in scanned}) == (blas_threads > 1)
+    X[bad_row, 7] = np.nan
+    with pytest.raises(InputError, match="x holds a NaN or infinite value"):
+        make_layer(np.ones((n, K), dtype=np.float32), X)

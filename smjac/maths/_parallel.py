@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .numeric import Array
+from .numeric import Array, all_finite
 
 
 class _OneBlasThread:
@@ -110,6 +110,17 @@ def sweep_spans(N: int, n: int, K: int, itemsize: int) -> list[tuple[int, int]]:
     each): :func:`row_spans` of the N×K logits, each span at least POOL_FROM multiply-adds, so a
     small batch is one span in the calling thread."""
     return row_spans(N, K * itemsize, least=max(64, POOL_FROM // max(1, n * K)))
+
+
+def all_finite_rows(X: Array, K: int) -> bool:
+    """:func:`~smjac.maths.numeric.all_finite` of a batch X (N×n) of a layer with K outputs; a
+    large one is scanned over the forward pass's spans (:func:`sweep_spans`) on the pool, so the
+    scan scales with the cores as the pass after it does. A verdict, not a sum: neither the spans
+    nor the number of threads can change it."""
+    if X.size < POOL_FROM:
+        return all_finite(X)
+    spans = sweep_spans(X.shape[0], X.shape[1], K, X.itemsize)
+    return all(in_spans(lambda span: all_finite(X[span[0] : span[1]]), spans, X.size))
 
 
 def in_spans(work: Callable[[Any], Any], spans: Sequence[Any], size: int) -> list[Any]:

@@ -66,11 +66,15 @@ def complement(p: Array) -> Array:
     Only the largest p_t can exceed ½, so only there does ``1 − p_t`` cancel; it is taken as the
     sum of the other probabilities instead, which cannot cancel.
     """
-    out = 1.0 - p
+    out = np.subtract(1.0, p, order="C")
     if p.size:
-        top = np.argmax(p, axis=-1)[..., None]
-        rest = np.where(np.arange(p.shape[-1]) == top, 0, p).sum(axis=-1, keepdims=True)
-        np.put_along_axis(out, top, rest, axis=-1)
+        K = p.shape[-1]
+        top = np.argmax(p, axis=-1)
+        rest = np.where(np.arange(K) == top[..., None], 0, p).sum(axis=-1)
+        # out is new and C-contiguous, so this is a view: the entries set by index, not by
+        # np.put_along_axis, whose index arrays cost more than the rest at small sizes
+        rows = out.reshape(-1, K)
+        rows[np.arange(rows.shape[0]), top.reshape(-1)] = rest.reshape(-1)
     return out
 
 

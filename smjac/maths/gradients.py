@@ -188,12 +188,12 @@ def layer_grad(
         and type(label_smoothing) in _NUMBERS
         and type(target) in _INDICES
         and small.fits(L)
-        and 0 <= target < L.K  # type: ignore[operator]
+        and 0 <= target < L.W.shape[1]  # type: ignore[operator]
     ):  # one sample of a small layer, the plain cross-entropy: the general path's bits, without its cost
         done = small.grad(L, int(target))  # type: ignore[arg-type]
         if done is not None:
             grad_W, grad_b, delta, loss = done
-            return Gradient(W=grad_W, b=grad_b, z=L.out(delta), loss=loss, layer=L)
+            return Gradient(grad_W, grad_b, delta if L.batched else delta[0], loss, L)
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     if upstream is not None:
         if not ce.plain:

@@ -187,18 +187,21 @@ def layer_jacobian(
         _guard_dW(L, of, P)  # refuses dh/dz, then dh/dW, past the float range: dh/dz need not again
         fill = _chain_dW if method == "chain" else _shortcut_dW
         return fill(dfdz_or_identity(L, of, P, checked=True), L.X, out, progress)
-    A = dfdz_or_identity(L, of, P)
-    if wrt == "x":
-        check_finite_W(L)  # dh/dx reads W itself
     if wrt in ("z", "b"):
-        out[...] = A
+        out[...] = dfdz_or_identity(L, of, P)
     elif of == "z":
+        check_finite_W(L)  # dh/dx reads W itself
         out[...] = L.W.T
-    elif method == "chain":
-        _chain_dx(L, A, P, out)
     else:
         assert P is not None  # of == "h"
-        out[...] = _shortcut_dx(L, P)
+        if method == "chain":
+            A = dh_dz(L, P)  # refused before W is read
+            check_finite_W(L)  # dh/dx reads W itself
+            _chain_dx(L, A, P, out)
+        else:
+            _dh_dz_scale(L, P)  # dh/dz's refusal without its N×K×K entries: the closed form needs p alone
+            check_finite_W(L)
+            out[...] = _shortcut_dx(L, P)
     if progress:
         progress(out.nbytes)
     return out

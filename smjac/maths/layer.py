@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..errors import InputError, ShapeError
+from ._parallel import all_finite_rows
 from .numeric import Array, all_finite, as_float, check_choice
 
 if TYPE_CHECKING:  # for annotations (``**layer: Unpack[LayerOptions]``) only: nothing is imported at run time
@@ -34,6 +35,7 @@ Reduction = Literal["mean", "sum"]
 DTypeName = Literal["float64", "float32"]
 OFS, WRTS, METHODS = get_args(Of), get_args(Wrt), get_args(Method)
 LAYOUTS, FUNCTIONS, REDUCTIONS = get_args(LayoutName), get_args(FunctionName), get_args(Reduction)
+_REAL = (float, int)  # a temperature checked by math.isfinite; anything else (a numpy scalar) by np.isfinite
 # A batch is averaged, as torch (CrossEntropyLoss), Keras and scikit-learn do; one sample is the same either way.
 DEFAULT_REDUCTION: Reduction = "mean"
 
@@ -203,7 +205,7 @@ def make_layer(
     """
     check_choice("layout", layout, LAYOUTS)
     check_choice("function", function, FUNCTIONS)
-    finite = math.isfinite(temperature) if isinstance(temperature, float | int) else np.isfinite(temperature)
+    finite = math.isfinite(temperature) if isinstance(temperature, _REAL) else np.isfinite(temperature)
     if not (finite and temperature > 0):
         raise InputError(f"temperature must be a positive number, not {temperature}")
     wn, xn, bn = names
@@ -248,22 +250,26 @@ def make_layer(
     # (multiplied by an x_j of 0, where a BLAS may skip it) changes no result built from z and x,
     # and whatever reads W itself again (dh/dx, dLoss/dx, check) scans it first (check_finite_W). A
     # memory-mapped x is checked chunk by chunk as it is read (grad_chunks, forward_chunks).
-    for name, arr in ((xn, x), (bn, b)):
-        if arr is not None and not isinstance(arr, np.memmap) and not all_finite(arr):
-            raise InputError(f"{name} holds a NaN or infinite value")
-    dtype = np.result_type(W, X, *([] if b is None else [b]))
-    if dtype.type(temperature) == 0:  # z/T is computed in the layer's dtype, where this T is 0
+    if not isinstance(x, np.memmap) and not all_finite_rows(X, K):
+        raise InputError(f"{xn} holds a NaN or infinite value")
+    if b is not None and not isinstance(b, np.memmap) and not all_finite(b):
+        raise InputError(f"{bn} holds a NaN or infinite value")
+    dtype = W.dtype if X.dtype == W.dtype and b is None else np.result_type(W, X, *([] if b is None else [b]))
+    # z/T is computed in the layer's dtype, where a T under 1 may be 0 (float16's least number is 6e-8)
+    if temperature < 1 and dtype.type(temperature) == 0:
         tiny = float(np.finfo(dtype).smallest_subnormal)
         raise InputError(
             f"temperature={temperature:.3g} is 0 in {dtype} (its smallest number is {tiny:.3g}), so z/T "
             f'would divide by zero; use a larger temperature or dtype="float64"'
         )
+    # by position, in the fields' order (W, X, b, batched, layout, function, temperature): keywords
+    # cost as much again as the tuple, on a call of a few microseconds for a small layer
     return Layer(
-        W=Wio.astype(dtype, copy=False),
-        X=X.astype(dtype, copy=False),
-        b=None if b is None else b.astype(dtype, copy=False),
-        batched=batched,
-        layout=layout,
-        function=function,
-        temperature=float(temperature),
+        Wio.astype(dtype, copy=False),
+        X.astype(dtype, copy=False),
+        None if b is None else b.astype(dtype, copy=False),
+        batched,
+        layout,
+        function,
+        float(temperature),
     )

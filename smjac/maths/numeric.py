@@ -27,8 +27,8 @@ def all_finite(a: Array) -> bool:
     a sum that overflows needs the entry-by-entry look. A small array is looked at entry by entry
     at once: its boolean array costs less than the errstate and the sum's Python wrapper.
     """
-    if a.size <= SMALL:
-        return bool(np.isfinite(a).all())
+    if a.size <= SMALL:  # counted: np.all and .all() go through a Python wrapper that costs twice as much
+        return int(np.count_nonzero(np.isfinite(a))) == a.size
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(np.sum(a)):
             return True

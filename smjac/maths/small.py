@@ -28,20 +28,35 @@ from .numeric import Array
 def fits(L: Layer) -> bool:
     """Whether L is one sample of a small layer with K > 1 outputs (a binary layer's two classes
     take the general path)."""
-    return L.N == 1 and L.n * L.K < ONE_BLAS_THREAD_FROM and L.K > 1
+    W = L.W  # N, n and K are properties: reading the shapes once costs less than calling them
+    return L.X.shape[0] == 1 and W.size < ONE_BLAS_THREAD_FROM and W.shape[1] > 1
 
 
 # np.sum and np.max are these reductions behind a Python wrapper that costs more than they do
-# here; axis (and keepdims) are passed by position, which numpy parses faster
-_sum, _max = np.add.reduce, np.maximum.reduce
-_matmul, _subtract, _exp, _log, _multiply = np.matmul, np.subtract, np.exp, np.log, np.multiply
+# here; the axis is passed by position, which numpy parses faster
+_sum, _max, _min = np.add.reduce, np.maximum.reduce, np.minimum.reduce
+_matmul, _subtract, _exp, _log, _multiply, _add = np.matmul, np.subtract, np.exp, np.log, np.multiply, np.add
+_count, _isfinite = np.count_nonzero, np.isfinite
+
+
+# Each short path runs whole under this floating-point context: what overflows or is not a number is
+# looked at once, at the end, and sends the call to the general path. As a decorator: thread-safe,
+# and half the cost of a with-block, which makes an errstate object on every call.
+_quiet = np.errstate(all="ignore")
+
+
+def _logits_finite(Z: Array, top: Any) -> bool:
+    # NaN and −inf show in the least, +inf in the largest (as softmax_rows reads them): one
+    # reduction more, where counting the finite entries would be two
+    return math.isfinite(top) and math.isfinite(_min(Z, None))
 
 
 def _finite(a: Array) -> bool:
-    # under the callers' errstate: a sum that overflows only sends the call to the general path
-    return math.isfinite(_sum(a, None))
+    # counted, not summed: no Python wrapper (np.all), no overflow of a sum of finite numbers
+    return _count(_isfinite(a)) == a.size
 
 
+@_quiet
 def forward(L: Layer, log_h: bool | None = None) -> tuple[Array, Array, Array] | None:
     """``Z, H, P`` (each 1×K) of :func:`fits` layer L, as ``forward_arrays`` gives them, or None.
 
@@ -50,56 +65,60 @@ def forward(L: Layer, log_h: bool | None = None) -> tuple[Array, Array, Array] |
     """
     if log_h is None:
         log_h = L.function == "log-softmax"
-    with np.errstate(all="ignore"):
-        Z = _matmul(L.X, L.W)
-        if L.b is not None:
-            Z += L.b
-        P = _subtract(Z, _max(Z, 1, keepdims=True))  # (z − max z)/T: see shifted_logits
-        if L.temperature != 1:
-            P /= L.temperature
-        H = P.copy() if log_h else None
-        _exp(P, out=P)
-        total = _sum(P, 1, keepdims=True)
-        if H is not None:
-            H -= _log(total)
-        P /= total
-        if not (_finite(Z) and (H is None or _finite(H))):
-            return None
+    Z = _matmul(L.X, L.W)
+    if L.b is not None:
+        Z += L.b
+    top = _max(Z, None)  # one row, so one max
+    if not _logits_finite(Z, top):
+        return None
+    P = _subtract(Z, top)  # (z − max z)/T: see shifted_logits
+    if L.temperature != 1:
+        P /= L.temperature
+    H = P.copy() if log_h else None
+    _exp(P, out=P)
+    total = _sum(P, None)  # one row: the row's sum, as a scalar
+    if H is not None:
+        H -= _log(total)
+    P /= total
+    if H is not None and not _finite(H):
+        return None
     return Z, P if H is None else H, P
 
 
+@_quiet
 def grad(L: Layer, t: int) -> tuple[Array, Array, Array, float] | None:
     """``dLoss/dW`` (in W's layout), ``dLoss/db``, ``δ`` (1×K) and the loss of the cross-entropy
     of class ``t`` (0 ≤ t < K) for :func:`fits` layer L, as the general path gives them, or None."""
     X, T = L.X, L.temperature
-    with np.errstate(all="ignore"):
-        Z = _matmul(X, L.W)
-        if L.b is not None:
-            Z += L.b
-        P = _subtract(Z, _max(Z, 1, keepdims=True))
-        if T != 1:
-            P /= T
-        s_t = P[0, t]
-        _exp(P, out=P)
-        total = _sum(P, 1, keepdims=True)
-        P /= total
-        loss = float(_log(total[:, 0])[0] - s_t)  # log Σ − s_t ≥ 0: summing the one term changes nothing
-        p = P[0]
-        # δ_t = −(1 − p_t); where t is the likeliest class, the sum of the others (no cancellation)
-        if p.argmax() == t:
-            others = P[0:1].copy()
-            others[0, t] = 0
-            rest: Any = _sum(others, 1)[0]
-        else:
-            rest = 1.0 - p[t]
-        p[t] = -rest
-        if T != 1:
-            P /= T
-        grad_b = _sum(P, 0)  # not p itself: a sum over one row turns −0 into 0, as the general path's does
-        a, c = L.weight_factors(X[0], p)
-        grad_W = _multiply(a[:, None], c)
-        # with T = 1, |δ| ≤ 1 and x is finite (make_layer), so x δᵀ is too once z is: no second scan
-        finite = math.isfinite(_sum(Z, None) if T == 1 else _sum(Z, None) + _sum(grad_W, None))
-        if not (finite and math.isfinite(loss)):
-            return None
+    Z = _matmul(X, L.W)
+    if L.b is not None:
+        Z += L.b
+    top = _max(Z, None)
+    if not _logits_finite(Z, top):
+        return None
+    P = _subtract(Z, top)
+    if T != 1:
+        P /= T
+    s_t = P[0, t]
+    _exp(P, out=P)
+    total = _sum(P, None)
+    P /= total
+    loss = float(_log(total) - s_t)  # log Σ − s_t ≥ 0: summing the one term changes nothing
+    p = P[0]
+    # δ_t = −(1 − p_t); where t is the likeliest class, the sum of the others (no cancellation)
+    if p.argmax() == t:
+        others = P[0:1].copy()
+        others[0, t] = 0
+        rest: Any = _sum(others, 1)[0]
+    else:
+        rest = 1.0 - p[t]
+    p[t] = -rest
+    if T != 1:
+        P /= T
+    grad_b = _add(p, 0.0)  # the general path's sum over one row: 0 + p, which turns −0 into 0
+    a, c = L.weight_factors(X[0], p)
+    grad_W = _multiply(a[:, None], c)
+    # with T = 1, |δ| ≤ 1 and x is finite (make_layer), so x δᵀ is too: no scan
+    if not ((T == 1 or _finite(grad_W)) and math.isfinite(loss)):
+        return None
     return grad_W, grad_b, P, loss

@@ -14,6 +14,7 @@ Formats are one list, :class:`Format`; what each can hold is :func:`refusal`, fr
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import shutil
@@ -82,15 +83,19 @@ def left_out(fmt: Format, shape: Shape) -> tuple[str, ...]:
     return shape.extras if fmt is Format.npy or (fmt is Format.csv and shape.csv == "matrix") else ()
 
 
-def usable(shape: Shape, *, files_only: bool = False) -> list[Format]:
+@functools.cache
+def usable(shape: Shape, *, files_only: bool = False) -> tuple[Format, ...]:
     """The formats a result of this shape can be written in: to a file (``files_only``), or to
     stdout by ``--format``, where the binary ones (.npy, .npz, pictures) go to a pipe or a file
-    only, never to a terminal (:class:`Writer` refuses that)."""
-    return [
+    only, never to a terminal (:class:`Writer` refuses that).
+
+    Found once a shape: the command line asks it for every option of every command as it starts
+    (``smjac.cli.options``), over a thousand look-ups of a few shapes."""
+    return tuple(
         f
         for f in Format
         if refusal(f, shape) is None and (f.suffix if files_only else f.printable or f.suffix)
-    ]
+    )
 
 
 class View(NamedTuple):
