@@ -117,6 +117,11 @@ def test_a_float64_upstream_gives_a_gradient_in_the_layers_dtype():
     [
         (lambda: smjac.grad(W32, X32, upstream=UP64 * 1e39), "upstream: "),
         (lambda: smjac.grad(W32, X32, target=1, class_weights=[1e39, 1, 1, 1, 1]), "class_weights: 1e+39 "),
+        # verify said "upstream holds a NaN or infinite value", after numpy's warning of the cast
+        (
+            lambda: smjac.verify(W32, X32, grad=np.zeros((4, 5), np.float32), upstream=UP64 * 1e39),
+            "upstream: ",
+        ),
     ],
 )
 def test_a_loss_input_past_the_layers_dtype_is_refused_naming_the_cast(call, named):
