@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 
 from ..errors import InputError, ShapeError
 from ._parallel import all_finite_rows
-from .numeric import Array, all_finite, as_float, check_choice
+from .numeric import Array, all_finite, as_float, check_choice, largest_float, real_number
 
 if TYPE_CHECKING:  # for annotations (``**layer: Unpack[LayerOptions]``) only: nothing is imported at run time
     if sys.version_info >= (3, 11):
@@ -35,7 +35,8 @@ Reduction = Literal["mean", "sum"]
 DTypeName = Literal["float64", "float32"]
 OFS, WRTS, METHODS = get_args(Of), get_args(Wrt), get_args(Method)
 LAYOUTS, FUNCTIONS, REDUCTIONS = get_args(LayoutName), get_args(FunctionName), get_args(Reduction)
-_REAL = (float, int)  # a temperature checked by math.isfinite; anything else (a numpy scalar) by np.isfinite
+# No float dtype overflows below float16's largest number: a temperature under it needs no look at its dtype
+_NO_OVERFLOW = float(np.finfo(np.float16).max)
 # A batch is averaged, as torch (CrossEntropyLoss), Keras and scikit-learn do; one sample is the same either way.
 DEFAULT_REDUCTION: Reduction = "mean"
 
@@ -175,7 +176,8 @@ def make_layer(
     function : {"softmax", "log-softmax"}, default "softmax"
         ``h = softmax(z / T)`` or its log.
     temperature : float, default 1
-        T > 0; the logits are divided by it.
+        T > 0; the logits are divided by it, in the layer's dtype, which must hold it (float32
+        holds T up to 3.4e38). A number, not a bool.
     names : (str, str, str)
         Label W, x and b in error messages (the command line passes file names).
 
@@ -189,7 +191,8 @@ def make_layer(
     ShapeError
         When a dimension is wrong; the message names the shapes and the fix.
     InputError
-        When a value is NaN or infinite, or an option is not known.
+        When a value is NaN or infinite or not a real number (complex, text, None), when the
+        temperature is 0 or infinite in the layer's dtype, or when an option is not known.
 
     Notes
     -----
@@ -205,11 +208,11 @@ def make_layer(
     """
     check_choice("layout", layout, LAYOUTS)
     check_choice("function", function, FUNCTIONS)
-    finite = math.isfinite(temperature) if isinstance(temperature, _REAL) else np.isfinite(temperature)
-    if not (finite and temperature > 0):
+    temperature = real_number("temperature", temperature)
+    if not (math.isfinite(temperature) and temperature > 0):
         raise InputError(f"temperature must be a positive number, not {temperature}")
     wn, xn, bn = names
-    W, x = as_float(W), as_float(x)
+    W, x = as_float(W, wn), as_float(x, xn)
     if W.ndim != 2:
         shape = "n inputs × K outputs" if layout == "in-out" else "K outputs × n inputs"
         swapped = W.ndim == 1 and x.ndim == 2 and x.shape[0] > 1 and W.shape[0] in x.shape
@@ -240,7 +243,7 @@ def make_layer(
             hint = f'with layout="out-in" W is K×n (one column per input), so {xn} needs {n} entries or {wn} {X.shape[1]} columns'
         raise ShapeError(f"{wn} has shape {W.shape} but {xn} has {entries}; {hint}")
     if b is not None:
-        b = as_float(b)
+        b = as_float(b, bn)
         if b.ndim == 2 and 1 in b.shape:
             b = b.reshape(-1)
         if b.shape != (K,):
@@ -256,11 +259,17 @@ def make_layer(
         raise InputError(f"{bn} holds a NaN or infinite value")
     dtype = W.dtype if X.dtype == W.dtype and b is None else np.result_type(W, X, *([] if b is None else [b]))
     # z/T is computed in the layer's dtype, where a T under 1 may be 0 (float16's least number is 6e-8)
+    # and a large one infinite (float32's largest is 3.4e38): z/T would then be 0, h uniform
     if temperature < 1 and dtype.type(temperature) == 0:
         tiny = float(np.finfo(dtype).smallest_subnormal)
         raise InputError(
             f"temperature={temperature:.3g} is 0 in {dtype} (its smallest number is {tiny:.3g}), so z/T "
             f'would divide by zero; use a larger temperature or dtype="float64"'
+        )
+    if temperature > _NO_OVERFLOW and temperature > largest_float(dtype):
+        raise InputError(
+            f"temperature={temperature:.6g} overflows {dtype} when cast for dtype={dtype} (its largest value is "
+            f"{largest_float(dtype):.3g}); use dtype=float64 or a smaller temperature"
         )
     # by position, in the fields' order (W, X, b, batched, layout, function, temperature): keywords
     # cost as much again as the tuple, on a call of a few microseconds for a small layer
@@ -271,5 +280,5 @@ def make_layer(
         batched,
         layout,
         function,
-        float(temperature),
+        temperature,
     )

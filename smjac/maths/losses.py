@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..errors import InputError, ShapeError
 from .functions import complement, log_softmax
 from .layer import Layer
-from .numeric import Array, all_finite, as_float, largest_float, peak_abs, pow2
+from .numeric import Array, all_finite, as_float, cast, largest_float, peak_abs, pow2
 
 TORCH_IGNORE_INDEX = -100  # torch's default ignore_index: a target smjac refuses unless asked to ignore it
 
@@ -120,7 +120,7 @@ class CrossEntropy:
 
     def __post_init__(self) -> None:
         if self.class_weights is not None:
-            w = as_float(self.class_weights)
+            w = as_float(self.class_weights, "class_weights")
             if w.ndim == 2 and 1 in w.shape:
                 w = w.reshape(-1)
             if w.ndim != 1:
@@ -157,13 +157,16 @@ class CrossEntropy:
         return out
 
     def targets(self, target: int | ArrayLike, L: Layer) -> NDArray[np.intp]:
-        """The layer's targets, checked against its classes (and the weights against them)."""
+        """The layer's targets, checked against its classes (and the weights against them, and
+        against its dtype, where the loss casts them)."""
         K = L.classes
-        if self.class_weights is not None and self.class_weights.size != K:
-            what = "W has one output, read as two classes" if L.binary else f"W has K = {K} outputs"
-            raise ShapeError(
-                f"class_weights has {self.class_weights.size} entries but {what}; give one weight per class"
-            )
+        if self.class_weights is not None:
+            if self.class_weights.size != K:
+                what = "W has one output, read as two classes" if L.binary else f"W has K = {K} outputs"
+                raise ShapeError(
+                    f"class_weights has {self.class_weights.size} entries but {what}; give one weight per class"
+                )
+            cast(self.class_weights, L.W.dtype, "class_weights")
         try:
             return class_indices(target, L.N, K, ignore_index=self.ignore_index)
         except InputError as e:
@@ -286,8 +289,9 @@ class Upstream:
 
     @staticmethod
     def of(upstream: ArrayLike, L: Layer) -> Upstream:
-        """The upstream for layer L, checked: its shape against the classes, every entry finite."""
-        g = as_float(upstream)
+        """The upstream for layer L, checked: its shape against the classes, every entry finite,
+        and cast to L's dtype (as the gradient is made in it)."""
+        g = as_float(upstream, "upstream")
         K = L.classes
         if g.ndim == 2 and not L.batched and 1 in g.shape:
             g = g.reshape(-1)
@@ -295,10 +299,9 @@ class Upstream:
             want = f"{K} entries" + (f" or {L.N}×{K}" if L.batched else "")
             what = "W has one output, read as two classes" if L.binary else f"the layer has K = {K} outputs"
             raise ShapeError(f"upstream has shape {g.shape} but {what}; it needs {want}")
-        g = np.broadcast_to(g, (L.N, K))
-        if not np.all(np.isfinite(g)):
+        if not all_finite(g):
             raise InputError("upstream holds a NaN or infinite value")
-        return Upstream(g, L.function)
+        return Upstream(np.broadcast_to(cast(g, L.W.dtype, "upstream"), (L.N, K)), L.function)
 
     def loss(self, S: Array, t: Any = None) -> None:
         return None
