@@ -190,3 +190,41 @@ def test_real_numbers_of_any_kind_keep_the_bits_of_their_floats(x):
         got = strict(lambda T=T: smjac.forward(W, x, temperature=T))
         assert_array_equal(got.h, expected.h)
         assert_array_equal(got.z, expected.z)
+
+
+# A tolerance is a promise about every answer: inf, nan, True or a string would let any answer
+# agree (rtol=inf) or make none agree (a negative one), so the library refuses them, as the CLI's
+# ranges do, naming the parameter.
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("rtol", float("inf"), "rtol must be a finite number in [0, 1], not inf"),
+        ("rtol", float("nan"), "rtol must be a finite number in [0, 1], not nan"),
+        ("rtol", 2.0, "rtol must be a finite number in [0, 1], not 2.0"),
+        ("atol", -1e-9, "atol must be a finite number in [0, 1e+300], not -1e-09"),
+        ("atol", float("inf"), "atol must be a finite number in [0, 1e+300], not inf"),
+        ("rtol", True, "rtol must be a number, not True"),
+        ("atol", "1e-3", "atol must be a number, not '1e-3'"),
+    ],
+)
+def test_check_and_verify_refuse_a_tolerance_that_promises_nothing(name, value, words):
+    W, x = np.array([[0.1, 0.2], [0.3, 0.4]]), np.array([1.0, 2.0])
+    wrong = np.zeros((2, 2))  # not the gradient of anything here: rtol=inf would call it right
+    with pytest.raises(InputError) as caught:
+        smjac.check(W, x, **{name: value})
+    assert str(caught.value) == words
+    with pytest.raises(InputError) as caught:
+        smjac.verify(W, x, grad=wrong, target=0, **{name: value})
+    assert str(caught.value) == words
+
+
+@pytest.mark.parametrize("probes", [True, 2.5, "3"])
+def test_check_refuses_probes_that_are_not_a_whole_number(probes):
+    with pytest.raises(InputError, match="probes must be a whole number"):
+        smjac.check([[0.1, 0.2], [0.3, 0.4]], [1.0, 2.0], probes=probes)
+
+
+def test_tolerances_at_their_bounds_are_taken():
+    W, x = np.array([[0.1, 0.2], [0.3, 0.4]]), np.array([1.0, 2.0])
+    assert smjac.check(W, x, rtol=0.0, atol=1e-9).ok
+    assert smjac.check(W, x, rtol=1, atol=0).ok

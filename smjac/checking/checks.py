@@ -36,7 +36,7 @@ from ..maths.numeric import check_choice
 from .finite_differences import numerical_jacobian, weight_differences
 from .loss_check import loss_gradient_check, two_class_layer
 from .plan import EIGEN_MAX_K, CheckPlan, check_passes, check_plan, check_temperature, forward_passes
-from .tolerances import CHECK_ATOL, default_rtol
+from .tolerances import CHECK_ATOL, default_rtol, given
 from .verdict import SCHEMA
 
 if TYPE_CHECKING:
@@ -382,7 +382,8 @@ def layer_check(
     check_plan(L, probes, max_weights=max_weights, max_memory=max_memory)
     check_temperature(L)
     check_finite_W(L)  # the checks read W itself, not only z
-    tol = default_rtol(L.W.dtype) if rtol is None else rtol
+    tol = given("rtol", rtol, default_rtol(L.W.dtype))
+    atol = given("atol", atol, CHECK_ATOL)
     per_sample = []
     with np.errstate(all="ignore"):  # an overflow is found below, and said, not warned about
         for s in range(L.N):

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,10 @@ def check_plan(
     ...
     smjac.errors.InputError: K·n = 100,000 weights over max_weights=50000: finite differences would take about 804,400 forward passes. Check a random few with probes=N (1000, say), or raise max_weights (0: no limit) to wait
     """
+    if probes is not None and (
+        isinstance(probes, bool | np.bool_) or not isinstance(probes, numbers.Integral)
+    ):
+        raise InputError(f"probes must be a whole number, not {probes!r}")
     if probes is not None and probes < 1:
         raise InputError(f"probes must be at least 1, not {probes}")
     K, n, N = L.K, L.n, L.N

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+from ..maths.numeric import real_number
+
 CHECK_ATOL = 1e-9  # check's absolute tolerance, and verify's floor in float64
 
 
@@ -27,6 +30,30 @@ def default_atol(dtype: np.dtype | type) -> float:
     (1e-09, '1.2e-06')
     """
     return max(CHECK_ATOL, 10 * float(np.finfo(dtype).eps))
+
+
+RTOL_MAX, ATOL_MAX = 1.0, 1e300  # a tolerance past these lets every answer agree
+
+
+def given(name: str, value: object, default: float) -> float:
+    """A tolerance the caller gave (None: ``default``), refused when it is not a number in its
+    range: ``rtol`` in [0, 1], ``atol`` in [0, 1e300]. A tolerance of ``inf``, ``nan`` or ``True``
+    would let every answer pass without a word.
+
+    >>> given("rtol", None, 1e-6), given("atol", 0, 1e-9)
+    (1e-06, 0.0)
+    >>> given("rtol", float("inf"), 1e-6)
+    Traceback (most recent call last):
+    ...
+    smjac.errors.InputError: rtol must be a finite number in [0, 1], not inf
+    """
+    if value is None:
+        return default
+    tol = real_number(name, value)
+    top = RTOL_MAX if name == "rtol" else ATOL_MAX
+    if not 0 <= tol <= top:  # nan fails both
+        raise InputError(f"{name} must be a finite number in [0, {top:g}], not {tol!r}")
+    return tol
 
 
 def describe() -> str:

@@ -47,7 +47,7 @@ from .comparison import ERRORS_MAX, Stats, compare
 from .diagnosis import agreeing, candidates, diagnose
 from .problem import Problem
 from .sources import answer_shapes, frame_shapes, to_std, truth_source
-from .tolerances import default_atol, default_rtol
+from .tolerances import default_atol, default_rtol, given
 from .verdict import Diagnosis, Entry, Verdict, derivative_name, describe_shape, entry_name
 
 if TYPE_CHECKING:
@@ -188,8 +188,8 @@ def layer_verify(
     coarse = max(
         (np.dtype(a.dtype if a.dtype.kind == "f" else np.float64), L.W.dtype), key=lambda d: np.finfo(d).eps
     )
-    rtol = default_rtol(coarse) if rtol is None else float(rtol)
-    atol = default_atol(coarse) if atol is None else float(atol)
+    rtol = given("rtol", rtol, default_rtol(coarse))
+    atol = given("atol", atol, default_atol(coarse))
     frames = frame_shapes(pr)
     fitting = [f for f, (R, C) in frames.items() if a.shape in answer_shapes(pr, R, C)]
     expected = answer_shapes(pr, *frames["std"])[0]
