@@ -72,6 +72,21 @@ def test_rows_are_the_rows_numpy_loads(tmp_path, a):
     assert_array_equal(np.asarray(f), whole)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("shape", [(6, 20), (2, 6, 10)])
+def test_rows_of_another_width_are_those_of_reshape(tmp_path, order, shape):
+    # an answer is compared in arrangements other than its own shape: rows of reshape(-1, width)
+    a = np.arange(120.0).reshape(shape, order=order)
+    np.save(tmp_path / "a.npy", a)
+    f, whole = NpyFile(tmp_path / "a.npy"), np.load(tmp_path / "a.npy")
+    for width in (4, 12, 20, 30, 120):
+        flat = whole.reshape(-1, width)
+        for r0, r1 in [(0, 1), (1, 3), (0, len(flat)), (len(flat) - 1, len(flat) + 5)]:
+            assert_array_equal(f.rows(r0, r1, width), flat[r0:r1])
+    with pytest.raises(ValueError, match="120 numbers are not rows of 7"):
+        f.rows(0, 1, 7)
+
+
 def test_a_block_is_its_own_memory_so_truncation_after_reading_it_cannot_kill(tmp_path):
     # The race of issue 19 made deterministic: a block is read, then the file is cut short, then the
     # block is used. Rows that were a view of a memory map would be read at that use, past the new

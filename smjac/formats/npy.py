@@ -230,9 +230,15 @@ class NpyFile:
         whole = self.rows(0, len(self))
         return whole if dtype is None else whole.astype(dtype)
 
-    def rows(self, r0: int, r1: int) -> np.ndarray:
+    def rows(self, r0: int, r1: int, width: int | None = None) -> np.ndarray:
         """Rows ``r0:r1`` (of the first axis), read from the file into an array of their own, in
-        the file's dtype and order."""
+        the file's dtype and order.
+
+        ``width`` reads the array as rows of that many numbers instead, in C order (the rows of
+        ``reshape(-1, width)``): an answer compared in an arrangement other than its own shape.
+        """
+        if width is not None:
+            return self._flat_rows(r0, r1, width)
         r0, r1 = max(0, r0), max(r0, min(r1, len(self)))
         rest, count, N = self.shape[1:], r1 - r0, len(self)
         width = math.prod(rest)
@@ -244,6 +250,20 @@ class NpyFile:
         for j in range(width):
             self._read(cols[j], j * N + r0, r0, r1)
         return cols.T.reshape((count, *rest), order="F")
+
+    def _flat_rows(self, r0: int, r1: int, width: int) -> np.ndarray:
+        if width <= 0 or self.size % width:
+            raise ValueError(f"{self.path}: {self.size:,} numbers are not rows of {width}")
+        r0, r1 = max(0, r0), max(r0, min(r1, self.size // width))
+        first, end = r0 * width, r1 * width
+        if not self.fortran or self.ndim < 2:  # one run of bytes
+            out = np.empty((r1 - r0, width), self.dtype)
+            self._read(out, first, r0, r1)
+            return out
+        own = self.size // len(self)  # Fortran order: the rows of its own shape that hold them
+        i0 = first // own
+        held = self.rows(i0, -(-end // own)).reshape(-1)  # in C order: a copy, a row of its own more at most
+        return held[first - i0 * own : end - i0 * own].reshape(-1, width)
 
     def _read(self, out: np.ndarray, first: int, r0: int, r1: int) -> None:
         """Fill ``out`` (contiguous) from the file's numbers, starting at number ``first``."""
