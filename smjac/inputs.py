@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .maths.layer import FunctionName, LayoutName
 from .budget import DEFAULT_MAX_INPUT_BYTES, format_size, resolve
 from .errors import reading, shown
-from .formats.npy import npy_float64_bytes, open_npy, parse_npy
+from .formats.npy import NPY_MAGIC, NpyFile, npy_float64_bytes, open_npy, parse_npy, read_npy
 from .formats.table import Format, sniff
 from .formats.text_reading import json_array, json_document, json_kind, parse_csv, parse_json, read_text
 
@@ -47,22 +47,34 @@ def read_bytes(
     path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
 ) -> bytes:
     """The raw bytes of ``path`` (``-`` is stdin), refusing more than ``max_bytes`` before reading."""
+    with _opened(path, max_bytes, stdin) as (stream, label):
+        return _all_of(stream, label, max_bytes)
+
+
+@contextlib.contextmanager
+def _opened(path: str | Path, max_bytes: int, stdin: BinaryIO | None) -> Iterator[tuple[BinaryIO, str]]:
+    """``path`` (``-`` is stdin) open for reading, and its label; a file over ``max_bytes`` is
+    refused by its size before anything is read."""
     if str(path) == STDIN:
         if stdin is None and sys.stdin is None:
             raise LoadError("-: stdin is closed; pipe a matrix in (smjac ... -x - < x.json)")
         stream = stdin if stdin is not None else sys.stdin.buffer
         if stream.isatty():
             raise LoadError("-: stdin is a terminal; pipe a matrix in (smjac ... -x - < x.json)")
-        data = _read_upto(stream, max_bytes + 1)
-        label = "stdin"
-    else:
-        label = str(path)
-        with reading(label):
-            size = os.stat(path).st_size
-            if size > max_bytes:
-                raise LoadError(_too_big(label, size, max_bytes))
-            with open(path, "rb") as f:
-                data = _read_upto(f, max_bytes + 1)
+        yield stream, "stdin"
+        return
+    label = str(path)
+    with reading(label):
+        size = os.stat(path).st_size
+        if size > max_bytes:
+            raise LoadError(_too_big(label, size, max_bytes))
+        with open(path, "rb") as f:
+            yield f, label
+
+
+def _all_of(stream: BinaryIO, label: str, max_bytes: int, head: bytes = b"") -> bytes:
+    """``head`` and the rest of ``stream``, refused past ``max_bytes`` in all, or when empty."""
+    data = _read_upto(stream, max_bytes + 1, head)
     if len(data) > max_bytes:
         raise LoadError(_too_big(label, len(data), max_bytes))
     if not data.strip():
@@ -70,10 +82,11 @@ def read_bytes(
     return data
 
 
-def _read_upto(stream: BinaryIO, limit: int) -> bytes:
-    """At most ``limit`` bytes, read in pieces: ``read(limit)`` would first set aside a buffer of
-    the whole limit, which a large cap (max_bytes of 64 GiB) makes fail for a tiny file."""
-    parts, size = [], 0
+def _read_upto(stream: BinaryIO, limit: int, head: bytes = b"") -> bytes:
+    """``head`` and what follows it, at most ``limit`` bytes in all, read in pieces: ``read(limit)``
+    would first set aside a buffer of the whole limit, which a large cap (max_bytes of 64 GiB)
+    makes fail for a tiny file."""
+    parts, size = [head], len(head)
     while size < limit:
         part = stream.read(min(limit - size, 2**24))
         if not part:
@@ -135,6 +148,11 @@ def parse(
         arr = parse_npy(data, label)
     else:
         raise LoadError(f"{label}: an .npz bundle holds several arrays; give it with layer=")
+    return _checked(arr, label, finite)
+
+
+def _checked(arr: np.ndarray, label: str, finite: bool) -> np.ndarray:
+    """``arr`` as read, refused when it holds no numbers or (``finite``) a NaN or infinity."""
     if arr.size == 0:
         raise LoadError(f"{label}: holds no numbers (shape {arr.shape})")
     if finite and not all_finite(arr):
@@ -177,8 +195,39 @@ def load_array(
             arr = read_text(path, fmt.value, limit, opener=open, longest=longest)  # the open read_bytes uses
             if arr is not None:
                 return arr
-        data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
+        with _opened(path, max_bytes, stdin) as (stream, label):
+            head = b"" if fmt else _read_upto(stream, len(NPY_MAGIC))  # enough to tell NPY from the rest
+            if fmt is Format.npy or (fmt is None and head.startswith(NPY_MAGIC)):
+                check = _npy_fits(label, max_bytes, resolve(max_memory) if label == "stdin" else None)
+                return _checked(
+                    read_npy(stream, label, head, check).astype(np.float64, copy=False), label, finite
+                )
+            data = _all_of(stream, label, max_bytes, head)
         return parse(data, fmt or sniff(data), label, max_memory=max_memory, finite=finite)
+
+
+def _npy_fits(label: str, max_bytes: int, budget: int | None) -> Callable[[tuple[int, ...], np.dtype], None]:
+    """What refuses, from an NPY header alone, numbers over the input cap or, when a ``budget`` is
+    given, whose reading (and widening to float64) is over it: before they are read.
+
+    The budget is held to stdin alone, as it is to no file read whole (a file is held to the cap,
+    by its size, before it is opened): from stdin even an answer, which a file gives a block at a
+    time, has to be read whole.
+    """
+
+    def check(shape: tuple[int, ...], dtype: np.dtype) -> None:
+        count = math.prod(shape)
+        size, wide = count * dtype.itemsize, count * 8 if dtype != np.float64 else 0
+        if size > max_bytes:
+            raise LoadError(_too_big(label, size, max_bytes))
+        if budget is not None and size + wide > budget:
+            widened = f", {format_size(wide)} more as float64" if wide else ""
+            raise LoadError(
+                f"{label}: its header says shape {shape} of {dtype}: {format_size(size)}{widened}, over the "
+                f"memory budget of {format_size(budget)} (max_memory)"
+            )
+
+    return check
 
 
 def load_upstream(
@@ -221,22 +270,23 @@ def load_class_weights(path: str | Path, L: Layer, *, max_bytes: int = DEFAULT_M
     return _cast(w, L.W.dtype.name, label)
 
 
-def map_npy(path: str | Path, *, max_bytes: int | None = None) -> np.ndarray:
-    """Memory-map an x in an .npy file read-only, for inputs larger than the input cap.
+def map_npy(path: str | Path, *, max_bytes: int | None = None) -> Any:  # an NpyFile
+    """An x in an .npy file opened for reading a chunk of rows at a time, for inputs larger than
+    the input cap.
 
-    :func:`open_npy`, for a batch (N×n): nothing is read beyond the header here.
+    :class:`~smjac.formats.npy.NpyFile`, for a batch (N×n): nothing is read beyond the header here.
     :func:`smjac.maths.forward_chunks` and :func:`~smjac.maths.grad_chunks` read the rows a chunk at
-    a time, check each chunk's numbers are finite, and hand its pages back when done. Anything
-    but a batch is refused as what it is: a file over the input cap (``max_bytes``, named in the
-    message when given), whose cap is to be raised to read it whole.
+    a time and check each chunk's numbers are finite; a file cut short meanwhile is refused, naming
+    it. Anything but a batch is refused as what it is: a file over the input cap (``max_bytes``,
+    named in the message when given), whose cap is to be raised to read it whole.
     """
-    x = open_npy(path)
+    x = NpyFile(path)
     if x.ndim != 2:
         size = os.stat(path).st_size
         cap = "" if max_bytes is None else f" of {max_bytes:,} bytes"
         raise LoadError(
             f"{path}: is {size:,} bytes, over the input size cap{cap}; past the cap only a batch (N×n) "
-            f"is read, memory-mapped a chunk of rows at a time, and this x has shape {x.shape}: "
+            f"is read, a chunk of rows at a time, and this x has shape {x.shape}: "
             f"raise the cap ({_cap_to_read(size)}) to read it whole"
         )
     return x

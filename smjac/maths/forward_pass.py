@@ -308,12 +308,18 @@ def row_chunks(x: Array, chunk_bytes: int, outputs: int = 0) -> list[tuple[int, 
 
 
 def read_rows(x: Array, r0: int, r1: int) -> Array:
-    """Rows r0:r1 of x, refusing rows a memory-mapped file no longer holds.
+    """Rows r0:r1 of x, from a file as safely as x allows.
 
-    A file cut short under a mapping (a training loop re-saving it while smjac reads) makes the
-    first touch of a missing page kill the process with SIGBUS, which no handler can turn into a
-    message. So the file's size is checked against the rows before each chunk is touched.
+    An x that reads its own rows (``rows(r0, r1)``: smjac's reader of a large .npy file, as
+    ``smjac.inputs.map_npy`` opens it) reads them into an array of their own: a file cut short
+    meanwhile (a training loop re-saving it) is a short read, which it refuses naming the file.
+    A memory map cannot do that: touching a page past the file's new end kills the process with
+    SIGBUS, which no handler can turn into a message. So for a caller's own ``np.memmap`` the
+    file's size is checked against the rows first, which narrows that window but cannot close it.
     """
+    rows = getattr(x, "rows", None)
+    if rows is not None:
+        return rows(r0, r1)
     name = getattr(x, "filename", None)
     if isinstance(x, np.memmap) and name:
         need = getattr(x, "offset", 0) + r1 * x.shape[1] * x.itemsize
