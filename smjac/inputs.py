@@ -270,17 +270,18 @@ def load_class_weights(path: str | Path, L: Layer, *, max_bytes: int = DEFAULT_M
     return _cast(w, L.W.dtype.name, label)
 
 
-def map_npy(path: str | Path, *, max_bytes: int | None = None) -> Any:  # an NpyFile
+def map_npy(path: str | Path, *, max_bytes: int | None = None, dtype: str | None = None) -> Any:  # an NpyFile
     """An x in an .npy file opened for reading a chunk of rows at a time, for inputs larger than
     the input cap.
 
     :class:`~smjac.formats.npy.NpyFile`, for a batch (N×n): nothing is read beyond the header here.
     :func:`smjac.maths.forward_chunks` and :func:`~smjac.maths.grad_chunks` read the rows a chunk at
     a time and check each chunk's numbers are finite; a file cut short meanwhile is refused, naming
-    it. Anything but a batch is refused as what it is: a file over the input cap (``max_bytes``,
+    it. ``dtype`` (``float32``, say) is the dtype each block is cast to as it is read, as
+    :func:`load_layer` casts what it reads whole. Anything but a batch is refused as what it is: a file over the input cap (``max_bytes``,
     named in the message when given), whose cap is to be raised to read it whole.
     """
-    x = NpyFile(path)
+    x = NpyFile(path, dtype)
     if x.ndim != 2:
         size = os.stat(path).st_size
         cap = "" if max_bytes is None else f" of {max_bytes:,} bytes"

@@ -286,3 +286,18 @@ def test_an_npy_shorter_or_longer_than_its_header_is_refused(tmp_path, source):
                 inputs.load_array(tmp_path / "a.npy")
             else:
                 inputs.load_array("-", stdin=Counted(cut))
+
+
+def test_a_mapped_x_is_read_in_the_dtype_asked_for(tmp_path):
+    # --dtype float32 with an x over the input cap: the blocks are cast as they are read, so the
+    # layer is worked in float32 as it is for an x read whole (it was promoted to float64).
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 6))
+    np.save(tmp_path / "x.npy", X)
+    W = rng.normal(size=(6, 4)).astype(np.float32)
+    x = inputs.map_npy(tmp_path / "x.npy", dtype="float32")
+    assert x.rows(0, 5).dtype == np.float32
+    assert_array_equal(x.rows(3, 9), X[3:9].astype(np.float32))
+    h = np.concatenate([f.h for _, f in smjac.forward_chunks(W, x, chunk_bytes=96)])
+    assert h.dtype == np.float32
+    assert_array_equal(h, smjac.forward(W, X.astype(np.float32)).h)

@@ -191,8 +191,9 @@ class NpyFile:
            [4., 5.]]))
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, dtype: Any = None) -> None:
         self.path = label = str(path)
+        self.cast = None if dtype is None else np.dtype(dtype)  # rows are read, then cast to it
         with reading(label):
             f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the object, below
         weakref.finalize(self, f.close)
@@ -238,7 +239,18 @@ class NpyFile:
         ``reshape(-1, width)``): an answer compared in an arrangement other than its own shape.
         """
         if width is not None:
-            return self._flat_rows(r0, r1, width)
+            return self._cast(self._flat_rows(r0, r1, width))
+        return self._cast(self._rows(r0, r1))
+
+    def _cast(self, block: np.ndarray) -> np.ndarray:
+        """``block`` in the dtype asked for (float32 for a layer worked in float32): a number the cast
+        makes infinite is refused by the finiteness check every block of x passes."""
+        if self.cast is None or block.dtype == self.cast:
+            return block
+        with np.errstate(over="ignore"):
+            return block.astype(self.cast)
+
+    def _rows(self, r0: int, r1: int) -> np.ndarray:
         r0, r1 = max(0, r0), max(r0, min(r1, len(self)))
         rest, count, N = self.shape[1:], r1 - r0, len(self)
         width = math.prod(rest)
