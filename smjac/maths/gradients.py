@@ -354,6 +354,7 @@ def grad_chunks(
     loss: float | None = None if target is None else 0.0
     with np.errstate(over="ignore"):
         for r0, r1 in spans:
+            del L  # the last chunk's rows go before the next chunk is read (its results went below)
             L = make_layer(W, read_rows(x, r0, r1), b, **layer)._replace(batched=True)
             part = layer_grad(
                 L,
@@ -365,10 +366,14 @@ def grad_chunks(
             release_rows(x, r0, r1)
             if progress:
                 progress(r1 - r0)
-            grad_W = part.W if grad_W is None else grad_W + part.W
-            grad_b = part.b if grad_b is None else grad_b + part.b
+            if grad_W is None or grad_b is None:
+                grad_W, grad_b = part.W, part.b  # fresh arrays of layer_grad's own: added to in place
+            else:
+                grad_W += part.W
+                grad_b += part.b
             if loss is not None and part.loss is not None:
                 loss += part.loss
+            del part
         assert grad_W is not None and grad_b is not None  # N ≥ 1: one chunk at least
         if reduce == "mean":
             grad_W, grad_b = grad_W / denominator, grad_b / denominator
