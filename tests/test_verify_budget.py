@@ -94,6 +94,19 @@ def test_dh_dz_without_its_diagonal_keeps_each_budget_with_the_same_verdict(tmp_
     assert peaks[1] > 2 * peaks[0]
 
 
+def test_an_answer_of_no_shape_keeps_the_budget_too(rng):
+    # the verdict is "shape", but it still says the truth's scale, max|r|: made by rows within the
+    # budget (it took 16 MiB blocks of dh/dz whatever max_memory said: 48 MiB here)
+    K = 3000
+    W, x = rng.normal(size=(20, K)), rng.normal(size=20)
+    h = softmax(x @ W)
+    L = smjac.make_layer(W, x)
+    v, peak = peak_of(lambda: smjac.layer_verify(L, np.zeros((5, 7)), wrt="z", max_memory=2 * MiB))
+    assert [d.mistake for d in v.diagnosis] == ["shape"]
+    np.testing.assert_allclose(v.scale, np.max(np.abs(np.diag(h) - np.outer(h, h))), rtol=1e-12)
+    assert peak < 2 * MiB, f"{peak / MiB:.2f} MiB"
+
+
 def test_a_column_major_answer_gives_the_same_verdict(tmp_path, rng):
     # a Fortran-ordered .npy is mapped as it is stored: a sample's rows are read as strided views
     # (no copy of the answer), and its pages handed back whole after each block

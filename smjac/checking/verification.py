@@ -194,13 +194,13 @@ def layer_verify(
     frames = frame_shapes(pr)
     fitting = [f for f, (R, C) in frames.items() if a.shape in answer_shapes(pr, R, C)]
     expected = answer_shapes(pr, *frames["std"])[0]
+    # a shape no frame takes is compared with nothing, but the truth's scale is still made by rows
+    shapes = [frames[f] for f in fitting] or [frames["std"]]
+    variants = cat.variants(pr) if fitting else []
+    block_bytes, keep = _fit_budget(pr, a.shape, shapes, shapes[0], variants, block_bytes, max_memory)
     if not fitting:
         return _shape_verdict(pr, a, expected, rtol, atol, truth_source(pr, block_bytes).max_abs)
     primary = fitting[0]
-    variants = cat.variants(pr)
-    block_bytes, keep = _fit_budget(
-        pr, a.shape, [frames[f] for f in fitting], frames[primary], variants, block_bytes, max_memory
-    )
     truth = truth_source(pr, block_bytes)
     tol = atol + rtol * truth.max_abs
     trials = candidates(pr, fitting, truth, atol, rtol, variants, block_bytes)
