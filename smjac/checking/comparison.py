@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..maths import Array, row_blocks
+from ..maths.forward_pass import release_rows
 from .problem import Problem, weight_at
 from .sources import Source, frame_block, std_from_frame, to_std
 
@@ -53,6 +54,10 @@ class Dots:
         if key not in self.flat:
             self.flat[key] = np.asarray(frame_block(src, *where), dtype=np.float64).ravel()
         return self.flat[key].reshape(self.flat[self.ANSWER].size // where[4], where[4])
+
+    def drop(self, src: Source) -> None:
+        """Let go of a candidate's block once every trial on it is done: one is held at a time."""
+        self.flat.pop(id(src), None)
 
     def dot(self, i: int, j: int) -> float:
         key = (min(i, j), max(i, j))
@@ -131,10 +136,11 @@ class Trial:
             self.alive = False
             return
         with np.errstate(invalid="ignore", over="ignore"):
-            diff = a - (self.factor or 0.0) * b
+            diff = np.multiply(self.factor or 0.0, b)  # a − f·b, in place: one block-sized temporary
+            np.subtract(a, diff, out=diff)
             if d is not None:
                 diff -= (self.coef or 0.0) * d
-            res = float(np.max(np.abs(diff))) if diff.size else 0.0
+            res = float(np.max(np.abs(diff, out=diff))) if diff.size else 0.0
         self.residual = max(self.residual, res) if res == res else np.inf
         if self.known and not self.residual <= self.tol:
             self.alive = False  # the tolerance is known: no later block can save it
@@ -229,32 +235,75 @@ def compare(
     stats: Stats | None,
     block_bytes: int,
 ) -> None:
-    """One pass over the answer: every trial in these frames (all R×C per sample), and the stats."""
-    L = pr.L
-    N = 1 if pr.kind != "jacobian" else L.N
-    a2 = answer.reshape(N * R, C)
+    """One pass over the answer: every trial in these frames (all R×C per sample), and the stats.
+
+    A block of rows is compared with one candidate value at a time (the trials on it share its
+    block), and a memory-mapped answer's pages are handed back once the block is done.
+    """
+    N = 1 if pr.kind != "jacobian" else pr.L.N
     for s in range(N):
+        rows = sample_rows(answer, s, R, C)
         for r0, r1 in row_blocks(R, C * 8, block_bytes):
-            a = np.asarray(a2[s * R + r0 : s * R + r1], dtype=np.float64)
-            finite = bool(np.isfinite(np.sum(a))) or bool(np.all(np.isfinite(a)))
-            for frame in frames:
-                primary = stats is not None and frame == stats.frame
-                live = [tr for tr in trials if tr.alive and tr.frame == frame]
-                if not finite:
-                    for tr in live:
-                        tr.alive = False  # NaN matches no candidate: the non-finite diagnosis says why
-                    live = []
-                if not primary and not live:
-                    continue  # every candidate in this arrangement is ruled out: skip making it
-                dots = Dots(a)
-                where = (frame, s, r0, r1, C, L.K, L.n)
-                if primary:
-                    assert stats is not None
-                    stats.update(s, r0, a, dots.block(truth, where), finite)
-                for trial in live:
-                    base_src = truth if trial.base is None else trial.base
-                    base = dots.block(base_src, where)
-                    d = None if trial.term is None else dots.block(trial.term, where)
-                    trial.update(a, base, d, dots, id(base_src), id(trial.term))
+            # in a call of its own, so that this block's arrays are gone before the next is read
+            compare_block(
+                pr, np.asarray(rows[r0:r1], dtype=np.float64), frames, (s, r0, r1), truth, trials, stats
+            )
+            release(answer, s, R, C, r0, r1)
         if stats is not None:
             stats.end_sample(s)
+
+
+def compare_block(
+    pr: Problem,
+    a: Array,
+    frames: list[str],
+    at: tuple[int, int, int],
+    truth: Source,
+    trials: list[Trial],
+    stats: Stats | None,
+) -> None:
+    """Rows ``r0:r1`` of sample s (``at``), ``a``, against the truth and each live trial."""
+    s, r0, r1 = at
+    finite = bool(np.isfinite(np.sum(a))) or bool(np.all(np.isfinite(a)))
+    for frame in frames:
+        primary = stats is not None and frame == stats.frame
+        live = [tr for tr in trials if tr.alive and tr.frame == frame]
+        if not finite:
+            for tr in live:
+                tr.alive = False  # NaN matches no candidate: the non-finite diagnosis says why
+            live = []
+        if not primary and not live:
+            continue  # every candidate in this arrangement is ruled out: skip making it
+        on: dict[int, tuple[Source, list[Trial]]] = {id(truth): (truth, [])}
+        for trial in live:
+            base_src = truth if trial.base is None else trial.base
+            on.setdefault(id(base_src), (base_src, []))[1].append(trial)
+        dots = Dots(a)
+        where = (frame, s, r0, r1, a.shape[1], pr.L.K, pr.L.n)
+        for src, group in on.values():
+            if src is truth and primary:
+                assert stats is not None
+                stats.update(s, r0, a, dots.block(truth, where), finite)
+            for trial in group:
+                base = dots.block(src, where)
+                d = None if trial.term is None else dots.block(trial.term, where)
+                trial.update(a, base, d, dots, id(src), id(trial.term))
+            dots.drop(src)
+
+
+def sample_rows(answer: np.ndarray, s: int, R: int, C: int) -> np.ndarray:
+    """Sample s's R×C matrix of the answer, a view (N × R × C, N·R × C, or one sample's shape)."""
+    return answer[s] if answer.ndim == 3 else answer.reshape(-1, C)[s * R : (s + 1) * R]
+
+
+def release(answer: np.ndarray, s: int, R: int, C: int, r0: int, r1: int) -> None:
+    """Hand back the pages of a memory-mapped answer's rows r0:r1 of sample s once compared
+    (:func:`smjac.maths.forward_pass.release_rows`): read pages would otherwise stay resident.
+    An answer stored column-major has its rows spread over the whole file: all of it is handed
+    back, to be read again as the next block needs it."""
+    if not isinstance(answer, np.memmap):
+        return
+    if answer.flags.c_contiguous:
+        release_rows(answer.reshape(-1, C), s * R + r0, s * R + r1)
+    elif answer.flags.f_contiguous:
+        release_rows(answer.reshape(-1, order="F")[None], 0, 1)
