@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 import smjac
 from smjac import LoadError, inputs
+from smjac.checking.verification import BLOCK_ARRAYS, layer_verify
 from smjac.cli import app
 from smjac.formats.npy import NpyFile
 
@@ -301,3 +302,27 @@ def test_a_mapped_x_is_read_in_the_dtype_asked_for(tmp_path):
     h = np.concatenate([f.h for _, f in smjac.forward_chunks(W, x, chunk_bytes=96)])
     assert h.dtype == np.float32
     assert_array_equal(h, smjac.forward(W, X.astype(np.float32)).h)
+
+
+def test_verify_reads_a_large_answer_block_by_block_and_refuses_one_cut_short(tmp_path, rng, monkeypatch):
+    # dh/dW of one sample, 40 × 1200, compared a few rows at a time: cut short before the second
+    # block is read, the answer is refused naming the file (it was a mapped page: SIGBUS).
+    W, x = rng.normal(size=(30, 40)), rng.normal(size=30)
+    truth = smjac.jacobian(W, x)
+    assert smjac.verify(W, x, jacobian=truth).ok
+    path = _saved(tmp_path / "J.npy", truth)
+    answer = inputs.load_answer(path)
+    assert isinstance(answer, NpyFile)
+    real, calls = NpyFile.rows, []
+
+    def rows(self, r0, r1, width=None):
+        calls.append((r0, r1))
+        if len(calls) == 2:
+            os.truncate(path, HEADER + 8 * 1200)  # one row left
+        return real(self, r0, r1, width)
+
+    monkeypatch.setattr(NpyFile, "rows", rows)
+    L = smjac.maths.make_layer(W, x)
+    with pytest.raises(LoadError, match=r"J\.npy: was cut short while smjac read it"):
+        layer_verify(L, jacobian=answer, max_memory=BLOCK_ARRAYS * 4 * 1200 * 8 + (1 << 20))
+    assert len(calls) >= 2  # read in blocks, not whole

@@ -242,12 +242,14 @@ def compare(
     """
     N = 1 if pr.kind != "jacobian" else pr.L.N
     for s in range(N):
-        rows = sample_rows(answer, s, R, C)
+        rows = None if hasattr(answer, "rows") else sample_rows(answer, s, R, C)
         for r0, r1 in row_blocks(R, C * 8, block_bytes):
+            # a large .npy answer (an NpyFile) is read a block at a time with positional reads: a
+            # file cut short meanwhile is refused, naming it, where a mapped page would kill smjac
+            block = answer.rows(s * R + r0, s * R + r1, C) if rows is None else rows[r0:r1]  # type: ignore[attr-defined]
             # in a call of its own, so that this block's arrays are gone before the next is read
-            compare_block(
-                pr, np.asarray(rows[r0:r1], dtype=np.float64), frames, (s, r0, r1), truth, trials, stats
-            )
+            compare_block(pr, np.asarray(block, dtype=np.float64), frames, (s, r0, r1), truth, trials, stats)
+            del block
             release(answer, s, R, C, r0, r1)
         if stats is not None:
             stats.end_sample(s)

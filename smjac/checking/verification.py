@@ -182,8 +182,8 @@ def layer_verify(
     answer, kind = _the_answer(answer, kind, grad=grad, grad_b=grad_b, jacobian=jacobian)
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     pr = _problem(L, kind, of, wrt, target, upstream, reduce, ce)
-    # a memory map stays one: nothing is read yet, and its pages are handed back as blocks are done
-    a = answer if isinstance(answer, np.memmap) else np.asarray(answer)
+    # an answer read block by block (an NpyFile) or memory-mapped stays so: nothing is read yet
+    a: np.ndarray = answer if isinstance(answer, np.memmap) or hasattr(answer, "rows") else np.asarray(answer)  # type: ignore[assignment]
     if a.dtype.kind not in "fiub":
         raise InputError(f"the answer must hold numbers, not {a.dtype}")
     coarse = max(
