@@ -13,9 +13,26 @@ from .layer import Layer
 from .numeric import check_choice
 
 ESTIMATES = ("forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend")
-TEXT_BYTES_PER_NUMBER = (
-    80  # a number turned into JSON/CSV text whole: a Python float, its list slot, its text
-)
+TEXT_BYTES_PER_NUMBER = 80  # a number turned into JSON/CSV text whole: orjson's buffer, its bytes
+# What writing a result takes at its peak on top of the result itself, by output format: bytes
+# per number, and fixed bytes. Measured with tracemalloc on dh/dW of 90×90 and 150×150 layers
+# (0.7 and 3.4 million numbers), the slope between them: JSON 38 bytes a number, .npz 10-16
+# (numpy's zip in memory, then its bytes), Markdown, LaTeX and a table under 1 (made a line at
+# a time, the number format found a block at a time), a picture 1.3 and 80 MiB of matplotlib.
+# A format not named (.npy, CSV streamed) writes from the result itself.
+OUTPUT_BYTES: dict[str, tuple[int, int]] = {
+    "json": (TEXT_BYTES_PER_NUMBER, 0),
+    "csv": (TEXT_BYTES_PER_NUMBER, 0),  # held whole; streamed, a block's text
+    "npz": (16, 0),
+    "safetensors": (16, 0),  # the file's bytes made whole, then written
+    "markdown": (2, 2**20),
+    "latex": (2, 2**20),
+    "table": (2, 2**20),
+    "heatmap": (2, 2**20),
+    "png": (4, 96 * 2**20),
+    "svg": (4, 96 * 2**20),
+    "pdf": (4, 96 * 2**20),
+}
 LEGEND_BYTES_PER_ROW = 6000  # measured: a 1 MB W (131,072 weights) made 760 MB of legend
 
 
@@ -27,7 +44,7 @@ def estimate_bytes(
     wrt: str = "W",
     method: str = "shortcut",
     probes: int | None = None,
-    text: bool = False,
+    text: bool | str = False,
     block_bytes: int = BLOCK_BYTES,
 ) -> int:
     """Bytes a command's path allocates beyond the loaded layer, at its peak, before it starts.
@@ -48,9 +65,10 @@ def estimate_bytes(
         As for :func:`layer_jacobian`.
     probes : int, optional
         For ``"check"``: as :func:`smjac.checking.checks.check` takes it.
-    text : bool
-        The result is turned into text (JSON, CSV, a table) whole, or, streamed, a block at a
-        time: add :data:`TEXT_BYTES_PER_NUMBER` for each number held as text.
+    text : bool or str
+        How the result is written: the output format's name (``"json"``, ``"markdown"``,
+        ``"npz"``, ``"png"``, …) adds what writing it takes (:data:`OUTPUT_BYTES`: per number, and
+        fixed); ``True`` is text held whole (JSON, CSV); ``False`` (or ``"npy"``) nothing.
 
     Examples
     --------
@@ -97,6 +115,7 @@ def estimate_bytes(
     else:  # legend
         numbers = cols
         total = cols * LEGEND_BYTES_PER_ROW
-    if text and what != "legend":
-        total += numbers * TEXT_BYTES_PER_NUMBER
-    return int(total)
+    if text is False or what == "legend":
+        return int(total)
+    per_number, fixed = OUTPUT_BYTES.get("json" if text is True else str(text), (0, 0))
+    return int(total + numbers * per_number + fixed)
