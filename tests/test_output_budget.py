@@ -13,6 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from numpy.testing import assert_array_equal
 from typer.testing import CliRunner
 
 from smjac import budget, maths
@@ -98,3 +99,26 @@ def test_npz_over_the_budget_is_refused_before_work_with_its_figure(tmp_path, la
     assert refused.exit_code == 2 and not (folder / "J.npz").exists()
     assert f"as npz would take {budget.format_size(npz)}, over the memory budget" in refused.stderr
     assert "(--max-memory)" in refused.stderr
+
+
+@pytest.mark.parametrize("method", ["shortcut", "chain"])
+@pytest.mark.parametrize("of", ["h", "z"])
+def test_dh_dx_streams_in_row_blocks_as_dh_dw_does(method, of):
+    # Was held whole: each sample's K × n dh/dx was one block, beside the closed form's two
+    # temporaries as large (a 5000 × 5000 W to -o J.npy at --max-memory 64M peaked at 609 MiB).
+    rng = np.random.default_rng(9)
+    n = K = 200
+    L = maths.make_layer(rng.normal(size=(n, K)) / 10, rng.normal(size=(2, n)))
+    whole = maths.layer_jacobian(L, of=of, wrt="x", method=method).reshape(-1, n)
+    done = 0
+    tracemalloc.start()
+    try:
+        for block in maths.jacobian_blocks(L, of=of, wrt="x", method=method, block_bytes=8 * n * 8).rows:
+            assert len(block) <= 8
+            assert_array_equal(block, whole[done : done + len(block)])  # the very floats of the whole
+            done += len(block)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert done == 2 * K
+    assert peak < K * n * 8 / 3, budget.format_size(peak)  # a third of one sample's dh/dx
