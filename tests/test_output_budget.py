@@ -61,12 +61,15 @@ def layer() -> maths.Layer:
 @pytest.mark.parametrize(
     "fmt, suffix",
     [("markdown", ".md"), ("latex", ".tex"), ("npz", ".npz"), ("json", ".json"), ("markdown", None),
-     ("latex", None), ("table", None)],
+     ("latex", None), ("table", None), ("heatmap", None), ("png", ".png"), ("svg", ".svg")],
 )  # fmt: skip
 def test_each_format_peaks_within_its_estimate(tmp_path, layer, fmt, suffix):
     # Were over: Markdown 16 times dh/dW, LaTeX 21 (their whole text, its cells and its bytes),
     # a table 4 (the number format's scan of the nonzero entries' indices), .npz 3 (numpy's zip in
-    # memory, then its bytes), each estimated at the matrix alone or at JSON's 88 bytes a number.
+    # memory, then its bytes), each estimated at the matrix alone or at JSON's 88 bytes a number;
+    # a picture 80 MiB of matplotlib, estimated at the matrix alone.
+    if fmt in ("png", "svg"):
+        pytest.importorskip("matplotlib")
     opts = Options(output=tmp_path / f"J{suffix}", force=True) if suffix else Options(fmt=Format(fmt))
     peak = peak_of_writing(layer, opts._replace(max_memory=2**30))
     need = maths.estimate_bytes(layer, "jacobian", text=fmt)
