@@ -229,12 +229,10 @@ def test_memory_guard_refuses_and_says_how_on(wide):
     message = result.stderr
     # the figure is the core's one estimate, which holds at least the 216,000 bytes of dh/dW itself
     need = maths.estimate_bytes(
-        maths.make_layer(np.load(folder / "W.npy"), np.load(folder / "x.npy")), "jacobian"
+        maths.make_layer(np.load(folder / "W.npy"), np.load(folder / "x.npy")), "jacobian", text="table"
     )
     assert need >= 30 * 900 * 8
-    said = (
-        f"dh/dW (30 × 900 float64) would take {budget.format_size(need)}, over the memory budget of 100.0 KiB"
-    )
+    said = f"dh/dW (30 × 900 float64) as table would take {budget.format_size(need)}, over the memory budget of 100.0 KiB"
     assert said in message
     assert "-o J.npy" in message and "--format csv" in message
     assert "--format factored" in message and "--entry T,I,J" in message
@@ -242,21 +240,34 @@ def test_memory_guard_refuses_and_says_how_on(wide):
     assert run("jacobian", *args, "--max-memory", "1G", "-f", "json").exit_code == 0
 
 
-@pytest.mark.parametrize("fmt", ["json", "markdown", "latex"])
-def test_a_result_printed_whole_as_text_counts_its_text_against_the_budget(wide, fmt):
+def test_a_result_printed_whole_as_text_counts_its_text_against_the_budget(wide):
     # Was a wrong answer to the budget: a 150×150 layer's dh/dW as JSON peaked at 343 MiB under
     # --max-memory 40M, sized by its binary bytes alone. Between the two estimates, the binary
-    # result fits and its whole text does not: the text formats are refused before any work.
+    # result fits and its whole text does not: JSON is refused before any work. Markdown and
+    # LaTeX are written a piece of a row at a time and fit.
     folder, _ = wide
     L = maths.make_layer(np.load(folder / "W.npy"), np.load(folder / "x.npy"))
-    binary, text = maths.estimate_bytes(L, "jacobian"), maths.estimate_bytes(L, "jacobian", text=True)
-    assert text > 2 * binary
-    between = str((binary + text) // 2)
-    args = ["jacobian", "-W", str(folder / "W.npy"), "-x", str(folder / "x.npy"), "--max-memory", between]
-    refused = run(*args, "-f", fmt)
+    binary, text = maths.estimate_bytes(L, "jacobian"), maths.estimate_bytes(L, "jacobian", text="json")
+    assert text > 2 * binary and text == maths.estimate_bytes(L, "jacobian", text=True)
+    between = (binary + text) // 2
+    args = [
+        "jacobian",
+        "-W",
+        str(folder / "W.npy"),
+        "-x",
+        str(folder / "x.npy"),
+        "--max-memory",
+        str(between),
+    ]
+    refused = run(*args, "-f", "json")
     assert refused.exit_code == 2 and refused.stdout == ""
-    assert f"as {fmt} would take {budget.format_size(text)}, over the memory budget" in refused.stderr
-    assert run(*args, "-f", "table").exit_code == 0  # a table at a terminal shows a part: no whole text
+    assert f"as json would take {budget.format_size(text)}, over the memory budget" in refused.stderr
+    for fmt in ("markdown", "latex", "table"):
+        need = maths.estimate_bytes(L, "jacobian", text=fmt)
+        assert binary < need < text
+        fits = [*args[:-1], str(need)]
+        assert run(*fits, "-f", fmt).exit_code == 0
+        assert run(*fits, "-f", "json").exit_code == 2
 
 
 @pytest.mark.parametrize("wrt", ["W", "x", "z"])

@@ -2,8 +2,8 @@
 
 A new format is one row here and, when it holds data, one codec module beside this one. Everything
 else asks this table: the readers (:func:`Format.for_input`), the writer (:func:`Format.for_output`,
-``printable``, ``people``, ``picture``), the memory budget (``whole_text``) and the checkpoint
-loader (``checkpoint``).
+``printable``, ``people``, ``picture``) and the checkpoint loader (``checkpoint``). What
+writing each format costs in memory is :data:`smjac.maths.cost.OUTPUT_BYTES`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ class Row(NamedTuple):
     what only a terminal shows. ``reads``: ``"matrix"`` (one array: W, x, b, targets, an answer),
     ``"bundle"`` (several named arrays), ``"checkpoint"`` (a model's layer, with ``--layer``),
     ``"refused"`` (a pickle), or None. ``writes``: ``-o`` writes it. ``printable``: ``--format``
-    prints it (text, not bytes). ``whole_text``: every number of the result becomes text at once
-    (the budget counts the text). ``people``: drawn from the result's view for a person (a table,
+    prints it (text, not bytes). ``people``: drawn from the result's view for a person (a table,
     not data). ``picture``: drawn by matplotlib.
     """
 
@@ -37,7 +36,6 @@ class Row(NamedTuple):
     reads: str | None = None
     writes: bool = False
     printable: bool = False
-    whole_text: bool = False
     people: bool = False
     picture: bool = False
 
@@ -84,10 +82,6 @@ class Format(str, Enum):
     def picture(self) -> bool:
         return self.row.picture
 
-    @property
-    def whole_text(self) -> bool:
-        return self.row.whole_text
-
     @classmethod
     def of_path(cls, path: str | Path) -> Format | None:
         """The format a file's suffix names, whatever smjac does with it; None for an unknown one.
@@ -128,10 +122,10 @@ class Format(str, Enum):
 
 ROWS: dict[Format, Row] = {
     Format.table: Row(printable=True, people=True),
-    Format.csv: Row((".csv",), reads="matrix", writes=True, printable=True, whole_text=True),
-    Format.json: Row((".json",), reads="matrix", writes=True, printable=True, whole_text=True),
-    Format.markdown: Row((".md",), writes=True, printable=True, whole_text=True, people=True),
-    Format.latex: Row((".tex",), writes=True, printable=True, whole_text=True, people=True),
+    Format.csv: Row((".csv",), reads="matrix", writes=True, printable=True),
+    Format.json: Row((".json",), reads="matrix", writes=True, printable=True),
+    Format.markdown: Row((".md",), writes=True, printable=True, people=True),
+    Format.latex: Row((".tex",), writes=True, printable=True, people=True),
     Format.heatmap: Row(printable=True, people=True),
     Format.npy: Row((".npy",), reads="matrix", writes=True),
     Format.npz: Row((".npz",), reads="bundle", writes=True),

@@ -13,9 +13,28 @@ from .layer import Layer
 from .numeric import check_choice
 
 ESTIMATES = ("forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend")
-TEXT_BYTES_PER_NUMBER = (
-    80  # a number turned into JSON/CSV text whole: a Python float, its list slot, its text
-)
+TEXT_BYTES_PER_NUMBER = 80  # a number turned into JSON/CSV text whole: orjson's buffer, its bytes
+# What writing a result takes at its peak on top of the result itself, by output format, in bytes
+# per number. Measured with tracemalloc on dh/dW of 90×90 and 150×150 layers (0.7 and 3.4
+# million numbers), the slope between them: JSON 38 bytes a number, .npz 10-16 (numpy's zip in
+# memory, then its bytes), Markdown, LaTeX and a table under 1 (made a piece of a row at a time,
+# the number format found a block at a time), a picture 1.3. A format not named (.npy, CSV
+# streamed) writes from the result itself.
+OUTPUT_BYTES = {
+    "json": TEXT_BYTES_PER_NUMBER,
+    "csv": TEXT_BYTES_PER_NUMBER,  # held whole; streamed, a block's text
+    "npz": 16,
+    "safetensors": 16,  # the file's bytes made whole, then written
+    "markdown": 2,
+    "latex": 2,
+    "table": 2,
+    "heatmap": 2,
+    "png": 4,
+    "svg": 4,
+    "pdf": 4,
+}
+PIECE_BYTES = 2**20  # a person's text formats: the piece of a row made at a time, 256 bytes a number at most
+PICTURE_BYTES = 96 * 2**20  # matplotlib and its figure: 77-81 MiB measured, whatever the size
 LEGEND_BYTES_PER_ROW = 6000  # measured: a 1 MB W (131,072 weights) made 760 MB of legend
 
 
@@ -27,7 +46,7 @@ def estimate_bytes(
     wrt: str = "W",
     method: str = "shortcut",
     probes: int | None = None,
-    text: bool = False,
+    text: bool | str = False,
     block_bytes: int = BLOCK_BYTES,
 ) -> int:
     """Bytes a command's path allocates beyond the loaded layer, at its peak, before it starts.
@@ -48,9 +67,11 @@ def estimate_bytes(
         As for :func:`layer_jacobian`.
     probes : int, optional
         For ``"check"``: as :func:`smjac.checking.checks.check` takes it.
-    text : bool
-        The result is turned into text (JSON, CSV, a table) whole, or, streamed, a block at a
-        time: add :data:`TEXT_BYTES_PER_NUMBER` for each number held as text.
+    text : bool or str
+        How the result is written: the output format's name (``"json"``, ``"markdown"``,
+        ``"npz"``, ``"png"``, …) adds what writing it takes (:data:`OUTPUT_BYTES` a number, and
+        :data:`PIECE_BYTES` or :data:`PICTURE_BYTES`); ``True`` is text held whole (JSON, CSV); ``False`` (or ``"npy"``) nothing.
+        ``"streamed"``: a Jacobian written a block at a time, the ``"streamed"`` estimate.
 
     Examples
     --------
@@ -61,6 +82,8 @@ def estimate_bytes(
     True
     """
     check_choice("what", what, ESTIMATES)
+    if text == "streamed" and what == "jacobian":  # written a block at a time (.npy, CSV)
+        what, text = "streamed", False
     jac = what in ("jacobian", "factored", "streamed", "entry")
     N, K, cols = jacobian_shape(L, of=of if jac else "z", wrt=wrt)  # refuses a binary layer's dh/d… only
     K = K if jac else L.classes  # a binary layer's p has two entries
@@ -81,9 +104,13 @@ def estimate_bytes(
         numbers = N * K * K + N * n
         total = logits + dfdz + N * n * b
     elif what == "streamed":
-        block = 4 * K * n * b if wrt == "x" else 2 * block_bytes + 2 * (block_bytes // max(1, n))
+        blk = min(max(block_bytes, cols * b), K * cols * b)  # a block: rows of one sample, one at least
+        rows = blk // (cols * b)
+        # dh/dx: the closed form's two temporaries and the block, or the chain's rows of dh/dz;
+        # dh/dW: the block, its buffer and the rows of dh/dz it is made from
+        block = 3 * blk + rows * K * b if wrt == "x" else 2 * blk + 2 * rows * K * b
         total = logits + block + 2 * N * n * b
-        numbers = min(N * K * cols, max(K * n if wrt == "x" else 1, block_bytes // b))
+        numbers = min(N * K * cols, blk // b)
     elif what == "grad":
         numbers = K * n + K + 1  # the result: dLoss/dW, dLoss/db and the loss (δ and x stay unwritten)
         total = 8 * N * K * b + 2 * K * n * b + 2 * N * n * b
@@ -97,6 +124,12 @@ def estimate_bytes(
     else:  # legend
         numbers = cols
         total = cols * LEGEND_BYTES_PER_ROW
-    if text and what != "legend":
-        total += numbers * TEXT_BYTES_PER_NUMBER
+    if text is False or what == "legend":
+        return int(total)
+    fmt = "json" if text is True else str(text)
+    total += numbers * OUTPUT_BYTES.get(fmt, 0)
+    if fmt in ("png", "svg", "pdf"):
+        total += PICTURE_BYTES
+    elif fmt in ("markdown", "latex", "table", "heatmap"):
+        total += min(PIECE_BYTES, 256 * numbers)
     return int(total)

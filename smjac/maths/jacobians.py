@@ -216,7 +216,7 @@ def _probabilities(L: Layer) -> Array:
 def _dx_scale(L: Layer, bound: float) -> float | None:
     """None when dh/dx's partial results cannot overflow (``bound``·max|W| well inside the float
     range), else a power of two to divide W by first, so that they cannot."""
-    wmax = peak_abs(L.W)
+    wmax = max(float(np.max(L.W)), -float(np.min(L.W)))  # max|W| without a copy of W (finite)
     return pow2(wmax) if bound * wmax > largest_float(L.W.dtype) / 4 else None
 
 
@@ -263,22 +263,27 @@ def _sample_parts(parts: DxParts, s: int) -> DxParts:
     return Wt, scale, top[s : s + 1], mean[s : s + 1], rest[s : s + 1]
 
 
-def _shortcut_dx(L: Layer, P: Array, parts: DxParts | None = None) -> Array:
+def _shortcut_dx(
+    L: Layer, P: Array, parts: DxParts | None = None, r0: int = 0, r1: int | None = None
+) -> Array:
     """``dh/dx[t, j]`` in closed form: ``p_t (W[j,t] − Σ_i p_i W[j,i]) / T`` (no p_t for log-softmax).
 
     ``W[j,t] − Σ p_i W[j,i]`` can reach twice max|W| and overflow where dh/dx does not (the p_t
     in front is small), so for a W near the float's limit it is taken on W scaled by a power of two.
     ``parts`` (from :func:`_dx_parts` on the whole batch, cut to P's samples) lets one sample be
-    taken with the digits it has in the whole batch.
+    taken with the digits it has in the whole batch; ``r0:r1`` are the outputs t made (all of
+    them by default), each row the same floats as in the whole.
     """
     T = L.temperature
+    r1 = L.K if r1 is None else r1
     Wt, s, top, mean, rest = _dx_parts(L, P) if parts is None else parts
-    rows = np.arange(P.shape[0])
-    centred = Wt[None, :, :] - mean[:, None, :]
+    centred = Wt[None, r0:r1, :] - mean[:, None, :]
     # For the likeliest output the two terms agree to 1 − p_t and cancel; there take
     # (1 − p_t) W[j,t] − Σ_{i≠t} p_i W[j,i], whose parts do not.
-    centred[rows, top, :] = complement(P)[rows, top][:, None] * Wt[top, :] - rest
-    J = P[:, :, None] * centred if L.function == "softmax" else centred
+    rows = np.flatnonzero((top >= r0) & (top < r1))
+    t = top[rows]
+    centred[rows, t - r0, :] = complement(P)[rows, t][:, None] * Wt[t, :] - rest[rows]
+    J = P[:, r0:r1, None] * centred if L.function == "softmax" else centred
     if s is None:
         return J / T if T != 1 else J
     return _rescale_dx(L, J, s, T)
@@ -346,19 +351,24 @@ def jacobian_blocks(
     # the rows of dh/dz a block is made from take K/cols = 1/n of the block's memory on top
     spans = row_blocks(K, cols * itemsize, block_bytes)
 
+    if wrt == "x":
+        check_finite_W(L)  # dh/dx reads W itself
+
     def rows() -> Iterator[Array]:
-        if wrt == "x":  # K×n a sample: no larger than W, which is held already
-            out = np.empty((1, K, cols), dtype=L.W.dtype)
+        if wrt == "x":  # row blocks of each sample's K×n, as dh/dW's: a K×n sample was held whole
             parts = _dx_parts(L, P) if P is not None and method == "shortcut" else None
             for s in range(N):
                 Ps = None if P is None else P[s : s + 1]  # the batch's p: the same digits as the whole
-                if Ps is None:
-                    out[0] = L.W.T
-                elif method == "chain":
-                    _chain_dx(L, dh_dz(L, Ps), Ps, out)
-                else:
-                    out[...] = _shortcut_dx(L, Ps, parts and _sample_parts(parts, s))
-                yield out[0]
+                for r0, r1 in spans:
+                    if Ps is None:
+                        yield L.W[:, r0:r1].T.copy()
+                    elif method == "chain":
+                        A = _dfdz_rows(L, of, Ps[0], complement(Ps)[0], r0, r1)
+                        out = np.empty((1, r1 - r0, cols), dtype=L.W.dtype)
+                        _chain_dx(L, A[None], Ps, out)
+                        yield out[0]
+                    else:
+                        yield _shortcut_dx(L, Ps, parts and _sample_parts(parts, s), r0, r1)[0]
             return
         buffer = np.empty((max(r1 - r0 for r0, r1 in spans), cols), dtype=L.W.dtype) if wrt == "W" else None
         fill = _chain_dW if method == "chain" else _shortcut_dW

@@ -118,10 +118,9 @@ class Result(NamedTuple):
     """A command's answer, for the writer: data made on demand, and how to show it.
 
     ``data`` computes the document (given a progress callback); ``blocks``, where the result can
-    be streamed, gives its row blocks instead. ``cost(text)`` is the memory its path takes at its
-    peak, from :func:`smjac.maths.estimate_bytes` (``text``: every number also becomes text at
-    once, as JSON, CSV, Markdown or LaTeX of the whole), checked against the budget before
-    ``data`` runs. ``work`` is what the progress bar counts as ``data`` (or ``blocks``, or
+    be streamed, gives its row blocks instead. ``cost(fmt)`` is the memory its path takes at its
+    peak, written in the format named ``fmt`` (``"json"``, ``"markdown"``, ``"npz"``, …), from
+    :func:`smjac.maths.estimate_bytes`, checked against the budget before ``data`` runs. ``work`` is what the progress bar counts as ``data`` (or ``blocks``, or
     ``csv_chunks``) calls its progress callback: bytes of arrays filled, or samples worked through
     (``unit``); 0 when not known ahead (the bar is then a spinner and the time taken).
     ``status`` is the exit status once it is written (``smjac check`` exits 1 when a check fails).
@@ -131,7 +130,7 @@ class Result(NamedTuple):
     what: str
     data: Callable[[Callable[[int], None]], document.Document]
     view: Callable[[document.Document], View] | None = None
-    cost: Callable[[bool], int] = lambda text: 0
+    cost: Callable[[str], int] = lambda fmt: 0
     work: int = 0
     blocks: Callable[[], Any] | None = None  # -> maths.Blocks
     status: Callable[[document.Document], int] = lambda doc: ExitStatus.OK
@@ -337,9 +336,10 @@ class Writer:
                 for line in notes:
                     self.note(line)
                 return ExitStatus.OK
-            as_text = [d.fmt.value for d in self.dests if d.fmt.whole_text]
-            what = f"{result.what} as {' and '.join(as_text)}" if as_text else result.what
-            budget.require(result.cost(bool(as_text)), what, self.opts.max_memory, way=self._way())
+            # the destinations are written one after the other: the costliest sets the peak
+            need, fmt = max((result.cost(d.fmt.value), d.fmt.value) for d in self.dests)
+            what = f"{result.what} as {fmt}" if need > result.cost("npy") else result.what
+            budget.require(need, what, self.opts.max_memory, way=self._way())
             doc = result.data(progress)
             progress.pause()  # the notes have the terminal to themselves; the bar is back if there is more
             for line in result.notes:
@@ -437,8 +437,9 @@ class Writer:
             view = self._view(result, doc)
             if d.path is None and fmt in (Format.table, Format.heatmap):
                 text, notes = self._draw(fmt, view)
-            else:
-                text = _document(fmt, view, self.opts.precision)
+            else:  # Markdown or LaTeX: a line at a time, never the whole text
+                lines = _document(fmt, view, self.opts.precision)
+                return [*self._write_lines(d, lines, progress), *notes, *view.notes]
             data = text.encode()
             notes += list(view.notes)
         else:
@@ -471,6 +472,24 @@ class Writer:
         else:
             self.print(data.decode())
         return notes
+
+    def _write_lines(self, d: Destination, lines: Iterator[str], progress: _Progress) -> list[str | None]:
+        """Text made a line at a time, written a piece at a time; the note to say after it."""
+        pieces = _joined(lines, 2**16)  # characters: up to 4 bytes each, and their UTF-8 copy
+        if d.path is not None:
+            progress.phase(f"writing {d.path}")
+
+            def write(f: Any) -> None:
+                for piece in pieces:
+                    f.write(piece.encode())
+
+            atomic.write_atomic(d.path, write, force=self.opts.force)
+            return [self._wrote(d.path)]
+        if self.env.stdout_isatty:
+            progress.close()  # the bar and the result would share the terminal
+        for piece in pieces:
+            self.print(piece)
+        return []
 
     def _view(self, result: Result, doc: document.Document) -> View:
         assert result.view is not None
@@ -577,6 +596,20 @@ def _in_pieces(data: bytes, progress: Callable[[int], None]) -> Callable[[Any], 
     return write
 
 
+def _joined(lines: Iterator[str], size: int) -> Iterator[str]:
+    """``lines`` joined into pieces of about ``size`` characters."""
+    held: list[str] = []
+    count = 0
+    for line in lines:
+        held.append(line)
+        count += len(line)
+        if count >= size:
+            yield "".join(held)
+            held, count = [], 0
+    if held:
+        yield "".join(held)
+
+
 class _Checked:
     """stdout's byte layer, with every write's failure said as what it is."""
 
@@ -609,12 +642,12 @@ class _Text(io.StringIO):
         return self._encoding
 
 
-def _document(fmt: Format, v: View, precision: int) -> str:
+def _document(fmt: Format, v: View, precision: int) -> Iterator[str]:
     from . import render
 
     if fmt is Format.markdown:
-        return render.markdown(v.M, v.rows, v.cols, precision)
-    return render.latex(v.M, precision)
+        return render.markdown_lines(v.M, v.rows, v.cols, precision)
+    return render.latex_lines(v.M, precision)
 
 
 def abandon_stdout() -> None:
