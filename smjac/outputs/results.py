@@ -224,7 +224,9 @@ def jacobian(L: maths.Layer, *, of: maths.Of, wrt: maths.Wrt, method: maths.Meth
             "b": ("bias bᵢ", "bᵢ"),
         }[wrt]
         function = L.function if L.temperature == 1 else f"{L.function} at temperature {L.temperature:g}"
-        derivative = f"∂{'(log h)' if logs else of}/∂{wrt}, {method} method, {M.shape[0]}×{M.shape[1]}"
+        function = "the logits z, before the softmax" if of == "z" else function  # neither applies to z
+        how = "" if of == "z" else f", {method} method"
+        derivative = f"∂{'(log h)' if logs else of}/∂{wrt}{how}, {M.shape[0]}×{M.shape[1]}"
         batch = f", sample {sample} of {len(doc.fields['jacobian'])}" if L.batched else ""
         return View(
             M, vector_labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None,
@@ -367,7 +369,12 @@ def grad(
             vector_labels(cols, G.shape[1]),
             "dLoss/dW, in W's shape",
             caption=caption,
-            picture_title=f"{L.function}: ∂Loss/∂W, in W's shape (layout {L.layout})",
+            picture_title=f"{L.function}: ∂Loss/∂W, in W's shape (layout {L.layout}), "
+            + (
+                "from the upstream dLoss/dh given"
+                if loss is None
+                else f"cross-entropy{how.replace(' (', ', ').rstrip(')')}, loss = {loss:.4g}"
+            ),
             axes=("input xⱼ", "output zᵢ", "∂Loss/∂W[j,i]")
             if L.layout == "in-out"
             else ("output zᵢ", "input xⱼ", "∂Loss/∂W[i,j]"),
