@@ -792,6 +792,26 @@ def test_a_gradient_written_back_keeps_its_loss_in_the_metadata(tmp_path):
     assert meta["loss"].startswith("none") and meta["reduction"] == "sum" and "target" not in meta
 
 
+def test_the_command_line_says_the_loss_a_safetensors_gradient_keeps(tmp_path):
+    # CSV says on stderr what it leaves out; a .safetensors keeps the loss in its metadata and says so
+    from typer.testing import CliRunner
+
+    from smjac.cli import app
+
+    W, b = head()
+    st.save_file({"classifier.weight": W, "classifier.bias": b}, tmp_path / "m.safetensors")
+    x = RNG.standard_normal(N_IN)
+    (tmp_path / "x.json").write_text(json.dumps(x.tolist()))
+    out = tmp_path / "g.safetensors"
+    args = ["grad", "--layer", str(tmp_path / "m.safetensors"), "-x", str(tmp_path / "x.json")]
+    result = CliRunner().invoke(app, [*args, "--target", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    loss = _header(out.read_bytes())["__metadata__"]["loss"]
+    z = W.astype(float) @ x + b.astype(float)
+    assert float(loss) == pytest.approx(np.log(np.exp(z).sum()) - z[2], rel=1e-12)
+    assert f"{out} keeps loss (= {loss}) in its metadata" in result.stderr
+
+
 def test_a_bias_gradient_with_nowhere_to_go_is_said(tmp_path):
     W, b = head()
     path = tmp_path / "m.safetensors"

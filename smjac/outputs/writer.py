@@ -422,6 +422,11 @@ class Writer:
         if fmt is Format.safetensors:
             assert result.checkpoint is not None
             data = result.checkpoint(doc)
+            loss = doc.fields.get("loss")
+            if isinstance(loss, float):  # kept in the file's __metadata__ too, as a string
+                notes.append(
+                    f"{d.path or 'the file'} keeps loss (= {loss!r}) in its metadata, with how it was reduced"
+                )
         elif fmt.picture:
             from ..formats import pictures as plot
 
