@@ -115,16 +115,27 @@ def _too_big(label: str, size: int, cap: int) -> str:
 # bytes ("1,") after a first block of long ones; 0.4 for numbers of 20 bytes.
 JSON_BYTES_PER_BYTE = 24  # a parse as a document, 20.1 measured
 FAST_JSON_BYTES_PER_BYTE = 6  # the fast reader's, 4.9 measured: 8 bytes a number, 2 bytes of text at least
+# CSV, measured the same way (tracemalloc): the fast reader 4.4 a byte for numbers of one digit
+# ("0,"), 2.1 for savetxt's; the careful one (np.loadtxt, for spellings JSON has not: "+1") 4.7, and
+# about 10 for one line of millions of numbers.
+CSV_BYTES_PER_BYTE = 12
+FAST_CSV_BYTES_PER_BYTE = 5
 
 
-def _json_budget(size: int, label: str, max_memory: int | None) -> None:
-    """Refuse, before parsing, JSON whose parse would outgrow the memory budget."""
+def _text_budget(size: int, fmt: Format, label: str, max_memory: int | None) -> None:
+    """Refuse, before it is read or parsed, JSON or CSV whose careful parse would outgrow the memory
+    budget (the fast readers, which need less, have declined it by then or are not sure of it)."""
     budget = resolve(max_memory)
-    need = size * JSON_BYTES_PER_BYTE
+    per_byte, how = (
+        (JSON_BYTES_PER_BYTE, "a Python object per number")
+        if fmt is Format.json
+        else (CSV_BYTES_PER_BYTE, "the text and the numbers at once")
+    )
+    need = size * per_byte
     if need > budget:
         raise LoadError(
-            f"{label}: parsing {format_size(size)} of JSON takes about {format_size(need)} (a Python object per "
-            f"number), over the memory budget of {format_size(budget)} (max_memory); save it as .npy "
+            f"{label}: parsing {format_size(size)} of {fmt.value.upper()} takes about {format_size(need)} "
+            f"({how}), over the memory budget of {format_size(budget)} (max_memory); save it as .npy "
             "(numpy.save) instead, which loads in its own size"
         )
 
@@ -140,9 +151,10 @@ def parse(
     user's own answer, where a NaN is what is to be found.
     """
     if fmt is Format.json:
-        _json_budget(len(data), label, max_memory)
+        _text_budget(len(data), fmt, label, max_memory)
         arr = parse_json(data, label, finite)
     elif fmt is Format.csv:
+        _text_budget(len(data), fmt, label, max_memory)
         arr = parse_csv(data, label, finite)
     elif fmt is Format.npy:
         arr = parse_npy(data, label)
@@ -190,11 +202,15 @@ def load_array(
         fmt = None if label == "stdin" or not Path(path).suffix else Format.for_input(path)
         if fmt in (Format.csv, Format.json):  # plain numbers, read fast a piece at a time; else below
             budget = resolve(max_memory)
-            limit = min(max_bytes, budget // FAST_JSON_BYTES_PER_BYTE) if fmt is Format.json else max_bytes
+            fast = FAST_JSON_BYTES_PER_BYTE if fmt is Format.json else FAST_CSV_BYTES_PER_BYTE
+            limit = min(max_bytes, budget // fast)
             longest = budget // JSON_BYTES_PER_BYTE  # a row (or a vector) orjson reads whole
             arr = read_text(path, fmt.value, limit, opener=open, longest=longest)  # the open read_bytes uses
             if arr is not None:
                 return arr
+        if fmt in (Format.csv, Format.json):  # the fast reader declined it: refused before it is read
+            with reading(label):
+                _text_budget(os.stat(path).st_size, fmt, label, max_memory)
         with _opened(path, max_bytes, stdin) as (stream, label):
             head = b"" if fmt else _read_upto(stream, len(NPY_MAGIC))  # enough to tell NPY from the rest
             if fmt is Format.npy or (fmt is None and head.startswith(NPY_MAGIC)):
@@ -369,7 +385,7 @@ def _load_bundle(
                 raise LoadError(f"{name}: cannot be read ({e})") from None
             found[key] = parse(raw, Format.npy, name)
     elif fmt is Format.json:
-        _json_budget(len(data), label, max_memory)
+        _text_budget(len(data), fmt, label, max_memory)
         obj = json_document(data, label)
         if not isinstance(obj, dict):
             raise LoadError(f"{label}: a layer bundle is a JSON object with W and x, not {json_kind(obj)}")

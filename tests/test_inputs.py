@@ -180,3 +180,25 @@ def test_json_is_held_to_what_its_parse_measured(tmp_path):
     with pytest.raises(LoadError, match=r"of JSON takes about .* over the memory budget"):
         inputs.load_array(path, max_memory=16 * size)  # 13 a byte let it through
     assert inputs.load_array(path, max_memory=30 * size).shape == (100_000,)
+
+
+@pytest.mark.parametrize(("suffix", "per_byte"), [(".json", inputs.JSON_BYTES_PER_BYTE), (".csv", 12)])
+def test_text_past_the_budget_is_refused_by_its_size_before_it_is_read(tmp_path, suffix, per_byte):
+    # 2 MB of one-digit numbers on one line: too large for the fast reader at this budget, and
+    # its careful parse would take per_byte times it; refused from the file's size, not after
+    # reading it whole (a 209 MB JSON reached 450 MiB at a 64M budget before its refusal).
+    numbers = ",".join(["1"] * 1_000_000)
+    path = tmp_path / f"W{suffix}"
+    path.write_text(f"[{numbers}]" if suffix == ".json" else numbers + "\n")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            LoadError, match=rf"W\{suffix}: parsing 1\.9 MiB of {suffix[1:].upper()} takes about"
+        ):
+            inputs.load_array(path, max_memory=4 * size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < size / 4  # the text was never read
+    assert inputs.load_array(path, max_memory=(per_byte + 1) * size).size == 1_000_000

@@ -241,7 +241,8 @@ def read_text(
     holds a Python float for each of their numbers.
     """
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO read here could not be read again
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:  # a FIFO read here could not be read again
             return None
         with opener(path, "rb", buffering=0) as f:
             return fast_csv(f, limit) if fmt == "csv" else fast_json(f, limit, longest)
