@@ -5,8 +5,6 @@ output; a command adds only what is its own. The app registers these functions
 (:mod:`smjac.cli.app`); their docstrings are their help.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from pathlib import Path

@@ -6,8 +6,6 @@ the repository's own, and an installed smjac writes its copy anywhere with ``smj
 read ``samples/`` with a line saying so.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
