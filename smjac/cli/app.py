@@ -159,22 +159,22 @@ def main() -> NoReturn:
     names a command, only that one is turned (a few milliseconds of every run in a shell loop);
     anything else, such as ``smjac --help``, goes to the whole app.
     """
-    from ..outputs import streams
+    try:  # from the first line: a Ctrl-C while the handlers are being set ends as any other does
+        from ..outputs import streams
 
-    streams.prepare()
-    sys.argv[1:] = _global_first(sys.argv[1:])
-    name = sys.argv[1] if len(sys.argv) > 1 else ""
-    chosen = [
-        c
-        for c in app.registered_commands
-        if c.callback and (c.name or c.callback.__name__.replace("_", "-")) == name  # typer's naming
-    ]
-    run = app
-    if chosen:
-        run = _typer()
-        run.registered_callback = app.registered_callback
-        run.registered_commands = chosen
-    try:
+        streams.prepare()
+        sys.argv[1:] = _global_first(sys.argv[1:])
+        name = sys.argv[1] if len(sys.argv) > 1 else ""
+        chosen = [
+            c
+            for c in app.registered_commands
+            if c.callback and (c.name or c.callback.__name__.replace("_", "-")) == name  # typer's naming
+        ]
+        run = app
+        if chosen:
+            run = _typer()
+            run.registered_callback = app.registered_callback
+            run.registered_commands = chosen
         try:
             status = run(standalone_mode=False)
         except _ClickException as e:
