@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from .. import samples as sample_files
 from ..errors import OutputError
 from ..outputs import writer as output
 
@@ -47,6 +46,8 @@ def write_samples(
       smjac samples .
       smjac jacobian -W samples/blog/W.json -x samples/blog/x.json
     """
+    from .. import samples as sample_files  # only when run: every other command's start-up counts
+
     plan = sample_files.plan(directory)
     if plan.differ and not force:
         raise OutputError(plan.refusal("add --force to replace"))
