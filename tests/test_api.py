@@ -212,6 +212,24 @@ def test_one_small_sample_takes_the_short_path_with_the_general_path_s_bits(monk
     assert seen and all(r is not None for r in seen)  # the short path did the work
 
 
+@pytest.mark.parametrize("T", [1.0, 0.5, 3.0])
+def test_a_certain_class_s_delta_is_minus_zero_and_its_bias_gradient_zero_on_both_paths(monkeypatch, T):
+    # p_t = 1 exactly (the other classes' exp underflows, or nearly: their p a denormal that δ / T
+    # rounds to 0): δ_t = −(1 − p_t) is −0, and dLoss/db, the sum of δ over the one sample, is +0
+    seen = []
+    monkeypatch.setattr(smjac.maths.small, "grad", _spy(smjac.maths.small.grad, seen))
+    for gap in (1000.0, *(744.0 + k / 8 for k in range(9))):
+        W, x = np.array([[0.0, -gap * T, -gap * T]]), np.array([1.0])
+        short = smjac.grad(W, x, target=0, temperature=T)
+        general = _general(monkeypatch, smjac.grad, W, x, target=0, temperature=T)
+        for name in ("W", "b", "z", "loss"):
+            assert _same_bits(getattr(short, name), getattr(general, name)), (name, gap, T)
+        if gap == 1000.0:
+            assert np.signbit(short.z[0]) and short.z[0] == 0
+            assert not np.signbit(short.b[0]) and short.b[0] == 0
+    assert seen and all(r is not None for r in seen)
+
+
 def _spy(fn, seen):
     def spied(*args):
         seen.append(fn(*args))

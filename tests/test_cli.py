@@ -555,6 +555,25 @@ def test_ctrl_c_while_the_command_line_is_imported_ends_quietly_with_130():
     assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")  # no KeyboardInterrupt traceback
 
 
+CTRL_C_AS_MAIN_STARTS = """
+import os, signal, sys
+from smjac.outputs import streams
+real = streams.prepare
+def prepare():
+    real()
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the handlers are set, before the command runs
+streams.prepare = prepare
+from smjac.cli import main
+sys.argv[1:] = ["forward", "-W", "samples/blog/W.json", "-x", "samples/blog/x.json"]
+main()
+"""
+
+
+def test_ctrl_c_as_main_starts_ends_quietly_with_130():
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_AS_MAIN_STARTS], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")  # no Interrupted traceback
+
+
 def test_once_imported_ctrl_c_is_pythons_again():
     # a program that imports smjac.cli (the tests do) keeps KeyboardInterrupt; main() sets its own
     code = "import signal, smjac.cli; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"

@@ -36,6 +36,15 @@ NOT_FOR_FORWARD = (
     "smjac.formats.heads",
     "smjac.formats.safetensors",
     "smjac.outputs.demo",
+    # the other commands and the whole app: a run imports the command it names
+    "smjac.cli.app",
+    "smjac.cli.jacobian",
+    "smjac.cli.grad",
+    "smjac.cli.check",
+    "smjac.cli.verify",
+    "smjac.cli.demo",
+    "smjac.cli.inspection",
+    "smjac.samples",
 )
 # The checker's defaults are shown by the options of check and verify: its tolerances, and nothing else of it.
 CHECKER_DEFAULTS = {"smjac.checking", "smjac.checking.tolerances"}

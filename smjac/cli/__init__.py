@@ -7,6 +7,7 @@ a traceback of an import is no answer to a person who changed their mind.
 
 import os
 import signal
+from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus
 
@@ -28,9 +29,23 @@ def _while_importing() -> object:
 
 _before = _while_importing()
 try:
-    from .app import app, main
+    from .entry import main
 finally:
     if _before is not None:
         signal.signal(signal.SIGINT, _before)  # type: ignore[arg-type]
+
+if TYPE_CHECKING:
+    from .app import app
+
+
+def __getattr__(name: str) -> object:
+    """:data:`app`, the whole app, made on first use: a run of one command makes only that one."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .app import app
+
+    globals()["app"] = app  # in place of the module of that name, which importing it set here
+    return app
+
 
 __all__ = ["app", "main"]

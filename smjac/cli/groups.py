@@ -35,10 +35,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    """A group's fields' annotations, resolved once: a group is spliced into several commands, and
-    resolving it (string annotations, each an ``Annotated[..., typer.Option(...)]`` built anew)
-    was a millisecond of every start each time."""
-    return typing.get_type_hints(cls, include_extras=True)
+    """A group's fields' annotations, resolved once: a group is spliced into several commands
+    (a string annotation is evaluated here, where it names an ``Annotated[..., typer.Option(...)]``)."""
+    return {k: v for c in reversed(cls.__mro__) for k, v in inspect.get_annotations(c, eval_str=True).items()}
 
 
 def group(
@@ -102,11 +101,10 @@ def group(
             if p.name == name:
                 params += [parameter(f) for f in shown]
             else:
-                params.append(
-                    p.replace(
-                        kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotations.get(p.name, p.annotation)
-                    )
-                )
+                annotation = annotations.get(p.name, p.annotation)
+                if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.annotation is not annotation:
+                    p = p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
+                params.append(p)  # a group spliced in before is kept as it is
         names = collections.Counter(p.name for p in params)
         clash = {name for name, count in names.items() if count > 1}
         if clash:

@@ -7,8 +7,6 @@ commands do with those options: :class:`LayerSource` loads the checked :class:`~
 :func:`loss_options` or :func:`output_options` and takes the packed group as one parameter.
 """
 
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 import math
@@ -93,7 +91,9 @@ AtolOpt = Annotated[
 # ---------------------------------------------------------------- the layer
 
 
-@dataclasses.dataclass(frozen=True)
+# eq=False: nobody compares a group, and the __eq__ and __hash__ that dataclasses would compile at
+# import cost every start (the three groups: 0.4% of smjac forward's instructions)
+@dataclasses.dataclass(frozen=True, eq=False)
 class LayerSource:
     """Where the layer comes from (files, one bundle or a checkpoint) and how it is read."""
 
@@ -215,7 +215,7 @@ def layer_options(command: F) -> F:
 # ---------------------------------------------------------------- the loss
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Loss:
     """The loss a gradient is of: cross-entropy of a target (with torch's options), or dLoss/dh."""
 
@@ -349,7 +349,7 @@ def loss_options(*, upstream: bool = True, helps: Mapping[str, str] | None = Non
 ColorName = Literal["auto", "always", "never"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Output:
     """Where the result goes and how it looks; :meth:`writer` makes the one writer from it."""
 

@@ -2,18 +2,15 @@
 
 Every example in smjac's help and documentation reads its inputs from ``samples/``: a clone has
 the repository's own, and an installed smjac writes its copy anywhere with ``smjac samples .``.
-:func:`register` adds the command to the app and ends the help of every command whose examples
-read ``samples/`` with a line saying so.
+The help of every command whose examples read ``samples/`` ends with :data:`HINT`
+(:func:`smjac.cli.entry.build`).
 """
-
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .. import samples as sample_files
 from ..errors import OutputError
 from ..outputs import writer as output
 
@@ -49,6 +46,8 @@ def write_samples(
       smjac samples .
       smjac jacobian -W samples/blog/W.json -x samples/blog/x.json
     """
+    from .. import samples as sample_files  # only when run: every other command's start-up counts
+
     plan = sample_files.plan(directory)
     if plan.differ and not force:
         raise OutputError(plan.refusal("add --force to replace"))
@@ -63,14 +62,3 @@ def write_samples(
     replaced = f" ({len(done.differ)} replaced)" if done.differ else ""
     kept = f"; {len(done.same)} were there already" if done.same else ""
     output.message(f"wrote {files}{replaced} into {done.target}/{kept}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``smjac samples`` to ``app``, and :data:`HINT` to the help of the app and of each
-    command whose examples read ``samples/`` (call it once every command is registered)."""
-    app.command("samples")(write_samples)
-    for info in [app.registered_callback, *app.registered_commands]:
-        if info is None or info.callback in (None, write_samples):
-            continue
-        if "samples/" in (info.callback.__doc__ or ""):
-            info.epilog = info.epilog or HINT

@@ -35,7 +35,7 @@ def fits(L: Layer) -> bool:
 # np.sum and np.max are these reductions behind a Python wrapper that costs more than they do
 # here; the axis is passed by position, which numpy parses faster
 _sum, _max, _min = np.add.reduce, np.maximum.reduce, np.minimum.reduce
-_matmul, _subtract, _exp, _log, _multiply, _add = np.matmul, np.subtract, np.exp, np.log, np.multiply, np.add
+_matmul, _subtract, _exp, _log, _multiply = np.matmul, np.subtract, np.exp, np.log, np.multiply
 _count, _isfinite = np.count_nonzero, np.isfinite
 
 
@@ -115,9 +115,13 @@ def grad(L: Layer, t: int) -> tuple[Array, Array, Array, float] | None:
     p[t] = -rest
     if T != 1:
         P /= T
-    grad_b = _add(p, 0.0)  # the general path's sum over one row: 0 + p, which turns −0 into 0
-    a, c = L.weight_factors(X[0], p)
-    grad_W = _multiply(a[:, None], c)
+    # dLoss/db is the general path's sum over one row, 0 + δ: δ's one −0 (δ_t, where p_t is 1) is 0
+    # there, and a copy with that entry set costs less than the sum
+    grad_b = p.copy()
+    if grad_b[t] == 0:
+        grad_b[t] = 0.0
+    a, c = L.weight_factors(X, P)
+    grad_W = _multiply(a.T, c)  # x δᵀ (or δ xᵀ) as a column times a row: no 1-D views to make
     # with T = 1, |δ| ≤ 1 and x is finite (make_layer), so x δᵀ is too: no scan
     if not ((T == 1 or _finite(grad_W)) and math.isfinite(loss)):
         return None
