@@ -111,3 +111,18 @@ def test_the_installed_program_answers_in_a_pipe_with_json():
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["head"] == "lm_head"
     assert "using lm_head, tied to transformer.wte.weight (10×6 F32) as the head" in done.stderr
+
+
+def test_chain_ends_counted_once_match_the_pairwise_definition():
+    # chain_ends counts the layers' inputs once (50,000 layers took minutes pairwise); the pairwise
+    # definition, written out: no *other* layer takes c's outputs as its inputs
+    from smjac.formats.heads import Candidate, chain_ends
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        pool = [
+            Candidate(f"l{i}", f"l{i}.weight", (int(k), int(n)), "F32")
+            for i, (k, n) in enumerate(rng.integers(1, 4, size=(int(rng.integers(0, 7)), 2)))
+        ]
+        pairwise = [c for c in pool if not any(d is not c and d.inputs == c.outputs for d in pool)]
+        assert chain_ends(pool) == pairwise

@@ -53,7 +53,7 @@ def inspect_layers(
     from ..formats import checkpoints
 
     w = out.writer(INSPECT)
-    found = checkpoints.layers(checkpoint, max_bytes=input_cap(ctx))
+    found = checkpoints.layers(checkpoint, max_bytes=input_cap(ctx), memory_budget=w.budget())
     for text in found.notes:
         w.note(as_flags(text))
     done(w.write(_result(found)))
@@ -78,30 +78,45 @@ def _result(found: Any) -> output.Result:
 
     # a tied head's embedding, in the table by the key its own row has (the JSON names the tensor)
     keys = {c.weight_key: c.key for c in found.candidates}
-    shown = [{**r, "tied_to": keys.get(r["tied_to"], r["tied_to"])} for r in records]
+    rows = [{**r, "tied_to": keys.get(r["tied_to"], r["tied_to"])} for r in records]
 
     def view(doc: Document) -> output.View:
-        return output.View(np.zeros((0, 0)), [], [], "layers", table=lambda: _table(found.label, shown))
+        return output.View(np.zeros((0, 0)), [], [], "layers", table=lambda: _table(found.label, rows))
 
     doc = Document({"layers": records, "head": None if head is None else head.key})
     return output.Result(INSPECT, "the layers", lambda progress: doc, view)
 
 
 def _table(label: str, records: list[dict[str, Any]]) -> Any:
+    from ..errors import shown
+
+    rows = [
+        (
+            shown(r["key"]),
+            "×".join(map(str, r["shape"])),
+            r["dtype"],
+            "yes" if r["bias"] else "",  # the bias is KEY.bias or bias by rule: JSON names it
+            r["layout"],
+            shown(r["tied_to"] or ""),
+            "head" if r["head"] else "",
+        )
+        for r in records
+    ]
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     # seven columns in 80: two spaces between them (collapsed padding), one at each edge
     table = Table(
-        title=f"layers of {label}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+        title=f"layers of {shown(label)}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
         title_justify="left",
     )  # fmt: skip
-    for name in ("key", "shape", "dtype", "bias", "layout", "tied to", "head"):
+    names = ("key", "shape", "dtype", "bias", "layout", "tied to", "head")
+    for name in names:
         table.add_column(name, overflow="fold")
-    for r in records:
-        shape = "×".join(map(str, r["shape"]))
-        # the bias is KEY.bias or bias by rule: a table says whether there is one (JSON names it)
-        cells = (r["key"], shape, r["dtype"], "yes" if r["bias"] else "", r["layout"], r["tied_to"] or "")
-        table.add_row(*(Text(c) for c in cells), "head" if r["head"] else "")  # names are not markup
+    # each column one cell of lines, a layer a line (shown() leaves no newline in a name; the writer
+    # widens its console to the table, so no line folds): rich lays out and measures a table cell
+    # by cell, several times, which took 60 s for 50,000 layers row by row
+    if rows:  # names are not markup: Text, never a string rich would parse
+        table.add_row(*(Text("\n".join(r[i] for r in rows)) for i in range(len(names))))
     return table
