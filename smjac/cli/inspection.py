@@ -7,8 +7,9 @@ terminal, JSON in a pipe or with ``--format json``, notes on stderr.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 import typer
@@ -90,7 +91,7 @@ def _result(found: Any) -> output.Result:
 def _table(label: str, records: list[dict[str, Any]]) -> Any:
     from ..errors import shown
 
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             shown(r["key"]),
             "×".join(map(str, r["shape"])),
@@ -102,21 +103,39 @@ def _table(label: str, records: list[dict[str, Any]]) -> Any:
         )
         for r in records
     ]
+    return _table_of(f"layers of {shown(label)}", rows)
+
+
+def _table_of(title: str, rows: list[tuple[str, ...]]) -> Any:
+    """A rich Table of the layers that lays out its header only and writes each layer's line
+    itself: rich lays out and measures a table cell by cell, several times (60 s for 50,000
+    layers); the columns' widths are found here once, as rich would find them."""
     from rich import box
+    from rich.cells import cell_len
+    from rich.segment import Segment
     from rich.table import Table
-    from rich.text import Text
+
+    names = ("key", "shape", "dtype", "bias", "layout", "tied to", "head")
+    widths = [max(cell_len(c) for c in [name, *(r[i] for r in rows)]) for i, name in enumerate(names)]
+
+    class Layers(Table):
+        def __rich_console__(self, console: Any, options: Any) -> Any:
+            header = cast("Iterable[Segment]", super().__rich_console__(console, options))  # all Segments
+            lines = list(Segment.split_lines(header))
+            for line in lines[:-1]:  # the title, the top edge, the header and its rule
+                yield from line
+                yield Segment.line()
+            for r in rows:  # two spaces between columns (collapsed padding), one at each edge
+                cells = (c + " " * (w - cell_len(c)) for c, w in zip(r, widths, strict=True))
+                yield Segment(" " + "  ".join(cells) + " ")
+                yield Segment.line()
+            yield from lines[-1]  # the bottom edge
+            yield Segment.line()
 
     # seven columns in 80: two spaces between them (collapsed padding), one at each edge
-    table = Table(
-        title=f"layers of {shown(label)}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-        title_justify="left",
+    table = Layers(
+        title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title_justify="left",
     )  # fmt: skip
-    names = ("key", "shape", "dtype", "bias", "layout", "tied to", "head")
-    for name in names:
-        table.add_column(name, overflow="fold")
-    # each column one cell of lines, a layer a line (shown() leaves no newline in a name; the writer
-    # widens its console to the table, so no line folds): rich lays out and measures a table cell
-    # by cell, several times, which took 60 s for 50,000 layers row by row
-    if rows:  # names are not markup: Text, never a string rich would parse
-        table.add_row(*(Text("\n".join(r[i] for r in rows)) for i in range(len(names))))
+    for name, width in zip(names, widths, strict=True):
+        table.add_column(name, width=width)
     return table
