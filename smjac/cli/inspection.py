@@ -7,8 +7,9 @@ terminal, JSON in a pipe or with ``--format json``, notes on stderr.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 import typer
@@ -53,7 +54,7 @@ def inspect_layers(
     from ..formats import checkpoints
 
     w = out.writer(INSPECT)
-    found = checkpoints.layers(checkpoint, max_bytes=input_cap(ctx))
+    found = checkpoints.layers(checkpoint, max_bytes=input_cap(ctx), memory_budget=w.budget())
     for text in found.notes:
         w.note(as_flags(text))
     done(w.write(_result(found)))
@@ -78,30 +79,63 @@ def _result(found: Any) -> output.Result:
 
     # a tied head's embedding, in the table by the key its own row has (the JSON names the tensor)
     keys = {c.weight_key: c.key for c in found.candidates}
-    shown = [{**r, "tied_to": keys.get(r["tied_to"], r["tied_to"])} for r in records]
+    rows = [{**r, "tied_to": keys.get(r["tied_to"], r["tied_to"])} for r in records]
 
     def view(doc: Document) -> output.View:
-        return output.View(np.zeros((0, 0)), [], [], "layers", table=lambda: _table(found.label, shown))
+        return output.View(np.zeros((0, 0)), [], [], "layers", table=lambda: _table(found.label, rows))
 
     doc = Document({"layers": records, "head": None if head is None else head.key})
     return output.Result(INSPECT, "the layers", lambda progress: doc, view)
 
 
 def _table(label: str, records: list[dict[str, Any]]) -> Any:
+    from ..errors import shown
+
+    rows: list[tuple[str, ...]] = [
+        (
+            shown(r["key"]),
+            "×".join(map(str, r["shape"])),
+            r["dtype"],
+            "yes" if r["bias"] else "",  # the bias is KEY.bias or bias by rule: JSON names it
+            r["layout"],
+            shown(r["tied_to"] or ""),
+            "head" if r["head"] else "",
+        )
+        for r in records
+    ]
+    return _table_of(f"layers of {shown(label)}", rows)
+
+
+def _table_of(title: str, rows: list[tuple[str, ...]]) -> Any:
+    """A rich Table of the layers that lays out its header only and writes each layer's line
+    itself: rich lays out and measures a table cell by cell, several times (60 s for 50,000
+    layers); the columns' widths are found here once, as rich would find them."""
     from rich import box
+    from rich.cells import cell_len
+    from rich.segment import Segment
     from rich.table import Table
-    from rich.text import Text
+
+    names = ("key", "shape", "dtype", "bias", "layout", "tied to", "head")
+    widths = [max(cell_len(c) for c in [name, *(r[i] for r in rows)]) for i, name in enumerate(names)]
+
+    class Layers(Table):
+        def __rich_console__(self, console: Any, options: Any) -> Any:
+            header = cast("Iterable[Segment]", super().__rich_console__(console, options))  # all Segments
+            lines = list(Segment.split_lines(header))
+            for line in lines[:-1]:  # the title, the top edge, the header and its rule
+                yield from line
+                yield Segment.line()
+            for r in rows:  # two spaces between columns (collapsed padding), one at each edge
+                cells = (c + " " * (w - cell_len(c)) for c, w in zip(r, widths, strict=True))
+                yield Segment(" " + "  ".join(cells) + " ")
+                yield Segment.line()
+            yield from lines[-1]  # the bottom edge
+            yield Segment.line()
 
     # seven columns in 80: two spaces between them (collapsed padding), one at each edge
-    table = Table(
-        title=f"layers of {label}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-        title_justify="left",
+    table = Layers(
+        title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title_justify="left",
     )  # fmt: skip
-    for name in ("key", "shape", "dtype", "bias", "layout", "tied to", "head"):
-        table.add_column(name, overflow="fold")
-    for r in records:
-        shape = "×".join(map(str, r["shape"]))
-        # the bias is KEY.bias or bias by rule: a table says whether there is one (JSON names it)
-        cells = (r["key"], shape, r["dtype"], "yes" if r["bias"] else "", r["layout"], r["tied_to"] or "")
-        table.add_row(*(Text(c) for c in cells), "head" if r["head"] else "")  # names are not markup
+    for name, width in zip(names, widths, strict=True):
+        table.add_column(name, width=width)
     return table

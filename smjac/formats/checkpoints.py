@@ -133,21 +133,22 @@ class _Source(Protocol):
     hints: Hints
 
     def candidates(self) -> list[Candidate]: ...
+    def matrices(self) -> list[Candidate]: ...
     def find(self, key: str) -> tuple[Candidate, list[str]]: ...
     def load(self, name: str) -> np.ndarray: ...
     def unpaired(self, c: Candidate) -> list[str]: ...
     def close(self) -> None: ...
 
 
-def _open(path: str | Path, max_bytes: int, memory_budget: int | None = None) -> _Source:
+def _open(path: str | Path, limits: st.Limits) -> _Source:
     label = str(path)
     what = kind(path)
     if what == "pickle":
         raise refuse_pickle(label)
     if what in ("safetensors", "folder"):
-        return Pretrained(Path(path), label)
+        return Pretrained(Path(path), label, limits)
     if what == "keras":
-        return Keras(Path(path), label, max_bytes, memory_budget)
+        return Keras(Path(path), label, limits)
     raise LoadError(
         f"{label}: not a checkpoint; smjac reads a save_pretrained folder, .safetensors (or its "
         ".safetensors.index.json), .keras, .h5 and .hdf5"
@@ -198,18 +199,17 @@ def read(
     ...
     smjac.errors.LoadError: model.pt: is a pickled PyTorch file; ...
     """
-    limits = _Limits(str(path), max_bytes, resolve(memory_budget))
+    limits = st.Limits(max_bytes, resolve(memory_budget))
     with damaged(str(path)):
-        return _read(path, key, max_bytes, limits)
+        return _read(path, key, limits)
 
 
-def _read(path: str | Path, key: str | None, max_bytes: int, limits: _Limits) -> Checkpoint:
-    src = _open(path, max_bytes, limits.memory_budget)
+def _read(path: str | Path, key: str | None, limits: st.Limits) -> Checkpoint:
+    src = _open(path, limits)
     try:
         notes = list(src.notes)
         if key is None:
-            only = "2-D tensor" if src.source == "safetensors" else "Dense-like layer"
-            c, note = choose(src.candidates(), src.hints, src.label, only=only)
+            c, note = choose(_candidates(src), src.hints, src.label, only=_only(src))
             notes.append(note)
         else:
             c, more = src.find(key)
@@ -219,7 +219,7 @@ def _read(path: str | Path, key: str | None, max_bytes: int, limits: _Limits) ->
         notes += src.unpaired(c)
         _check_bias(src.label, c)
         shapes = [c.shape] + ([c.bias_shape] if c.bias_shape else [])
-        limits.check(shapes, st.ITEMSIZE.get(c.dtype, 8))
+        _check_size(src.label, limits, shapes, st.ITEMSIZE.get(c.dtype, 8))
         W = src.load(c.weight_key)
         b = src.load(c.bias_key) if c.bias_key else None
     finally:
@@ -267,12 +267,32 @@ def _check_bias(label: str, c: Candidate) -> None:
             f"{label}[{shown(c.weight_key)}]: has dtype {c.dtype}; smjac reads floating-point weights "
             "(F16, BF16, F32, F64), not integer, bool or 8-bit float tensors"
         )
-    # mixed precision (a BF16 weight, an F32 bias) is how real checkpoints are kept: any float bias
+    # mixed precision (a BF16 weight, an F32 bias) is how real checkpoints are kept: any float bias;
+    # one of another shape ((1, K), a scalar) is refused, never dropped: Keras' and PyTorch's are (K,)
+    # (its length is checked against K in the layout used, which layout= may set)
     if c.bias_key is not None and (not st.is_float(c.bias_dtype or "") or len(c.bias_shape or ()) != 1):
         raise LoadError(
             f"{label}[{shown(c.bias_key)}]: is {c.bias_dtype} of shape {c.bias_shape}; a bias is one row of K "
-            "floating-point numbers (give b=FILE for another)"
+            "floating-point numbers, of shape (K,) (give b=FILE for another)"
         )
+
+
+def _only(src: _Source) -> str:
+    return "2-D tensor" if src.source == "safetensors" else "Dense-like layer"
+
+
+def _candidates(src: _Source) -> list[Candidate]:
+    """The source's float layers; none, when it has layers that are not float, is said so."""
+    found = src.candidates()
+    others = [c for c in src.matrices() if not st.is_float(c.dtype)] if not found else []
+    if others:
+        listed = ", ".join(f"{shown(c.key)} ({c.dtype})" for c in others[:3])
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        raise LoadError(
+            f"{src.label}: none of its {len(others)} {_only(src)}s holds floating-point weights ({listed}{more}); "
+            "smjac reads float16, bfloat16, float32 and float64, not integer, bool, string, complex or compound arrays"
+        )
+    return found
 
 
 class Layers(NamedTuple):
@@ -285,20 +305,24 @@ class Layers(NamedTuple):
     hints: Hints = Hints()
 
 
-def layers(path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Layers:
-    """The layers a checkpoint holds (headers only: no tensor is read), and which is its head."""
+def layers(
+    path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, memory_budget: int | None = None
+) -> Layers:
+    """The layers a checkpoint holds (headers only: no tensor is read), and which is its head.
+
+    The headers and the model's JSON are held to ``max_bytes`` and ``memory_budget`` (half the
+    available memory by default) before they are read."""
     with damaged(str(path)):
-        return _layers(path, max_bytes)
+        return _layers(path, st.Limits(max_bytes, resolve(memory_budget)))
 
 
-def _layers(path: str | Path, max_bytes: int) -> Layers:
-    src = _open(path, max_bytes)
+def _layers(path: str | Path, limits: st.Limits) -> Layers:
+    src = _open(path, limits)
     try:
-        found = src.candidates()
+        found = _candidates(src)
         notes = list(src.notes)
-        only = "2-D tensor" if src.source == "safetensors" else "Dense-like layer"
         try:
-            head, note = choose(found, src.hints, src.label, only=only)
+            head, note = choose(found, src.hints, src.label, only=_only(src))
             notes.append(note)
         except LoadError as e:
             head = None
@@ -349,25 +373,19 @@ def mismatch(ckpt: Checkpoint, layout: str, width: int, x_name: str) -> ShapeErr
     return ShapeError(head + what)
 
 
-@dataclass(frozen=True)
-class _Limits:
-    label: str
-    max_bytes: int
-    memory_budget: int
-
-    def check(self, shapes: Sequence[tuple[int, ...]], itemsize: int) -> None:
-        """Refuse, before reading, tensors over the input cap or whose float64 copies do not fit."""
-        count = sum(math.prod(s) for s in shapes)
-        if count * itemsize > self.max_bytes:
-            raise LoadError(
-                f"{self.label}: the layer's tensors take {count * itemsize:,} bytes, over the input size "
-                f"cap of {self.max_bytes:,} bytes; raise the cap with max_bytes"
-            )
-        if count * 8 > self.memory_budget:
-            raise LoadError(
-                f"{self.label}: the layer's tensors would take {count * 8:,} bytes as float64, over the "
-                f"memory budget of {self.memory_budget:,} bytes"
-            )
+def _check_size(label: str, limits: st.Limits, shapes: Sequence[tuple[int, ...]], itemsize: int) -> None:
+    """Refuse, before reading, tensors over the input cap or whose float64 copies do not fit."""
+    count = sum(math.prod(s) for s in shapes)
+    if count * itemsize > limits.max_bytes:
+        raise LoadError(
+            f"{label}: the layer's tensors take {count * itemsize:,} bytes, over the input size "
+            f"cap of {limits.max_bytes:,} bytes; raise the cap with max_bytes"
+        )
+    if count * 8 > limits.memory:
+        raise LoadError(
+            f"{label}: the layer's tensors would take {count * 8:,} bytes as float64, over the "
+            f"memory budget of {limits.memory:,} bytes"
+        )
 
 
 # ---------------------------------------------------------------- writing a gradient back

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, replace
@@ -28,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from ..budget import format_size, resolve
+from ..budget import format_size
 from ..errors import LoadError, shown
 from . import safetensors as st
 from .heads import Candidate, Hints, refusal
 
 KERAS_EXTRA = "pip install 'smjac[keras]'"
-MAX_CONFIG_BYTES = 16 * 2**20
+MAX_CONFIG_BYTES = 16 * 2**20  # a model's config is kilobytes
 ONLY = "Dense-like layer"
 
 
@@ -60,13 +61,14 @@ class Keras:
 
     hints = Hints()
 
-    def __init__(self, path: Path, label: str, max_bytes: int, memory_budget: int | None = None):
-        self.label, self.notes = label, list[str]()
+    def __init__(self, path: Path, label: str, limits: st.Limits):
+        self.label, self.notes, self.limits = label, list[str](), limits
         h5py = h5py_module(label)
         self.source = "keras" if path.suffix.lower() == ".keras" else "h5"
+        st.regular_file(path, label)  # a FIFO would hang the open
         try:
             if self.source == "keras":
-                data, config = _keras_zip(path, label, max_bytes, memory_budget)
+                data, config, self.notes = _keras_zip(path, label, limits)
                 self.h5 = h5py.File(io.BytesIO(data), "r")
             else:
                 self.h5, config = h5py.File(path, "r"), None
@@ -88,7 +90,7 @@ class Keras:
         layers = _keras3_layers(h5, label) if keras3 else []
         if self.source == "h5" or not layers:
             layers = layers or _legacy_layers(h5, label)
-            config = config if config is not None else _h5_config(h5, label)
+            config = config if config is not None else _h5_config(h5, label, self.limits, self.notes)
         names = _class_names(config)  # own name → Keras 3's stored name, in the model's order
         order = {own: i for i, own in enumerate(names)}
         self.layers: list[tuple[Candidate, _Dense]] = []
@@ -116,12 +118,13 @@ class Keras:
             None
             if bias is None
             else _h5_dtype(bias, f"{self.label}[{shown(bias.name.lstrip('/'))}]", strict=False)
+            or shown(str(bias.dtype))
         )
         return Candidate(
             key=own,
             weight_key=kernel.name.lstrip("/"),
             shape=(kernel.shape[0], kernel.shape[1]),
-            dtype=dtype or str(kernel.dtype),
+            dtype=dtype or shown(str(kernel.dtype)),
             bias_key=None if bias is None else bias.name.lstrip("/"),
             bias_shape=None if bias is None else tuple(bias.shape),
             bias_dtype=b_dtype,
@@ -130,8 +133,12 @@ class Keras:
             keras=True,
         )
 
+    def matrices(self) -> list[Candidate]:
+        """Every Dense-like layer, of any dtype."""
+        return [c for c, _ in self.layers]
+
     def candidates(self) -> list[Candidate]:
-        return [c for c, _ in self.layers if st.is_float(c.dtype)]
+        return [c for c in self.matrices() if st.is_float(c.dtype)]
 
     def find(self, key: str) -> tuple[Candidate, list[str]]:
         own = [(c, d) for c, d in self.layers if c.key == key]
@@ -185,12 +192,52 @@ def _natural(name: str) -> tuple[str, int]:
 _ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError, zlib.error)
 
 
-def _keras_zip(path: Path, label: str, max_bytes: int, memory_budget: int | None = None) -> tuple[bytes, Any]:
-    """``model.weights.h5`` from a .keras zip, and its ``config.json`` as data (None if unreadable).
+# zipfile holds each member of the central directory as a ZipInfo: ~650 bytes measured (600,000
+# empty members, 32 MiB of directory: 372 MiB), for an entry of 46 bytes and its name at least
+_ZIPINFO_BYTES = 1024
+_ENTRY_BYTES = 46
 
-    The weights file is read into memory whole (h5py reads it from there), so it is held against
-    the input cap and the memory budget before it is inflated."""
+
+def _zip_directory(path: Path, label: str, limits: st.Limits) -> None:
+    """Refuse, from its end record alone, a zip whose central directory is over the input cap or
+    would take more than the memory budget as zipfile holds it (it reads every member's entry)."""
+    with open(path, "rb") as f:
+        total = f.seek(0, 2)
+        f.seek(max(0, total - (22 + 0xFFFF)))
+        tail = f.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return  # not a zip: zipfile says so
+        _, _, _, _, count, size, _, _ = struct.unpack("<4s4H2LH", tail[at : at + 22])
+        zip64 = tail[at - 20 : at] if at >= 20 else b""
+        if zip64[:4] == b"PK\x06\x07":  # the zip64 end record holds the true count and size
+            (where,) = struct.unpack("<8xQ4x", zip64)
+            f.seek(where)
+            record = f.read(56)
+            if len(record) == 56 and record[:4] == b"PK\x06\x06":
+                count, size = struct.unpack("<32xQQ8x", record)
+    need = size + size // _ENTRY_BYTES * _ZIPINFO_BYTES
+    if size > limits.max_bytes:
+        raise LoadError(
+            f"{label}: its zip directory takes {size:,} bytes ({count:,} members), over the input size cap of "
+            f"{limits.max_bytes:,} bytes; raise the cap with max_bytes"
+        )
+    if need > limits.memory:
+        raise LoadError(
+            f"{label}: its zip directory of {count:,} members ({format_size(size)}) would take about "
+            f"{format_size(need)} to list, over the memory budget of {format_size(limits.memory)} (max_memory)"
+        )
+
+
+def _keras_zip(path: Path, label: str, limits: st.Limits) -> tuple[bytes, Any, list[str]]:
+    """``model.weights.h5`` from a .keras zip, its ``config.json`` as data (None if unusable, with a
+    note saying why).
+
+    The zip's directory is held to the limits before zipfile lists it; the weights file is read
+    into memory whole (h5py reads it from there), so it is held against the input cap and the
+    memory budget before it is inflated, and the config before it is parsed."""
     try:
+        _zip_directory(path, label, limits)
         archive = zipfile.ZipFile(path)
         info = archive.getinfo("model.weights.h5")
     except KeyError:
@@ -198,42 +245,57 @@ def _keras_zip(path: Path, label: str, max_bytes: int, memory_budget: int | None
     except (zipfile.BadZipFile, OSError) as e:
         raise LoadError(f"{label}: is not a .keras zip ({e})") from None
     with archive:
-        if info.file_size > max_bytes:
+        if info.file_size > limits.max_bytes:
             raise LoadError(
                 f"{label}: its model.weights.h5 takes {info.file_size:,} bytes, over the input size cap of "
-                f"{max_bytes:,} bytes; raise the cap with max_bytes"
+                f"{limits.max_bytes:,} bytes; raise the cap with max_bytes"
             )
-        budget = resolve(memory_budget)
-        if info.file_size > budget:
+        if info.file_size > limits.memory:
             raise LoadError(
                 f"{label}: its model.weights.h5 takes {format_size(info.file_size)} in memory, over the "
-                f"memory budget of {format_size(budget)} (max_memory)"
+                f"memory budget of {format_size(limits.memory)} (max_memory)"
             )
         try:
             data = archive.read(info)
         except _ZIP_ERRORS as e:
             raise LoadError(f"{label}: its model.weights.h5 cannot be read from the zip ({e})") from None
-        config = None
+        config, notes = None, []
         try:
             cinfo = archive.getinfo("config.json")
-            if cinfo.file_size <= MAX_CONFIG_BYTES:
-                config = json.loads(archive.read(cinfo))
-        except (KeyError, ValueError, RecursionError, *_ZIP_ERRORS):
-            pass  # an odd config costs the friendly names only; the stored ones still work
-    return data, config
+            if cinfo.file_size > MAX_CONFIG_BYTES:
+                raise LoadError(
+                    f"it takes {cinfo.file_size:,} bytes, over the {MAX_CONFIG_BYTES:,} smjac reads"
+                )
+            limits.json(cinfo.file_size, f"{label}[config.json]", "it")
+            config = json.loads(archive.read(cinfo))
+        except KeyError:
+            pass  # no config: the stored names still work
+        except (LoadError, ValueError, RecursionError, *_ZIP_ERRORS) as e:
+            why = str(e).removeprefix(f"{label}[config.json]: ")
+            notes.append(f"{label}: its config.json is not used ({why}); the layers go by their stored names")
+    return data, config, notes
 
 
-def _h5_config(h5: Any, label: str) -> Any:
-    """A legacy file's ``model_config`` attribute (JSON) as data, or None."""
-    if (
-        "model_config" not in h5.attrs
-        or h5.attrs.get_id("model_config").get_storage_size() > MAX_CONFIG_BYTES
-    ):
+def _h5_config(h5: Any, label: str, limits: st.Limits, notes: list[str]) -> Any:
+    """A legacy file's ``model_config`` attribute (JSON) as data, or None (with a note when it is
+    there but unusable)."""
+    if "model_config" not in h5.attrs:
         return None
-    raw = h5.attrs["model_config"]
     try:
-        return json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw))
-    except (ValueError, RecursionError, UnicodeDecodeError):
+        # a fixed-length string's size is known before it is read; a variable-length one's only
+        # after (it costs its own bytes then, as the file holds them), and before it is parsed
+        for size in (h5.attrs.get_id("model_config").get_storage_size(), None):
+            if size is None:
+                raw = h5.attrs["model_config"]
+                text = raw.decode("utf8") if isinstance(raw, bytes) else str(raw)
+                size = len(text)
+            if size > MAX_CONFIG_BYTES:
+                raise LoadError(f"it takes {size:,} bytes, over the {MAX_CONFIG_BYTES:,} smjac reads")
+            limits.json(size, f"{label}[model_config]", "it")
+        return json.loads(text)
+    except (LoadError, ValueError, RecursionError, UnicodeDecodeError, OSError, TypeError) as e:
+        why = str(e).removeprefix(f"{label}[model_config]: ")
+        notes.append(f"{label}: its model_config is not used ({why}); its layers go by their own names")
         return None
 
 
@@ -267,10 +329,10 @@ def _keras3_layers(h5: Any, label: str) -> list[_Dense]:
         if not name.endswith("/vars") or name.startswith("optimizer"):
             return
         kernel = member(obj, "0", label)
-        if getattr(kernel, "ndim", 0) != 2:
-            return
-        bias = member(obj, "1", label)
-        if getattr(bias, "shape", None) != (kernel.shape[1],):
+        if getattr(kernel, "ndim", 0) != 2 or member(obj, "2", label) is not None:
+            return  # a recurrent layer's vars/1 is its recurrent kernel, vars/2 its bias: not Dense-like
+        bias = member(obj, "1", label)  # Dense's bias, of shape (K,): any other is refused when used
+        if not hasattr(bias, "shape"):
             bias = None
         layer = name.removesuffix("/vars")
         for prefix in ("layers/", "_layer_checkpoint_dependencies/"):
@@ -365,11 +427,9 @@ def _legacy_layers(h5: Any, label: str) -> list[_Dense]:
             ds = member(group, weight, label)
             if leaf == "kernel" and getattr(ds, "ndim", 0) == 2:
                 kernel = ds
-            elif leaf == "bias" and getattr(ds, "ndim", 0) == 1:
-                bias = ds
+            elif leaf == "bias" and hasattr(ds, "shape"):
+                bias = ds  # Dense's is of shape (K,): any other is refused when used, never dropped
         if kernel is not None:
-            if bias is not None and bias.shape != (kernel.shape[1],):
-                bias = None
             found.append(_Dense(name, kernel, bias))
     return found
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,17 +45,21 @@ def is_index(path: str | Path) -> bool:
     return Path(path).name.lower().endswith(INDEX_SUFFIX)
 
 
-def read_json(path: Path, label: str, cap: int = MAX_JSON_BYTES) -> Any:
-    """A small JSON file as data, refused over ``cap`` bytes before it is read."""
+def read_json(path: Path, label: str, limits: st.Limits) -> Any:
+    """A model's JSON file as data, refused before it is read when over :data:`MAX_JSON_BYTES`,
+    the input cap or what the memory budget lets it be parsed into (``limits``)."""
+    st.regular_file(path, label)
     with reading(label):
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the open
-            raise LoadError(f"{label}: is not a regular file")
-        size = info.st_size
-        if size > cap:
-            raise LoadError(f"{label}: is {size:,} bytes, over the {cap:,} smjac reads of a model's JSON")
+        size = os.stat(path).st_size
+        if size > MAX_JSON_BYTES:
+            raise LoadError(
+                f"{label}: is {size:,} bytes, over the {MAX_JSON_BYTES:,} smjac reads of a model's JSON"
+            )
+        limits.json(size, label, "it")
         with open(path, "rb") as f:
-            data = f.read(cap + 1)
+            data = f.read(size + 1)
+    if len(data) > size:  # it grew since: what was checked is not what would be parsed
+        raise LoadError(f"{label}: changed while it was read")
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as e:
@@ -96,12 +99,12 @@ class Config:
         return Hints(lm=self.lm)
 
 
-def read_config(path: Path) -> tuple[Config | None, list[str]]:
+def read_config(path: Path, limits: st.Limits) -> tuple[Config | None, list[str]]:
     """``config.json`` as data, when there is one; an unreadable one costs its hints, said in a note."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None, []
     try:
-        obj = read_json(path, str(path))
+        obj = read_json(path, str(path), limits)
     except LoadError as e:
         return None, [f"{e}; its hints on the head are not used"]
     if not isinstance(obj, dict):
@@ -175,8 +178,8 @@ class Pretrained:
 
     source = "safetensors"
 
-    def __init__(self, path: Path, label: str):
-        self.label = label
+    def __init__(self, path: Path, label: str, limits: st.Limits):
+        self.label, self.limits = label, limits
         self.notes: list[str] = []
         self._headers: dict[Path, st.Header] = {}
         if path.is_dir():
@@ -186,7 +189,7 @@ class Pretrained:
         self.index: Path | None = path if is_index(path) else None
         self.config: Config | None = None
         if beside:
-            self.config, notes = read_config(folder / CONFIG)
+            self.config, notes = read_config(folder / CONFIG, limits)
             self.notes += notes
         self.hints = self.config.hints() if self.config else Hints()
         if self.index is not None:
@@ -197,7 +200,8 @@ class Pretrained:
 
     def _in_folder(self, folder: Path) -> Path:
         for name in (WEIGHTS, INDEX):
-            if (folder / name).is_file():
+            if os.path.lexists(folder / name):  # a FIFO or a device is refused as such, not passed over
+                st.regular_file(folder / name, str(folder / name))
                 return folder / name
         found = sorted(p.name for p in folder.glob("*.safetensors"))[:3]
         pickled = [n for n in ("pytorch_model.bin", "pytorch_model.bin.index.json") if (folder / n).exists()]
@@ -208,7 +212,7 @@ class Pretrained:
 
     def _weight_map(self, index: Path) -> dict[str, Path]:
         label = str(index)
-        obj = read_json(index, label)
+        obj = read_json(index, label, self.limits)
         wmap = obj.get("weight_map") if isinstance(obj, dict) else None
         if not isinstance(wmap, dict) or not all(isinstance(v, str) for v in wmap.values()):
             raise LoadError(
@@ -223,7 +227,7 @@ class Pretrained:
 
     def _header(self, shard: Path) -> st.Header:
         if shard not in self._headers:
-            self._headers[shard] = st.read_header(shard, str(shard))
+            self._headers[shard] = st.read_header(shard, str(shard), self.limits)
         return self._headers[shard]
 
     @property
@@ -266,13 +270,13 @@ class Pretrained:
         conv1d = _CONV1D.get(self.config.model_type if self.config else "", ())
         return "in-out" if layer_name(weight_key).rpartition(".")[2] in conv1d else "out-in"
 
+    def matrices(self) -> list[Candidate]:
+        """Every 2-D tensor as a layer, of any dtype."""
+        return [self._candidate(n, i) for i, n in enumerate(self.names) if len(self.entry(n)[1].shape) == 2]
+
     def candidates(self) -> list[Candidate]:
         """Every 2-D float tensor as a layer, and a tied ``lm_head`` when the config ties one."""
-        found = []
-        for i, name in enumerate(self.names):
-            _, e = self.entry(name)
-            if len(e.shape) == 2 and st.is_float(e.dtype):
-                found.append(self._candidate(name, i))
+        found = [c for c in self.matrices() if st.is_float(c.dtype)]
         c = self.config
         if c is not None and c.ties and c.lm and "lm_head.weight" not in self.names:
             tied = self._tied(found)

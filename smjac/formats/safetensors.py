@@ -10,6 +10,7 @@ float32 exactly; integer, bool and 8-bit float tensors are listed but never read
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..budget import format_size
 from ..errors import LoadError, OutputError, reading, shown
 
 # safetensors' dtype names → numpy; BF16 has no numpy type and is widened by hand (bf16_to_f32).
@@ -29,6 +31,10 @@ ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "
 ITEMSIZE |= {"BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 NUMPY_NAME = {np.dtype(v): k for k, v in FLOATS.items()}
 MAX_HEADER_BYTES = 100 * 2**20  # the safetensors library's own limit on the JSON header
+# Peak memory per byte of a model's JSON (a header, config.json, an index) parsed as Python objects
+# (ru_maxrss, 8 MiB documents): arrays nested in arrays 36-43 ("[[[[[[]]]]]]", a list of 88 bytes
+# per 2 bytes of text), "[{},...]" 25, a safetensors header's entries 10.
+MODEL_JSON_BYTES_PER_BYTE = 48
 
 
 def is_float(dtype: str) -> bool:
@@ -57,24 +63,56 @@ class Header(NamedTuple):
         return {k: (e.shape, e.dtype) for k, e in self.entries.items()}
 
 
+class Limits(NamedTuple):
+    """What a checkpoint's reader may take: the input size cap and the memory budget, in bytes."""
+
+    max_bytes: int
+    memory: int
+
+    def json(self, size: int, label: str, what: str = "its JSON") -> None:
+        """Refuse, before it is read, a model's JSON of ``size`` bytes over the cap or whose parse
+        would outgrow the budget (:data:`MODEL_JSON_BYTES_PER_BYTE`)."""
+        if size > self.max_bytes:
+            raise LoadError(
+                f"{label}: {what} takes {size:,} bytes, over the input size cap of {self.max_bytes:,} bytes; "
+                "raise the cap with max_bytes"
+            )
+        need = size * MODEL_JSON_BYTES_PER_BYTE
+        if need > self.memory:
+            raise LoadError(
+                f"{label}: parsing {what} ({format_size(size)}) takes about {format_size(need)}, over the "
+                f"memory budget of {format_size(self.memory)} (max_memory)"
+            )
+
+
+def regular_file(path: str | Path, label: str) -> None:
+    """Refuse anything but a regular file before it is opened: a FIFO would block the open, a
+    device never ends."""
+    with reading(label):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise LoadError(f"{label}: is not a regular file")
+
+
 def _invalid(label: str, why: str) -> LoadError:
     return LoadError(f"{label}: is not a valid safetensors file ({why})")
 
 
-def read_header(path: str | Path, label: str | None = None) -> Header:
+def read_header(path: str | Path, label: str | None = None, limits: Limits | None = None) -> Header:
     """The header of a safetensors file, checked, without reading any tensor.
+
+    ``limits`` (none: only :data:`MAX_HEADER_BYTES`) holds the header to the input cap and its
+    parse to the memory budget before it is read.
 
     Raises
     ------
     LoadError
-        For a missing or unreadable file, a header over :data:`MAX_HEADER_BYTES` or past the
-        file's end, JSON that is not an object of tensors, or a tensor whose byte range lies
-        outside the data or does not match its shape and dtype.
+        For a missing, unreadable or not regular file, a header over :data:`MAX_HEADER_BYTES` or
+        the limits or past the file's end, JSON that is not an object of tensors, a name given
+        twice, or a tensor whose byte range lies outside the data, overlaps another's or does not
+        match its shape and dtype (the safetensors library refuses each of these too).
     """
     label = label or str(path)
-    with reading(label):
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the open; a device never ends
-            raise LoadError(f"{label}: is not a regular file")
+    regular_file(path, label)
     with reading(label), open(path, "rb") as f:
         total = os.fstat(f.fileno()).st_size
         head = f.read(8)
@@ -83,9 +121,13 @@ def read_header(path: str | Path, label: str | None = None) -> Header:
         (size,) = struct.unpack("<Q", head)
         if size > MAX_HEADER_BYTES or size > total - 8:
             raise _invalid(label, f"its header claims {size:,} bytes of a {total:,}-byte file")
+        if limits is not None:
+            limits.json(size, label, "its header")
         text = f.read(size)
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_once)
+    except _Repeated as e:
+        raise _invalid(label, f"its header gives {shown(str(e))} twice") from None
     except (ValueError, RecursionError) as e:
         raise _invalid(label, f"its header is not JSON: {e}") from None
     if not isinstance(obj, dict):
@@ -95,7 +137,31 @@ def read_header(path: str | Path, label: str | None = None) -> Header:
     for name, value in obj.items():
         if name != "__metadata__":
             entries[name] = _entry(label, name, value, data)
+    _disjoint(label, entries)
     return Header(Path(path), label, entries, 8 + size)
+
+
+class _Repeated(ValueError):
+    """A name an object gives twice: which of two tensors of one name would be meant?"""
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _Repeated(name)
+            seen.add(name)
+    return obj
+
+
+def _disjoint(label: str, entries: Mapping[str, Entry]) -> None:
+    """Refuse tensors whose bytes overlap: writing one would change another."""
+    spans = sorted((e.start, e.end, name) for name, e in entries.items() if e.end > e.start)
+    for (_, end, before), (start, _, name) in itertools.pairwise(spans):
+        if start < end:
+            raise _invalid(label, f"the bytes of {shown(name)} overlap those of {shown(before)}")
 
 
 def _entry(label: str, name: str, e: Any, data: int) -> Entry:

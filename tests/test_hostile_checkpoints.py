@@ -1,0 +1,253 @@
+"""Hostile checkpoints (issue 19): each is refused in one line naming the file and the limit, or
+said in a note; none is read past the input cap or the memory budget, none hangs, none gives a
+layer without its bias."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from smjac.cli import app
+from smjac.errors import LoadError
+from smjac.formats import checkpoints
+
+h5py = pytest.importorskip("h5py")
+st = pytest.importorskip("safetensors.numpy")
+
+ENV = {"COLUMNS": "100", "TERMINAL_WIDTH": "100", "NO_COLOR": "1"}
+W = np.arange(12, dtype=np.float32).reshape(3, 4) / 10  # Keras' n×K: 3 inputs, 4 outputs
+# a model's JSON that is large but valid: parsed, it takes ~25 bytes a byte of text
+BIG_JSON = b"[" + b"{}," * 200_000 + b"{}]"
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), env=ENV)
+
+
+def weights_h5(bias: np.ndarray | None, name: str = "dense") -> bytes:
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        g = f.create_group(f"layers/{name}/vars")
+        g["0"] = W
+        if bias is not None:
+            g["1"] = bias
+    return buf.getvalue()
+
+
+def keras_zip(path: Path, weights: bytes, config: bytes = b"{}", members: int = 0) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", config)
+        z.writestr("model.weights.h5", weights)
+        for i in range(members):
+            z.writestr(zipfile.ZipInfo(f"asset{i}"), b"", compress_type=zipfile.ZIP_STORED)
+    return path
+
+
+def legacy_h5(path: Path, bias: np.ndarray | None, model_config: str | None = None) -> Path:
+    with h5py.File(path, "w") as f:
+        g = f.create_group("model_weights/dense")
+        names = [b"dense/kernel:0"] + ([b"dense/bias:0"] if bias is not None else [])
+        g.attrs["weight_names"] = names
+        g["dense/kernel:0"] = W
+        if bias is not None:
+            g["dense/bias:0"] = bias
+        f["model_weights"].attrs["layer_names"] = [b"dense"]
+        if model_config is not None:
+            f.attrs["model_config"] = model_config
+    return path
+
+
+def safetensors_file(path: Path, header: dict, data: bytes) -> Path:
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return path
+
+
+# ---------------------------------------------------------------- F13: a bias is never dropped
+
+
+@pytest.mark.parametrize("bias", [np.zeros((1, 4), np.float32), np.float32(0.5)], ids=["1xK", "scalar"])
+@pytest.mark.parametrize("kind", ["keras", "h5"])
+def test_a_keras_bias_of_the_wrong_shape_is_refused_not_dropped(tmp_path, kind, bias):
+    # Keras' Dense bias is always (units,): a (1, K) or scalar one is no Dense bias
+    if kind == "keras":
+        path = keras_zip(tmp_path / "m.keras", weights_h5(bias))
+    else:
+        path = legacy_h5(tmp_path / "m.h5", bias)
+    with pytest.raises(LoadError, match=r"bias.*: is F32 of shape \((1, 4|)\); a bias is one row of K"):
+        checkpoints.read(path)
+    listed = checkpoints.layers(path).candidates
+    assert [c.bias_shape for c in listed] == [np.shape(bias)]  # inspect says it has one
+
+
+def test_a_keras_bias_of_the_right_shape_is_read(tmp_path):
+    b = np.array([1, 2, 3, 4], np.float32)
+    ck = checkpoints.read(keras_zip(tmp_path / "m.keras", weights_h5(b)))
+    assert ck.b is not None and ck.b.tolist() == b.tolist()
+
+
+# ---------------------------------------------------------------- F3: a model's JSON within the limits
+
+
+def test_a_save_pretrained_config_over_the_limits_is_not_parsed(tmp_path):
+    folder = tmp_path / "pre"
+    folder.mkdir()
+    st.save_file({"classifier.weight": W.T.copy()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_bytes(BIG_JSON)
+    ck = checkpoints.read(folder, max_bytes=100_000)
+    assert any(
+        f"config.json: it takes {len(BIG_JSON):,} bytes, over the input size cap of 100,000" in n
+        for n in ck.notes
+    )
+    ck = checkpoints.read(folder, memory_budget=2**20)
+    assert any(
+        "config.json: parsing it (585.9 KiB)" in n and "memory budget of 1.0 MiB" in n for n in ck.notes
+    )
+    assert checkpoints.read(folder).notes[0].startswith(f"{folder}/config.json: is not a JSON object")
+
+
+def test_a_keras_config_over_the_limits_is_not_parsed_and_said_so(tmp_path):
+    path = keras_zip(tmp_path / "m.keras", weights_h5(None), config=BIG_JSON)
+    assert os.path.getsize(path) < 10_000  # it deflates from a few kilobytes
+    ck = checkpoints.read(path, memory_budget=2**20)
+    assert ck.notes[0].startswith(f"{path}: its config.json is not used (parsing it (585.9 KiB) takes about")
+
+
+def test_a_legacy_model_config_over_the_limits_is_not_parsed_and_said_so(tmp_path):
+    path = legacy_h5(tmp_path / "m.h5", None, model_config=BIG_JSON.decode())
+    ck = checkpoints.read(path, max_bytes=100_000)
+    assert ck.notes[0].startswith(
+        f"{path}: its model_config is not used (it takes {len(BIG_JSON):,} bytes, over the input size cap"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "why"),
+    [(b"[" * 100_000 + b"]" * 100_000, "maximum recursion"), (b"{not json", "Expecting property name")],
+)
+def test_a_keras_config_that_cannot_be_parsed_is_said_in_a_note(tmp_path, config, why):
+    path = keras_zip(tmp_path / "m.keras", weights_h5(None), config=config)
+    ck = checkpoints.read(path)
+    assert ck.notes[0].startswith(f"{path}: its config.json is not used (") and why in ck.notes[0]
+
+
+# ---------------------------------------------------------------- F4: the safetensors header
+
+
+def test_a_safetensors_header_is_held_to_the_input_cap_and_the_budget(tmp_path):
+    header = {
+        f"t{i}": {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]} for i in range(2000)
+    }
+    path = safetensors_file(tmp_path / "h.safetensors", header, b"\0" * 8000)
+    size = struct.unpack("<Q", path.read_bytes()[:8])[0]
+    with pytest.raises(
+        LoadError, match=rf"its header takes {size:,} bytes, over the input size cap of 10,000"
+    ):
+        checkpoints.read(path, max_bytes=10_000)
+    with pytest.raises(
+        LoadError, match=r"parsing its header \(.* KiB\) takes about .* over the memory budget"
+    ):
+        checkpoints.layers(path, memory_budget=size * 10)
+    with pytest.raises(LoadError, match="no float matrix"):  # within both, it is read
+        checkpoints.read(path, memory_budget=size * 100)
+
+
+@pytest.mark.parametrize(
+    ("header", "why"),
+    [
+        (
+            b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+            b'"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}',
+            "its header gives a twice",
+        ),
+        (
+            b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
+            b'"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}',
+            "the bytes of b overlap those of a",
+        ),
+    ],
+    ids=["duplicate", "overlap"],
+)
+def test_safetensors_refuses_what_the_library_refuses(tmp_path, header, why):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 12)
+    from safetensors import SafetensorError
+
+    with pytest.raises(SafetensorError):  # the official library refuses it too
+        st.load_file(str(path))
+    with pytest.raises(LoadError, match=f"is not a valid safetensors file \\({why}\\)"):
+        checkpoints.read(path, key="a")
+
+
+# ---------------------------------------------------------------- F5: a zip's directory
+
+
+def test_a_keras_zip_directory_is_held_to_the_limits_before_it_is_listed(tmp_path):
+    path = keras_zip(tmp_path / "m.keras", weights_h5(None), members=3000)
+    with pytest.raises(
+        LoadError, match=r"its zip directory takes [\d,]+ bytes \(3,002 members\), over the input"
+    ):
+        checkpoints.read(path, max_bytes=50_000)
+    with pytest.raises(
+        LoadError, match=r"zip directory of 3,002 members .* over the memory budget of 1.0 MiB"
+    ):
+        checkpoints.read(path, memory_budget=2**20)
+    assert checkpoints.read(path).W.shape == W.shape
+
+
+# ---------------------------------------------------------------- F14: not float, not regular
+
+
+@pytest.mark.parametrize(
+    "dtype", ["S4", "complex64", [("a", "<f4"), ("b", "<f4")]], ids=["str", "complex", "compound"]
+)
+def test_keras_kernels_that_are_not_float_are_said_so(tmp_path, dtype):
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("model_weights/dense")
+        g.attrs["weight_names"] = [b"dense/kernel:0"]
+        g["dense/kernel:0"] = np.zeros((3, 4), dtype=dtype)
+    with pytest.raises(LoadError) as e:
+        checkpoints.read(path)
+    assert "none of its 1 Dense-like layers holds floating-point weights (dense (" in str(e.value)
+    assert "0 layers" not in str(e.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("name", ["m.h5", "m.keras", "folder/model.safetensors", "folder/config.json"])
+def test_a_fifo_is_refused_not_opened(tmp_path, name):
+    fifo = tmp_path / name
+    fifo.parent.mkdir(exist_ok=True)
+    if fifo.name == "config.json":
+        st.save_file({"classifier.weight": W.T.copy()}, str(fifo.parent / "model.safetensors"))
+    os.mkfifo(fifo)  # opening it to read would block until a writer came: forever
+    target = fifo.parent if fifo.parent.name == "folder" else fifo
+    if fifo.name == "config.json":
+        ck = checkpoints.read(target)
+        assert ck.notes[0] == f"{fifo}: is not a regular file; its hints on the head are not used"
+        return
+    with pytest.raises(LoadError, match=f"^{fifo}: is not a regular file$"):
+        checkpoints.read(target)
+    result = run("inspect", str(target))
+    assert result.exit_code == 2 and "is not a regular file" in result.stderr
+
+
+# ---------------------------------------------------------------- F2: names in the table
+
+
+def test_the_inspect_table_shows_names_escaped(tmp_path):
+    path = tmp_path / "weird.safetensors"
+    st.save_file({"ev\nil\x1b[31m.weight": np.ones((2, 3), np.float32)}, str(path))
+    result = run("inspect", str(path), "--format", "table")
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "ev\\nil\\x1b[31m" in result.stdout
+    assert all(line.isprintable() for line in result.stdout.splitlines())
