@@ -8,6 +8,7 @@ The races are made deterministic: the file is truncated between opening it and r
 from __future__ import annotations
 
 import io
+import json
 import mmap
 import os
 import subprocess
@@ -326,3 +327,27 @@ def test_verify_reads_a_large_answer_block_by_block_and_refuses_one_cut_short(tm
     with pytest.raises(LoadError, match=r"J\.npy: was cut short while smjac read it"):
         layer_verify(L, jacobian=answer, max_memory=BLOCK_ARRAYS * 4 * 1200 * 8 + (1 << 20))
     assert len(calls) >= 2  # read in blocks, not whole
+
+
+def test_dtype_float32_holds_for_an_x_over_the_input_cap(tmp_path, rng):
+    # A guard: the x read block by block is cast as --dtype asks (map_npy's dtype, tested above), and
+    # the gradient agrees with the one of an x read whole, in the same dtype.
+    (tmp_path / "W.json").write_text(json.dumps(rng.normal(size=(6, 4)).tolist()))  # 300-odd bytes
+    X = rng.normal(size=(300, 6))
+    np.save(tmp_path / "X.npy", X)  # 14 KB
+    for cap, out in (("1000", "mapped.npy"), ("1G", "whole.npy")):
+        args = [
+            "--max-input-bytes",
+            cap,
+            "grad",
+            "-W",
+            str(tmp_path / "W.json"),
+            "-x",
+            str(tmp_path / "X.npy"),
+        ]
+        args += ["--target", "1", "--dtype", "float32", "-o", str(tmp_path / out)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+    mapped, whole = np.load(tmp_path / "mapped.npy"), np.load(tmp_path / "whole.npy")
+    assert mapped.dtype == whole.dtype == np.float32
+    np.testing.assert_allclose(mapped, whole, rtol=1e-5, atol=1e-6)  # chunk sums may round apart

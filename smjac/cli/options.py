@@ -13,15 +13,18 @@ import math
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import numpy as np
 import typer
 
 from .. import budget, inputs, maths
-from ..checking.tolerances import CHECK_ATOL, default_rtol
+from ..checking.tolerances import ATOL_MAX, CHECK_ATOL, RTOL_MAX, default_rtol
 from ..errors import InputError
 from ..outputs import writer as writing
+
+if TYPE_CHECKING:
+    from ..formats.npy import NpyFile
 from .flags import as_flags
 from .groups import group
 
@@ -74,7 +77,7 @@ RtolOpt = Annotated[
     typer.Option(
         help="Relative tolerance in [0, 1], times the size of the reference [default: by dtype, "
         f"{tolerance(default_rtol(np.float64))} for float64, {tolerance(default_rtol(np.float32))} for float32].",
-        callback=within(0, 1),
+        callback=within(0, RTOL_MAX),
         show_default=False,
     ),
 ]
@@ -82,7 +85,7 @@ AtolOpt = Annotated[
     float | None,
     typer.Option(
         help=f"Absolute tolerance in [0, 1e300] [default: {tolerance(CHECK_ATOL)}; verify: by the answer's dtype].",
-        callback=within(0, 1e300),
+        callback=within(0, ATOL_MAX),
         show_default=False,
     ),
 ]
@@ -168,13 +171,15 @@ class LayerSource:
 
         return checkpoints.kind(self.layer) is not None
 
-    def mapped_x(self, max_bytes: int) -> np.ndarray | None:
-        """x in a .npy file larger than the input cap, memory-mapped read-only (None otherwise):
-        forward and grad walk it a chunk of rows at a time."""
+    def mapped_x(self, max_bytes: int) -> "NpyFile | None":
+        """x in a .npy file larger than the input cap, opened to be read a block of rows at a time
+        (None otherwise): forward and grad walk it a chunk of rows at a time."""
         x = self.x
         if x is None or str(x) == "-" or x.suffix.lower() != ".npy" or x.stat().st_size <= max_bytes:
             return None
-        return inputs.map_npy(x, max_bytes=max_bytes)
+        return inputs.map_npy(
+            x, max_bytes=max_bytes, dtype=self.dtype
+        )  # cast a block at a time, as --dtype asks
 
     def load(
         self, ctx: typer.Context, w: writing.Writer, *, x: Any = None, binary: str | None = ""
@@ -260,7 +265,7 @@ class Loss:
             "--label-smoothing",
             help="With --target: ε in [0, 1]; the target becomes (1 − ε)·one-hot + ε/K, as torch's "
             "CrossEntropyLoss(label_smoothing=).",
-            callback=within(0, 1),
+            callback=within(0, 1),  # ε is a probability
             metavar="EPS",
         ),
     ] = 0.0
