@@ -16,7 +16,8 @@ from numpy.testing import assert_allclose
 from smjac import maths
 from smjac.formats import document
 from smjac.outputs import results, writer
-from smjac.outputs.writer import Environment, Options, Result, Writer, _Progress
+from smjac.outputs.progress import Progress
+from smjac.outputs.writer import Environment, Options, Result, Writer
 
 from .conftest import ROOT
 
@@ -31,7 +32,7 @@ class Clock:
 
 def bar(total=100, *, enabled=True, clock=None, **kw):
     err = io.StringIO()
-    return _Progress(
+    return Progress(
         total, "the work", stream=err, enabled=enabled, clock=clock or Clock(), watch=False, **kw
     ), err
 
@@ -75,9 +76,9 @@ def test_a_disabled_bar_draws_nothing_whatever_the_time():
 
 def test_a_silent_long_call_still_shows_the_bar(monkeypatch):
     # one BLAS call reports nothing until it ends: the watcher thread puts the bar up
-    monkeypatch.setattr(_Progress, "DELAY", 0.0)
+    monkeypatch.setattr(Progress, "DELAY", 0.0)
     err = io.StringIO()
-    p = _Progress(0, "the gradient", stream=err, enabled=True)
+    p = Progress(0, "the gradient", stream=err, enabled=True)
     for _ in range(500):  # the watcher runs on its own; wait for it, not for a time
         if p.bar is not None:
             break
@@ -119,7 +120,7 @@ def counted(calls: list[int]) -> Result:
 def test_the_writer_shows_progress_only_where_it_should_and_never_on_stdout(
     monkeypatch, options, stderr_isatty, drawn
 ):
-    monkeypatch.setattr(_Progress, "DELAY", 0.0)
+    monkeypatch.setattr(Progress, "DELAY", 0.0)
     e = env(stderr_isatty=stderr_isatty)
     calls: list[int] = []
     Writer(results.ENTRY, Options(fmt=writer.Format.json, **options), e).write(counted(calls))
@@ -201,7 +202,7 @@ def test_writing_a_large_file_is_followed_piece_by_piece(monkeypatch, tmp_path):
 @pytest.mark.parametrize("quiet", [False, True])
 def test_work_before_the_result_gets_the_same_bar(monkeypatch, quiet):
     # reading a large W, say: the command wraps it, and the same rules hold
-    monkeypatch.setattr(_Progress, "DELAY", 0.0)
+    monkeypatch.setattr(Progress, "DELAY", 0.0)
     e = env()
     w = Writer(results.ENTRY, Options(fmt=writer.Format.json, quiet=quiet), e)
     with w.working("reading W.npy", 1000) as progress:
@@ -214,7 +215,7 @@ def test_work_before_the_result_gets_the_same_bar(monkeypatch, quiet):
 def test_the_bar_is_in_colour_only_where_colour_is(no_color):
     clock = Clock()
     err = io.StringIO()
-    p = _Progress(10, "the work", stream=err, enabled=True, clock=clock, watch=False, color=not no_color)
+    p = Progress(10, "the work", stream=err, enabled=True, clock=clock, watch=False, color=not no_color)
     clock.now += 5
     p(5)
     p.bar.refresh()
@@ -253,7 +254,7 @@ def cli(*args: str):
     ],
 )
 def test_every_computing_command_takes_progress(monkeypatch, command, flags, drawn):
-    monkeypatch.setattr(_Progress, "DELAY", 0.0)  # any work is long enough
+    monkeypatch.setattr(Progress, "DELAY", 0.0)  # any work is long enough
     result = cli(command, *BLOG, *COMPUTING[command], "-f", "json", *flags)
     assert result.exit_code in (0, 1), result.stderr
     json.loads(result.stdout)  # the result alone on stdout, bar or no bar
@@ -290,7 +291,7 @@ def test_a_slow_read_in_a_pipe_shows_its_bar_only_when_asked(flag, drawn):
     ],
 )
 def test_reading_an_upstream_gradient_or_an_answer_has_its_bar_too(monkeypatch, tmp_path, args, read):
-    monkeypatch.setattr(_Progress, "DELAY", 0.0)
+    monkeypatch.setattr(Progress, "DELAY", 0.0)
     path = tmp_path / "given.json"
     path.write_text(read)
     given = [str(path) if a == "{file}" else a for a in args]

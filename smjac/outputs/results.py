@@ -19,7 +19,8 @@ import numpy as np
 from .. import maths, notation
 from ..errors import ExitStatus, InputError
 from ..formats.document import Document
-from .writer import Format, Result, Shape, View, flat_columns, pick
+from ..formats.table import Format
+from .shapes import Result, Shape, View, flat_columns, pick
 
 FORWARD = Shape("the forward pass (z and h)", csv="columns", view="table", picture="bars")
 JACOBIAN = Shape("a Jacobian", main="jacobian", extras=(), streams=True)
@@ -507,7 +508,7 @@ COMMANDS = {
 
 def options_matrix() -> str:
     """The Markdown table of command × format → what happens, as the writer decides it."""
-    from .writer import Format, left_out, refusal
+    from .shapes import left_out, refusal
 
     fmts = [f for f in Format if f.printable] + [f for f in Format if f.suffix and not f.printable]
     head = ["result"] + [f"`-f {f.value}`" if f.printable else f"`-o {f.suffix}`" for f in fmts]

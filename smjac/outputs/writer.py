@@ -14,13 +14,10 @@ Formats are one list, :class:`Format`; what each can hold is :func:`refusal`, fr
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import os
-import shutil
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -32,184 +29,9 @@ from ..formats import document, table
 from ..formats import text as text_format
 from ..formats.table import Format, either
 from . import atomic
-
-
-class Shape(NamedTuple):
-    """What a result is made of, known before it is computed: it settles which formats hold it.
-
-    ``main`` names the one array a ``.npy`` (and a header-less CSV) holds; ``extras`` are the other
-    fields, which those formats leave out. ``csv`` says how CSV holds it: ``"matrix"`` (rows, no
-    header), ``"columns"`` or ``"records"`` (a header, then rows), or None. ``view`` is what a
-    person sees: ``"matrix"`` (any picture), ``"table"`` (a table of its own, plus the documents
-    listed), or None (data only: printed as JSON).
-    """
-
-    name: str
-    main: str | None = None
-    extras: tuple[str, ...] = ()
-    csv: str | None = "matrix"
-    arrays: bool = True
-    view: str | None = "matrix"
-    documents: tuple[Format, ...] = (Format.markdown, Format.latex)
-    streams: bool = False
-    picture: str | None = "matrix"  # how a .png/.svg/.pdf draws it: a heatmap, "bars", or none
-    checkpoint: bool = False  # a gradient of a layer read from a checkpoint: .safetensors holds it
-
-
-def refusal(fmt: Format, shape: Shape) -> str | None:
-    """Why ``fmt`` cannot hold a result of this shape (None when it can)."""
-    if fmt is Format.npy and shape.main is None:
-        return "is not a single array, so it cannot be .npy"
-    if fmt is Format.npz and not shape.arrays:
-        return "holds no arrays, so it cannot be .npz"
-    if fmt is Format.csv and shape.csv is None:
-        return "has no rows and columns, so it cannot be CSV"
-    if fmt.picture and shape.picture is None:
-        return "has no picture"
-    if fmt is Format.safetensors and not shape.checkpoint:
-        return "cannot be .safetensors: only smjac grad writes one, the gradient of a layer read from a checkpoint (--layer model.safetensors)"
-    if fmt.people:
-        if shape.view is None:
-            return f"is data for a program, not a picture, so it has no {fmt.value}"
-        if fmt is Format.heatmap and shape.view != "matrix":
-            return "is a table, not a matrix, so it has no heatmap"
-        if fmt in (Format.markdown, Format.latex) and fmt not in shape.documents:
-            return f"is a table that {fmt.value} cannot hold"
-    return None
-
-
-def left_out(fmt: Format, shape: Shape) -> tuple[str, ...]:
-    """The fields of a result that ``fmt`` holds only in part (said on stderr when written)."""
-    return shape.extras if fmt is Format.npy or (fmt is Format.csv and shape.csv == "matrix") else ()
-
-
-@functools.cache
-def usable(shape: Shape, *, files_only: bool = False) -> tuple[Format, ...]:
-    """The formats a result of this shape can be written in: to a file (``files_only``), or to
-    stdout by ``--format``, where the binary ones (.npy, .npz, pictures) go to a pipe or a file
-    only, never to a terminal (:class:`Writer` refuses that).
-
-    Found once a shape: the command line asks it for every option of every command as it starts
-    (``smjac.cli.options``), over a thousand look-ups of a few shapes."""
-    return tuple(
-        f
-        for f in Format
-        if refusal(f, shape) is None and (f.suffix if files_only else f.printable or f.suffix)
-    )
-
-
-class View(NamedTuple):
-    """What a person sees of a result: one matrix (one sample of a batch), labelled."""
-
-    M: np.ndarray
-    rows: Sequence[str]
-    cols: Sequence[str]
-    title: str
-    caption: str | None = None
-    table: Callable[[], Any] | None = None  # a table of its own, instead of the matrix's
-    notes: Sequence[str] = ()
-    groups: int | None = None  # columns per output (dh/dW: n), drawn as blocks in a picture
-    # a picture's title, when it says more than ``title`` (the function, the method, the sample)
-    picture_title: str | None = None
-    axes: tuple[str, str, str] = ("", "", "")  # a picture's labels: rows, columns, values
-
-
-class Result(NamedTuple):
-    """A command's answer, for the writer: data made on demand, and how to show it.
-
-    ``data`` computes the document (given a progress callback); ``blocks``, where the result can
-    be streamed, gives its row blocks instead. ``cost(fmt)`` is the memory its path takes at its
-    peak, written in the format named ``fmt`` (``"json"``, ``"markdown"``, ``"npz"``, …), from
-    :func:`smjac.maths.estimate_bytes`, checked against the budget before ``data`` runs. ``work`` is what the progress bar counts as ``data`` (or ``blocks``, or
-    ``csv_chunks``) calls its progress callback: bytes of arrays filled, or samples worked through
-    (``unit``); 0 when not known ahead (the bar is then a spinner and the time taken).
-    ``status`` is the exit status once it is written (``smjac check`` exits 1 when a check fails).
-    """
-
-    shape: Shape
-    what: str
-    data: Callable[[Callable[[int], None]], document.Document]
-    view: Callable[[document.Document], View] | None = None
-    cost: Callable[[str], int] = lambda fmt: 0
-    work: int = 0
-    blocks: Callable[[], Any] | None = None  # -> maths.Blocks
-    status: Callable[[document.Document], int] = lambda doc: ExitStatus.OK
-    notes: Sequence[str] = ()
-    checkpoint: Callable[[document.Document], bytes] | None = None  # the bytes of a .safetensors file
-    csv_chunks: Callable[[Callable[[int], None]], Any] | None = None  # CSV text in pieces (given progress)
-    unit: str = "bytes"  # what ``work`` counts: bytes, or samples, ...
-
-
-def color_choice(color: str, environ: Mapping[str, str]) -> str:
-    """``--color`` as it applies: ``auto`` follows NO_COLOR, then FORCE_COLOR, when set (not empty).
-
-    >>> color_choice("auto", {"FORCE_COLOR": "1"}), color_choice("never", {"FORCE_COLOR": "1"})
-    ('always', 'never')
-    >>> color_choice("auto", {"NO_COLOR": "1", "FORCE_COLOR": "1"}), color_choice("auto", {"NO_COLOR": ""})
-    ('never', 'auto')
-    """
-    if color != "auto":
-        return color  # the command line wins over the environment
-    if environ.get("NO_COLOR", "") != "":  # no-color.org
-        return "never"
-    if environ.get("FORCE_COLOR", "") != "":  # force-color.org
-        return "always"
-    return "auto"
-
-
-class Environment(NamedTuple):
-    """The facts about the process the writer needs, read once (tests pass their own).
-
-    ``no_color`` and ``force_color`` are the one decision about colour: ``--color`` (never,
-    always) or else NO_COLOR and FORCE_COLOR. Forced, stdout is drawn as a terminal would be
-    (a table by default, in colour) even when it is a pipe or a file: :attr:`pretty`.
-    """
-
-    stdout: TextIO
-    stderr: TextIO
-    stdout_isatty: bool
-    stderr_isatty: bool
-    no_color: bool
-    width: int
-    height: int
-    force_color: bool = False
-
-    @classmethod
-    def read(cls, color: str = "auto") -> Environment:
-        """The process as it is, with ``color`` (auto, always, never) from ``--color``."""
-
-        def tty(stream: Any) -> bool:
-            try:
-                return bool(stream.isatty())
-            except (ValueError, OSError, AttributeError):
-                return False
-
-        size = shutil.get_terminal_size()
-        choice = color_choice(color, os.environ)
-        return cls(
-            stdout=sys.stdout,
-            stderr=sys.stderr,
-            stdout_isatty=tty(sys.stdout),
-            stderr_isatty=tty(sys.stderr),
-            no_color=choice == "never",
-            width=max(20, min(size.columns, 4096)),  # whatever COLUMNS says, a size rich can lay out
-            height=max(4, min(size.lines, 4096)),
-            force_color=choice == "always",
-        )
-
-    @property
-    def pretty(self) -> bool:
-        """Whether stdout is drawn for a person: a terminal, or colour forced."""
-        return self.stdout_isatty or self.force_color
-
-    @property
-    def encoding(self) -> str:
-        # smjac.outputs.streams keeps stdout's text layer in UTF-8 and converts below it; rich must still
-        # know what the stream takes, to draw its boxes in ASCII where it takes nothing more.
-        stream = self.stdout
-        return (
-            getattr(stream, "smjac_encoding", None) or getattr(stream, "encoding", None) or "utf-8"
-        ).lower()
+from .environment import Environment
+from .progress import Progress
+from .shapes import Result, Shape, View, left_out, refusal, usable
 
 
 class Options(NamedTuple):
@@ -300,9 +122,9 @@ class Writer:
     def budget(self) -> int:
         return budget.resolve(self.opts.max_memory)
 
-    def _progress(self, total: int, label: str, unit: str) -> _Progress:
+    def _progress(self, total: int, label: str, unit: str) -> Progress:
         asked = self.opts.progress
-        return _Progress(
+        return Progress(
             total,
             label,
             stream=self.env.stderr,
@@ -369,7 +191,7 @@ class Writer:
             "it as its factors, K² + n numbers: --format factored (one entry: --entry T,I,J)"
         )
 
-    def _stream(self, d: Destination, result: Result, progress: _Progress) -> list[str | None]:
+    def _stream(self, d: Destination, result: Result, progress: Progress) -> list[str | None]:
         """Write a result too large to hold, a piece at a time; the notes to say after it."""
         if d.path is None and self.env.stdout_isatty:
             progress.close()  # the bar and the numbers would share the terminal
@@ -414,7 +236,7 @@ class Writer:
         return f"wrote {path} ({what + ', ' if what else ''}{size})"
 
     def _write(
-        self, d: Destination, doc: document.Document, result: Result, progress: _Progress
+        self, d: Destination, doc: document.Document, result: Result, progress: Progress
     ) -> list[str | None]:
         """Write ``doc`` to one destination; the notes to say after it."""
         fmt, notes = d.fmt, list[str | None]()
@@ -478,7 +300,7 @@ class Writer:
             self.print(data.decode())
         return notes
 
-    def _write_lines(self, d: Destination, lines: Iterator[str], progress: _Progress) -> list[str | None]:
+    def _write_lines(self, d: Destination, lines: Iterator[str], progress: Progress) -> list[str | None]:
         """Text made a line at a time, written a piece at a time; the note to say after it."""
         pieces = _joined(lines, 2**16)  # characters: up to 4 bytes each, and their UTF-8 copy
         if d.path is not None:
@@ -700,134 +522,3 @@ def message(text: str, stream: TextIO | None = None) -> None:
         stream.flush()
     except (OSError, ValueError):
         pass
-
-
-class _Progress:
-    """A progress bar on stderr for work that turns out to take more than about a second.
-
-    ``total`` is the work in ``unit`` (``"bytes"``, or a count such as ``"samples"``); 0 when it
-    is not known ahead, and then a spinner and the time taken show that smjac is alive. The
-    bar appears only once :data:`DELAY` seconds have passed (by ``clock``), when the work
-    reports progress or, with ``watch``, from a thread that looks once the delay is over: one
-    long BLAS call reports nothing until it ends. :meth:`phase` moves on to the next part of the
-    work (writing a file, say). Nothing is drawn unless ``enabled`` (the writer: stderr is a
-    terminal, or progress was asked for, and not --quiet); nothing ever goes to stdout.
-    """
-
-    DELAY = 1.0
-
-    def __init__(
-        self,
-        total: int,
-        label: str,
-        *,
-        stream: TextIO,
-        enabled: bool,
-        unit: str = "bytes",
-        clock: Callable[[], float] = time.monotonic,
-        watch: bool = True,
-        color: bool = True,
-    ):
-        import threading
-
-        self.total, self.label, self.unit, self.done = total, label, unit, 0
-        self.enabled, self.clock, self.color = enabled, clock, color
-        self.started = clock()
-        self.stderr = stream
-        self.bar: Any = None
-        self.ended = False
-        self._lock = threading.RLock()
-        self._over = threading.Event()
-        if enabled and watch:
-            threading.Thread(target=self._watch, name="smjac-progress", daemon=True).start()
-
-    def _watch(self) -> None:
-        if not self._over.wait(self.DELAY):
-            self._show()
-
-    def _show(self) -> None:
-        """Draw the bar once the delay is over (and keep it up to date)."""
-        with self._lock:
-            if not self.enabled or self.ended:
-                return
-            if self.bar is None and self.clock() - self.started >= self.DELAY:
-                self._start()
-            if self.bar is not None:
-                self.bar.update(self.task, completed=self.done)
-
-    def _start(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        known = self.total > 0
-        amount = DownloadColumn(binary_units=True) if self.unit == "bytes" else MofNCompleteColumn()
-        columns = [SpinnerColumn(), TextColumn("{task.description}")]
-        if known:
-            columns += [BarColumn(), amount] + ([] if self.unit == "bytes" else [TextColumn(self.unit)])
-        columns += [TimeElapsedColumn()] + ([TimeRemainingColumn()] if known else [])
-        # enabled: a terminal, or asked for; in colour unless --color never (or NO_COLOR)
-        console = Console(file=self.stderr, highlight=False, force_terminal=True, no_color=not self.color)
-        self.bar = Progress(
-            *columns, console=console, transient=True, redirect_stdout=False, redirect_stderr=False
-        )
-        self.task = self.bar.add_task(self.label, total=self.total if known else None)
-        with contextlib.suppress(OSError, ValueError):
-            self.bar.start()
-
-    def __call__(self, amount: int) -> None:
-        with self._lock:
-            self.done += amount
-        if self.enabled:
-            self._show()
-
-    def phase(self, label: str, total: int = 0, unit: str = "bytes") -> None:
-        """Go on to the next part of the work: a new label and total, counted from 0."""
-        with self._lock:
-            self._hide()
-            self.label, self.total, self.unit, self.done = label, total, unit, 0
-        if self.enabled:
-            self._show()
-
-    def pause(self) -> None:
-        """Take the bar off the terminal (for a message, say) until there is progress to show."""
-        self._hide()
-
-    def _hide(self) -> None:
-        with self._lock:
-            if self.bar is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    self.bar.stop()
-                self.bar = None
-
-    def close(self) -> None:
-        """Take the bar off the terminal, for good."""
-        with self._lock:
-            self._hide()
-            self.ended = True
-            self._over.set()
-
-
-def pick(batch: np.ndarray, batched: bool, sample: int, notes: list[str]) -> np.ndarray:
-    """One sample of a per-sample result, for the formats that show one matrix."""
-    if not batched:
-        return batch
-    notes.append(
-        f"showing sample {sample} of {len(batch)}; --sample I shows another, --format json all of them"
-    )
-    return batch[sample]
-
-
-def flat_columns(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A batch's per-sample vectors (N×K each) as long CSV columns: sample, i, then each value."""
-    N, K = next(iter(values.values())).shape
-    index = {"sample": np.repeat(np.arange(N), K), "i": np.tile(np.arange(K), N)}
-    return {**index, **{name: v.reshape(-1) for name, v in values.items()}}
