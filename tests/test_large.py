@@ -21,7 +21,7 @@ from smjac.cli import app
 from smjac.formats import document
 from smjac.formats import text as text_format
 from smjac.outputs import atomic
-from smjac.outputs.writer import _Progress
+from smjac.outputs.progress import Progress
 
 from .conftest import BLOG_W, BLOG_X, ROOT, post_l_dir_shortcut, post_softmax
 
@@ -352,21 +352,21 @@ def test_cli_entry():
 
 
 def test_progress_draws_on_stderr_only_at_a_terminal(capsys, monkeypatch):
-    monkeypatch.setattr(_Progress, "DELAY", 0.0)
-    bar = _Progress(100, "dh/dW", stream=sys.stderr, enabled=True)
+    monkeypatch.setattr(Progress, "DELAY", 0.0)
+    bar = Progress(100, "dh/dW", stream=sys.stderr, enabled=True)
     bar(50)
     bar(50)
     bar.close()
     out, err = capsys.readouterr()
     assert out == "" and "dh/dW" in err
-    silent = _Progress(100, "dh/dW", stream=sys.stderr, enabled=False)  # --quiet, or not a terminal
+    silent = Progress(100, "dh/dW", stream=sys.stderr, enabled=False)  # --quiet, or not a terminal
     silent(100)
     silent.close()
     assert capsys.readouterr() == ("", "")
 
 
 def test_no_progress_for_quick_work(capsys, monkeypatch):
-    bar = _Progress(
+    bar = Progress(
         100, "dh/dW", stream=sys.stderr, enabled=True
     )  # the default delay of a second has not passed
     bar(100)
