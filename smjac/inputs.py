@@ -218,7 +218,19 @@ def load_array(
                 return _checked(
                     read_npy(stream, label, head, check).astype(np.float64, copy=False), label, finite
                 )
-            data = _all_of(stream, label, max_bytes, head)
+            # text from a pipe or a device is parsed whole, at CSV_BYTES_PER_BYTE a byte at least:
+            # what the budget cannot parse is not read past (the input cap is no bound on memory)
+            most = resolve(max_memory) // CSV_BYTES_PER_BYTE
+            if most >= max_bytes:
+                data = _all_of(stream, label, max_bytes, head)
+            elif len(data := _read_upto(stream, most + 1, head)) <= most:
+                data = _all_of(io.BytesIO(b""), label, max_bytes, data)  # the empty check
+            else:
+                raise LoadError(
+                    f"{label}: more than {format_size(most)} of text, whose parse would take more than the "
+                    f"memory budget of {format_size(resolve(max_memory))} (max_memory); save it as .npy "
+                    "(numpy.save) instead, which loads in its own size"
+                )
         return parse(data, fmt or sniff(data), label, max_memory=max_memory, finite=finite)
 
 
@@ -262,13 +274,15 @@ def load_upstream(
     return _cast(g, L.W.dtype.name, label)
 
 
-def load_class_weights(path: str | Path, L: Layer, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> np.ndarray:
+def load_class_weights(
+    path: str | Path, L: Layer, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, max_memory: int | None = None
+) -> np.ndarray:
     """One weight per class of layer L, in class order (a list of numbers in any format
     :func:`load_array` reads), with the file named in any message; a weight below 0 is refused.
     The weights come in L's dtype, and a weight the cast makes infinite is refused.
     """
     label = "stdin" if str(path) == STDIN else str(path)
-    w = load_array(path, max_bytes=max_bytes)
+    w = load_array(path, max_bytes=max_bytes, max_memory=max_memory)
     if w.ndim == 2 and 1 in w.shape:
         w = w.reshape(-1)
     if w.ndim > 1:

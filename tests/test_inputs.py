@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import tracemalloc
@@ -202,3 +203,42 @@ def test_text_past_the_budget_is_refused_by_its_size_before_it_is_read(tmp_path,
         tracemalloc.stop()
     assert peak < size / 4  # the text was never read
     assert inputs.load_array(path, max_memory=(per_byte + 1) * size).size == 1_000_000
+
+
+class _Endless(io.RawIOBase):
+    """A pipe that never ends ("yes 1,"), counting what is read from it."""
+
+    def __init__(self):
+        self.read_bytes = 0
+
+    def readable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def readinto(self, b):
+        b[:] = b"1," * (len(b) // 2) + b"1" * (len(b) % 2)
+        self.read_bytes += len(b)
+        return len(b)
+
+
+def test_text_from_a_pipe_is_not_read_past_what_the_budget_can_parse():
+    # The input cap (1 GiB by default) bounded a pipe, not the memory: `yes 1, | smjac forward -W -`
+    # read 300 MB (604 MiB peak) at a 64M budget before refusing. Now it stops at budget / 12.
+    pipe = _Endless()
+    with pytest.raises(
+        LoadError, match=r"stdin: more than 81\.4 KiB of text, whose parse would take more than"
+    ):
+        inputs.load_array("-", max_memory=1_000_000, stdin=io.BufferedReader(pipe))
+    assert pipe.read_bytes < 200_000
+
+
+def test_targets_and_class_weights_from_files_keep_the_budget(tmp_path):
+    path = tmp_path / "targets.csv"
+    path.write_text("0\n" * 500_000)  # 1 MB of text, 12 MB to parse at the careful reader's rate
+    with pytest.raises(LoadError, match="over the memory budget"):
+        inputs.load_array(path, max_memory=2_000_000)
+    L = make_layer(np.ones((3, 4)), np.ones(3))
+    with pytest.raises(LoadError, match="over the memory budget"):
+        inputs.load_class_weights(path, L, max_memory=2_000_000)

@@ -86,6 +86,10 @@ def check(
     how = " (checked as the two-class softmax with logits [0, z], and its own gradient against finite differences)"
     w = out.writer(results.CHECK)
     L = source.load(ctx, w, binary=how)
-    given = {"target": loss.targets(ctx), "reduce": loss.reduce, **loss.options(ctx, L)}
+    given = {
+        "target": loss.targets(ctx, w.budget()),
+        "reduce": loss.reduce,
+        **loss.options(ctx, L, w.budget()),
+    }
     check_plan(L, probes=probes, max_weights=max_weights, max_memory=w.budget())
     done(w.write(results.check(L, rtol=rtol, atol=atol, probes=probes, seed=seed, **given)))

@@ -294,7 +294,7 @@ class Loss:
         if (self.target is None) == (self.upstream is None):
             raise typer.BadParameter("give exactly one of --target K or --upstream FILE")
 
-    def targets(self, ctx: typer.Context) -> Any:
+    def targets(self, ctx: typer.Context, max_memory: int | None = None) -> Any:
         """--target: one class, a comma list with one per sample, or a file of them (``-``: stdin).
 
         Integers are tried first; only a name that is ``-`` or an existing file is read as a file,
@@ -307,7 +307,7 @@ class Loss:
         with contextlib.suppress(ValueError):
             return [int(p) for p in parts]
         if text == "-" or (len(parts) == 1 and Path(text).is_file()):
-            return inputs.load_array(text, max_bytes=input_cap(ctx))
+            return inputs.load_array(text, max_bytes=input_cap(ctx), max_memory=max_memory)
         raise InputError(
             f"--target {text!r}: not a class index (3), a comma list of them (3,0,2), nor a file that exists"
         )
@@ -319,13 +319,13 @@ class Loss:
         with w.working(f"reading {self.upstream}"):  # N×K of them can be as large as x
             return inputs.load_upstream(self.upstream, L, max_bytes=input_cap(ctx), max_memory=w.budget())
 
-    def options(self, ctx: typer.Context, L: maths.Layer) -> dict[str, Any]:
+    def options(self, ctx: typer.Context, L: maths.Layer, max_memory: int | None = None) -> dict[str, Any]:
         """The cross-entropy's options as the maths takes them, those given only (the weights read
         and checked against L's classes)."""
         options: dict[str, Any] = {}
         if self.class_weights is not None:
             options["class_weights"] = inputs.load_class_weights(
-                self.class_weights, L, max_bytes=input_cap(ctx)
+                self.class_weights, L, max_bytes=input_cap(ctx), max_memory=max_memory
             )
         if self.ignore_index is not None:
             options["ignore_index"] = self.ignore_index
@@ -336,10 +336,10 @@ class Loss:
     def read(self, ctx: typer.Context, L: maths.Layer, w: writing.Writer) -> dict[str, Any]:
         """Everything the maths takes about the loss: target, upstream, reduce and the options."""
         return {
-            "target": self.targets(ctx),
+            "target": self.targets(ctx, w.budget()),
             "upstream": self.upstream_gradient(ctx, L, w),
             "reduce": self.reduce,
-            **self.options(ctx, L),
+            **self.options(ctx, L, w.budget()),
         }
 
 
