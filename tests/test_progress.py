@@ -259,7 +259,8 @@ def test_every_computing_command_takes_progress(monkeypatch, command, flags, dra
     assert result.exit_code in (0, 1), result.stderr
     json.loads(result.stdout)  # the result alone on stdout, bar or no bar
     # the bar of reading the layer, drawn before any result: the same rules as the result's own
-    assert (f"reading {BLOG[1]}, {BLOG[3]}" in result.stderr) is drawn
+    # (the label is cut to the terminal's width, which a long checkout path can reach: W's name is first)
+    assert (f"reading {BLOG[1]}" in result.stderr) is drawn
     assert ("\x1b[" in result.stderr) is drawn
 
 
