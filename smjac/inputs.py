@@ -200,6 +200,8 @@ def load_array(
     label = "stdin" if str(path) == STDIN else str(path)
     with _no_memory_error(label):
         fmt = None if label == "stdin" or not Path(path).suffix else Format.for_input(path)
+        if fmt is Format.npz:  # said before it is read
+            raise LoadError(f"{label}: an .npz bundle holds several arrays; give it with layer=")
         if fmt in (Format.csv, Format.json):  # plain numbers, read fast a piece at a time; else below
             budget = resolve(max_memory)
             fast = FAST_JSON_BYTES_PER_BYTE if fmt is Format.json else FAST_CSV_BYTES_PER_BYTE
@@ -348,14 +350,23 @@ def load_bundle(
 def _load_bundle(
     path: str | Path, label: str, max_bytes: int, max_memory: int | None, stdin: BinaryIO | None
 ) -> dict[str, np.ndarray]:
-    data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
-    fmt = sniff(data) if label == "stdin" or not Path(path).suffix else Format.for_input(path)
+    named: Format | None = None if label == "stdin" or not Path(path).suffix else Format.for_input(path)
+    fmt: Format
+    if named is Format.npz:  # a file: its members are read one by one, each held to the budget first
+        with reading(label):
+            size = os.stat(path).st_size
+        if size > max_bytes:
+            raise LoadError(_too_big(label, size, max_bytes))
+        data, fmt = b"", named
+    else:
+        data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
+        fmt = named or sniff(data)
     found: dict[str, np.ndarray] = {}
     if fmt is Format.npz:
         import zipfile  # only for bundles: it brings bz2, lzma and shutil along
 
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive = zipfile.ZipFile(path if named is Format.npz else io.BytesIO(data))
             infos = archive.infolist()
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as e:
             raise LoadError(f"{label}: is not a valid .npz archive ({e})") from None

@@ -242,3 +242,23 @@ def test_targets_and_class_weights_from_files_keep_the_budget(tmp_path):
     L = make_layer(np.ones((3, 4)), np.ones(3))
     with pytest.raises(LoadError, match="over the memory budget"):
         inputs.load_class_weights(path, L, max_memory=2_000_000)
+
+
+def test_an_npz_file_is_read_member_by_member_each_within_the_budget(tmp_path):
+    # an uncompressed .npz was read whole (337 MiB for a 160 MB b at a 16M budget) before its members'
+    # sizes were held to the budget; named as a single array, it was read whole just to be refused
+    path = tmp_path / "s.npz"
+    np.savez(path, W=np.zeros((3, 5)), x=np.zeros(3), b=np.zeros(1_000_000))
+    tracemalloc.start()
+    try:
+        with pytest.raises(LoadError, match=r"s\.npz\[b\]: inflates to 7\.6 MiB, .* over the memory budget"):
+            inputs.load_bundle(path, max_memory=2_000_000)
+        with pytest.raises(LoadError, match=r"an \.npz bundle holds several arrays; give it with layer="):
+            inputs.load_array(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # the 8 MB file was never read whole
+    small = tmp_path / "ok.npz"
+    np.savez(small, W=np.ones((3, 5)), x=np.ones(3))
+    assert inputs.load_bundle(small)["W"].shape == (3, 5)
