@@ -212,7 +212,10 @@ MAPPED = textwrap.dedent(
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/self/status (Linux)")
 def test_a_mapped_answer_s_pages_are_handed_back_as_blocks_are_done(tmp_path, rng):
-    n, K = 250, 100  # dh/dW is 100 × 25 000: 20 MB mapped, 8 MiB of budget
+    # dh/dW is 100 × 50 000: 40 MB mapped, 8 MiB of budget. The kernel may map a file's pages in
+    # folios of up to 2 MiB, so a 0.7 MB block can hold 4 MiB resident: the file is large enough
+    # that a tenth of it is well above that, and all of it (nothing handed back) well below
+    n, K = 500, 100
     W, x = rng.normal(size=(n, K)) / 10, rng.normal(size=n)
     np.save(tmp_path / "W.npy", W)
     np.save(tmp_path / "x.npy", x)
@@ -232,7 +235,7 @@ def test_a_mapped_answer_s_pages_are_handed_back_as_blocks_are_done(tmp_path, rn
     )
     ok, anon, file_peak, file_after = out.stdout.split()
     assert ok == "True"
-    # read pages stayed resident until the mapping went: the whole 20 MB by the end
+    # read pages stayed resident until the mapping went: the whole 40 MB by the end
     assert int(file_peak) < size / 4, f"{int(file_peak) / MiB:.1f} MiB of {size / MiB:.1f} resident at once"
     assert int(file_after) < size / 8, f"{int(file_after) / MiB:.1f} MiB still resident"
     assert int(anon) < 8 * MiB, f"{int(anon) / MiB:.1f} MiB"
