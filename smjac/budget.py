@@ -8,6 +8,7 @@ one comparison with the budget and the one wording of a refusal.
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 
@@ -64,9 +65,28 @@ def default_memory_budget() -> int:
     return available // 2 if available else 2 * 2**30
 
 
+def checked(max_memory: int | None) -> int | None:
+    """``max_memory`` as given, refused unless it is None or a whole number of bytes, at least 1.
+
+    >>> checked(-1)
+    Traceback (most recent call last):
+    ...
+    smjac.errors.InputError: max_memory must be a whole number of bytes, at least 1, not -1
+    """
+    from .errors import InputError
+
+    if max_memory is None:
+        return None
+    if isinstance(max_memory, bool) or not isinstance(max_memory, numbers.Integral) or max_memory < 1:
+        raise InputError(f"max_memory must be a whole number of bytes, at least 1, not {max_memory!r}")
+    return int(max_memory)
+
+
 def resolve(max_memory: int | None) -> int:
-    """The memory budget in bytes: ``max_memory`` as given, or :func:`default_memory_budget`."""
-    return default_memory_budget() if max_memory is None else max_memory
+    """The memory budget in bytes: ``max_memory`` as given (:func:`checked`), or
+    :func:`default_memory_budget`."""
+    given = checked(max_memory)
+    return default_memory_budget() if given is None else given
 
 
 def require(need: int, what: str, max_memory: int | None, *, way: str = "") -> None:

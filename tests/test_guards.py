@@ -274,6 +274,34 @@ def test_check_plan_refuses_past_its_limits():
     assert plan.weights == 100 and plan.passes == checks.forward_passes(L, 100)
 
 
+@pytest.mark.parametrize(
+    ("call", "gist"),
+    [
+        (lambda L: smjac.layer_check(L, seed=-1), "seed must be a whole number, at least 0, not -1"),
+        (lambda L: smjac.layer_check(L, seed=1.5), "seed must be a whole number, at least 0, not 1.5"),
+        (
+            lambda L: smjac.layer_check(L, max_memory=0),
+            "max_memory must be a whole number of bytes, at least 1, not 0",
+        ),
+        (lambda L: smjac.layer_verify(L, np.eye(3), wrt="z", max_memory=-1), "max_memory must be .* not -1"),
+        (
+            lambda L: smjac.layer_verify(L, np.eye(3), wrt="z", max_memory=True),
+            "max_memory must be .* not True",
+        ),
+        (
+            lambda L: smjac.make_layer(np.eye(3), np.ones(3), names=("W",)),
+            r"names must be three labels.*\('W',\)",
+        ),
+        (lambda L: smjac.make_layer(np.eye(3), np.ones(3), names="Wxb"), "names must be three labels"),
+    ],
+)
+def test_a_parameter_out_of_its_range_is_named(call, gist):
+    # each was a plain ValueError from deep inside numpy, or (max_memory=-1) a refusal that read
+    # "over the memory budget of -1 bytes", as if the layer were too large
+    with pytest.raises(InputError, match=gist):
+        call(maths.make_layer(np.eye(3), np.ones(3)))
+
+
 def test_a_weight_probe_is_not_a_forward_pass(rng, monkeypatch):
     # 1 × 2000: 2000 weights, each probed without a pass over W (the forward pass is not called)
     calls = []

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -76,26 +77,61 @@ def loaded(names: set[str], prefixes: tuple[str, ...]) -> list[str]:
     return sorted(m for m in names if any(m == p or m.startswith(p + ".") for p in prefixes))
 
 
-def test_import_smjac_loads_numpy_its_maths_and_the_standard_library_only():
+def test_import_smjac_loads_its_errors_and_its_first_function_numpy_and_the_maths_only():
     code = (
         "import sys; before = set(sys.modules); import smjac; "
+        "print(' '.join(sorted(set(sys.modules) - before))); before = set(sys.modules); smjac.forward; "
         "print(' '.join(sorted(set(sys.modules) - before)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=ROOT, check=True
-    ).stdout.split()
-    assert "smjac.maths.forward_pass" in out
+    ).stdout.splitlines()
+    at_import, at_first_use = out[0].split(), out[1].split()
+    # importing smjac imports no numpy: a Ctrl-C while the command line starts is smjac's to handle
+    assert sorted(m for m in at_import if m.split(".")[0] not in sys.stdlib_module_names) == [
+        "smjac",
+        "smjac.errors",
+    ]
+    assert "smjac.maths.forward_pass" in at_first_use and "numpy" in at_first_use
     foreign = sorted(
         m
-        for m in out
+        for m in at_import + at_first_use
         if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] not in ("numpy", "smjac")
     )
     assert foreign == []
-    ours = sorted(m for m in out if m.startswith("smjac.") and not m.startswith("smjac.maths"))
-    assert ours == ["smjac.errors"]
-    assert loaded(set(out), ("threading", "concurrent", "threadpoolctl", "typer", "rich", "json")) == [
-        "threading"  # a lock for the thread pool, which starts on first use
-    ]
+    ours = sorted(m for m in at_first_use if m.startswith("smjac.") and not m.startswith("smjac.maths"))
+    assert ours == []
+    assert (
+        loaded(set(at_import + at_first_use), ("concurrent", "threadpoolctl", "typer", "rich", "json")) == []
+    )
+
+
+def test_a_ctrl_c_while_numpy_imports_ends_the_command_quietly():
+    # the command line takes SIGINT from its first moment: before, a Ctrl-C while numpy imported
+    # (the most of start-up) printed a traceback of the import
+    code = textwrap.dedent(
+        """
+        import os, signal, sys
+        class Interrupt:  # a Ctrl-C the moment numpy starts to import
+            def find_spec(self, name, path=None, target=None):
+                if name == "numpy":
+                    sys.meta_path.remove(self)
+                    os.kill(os.getpid(), signal.SIGINT)
+        sys.meta_path.insert(0, Interrupt())
+        sys.argv = ["smjac", "forward", "-W", sys.argv[1], "-x", sys.argv[2]]
+        from smjac.cli import main
+        main()
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(SAMPLE / "W.json"), str(SAMPLE / "x.json")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")
 
 
 @pytest.mark.parametrize("suffix", ["json", "csv"])

@@ -7,6 +7,7 @@ differences are :mod:`.finite_differences`; what a check costs, and the refusals
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -380,6 +381,8 @@ def layer_check(
     whole = L
     L = two_class_layer(L) if L.binary else L  # the two-class softmax a binary layer is read as
     check_plan(L, probes, max_weights=max_weights, max_memory=max_memory)
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputError(f"seed must be a whole number, at least 0, not {seed!r}")
     check_temperature(L)
     check_finite_W(L)  # the checks read W itself, not only z
     tol = given("rtol", rtol, default_rtol(L.W.dtype))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..budget import format_size
+from ..budget import checked, format_size
 from ..errors import InputError
 from ..maths import Layer, estimate_bytes
 from .loss_check import two_class_layer
@@ -98,6 +98,7 @@ def check_plan(
         raise InputError(f"probes must be a whole number, not {probes!r}")
     if probes is not None and probes < 1:
         raise InputError(f"probes must be at least 1, not {probes}")
+    max_memory = checked(max_memory)
     K, n, N = L.K, L.n, L.N
     moved = min(K * n, probes or K * n)
     passes = forward_passes(L, probes)

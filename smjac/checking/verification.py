@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..budget import require
+from ..budget import checked, require
 from ..errors import InputError
 from ..maths import (
     BLOCK_BYTES,
@@ -270,6 +270,7 @@ def _fit_budget(
 ) -> tuple[int, bool]:
     """The block size and whether to keep a heatmap, within ``max_memory``; refused when even
     one row a block is over it."""
+    max_memory = checked(max_memory)
     if max_memory is None:
         return block_bytes, True
     row = 8 * max(C for _, C in shapes)

@@ -211,6 +211,8 @@ def make_layer(
     temperature = real_number("temperature", temperature)
     if not (math.isfinite(temperature) and temperature > 0):
         raise InputError(f"temperature must be a positive number, not {temperature}")
+    if isinstance(names, str) or len(names) != 3 or not all(isinstance(v, str) for v in names):
+        raise InputError(f"names must be three labels, for W, x and b, not {names!r}")
     wn, xn, bn = names
     W, x = as_float(W, wn), as_float(x, xn)
     if W.ndim != 2:
