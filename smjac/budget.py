@@ -24,7 +24,7 @@ def parse_size(text: str) -> int:
     >>> parse_size("1.5k"), parse_size("2G")
     (1536, 2147483648)
     """
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper(), flags=re.ASCII)
     if not m:
         raise ValueError(f"{text!r} is not a size; write it as 4G, 512M or a number of bytes")
     if len(m[1]) > 40:

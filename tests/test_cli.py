@@ -598,3 +598,12 @@ def test_inspect_fits_an_80_column_terminal(model):
         shape = "×".join(map(str, r["shape"]))
         bias, head = ["yes"] * bool(r["bias"]), ["head"] * r["head"]
         assert row == [r["key"], shape, r["dtype"], *bias, r["layout"], *tied, *head]
+
+
+def test_wrote_shows_a_file_name_with_a_newline_on_one_line(tmp_path):
+    # a newline in -o's name printed raw split "wrote …" into two lines, the second like smjac's own
+    name = tmp_path / "a\nb\x1b.json"
+    result = run("forward", *SAMPLE, "-o", str(name))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(name.read_text())["h"]  # written under the name given, as given
+    assert re.fullmatch(rf"wrote {re.escape(str(tmp_path))}/a\\nb\\x1b\.json \(\d+ bytes\)\n", result.stderr)

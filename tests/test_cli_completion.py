@@ -42,6 +42,22 @@ def test_an_unknown_shell_is_said_not_an_internal_error():
     assert "tcsh not supported" in proc.stderr and "internal error" not in proc.stderr
 
 
+def test_a_completion_request_without_the_shell_s_words_is_said_not_an_internal_error():
+    env = {k: v for k, v in os.environ.items() if k not in ("COMP_WORDS", "COMP_CWORD")}
+    proc = subprocess.run(
+        [str(SMJAC)],
+        capture_output=True,
+        text=True,
+        env={**env, "_SMJAC_COMPLETE": "bash_complete"},
+        timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (
+        "Error: _SMJAC_COMPLETE=bash_complete is for the shell's completion script, which sets "
+        "'COMP_WORDS'; install it with smjac --install-completion\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("words", "cword", "offered"),
     [

@@ -50,6 +50,10 @@ def run(*args: str, env: dict | None = None, input: str | None = None):
         (["--max-input-bytes", "4Q", "forward", *BLOG], "'4Q' is not a size; write it as 4G, 512M"),
         (["grad", *BLOG, "--target", "3.0"], "--target '3.0': not a class index (3), a comma list of them"),
         (["grad", *BLOG, "--target", "cat"], "nor a file that exists"),
+        # Python's int() reads these, a person does not mean them: 1_0 was class 10, ١ class 1
+        (["grad", *BLOG, "--target", "1_0"], "--target '1_0': not a class index (3)"),
+        (["grad", *BLOG, "--target", "\u0661"], "not a class index (3)"),
+        (["forward", *BLOG, "--max-memory", "\u0661\u0660M"], "is not a size; write it as 4G, 512M"),
         (["grad", "-W", BLOG[1], "-x", "-", "--target", "-"], "- given twice"),
         (["forward", "-W", BLOG[3], "-x", BLOG[1]], "look swapped: -W takes the matrix, -x the input vector"),
     ],

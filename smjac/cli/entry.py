@@ -22,7 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__, budget
-from ..errors import ExitStatus, SmjacError
+from ..errors import ExitStatus, InputError, SmjacError
 from ..outputs import writer as output
 from .commands import COMMANDS
 from .flags import as_flags
@@ -78,10 +78,17 @@ class _Group(TyperGroup):
         """Shell completion in click's spelling too: ``_SMJAC_COMPLETE=bash_source`` is typer's
         ``source_bash`` (and ``bash_complete`` its ``complete_bash``); typer does the rest."""
         var = complete_var or f"_{prog_name}_COMPLETE".replace("-", "_").upper()
-        shell, _, action = os.environ.get(var, "").partition("_")
+        given = os.environ.get(var, "")
+        shell, _, action = given.partition("_")
         if action in ("source", "complete") and shell not in ("source", "complete"):
             os.environ[var] = f"{action}_{shell}"
-        super()._main_shell_completion(ctx_args, prog_name, complete_var)
+        try:
+            super()._main_shell_completion(ctx_args, prog_name, complete_var)
+        except KeyError as e:  # typer reads the shell's variables (COMP_WORDS) without a word
+            raise InputError(
+                f"{var}={given} is for the shell's completion script, which sets {e}; "
+                "install it with smjac --install-completion"
+            ) from None
 
 
 HELP_WIDTH = 120  # --help fills a wide terminal up to this, for lines a person can still read

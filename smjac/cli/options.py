@@ -7,9 +7,9 @@ commands do with those options: :class:`LayerSource` loads the checked :class:`~
 :func:`loss_options` or :func:`output_options` and takes the packed group as one parameter.
 """
 
-import contextlib
 import dataclasses
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -304,7 +304,7 @@ class Loss:
         if text is None:
             return None
         parts = [p.strip() for p in text.split(",")]
-        with contextlib.suppress(ValueError):
+        if all(re.fullmatch(r"[+-]?[0-9]+", p, flags=re.ASCII) for p in parts):  # not int(): 1_0, ١
             return [int(p) for p in parts]
         if text == "-" or (len(parts) == 1 and Path(text).is_file()):
             return inputs.load_array(text, max_bytes=input_cap(ctx), max_memory=max_memory)

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from .. import budget
-from ..errors import ExitStatus, OutputError
+from ..errors import ExitStatus, OutputError, shown
 from ..formats import document, table
 from ..formats import text as text_format
 from ..formats.table import Format, either
@@ -228,12 +228,13 @@ class Writer:
         return []
 
     def _wrote(self, path: Path, what: str = "") -> str:
-        """ "wrote FILE (what, size)": the size the file has on disk, whatever its format."""
+        """ "wrote FILE (what, size)": the size the file has on disk, whatever its format; a name
+        with a newline or an escape in it shown escaped, on one line."""
         try:
             size = budget.format_size(os.stat(path).st_size)
         except OSError:  # pragma: no cover - removed already, by another process
-            return f"wrote {path}" + (f" ({what})" if what else "")
-        return f"wrote {path} ({what + ', ' if what else ''}{size})"
+            return f"wrote {shown(str(path))}" + (f" ({what})" if what else "")
+        return f"wrote {shown(str(path))} ({what + ', ' if what else ''}{size})"
 
     def _write(
         self, d: Destination, doc: document.Document, result: Result, progress: Progress
