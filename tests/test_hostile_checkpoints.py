@@ -122,11 +122,37 @@ def test_a_keras_config_over_the_limits_is_not_parsed_and_said_so(tmp_path):
 
 
 def test_a_legacy_model_config_over_the_limits_is_not_parsed_and_said_so(tmp_path):
-    path = legacy_h5(tmp_path / "m.h5", None, model_config=BIG_JSON.decode())
-    ck = checkpoints.read(path, max_bytes=100_000)
-    assert ck.notes[0].startswith(
-        f"{path}: its model_config is not used (it takes {len(BIG_JSON):,} bytes, over the input size cap"
+    # variable length (as h5py stores a str or bytes), and fixed (under HDF5's 64 KiB for one)
+    for name, config in (("v.h5", BIG_JSON.decode()), ("f.h5", np.bytes_(BIG_JSON[:50_000]))):
+        path = legacy_h5(tmp_path / name, None, model_config=config)
+        ck = checkpoints.read(path, max_bytes=20_000)
+        assert ck.notes[0].startswith(
+            f"{path}: its model_config is not used (it takes {len(config):,} bytes, over the input size cap"
+        )
+
+
+@pytest.mark.parametrize("kind", ["variable", "fixed"])
+def test_a_variable_length_model_config_is_not_read_past_the_budget(tmp_path, kind):
+    # h5py reads a variable-length string (as it stores Keras' bytes) whole before its size is
+    # known: one of 60 MB was read, 127 MiB, under a 64M budget. Now such a string is read only
+    # when the file that holds it fits the budget; a fixed-length one is sized before it is read.
+    config = json.dumps({"class_name": "Sequential", "config": {"layers": []}})
+    path = legacy_h5(
+        tmp_path / "m.h5", None, model_config=config if kind == "variable" else np.bytes_(config)
     )
+    with h5py.File(path, "a") as f:
+        f["padding"] = np.zeros(2**18)  # 2 MB
+    ck = checkpoints.read(path, memory_budget=2**20)
+    if kind == "fixed":
+        assert not any("model_config" in n for n in ck.notes)
+    else:
+        assert ck.notes[0] == (
+            f"{path}: its model_config is not used (it is a variable-length string, read whole before its "
+            f"size is known: up to the file's 2.0 MiB, over the memory budget of 1.0 MiB (max_memory)); "
+            "its layers go by their own names"
+        )
+    assert ck.W.shape == W.shape  # the layer is read either way: the config only names it
+    assert not any("model_config" in n for n in checkpoints.read(path, memory_budget=2**22).notes)
 
 
 @pytest.mark.parametrize(

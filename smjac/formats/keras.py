@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import struct
 import zipfile
@@ -282,9 +283,16 @@ def _h5_config(h5: Any, label: str, limits: st.Limits, notes: list[str]) -> Any:
     if "model_config" not in h5.attrs:
         return None
     try:
-        # a fixed-length string's size is known before it is read; a variable-length one's only
-        # after (it costs its own bytes then, as the file holds them), and before it is parsed
-        for size in (h5.attrs.get_id("model_config").get_storage_size(), None):
+        # a fixed-length string's size is known before it is read; a variable-length one's (h5py
+        # writes Keras' bytes as one) only once h5py has read it whole. That read is held to the
+        # budget by the one bound there is, the file's size; the parse, by the string's own
+        attr = h5.attrs.get_id("model_config")
+        if attr.dtype.kind == "O" and (most := os.path.getsize(h5.filename)) > limits.memory:
+            raise LoadError(
+                f"it is a variable-length string, read whole before its size is known: up to the file's "
+                f"{format_size(most)}, over the memory budget of {format_size(limits.memory)} (max_memory)"
+            )
+        for size in (attr.get_storage_size() if attr.dtype.kind != "O" else 0, None):
             if size is None:
                 raw = h5.attrs["model_config"]
                 text = raw.decode("utf8") if isinstance(raw, bytes) else str(raw)
