@@ -492,7 +492,9 @@ def load_layer(
         from .formats.checkpoints import mismatch
 
         width = x_.shape[0] if x_.ndim == 2 and x_.shape[1] == 1 else x_.shape[-1]
-        error = mismatch(ckpt, layout or "in-out", int(width), names["x"])
+        error = mismatch(
+            ckpt, layout or "in-out", int(width), names["x"], max_bytes=max_bytes, memory_budget=max_memory
+        )
         if error is not None:
             raise error
     return make_layer(

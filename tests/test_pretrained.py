@@ -442,6 +442,35 @@ def test_a_shape_mismatch_names_the_keys_that_fit_before_the_layout(tmp_path):
         load_layer(None, x4, layer=folder, key="classifier")
 
 
+def test_the_layers_that_fit_are_found_within_the_limits_the_layer_was_read_with(tmp_path, monkeypatch):
+    # the headers were read again with the default cap and budget: a checkpoint read only with a
+    # raised --max-input-bytes got "no layer takes 6 inputs", a wrong hint, from the second read
+    folder = save_pretrained(
+        tmp_path / "bert",
+        {"architectures": ["BertForSequenceClassification"], "id2label": labels(LABELS)},
+        bert(),
+    )
+    x = write_x(tmp_path, RNG.standard_normal(H))
+    asked = []
+    real = checkpoints.layers
+
+    def spy(path, **limits):
+        asked.append(limits)
+        return real(path, **limits)
+
+    monkeypatch.setattr(checkpoints, "layers", spy)
+    with pytest.raises(ShapeError, match="pick one with key='classifier'"):
+        load_layer(
+            None,
+            x,
+            layer=folder,
+            key="bert.encoder.layer.0.output.dense",
+            max_bytes=3 * 2**30,
+            max_memory=2**26,
+        )
+    assert asked == [{"max_bytes": 3 * 2**30, "memory_budget": 2**26}]
+
+
 def test_the_cli_says_it_with_exit_2(tmp_path):
     folder, _ = sharded_llama(tmp_path)
     x = write_x(tmp_path, np.ones(2 * H))

@@ -24,7 +24,17 @@ INSPECT = output.Shape(
 )
 
 
-@output_options(INSPECT, precision=None, files=False, helps={"quiet": "No notes on stderr."})
+@output_options(
+    INSPECT,
+    precision=None,
+    files=False,
+    memory=True,
+    helps={
+        "quiet": "No notes on stderr.",
+        "max_memory": "Refuse a checkpoint whose headers or config would take more than this to read: "
+        "4G, 512M or bytes (up to 2^62) [default: half the memory available].",
+    },
+)
 def inspect_layers(
     ctx: typer.Context,
     checkpoint: Annotated[

@@ -420,6 +420,7 @@ def output_options(
     precision: int | None = 6,
     sample: bool = False,
     files: bool = True,
+    memory: bool | None = None,
     fixed: Mapping[str, Any] | None = None,
     helps: Mapping[str, str] | None = None,
 ) -> Callable[[F], F]:
@@ -428,7 +429,8 @@ def output_options(
     ``shape`` (and ``also``, the other shapes the command's result may take) settles the
     --format choices (with ``formats`` added, ``more`` said of them) and the suffixes -o lists.
     ``precision``: its default (None: not offered); ``sample``: offer --sample; ``files``: offer
-    -o, --force, --max-memory and --progress (the commands that compute).
+    -o, --force, --max-memory and --progress (the commands that compute); ``memory``: offer
+    --max-memory (None: with ``files``).
     """
     usable = list(dict.fromkeys(f for s in (shape, *also) for f in writing.usable(s)))
     choices = tuple(f.value for f in usable) + formats
@@ -445,7 +447,8 @@ def output_options(
     written = [s for s in written if s != ".safetensors"]
     omit = {"sample"} if not sample else set()
     omit |= {"precision"} if precision is None else set()
-    omit |= {"output", "force", "max_memory", "progress"} if not files else set()
+    omit |= {"output", "force", "progress"} if not files else set()
+    omit |= {"max_memory"} if not (files if memory is None else memory) else set()
     fixed = dict(fixed or {})
     return group(
         Output,

@@ -333,12 +333,21 @@ def _layers(path: str | Path, limits: st.Limits) -> Layers:
     return Layers(str(path), ranked, head, notes, src.hints)
 
 
-def mismatch(ckpt: Checkpoint, layout: str, width: int, x_name: str) -> ShapeError | None:
+def mismatch(
+    ckpt: Checkpoint,
+    layout: str,
+    width: int,
+    x_name: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    memory_budget: int | None = None,
+) -> ShapeError | None:
     """The error for an x that does not fit the layer read: the layers it fits first, the layout second.
 
     None when it fits. A wrong layer fits no x of the right width, and flipping ``layout`` would
     "fix" that by computing a softmax over another layer's numbers; so the keys whose inputs take
-    ``width`` entries are named first (:func:`layers` reads only headers to find them).
+    ``width`` entries are named first (:func:`layers` reads only headers to find them, within
+    ``max_bytes`` and ``memory_budget`` as the layer was read).
     """
     W = ckpt.W
     n = W.shape[1] if layout == "out-in" else W.shape[0]
@@ -351,7 +360,7 @@ def mismatch(ckpt: Checkpoint, layout: str, width: int, x_name: str) -> ShapeErr
             f"{head}; as the file stores it ({ckpt.layout}) it takes {width}: leave out layout="
         )
     try:
-        found = layers(ckpt.label)
+        found = layers(ckpt.label, max_bytes=max_bytes, memory_budget=memory_budget)
     except LoadError:
         found = Layers(ckpt.label, [], None, [])
     fits = [c for c in found.candidates if c.inputs == width]
