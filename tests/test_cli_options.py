@@ -94,7 +94,7 @@ def test_the_layer_options_come_first_and_in_one_order():
 
 
 def test_the_groups_keep_their_own_options_apart():
-    assert set(params("inspect")) == {"checkpoint", "fmt", "quiet", "color"}
+    assert set(params("inspect")) == {"checkpoint", "fmt", "quiet", "max_memory", "color"}
     assert set(params("demo")) == {"precision", "color"}
     assert params("demo")["precision"][1] == 5
 
