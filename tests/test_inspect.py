@@ -178,6 +178,8 @@ def test_the_memory_budget_holds_for_the_headers_too():
     # inspect read headers and configs under half the available memory, whatever the user set
     refused = run("inspect", str(MODEL / "tiny-gpt2"), "--max-memory", "2K")
     assert refused.exit_code == 2 and refused.stdout == ""
-    assert refused.stderr.startswith(f"Error: {MODEL / 'tiny-gpt2' / 'model.safetensors'}: parsing its header (")
+    assert refused.stderr.startswith(
+        f"Error: {MODEL / 'tiny-gpt2' / 'model.safetensors'}: parsing its header ("
+    )
     assert refused.stderr.endswith("over the memory budget of 2.0 KiB (--max-memory)\n")
     assert run("inspect", str(MODEL / "tiny-gpt2"), "--max-memory", "1M").exit_code == 0

@@ -269,12 +269,37 @@ def test_a_key_reads_only_the_shard_that_holds_it(tmp_path, monkeypatch):
     opened = []
     real = st_codec.read_header
     monkeypatch.setattr(
-        st_codec, "read_header", lambda path, *rest: opened.append(Path(path).name) or real(path, *rest)
+        st_codec,
+        "read_header",
+        lambda path, *rest, **kw: opened.append(Path(path).name) or real(path, *rest, **kw),
     )
     for layer in (folder, folder / "model.safetensors.index.json"):
         ck = checkpoints.read(layer, key="score")
         assert_array_equal(ck.W, t["score.weight"])
     assert set(opened) == {"model-00002-of-00002.safetensors"}
+
+
+def test_the_shards_headers_keep_the_budget_together(tmp_path):
+    # each shard's header was held to the budget alone, and all of them were kept: three headers
+    # that each fit took three times the budget together
+    shards = [
+        {f"model.layers.{s}.{i}.weight": np.zeros((1, 1), np.float32) for i in range(600)} for s in range(3)
+    ]
+    shards[-1]["score.weight"] = draw(LABELS, H)
+    folder = save_pretrained(
+        tmp_path / "m",
+        {"architectures": ["LlamaForSequenceClassification"], "id2label": labels(LABELS)},
+        *shards,
+    )
+    one = max((folder / f"model-0000{s}-of-00003.safetensors").read_bytes()[:8] for s in (1, 2, 3))
+    size = int.from_bytes(one, "little")
+    budget = int(2.5 * size * st_codec.MODEL_JSON_BYTES_PER_BYTE)  # two headers fit, not three
+    with pytest.raises(
+        LoadError, match=r"parsing its header and those of the shards before it \(.*over the memory budget"
+    ):
+        checkpoints.layers(folder, memory_budget=budget)
+    assert checkpoints.read(folder, key="score", memory_budget=budget).W.shape == (LABELS, H)  # one header
+    assert checkpoints.layers(folder, memory_budget=2 * budget).head is not None
 
 
 def test_without_a_key_every_header_is_read_but_only_the_heads_bytes(tmp_path, monkeypatch):

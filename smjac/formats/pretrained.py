@@ -226,8 +226,9 @@ class Pretrained:
         return {k: index.parent / v for k, v in wmap.items()}
 
     def _header(self, shard: Path) -> st.Header:
-        if shard not in self._headers:
-            self._headers[shard] = st.read_header(shard, str(shard), self.limits)
+        if shard not in self._headers:  # the headers read are kept: together they keep the budget
+            held = sum(h.data_start - 8 for h in self._headers.values())
+            self._headers[shard] = st.read_header(shard, str(shard), self.limits, held=held)
         return self._headers[shard]
 
     @property

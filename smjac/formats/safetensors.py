@@ -97,11 +97,14 @@ def _invalid(label: str, why: str) -> LoadError:
     return LoadError(f"{label}: is not a valid safetensors file ({why})")
 
 
-def read_header(path: str | Path, label: str | None = None, limits: Limits | None = None) -> Header:
+def read_header(
+    path: str | Path, label: str | None = None, limits: Limits | None = None, *, held: int = 0
+) -> Header:
     """The header of a safetensors file, checked, without reading any tensor.
 
     ``limits`` (none: only :data:`MAX_HEADER_BYTES`) holds the header to the input cap and its
-    parse to the memory budget before it is read.
+    parse to the memory budget before it is read; ``held``, the bytes of the other shards'
+    headers a reader holds already, counts against the budget with it.
 
     Raises
     ------
@@ -122,7 +125,9 @@ def read_header(path: str | Path, label: str | None = None, limits: Limits | Non
         if size > MAX_HEADER_BYTES or size > total - 8:
             raise _invalid(label, f"its header claims {size:,} bytes of a {total:,}-byte file")
         if limits is not None:
-            limits.json(size, label, "its header")
+            limits.json(
+                held + size, label, "its header and those of the shards before it" if held else "its header"
+            )
         text = f.read(size)
     try:
         obj = json.loads(text, object_pairs_hook=_once)
