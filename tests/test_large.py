@@ -273,20 +273,29 @@ def test_a_result_printed_whole_as_text_counts_its_text_against_the_budget(wide)
 @pytest.mark.parametrize("wrt", ["W", "x", "z"])
 @pytest.mark.parametrize("sample", ["x", "X"])
 def test_csv_to_a_pipe_streams_past_the_budget(wrt, sample, wide):
-    # Plain data to a pipe is written block by block, so no size is refused; the text is what the
-    # whole array gives, and reads back to the very numbers the API returns.
+    # Plain data to a pipe is written block by block, in blocks that fit the budget: a result
+    # larger than the budget is written whole as long as one row a block fits it. The text is what
+    # the whole array gives, and reads back to the very numbers the API returns.
     folder, a = wide
     W, x = str(folder / "W.npy"), str(folder / f"{sample}.npy")
     J = smjac.jacobian(a["W"], a[sample], wrt=wrt)
-    assert J.nbytes > 1000  # the budget below
+    row = maths.estimate_bytes(
+        maths.make_layer(a["W"], a[sample]), "streamed", wrt=wrt, text="csv", block_bytes=8
+    )
+    assert J.nbytes > row  # the budget below
     for extra in ([], ["-f", "csv"]):
-        result = run("jacobian", "-W", W, "-x", x, "--wrt", wrt, "--max-memory", "1000", *extra)
+        result = run("jacobian", "-W", W, "-x", x, "--wrt", wrt, "--max-memory", str(row), *extra)
         assert result.exit_code == 0, result.stderr
         expected = text_format.to_csv(document.Document({"jacobian": J}, matrix="jacobian"))
         assert result.stdout == expected
         back = np.array([[float(c) for c in line.split(",")] for line in result.stdout.splitlines()])
         assert_array_equal(back, J.reshape(-1, J.shape[-1]))
-    assert run("jacobian", "-W", W, "-x", x, "--max-memory", "1000", "-f", "json").exit_code == 2
+        refused = run("jacobian", "-W", W, "-x", x, "--wrt", wrt, "--max-memory", str(row - 1), *extra)
+        assert refused.exit_code == 2 and refused.stdout == ""
+        assert (
+            "streamed as csv would take" in refused.stderr and "That is one row at a time" in refused.stderr
+        )
+    assert run("jacobian", "-W", W, "-x", x, "--max-memory", str(row), "-f", "json").exit_code == 2
 
 
 def test_memory_budget_from_the_environment_and_bad_sizes():

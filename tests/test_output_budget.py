@@ -125,3 +125,66 @@ def test_dh_dx_streams_in_row_blocks_as_dh_dw_does(method, of):
         tracemalloc.stop()
     assert done == 2 * K
     assert peak < K * n * 8 / 2, budget.format_size(peak)  # half of one sample's dh/dx (numpy 2.2: 117 KiB)
+
+
+def layer_args(L: maths.Layer, folder) -> list[str]:
+    np.save(folder / "W.npy", L.W)
+    np.save(folder / "x.npy", L.X.reshape(-1))  # one sample
+    return ["-W", str(folder / "W.npy"), "-x", str(folder / "x.npy")]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "npy"])
+def test_a_streamed_jacobian_keeps_the_budget_in_blocks_that_fit_it(layer, fmt, tmp_path):
+    # blocks were 16 MiB whatever --max-memory said: dh/dW of a 150×150 layer as CSV under 4M
+    # peaked 17 MiB over the forward pass's own
+    J = maths.layer_jacobian(layer)
+    peaks = {}
+    for most in (2**20, 2**30):
+        peaks[most] = peak_of_writing(layer, Options(fmt=Format(fmt), max_memory=most))
+    assert peaks[2**20] <= 2**20, budget.format_size(peaks[2**20])
+    assert peaks[2**30] > J.nbytes > 2 * peaks[2**20]  # one block of the whole where the budget allows
+    args = ["jacobian", *layer_args(layer, tmp_path), "-f", fmt, "--max-memory", "1M"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.stderr
+    streamed = (
+        np.loadtxt(io.StringIO(out.stdout), delimiter=",")
+        if fmt == "csv"
+        else np.load(io.BytesIO(out.stdout_bytes))
+    )
+    assert_array_equal(streamed, J[0])  # the same numbers, whatever the blocks
+
+
+def test_a_stream_over_the_budget_even_a_row_at_a_time_is_refused_before_work(layer, tmp_path):
+    args = ["jacobian", *layer_args(layer, tmp_path), "-o", str(tmp_path / "J.npy"), "--max-memory", "64K"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 2 and not (tmp_path / "J.npy").exists()
+    assert "streamed as npy would take" in out.stderr and "over the memory budget of 64.0 KiB" in out.stderr
+    assert (
+        "That is one row at a time; take it as its factors, K² + n numbers: --format factored" in out.stderr
+    )
+
+
+def test_a_wide_mapped_batch_streams_as_csv_in_chunks_that_fit_the_budget(tmp_path):
+    # a chunk was 2^16 // K rows whatever the budget and x's width: for a 10,000-wide x and two
+    # outputs, 32,768 rows of x, 2.6 GB, read at once
+    from smjac.inputs import map_npy
+
+    rng = np.random.default_rng(5)
+    N, n, K = 400, 2000, 2  # x: 6.4 MB
+    W, X = rng.normal(size=(n, K)) / 40, rng.normal(size=(N, n))
+    np.save(tmp_path / "X.npy", X)
+    Xm = map_npy(tmp_path / "X.npy")
+    L = maths.make_layer(W, Xm[:1])
+    res = results.forward_mapped(L, Xm, precision=6, sample=0, budget=2**20)
+    assert res.csv_chunks is not None
+    "".join(res.csv_chunks(lambda done: None))  # once first: the modules it imports are not the peak
+    tracemalloc.start()
+    try:
+        text = "".join(res.csv_chunks(lambda done: None))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - len(text) < 2**20, budget.format_size(peak - len(text))  # the text joined aside
+    got = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, usecols=(-2, -1))
+    want = maths.forward(W, X)  # a GEMM of other rows may round otherwise: the chunks' own are forward's
+    np.testing.assert_allclose(got, np.column_stack([want.z.reshape(-1), want.h.reshape(-1)]), rtol=1e-12)

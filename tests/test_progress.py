@@ -152,7 +152,7 @@ def test_a_mapped_gradient_reports_each_chunk_of_samples(tmp_path):
 
 def test_a_mapped_forward_reports_each_chunk_whole_or_as_csv(tmp_path):
     W, X, Xm, L = _mapped(tmp_path)
-    res = results.forward_mapped(L, Xm, precision=6, sample=0)
+    res = results.forward_mapped(L, Xm, precision=6, sample=0, budget=2**30)
     assert (res.work, res.unit) == (50, "samples")
     done: list[int] = []
     doc = res.data(done.append)

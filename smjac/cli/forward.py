@@ -31,7 +31,11 @@ def forward(ctx: typer.Context, source: LayerSource, out: Output) -> None:
     if X is not None:  # larger than the input cap: walked a chunk of rows at a time
         L = source.load(ctx, w, x=X[:1])
         results.sample_in_range(L._replace(X=X, batched=True), out.sample)  # type: ignore[arg-type]  # its N
-        done(w.write(results.forward_mapped(L, X, precision=out.precision, sample=out.sample)))
+        done(
+            w.write(
+                results.forward_mapped(L, X, precision=out.precision, sample=out.sample, budget=w.budget())
+            )
+        )
         return
     L = source.load(ctx, w)
     results.sample_in_range(L, out.sample)

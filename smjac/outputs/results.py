@@ -125,14 +125,19 @@ def forward(L: maths.Layer, *, precision: int, sample: int) -> Result:
     )
 
 
-def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Result:
+def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int, budget: int) -> Result:
     """The forward pass of a memory-mapped batch: CSV streamed a chunk of rows at a time (the text
-    the whole would give); other formats only as far as the budget holds the whole."""
+    the whole would give); other formats only as far as the budget holds the whole. A chunk's
+    work, its text included, is a quarter of the memory ``budget`` at most."""
     from ..formats.text import to_csv
 
     # CSV text is made some 2^16 numbers at a time: as fast as larger pieces, and the text of one
-    # piece is all that is held
-    piece = max(1, 2**16 // L.K) * (L.n + maths.LOGIT_COPIES * L.K) * X.dtype.itemsize
+    # piece is all that is held; fewer rows where x is wide (a chunk of 2^16 rows of a 10,000-wide
+    # x was 5 GB) or the budget is small
+    work = (L.n + maths.LOGIT_COPIES * L.K) * X.dtype.itemsize  # a row's, as forward_chunks counts it
+    most = max(1, min(maths.CHUNK_BYTES, budget // 4))
+    rows = max(1, min(2**16 // L.K, most // (work + 2 * L.K * maths.TEXT_BYTES_PER_NUMBER)))
+    piece, chunk_bytes = rows * work, most
 
     def chunks(progress: Any) -> Any:
         for r0, f in maths.forward_chunks(L.as_given(L.W), X, L.b, chunk_bytes=piece, **L.options):
@@ -144,7 +149,7 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int) -> Re
 
     def data(progress: Any) -> Document:
         parts = []
-        for r0, f in maths.forward_chunks(L.as_given(L.W), X, L.b, **L.options):
+        for r0, f in maths.forward_chunks(L.as_given(L.W), X, L.b, chunk_bytes=chunk_bytes, **L.options):
             parts.append((r0, f))
             progress(len(f.z))
         z = np.concatenate([f.z for _, f in parts])
@@ -234,14 +239,20 @@ def jacobian(L: maths.Layer, *, of: maths.Of, wrt: maths.Wrt, method: maths.Meth
             picture_title=f"{function}: {derivative}{batch}", axes=(out, across, f"{top}/∂{var}"),
         )  # fmt: skip
 
-    def blocks() -> maths.Blocks:
-        return maths.jacobian_blocks(L, of=of, wrt=wrt, method=method)
+    def blocks(block_bytes: int) -> maths.Blocks:
+        return maths.jacobian_blocks(L, of=of, wrt=wrt, method=method, block_bytes=block_bytes)
+
+    def stream_cost(fmt: str, block_bytes: int) -> int:
+        text = fmt if fmt == "csv" else False  # .npy blocks are written as they are
+        return maths.estimate_bytes(
+            L, "streamed", of=of, wrt=wrt, method=method, text=text, block_bytes=block_bytes
+        )
 
     dims = " × ".join(map(str, shape if L.batched else shape[1:]))
     return Result(
         JACOBIAN, f"{what} ({dims} {L.W.dtype})", data, view,
         cost=lambda text: maths.estimate_bytes(L, "jacobian", of=of, wrt=wrt, method=method, text=text),
-        work=int(np.prod(shape)) * L.W.dtype.itemsize, blocks=blocks,
+        work=int(np.prod(shape)) * L.W.dtype.itemsize, blocks=blocks, stream_cost=stream_cost,
     )  # fmt: skip
 
 

@@ -101,7 +101,8 @@ class Result(NamedTuple):
     """A command's answer, for the writer: data made on demand, and how to show it.
 
     ``data`` computes the document (given a progress callback); ``blocks``, where the result can
-    be streamed, gives its row blocks instead. ``cost(fmt)`` is the memory its path takes at its
+    be streamed, gives its row blocks instead, of the size given, and ``stream_cost(fmt, size)``
+    the memory streaming them as ``fmt`` takes. ``cost(fmt)`` is the memory its path takes at its
     peak, written in the format named ``fmt`` (``"json"``, ``"markdown"``, ``"npz"``, …), from
     :func:`smjac.maths.estimate_bytes`, checked against the budget before ``data`` runs. ``work`` is what the progress bar counts as ``data`` (or ``blocks``, or
     ``csv_chunks``) calls its progress callback: bytes of arrays filled, or samples worked through
@@ -115,7 +116,8 @@ class Result(NamedTuple):
     view: Callable[[document.Document], View] | None = None
     cost: Callable[[str], int] = lambda fmt: 0
     work: int = 0
-    blocks: Callable[[], Any] | None = None  # -> maths.Blocks
+    blocks: Callable[[int], Any] | None = None  # block bytes -> maths.Blocks
+    stream_cost: Callable[[str, int], int] = lambda fmt, block_bytes: 0  # blocks streamed as fmt
     status: Callable[[document.Document], int] = lambda doc: ExitStatus.OK
     notes: Sequence[str] = ()
     checkpoint: Callable[[document.Document], bytes] | None = None  # the bytes of a .safetensors file

@@ -28,6 +28,7 @@ from ..errors import ExitStatus, OutputError, shown
 from ..formats import document, table
 from ..formats import text as text_format
 from ..formats.table import Format, either
+from ..maths import BLOCK_BYTES
 from . import atomic
 from .environment import Environment
 from .progress import Progress
@@ -161,7 +162,7 @@ class Writer:
             # the destinations are written one after the other: the costliest sets the peak
             need, fmt = max((result.cost(d.fmt.value), d.fmt.value) for d in self.dests)
             what = f"{result.what} as {fmt}" if need > result.cost("npy") else result.what
-            budget.require(need, what, self.opts.max_memory, way=self._way())
+            budget.require(need, what, self.opts.max_memory, way=self._way(result))
             doc = result.data(progress)
             progress.pause()  # the notes have the terminal to themselves; the bar is back if there is more
             for line in result.notes:
@@ -182,14 +183,28 @@ class Writer:
             return False
         return d.fmt is Format.npy or d.fmt is Format.csv
 
-    def _way(self) -> str:
-        """What to do instead of a result over the budget."""
+    def _way(self, result: Result) -> str:
+        """What to do instead of a result over the budget: streaming it, where even that would
+        not take more than the budget a row at a time."""
         if not self.shape.streams:
             return ""
-        return (
-            "Stream it in blocks to a file, -o J.npy, or as CSV to a pipe, --format csv; or take "
-            "it as its factors, K² + n numbers: --format factored (one entry: --entry T,I,J)"
+        factored = "take it as its factors, K² + n numbers: --format factored (one entry: --entry T,I,J)"
+        if result.blocks is not None and result.stream_cost("npy", 8) > budget.resolve(self.opts.max_memory):
+            return f"Streamed a row at a time it would not fit either; {factored}"
+        return f"Stream it in blocks to a file, -o J.npy, or as CSV to a pipe, --format csv; or {factored}"
+
+    def _block_bytes(self, result: Result, fmt: str) -> int:
+        """The largest block, up to :data:`smjac.maths.BLOCK_BYTES`, whose streaming as ``fmt``
+        keeps the budget; refused before any work when even one row a block would not."""
+        most = budget.resolve(self.opts.max_memory)
+        size = BLOCK_BYTES
+        while size > 8 and result.stream_cost(fmt, size) > most:  # the estimate takes a row at least
+            size //= 2
+        way = "That is one row at a time; take it as its factors, K² + n numbers: --format factored"
+        budget.require(
+            result.stream_cost(fmt, size), f"{result.what} streamed as {fmt}", self.opts.max_memory, way=way
         )
+        return size
 
     def _stream(self, d: Destination, result: Result, progress: Progress) -> list[str | None]:
         """Write a result too large to hold, a piece at a time; the notes to say after it."""
@@ -210,7 +225,7 @@ class Writer:
             self._flush_bytes()
             return []
         assert result.blocks is not None
-        blocks = result.blocks()
+        blocks = result.blocks(self._block_bytes(result, d.fmt.value))
         if d.path is not None:
             atomic.write_blocks(
                 d.path, blocks.shape, blocks.dtype, blocks.rows, force=self.opts.force, progress=progress
