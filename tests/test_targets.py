@@ -145,3 +145,36 @@ def test_the_targets_room_is_maths_alone():
     tree = ast.parse((MATHS / "targets.py").read_text())
     relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
     assert relative <= {"numeric"}
+
+
+@pytest.mark.parametrize("wrt", WRTS)
+@pytest.mark.parametrize("block_bytes", [8, 2**20])  # a row of dh/dz at a time, or a sample whole
+def test_the_chain_factor_carries_dh_dz_to_the_jacobian(wrt, block_bytes):
+    # verify's truth, made from rows and entries of dh/dz through each target's chain factor, is
+    # smjac's Jacobian (itself checked against finite differences above)
+    from smjac.checking.sources import Chained, true_dz
+
+    W, x, b = layer("in-out", seed=21)
+    L = maths.make_layer(W, np.stack([x, 2 * x]), b, temperature=1.5)
+    J = maths.layer_jacobian(L, wrt=wrt)
+    src = Chained(true_dz(L, "h"), L.W, L.X, TARGETS[wrt], block_bytes)
+    assert_allclose(src.max_abs, np.max(np.abs(J)), rtol=1e-14)
+    rr, cc = np.meshgrid(np.arange(K), np.arange(J.shape[2]), indexing="ij")
+    for s in range(2):
+        assert_allclose(src.std_rows(s, 0, K), J[s], rtol=1e-13, atol=1e-16)
+        assert_allclose(src.std_rows(s, 1, K), J[s, 1:], rtol=1e-13, atol=1e-16)
+        assert_allclose(src.gather(s, rr[::-1], cc[::-1]), J[s][rr[::-1], cc[::-1]], rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.parametrize("wrt", WRTS)
+def test_a_chain_scale_is_the_factor_its_rows_largest_entry_grows_by(wrt):
+    rng = np.random.default_rng(2)
+    W, x, _ = layer("in-out", seed=2)
+    target = TARGETS[wrt]
+    for _ in range(5):
+        A = rng.normal(size=(K, K))
+        rows = target.chain_rows(A, W, x)
+        assert rows.shape == (K, target.columns(K, n))
+        scale = target.chain_scale(x)
+        if scale is not None:
+            assert np.max(np.abs(rows)) == np.max(np.abs(A)) * scale

@@ -50,42 +50,39 @@ class Chained:
     """
 
     def __init__(self, dz: Dz, W: Array, X: Array, target: Target, block_bytes: int) -> None:
-        self.dz, self.W, self.X, self.block_bytes = dz, W, X, block_bytes
-        self.factor = factor = target.factor  # dz/dwrt: I, Wᵀ or I ⊗ xᵀ
+        self.dz, self.W, self.X, self.target, self.block_bytes = dz, W, X, target, block_bytes
         N, K = dz.d.shape
+        self.cols = target.columns(K, X.shape[1])
         top = 0.0
-        cols = self.W.shape[0] if factor == "weights" else K
         with np.errstate(invalid="ignore", over="ignore"):
             for s in range(N):
-                xmax = float(np.max(np.abs(X[s]), initial=0.0)) if factor == "kron" else 1.0
-                for r0, r1 in row_blocks(K, cols * 8, block_bytes):
-                    rows = self.std_rows(s, r0, r1) if factor == "weights" else dz.rows(s, r0, r1)
-                    m = float(np.max(np.abs(rows), initial=0.0)) * xmax
+                scale = target.chain_scale(X[s])  # max|row| = max|row of dh/dz| · scale, when known
+                for r0, r1 in row_blocks(K, (self.cols if scale is None else K) * 8, block_bytes):
+                    rows = self.std_rows(s, r0, r1) if scale is None else dz.rows(s, r0, r1)
+                    m = float(np.max(np.abs(rows), initial=0.0)) * (1.0 if scale is None else scale)
                     top = m if m != m else max(top, m)  # NaN stays: the tolerance is then no evidence
         self.max_abs = top
 
     def std_rows(self, s: int, r0: int, r1: int) -> Array:
-        if self.factor == "weights":  # rows of dh/dz are K wide, of dh/dx n: made a block's worth at a time
-            K = self.dz.d.shape[1]
-            out = np.empty((r1 - r0, self.W.shape[0]), dtype=np.result_type(self.dz.d, self.W))
-            with np.errstate(invalid="ignore", over="ignore"):
-                for a0, a1 in row_blocks(r1 - r0, K * 8, self.block_bytes):
-                    np.matmul(self.dz.rows(s, r0 + a0, r0 + a1), self.W.T, out=out[a0:a1])
-            return out
-        A = self.dz.rows(s, r0, r1)
+        # rows of dh/dz are K wide, of the result maybe fewer (dh/dx: n): made a block's worth at a time
+        K, x = self.dz.d.shape[1], self.X[s]
+        spans = row_blocks(r1 - r0, K * 8, self.block_bytes)
         with np.errstate(invalid="ignore", over="ignore"):
-            if self.factor == "kron":
-                return (A[:, :, None] * self.X[s, None, None, :]).reshape(r1 - r0, -1)
-        return A
+            if len(spans) == 1:
+                return self.target.chain_rows(self.dz.rows(s, r0, r1), self.W, x)
+            none = self.target.chain_rows(self.dz.rows(s, r0, r0), self.W, x)  # no rows: the result's dtype
+            out = np.empty((r1 - r0, self.cols), dtype=none.dtype)
+            for a0, a1 in spans:
+                self.target.chain_rows(self.dz.rows(s, r0 + a0, r0 + a1), self.W, x, out=out[a0:a1])
+            return out
 
     def gather(self, s: int, rr: np.ndarray, cc: np.ndarray) -> Array:
-        if self.factor == "kron":
-            n = self.X.shape[1]
-            with np.errstate(invalid="ignore", over="ignore"):
-                return self.dz.entries(s, rr, cc // n) * self.X[s][cc % n]
-        if self.factor == "weights":  # (dh/dz · Wᵀ)[t, j] from whole rows: K×n a sample, no larger than W
-            return self.std_rows(s, 0, self.dz.d.shape[1])[rr, cc]
-        return self.dz.entries(s, rr, cc)
+        with np.errstate(invalid="ignore", over="ignore"):
+            got = self.target.chain_entries(lambda r, c: self.dz.entries(s, r, c), rr, cc, self.X[s])
+        if got is not None:
+            return got
+        # (dh/dz · Wᵀ)[t, j] from whole rows: K×n a sample, no larger than W
+        return self.std_rows(s, 0, self.dz.d.shape[1])[rr, cc]
 
 
 Source = Dense | Chained

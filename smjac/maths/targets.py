@@ -14,12 +14,13 @@ column is named and where W stores it is :mod:`smjac.notation`'s, from these fac
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
 
-from .numeric import check_choice
+from .numeric import Array, check_choice
 
 # The choice, declared once; the command line's --wrt takes its values from it.
 Wrt = Literal["W", "z", "x", "b"]
@@ -86,6 +87,45 @@ class Target:
         """The logit each column ``c`` moves, for a :attr:`per_output` target."""
         assert self.per_output
         return c // n if self.factored else c
+
+    # The chain rule's second factor applied to rows or entries of dh/dz without forming it, as
+    # verify makes its values from a dh/dz (true or mistaken) a block of rows at a time.
+
+    def chain_rows(self, A: Array, W: Array, x: Array, out: Array | None = None) -> Array:
+        """Rows of ``A · dz/d(target)`` from rows ``A`` (R×K) of dh/dz: A itself, ``A · Wᵀ`` (W the
+        layer's n×K) or ``A[t, i] · x_j`` at column ``i·n + j`` (x one sample's n), into ``out``
+        if given (R × columns)."""
+        if self.factor == "weights":
+            return np.matmul(A, W.T, out=out)
+        if self.factor == "kron":
+            R, K, n = A.shape[0], A.shape[1], x.shape[0]
+            if out is None:
+                return (A[:, :, None] * x[None, None, :]).reshape(R, K * n)
+            np.multiply(A[:, :, None], x[None, None, :], out=out.reshape(R, K, n))
+            return out
+        if out is None:
+            return A
+        out[...] = A
+        return out
+
+    def chain_scale(self, x: Array) -> float | None:
+        """``s`` with ``max|A · dz/d(target)| = max|A| · s`` for every A (x one sample's), or None
+        when no such number is known and the rows must be made to find their largest entry."""
+        if self.factor == "weights":
+            return None
+        return float(np.max(np.abs(x), initial=0.0)) if self.factor == "kron" else 1.0
+
+    def chain_entries(
+        self, entries: Callable[[np.ndarray, np.ndarray], Array], rr: np.ndarray, cc: np.ndarray, x: Array
+    ) -> Array | None:
+        """Entries ``(rr, cc)`` of ``A · dz/d(target)`` from ``entries(r, c)`` of A (x one sample's),
+        or None where each takes a whole row of A (``A · Wᵀ``)."""
+        if self.factor == "weights":
+            return None
+        if self.factor == "kron":
+            n = x.shape[0]
+            return entries(rr, cc // n) * x[cc % n]
+        return entries(rr, cc)
 
 
 TARGETS: dict[str, Target] = {
