@@ -178,3 +178,32 @@ def test_a_chain_scale_is_the_factor_its_rows_largest_entry_grows_by(wrt):
         scale = target.chain_scale(x)
         if scale is not None:
             assert np.max(np.abs(rows)) == np.max(np.abs(A)) * scale
+
+
+@pytest.mark.parametrize("wrt", WRTS)
+@pytest.mark.parametrize("batch", [False, True])
+def test_verify_says_what_a_targets_jacobian_of_the_wrong_size_is(wrt, batch):
+    from smjac.checking.problem import Problem
+    from smjac.checking.verdict import describe_shape
+
+    W, x, b = layer("in-out")
+    L = maths.make_layer(W, np.stack([x, x]) if batch else x, b)
+    shape = maths.jacobian_shape(L, wrt=wrt)
+    pr = Problem(L, "jacobian", wrt="b" if wrt == "W" else "W")  # asked for another, given this one
+    said = describe_shape(pr, shape[1:])
+    assert f"dh/d{wrt}" in said and "for one sample" in said
+    if batch:
+        assert f"dh/d{wrt}" in describe_shape(pr, shape) and "for each sample" in describe_shape(pr, shape)
+
+
+def test_a_target_verify_has_no_words_for_is_described_from_its_facts(monkeypatch):
+    from smjac.checking.problem import Problem
+    from smjac.checking.verdict import describe_shape
+
+    scalar = maths.Target("T", (), "identity", ("T",), "T (output T)", "temperature T", "T")
+    monkeypatch.setitem(TARGETS, "T", scalar)
+    W, x, b = layer("in-out")
+    pr = Problem(maths.make_layer(W, np.stack([x, x]), b), "jacobian")
+    assert describe_shape(pr, (K, 1)) == "dh/dT for one sample (K × 1)"
+    assert describe_shape(pr, (2, K, 1)) == "dh/dT for each sample (N × K × 1)"
+    assert scalar.columns(K, n) == 1 and scalar.entry_sizes(K, n) == (K,)

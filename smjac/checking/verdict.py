@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..maths import TARGETS
 from ..notation import column_label, sub, to_ascii, weight_label
 from .problem import weight_at
 
@@ -86,6 +87,11 @@ def describe_shape(pr: Problem, shape: tuple[int, ...]) -> str:
             "the block-diagonal Jacobian of the whole batch (N·K × N·K·n); give N × K × K·n",
         )
         add((N * K, N * K), "the block-diagonal dh/dz of the whole batch (N·K × N·K); give N × K × K")
+    for target in TARGETS.values():  # a target not named above: its Jacobian's shape, plainly
+        cols, across = target.columns(K, n), "·".join(target.shape) or "1"
+        add((K, cols), f"dh/d{target.name} for one sample (K × {across})")
+        if L.batched:
+            add((N, K, cols), f"dh/d{target.name} for each sample (N × K × {across})")
     return known.get(tuple(shape), "")
 
 
