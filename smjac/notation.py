@@ -97,7 +97,7 @@ def column_label(
     """(the variable column ``c`` of a Jacobian with respect to ``target`` is, where it is stored).
 
     A weight's column is named by :func:`weight_label`; a vector's entry by its subscript, stored
-    at ``x[k]`` (``x[s, k]`` for sample s of a batch, for a vector a batch holds one of per sample).
+    at ``x[k]``, or ``x[s, k]`` when ``sample`` s of a batch is named.
 
     >>> from smjac.maths import TARGETS
     >>> column_label(TARGETS["W"], 5, 3)
