@@ -49,14 +49,14 @@ class Chained:
     numbers when asked for. ``max_abs`` takes one pass over the rows, in blocks of ``block_bytes``.
     """
 
-    def __init__(self, dz: Dz, W: Array, X: Array, target: Target, block_bytes: int) -> None:
-        self.dz, self.W, self.X, self.target, self.block_bytes = dz, W, X, target, block_bytes
+    def __init__(self, dz: Dz, L: Layer, target: Target, block_bytes: int) -> None:
+        self.dz, self.L, self.target, self.block_bytes = dz, L, target, block_bytes
         N, K = dz.d.shape
-        self.cols = target.columns(K, X.shape[1])
+        self.cols = target.columns(K, L.n)
         top = 0.0
         with np.errstate(invalid="ignore", over="ignore"):
             for s in range(N):
-                scale = target.chain_scale(X[s])  # max|row| = max|row of dh/dz| · scale, when known
+                scale = target.chain_scale(L, s)  # max|row| = max|row of dh/dz| · scale, when known
                 for r0, r1 in row_blocks(K, (self.cols if scale is None else K) * 8, block_bytes):
                     rows = self.std_rows(s, r0, r1) if scale is None else dz.rows(s, r0, r1)
                     m = float(np.max(np.abs(rows), initial=0.0)) * (1.0 if scale is None else scale)
@@ -65,20 +65,20 @@ class Chained:
 
     def std_rows(self, s: int, r0: int, r1: int) -> Array:
         # rows of dh/dz are K wide, of the result maybe fewer (dh/dx: n): made a block's worth at a time
-        K, x = self.dz.d.shape[1], self.X[s]
+        K, L = self.dz.d.shape[1], self.L
         spans = row_blocks(r1 - r0, K * 8, self.block_bytes)
         with np.errstate(invalid="ignore", over="ignore"):
             if len(spans) == 1:
-                return self.target.chain_rows(self.dz.rows(s, r0, r1), self.W, x)
-            none = self.target.chain_rows(self.dz.rows(s, r0, r0), self.W, x)  # no rows: the result's dtype
+                return self.target.chain_rows(self.dz.rows(s, r0, r1), L, s)
+            none = self.target.chain_rows(self.dz.rows(s, r0, r0), L, s)  # no rows: the result's dtype
             out = np.empty((r1 - r0, self.cols), dtype=none.dtype)
             for a0, a1 in spans:
-                self.target.chain_rows(self.dz.rows(s, r0 + a0, r0 + a1), self.W, x, out=out[a0:a1])
+                self.target.chain_rows(self.dz.rows(s, r0 + a0, r0 + a1), L, s, out=out[a0:a1])
             return out
 
     def gather(self, s: int, rr: np.ndarray, cc: np.ndarray) -> Array:
         with np.errstate(invalid="ignore", over="ignore"):
-            got = self.target.chain_entries(lambda r, c: self.dz.entries(s, r, c), rr, cc, self.X[s])
+            got = self.target.chain_entries(lambda r, c: self.dz.entries(s, r, c), rr, cc, self.L, s)
         if got is not None:
             return got
         # (dh/dz · Wᵀ)[t, j] from whole rows: K×n a sample, no larger than W
@@ -122,7 +122,7 @@ def source(
     L = pr.L
     if pr.kind == "jacobian":
         assert dz is not None
-        return Chained(dz, L.W, L.X, pr.wrt_target, block_bytes)
+        return Chained(dz, L, pr.wrt_target, block_bytes)
     assert delta is not None
     scale = 1 / L.N if pr.reduce == "mean" else 1.0
     with np.errstate(invalid="ignore", over="ignore"):
@@ -156,7 +156,7 @@ def truth_source(pr: Problem, block_bytes: int = BLOCK_BYTES) -> Source:
             for s, rows in enumerate(blocks.rows):
                 J[s] = rows
             return Dense(J)
-        return Chained(true_dz(L, pr.of), L.W, L.X, pr.wrt_target, block_bytes)
+        return Chained(true_dz(L, pr.of), L, pr.wrt_target, block_bytes)
     options = {} if pr.loss is None else pr.loss.options()
     g = layer_grad(L, target=pr.target, upstream=pr.upstream, reduce=pr.reduce, **options)
     return Dense(g.b[None, None, :] if pr.kind == "grad_b" else g.W[None])

@@ -188,9 +188,10 @@ def layer_jacobian(
         _guard_dW(L, of, P)  # refuses dh/dz, then dh/dW, past the float range: dh/dz need not again
         fill = _chain_dW if method == "chain" else _shortcut_dW
         return fill(dfdz_or_identity(L, of, P, checked=True), L.X, out, progress)
+    assert factor in ("identity", "weights"), factor  # a factor of a new kind is computed above
     if factor == "identity":
         out[...] = dfdz_or_identity(L, of, P)
-    elif of == "z":  # factor == "weights": dz/dx = Wᵀ
+    elif of == "z":  # dz/dx = Wᵀ
         check_finite_W(L)  # dh/dx reads W itself
         out[...] = L.W.T
     else:
@@ -356,6 +357,8 @@ def jacobian_blocks(
     if factor == "weights":
         check_finite_W(L)  # dh/dx reads W itself
 
+    assert factor in ("identity", "weights", "kron"), factor
+
     def rows() -> Iterator[Array]:
         if factor == "weights":  # row blocks of each sample's K×n, as dh/dW's: a K×n sample was held whole
             parts = _dx_parts(L, P) if P is not None and method == "shortcut" else None
@@ -433,6 +436,7 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
             raise InputError(f"{name} = {value} is out of range: 0 ≤ {name} ≤ {size - 1}")
     one = L._replace(X=L.X[sample : sample + 1], batched=False)
     t, k = index[0], index[1]
+    assert target.factor in ("identity", "weights", "kron"), target.factor
     if target.factor == "weights":
         if of == "z":
             return float(L.W[k, t])

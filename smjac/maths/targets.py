@@ -2,9 +2,11 @@
 
 A target is one of the layer's variables. Everything the package says about one lives in its
 :class:`Target`: how many columns its Jacobian has, how one entry is indexed, what a picture calls
-its columns, and the shape of the chain rule's second factor ``dz/d(target)``. How its Jacobian is
-computed is in :mod:`.jacobians`. A new target is an entry of :data:`TARGETS` (and its name in
-:data:`Wrt`) and its maths there; everything else reads the entry.
+its columns, and the chain rule's second factor ``dz/d(target)`` (its kind, and how it carries
+rows of dh/dz, as verify's truth is made). How its Jacobian is computed, whole, in blocks and one
+entry, is in :mod:`.jacobians`. A new target is its name in :data:`Wrt`, its entry in
+:data:`TARGETS` (a factor of a new kind: a branch in each ``chain_`` method) and its Jacobian
+there; everything else reads the entry.
 
 A column of a Jacobian with respect to a vector target (x, z, b) is that vector's entry; with
 respect to W, column ``i·n + j`` is weight ``w[i,j]``, joining input j to output i (how such a
@@ -16,11 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
 from .numeric import Array, check_choice
+
+if TYPE_CHECKING:
+    from .layer import Layer
 
 # The choice, declared once; the command line's --wrt takes its values from it.
 Wrt = Literal["W", "z", "x", "b"]
@@ -81,51 +86,60 @@ class Target:
     def per_output(self) -> bool:
         """Whether each column's variable moves one logit alone (``z_i`` for ``w[i,j]``, ``z_i``,
         ``b_i``): then each column sits in a diagonal or an off-diagonal block of outputs."""
-        return self.factor != "weights"
+        return self.factor in ("identity", "kron")
 
     def column_output(self, c: np.ndarray, n: int) -> np.ndarray:
         """The logit each column ``c`` moves, for a :attr:`per_output` target."""
         assert self.per_output
         return c // n if self.factored else c
 
-    # The chain rule's second factor applied to rows or entries of dh/dz without forming it, as
-    # verify makes its values from a dh/dz (true or mistaken) a block of rows at a time.
+    # The chain rule's second factor applied to rows or entries of sample s's dh/dz without
+    # forming it, as verify makes its values from a dh/dz (true or mistaken) a block of rows at a
+    # time. A factor of a new kind has its own branch in each, reading what it needs of the layer.
 
-    def chain_rows(self, A: Array, W: Array, x: Array, out: Array | None = None) -> Array:
-        """Rows of ``A · dz/d(target)`` from rows ``A`` (R×K) of dh/dz: A itself, ``A · Wᵀ`` (W the
-        layer's n×K) or ``A[t, i] · x_j`` at column ``i·n + j`` (x one sample's n), into ``out``
-        if given (R × columns)."""
+    def chain_rows(self, A: Array, L: Layer, s: int, out: Array | None = None) -> Array:
+        """Rows of ``A · dz/d(target)`` from rows ``A`` (R×K) of sample s's dh/dz: A itself,
+        ``A · Wᵀ`` or ``A[t, i] · x_j`` at column ``i·n + j``, into ``out`` if given (R × columns)."""
+        if self.factor == "identity":
+            if out is None:
+                return A
+            out[...] = A
+            return out
         if self.factor == "weights":
-            return np.matmul(A, W.T, out=out)
+            return np.matmul(A, L.W.T, out=out)
         if self.factor == "kron":
+            x = L.X[s]
             R, K, n = A.shape[0], A.shape[1], x.shape[0]
             if out is None:
                 return (A[:, :, None] * x[None, None, :]).reshape(R, K * n)
             np.multiply(A[:, :, None], x[None, None, :], out=out.reshape(R, K, n))
             return out
-        if out is None:
-            return A
-        out[...] = A
-        return out
+        raise ValueError(f"no chain rule for the factor {self.factor!r}")
 
-    def chain_scale(self, x: Array) -> float | None:
-        """``s`` with ``max|A · dz/d(target)| = max|A| · s`` for every A (x one sample's), or None
-        when no such number is known and the rows must be made to find their largest entry."""
-        if self.factor == "weights":
-            return None
-        return float(np.max(np.abs(x), initial=0.0)) if self.factor == "kron" else 1.0
+    def chain_scale(self, L: Layer, s: int) -> float | None:
+        """A number c with ``max|A · dz/d(target)| = max|A| · c`` for every A of sample s, or None
+        when none is known and the rows must be made to find their largest entry."""
+        if self.factor == "identity":
+            return 1.0
+        if self.factor == "kron":
+            return float(np.max(np.abs(L.X[s]), initial=0.0))
+        return None
 
     def chain_entries(
-        self, entries: Callable[[np.ndarray, np.ndarray], Array], rr: np.ndarray, cc: np.ndarray, x: Array
+        self,
+        entries: Callable[[np.ndarray, np.ndarray], Array],
+        rr: np.ndarray,
+        cc: np.ndarray,
+        L: Layer,
+        s: int,
     ) -> Array | None:
-        """Entries ``(rr, cc)`` of ``A · dz/d(target)`` from ``entries(r, c)`` of A (x one sample's),
-        or None where each takes a whole row of A (``A · Wᵀ``)."""
-        if self.factor == "weights":
-            return None
+        """Entries ``(rr, cc)`` of ``A · dz/d(target)`` from ``entries(r, c)`` of sample s's A, or
+        None where each takes a whole row of A (``A · Wᵀ``): then they come from :meth:`chain_rows`."""
+        if self.factor == "identity":
+            return entries(rr, cc)
         if self.factor == "kron":
-            n = x.shape[0]
-            return entries(rr, cc // n) * x[cc % n]
-        return entries(rr, cc)
+            return entries(rr, cc // L.n) * L.X[s][cc % L.n]
+        return None
 
 
 TARGETS: dict[str, Target] = {
