@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .maths import LAYOUTS, WRTS, LayoutName
+from .maths import LAYOUTS, LayoutName, Target, wrt_target
 from .maths.numeric import check_choice
 
 SUBSCRIPT_DIGITS = "₀₁₂₃₄₅₆₇₈₉"
@@ -91,6 +91,26 @@ def to_ascii(text: str) -> str:
     return text.translate(ASCII).encode("ascii", "replace").decode()
 
 
+def column_label(
+    target: Target, c: int, n: int, layout: LayoutName = "in-out", sample: int | None = None
+) -> tuple[str, str]:
+    """(the variable column ``c`` of a Jacobian with respect to ``target`` is, where it is stored).
+
+    A weight's column is named by :func:`weight_label`; a vector's entry by its subscript, stored
+    at ``x[k]``, or ``x[s, k]`` when ``sample`` s of a batch is named.
+
+    >>> from smjac.maths import TARGETS
+    >>> column_label(TARGETS["W"], 5, 3)
+    ('w[1,2]', 'W[2,1]')
+    >>> column_label(TARGETS["x"], 2, 3, sample=4)
+    ('x₂', 'x[4, 2]')
+    """
+    if target.factored:
+        return weight_label(*divmod(c, n), layout)
+    at = "" if sample is None else f"{sample}, "
+    return f"{target.name}{sub(c)}", f"{target.name}[{at}{c}]"
+
+
 def column_legend(wrt: str, K: int, n: int, layout: LayoutName = "in-out") -> list[tuple[int, str, str]]:
     """(column, what it is, where it is stored) for each column of a Jacobian with respect to ``wrt``.
 
@@ -104,13 +124,13 @@ def column_legend(wrt: str, K: int, n: int, layout: LayoutName = "in-out") -> li
     >>> column_legend("x", 2, 3)[2]
     (2, 'x₂', 'x[2]')
     """
-    check_choice("wrt", wrt, WRTS)
+    target = wrt_target(wrt)
     check_choice("layout", layout, LAYOUTS)
-    if wrt == "W":
+    if target.factored:  # a weight joins an input to an output: say which
         rows = []
         for i in range(K):
             for j in range(n):
                 name, at = weight_label(i, j, layout)
                 rows.append((i * n + j, f"{name}: input {j} → output {i}", at))
         return rows
-    return [(k, f"{wrt}{sub(k)}", f"{wrt}[{k}]") for k in range(n if wrt == "x" else K)]
+    return [(c, *column_label(target, c, n, layout)) for c in range(target.columns(K, n))]

@@ -193,11 +193,12 @@ class Stats:
             self.by_sample[s] += out_r.size
             if pr.kind == "jacobian":
                 self.by_output += np.bincount(rr, minlength=L.K)
-                i = cc // L.n if pr.wrt == "W" else cc
-                if pr.wrt == "W":
-                    j = cc % L.n
+                wrt = pr.wrt_target
+                if wrt.factored:
+                    i, j = divmod(cc, L.n)
                     np.add.at(L.as_given(self.by_W), (j, i), 1)  # w[i,j] is W[j,i] in-out
-                if pr.wrt != "x":
+                if wrt.per_output:
+                    i = wrt.column_output(cc, L.n)
                     on = int(np.count_nonzero(rr == i))
                     self.diagonal += (on, rr.size - on)
             elif pr.kind == "grad":

@@ -98,7 +98,7 @@ def transposed(pr: Problem) -> list[Variant]:
 
 
 def column_order(pr: Problem) -> list[Variant]:
-    if pr.kind != "jacobian" or pr.wrt != "W" or pr.L.n == 1 or pr.L.K == 1:
+    if pr.kind != "jacobian" or not pr.wrt_target.factored or pr.L.n == 1 or pr.L.K == 1:
         return []
     return [
         Variant(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..maths import DEFAULT_REDUCTION, Array, Layer, Of, Reduction, Wrt
+from ..maths import DEFAULT_REDUCTION, TARGETS, Array, Layer, Of, Reduction, Target, Wrt
 from ..maths.forward_pass import forward_arrays
 from ..maths.losses import CrossEntropy
 
@@ -60,6 +60,11 @@ class Problem:
         an ignored index or label smoothing, or a binary layer, only :data:`LOSS_FREE` do (and
         :data:`LOSS_OPTIONS`, those options left out)."""
         return (self.loss is None or self.loss.plain) and not self.L.binary
+
+    @property
+    def wrt_target(self) -> Target:
+        """What a Jacobian is taken with respect to: ``wrt``'s :class:`~smjac.maths.Target`."""
+        return TARGETS[self.wrt]
 
     @cached_property
     def forward(self) -> tuple[Array, Array, Array]:

@@ -16,6 +16,7 @@ from ..maths import (
     Array,
     Layer,
     Of,
+    Target,
     jacobian_blocks,
     jacobian_shape,
     layer_grad,
@@ -48,42 +49,40 @@ class Chained:
     numbers when asked for. ``max_abs`` takes one pass over the rows, in blocks of ``block_bytes``.
     """
 
-    def __init__(self, dz: Dz, W: Array, X: Array, wrt: str, block_bytes: int) -> None:
-        self.dz, self.W, self.X, self.wrt, self.block_bytes = dz, W, X, wrt, block_bytes
+    def __init__(self, dz: Dz, L: Layer, target: Target, block_bytes: int) -> None:
+        self.dz, self.L, self.target, self.block_bytes = dz, L, target, block_bytes
         N, K = dz.d.shape
+        self.cols = target.columns(K, L.n)
         top = 0.0
-        cols = self.W.shape[0] if wrt == "x" else K
         with np.errstate(invalid="ignore", over="ignore"):
             for s in range(N):
-                xmax = float(np.max(np.abs(X[s]), initial=0.0)) if wrt == "W" else 1.0
-                for r0, r1 in row_blocks(K, cols * 8, block_bytes):
-                    rows = dz.rows(s, r0, r1) if wrt != "x" else self.std_rows(s, r0, r1)
-                    m = float(np.max(np.abs(rows), initial=0.0)) * xmax
+                scale = target.chain_scale(L, s)  # max|row| = max|row of dh/dz| · scale, when known
+                for r0, r1 in row_blocks(K, (self.cols if scale is None else K) * 8, block_bytes):
+                    rows = self.std_rows(s, r0, r1) if scale is None else dz.rows(s, r0, r1)
+                    m = float(np.max(np.abs(rows), initial=0.0)) * (1.0 if scale is None else scale)
                     top = m if m != m else max(top, m)  # NaN stays: the tolerance is then no evidence
         self.max_abs = top
 
     def std_rows(self, s: int, r0: int, r1: int) -> Array:
-        if self.wrt == "x":  # rows of dh/dz are K wide, of dh/dx n: made a block's worth at a time
-            K = self.dz.d.shape[1]
-            out = np.empty((r1 - r0, self.W.shape[0]), dtype=np.result_type(self.dz.d, self.W))
-            with np.errstate(invalid="ignore", over="ignore"):
-                for a0, a1 in row_blocks(r1 - r0, K * 8, self.block_bytes):
-                    np.matmul(self.dz.rows(s, r0 + a0, r0 + a1), self.W.T, out=out[a0:a1])
-            return out
-        A = self.dz.rows(s, r0, r1)
+        # rows of dh/dz are K wide, of the result maybe fewer (dh/dx: n): made a block's worth at a time
+        K, L = self.dz.d.shape[1], self.L
+        spans = row_blocks(r1 - r0, K * 8, self.block_bytes)
         with np.errstate(invalid="ignore", over="ignore"):
-            if self.wrt == "W":
-                return (A[:, :, None] * self.X[s, None, None, :]).reshape(r1 - r0, -1)
-        return A
+            if len(spans) == 1:
+                return self.target.chain_rows(self.dz.rows(s, r0, r1), L, s)
+            none = self.target.chain_rows(self.dz.rows(s, r0, r0), L, s)  # no rows: the result's dtype
+            out = np.empty((r1 - r0, self.cols), dtype=none.dtype)
+            for a0, a1 in spans:
+                self.target.chain_rows(self.dz.rows(s, r0 + a0, r0 + a1), L, s, out=out[a0:a1])
+            return out
 
     def gather(self, s: int, rr: np.ndarray, cc: np.ndarray) -> Array:
-        if self.wrt == "W":
-            n = self.X.shape[1]
-            with np.errstate(invalid="ignore", over="ignore"):
-                return self.dz.entries(s, rr, cc // n) * self.X[s][cc % n]
-        if self.wrt == "x":  # (dh/dz · Wᵀ)[t, j] from whole rows: K×n a sample, no larger than W
-            return self.std_rows(s, 0, self.dz.d.shape[1])[rr, cc]
-        return self.dz.entries(s, rr, cc)
+        with np.errstate(invalid="ignore", over="ignore"):
+            got = self.target.chain_entries(lambda r, c: self.dz.entries(s, r, c), rr, cc, self.L, s)
+        if got is not None:
+            return got
+        # (dh/dz · Wᵀ)[t, j] from whole rows: K×n a sample, no larger than W
+        return self.std_rows(s, 0, self.dz.d.shape[1])[rr, cc]
 
 
 Source = Dense | Chained
@@ -123,7 +122,7 @@ def source(
     L = pr.L
     if pr.kind == "jacobian":
         assert dz is not None
-        return Chained(dz, L.W, L.X, pr.wrt, block_bytes)
+        return Chained(dz, L, pr.wrt_target, block_bytes)
     assert delta is not None
     scale = 1 / L.N if pr.reduce == "mean" else 1.0
     with np.errstate(invalid="ignore", over="ignore"):
@@ -152,12 +151,12 @@ def truth_source(pr: Problem, block_bytes: int = BLOCK_BYTES) -> Source:
     L = pr.L
     if pr.kind == "jacobian":
         blocks = jacobian_blocks(L, of=pr.of, wrt=pr.wrt)  # refuses a result past the float range
-        if pr.wrt == "x":  # smjac's closed form, a sample at a time: no K×K on the way
+        if pr.wrt_target.factor == "weights":  # dh/dx: smjac's closed form, a sample at a time, no K×K
             J = np.empty((L.N, L.K, L.n), dtype=L.W.dtype)
             for s, rows in enumerate(blocks.rows):
                 J[s] = rows
             return Dense(J)
-        return Chained(true_dz(L, pr.of), L.W, L.X, pr.wrt, block_bytes)
+        return Chained(true_dz(L, pr.of), L, pr.wrt_target, block_bytes)
     options = {} if pr.loss is None else pr.loss.options()
     g = layer_grad(L, target=pr.target, upstream=pr.upstream, reduce=pr.reduce, **options)
     return Dense(g.b[None, None, :] if pr.kind == "grad_b" else g.W[None])
@@ -173,7 +172,7 @@ def frame_shapes(pr: Problem) -> dict[str, tuple[int, int]]:
     else:
         return {"std": (1, L.K)}
     frames = {"std": (R, C), "T": (C, R)}
-    if pr.kind == "jacobian" and pr.wrt == "W" and L.n > 1 and L.K > 1:
+    if pr.kind == "jacobian" and pr.wrt_target.factored and L.n > 1 and L.K > 1:
         frames |= {"co": (R, C), "T+co": (C, R)}
     return frames
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..notation import sub, to_ascii, weight_label
+from ..maths import TARGETS
+from ..notation import column_label, sub, to_ascii, weight_label
 from .problem import weight_at
 
 if TYPE_CHECKING:
@@ -38,18 +39,14 @@ def entry_name(pr: Problem, r: int, c: int, sample: int | None = None) -> tuple[
     ('∂h₂/∂w[1,0]', 'W[0,1]')
     """
     L = pr.L
-    at = "" if sample is None else f"{sample}, "
     if pr.kind == "grad_b":
         return f"∂L/∂b{sub(c)}", f"b[{c}]"
     if pr.kind == "grad":  # (r, c) of W as given
         i, j = weight_at(L, r, c)
         name, stored = weight_label(int(i), int(j), L.layout)
         return f"∂L/∂{name}", stored
-    top = f"∂{pr.of}{sub(r)}"
-    if pr.wrt == "W":
-        name, stored = weight_label(*divmod(c, L.n), L.layout)
-        return f"{top}/∂{name}", stored
-    return f"{top}/∂{pr.wrt}{sub(c)}", f"{pr.wrt}[{at}{c}]"
+    name, stored = column_label(pr.wrt_target, c, L.n, L.layout, sample)
+    return f"∂{pr.of}{sub(r)}/∂{name}", stored
 
 
 def describe_shape(pr: Problem, shape: tuple[int, ...]) -> str:
@@ -90,6 +87,11 @@ def describe_shape(pr: Problem, shape: tuple[int, ...]) -> str:
             "the block-diagonal Jacobian of the whole batch (N·K × N·K·n); give N × K × K·n",
         )
         add((N * K, N * K), "the block-diagonal dh/dz of the whole batch (N·K × N·K); give N × K × K")
+    for target in TARGETS.values():  # a target not named above: its Jacobian's shape, plainly
+        cols, across = target.columns(K, n), "·".join(target.shape) or "1"
+        add((K, cols), f"dh/d{target.name} for one sample (K × {across})")
+        if L.batched:
+            add((N, K, cols), f"dh/d{target.name} for each sample (N × K × {across})")
     return known.get(tuple(shape), "")
 
 

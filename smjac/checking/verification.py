@@ -242,8 +242,9 @@ def verify_bytes(
     fixed = estimate_bytes(L, "forward") + sum(_variant_bytes(v) for v in variants)
     values = 1 + sum(v.dz is not None or v.delta is not None or v.term is not None for v in variants)
     if pr.kind == "jacobian":
-        if pr.wrt == "x":  # the truth whole, and a sample's rows when read transposed, for each value
-            fixed += estimate_bytes(L, "jacobian", of=pr.of, wrt="x") + 2 * L.K * L.n * itemsize
+        # dh/dx: the truth whole, and a sample's rows when read transposed, for each value
+        if pr.wrt_target.factor == "weights":
+            fixed += estimate_bytes(L, "jacobian", of=pr.of, wrt=pr.wrt) + 2 * L.K * L.n * itemsize
         else:
             fixed += 3 * L.N * L.K * L.W.dtype.itemsize  # the true dh/dz as p and its complement
     else:
@@ -396,10 +397,10 @@ def _verdict(
             Entry(name, stored, index, s if L.batched and pr.kind == "jacobian" else None, yours, true, err)
         )
     where: dict[str, Any] = {"by_output": stats.by_output.tolist()}
-    if pr.kind == "grad" or (pr.kind == "jacobian" and pr.wrt == "W"):
+    if pr.kind == "grad" or (pr.kind == "jacobian" and pr.wrt_target.factored):
         where["by_W_row"] = stats.by_W.sum(axis=1).tolist()
         where["by_W_column"] = stats.by_W.sum(axis=0).tolist()
-    if pr.kind == "jacobian" and pr.wrt != "x":
+    if pr.kind == "jacobian" and pr.wrt_target.per_output:
         where["diagonal_blocks"], where["off_diagonal_blocks"] = (int(v) for v in stats.diagonal)
     if pr.kind == "jacobian" and L.batched:
         where["by_sample"] = stats.by_sample.tolist()

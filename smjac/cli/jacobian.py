@@ -29,7 +29,7 @@ def jacobian(
     source: LayerSource,
     *,
     of: Annotated[maths.Of, typer.Option(help="Differentiate h (the outputs) or z (the logits).")] = "h",
-    wrt: Annotated[maths.Wrt, typer.Option(help="With respect to W, z, x or b.")] = "W",
+    wrt: Annotated[maths.Wrt, typer.Option(help=f"With respect to {maths.wrt_choices()}.")] = "W",
     method: Annotated[
         maths.Method,
         typer.Option(help="shortcut: closed form per entry; chain: dh/dz · dz/dW, as the post."),

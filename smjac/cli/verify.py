@@ -46,7 +46,9 @@ def verify(
         ),
     ] = None,
     of: Annotated[maths.Of, typer.Option(help="With --jacobian: of h or of z.")] = "h",
-    wrt: Annotated[maths.Wrt, typer.Option(help="With --jacobian: with respect to W, z, x or b.")] = "W",
+    wrt: Annotated[
+        maths.Wrt, typer.Option(help=f"With --jacobian: with respect to {maths.wrt_choices()}.")
+    ] = "W",
     loss: Loss,
     rtol: RtolOpt = None,
     atol: AtolOpt = None,

@@ -1,9 +1,10 @@
 """The maths of a softmax layer: pure numpy, no I/O, no flags, no printing.
 
 Rooms: :mod:`.functions` (softmax, its log and their Jacobians), :mod:`.layer` (the checked inputs and
-every choice, declared once), :mod:`.forward_pass`, :mod:`.jacobians`, :mod:`.losses` (one class per
-loss), :mod:`.gradients`, :mod:`.cost` (the one size estimate) and a private :mod:`._parallel` for
-BLAS spans. The checker is in :mod:`smjac.checking`.
+every choice, declared once), :mod:`.targets` (what a Jacobian is taken with respect to, one entry
+each), :mod:`.forward_pass`, :mod:`.jacobians`, :mod:`.losses` (one class per loss),
+:mod:`.gradients`, :mod:`.cost` (the one size estimate) and a private :mod:`._parallel` for BLAS
+spans. The checker is in :mod:`smjac.checking`.
 """
 
 from ._parallel import (
@@ -50,7 +51,6 @@ from .layer import (
     METHODS,
     OFS,
     REDUCTIONS,
-    WRTS,
     DTypeName,
     FunctionName,
     Layer,
@@ -59,12 +59,12 @@ from .layer import (
     Method,
     Of,
     Reduction,
-    Wrt,
     class_logits,
     make_layer,
 )
 from .losses import CrossEntropy, Upstream
 from .numeric import Array, all_finite
+from .targets import TARGETS, WRTS, Target, Wrt, wrt_choices, wrt_target
 
 __all__ = [
     "BINARY_JACOBIAN",
@@ -85,6 +85,7 @@ __all__ = [
     "POOL_FROM",
     "REDUCTIONS",
     "SPAN_BYTES",
+    "TARGETS",
     "TEXT_BYTES_PER_NUMBER",
     "WRTS",
     "Array",
@@ -103,6 +104,7 @@ __all__ = [
     "Of",
     "Progress",
     "Reduction",
+    "Target",
     "Upstream",
     "Wrt",
     "all_finite",
@@ -131,4 +133,6 @@ __all__ = [
     "row_chunks",
     "softmax",
     "softmax_jacobian",
+    "wrt_choices",
+    "wrt_target",
 ]

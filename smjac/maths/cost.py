@@ -11,6 +11,7 @@ from .forward_pass import LOGIT_COPIES
 from .jacobians import jacobian_shape
 from .layer import Layer
 from .numeric import check_choice
+from .targets import TARGETS
 
 ESTIMATES = ("forward", "jacobian", "factored", "streamed", "entry", "grad", "check", "legend")
 TEXT_BYTES_PER_NUMBER = 80  # a number turned into JSON/CSV text whole: orjson's buffer, its bytes
@@ -87,6 +88,7 @@ def estimate_bytes(
     jac = what in ("jacobian", "factored", "streamed", "entry")
     N, K, cols = jacobian_shape(L, of=of if jac else "z", wrt=wrt)  # refuses a binary layer's dh/d… only
     K = K if jac else L.classes  # a binary layer's p has two entries
+    by_weights = TARGETS[wrt].factor == "weights"  # dh/dx: made from p and W, no K×K factor when closed
     b, n = L.W.dtype.itemsize, L.n
     logits = LOGIT_COPIES * N * K * b
     dfdz = 3 * N * K * K * b  # dh/dz, its copy divided by T, one temporary
@@ -97,7 +99,7 @@ def estimate_bytes(
         total, numbers = 6 * K * b + 2 * n * b, 1
     elif what == "jacobian":
         numbers = N * K * cols
-        closed_dx = wrt == "x" and method == "shortcut" and of == "h"  # no K×K factor, K×n temporaries
+        closed_dx = by_weights and method == "shortcut" and of == "h"  # no K×K factor, K×n temporaries
         work = 4 * N * K * n * b if closed_dx else dfdz
         total = logits + work + numbers * b
     elif what == "factored":
@@ -108,7 +110,7 @@ def estimate_bytes(
         rows = blk // (cols * b)
         # dh/dx: the closed form's two temporaries and the block, or the chain's rows of dh/dz;
         # dh/dW: the block, its buffer and the rows of dh/dz it is made from
-        block = 3 * blk + rows * K * b if wrt == "x" else 2 * blk + 2 * rows * K * b
+        block = 3 * blk + rows * K * b if by_weights else 2 * blk + 2 * rows * K * b
         total = logits + block + 2 * N * n * b
         numbers = min(N * K * cols, blk // b)
     elif what == "grad":

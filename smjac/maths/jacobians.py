@@ -27,8 +27,9 @@ from ._parallel import (
 )
 from .forward_pass import check_finite_W, layer_probabilities
 from .functions import complement, log_softmax_jacobian, softmax_jacobian
-from .layer import BINARY_JACOBIAN, METHODS, OFS, WRTS, Layer, LayerOptions, Method, Of, Wrt, make_layer
+from .layer import BINARY_JACOBIAN, METHODS, OFS, Layer, LayerOptions, Method, Of, make_layer
 from .numeric import Array, all_finite, at_least, check_choice, largest_float, peak_abs, pow2
+from .targets import TARGETS, Wrt, wrt_target
 
 if TYPE_CHECKING:
     from .layer import Unpack
@@ -149,11 +150,10 @@ def jacobian_shape(L: Layer, *, of: str = "h", wrt: str = "W") -> tuple[int, int
     is ambiguous: see :data:`~smjac.maths.layer.BINARY_JACOBIAN`).
     """
     check_choice("of", of, OFS)
-    check_choice("wrt", wrt, WRTS)
+    target = wrt_target(wrt)
     if of == "h" and L.binary:
         raise InputError(BINARY_JACOBIAN)
-    cols = {"W": L.K * L.n, "x": L.n, "z": L.K, "b": L.K}[wrt]
-    return (L.N, L.K, cols)
+    return (L.N, L.K, target.columns(L.K, L.n))
 
 
 def dfdz_or_identity(L: Layer, of: str, P: Array | None = None, *, checked: bool = False) -> Array:
@@ -183,13 +183,15 @@ def layer_jacobian(
     elif out.shape != shape or out.dtype != L.W.dtype:
         raise ShapeError(f"out has shape {out.shape} and dtype {out.dtype}; it needs {shape} and {L.W.dtype}")
     P = _probabilities(L) if of == "h" else None
-    if wrt == "W":
+    factor = TARGETS[wrt].factor  # dz/dwrt: how the chain rule's second factor is applied
+    if factor == "kron":
         _guard_dW(L, of, P)  # refuses dh/dz, then dh/dW, past the float range: dh/dz need not again
         fill = _chain_dW if method == "chain" else _shortcut_dW
         return fill(dfdz_or_identity(L, of, P, checked=True), L.X, out, progress)
-    if wrt in ("z", "b"):
+    assert factor in ("identity", "weights"), factor  # a factor of a new kind is computed above
+    if factor == "identity":
         out[...] = dfdz_or_identity(L, of, P)
-    elif of == "z":
+    elif of == "z":  # dz/dx = Wᵀ
         check_finite_W(L)  # dh/dx reads W itself
         out[...] = L.W.T
     else:
@@ -340,22 +342,25 @@ def jacobian_blocks(
     check_choice("method", method, METHODS)
     N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
     shape = (N, K, cols) if L.batched else (K, cols)
+    factor = TARGETS[wrt].factor
     P = layer_probabilities(L) if of == "h" else None
     if of == "h":
         assert P is not None
         _dh_dz_scale(L, P)  # refuse before any block
-        if wrt == "W":
+        if factor == "kron":
             _guard_dW(L, of, P)
     one_minus = None if P is None else complement(P)
     itemsize = L.W.dtype.itemsize
     # the rows of dh/dz a block is made from take K/cols = 1/n of the block's memory on top
     spans = row_blocks(K, cols * itemsize, block_bytes)
 
-    if wrt == "x":
+    if factor == "weights":
         check_finite_W(L)  # dh/dx reads W itself
 
+    assert factor in ("identity", "weights", "kron"), factor
+
     def rows() -> Iterator[Array]:
-        if wrt == "x":  # row blocks of each sample's K×n, as dh/dW's: a K×n sample was held whole
+        if factor == "weights":  # row blocks of each sample's K×n, as dh/dW's: a K×n sample was held whole
             parts = _dx_parts(L, P) if P is not None and method == "shortcut" else None
             for s in range(N):
                 Ps = None if P is None else P[s : s + 1]  # the batch's p: the same digits as the whole
@@ -370,7 +375,9 @@ def jacobian_blocks(
                     else:
                         yield _shortcut_dx(L, Ps, parts and _sample_parts(parts, s), r0, r1)[0]
             return
-        buffer = np.empty((max(r1 - r0 for r0, r1 in spans), cols), dtype=L.W.dtype) if wrt == "W" else None
+        buffer = (
+            np.empty((max(r1 - r0 for r0, r1 in spans), cols), dtype=L.W.dtype) if factor == "kron" else None
+        )
         fill = _chain_dW if method == "chain" else _shortcut_dW
         for s in range(N):
             p = None if P is None else P[s]
@@ -387,13 +394,12 @@ def jacobian_blocks(
     return Blocks(shape, L.W.dtype, rows())
 
 
-ENTRY_FORMS = {"W": "T,I,J (output T, weight w[I,J])", "x": "T,K (output T, x[K])"}
+ENTRY_FORMS = {name: target.entry_form for name, target in TARGETS.items()}
 
 
 def entry_form(wrt: str) -> str:
     """How ``--entry`` is written for ``wrt``: ``T,I,J`` for W, ``T,K`` otherwise."""
-    check_choice("wrt", wrt, WRTS)
-    return ENTRY_FORMS.get(wrt, f"T,K (output T, {wrt}[K])")
+    return wrt_target(wrt).entry_form
 
 
 def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W", sample: int = 0) -> float:
@@ -418,21 +424,20 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
     smjac.errors.InputError: i = 2 is out of range: 0 ≤ i ≤ 1
     """
     check_choice("of", of, OFS)
+    target = wrt_target(wrt)
     index = tuple(int(v) for v in index)
-    want = 3 if wrt == "W" else 2
-    if len(index) != want:
-        raise InputError(f'wrt="{wrt}" takes {entry_form(wrt)}, not {len(index)} indices')
+    if len(index) != len(target.index_names):
+        raise InputError(f'wrt="{wrt}" takes {target.entry_form}, not {len(index)} indices')
     if not 0 <= sample < L.N:
         raise InputError(f"sample {sample} is out of range: the batch has {L.N} samples (0 to {L.N - 1})")
-    cols = L.K if wrt in ("z", "b", "W") else L.n
-    names = ("t", "i", "j") if wrt == "W" else ("T", "K")  # the messages Factored.entry and --entry gave
-    sizes = (L.K, L.K, L.n) if wrt == "W" else (L.K, cols)
-    for name, value, size in zip(names, index, sizes, strict=True):
+    sizes = target.entry_sizes(L.K, L.n)
+    for name, value, size in zip(target.index_names, index, sizes, strict=True):
         if not 0 <= value < size:
             raise InputError(f"{name} = {value} is out of range: 0 ≤ {name} ≤ {size - 1}")
     one = L._replace(X=L.X[sample : sample + 1], batched=False)
     t, k = index[0], index[1]
-    if wrt == "x":
+    assert target.factor in ("identity", "weights", "kron"), target.factor
+    if target.factor == "weights":
         if of == "z":
             return float(L.W[k, t])
         # dh/dx needs Σ_i p_i W[k, i]: the n sums the whole takes (the same products, so the same
@@ -451,7 +456,7 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
     if P is not None:
         _dh_dz_scale(one, P)
     A = _dfdz_rows(one, of, None if P is None else P[0], None if P is None else complement(P)[0], t, t + 1)[0]
-    if wrt != "W":
+    if target.factor == "identity":
         return float(A[k])
     _guard_dW(one, of, P)
     return float(A[k] * one.X[0, index[2]])

@@ -27,13 +27,12 @@ if TYPE_CHECKING:  # for annotations (``**layer: Unpack[LayerOptions]``) only: n
 
 # Each choice is declared once, here; the command line takes its options from these.
 Of = Literal["h", "z"]
-Wrt = Literal["W", "z", "x", "b"]
 Method = Literal["shortcut", "chain"]
 LayoutName = Literal["in-out", "out-in"]
 FunctionName = Literal["softmax", "log-softmax"]
 Reduction = Literal["mean", "sum"]
 DTypeName = Literal["float64", "float32"]
-OFS, WRTS, METHODS = get_args(Of), get_args(Wrt), get_args(Method)
+OFS, METHODS = get_args(Of), get_args(Method)  # the choice of wrt is declared with the targets, in .targets
 LAYOUTS, FUNCTIONS, REDUCTIONS = get_args(LayoutName), get_args(FunctionName), get_args(Reduction)
 # No float dtype overflows below float16's largest number: a temperature under it needs no look at its dtype
 _NO_OVERFLOW = float(np.finfo(np.float16).max)

@@ -73,6 +73,11 @@ def weight_labels(K: int, n: int) -> Labels:
     return Labels(K * n, lambda c: notation.weight_label(*divmod(c, n))[0])
 
 
+def column_labels(target: maths.Target, K: int, n: int) -> Labels:
+    """What each column of a Jacobian with respect to ``target`` is (``w[i,j]``, ``x₃``), made when read."""
+    return Labels(target.columns(K, n), lambda c: notation.column_label(target, c, n)[0])
+
+
 def _agreed(doc: Document) -> int:
     """A report's exit status: 1 when a check or the user's answer disagrees."""
     return ExitStatus.OK if doc.fields["ok"] else ExitStatus.DISAGREE
@@ -208,6 +213,7 @@ def grad_mapped(
 def jacobian(L: maths.Layer, *, of: maths.Of, wrt: maths.Wrt, method: maths.Method, sample: int) -> Result:
 
     shape = maths.jacobian_shape(L, of=of, wrt=wrt)
+    target = maths.TARGETS[wrt]
     what = f"d{of}/d{wrt}"
 
     def data(progress: Any) -> Document:
@@ -218,24 +224,19 @@ def jacobian(L: maths.Layer, *, of: maths.Of, wrt: maths.Wrt, method: maths.Meth
     def view(doc: Document) -> View:
         notes: list[str] = []
         M = pick(doc.fields["jacobian"], L.batched, sample, notes)
-        cols = weight_labels(L.K, L.n) if wrt == "W" else vector_labels(wrt.lower(), M.shape[-1])
+        cols = column_labels(target, L.K, L.n)
         title = f"{what} ({method}), {M.shape[0]}×{M.shape[1]}"
         # a picture says what it draws: the function, the derivative, the method and the sample
         logs = of == "h" and L.function == "log-softmax"
         out, top = ("output log hₜ", "∂(log hₜ)") if logs else (f"{WHAT[of]} {of}ₜ", f"∂{of}ₜ")
-        across, var = {
-            "W": ("weight w[i,j] (column i·n + j)", "w[i,j]"),
-            "z": ("logit zᵢ", "zᵢ"),
-            "x": ("input xⱼ", "xⱼ"),
-            "b": ("bias bᵢ", "bᵢ"),
-        }[wrt]
+        across, var = target.axis, target.variable
         function = L.function if L.temperature == 1 else f"{L.function} at temperature {L.temperature:g}"
         function = "the logits z, before the softmax" if of == "z" else function  # neither applies to z
         how = "" if of == "z" else f", {method} method"
         derivative = f"∂{'(log h)' if logs else of}/∂{wrt}{how}, {M.shape[0]}×{M.shape[1]}"
         batch = f", sample {sample} of {len(doc.fields['jacobian'])}" if L.batched else ""
         return View(
-            M, vector_labels(of, L.K), cols, title, notes=notes, groups=L.n if wrt == "W" else None,
+            M, vector_labels(of, L.K), cols, title, notes=notes, groups=L.n if target.factored else None,
             picture_title=f"{function}: {derivative}{batch}", axes=(out, across, f"{top}/∂{var}"),
         )  # fmt: skip
 
@@ -286,14 +287,12 @@ def entry(L: maths.Layer, text: str, *, of: str, wrt: str, sample: int) -> Resul
         index = [int(p) for p in text.split(",")]
     except ValueError:
         raise InputError(f"--entry {text!r}: give indices from 0, such as 1,1,2") from None
-    want = 3 if wrt == "W" else 2
-    if len(index) != want:
-        form = "T,I,J (output T, weight w[I,J])" if wrt == "W" else f"T,K (output T, {wrt}[K])"
-        raise InputError(f"--entry {text!r}: --wrt {wrt} takes {form}")
+    target = maths.wrt_target(wrt)
+    if len(index) != len(target.index_names):
+        raise InputError(f"--entry {text!r}: --wrt {wrt} takes {target.entry_form}")
     value = maths.layer_entry(L, index, of=of, wrt=wrt, sample=sample)
-    label = f"∂{of}{notation.sub(index[0])}/∂" + (
-        notation.weight_label(index[1], index[2])[0] if wrt == "W" else f"{wrt}{notation.sub(index[1])}"
-    )
+    column = int(np.ravel_multi_index(index[1:], target.sizes(L.K, L.n)))  # the entry's column
+    label = f"∂{of}{notation.sub(index[0])}/∂{notation.column_label(target, column, L.n)[0]}"
 
     def data(progress: Any) -> Document:
         return Document({"entry": index, "value": np.asarray(value)}, matrix="value")
@@ -313,7 +312,7 @@ def entry(L: maths.Layer, text: str, *, of: str, wrt: str, sample: int) -> Resul
 
 
 def factors(L: maths.Layer, *, of: maths.Of, wrt: str) -> Result:
-    if wrt != "W":
+    if not maths.wrt_target(wrt).factored:
         raise InputError(f"--format factored is for --wrt W; d{of}/d{wrt} is small already")
 
     def data(progress: Any) -> Document:
