@@ -132,10 +132,19 @@ def in_spans(work: Callable[[Any], Any], spans: Sequence[Any], size: int) -> lis
     run at once (OPENBLAS_NUM_THREADS=1 keeps smjac to the calling thread). Work of fewer than
     POOL_FROM multiply-adds (``size``) runs its spans in the calling thread: handing a span to
     another thread and waiting for it costs tens of microseconds, more than such a span takes.
+    Each span runs under the caller's ``np.errstate``, wherever it runs.
     """
     with one_blas_thread as threads:
         if size >= POOL_FROM and threads > 1 and len(spans) > 1 and worker_count() > 1:
-            return list(_executor().map(work, spans))
+            # numpy's error state is the thread's own: a worker would otherwise warn of what the
+            # caller chose to ignore (an overflow in a product the caller then rescales)
+            err = np.geterr()
+
+            def in_callers_errstate(span: Any) -> Any:
+                with np.errstate(**err):
+                    return work(span)
+
+            return list(_executor().map(in_callers_errstate, spans))
         return [work(span) for span in spans]
 
 
