@@ -6,11 +6,10 @@ same bits on any machine.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -277,15 +276,3 @@ def bufsize_for_rows(m: int) -> int:
     """
     current = np.getbufsize()
     return m - m % 16 if 128 <= m < current else current
-
-
-@contextlib.contextmanager
-def row_buffer(size: int) -> Iterator[None]:
-    """numpy's ufunc buffer at ``size`` (see :func:`bufsize_for_rows`) inside the block, in this
-    thread only; for elementwise operations alone, which it cannot change a bit of (a reduction's
-    partial sums could follow the buffer)."""
-    previous = np.setbufsize(size)
-    try:
-        yield
-    finally:
-        np.setbufsize(previous)
