@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import re
@@ -522,7 +523,10 @@ def in_child(spec: list[str], repeat: int, torch: str) -> dict[str, float]:
 def target_row(label: str, spec: list[str], repeat: int, target: float, peer_target: float | None) -> str:
     """One row: bound and smjac (a child without torch), their ratio against the target, and
     torch both ways, each against smjac in the same child."""
-    alone, off, on = (in_child(spec, repeat, torch) for torch in ("", "default", "large pages"))
+    alone = in_child(spec, repeat, "")
+    # without torch its two children would only time smjac again: a row takes a third of the time
+    peers = importlib.util.find_spec("torch") is not None and not os.environ.get("SMJAC_BENCH_NO_TORCH")
+    off, on = (in_child(spec, repeat, torch) for torch in ("default", "large pages")) if peers else ({}, {})
     if "smjac" not in alone:
         return f"| {label} | failed | | | | | | | load {load()} |"
     cells = [f"| {label}"]

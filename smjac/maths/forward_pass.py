@@ -21,7 +21,6 @@ from ._parallel import (
     even_spans,
     in_spans,
     matmul_spans,
-    row_buffer,
     sweep_spans,
 )
 from .functions import log_softmax, softmax
@@ -30,6 +29,8 @@ from .numeric import Array, all_finite, at_least, largest_float, peak_abs, pow2
 
 if TYPE_CHECKING:
     from .layer import Unpack
+
+_max, _min, _sum = np.maximum.reduce, np.minimum.reduce, np.add.reduce
 
 
 def layer_logits(L: Layer) -> Array:
@@ -163,13 +164,22 @@ def softmax_rows(
         z, p = Z[r0:r1], P[r0:r1]
         if L.b is not None:
             z += L.b
-        top = np.max(z, axis=1, keepdims=True)
-        if not (
-            math.isfinite(np.min(z)) and all_finite(top)
-        ):  # NaN and −inf show in the least, +inf in a top
+        # the ufuncs' own reductions, as np.max and np.sum call them (the same bits), without the
+        # Python wrappers: a block is tens of microseconds, and these calls are made for each one
+        top = _max(z, 1, keepdims=True)
+        # NaN and −inf show in the least entry, +inf in the largest top (NaN in both): z is finite
+        # exactly when both are. Two reductions of which one is over a column of K times fewer
+        # entries, where a look at each top cost a boolean array and a count
+        if not (math.isfinite(_min(z, None)) and math.isfinite(_max(top, None))):
             return False
-        with row_buffer(bufsize):
+        # numpy's buffer at a row's length for the broadcast operations only (bufsize_for_rows), in
+        # this thread; set and restored directly (a contextmanager's generator cost 3 µs a block),
+        # and never around a reduction, whose partial sums could follow it
+        previous = np.setbufsize(bufsize)
+        try:
             np.subtract(z, top, out=p)  # s = (z − max z)/T: see shifted_logits
+        finally:
+            np.setbufsize(previous)
         if T != 1:
             p /= T
         if H is not None:
@@ -178,14 +188,17 @@ def softmax_rows(
             rows, tt = np.arange(r1 - r0), t[r0:r1]
             s_t = p[rows, tt]
         np.exp(p, out=p)
-        total = np.sum(p, axis=1, keepdims=True)
-        with row_buffer(bufsize):
+        total = _sum(p, 1, keepdims=True)
+        previous = np.setbufsize(bufsize)
+        try:
             if H is not None:
                 h = H[r0:r1]
                 h -= np.log(total)
                 if not all_finite(h):
                     return False
             p /= total
+        finally:
+            np.setbufsize(previous)
         if t is not None and losses is not None:
             losses[r0:r1] = np.log(total[:, 0]) - s_t
             # δ_t = −(1 − p_t); where t is the likeliest class 1 − p_t cancels, and the sum of the
