@@ -39,9 +39,7 @@ def jacobian(
     ] = False,
     entry: Annotated[
         str | None,
-        typer.Option(
-            help="Print one entry: T,I,J for --wrt W (∂h_T/∂w[I,J]), T,K otherwise.", show_default=False
-        ),
+        typer.Option(help=f"Print one entry, of --wrt: {maths.entry_forms()}.", show_default=False),
     ] = None,
     out: Output,
 ) -> None:

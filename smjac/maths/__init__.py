@@ -64,7 +64,7 @@ from .layer import (
 )
 from .losses import CrossEntropy, Upstream
 from .numeric import Array, all_finite
-from .targets import TARGETS, WRTS, Target, Wrt, wrt_choices, wrt_target
+from .targets import TARGETS, WRTS, Target, Wrt, entry_forms, wrt_choices, wrt_target
 
 __all__ = [
     "BINARY_JACOBIAN",
@@ -112,6 +112,7 @@ __all__ = [
     "constant_upstream",
     "dz_dW",
     "entry_form",
+    "entry_forms",
     "estimate_bytes",
     "forward",
     "forward_chunks",

@@ -171,3 +171,20 @@ def wrt_target(wrt: str) -> Target:
 def wrt_choices() -> str:
     """``"W, z, x or b"``: the choices, as a help text lists them."""
     return f"{', '.join(WRTS[:-1])} or {WRTS[-1]}"
+
+
+def entry_forms() -> str:
+    """How one entry is indexed for each target, as a help text says it.
+
+    >>> entry_forms()
+    'T,I,J for W (output T, weight w[I,J]); T,K for z, x or b (output T, entry K)'
+    """
+    forms: dict[str, list[str]] = {}
+    for name, target in TARGETS.items():
+        forms.setdefault(target.entry_form.split(" ")[0], []).append(name)
+    said = []
+    for form, names in forms.items():
+        whom = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        what = TARGETS[names[0]].entry_form.split(" ", 1)[1] if len(names) == 1 else "(output T, entry K)"
+        said.append(f"{form} for {whom} {what}")
+    return "; ".join(said)
