@@ -11,7 +11,6 @@ import contextlib
 import io
 import math
 import os
-import sys
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -28,85 +27,19 @@ if TYPE_CHECKING:
 from .budget import DEFAULT_MAX_INPUT_BYTES, format_size, resolve
 from .errors import reading, shown
 from .formats.npy import NPY_MAGIC, NpyFile, npy_float64_bytes, parse_npy, read_npy
+from .formats.raw import (
+    STDIN,
+    all_of,
+    cap_to_read,
+    one_stdin,
+    open_file,
+    opened,
+    read_bytes,
+    read_upto,
+    too_big,
+)
 from .formats.table import Format, sniff
 from .formats.text_reading import json_array, json_document, json_kind, parse_csv, parse_json, read_text
-
-STDIN = "-"
-
-
-# ---------------------------------------------------------------- reading
-
-
-def one_stdin(*inputs: object) -> None:
-    """Refuse, before anything is read, two inputs that would both come from stdin (``-``)."""
-    if sum(str(p) == STDIN for p in inputs if p is not None) > 1:
-        raise LoadError("- given twice: only one input can come from stdin")
-
-
-def read_bytes(
-    path: str | Path, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, stdin: BinaryIO | None = None
-) -> bytes:
-    """The raw bytes of ``path`` (``-`` is stdin), refusing more than ``max_bytes`` before reading."""
-    with _opened(path, max_bytes, stdin) as (stream, label):
-        return _all_of(stream, label, max_bytes)
-
-
-@contextlib.contextmanager
-def _opened(path: str | Path, max_bytes: int, stdin: BinaryIO | None) -> Iterator[tuple[BinaryIO, str]]:
-    """``path`` (``-`` is stdin) open for reading, and its label; a file over ``max_bytes`` is
-    refused by its size before anything is read."""
-    if str(path) == STDIN:
-        if stdin is None and sys.stdin is None:
-            raise LoadError("-: stdin is closed; pipe a matrix in (smjac ... -x - < x.json)")
-        stream = stdin if stdin is not None else sys.stdin.buffer
-        if stream.isatty():
-            raise LoadError("-: stdin is a terminal; pipe a matrix in (smjac ... -x - < x.json)")
-        yield stream, "stdin"
-        return
-    label = str(path)
-    with reading(label):
-        size = os.stat(path).st_size
-        if size > max_bytes:
-            raise LoadError(_too_big(label, size, max_bytes))
-        with open(path, "rb") as f:
-            yield f, label
-
-
-def _all_of(stream: BinaryIO, label: str, max_bytes: int, head: bytes = b"") -> bytes:
-    """``head`` and the rest of ``stream``, refused past ``max_bytes`` in all, or when empty."""
-    data = _read_upto(stream, max_bytes + 1, head)
-    if len(data) > max_bytes:
-        raise LoadError(_too_big(label, len(data), max_bytes))
-    if not data.strip():
-        raise LoadError(f"{label}: is empty")
-    return data
-
-
-def _read_upto(stream: BinaryIO, limit: int, head: bytes = b"") -> bytes:
-    """``head`` and what follows it, at most ``limit`` bytes in all, read in pieces: ``read(limit)``
-    would first set aside a buffer of the whole limit, which a large cap (max_bytes of 64 GiB)
-    makes fail for a tiny file."""
-    parts, size = [head], len(head)
-    while size < limit:
-        part = stream.read(min(limit - size, 2**24))
-        if not part:
-            break
-        parts.append(part)
-        size += len(part)
-    return b"".join(parts)
-
-
-def _cap_to_read(size: int) -> str:
-    """The parameter that lets a file of ``size`` bytes in: ``max_bytes=`` in whole MiB."""
-    return f"max_bytes={-(-size // 2**20)}M"
-
-
-def _too_big(label: str, size: int, cap: int) -> str:
-    return (
-        f"{label}: is over the input size cap of {cap:,} bytes ({size:,} bytes or more); "
-        "raise the cap with max_bytes"
-    )
-
 
 # Peak memory per byte of JSON text, measured (ru_maxrss, 5 million numbers). Parsed as a document
 # (orjson, else json: a Python float per number), the worst was a vector of 4-byte numbers
@@ -207,14 +140,14 @@ def load_array(
             fast = FAST_JSON_BYTES_PER_BYTE if fmt is Format.json else FAST_CSV_BYTES_PER_BYTE
             limit = min(max_bytes, budget // fast)
             longest = budget // JSON_BYTES_PER_BYTE  # a row (or a vector) orjson reads whole
-            arr = read_text(path, fmt.value, limit, opener=open, longest=longest)  # the open read_bytes uses
+            arr = read_text(path, fmt.value, limit, opener=open_file, longest=longest)
             if arr is not None:
                 return arr
         if fmt in (Format.csv, Format.json):  # the fast reader declined it: refused before it is read
             with reading(label):
                 _text_budget(os.stat(path).st_size, fmt, label, max_memory)
-        with _opened(path, max_bytes, stdin) as (stream, label):
-            head = b"" if fmt else _read_upto(stream, len(NPY_MAGIC))  # enough to tell NPY from the rest
+        with opened(path, max_bytes, stdin) as (stream, label):
+            head = b"" if fmt else read_upto(stream, len(NPY_MAGIC))  # enough to tell NPY from the rest
             if fmt is Format.npy or (fmt is None and head.startswith(NPY_MAGIC)):
                 check = _npy_fits(label, max_bytes, resolve(max_memory) if label == "stdin" else None)
                 return _checked(
@@ -224,9 +157,9 @@ def load_array(
             # what the budget cannot parse is not read past (the input cap is no bound on memory)
             most = resolve(max_memory) // CSV_BYTES_PER_BYTE
             if most >= max_bytes:
-                data = _all_of(stream, label, max_bytes, head)
-            elif len(data := _read_upto(stream, most + 1, head)) <= most:
-                data = _all_of(io.BytesIO(b""), label, max_bytes, data)  # the empty check
+                data = all_of(stream, label, max_bytes, head)
+            elif len(data := read_upto(stream, most + 1, head)) <= most:
+                data = all_of(io.BytesIO(b""), label, max_bytes, data)  # the empty check
             else:
                 raise LoadError(
                     f"{label}: more than {format_size(most)} of text, whose parse would take more than the "
@@ -249,7 +182,7 @@ def _npy_fits(label: str, max_bytes: int, budget: int | None) -> Callable[[tuple
         count = math.prod(shape)
         size, wide = count * dtype.itemsize, count * 8 if dtype != np.float64 else 0
         if size > max_bytes:
-            raise LoadError(_too_big(label, size, max_bytes))
+            raise LoadError(too_big(label, size, max_bytes))
         if budget is not None and size + wide > budget:
             widened = f", {format_size(wide)} more as float64" if wide else ""
             raise LoadError(
@@ -320,7 +253,7 @@ def map_npy(path: str | Path, *, max_bytes: int | None = None, dtype: str | None
         raise LoadError(
             f"{path}: is {size:,} bytes, over the input size cap{cap}; past the cap only a batch (N×n) "
             f"is read, a chunk of rows at a time, and this x has shape {x.shape}: "
-            f"raise the cap ({_cap_to_read(size)}) to read it whole"
+            f"raise the cap ({cap_to_read(size)}) to read it whole"
         )
     return x
 
@@ -356,7 +289,7 @@ def _load_bundle(
         with reading(label):
             size = os.stat(path).st_size
         if size > max_bytes:
-            raise LoadError(_too_big(label, size, max_bytes))
+            raise LoadError(too_big(label, size, max_bytes))
         data, fmt = b"", named
     else:
         data = read_bytes(path, max_bytes=max_bytes, stdin=stdin)
@@ -383,7 +316,7 @@ def _load_bundle(
         for key, info in members.items():
             name = f"{label}[{key}]"
             if info.file_size > max_bytes:
-                raise LoadError(_too_big(name, info.file_size, max_bytes))
+                raise LoadError(too_big(name, info.file_size, max_bytes))
             if info.flag_bits & 0x1:
                 raise LoadError(f"{name}: is encrypted; smjac reads only plain .npz members")
             try:

@@ -225,7 +225,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr("smjac.inputs.open", refuse, raising=False)
+    monkeypatch.setattr("smjac.formats.raw.open", refuse, raising=False)
     result = CliRunner().invoke(app, ["forward", "-W", str(target), "-x", str(X_OK)])
     assert result.exit_code == 2
     assert f"{target}: permission denied" in result.stderr
