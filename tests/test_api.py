@@ -162,6 +162,25 @@ def test_dir_lists_the_names_loaded_on_first_use():
     assert all(hasattr(smjac, name) for name in smjac.__all__)
 
 
+def test_the_names_loaded_on_first_use_are_the_public_ones_a_type_checker_sees():
+    # smjac/__init__.py lists them three times (for the type checker, for loading, for __all__),
+    # as a lazy package must for linters and type checkers to follow it: they stay one list
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(smjac))
+    typed = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+        for sub in ast.walk(node)
+        if isinstance(sub, ast.ImportFrom)
+        for alias in sub.names
+    }
+    eager = {"InputError", "LoadError", "OutputError", "ShapeError", "SmjacError", "__version__"}
+    assert typed == set(smjac._LAZY) == set(smjac.__all__) - eager
+
+
 # ---- one sample of a small layer: the short path (maths/small.py) gives the general path's bits ----
 
 
