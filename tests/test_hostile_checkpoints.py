@@ -277,3 +277,27 @@ def test_the_inspect_table_shows_names_escaped(tmp_path):
     assert "\x1b" not in result.stdout
     assert "ev\\nil\\x1b[31m" in result.stdout
     assert all(line.isprintable() for line in result.stdout.splitlines())
+
+
+def test_a_stored_name_is_refused_when_the_config_that_gives_it_was_not_read(tmp_path):
+    # under a small budget the config was skipped and the layers counted: key="dense" then read a
+    # layer the config names otherwise (a SimpleRNN's kernel, silently); now it is refused
+    path = tmp_path / "m.h5"
+    layers = [
+        {"class_name": "SimpleRNN", "config": {"name": "rnn"}},
+        {"class_name": "Dense", "config": {"name": "out"}},
+    ]
+    with h5py.File(path, "w") as f:
+        for name, shape in (("rnn", (3, 6)), ("out", (6, 4))):
+            g = f.create_group(f"model_weights/{name}")
+            g.attrs["weight_names"] = [f"{name}/kernel:0".encode()]
+            g[f"{name}/kernel:0"] = np.full(shape, 0.5, np.float32)
+        f["model_weights"].attrs["layer_names"] = [b"rnn", b"out"]
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"layers": layers}})
+        f["padding"] = np.zeros(2**15)
+    assert checkpoints.read(path, key="dense").W.shape == (6, 4)  # the config read: "dense" is out
+    with pytest.raises(
+        LoadError, match=r"key='dense' is a name only its model_config can give a layer.*'rnn', 'out'"
+    ):
+        checkpoints.read(path, key="dense", memory_budget=2**16)
+    assert checkpoints.read(path, key="out", memory_budget=2**16).W.shape == (6, 4)

@@ -92,6 +92,7 @@ class Keras:
         if self.source == "h5" or not layers:
             layers = layers or _legacy_layers(h5, label)
             config = config if config is not None else _h5_config(h5, label, self.limits, self.notes)
+            self.config_unread = config is None and "model_config" in h5.attrs
         names = _class_names(config)  # own name → Keras 3's stored name, in the model's order
         order = {own: i for i, own in enumerate(names)}
         self.layers: list[tuple[Candidate, _Dense]] = []
@@ -111,6 +112,7 @@ class Keras:
         self.layers = [(replace(c, order=i), d) for i, (c, d) in enumerate(self.layers)]
 
     inferred = False
+    config_unread = False  # a model_config the file has but smjac did not use (a note says why)
 
     def _candidate(self, d: _Dense, own: str, stored: str) -> Candidate:
         kernel, bias = d.kernel, d.bias
@@ -154,6 +156,12 @@ class Keras:
                 )
         elif stored:
             c, d = stored[0]
+            if self.inferred and self.config_unread:  # counting could name another layer than the config
+                own_names = ", ".join(repr(c.key) for c in self.candidates())
+                raise LoadError(
+                    f"{self.label}: key={key!r} is a name only its model_config can give a layer, and that "
+                    f"was not used (see the note); give a layer's own name: {own_names}"
+                )
             if self.inferred:
                 notes.append(
                     f"{self.label}: key={key!r} read as {shown(c.key)}: the file says no layer classes, so its "
