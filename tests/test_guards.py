@@ -31,6 +31,7 @@ from smjac import inputs, maths
 from smjac.checking import checks
 from smjac.errors import InputError, LoadError, SmjacError
 from smjac.formats import table
+from smjac.maths import _parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOG_W = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.6, 0.7, 0.8, 0.9, 0.1], [0.11, 0.12, 0.13, 0.14, 0.15]])
@@ -192,19 +193,24 @@ def test_a_float32_cast_that_overflows_says_so(tmp_path):
 # ---------------------------------------------------------------- one entry, blocks, estimates
 
 
-def test_layer_entry_is_the_jacobian_s_entry(rng):
-    W, X = rng.normal(size=(4, 6)), rng.normal(size=(3, 4))
+@pytest.mark.parametrize(
+    ("n", "K", "N", "dtype"),
+    [(4, 6, 3, "float64"), (30, 20, 40, "float32"), (256, 20, 900, "float64")],  # the last: several spans
+)
+def test_layer_entry_is_the_jacobian_s_entry_to_the_bit(rng, n, K, N, dtype):
+    # a batch's sample is computed beside the others of its span: its entry must be that float,
+    # not the one the sample gives alone (they differ in the last bits for most entries)
+    W, X, b = (rng.normal(size=s).astype(dtype) for s in ((n, K), (N, n), K))
+    assert len(_parallel.sweep_spans(N, n, K, W.itemsize)) == (3 if N == 900 else 1)
     for of in ("h", "z"):
         for kw in ({}, {"function": "log-softmax", "temperature": 0.7}):
-            L = maths.make_layer(W, X, **kw)
+            L = maths.make_layer(3 * W, X, b, **kw)
             for wrt in ("W", "x", "z", "b"):
                 J = maths.layer_jacobian(L, of=of, wrt=wrt)
-                n = 4
-                for s, t, c in ((0, 1, 5), (2, 5, 3), (1, 0, 0)):
-                    index = (t, c // n, c % n) if wrt == "W" else (t, c % J.shape[2])
-                    col = c if wrt == "W" else c % J.shape[2]
-                    value = maths.layer_entry(L, index, of=of, wrt=wrt, sample=s)
-                    np.testing.assert_allclose(value, J[s, t, col], rtol=1e-13, atol=1e-300)
+                for s in (0, N // 2, N - 1):
+                    for t, c in zip(rng.integers(K, size=8), rng.integers(J.shape[2], size=8), strict=True):
+                        index = (t, c // n, c % n) if wrt == "W" else (t, c)
+                        assert maths.layer_entry(L, index, of=of, wrt=wrt, sample=s) == J[s, t, c]
 
 
 @pytest.mark.parametrize(
@@ -257,6 +263,21 @@ def test_estimates_scale_as_the_path_does():
     assert maths.estimate_bytes(L, "jacobian") > 3 * 2**30  # K²n: 3.2 GB
     assert maths.estimate_bytes(L, "streamed") < 100 * 2**20  # flat
     assert maths.estimate_bytes(L, "legend") > 100 * 2**20  # 20,000 rows of text
+
+
+@pytest.mark.parametrize("wrt", ["W", "x"])
+def test_a_batch_s_entry_is_estimated_at_its_measured_peak(rng, wrt):
+    import tracemalloc
+
+    L = maths.make_layer(rng.normal(size=(200, 300)), rng.normal(size=(2000, 200)))
+    tracemalloc.start()
+    try:
+        maths.layer_entry(L, (1, 2, 3) if wrt == "W" else (1, 2), wrt=wrt, sample=1500)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak > 2000 * 300 * 8  # the batch's p, at least
+    assert peak <= maths.estimate_bytes(L, "entry", wrt=wrt)
 
 
 def test_check_plan_refuses_past_its_limits():

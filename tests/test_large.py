@@ -357,6 +357,27 @@ def test_cli_entry():
         assert result.exit_code == 2 and message in result.stderr
 
 
+def test_cli_entry_of_a_batch_names_its_sample_and_is_the_whole_s_float(tmp_path, rng):
+    W, X = rng.normal(size=(30, 20)) * 3, rng.normal(size=(40, 30))
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "X.npy", X)
+    files = ["-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "X.npy")]
+    whole = json.loads(run("jacobian", *files, "-f", "json").stdout)["jacobian"]
+    for sample in (None, "0", "17"):
+        picked = [] if sample is None else ["--sample", sample]
+        result = run("jacobian", *files, "--entry", "3,4,5", "-f", "json", *picked)
+        s = int(sample or 0)
+        assert json.loads(result.stdout) == {
+            "entry": [3, 4, 5],
+            "sample": s,
+            "value": whole[s][3][4 * 30 + 5],
+        }
+        assert f"the entry of sample {s} of 40; --sample I picks another" in result.stderr
+    for digits in ("3,4,1_0", "3,٤,5", "3,4,5,"):
+        result = run("jacobian", *files, "--entry", digits)
+        assert result.exit_code == 2 and "give indices from 0, such as 1,2,3 (ASCII digits)" in result.stderr
+
+
 # ---------------------------------------------------------------- progress
 
 

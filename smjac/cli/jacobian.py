@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from .. import maths
+from ..errors import InputError
 from ..outputs import results
 from .commands import done
 from .options import (
@@ -13,6 +14,7 @@ from .options import (
     Output,
     layer_options,
     output_options,
+    whole_numbers,
 )
 
 
@@ -74,7 +76,11 @@ def jacobian(
     if legend:
         result = results.legend(L, wrt=wrt)
     elif entry is not None:
-        result = results.entry(L, entry, of=of, wrt=wrt, sample=out.sample)
+        index = whole_numbers(entry)
+        if index is None:
+            such = ",".join(str(i) for i in range(1, 1 + len(maths.wrt_target(wrt).index_names)))
+            raise InputError(f"--entry {entry!r}: give indices from 0, such as {such} (ASCII digits)")
+        result = results.entry(L, index, of=of, wrt=wrt, sample=out.sample)
     elif factored:
         result = results.factors(L, of=of, wrt=wrt)
     else:

@@ -38,6 +38,19 @@ def input_cap(ctx: typer.Context) -> int:
     return int(ctx.find_root().obj["max_input_bytes"])
 
 
+def whole_numbers(text: str) -> list[int] | None:
+    """A comma list of whole numbers in ASCII digits, spaces allowed around each; None if it is not
+    one. Not int() alone, which also reads 1_0 as 10 and Arabic-Indic ١ as 1.
+
+    >>> whole_numbers("3, 0,-100"), whole_numbers("1_0"), whole_numbers("1,,2")
+    ([3, 0, -100], None, None)
+    """
+    parts = [p.strip() for p in text.split(",")]
+    if all(re.fullmatch(r"[+-]?[0-9]+", p, flags=re.ASCII) for p in parts):
+        return [int(p) for p in parts]
+    return None
+
+
 def parse_size(text: str | None) -> int | None:
     """A size option (``4G``, ``512M``, bytes) in bytes, or a usage error."""
     if text is None:
@@ -303,10 +316,10 @@ class Loss:
         text = self.target
         if text is None:
             return None
-        parts = [p.strip() for p in text.split(",")]
-        if all(re.fullmatch(r"[+-]?[0-9]+", p, flags=re.ASCII) for p in parts):  # not int(): 1_0, ١
-            return [int(p) for p in parts]
-        if text == "-" or (len(parts) == 1 and Path(text).is_file()):
+        numbers = whole_numbers(text)
+        if numbers is not None:
+            return numbers
+        if text == "-" or ("," not in text and Path(text).is_file()):
             return inputs.load_array(text, max_bytes=input_cap(ctx), max_memory=max_memory)
         raise InputError(
             f"--target {text!r}: not a class index (3), a comma list of them (3,0,2), nor a file that exists"

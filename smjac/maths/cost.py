@@ -97,6 +97,8 @@ def estimate_bytes(
         total, numbers = logits, 3 * N * K
     elif what == "entry":
         total, numbers = 6 * K * b + 2 * n * b, 1
+        if L.batched and of == "h":  # the batch's p, as the whole makes it; for dh/dx its two sums of p·W too
+            total += logits + (N * K * b + 2 * N * n * b if by_weights else 0)
     elif what == "jacobian":
         numbers = N * K * cols
         closed_dx = by_weights and method == "shortcut" and of == "h"  # no K×K factor, K×n temporaries

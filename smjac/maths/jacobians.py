@@ -406,7 +406,10 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
     """One entry of the Jacobian, ``∂of_T/∂wrt[…]``, in O(K + n) memory and one pass over W.
 
     ``index`` is ``(T, I, J)`` for ``wrt="W"`` (output T, weight ``w[I,J]``: column ``I·n + J``)
-    and ``(T, K)`` otherwise. The value is the very float :func:`layer_jacobian` has there.
+    and ``(T, K)`` otherwise. The value is the very float :func:`layer_jacobian` has there. For a
+    batch that takes the whole batch's forward pass (O(N·K) memory; O(N·n) more for ``wrt="x"``):
+    a sample's products are made beside the other samples of its span, and their last bits are
+    not those of the sample's product made alone.
 
     Raises
     ------
@@ -435,6 +438,12 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
         if not 0 <= value < size:
             raise InputError(f"{name} = {value} is out of range: 0 ≤ {name} ≤ {size - 1}")
     one = L._replace(X=L.X[sample : sample + 1], batched=False)
+    # a batch's p (and dh/dx's sums) as the whole batch makes them, then the sample's row of them
+    every = layer_probabilities(L) if L.batched and of == "h" else None
+
+    def probabilities() -> Array:
+        return layer_probabilities(one) if every is None else every[sample : sample + 1]
+
     t, k = index[0], index[1]
     assert target.factor in ("identity", "weights", "kron"), target.factor
     if target.factor == "weights":
@@ -442,8 +451,9 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
             return float(L.W[k, t])
         # dh/dx needs Σ_i p_i W[k, i]: the n sums the whole takes (the same products, so the same
         # digits), then only entry (t, k) of the closed form
-        Px = layer_probabilities(one)
-        Wt, s, top, mean, rest = _dx_parts(one, Px)
+        Px = probabilities()
+        parts = _dx_parts(one, Px) if every is None else _sample_parts(_dx_parts(L, every), sample)
+        Wt, s, top, mean, rest = parts
         p = Px[0]
         likeliest = t == top[0]  # there the closed form takes 1 − p_t, as the whole does
         centred = complement(Px)[0, t] * Wt[t, k] - rest[0, k] if likeliest else Wt[t, k] - mean[0, k]
@@ -452,7 +462,7 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
         if s is None:
             return float(value / T if T != 1 else value)
         return float(_rescale_dx(L, np.asarray([value]), s, T)[0])
-    P = layer_probabilities(one) if of == "h" else None
+    P = probabilities() if of == "h" else None
     if P is not None:
         _dh_dz_scale(one, P)
     A = _dfdz_rows(one, of, None if P is None else P[0], None if P is None else complement(P)[0], t, t + 1)[0]

@@ -280,22 +280,18 @@ def legend(L: maths.Layer, *, wrt: str) -> Result:
     )
 
 
-def entry(L: maths.Layer, text: str, *, of: str, wrt: str, sample: int) -> Result:
+def entry(L: maths.Layer, index: Sequence[int], *, of: str, wrt: str, sample: int) -> Result:
+    """One entry of a Jacobian; of a batch, of one sample, which the document and a note name."""
     from . import render
 
-    try:
-        index = [int(p) for p in text.split(",")]
-    except ValueError:
-        raise InputError(f"--entry {text!r}: give indices from 0, such as 1,1,2") from None
     target = maths.wrt_target(wrt)
-    if len(index) != len(target.index_names):
-        raise InputError(f"--entry {text!r}: --wrt {wrt} takes {target.entry_form}")
     value = maths.layer_entry(L, index, of=of, wrt=wrt, sample=sample)
     column = int(np.ravel_multi_index(index[1:], target.sizes(L.K, L.n)))  # the entry's column
     label = f"∂{of}{notation.sub(index[0])}/∂{notation.column_label(target, column, L.n)[0]}"
+    where = {"sample": sample} if L.batched else {}
 
     def data(progress: Any) -> Document:
-        return Document({"entry": index, "value": np.asarray(value)}, matrix="value")
+        return Document({"entry": list(index), **where, "value": np.asarray(value)}, matrix="value")
 
     def view(doc: Document) -> View:
         return View(
@@ -308,6 +304,7 @@ def entry(L: maths.Layer, text: str, *, of: str, wrt: str, sample: int) -> Resul
         data,
         view,
         cost=lambda text: maths.estimate_bytes(L, "entry", of=of, wrt=wrt, text=text),
+        notes=[f"the entry of sample {sample} of {L.N}; --sample I picks another"] if L.batched else [],
     )
 
 
