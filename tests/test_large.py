@@ -293,7 +293,8 @@ def test_csv_to_a_pipe_streams_past_the_budget(wrt, sample, wide):
         refused = run("jacobian", "-W", W, "-x", x, "--wrt", wrt, "--max-memory", str(row - 1), *extra)
         assert refused.exit_code == 2 and refused.stdout == ""
         assert (
-            "streamed as csv would take" in refused.stderr and "That is one row at a time" in refused.stderr
+            "streamed as csv would take" in refused.stderr
+            and "That is one row at a time; instead write it to a file as it is, -o J.npy" in refused.stderr
         )
     assert run("jacobian", "-W", W, "-x", x, "--max-memory", str(row), "-f", "json").exit_code == 2
 

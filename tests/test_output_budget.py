@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from smjac import budget, maths
 from smjac.cli import app
+from smjac.errors import InputError
 from smjac.formats.table import Format
 from smjac.outputs import results
 from smjac.outputs.writer import Environment, Options, Writer
@@ -159,8 +160,42 @@ def test_a_stream_over_the_budget_even_a_row_at_a_time_is_refused_before_work(la
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 2 and not (tmp_path / "J.npy").exists()
     assert "streamed as npy would take" in out.stderr and "over the memory budget of 64.0 KiB" in out.stderr
-    assert (
-        "That is one row at a time; take it as its factors, K² + n numbers: --format factored" in out.stderr
+    # the factors (K×K, and what makes them) are over 64K too: only the entry is offered
+    assert maths.estimate_bytes(layer, "factored") > 64 * 2**10 > maths.estimate_bytes(layer, "entry")
+    assert "That is one row at a time; instead take one entry of it: --entry T,I,J\n" in out.stderr
+
+
+def _refusal(L: maths.Layer, max_memory: int, wrt: str = "W", fmt: str = "table") -> str:
+    w = Writer(results.JACOBIAN, Options(fmt=Format(fmt), max_memory=max_memory), devnull_env())
+    try:
+        w.write(results.jacobian(L, of="h", wrt=wrt, method="shortcut", sample=0))
+    except InputError as e:
+        return str(e)
+    finally:
+        w.env.stdout.close()
+    raise AssertionError("not refused")
+
+
+def test_a_refusal_offers_only_the_ways_that_apply_and_fit(rng):
+    one = maths.make_layer(rng.normal(size=(30, 20)), rng.normal(size=30))
+    row = {f: maths.estimate_bytes(one, "streamed", text=f, block_bytes=8) for f in ("npy", "csv")}
+    assert maths.estimate_bytes(one, "factored") < row["npy"] < row["csv"]
+    both = _refusal(one, row["csv"])
+    assert "Stream it in blocks to a file, -o J.npy, or as CSV to a pipe, --format csv" in both
+    assert "--format factored" in both and "--entry T,I,J" in both
+    npy = _refusal(one, row["csv"] - 1)  # a row as CSV text is over the budget: CSV is not offered
+    assert "-o J.npy (as CSV, even a row at a time would not fit)" in npy and "--format csv;" not in npy
+    # dh/dx has no factored form, and its entry is T,K
+    dx = _refusal(one, maths.estimate_bytes(one, "entry", wrt="x"), wrt="x")
+    assert "--format factored" not in dx and dx.endswith("; or take one entry of it: --entry T,K")
+    # a batch's entry takes its forward pass: where that is over the budget, it is not offered
+    batch = maths.make_layer(rng.normal(size=(30, 20)), rng.normal(size=(3000, 30)))
+    entry = maths.estimate_bytes(batch, "entry")
+    assert 2**20 < entry < maths.estimate_bytes(batch, "streamed", block_bytes=8)
+    refused = _refusal(batch, entry - 1, fmt="json")
+    assert refused.endswith("(max_memory). Streamed, even a row at a time, it would not fit either")
+    assert _refusal(batch, entry, fmt="json").endswith(
+        "not fit either; or take one entry of it: --entry T,I,J"
     )
 
 

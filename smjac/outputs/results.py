@@ -249,11 +249,16 @@ def jacobian(L: maths.Layer, *, of: maths.Of, wrt: maths.Wrt, method: maths.Meth
             L, "streamed", of=of, wrt=wrt, method=method, text=text, block_bytes=block_bytes
         )
 
+    others = [(f"take one entry of it: --entry {target.entry_form.split(' ')[0]}", maths.estimate_bytes(
+        L, "entry", of=of, wrt=wrt))]  # fmt: skip
+    if target.factored:
+        factored = maths.estimate_bytes(L, "factored", of=of, wrt=wrt)
+        others.insert(0, ("take it as its factors, K² + n numbers: --format factored", factored))
     dims = " × ".join(map(str, shape if L.batched else shape[1:]))
     return Result(
         JACOBIAN, f"{what} ({dims} {L.W.dtype})", data, view,
         cost=lambda text: maths.estimate_bytes(L, "jacobian", of=of, wrt=wrt, method=method, text=text),
-        work=int(np.prod(shape)) * L.W.dtype.itemsize, blocks=blocks, stream_cost=stream_cost,
+        work=int(np.prod(shape)) * L.W.dtype.itemsize, blocks=blocks, stream_cost=stream_cost, others=others,
     )  # fmt: skip
 
 

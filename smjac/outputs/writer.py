@@ -184,14 +184,24 @@ class Writer:
         return d.fmt is Format.npy or d.fmt is Format.csv
 
     def _way(self, result: Result) -> str:
-        """What to do instead of a result over the budget: streaming it, where even that would
-        not take more than the budget a row at a time."""
+        """What to do instead of a result over the budget: streaming it, as the formats that would
+        keep the budget a row at a time, and its other forms that fit."""
         if not self.shape.streams:
             return ""
-        factored = "take it as its factors, K² + n numbers: --format factored (one entry: --entry T,I,J)"
-        if result.blocks is not None and result.stream_cost("npy", 8) > budget.resolve(self.opts.max_memory):
-            return f"Streamed a row at a time it would not fit either; {factored}"
-        return f"Stream it in blocks to a file, -o J.npy, or as CSV to a pipe, --format csv; or {factored}"
+        most = budget.resolve(self.opts.max_memory)
+        fits = [f for f in ("npy", "csv") if result.blocks is not None and result.stream_cost(f, 8) <= most]
+        if fits == ["npy", "csv"]:
+            stream = "Stream it in blocks to a file, -o J.npy, or as CSV to a pipe, --format csv"
+        elif fits == ["npy"]:
+            stream = "Stream it in blocks to a file, -o J.npy (as CSV, even a row at a time would not fit)"
+        else:
+            stream = "Streamed, even a row at a time, it would not fit either"
+        return "; or ".join([stream, *self._others(result)])
+
+    def _others(self, result: Result) -> list[str]:
+        """The other forms of ``result`` that keep the budget, as a refusal offers them."""
+        most = budget.resolve(self.opts.max_memory)
+        return [way for way, need in result.others if need <= most]
 
     def _block_bytes(self, result: Result, fmt: str) -> int:
         """The largest block, up to :data:`smjac.maths.BLOCK_BYTES`, whose streaming as ``fmt``
@@ -200,10 +210,12 @@ class Writer:
         size = BLOCK_BYTES
         while size > 8 and result.stream_cost(fmt, size) > most:  # the estimate takes a row at least
             size //= 2
-        way = "That is one row at a time; take it as its factors, K² + n numbers: --format factored"
-        budget.require(
-            result.stream_cost(fmt, size), f"{result.what} streamed as {fmt}", self.opts.max_memory, way=way
-        )
+        if result.stream_cost(fmt, size) > most:
+            others = self._others(result)
+            if fmt != "npy" and result.stream_cost("npy", size) <= most:
+                others.insert(0, "write it to a file as it is, -o J.npy")
+            way = "That is one row at a time" + ("; instead " + "; or ".join(others) if others else "")
+            budget.require(result.stream_cost(fmt, size), f"{result.what} streamed as {fmt}", most, way=way)
         return size
 
     def _stream(self, d: Destination, result: Result, progress: Progress) -> list[str | None]:
