@@ -213,6 +213,23 @@ def test_layer_entry_is_the_jacobian_s_entry_to_the_bit(rng, n, K, N, dtype):
                         assert maths.layer_entry(L, index, of=of, wrt=wrt, sample=s) == J[s, t, c]
 
 
+def test_an_entry_by_the_chain_rule_is_the_chain_s_float_or_refused(rng):
+    L = maths.make_layer(rng.normal(size=(30, 20)) * 3, rng.normal(size=(5, 30)))
+    for of in ("h", "z"):
+        for wrt in ("W", "x", "z", "b"):
+            J = maths.layer_jacobian(L, of=of, wrt=wrt, method="chain")
+            index = (3, 4, 5) if wrt == "W" else (3, 4)
+            column = 4 * 30 + 5 if wrt == "W" else 4
+            if (of, wrt) == ("h", "x"):  # a product made whole: its entries are not the closed form's
+                assert (maths.layer_jacobian(L, wrt="x") != J).any()
+                with pytest.raises(InputError, match=r'^dh/dx by method="chain" is made whole'):
+                    maths.layer_entry(L, index, of=of, wrt=wrt, method="chain", sample=2)
+            else:
+                assert (
+                    maths.layer_entry(L, index, of=of, wrt=wrt, method="chain", sample=2) == J[2, 3, column]
+                )
+
+
 @pytest.mark.parametrize(
     ("index", "wrt", "gist"),
     [

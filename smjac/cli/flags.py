@@ -17,6 +17,7 @@ _FLAGS = {
     "wrt": "--wrt",
     "dtype": "--dtype",
     "of": "--of",
+    "method": "--method",
     "target": "--target",
     "class_weights": "--class-weights",
     "ignore_index": "--ignore-index",

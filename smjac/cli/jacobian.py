@@ -80,7 +80,7 @@ def jacobian(
         if index is None:
             such = ",".join(str(i) for i in range(1, 1 + len(maths.wrt_target(wrt).index_names)))
             raise InputError(f"--entry {entry!r}: give indices from 0, such as {such} (ASCII digits)")
-        result = results.entry(L, index, of=of, wrt=wrt, sample=out.sample)
+        result = results.entry(L, index, of=of, wrt=wrt, method=method, sample=out.sample)
     elif factored:
         result = results.factors(L, of=of, wrt=wrt)
     else:

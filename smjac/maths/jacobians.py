@@ -402,7 +402,15 @@ def entry_form(wrt: str) -> str:
     return wrt_target(wrt).entry_form
 
 
-def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W", sample: int = 0) -> float:
+def layer_entry(
+    L: Layer,
+    index: Sequence[int],
+    *,
+    of: str = "h",
+    wrt: str = "W",
+    method: str = "shortcut",
+    sample: int = 0,
+) -> float:
     """One entry of the Jacobian, ``∂of_T/∂wrt[…]``, in O(K + n) memory and one pass over W.
 
     ``index`` is ``(T, I, J)`` for ``wrt="W"`` (output T, weight ``w[I,J]``: column ``I·n + J``)
@@ -411,10 +419,14 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
     a sample's products are made beside the other samples of its span, and their last bits are
     not those of the sample's product made alone.
 
+    ``method`` is :func:`layer_jacobian`'s: both give the same floats but for dh/dx, whose chain
+    rule sums ``dh/dz · Wᵀ`` over a whole product; that one is not made entry by entry.
+
     Raises
     ------
     InputError
-        For the wrong number of indices, or one out of range (the message gives the range).
+        For the wrong number of indices, or one out of range (the message gives the range); for
+        dh/dx by the chain rule.
 
     Examples
     --------
@@ -427,7 +439,13 @@ def layer_entry(L: Layer, index: Sequence[int], *, of: str = "h", wrt: str = "W"
     smjac.errors.InputError: i = 2 is out of range: 0 ≤ i ≤ 1
     """
     check_choice("of", of, OFS)
+    check_choice("method", method, METHODS)
     target = wrt_target(wrt)
+    if method == "chain" and target.factor == "weights" and of == "h":
+        raise InputError(
+            f'd{of}/d{wrt} by method="chain" is made whole (dh/dz · Wᵀ), not entry by entry: leave out '
+            'method="chain" for the closed form\'s entry (the same to rounding), or take the whole Jacobian'
+        )
     index = tuple(int(v) for v in index)
     if len(index) != len(target.index_names):
         raise InputError(f'wrt="{wrt}" takes {target.entry_form}, not {len(index)} indices')

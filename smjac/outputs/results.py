@@ -285,12 +285,12 @@ def legend(L: maths.Layer, *, wrt: str) -> Result:
     )
 
 
-def entry(L: maths.Layer, index: Sequence[int], *, of: str, wrt: str, sample: int) -> Result:
+def entry(L: maths.Layer, index: Sequence[int], *, of: str, wrt: str, method: str, sample: int) -> Result:
     """One entry of a Jacobian; of a batch, of one sample, which the document and a note name."""
     from . import render
 
     target = maths.wrt_target(wrt)
-    value = maths.layer_entry(L, index, of=of, wrt=wrt, sample=sample)
+    value = maths.layer_entry(L, index, of=of, wrt=wrt, method=method, sample=sample)
     column = int(np.ravel_multi_index(index[1:], target.sizes(L.K, L.n)))  # the entry's column
     label = f"∂{of}{notation.sub(index[0])}/∂{notation.column_label(target, column, L.n)[0]}"
     where = {"sample": sample} if L.batched else {}
