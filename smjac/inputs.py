@@ -241,12 +241,22 @@ def map_npy(path: str | Path, *, max_bytes: int | None = None, dtype: str | None
 
     :class:`~smjac.formats.npy.NpyFile`, for a batch (N×n): nothing is read beyond the header here.
     :func:`smjac.maths.forward_chunks` and :func:`~smjac.maths.grad_chunks` read the rows a chunk at
-    a time and check each chunk's numbers are finite; a file cut short meanwhile is refused, naming
-    it. ``dtype`` (``float32``, say) is the dtype each block is cast to as it is read, as
+    a time; each block read is checked finite, and a row that is not is refused naming the file and
+    the row, as is a file cut short meanwhile. ``dtype`` (``float32``, say) is the dtype each block is cast to as it is read, as
     :func:`load_layer` casts what it reads whole. Anything but a batch is refused as what it is: a file over the input cap (``max_bytes``,
     named in the message when given), whose cap is to be raised to read it whole.
     """
-    x = NpyFile(path, dtype)
+
+    def finite(block: np.ndarray, out: np.ndarray, r0: int) -> None:
+        """Each block's numbers finite, the row that is not named (the whole file is never scanned)."""
+        if all_finite(out):
+            return
+        row = int(np.flatnonzero(~np.isfinite(out).reshape(len(out), -1).all(axis=1))[0])
+        label = f"{path}, row {r0 + row}"
+        _checked(block[row], label, finite=True)  # a NaN or infinity of the file's own
+        _cast(block[row], str(out.dtype), label)  # else the cast's
+
+    x = NpyFile(path, dtype, check=finite)
     if x.ndim != 2:
         size = os.stat(path).st_size
         cap = "" if max_bytes is None else f" of {max_bytes:,} bytes"

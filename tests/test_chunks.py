@@ -11,6 +11,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import smjac
 from smjac import inputs
+from smjac.errors import LoadError
 from smjac.formats.npy import NpyFile
 
 from .conftest import central_diff
@@ -87,12 +88,19 @@ def test_a_non_finite_row_is_refused_when_its_chunk_is_read(tmp_path, rng):
     X[17, 1] = np.nan
     np.save(tmp_path / "x.npy", X)
     x = inputs.map_npy(tmp_path / "x.npy")
-    with pytest.raises(smjac.InputError, match="NaN"):
+    named = f"^{tmp_path / 'x.npy'}, row 17: holds NaN or infinite values; every number must be finite$"
+    with pytest.raises(LoadError, match=named):
         smjac.grad_chunks(np.ones((3, 2)), x, target=0, chunk_bytes=48)
     chunks = smjac.forward_chunks(np.ones((3, 2)), x, chunk_bytes=48)
     assert next(chunks)[0] == 0
-    with pytest.raises(smjac.InputError, match="NaN"):
+    with pytest.raises(LoadError, match=named):
         list(chunks)
+    # a number finite in the file that float32 cannot hold is the cast's, and said so
+    X[17, 1] = 1e39
+    np.save(tmp_path / "x.npy", X)
+    x = inputs.map_npy(tmp_path / "x.npy", dtype="float32")
+    with pytest.raises(LoadError, match=r"x.npy, row 17: 1e\+39 overflows float32 when cast"):
+        list(smjac.forward_chunks(np.ones((3, 2), np.float32), x, chunk_bytes=48))
 
 
 def test_map_npy_checks_the_header_and_never_unpickles(tmp_path):

@@ -191,9 +191,16 @@ class NpyFile:
            [4., 5.]]))
     """
 
-    def __init__(self, path: str | Path, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        dtype: Any = None,
+        check: Callable[[np.ndarray, np.ndarray, int], None] | None = None,
+    ) -> None:
         self.path = label = str(path)
         self.cast = None if dtype is None else np.dtype(dtype)  # rows are read, then cast to it
+        # called on each block of rows :meth:`rows` reads, as read and as cast, with its first row
+        self.check = check
         with reading(label):
             f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the object, below
         weakref.finalize(self, f.close)
@@ -240,7 +247,11 @@ class NpyFile:
         """
         if width is not None:
             return self._cast(self._flat_rows(r0, r1, width))
-        return self._cast(self._rows(r0, r1))
+        block = self._rows(r0, r1)
+        out = self._cast(block)
+        if self.check is not None:
+            self.check(block, out, max(0, r0))
+        return out
 
     def _cast(self, block: np.ndarray) -> np.ndarray:
         """``block`` in the dtype asked for (float32 for a layer worked in float32): a number the cast
