@@ -296,7 +296,7 @@ def entry(L: maths.Layer, index: Sequence[int], *, of: str, wrt: str, method: st
     where = {"sample": sample} if L.batched else {}
 
     def data(progress: Any) -> Document:
-        return Document({"entry": list(index), **where, "value": np.asarray(value)}, matrix="value")
+        return Document({"entry": np.asarray(index), **where, "value": np.asarray(value)}, matrix="value")
 
     def view(doc: Document) -> View:
         return View(
