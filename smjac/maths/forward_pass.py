@@ -24,7 +24,7 @@ from ._parallel import (
     sweep_spans,
 )
 from .functions import log_softmax, softmax
-from .layer import Layer, LayerOptions, class_logits, make_layer
+from .layer import Layer, LayerOptions, class_logits, layer_options, make_layer
 from .numeric import Array, all_finite, at_least, largest_float, peak_abs, pow2
 
 if TYPE_CHECKING:
@@ -291,7 +291,7 @@ def forward(W: ArrayLike, x: ArrayLike, b: ArrayLike | None = None, **layer: Unp
     >>> forward(W, [0.1, 0.5, 0.4]).h
     array([0.19091352, 0.20353145, 0.21698333, 0.23132428, 0.15724743])
     """
-    return layer_forward(make_layer(W, x, b, **layer))
+    return layer_forward(make_layer(W, x, b, **layer_options("forward", layer)))
 
 
 def layer_forward(L: Layer) -> Forward:
@@ -395,6 +395,7 @@ def forward_chunks(
     >>> [(r, f.h.shape) for r, f in forward_chunks(np.eye(2), X, chunk_bytes=224)]
     [(0, (2, 2)), (2, (2, 2)), (4, (1, 2))]
     """
+    layer = layer_options("forward_chunks", layer)
     K = make_layer(W, first_row(x), b, **layer).K  # checked on the first row: outputs per row
     for r0, r1 in row_chunks(x, chunk_bytes, outputs=K):
         # a last chunk of one row is still rows of a batch

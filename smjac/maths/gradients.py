@@ -25,7 +25,16 @@ from .forward_pass import (
 )
 from .functions import softmax
 from .jacobians import outer_fill
-from .layer import DEFAULT_REDUCTION, REDUCTIONS, Layer, LayerOptions, Reduction, class_logits, make_layer
+from .layer import (
+    DEFAULT_REDUCTION,
+    REDUCTIONS,
+    Layer,
+    LayerOptions,
+    Reduction,
+    class_logits,
+    layer_options,
+    make_layer,
+)
 from .losses import CrossEntropy, Upstream, class_indices
 from .numeric import Array, all_finite, check_choice, largest_float, peak_abs, pow2
 
@@ -151,7 +160,7 @@ def grad(
     array([[-0.13447071],
            [ 0.13447071]])
     """
-    L = make_layer(W, x, b, **layer)
+    L = make_layer(W, x, b, **layer_options("grad", layer))
     return layer_grad(
         L,
         target=target,
@@ -337,6 +346,7 @@ def grad_chunks(
     """
     check_choice("reduce", reduce, REDUCTIONS)
     # the layer checked on the first row says how many outputs a chunk's work holds
+    layer = layer_options("grad_chunks", layer)
     L = make_layer(W, first_row(x), b, **layer)
     spans = row_chunks(x, chunk_bytes, outputs=L.K)
     N = x.shape[0]

@@ -49,6 +49,29 @@ class LayerOptions(TypedDict, total=False):
     temperature: float
 
 
+# the keywords a public function hands to make_layer as ``**layer``: the choices, and the labels of its messages
+LAYER_KEYWORDS = frozenset((*LayerOptions.__annotations__, "names"))
+
+
+def layer_options(caller: str, layer: LayerOptions) -> LayerOptions:
+    """``layer``, the keywords the public function ``caller`` took as ``**layer``, with one it does not
+    know refused as Python refuses a keyword, naming that function: not :func:`make_layer`, which
+    the user did not call.
+
+    >>> layer_options("forward", {"lay_out": "out-in"})
+    Traceback (most recent call last):
+    ...
+    TypeError: forward() got an unexpected keyword argument 'lay_out'; the layer's options are layout, function, temperature
+    """
+    for key in layer:
+        if key not in LAYER_KEYWORDS:
+            options = ", ".join(LayerOptions.__annotations__)
+            raise TypeError(
+                f"{caller}() got an unexpected keyword argument {key!r}; the layer's options are {options}"
+            )
+    return layer
+
+
 class Layer(NamedTuple):
     """A softmax layer and its input, checked and put in the post's layout.
 
