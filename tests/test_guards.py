@@ -293,6 +293,17 @@ def test_check_plan_refuses_past_its_limits():
             r"names must be three labels.*\('W',\)",
         ),
         (lambda L: smjac.make_layer(np.eye(3), np.ones(3), names="Wxb"), "names must be three labels"),
+        (
+            lambda L: smjac.make_layer(np.eye(3), np.ones(3), names=None),
+            "names must be three labels.*not None",
+        ),
+        (lambda L: smjac.make_layer(np.eye(3), np.ones(3), names=3), "names must be three labels.*not 3"),
+        # a label is what a message calls the array: an empty one leaves "  has shape (3, 3) but ..."
+        (
+            lambda L: smjac.make_layer(np.eye(3), np.ones(3), names=["", "", ""]),
+            r"names must be three labels.*not \['', '', ''\]",
+        ),
+        (lambda L: smjac.make_layer(np.eye(3), np.ones(3), names=("W", " ", "b")), "names must be three"),
     ],
 )
 def test_a_parameter_out_of_its_range_is_named(call, gist):

@@ -201,7 +201,8 @@ def make_layer(
         T > 0; the logits are divided by it, in the layer's dtype, which must hold it (float32
         holds T up to 3.4e38). A number, not a bool.
     names : (str, str, str)
-        Label W, x and b in error messages (the command line passes file names).
+        Label W, x and b in error messages (the command line passes file names): a tuple or list
+        of three strings, none empty or blank.
 
     Returns
     -------
@@ -233,8 +234,13 @@ def make_layer(
     temperature = real_number("temperature", temperature)
     if not (math.isfinite(temperature) and temperature > 0):
         raise InputError(f"temperature must be a positive number, not {temperature}")
-    if isinstance(names, str) or len(names) != 3 or not all(isinstance(v, str) for v in names):
-        raise InputError(f"names must be three labels, for W, x and b, not {names!r}")
+    # a label is what each message calls its array: one of only spaces would leave a message without its subject
+    if (
+        not isinstance(names, tuple | list)
+        or len(names) != 3
+        or not all(isinstance(v, str) and v.strip() for v in names)
+    ):
+        raise InputError(f"names must be three labels, for W, x and b, each some text, not {names!r}")
     wn, xn, bn = names
     W, x = as_float(W, wn), as_float(x, xn)
     if W.ndim != 2:
