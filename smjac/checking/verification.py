@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..budget import checked, require
-from ..errors import InputError
+from ..errors import InputError, size_in_bytes
 from ..maths import (
     BLOCK_BYTES,
     DEFAULT_REDUCTION,
@@ -186,6 +186,7 @@ def layer_verify(
     (:func:`verify_bytes`).
     """
     answer, kind = _the_answer(answer, kind, grad=grad, grad_b=grad_b, jacobian=jacobian)
+    block_bytes = size_in_bytes("block_bytes", block_bytes)
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     pr = _problem(L, kind, of, wrt, target, upstream, reduce, ce)
     # an answer read block by block (an NpyFile) or memory-mapped stays so: nothing is read yet

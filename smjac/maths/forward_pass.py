@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import InputError, ShapeError
+from ..errors import InputError, ShapeError, size_in_bytes
 from . import small
 from ._parallel import (
     ONE_BLAS_THREAD_FROM,
@@ -316,6 +316,7 @@ def row_chunks(x: Array, chunk_bytes: int, outputs: int = 0) -> list[tuple[int, 
     """
     if x.ndim != 2:
         raise ShapeError(f"x must be a batch (N×n) to be read in chunks, but has shape {x.shape}")
+    chunk_bytes = size_in_bytes("chunk_bytes", chunk_bytes)
     row = (x.shape[1] + LOGIT_COPIES * outputs) * x.itemsize
     return even_spans(x.shape[0], chunk_bytes // max(1, row))
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..errors import InputError, ShapeError
+from ..errors import InputError, ShapeError, size_in_bytes
 from . import small
 from ._parallel import (
     BLOCK_BYTES,
@@ -340,6 +340,7 @@ def jacobian_blocks(
     before the first block is drawn.
     """
     check_choice("method", method, METHODS)
+    block_bytes = size_in_bytes("block_bytes", block_bytes)
     N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
     shape = (N, K, cols) if L.batched else (K, cols)
     factor = TARGETS[wrt].factor
