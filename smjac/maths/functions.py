@@ -8,7 +8,23 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..errors import InputError
 from .numeric import Array, as_float
+
+
+def _largest(z: Array, axis: int | None) -> Array:
+    """``max(z)`` along ``axis`` (kept), the shift both functions take, refusing in words an axis z
+    lacks and one of no entries, as scipy.special.softmax refuses it in numpy's: no probabilities
+    sum to 1 over nothing. Zero rows are zero distributions, an empty result."""
+    try:
+        return np.max(z, axis=axis, keepdims=True)
+    except (np.exceptions.AxisError, TypeError):
+        raise InputError(f"axis={axis!r} is not an axis of z, which has shape {z.shape}") from None
+    except ValueError:  # numpy's "zero-size array to reduction operation maximum"
+        raise InputError(
+            f"z has shape {z.shape}: no logits along axis {axis}, and softmax over none is undefined "
+            "(no probabilities sum to 1); give at least one"
+        ) from None
 
 
 def softmax(z: ArrayLike, axis: int = -1) -> Array:
@@ -19,7 +35,8 @@ def softmax(z: ArrayLike, axis: int = -1) -> Array:
     z : array_like
         Logits.
     axis : int, optional
-        The axis the probabilities sum over.
+        The axis the probabilities sum over; it must hold one logit at least (an empty axis is
+        refused, as ``scipy.special.softmax`` refuses it; zero rows give zero rows).
 
     Returns
     -------
@@ -38,13 +55,14 @@ def softmax(z: ArrayLike, axis: int = -1) -> Array:
     >>> softmax([1e4, 0.0, -1e4])
     array([1., 0., 0.])
     """
-    z = as_float(z)
-    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    z = as_float(z, "z")
+    e = np.exp(z - _largest(z, axis))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(z: ArrayLike, axis: int = -1) -> Array:
-    """``log(softmax(z))``, computed directly so no probability is rounded to 0 first.
+    """``log(softmax(z))``, computed directly so no probability is rounded to 0 first; ``z`` and
+    ``axis`` as in :func:`softmax`.
 
     Notes
     -----
@@ -55,8 +73,8 @@ def log_softmax(z: ArrayLike, axis: int = -1) -> Array:
     >>> log_softmax([0.0, -1000.0])
     array([    0., -1000.])
     """
-    z = as_float(z)
-    shifted = z - np.max(z, axis=axis, keepdims=True)
+    z = as_float(z, "z")
+    shifted = z - _largest(z, axis)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
