@@ -259,6 +259,26 @@ def test_softmax_over_no_entries_is_refused_and_over_no_rows_is_empty(f):
         f(np.ones(3), axis=2)
 
 
+@pytest.mark.parametrize(
+    ("call", "gist"),
+    [
+        (lambda: smjac.softmax_jacobian(0.5), r"h must be a vector \(K\) or a stack of them, not a number"),
+        (
+            lambda: smjac.log_softmax_jacobian(0.5),
+            r"p must be a vector \(K\) or a stack of them, not a number",
+        ),
+        (lambda: smjac.dz_dW(np.ones((2, 3)), 2), r"x must be a vector \(n\) but has shape \(2, 3\)"),
+        (lambda: smjac.dz_dW(1.0, 2), r"x must be a vector \(n\) but has shape \(\)"),
+        (lambda: smjac.dz_dW(np.ones(3), -1), "K must be a whole number of outputs, at least 1, not -1"),
+        (lambda: smjac.dz_dW(np.ones(3), 1.5), "K must be a whole number of outputs, at least 1, not 1.5"),
+    ],
+)
+def test_the_functions_of_one_vector_refuse_what_is_not_one_in_words(call, gist):
+    # each was numpy's IndexError, ValueError or TypeError from inside the function
+    with pytest.raises(smjac.SmjacError, match=gist):
+        call()
+
+
 # ---------------------------------------------------------------- gradients
 
 

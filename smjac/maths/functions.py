@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..errors import InputError
+from ..errors import InputError, ShapeError
 from .numeric import Array, as_float
 
 
@@ -25,6 +27,13 @@ def _largest(z: Array, axis: int | None) -> Array:
             f"z has shape {z.shape}: no logits along axis {axis}, and softmax over none is undefined "
             "(no probabilities sum to 1); give at least one"
         ) from None
+
+
+def _vectors(a: Array, name: str) -> Array:
+    """``a``, refused unless a vector (K) or a stack of them: a Jacobian's rows are its last axis."""
+    if a.ndim == 0:
+        raise ShapeError(f"{name} must be a vector (K) or a stack of them, not a number")
+    return a
 
 
 def softmax(z: ArrayLike, axis: int = -1) -> Array:
@@ -113,7 +122,7 @@ def softmax_jacobian(h: ArrayLike) -> Array:
     array([[ 0.25, -0.25],
            [-0.25,  0.25]])
     """
-    h = as_float(h)
+    h = _vectors(as_float(h, "h"), "h")
     J = -h[..., :, None] * h[..., None, :]
     diag = np.arange(h.shape[-1])
     J[..., diag, diag] = h * complement(h)
@@ -134,7 +143,7 @@ def log_softmax_jacobian(p: ArrayLike) -> Array:
     array([[ 0.75, -0.75],
            [-0.25,  0.25]])
     """
-    p = as_float(p)
+    p = _vectors(as_float(p, "p"), "p")
     K = p.shape[-1]
     J = np.broadcast_to(-p[..., None, :], (*p.shape, K)).copy()
     diag = np.arange(K)
@@ -156,8 +165,12 @@ def dz_dW(x: ArrayLike, K: int) -> Array:
     array([[1., 2., 0., 0.],
            [0., 0., 1., 2.]])
     """
-    x = as_float(x)
-    return _dz_dW(x[None, :], K)[0]
+    x = as_float(x, "x")
+    if x.ndim != 1:
+        raise ShapeError(f"x must be a vector (n) but has shape {x.shape}")
+    if isinstance(K, bool) or not isinstance(K, numbers.Integral) or K < 1:
+        raise InputError(f"K must be a whole number of outputs, at least 1, not {K!r}")
+    return _dz_dW(x[None, :], int(K))[0]
 
 
 def _dz_dW(X: Array, K: int) -> Array:
