@@ -8,7 +8,6 @@ one comparison with the budget and the one wording of a refusal.
 
 from __future__ import annotations
 
-import numbers
 import os
 import re
 
@@ -73,13 +72,9 @@ def checked(max_memory: int | None) -> int | None:
     ...
     smjac.errors.InputError: max_memory must be a whole number of bytes, at least 1, not -1
     """
-    from .errors import InputError
+    from .errors import size_in_bytes
 
-    if max_memory is None:
-        return None
-    if isinstance(max_memory, bool) or not isinstance(max_memory, numbers.Integral) or max_memory < 1:
-        raise InputError(f"max_memory must be a whole number of bytes, at least 1, not {max_memory!r}")
-    return int(max_memory)
+    return None if max_memory is None else size_in_bytes("max_memory", max_memory)
 
 
 def resolve(max_memory: int | None) -> int:

@@ -6,6 +6,7 @@ Each is also a ``ValueError`` or ``OSError`` so callers that catch those keep wo
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator
 from enum import IntEnum
 
@@ -58,6 +59,20 @@ def reading(label: str) -> Iterator[None]:
         raise LoadError(f"{label}: permission denied") from None
     except OSError as e:
         raise LoadError(f"{label}: cannot read it ({e.strerror or e})") from None
+
+
+def size_in_bytes(name: str, size: object) -> int:
+    """A size parameter (``max_memory``, ``block_bytes``, ``chunk_bytes``) as an int: the one wording of
+    one that is not a whole number of bytes, at least 1, for every room (the maths and the budget).
+
+    >>> size_in_bytes("block_bytes", 0)
+    Traceback (most recent call last):
+    ...
+    smjac.errors.InputError: block_bytes must be a whole number of bytes, at least 1, not 0
+    """
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise InputError(f"{name} must be a whole number of bytes, at least 1, not {size!r}")
+    return int(size)
 
 
 def shown(name: str) -> str:

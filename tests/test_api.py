@@ -131,15 +131,40 @@ def test_every_public_function_takes_the_layer_s_options_as_before(layout, funct
         lambda W, x: smjac.jacobian(W, x, fn="softmax"),
         lambda W, x: smjac.check(W, x, lay_out="out-in"),
         lambda W, x: smjac.verify(W, x, grad=np.ones((3, 2)), target=0, tempreature=2.0),
+        lambda W, x: smjac.jacobian_factors(W, x, fn="softmax"),
+        lambda W, x: list(smjac.forward_chunks(W, np.ones((2, 3)), lay_out="out-in")),
+        lambda W, x: smjac.grad_chunks(W, np.ones((2, 3)), target=0, tempreature=2.0),
     ],
 )
 def test_a_misspelt_option_is_refused_by_name(call):
-    with pytest.raises(TypeError, match=r"tempreature|lay_out|fn"):
+    # named as Python names a keyword of the function called, not of make_layer, which the user never called
+    with pytest.raises(TypeError, match=r"tempreature|lay_out|fn") as e:
         call(np.ones((3, 2)), np.ones(3))
+    assert "make_layer" not in str(e.value)
+    assert re.match(
+        r"(grad|forward|jacobian|check|verify|jacobian_factors|forward_chunks|grad_chunks)\(\) ", str(e.value)
+    )
+    assert "layout, function, temperature" in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["check", "verify"])
+def test_check_and_verify_take_max_memory_as_their_layer_functions_do(name):
+    # each does the work of its layer_ function, which a budget bounds; the same budget, the same refusals
+    W, x = np.ones((3, 2)), np.ones(3)
+    answer = {} if name == "check" else dict(grad=smjac.grad(W, x, target=0).W, target=0)
+    call = getattr(smjac, name)
+    assert call(W, x, max_memory=10**6, **answer).ok
+    with pytest.raises(smjac.InputError, match=r"over the memory budget of 100 bytes \(max_memory\)"):
+        call(W, x, max_memory=100, **answer)
+    with pytest.raises(
+        smjac.InputError, match="max_memory must be a whole number of bytes, at least 1, not 0"
+    ):
+        call(W, x, max_memory=0, **answer)
 
 
 @pytest.mark.parametrize(
-    "name", ["forward", "grad", "grad_chunks", "jacobian", "jacobian_factors", "check", "verify"]
+    "name",
+    ["forward", "forward_chunks", "grad", "grad_chunks", "jacobian", "jacobian_factors", "check", "verify"],
 )
 def test_every_public_function_takes_the_layer_s_options_one_way(name):
     # the choices are LayerOptions' keywords, handed to make_layer whole: none is re-declared

@@ -83,6 +83,28 @@ def test_grad_chunks_with_upstream(mapped, rng):
         _ = part.x
 
 
+def test_the_chunked_functions_take_any_array_like_x_as_the_others_do(rng, tmp_path, monkeypatch):
+    # nested lists, as forward and grad take them (it was an AttributeError: no .ndim on a list)
+    W, X, t = rng.normal(size=(3, 2)), rng.normal(size=(5, 3)), [0, 1, 1, 0, 1]
+    chunks = dict(smjac.forward_chunks(W.tolist(), X.tolist(), chunk_bytes=64))
+    assert_array_equal(np.concatenate([chunks[r].h for r in sorted(chunks)]), smjac.forward(W, X).h)
+    g = smjac.grad_chunks(W.tolist(), X.tolist(), target=t, chunk_bytes=64)
+    assert_allclose(g.W, smjac.grad(W, X, target=t).W, rtol=1e-12)
+    with pytest.raises(smjac.ShapeError, match=r"x must be .*a batch \(N×n\).* shape \(1, 1, 3\)"):
+        smjac.grad_chunks(W, [[[1.0, 2.0, 3.0]]], target=0)
+    with pytest.raises(smjac.InputError, match="x has dtype <U32; smjac needs real numbers"):
+        list(smjac.forward_chunks(W, [[1.0, 2.0, "a"]]))
+    # a memory map is read as it is, a chunk at a time, not copied whole first
+    np.save(tmp_path / "x.npy", X)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    from smjac.maths import gradients
+
+    read, walked = gradients.read_rows, []
+    monkeypatch.setattr(gradients, "read_rows", lambda x, r0, r1: walked.append(x) or read(x, r0, r1))
+    assert_allclose(smjac.grad_chunks(W, mm, target=t, chunk_bytes=64).W, g.W, rtol=1e-12)
+    assert len(walked) > 1 and all(x is mm for x in walked)
+
+
 def test_a_non_finite_row_is_refused_when_its_chunk_is_read(tmp_path, rng):
     X = rng.normal(size=(20, 3))
     X[17, 1] = np.nan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
@@ -237,6 +238,45 @@ def test_softmax_along_an_axis():
     Z = np.array([[1.0, 2.0], [3.0, 5.0]])
     assert_allclose(smjac.softmax(Z, axis=0).sum(axis=0), 1.0)
     assert_allclose(smjac.softmax(Z)[1], post_softmax(Z[1]))
+
+
+@pytest.mark.parametrize("f", [smjac.softmax, smjac.log_softmax])
+def test_softmax_over_no_entries_is_refused_and_over_no_rows_is_empty(f):
+    # as scipy.special.softmax does (an empty axis raises, zero rows give zero rows), in words: no
+    # probabilities sum to 1 over nothing. It was numpy's "zero-size array to reduction operation".
+    for z, axis in [
+        (np.array([]), -1),
+        (np.zeros((2, 0)), -1),
+        (np.zeros((0, 3)), 0),
+        (np.zeros((2, 0)), None),
+    ]:
+        with pytest.raises(
+            smjac.InputError, match=rf"z has shape {re.escape(str(z.shape))}: no logits along axis"
+        ):
+            f(z, axis=axis)
+    assert f(np.zeros((0, 3))).shape == (0, 3)
+    with pytest.raises(smjac.InputError, match=r"axis=2 is not an axis of z, which has shape \(3,\)"):
+        f(np.ones(3), axis=2)
+
+
+@pytest.mark.parametrize(
+    ("call", "gist"),
+    [
+        (lambda: smjac.softmax_jacobian(0.5), r"h must be a vector \(K\) or a stack of them, not a number"),
+        (
+            lambda: smjac.log_softmax_jacobian(0.5),
+            r"p must be a vector \(K\) or a stack of them, not a number",
+        ),
+        (lambda: smjac.dz_dW(np.ones((2, 3)), 2), r"x must be a vector \(n\) but has shape \(2, 3\)"),
+        (lambda: smjac.dz_dW(1.0, 2), r"x must be a vector \(n\) but has shape \(\)"),
+        (lambda: smjac.dz_dW(np.ones(3), -1), "K must be a whole number of outputs, at least 1, not -1"),
+        (lambda: smjac.dz_dW(np.ones(3), 1.5), "K must be a whole number of outputs, at least 1, not 1.5"),
+    ],
+)
+def test_the_functions_of_one_vector_refuse_what_is_not_one_in_words(call, gist):
+    # each was numpy's IndexError, ValueError or TypeError from inside the function
+    with pytest.raises(smjac.SmjacError, match=gist):
+        call()
 
 
 # ---------------------------------------------------------------- gradients

@@ -331,6 +331,32 @@ def test_check_plan_refuses_past_its_limits():
             r"names must be three labels.*\('W',\)",
         ),
         (lambda L: smjac.make_layer(np.eye(3), np.ones(3), names="Wxb"), "names must be three labels"),
+        (
+            lambda L: smjac.make_layer(np.eye(3), np.ones(3), names=None),
+            "names must be three labels.*not None",
+        ),
+        (lambda L: smjac.make_layer(np.eye(3), np.ones(3), names=3), "names must be three labels.*not 3"),
+        # a label is what a message calls the array: an empty one leaves "  has shape (3, 3) but ..."
+        (
+            lambda L: smjac.make_layer(np.eye(3), np.ones(3), names=["", "", ""]),
+            r"names must be three labels.*not \['', '', ''\]",
+        ),
+        (lambda L: smjac.make_layer(np.eye(3), np.ones(3), names=("W", " ", "b")), "names must be three"),
+        # a block or chunk of no bytes was taken as one row at a time, silently
+        (
+            lambda L: smjac.layer_verify(L, np.eye(3), wrt="z", block_bytes=0),
+            "block_bytes must be a whole number of bytes, at least 1, not 0",
+        ),
+        (
+            lambda L: smjac.layer_verify(L, np.eye(3), wrt="z", block_bytes=-5),
+            "block_bytes must be .* not -5",
+        ),
+        (lambda L: smjac.jacobian_blocks(L, block_bytes=0.5), "block_bytes must be .* not 0.5"),
+        (lambda L: list(smjac.forward_chunks(np.eye(3), np.ones((2, 3)), chunk_bytes=0)), "chunk_bytes must"),
+        (
+            lambda L: smjac.grad_chunks(np.eye(3), np.ones((2, 3)), target=0, chunk_bytes="64"),
+            "chunk_bytes must be a whole number of bytes, at least 1, not '64'",
+        ),
     ],
 )
 def test_a_parameter_out_of_its_range_is_named(call, gist):

@@ -26,6 +26,7 @@ from ..maths import (
     grad,
     layer_factors,
     layer_jacobian,
+    layer_options,
     log_softmax,
     make_layer,
 )
@@ -292,6 +293,7 @@ def check(
     atol: float = CHECK_ATOL,
     probes: int | None = None,
     seed: int = 0,
+    max_memory: int | None = None,
     target: int | ArrayLike | None = None,
     reduce: Reduction = DEFAULT_REDUCTION,
     class_weights: ArrayLike | None = None,
@@ -324,6 +326,9 @@ def check(
         forming its K²n entries; the checks' names say how many were probed.
     seed : int
         Seeds the draw.
+    max_memory : int, optional
+        Bytes the check may take (None: no limit); a check that would take more is refused
+        before any work, with the figure and the way on (``probes``), as :func:`check_plan` says.
     target, reduce, class_weights, ignore_index, label_smoothing
         A loss, as in :func:`smjac.grad`: with a target, the batch's loss gradient (its options
         included) is also checked against finite differences of the batch's loss. A binary layer
@@ -342,10 +347,10 @@ def check(
     >>> report.ok, len(report.checks)
     (True, 12)
     """
-    L = make_layer(W, x, b, **layer)
+    L = make_layer(W, x, b, **layer_options("check", layer))
     return layer_check(
-        L, rtol=rtol, atol=atol, probes=probes, seed=seed, target=target, reduce=reduce,
-        class_weights=class_weights, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        L, rtol=rtol, atol=atol, probes=probes, seed=seed, max_memory=max_memory, target=target,
+        reduce=reduce, class_weights=class_weights, ignore_index=ignore_index, label_smoothing=label_smoothing,
     )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..budget import checked, require
-from ..errors import InputError
+from ..errors import InputError, size_in_bytes
 from ..maths import (
     BLOCK_BYTES,
     DEFAULT_REDUCTION,
@@ -38,6 +38,7 @@ from ..maths import (
     estimate_bytes,
     jacobian_shape,
     layer_grad,
+    layer_options,
     make_layer,
 )
 from ..maths.losses import CrossEntropy
@@ -76,6 +77,7 @@ def verify(
     label_smoothing: float = 0.0,
     rtol: float | None = None,
     atol: float | None = None,
+    max_memory: int | None = None,
     **layer: Unpack[LayerOptions],
 ) -> Verdict:
     """Check a derivative of the layer computed by hand, and name the mistake if it is wrong.
@@ -105,6 +107,9 @@ def verify(
         The answer agrees when ``max|a − r| ≤ atol + rtol·max|r|``. By default they follow the
         coarser of the answer's and the layer's dtypes (:func:`smjac.checking.tolerances.default_rtol`,
         :func:`default_atol`).
+    max_memory : int, optional
+        Bytes the comparison may take (None: no limit): the answer is compared in blocks small
+        enough to fit, and what cannot fit even a row at a time is refused before any work.
 
     Returns
     -------
@@ -131,7 +136,7 @@ def verify(
     >>> v.ok, v.diagnosis
     (True, ())
     """
-    L = make_layer(W, x, b, **layer)
+    L = make_layer(W, x, b, **layer_options("verify", layer))
     return layer_verify(
         L,
         answer,
@@ -149,6 +154,7 @@ def verify(
         label_smoothing=label_smoothing,
         rtol=rtol,
         atol=atol,
+        max_memory=max_memory,
     )
 
 
@@ -180,6 +186,7 @@ def layer_verify(
     (:func:`verify_bytes`).
     """
     answer, kind = _the_answer(answer, kind, grad=grad, grad_b=grad_b, jacobian=jacobian)
+    block_bytes = size_in_bytes("block_bytes", block_bytes)
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     pr = _problem(L, kind, of, wrt, target, upstream, reduce, ce)
     # an answer read block by block (an NpyFile) or memory-mapped stays so: nothing is read yet

@@ -60,6 +60,7 @@ from .layer import (
     Of,
     Reduction,
     class_logits,
+    layer_options,
     make_layer,
 )
 from .losses import CrossEntropy, Upstream
@@ -127,6 +128,7 @@ __all__ = [
     "layer_forward",
     "layer_grad",
     "layer_jacobian",
+    "layer_options",
     "log_softmax",
     "log_softmax_jacobian",
     "make_layer",

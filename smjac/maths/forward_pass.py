@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import InputError, ShapeError
+from ..errors import InputError, ShapeError, size_in_bytes
 from . import small
 from ._parallel import (
     ONE_BLAS_THREAD_FROM,
@@ -24,8 +24,8 @@ from ._parallel import (
     sweep_spans,
 )
 from .functions import log_softmax, softmax
-from .layer import Layer, LayerOptions, class_logits, make_layer
-from .numeric import Array, all_finite, at_least, largest_float, peak_abs, pow2
+from .layer import Layer, LayerOptions, class_logits, layer_options, make_layer
+from .numeric import Array, all_finite, as_float, at_least, largest_float, peak_abs, pow2
 
 if TYPE_CHECKING:
     from .layer import Unpack
@@ -291,7 +291,7 @@ def forward(W: ArrayLike, x: ArrayLike, b: ArrayLike | None = None, **layer: Unp
     >>> forward(W, [0.1, 0.5, 0.4]).h
     array([0.19091352, 0.20353145, 0.21698333, 0.23132428, 0.15724743])
     """
-    return layer_forward(make_layer(W, x, b, **layer))
+    return layer_forward(make_layer(W, x, b, **layer_options("forward", layer)))
 
 
 def layer_forward(L: Layer) -> Forward:
@@ -316,8 +316,19 @@ def row_chunks(x: Array, chunk_bytes: int, outputs: int = 0) -> list[tuple[int, 
     """
     if x.ndim != 2:
         raise ShapeError(f"x must be a batch (N×n) to be read in chunks, but has shape {x.shape}")
+    chunk_bytes = size_in_bytes("chunk_bytes", chunk_bytes)
     row = (x.shape[1] + LOGIT_COPIES * outputs) * x.itemsize
     return even_spans(x.shape[0], chunk_bytes // max(1, row))
+
+
+def as_batch(x: ArrayLike) -> Array:
+    """``x`` as the chunked functions walk it: an ndarray as it is (a memory map is read a chunk at
+    a time, never copied whole), and smjac's own reader of rows (:func:`read_rows`); anything else
+    array-like (nested lists) as an array of floats, refused as ``x`` as :func:`make_layer` refuses it.
+    """
+    if isinstance(x, np.ndarray) or hasattr(x, "rows"):
+        return x  # type: ignore[return-value]
+    return as_float(x, "x")
 
 
 def read_rows(x: Array, r0: int, r1: int) -> Array:
@@ -376,7 +387,7 @@ def release_rows(x: Array, r0: int, r1: int) -> None:
 
 def forward_chunks(
     W: ArrayLike,
-    x: Array,
+    x: ArrayLike,
     b: ArrayLike | None = None,
     *,
     chunk_bytes: int = CHUNK_BYTES,
@@ -384,7 +395,8 @@ def forward_chunks(
 ) -> Iterator[tuple[int, Forward]]:
     """:func:`forward` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
 
-    ``x`` is N×n, typically a read-only ``np.memmap`` (see ``smjac.inputs.map_npy``). Yields
+    ``x`` is N×n, typically a read-only ``np.memmap`` (see ``smjac.inputs.map_npy``), or any
+    array-like (nested lists). Yields
     ``(first row, Forward of those rows)``; each chunk is checked (finite, shapes) as it is read,
     and its pages handed back once done. Each chunk's numbers are those :func:`forward` gives for
     the same rows.
@@ -395,6 +407,8 @@ def forward_chunks(
     >>> [(r, f.h.shape) for r, f in forward_chunks(np.eye(2), X, chunk_bytes=224)]
     [(0, (2, 2)), (2, (2, 2)), (4, (1, 2))]
     """
+    layer = layer_options("forward_chunks", layer)
+    x = as_batch(x)
     K = make_layer(W, first_row(x), b, **layer).K  # checked on the first row: outputs per row
     for r0, r1 in row_chunks(x, chunk_bytes, outputs=K):
         # a last chunk of one row is still rows of a batch

@@ -5,10 +5,35 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..errors import InputError, ShapeError
 from .numeric import Array, as_float
+
+
+def _largest(z: Array, axis: int | None) -> Array:
+    """``max(z)`` along ``axis`` (kept), the shift both functions take, refusing in words an axis z
+    lacks and one of no entries, as scipy.special.softmax refuses it in numpy's: no probabilities
+    sum to 1 over nothing. Zero rows are zero distributions, an empty result."""
+    try:
+        return np.max(z, axis=axis, keepdims=True)
+    except (np.exceptions.AxisError, TypeError):
+        raise InputError(f"axis={axis!r} is not an axis of z, which has shape {z.shape}") from None
+    except ValueError:  # numpy's "zero-size array to reduction operation maximum"
+        raise InputError(
+            f"z has shape {z.shape}: no logits along axis {axis}, and softmax over none is undefined "
+            "(no probabilities sum to 1); give at least one"
+        ) from None
+
+
+def _vectors(a: Array, name: str) -> Array:
+    """``a``, refused unless a vector (K) or a stack of them: a Jacobian's rows are its last axis."""
+    if a.ndim == 0:
+        raise ShapeError(f"{name} must be a vector (K) or a stack of them, not a number")
+    return a
 
 
 def softmax(z: ArrayLike, axis: int = -1) -> Array:
@@ -19,7 +44,8 @@ def softmax(z: ArrayLike, axis: int = -1) -> Array:
     z : array_like
         Logits.
     axis : int, optional
-        The axis the probabilities sum over.
+        The axis the probabilities sum over; it must hold one logit at least (an empty axis is
+        refused, as ``scipy.special.softmax`` refuses it; zero rows give zero rows).
 
     Returns
     -------
@@ -38,13 +64,14 @@ def softmax(z: ArrayLike, axis: int = -1) -> Array:
     >>> softmax([1e4, 0.0, -1e4])
     array([1., 0., 0.])
     """
-    z = as_float(z)
-    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    z = as_float(z, "z")
+    e = np.exp(z - _largest(z, axis))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(z: ArrayLike, axis: int = -1) -> Array:
-    """``log(softmax(z))``, computed directly so no probability is rounded to 0 first.
+    """``log(softmax(z))``, computed directly so no probability is rounded to 0 first; ``z`` and
+    ``axis`` as in :func:`softmax`.
 
     Notes
     -----
@@ -55,8 +82,8 @@ def log_softmax(z: ArrayLike, axis: int = -1) -> Array:
     >>> log_softmax([0.0, -1000.0])
     array([    0., -1000.])
     """
-    z = as_float(z)
-    shifted = z - np.max(z, axis=axis, keepdims=True)
+    z = as_float(z, "z")
+    shifted = z - _largest(z, axis)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
@@ -95,7 +122,7 @@ def softmax_jacobian(h: ArrayLike) -> Array:
     array([[ 0.25, -0.25],
            [-0.25,  0.25]])
     """
-    h = as_float(h)
+    h = _vectors(as_float(h, "h"), "h")
     J = -h[..., :, None] * h[..., None, :]
     diag = np.arange(h.shape[-1])
     J[..., diag, diag] = h * complement(h)
@@ -116,7 +143,7 @@ def log_softmax_jacobian(p: ArrayLike) -> Array:
     array([[ 0.75, -0.75],
            [-0.25,  0.25]])
     """
-    p = as_float(p)
+    p = _vectors(as_float(p, "p"), "p")
     K = p.shape[-1]
     J = np.broadcast_to(-p[..., None, :], (*p.shape, K)).copy()
     diag = np.arange(K)
@@ -138,8 +165,12 @@ def dz_dW(x: ArrayLike, K: int) -> Array:
     array([[1., 2., 0., 0.],
            [0., 0., 1., 2.]])
     """
-    x = as_float(x)
-    return _dz_dW(x[None, :], K)[0]
+    x = as_float(x, "x")
+    if x.ndim != 1:
+        raise ShapeError(f"x must be a vector (n) but has shape {x.shape}")
+    if isinstance(K, bool) or not isinstance(K, numbers.Integral) or K < 1:
+        raise InputError(f"K must be a whole number of outputs, at least 1, not {K!r}")
+    return _dz_dW(x[None, :], int(K))[0]
 
 
 def _dz_dW(X: Array, K: int) -> Array:

@@ -14,6 +14,7 @@ from . import small
 from ._parallel import matmul_spans, matmul_tn
 from .forward_pass import (
     CHUNK_BYTES,
+    as_batch,
     check_finite_W,
     first_row,
     layer_logits,
@@ -25,7 +26,16 @@ from .forward_pass import (
 )
 from .functions import softmax
 from .jacobians import outer_fill
-from .layer import DEFAULT_REDUCTION, REDUCTIONS, Layer, LayerOptions, Reduction, class_logits, make_layer
+from .layer import (
+    DEFAULT_REDUCTION,
+    REDUCTIONS,
+    Layer,
+    LayerOptions,
+    Reduction,
+    class_logits,
+    layer_options,
+    make_layer,
+)
 from .losses import CrossEntropy, Upstream, class_indices
 from .numeric import Array, all_finite, check_choice, largest_float, peak_abs, pow2
 
@@ -151,7 +161,7 @@ def grad(
     array([[-0.13447071],
            [ 0.13447071]])
     """
-    L = make_layer(W, x, b, **layer)
+    L = make_layer(W, x, b, **layer_options("grad", layer))
     return layer_grad(
         L,
         target=target,
@@ -306,7 +316,7 @@ def _refuse_gradient(what: str, dtype: np.dtype, reduce: str, N: int) -> NoRetur
 
 def grad_chunks(
     W: ArrayLike,
-    x: Array,
+    x: ArrayLike,
     b: ArrayLike | None = None,
     *,
     target: int | ArrayLike | None = None,
@@ -321,7 +331,7 @@ def grad_chunks(
 ) -> Gradient:
     """:func:`grad` of a batch too large to hold, a chunk of rows at a time: memory stays flat.
 
-    ``x`` is N×n, typically a read-only ``np.memmap``; ``target`` is one class or N of them,
+    ``x`` is N×n, typically a read-only ``np.memmap``, or any array-like; ``target`` is one class or N of them,
     ``upstream`` K entries or an N×K array (which may be memory-mapped too). The sums over the
     batch are taken chunk by chunk, in order, so they agree with :func:`grad` to rounding and
     have the same bits on every run. δ per sample (``Gradient.z``) is not kept. A mean divides
@@ -337,6 +347,8 @@ def grad_chunks(
     """
     check_choice("reduce", reduce, REDUCTIONS)
     # the layer checked on the first row says how many outputs a chunk's work holds
+    layer = layer_options("grad_chunks", layer)
+    x = as_batch(x)
     L = make_layer(W, first_row(x), b, **layer)
     spans = row_chunks(x, chunk_bytes, outputs=L.K)
     N = x.shape[0]

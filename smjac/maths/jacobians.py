@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..errors import InputError, ShapeError
+from ..errors import InputError, ShapeError, size_in_bytes
 from . import small
 from ._parallel import (
     BLOCK_BYTES,
@@ -27,7 +27,7 @@ from ._parallel import (
 )
 from .forward_pass import check_finite_W, layer_probabilities
 from .functions import complement, log_softmax_jacobian, softmax_jacobian
-from .layer import BINARY_JACOBIAN, METHODS, OFS, Layer, LayerOptions, Method, Of, make_layer
+from .layer import BINARY_JACOBIAN, METHODS, OFS, Layer, LayerOptions, Method, Of, layer_options, make_layer
 from .numeric import Array, all_finite, at_least, check_choice, largest_float, peak_abs, pow2
 from .targets import TARGETS, Wrt, wrt_target
 
@@ -340,6 +340,7 @@ def jacobian_blocks(
     before the first block is drawn.
     """
     check_choice("method", method, METHODS)
+    block_bytes = size_in_bytes("block_bytes", block_bytes)
     N, K, cols = jacobian_shape(L, of=of, wrt=wrt)
     shape = (N, K, cols) if L.batched else (K, cols)
     factor = TARGETS[wrt].factor
@@ -538,7 +539,7 @@ def jacobian_factors(
     >>> bool(F.entry(0, 0, 1) == jacobian([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0])[0, 1])
     True
     """
-    return layer_factors(make_layer(W, x, b, **layer), of=of)
+    return layer_factors(make_layer(W, x, b, **layer_options("jacobian_factors", layer)), of=of)
 
 
 def layer_factors(L: Layer, *, of: Of = "h") -> Factored:
@@ -599,7 +600,7 @@ def jacobian(
     >>> J.sum(axis=0)  # every column sums to zero
     array([0., 0.])
     """
-    L = make_layer(W, x, b, **layer)
+    L = make_layer(W, x, b, **layer_options("jacobian", layer))
     if out is not None and not L.batched:
         out = out[None]
     return L.out(layer_jacobian(L, of=of, wrt=wrt, method=method, out=out))

@@ -49,6 +49,29 @@ class LayerOptions(TypedDict, total=False):
     temperature: float
 
 
+# the keywords a public function hands to make_layer as ``**layer``: the choices, and the labels of its messages
+LAYER_KEYWORDS = frozenset((*LayerOptions.__annotations__, "names"))
+
+
+def layer_options(caller: str, layer: LayerOptions) -> LayerOptions:
+    """``layer``, the keywords the public function ``caller`` took as ``**layer``, with one it does not
+    know refused as Python refuses a keyword, naming that function: not :func:`make_layer`, which
+    the user did not call.
+
+    >>> layer_options("forward", {"lay_out": "out-in"})
+    Traceback (most recent call last):
+    ...
+    TypeError: forward() got an unexpected keyword argument 'lay_out'; the layer's options are layout, function, temperature
+    """
+    for key in layer:
+        if key not in LAYER_KEYWORDS:
+            options = ", ".join(LayerOptions.__annotations__)
+            raise TypeError(
+                f"{caller}() got an unexpected keyword argument {key!r}; the layer's options are {options}"
+            )
+    return layer
+
+
 class Layer(NamedTuple):
     """A softmax layer and its input, checked and put in the post's layout.
 
@@ -178,7 +201,8 @@ def make_layer(
         T > 0; the logits are divided by it, in the layer's dtype, which must hold it (float32
         holds T up to 3.4e38). A number, not a bool.
     names : (str, str, str)
-        Label W, x and b in error messages (the command line passes file names).
+        Label W, x and b in error messages (the command line passes file names): a tuple or list
+        of three strings, none empty or blank.
 
     Returns
     -------
@@ -210,8 +234,13 @@ def make_layer(
     temperature = real_number("temperature", temperature)
     if not (math.isfinite(temperature) and temperature > 0):
         raise InputError(f"temperature must be a positive number, not {temperature}")
-    if isinstance(names, str) or len(names) != 3 or not all(isinstance(v, str) for v in names):
-        raise InputError(f"names must be three labels, for W, x and b, not {names!r}")
+    # a label is what each message calls its array: one of only spaces would leave a message without its subject
+    if (
+        not isinstance(names, tuple | list)
+        or len(names) != 3
+        or not all(isinstance(v, str) and v.strip() for v in names)
+    ):
+        raise InputError(f"names must be three labels, for W, x and b, each some text, not {names!r}")
     wn, xn, bn = names
     W, x = as_float(W, wn), as_float(x, xn)
     if W.ndim != 2:
