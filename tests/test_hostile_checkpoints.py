@@ -279,6 +279,19 @@ def test_the_inspect_table_shows_names_escaped(tmp_path):
     assert all(line.isprintable() for line in result.stdout.splitlines())
 
 
+def test_advice_naming_a_layer_with_a_newline_can_be_pasted(tmp_path):
+    # it said --key 'ev\nil', which a shell reads as a backslash and an n: no such layer
+    path = tmp_path / "weird.safetensors"
+    st.save_file(
+        {"ev\nil.weight": np.ones((3, 2), np.float32), "ok.weight": np.ones((4, 2), np.float32)}, str(path)
+    )
+    x = tmp_path / "x.json"
+    x.write_text("[1, 2]")
+    result = run("forward", "--layer", str(path), "-x", str(x))
+    assert result.exit_code == 2 and "(e.g. --key $'ev\\nil')" in result.stderr
+    assert run("forward", "--layer", str(path), "-x", str(x), "--key", "ev\nil").exit_code == 0
+
+
 def test_a_stored_name_is_refused_when_the_config_that_gives_it_was_not_read(tmp_path):
     # under a small budget the config was skipped and the layers counted: key="dense" then read a
     # layer the config names otherwise (a SimpleRNN's kernel, silently); now it is refused
