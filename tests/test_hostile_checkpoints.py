@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import struct
 import zipfile
 from pathlib import Path
@@ -290,6 +291,25 @@ def test_advice_naming_a_layer_with_a_newline_can_be_pasted(tmp_path):
     result = run("forward", "--layer", str(path), "-x", str(x))
     assert result.exit_code == 2 and "(e.g. --key $'ev\\nil')" in result.stderr
     assert run("forward", "--layer", str(path), "-x", str(x), "--key", "ev\nil").exit_code == 0
+
+
+def test_the_inspect_command_in_advice_is_quoted_for_the_shell(tmp_path):
+    folder = tmp_path / "my models"
+    folder.mkdir()
+    many, one = folder / "many.safetensors", folder / "one.safetensors"
+    st.save_file({f"l{i}.weight": np.ones((3, 2), np.float32) for i in range(12)}, str(many))
+    st.save_file({"classifier.weight": np.ones((3, 2), np.float32)}, str(one))
+    x = tmp_path / "x.json"
+    x.write_text("[1, 2, 3]")
+    result = run("forward", "--layer", str(many), "-x", str(x))
+    assert (
+        result.exit_code == 2
+        and f"and 2 more: smjac inspect {shlex.quote(str(many))} lists them all" in result.stderr
+    )
+    result = run("forward", "--layer", str(one), "-x", str(x))
+    assert (
+        result.exit_code == 2 and f"(smjac inspect {shlex.quote(str(one))} lists its layers)" in result.stderr
+    )
 
 
 def test_a_stored_name_is_refused_when_the_config_that_gives_it_was_not_read(tmp_path):
