@@ -267,6 +267,39 @@ def test_a_fifo_is_refused_not_opened(tmp_path, name):
     assert result.exit_code == 2 and "is not a regular file" in result.stderr
 
 
+# ---------------------------------------------------------------- a weights store of many groups
+
+
+@pytest.mark.parametrize("kind", ["keras", "h5"])
+def test_a_keras3_store_of_more_groups_than_the_limit_is_refused_not_walked(tmp_path, kind, monkeypatch):
+    # every group and dataset of the file was visited: millions of empty groups took minutes
+    from smjac.formats import keras
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        g = f.create_group("layers/dense/vars")
+        g["0"], g["1"] = W, np.zeros(4, np.float32)
+        for i in range(30):
+            f.create_group(f"layers/pad{i}")
+    # layers, its 31 groups, vars and its 2 datasets: 35 items
+    path = tmp_path / f"m.{kind}"
+    if kind == "keras":
+        keras_zip(path, buf.getvalue())
+    else:
+        path.write_bytes(buf.getvalue())
+    monkeypatch.setattr(keras, "MAX_H5_ITEMS", 35)
+    assert checkpoints.read(path).W.shape == (3, 4)  # at the limit: read
+    monkeypatch.setattr(keras, "MAX_H5_ITEMS", 34)
+    with pytest.raises(LoadError) as e:
+        checkpoints.read(path)
+    assert str(e.value) == (
+        f"{path}: holds more than 34 HDF5 groups and datasets, more than a model's weights store; "
+        "smjac looks through at most 34"
+    )
+    result = run("inspect", str(path))
+    assert result.exit_code == 2 and result.stderr == f"Error: {e.value}\n"
+
+
 # ---------------------------------------------------------------- F2: names in the table
 
 
