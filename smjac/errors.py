@@ -86,3 +86,32 @@ def shown(name: str) -> str:
     if name.isprintable():
         return name
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+_ANSI_C = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
+
+
+def _ansi_c(c: str) -> str:
+    if c in _ANSI_C:
+        return _ANSI_C[c]
+    if c.isprintable():
+        return c
+    try:  # its bytes, as the shell will hand them on: the same in any locale
+        return "".join(f"\\x{b:02x}" for b in c.encode("utf8", "surrogateescape"))
+    except UnicodeEncodeError:  # a lone surrogate no file name can hold
+        return f"\\u{ord(c):04x}"
+
+
+def shell_word(value: str) -> str:
+    """``value`` as one word for a shell, on one line that can be pasted: as :func:`shlex.quote`
+    quotes it, or, when it holds a character that is not printable (a newline, ESC), in bash's
+    ``$'…'``, each such character escaped.
+
+    >>> print(shell_word("dense"), shell_word("my model.h5"), shell_word("a\\nb"), shell_word("it's\\x1b"))
+    dense 'my model.h5' $'a\\nb' $'it\\'s\\x1b'
+    """
+    if value.isprintable():
+        import shlex
+
+        return shlex.quote(value)
+    return "$'" + "".join(map(_ansi_c, value)) + "'"

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -368,6 +369,35 @@ def test_the_library_names_parameters_and_the_command_line_flags(tmp_path, case)
 )
 def test_as_flags_spells_parameters_and_nothing_else(message, flagged):
     assert as_flags(message) == (message if flagged is None else flagged)
+
+
+# names a crafted checkpoint may give its tensors; NUL is left out: no shell argument can hold it
+NASTY = [
+    "a\nb",
+    "tab\there",
+    "it's\nso",
+    "both'\"q",
+    "back\\slash",
+    "esc\x1b[2J",
+    "\u2028sep",
+    "del\x7f",
+    "é ü",
+]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("name", NASTY)
+def test_a_quoted_name_in_advice_is_one_shell_word_that_gives_it_back(name):
+    # the library quotes a name as Python does (key='a\nb'); the command line's advice is pasted
+    # into a shell, so the value is quoted for the shell: $'a\nb' where it holds a character that
+    # is not printable, shlex's quoting otherwise
+    flagged = as_flags(f"pick it with key={name!r}, then run")
+    assert flagged.startswith("pick it with --key ") and flagged.endswith(", then run")
+    word = flagged.removeprefix("pick it with --key ").removesuffix(", then run")
+    assert word.isprintable()
+    assert word.startswith("$'") == (not name.isprintable())
+    echoed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, timeout=10)
+    assert echoed.stdout.decode("utf8", "surrogateescape") == name
 
 
 def test_a_file_or_tensor_named_like_a_parameter_keeps_its_name(tmp_path):

@@ -367,13 +367,53 @@ def test_output_problems_are_found_before_any_work(tmp_path):
     result = run("jacobian", *bad, "-o", str(tmp_path / "J.txt"))
     assert result.exit_code == 2
     assert (
-        "suffix '.txt'; smjac writes .csv, .json, .md, .tex, .npy, .npz, .png, .svg, .pdf or .safetensors"
+        "suffix '.txt'; a Jacobian can be .csv, .json, .md, .tex, .npy, .npz, .png, .svg or .pdf"
         in result.stderr
     )
     (tmp_path / "J.md").write_text("keep me")
     result = run("grad", *bad, "--target", "0", "-o", str(tmp_path / "J.md"))
     assert result.exit_code == 2 and "exists; add --force" in result.stderr
     assert (tmp_path / "J.md").read_text() == "keep me"
+
+
+MODEL = [
+    "--layer",
+    str(ROOT / "samples/model/classifier.safetensors"),
+    "-x",
+    str(ROOT / "samples/model/x.json"),
+]
+PICTURES = ".png, .svg or .pdf"
+
+
+@pytest.mark.parametrize(
+    ("args", "can_be"),
+    [
+        (["forward", *SAMPLE], f"the forward pass (z and h) can be .csv, .json, .md, .tex, .npz, {PICTURES}"),
+        (["jacobian", *SAMPLE], f"a Jacobian can be .csv, .json, .md, .tex, .npy, .npz, {PICTURES}"),
+        (["jacobian", *SAMPLE, "--legend"], "the legend can be .csv or .json"),
+        (["jacobian", *SAMPLE, "--entry", "0,0,0"], "one entry can be .csv, .json, .npy or .npz"),
+        (["jacobian", *SAMPLE, "-f", "factored"], "the factors can be .json or .npz"),
+        (
+            ["grad", *SAMPLE, "--target", "0"],
+            f"the gradient can be .csv, .json, .md, .tex, .npy, .npz, {PICTURES}",
+        ),
+        (["grad", *MODEL, "--target", "0"], ".npy, .npz, .png, .svg, .pdf or .safetensors"),
+        (["check", *SAMPLE], "a check report can be .csv, .json or .md"),
+        (
+            ["verify", *SAMPLE, "--grad", str(ROOT / "samples/blog/W.json"), "--target", "0"],
+            "a verdict can be .json",
+        ),
+    ],
+)
+def test_an_unknown_suffix_is_answered_with_what_this_result_can_be(tmp_path, args, can_be):
+    # jacobian said "smjac writes ... or .safetensors", which only grad of a checkpoint writes
+    out = tmp_path / "r.xyz"
+    result = run(*args, "-o", str(out))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"Error: {out}: suffix '.xyz'; ") and result.stderr.endswith(
+        f"{can_be}\n"
+    )
+    assert os.listdir(tmp_path) == []
 
 
 def test_input_size_cap_from_the_environment():

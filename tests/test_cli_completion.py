@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -36,10 +37,34 @@ def test_zsh_and_fish_scripts_too(instruction, marker):
     assert proc.returncode == 0 and marker in proc.stdout
 
 
-def test_an_unknown_shell_is_said_not_an_internal_error():
-    proc = smjac(_SMJAC_COMPLETE="tcsh_source")
-    assert proc.returncode == 1
-    assert "tcsh not supported" in proc.stderr and "internal error" not in proc.stderr
+WORKING = (
+    "use bash_source, zsh_source, fish_source, powershell_source or pwsh_source for the script "
+    "(it asks with bash_complete and the like; typer's source_bash, complete_bash, ... work too)"
+)
+
+
+@pytest.mark.parametrize("instruction", ["tcsh_source", "source_tcsh", "bogus", "bash_bogus", "_", "bash_"])
+def test_an_unknown_instruction_is_a_usage_error_that_names_those_that_work(instruction):
+    # it was click's "Invalid completion instruction." (or "Shell tcsh not supported."), exit 1:
+    # the status of a check that found a disagreement
+    proc = smjac(_SMJAC_COMPLETE=instruction)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == f"Error: _SMJAC_COMPLETE={instruction} is not a completion instruction; {WORKING}\n"
+
+
+@pytest.mark.parametrize("cword", ["abc", "", "1.5", "-1", "3", "99999999999999999999"])
+def test_a_comp_cword_that_is_not_a_word_s_index_is_a_usage_error(cword):
+    # "abc" was an internal error (int() raised); -1 completed the last word, 3 completed nothing
+    env = {"_SMJAC_COMPLETE": "complete_bash", "COMP_WORDS": "smjac jac", "COMP_CWORD": cword}
+    proc = smjac(**env)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        f"Error: COMP_CWORD={shlex.quote(cword)} is not the index of a word in COMP_WORDS (0 to 2); "
+        "_SMJAC_COMPLETE=complete_bash is for the shell's completion script: install it with "
+        "smjac --install-completion\n"
+    )
+    in_process = CliRunner().invoke(app, [], env=env)
+    assert in_process.exit_code == 2 and in_process.stdout == ""
 
 
 def test_a_completion_request_without_the_shell_s_words_is_said_not_an_internal_error():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import struct
 import zipfile
 from pathlib import Path
@@ -266,6 +267,39 @@ def test_a_fifo_is_refused_not_opened(tmp_path, name):
     assert result.exit_code == 2 and "is not a regular file" in result.stderr
 
 
+# ---------------------------------------------------------------- a weights store of many groups
+
+
+@pytest.mark.parametrize("kind", ["keras", "h5"])
+def test_a_keras3_store_of_more_groups_than_the_limit_is_refused_not_walked(tmp_path, kind, monkeypatch):
+    # every group and dataset of the file was visited: millions of empty groups took minutes
+    from smjac.formats import keras
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        g = f.create_group("layers/dense/vars")
+        g["0"], g["1"] = W, np.zeros(4, np.float32)
+        for i in range(30):
+            f.create_group(f"layers/pad{i}")
+    # layers, its 31 groups, vars and its 2 datasets: 35 items
+    path = tmp_path / f"m.{kind}"
+    if kind == "keras":
+        keras_zip(path, buf.getvalue())
+    else:
+        path.write_bytes(buf.getvalue())
+    monkeypatch.setattr(keras, "MAX_H5_ITEMS", 35)
+    assert checkpoints.read(path).W.shape == (3, 4)  # at the limit: read
+    monkeypatch.setattr(keras, "MAX_H5_ITEMS", 34)
+    with pytest.raises(LoadError) as e:
+        checkpoints.read(path)
+    assert str(e.value) == (
+        f"{path}: holds more than 34 HDF5 groups and datasets, more than a model's weights store; "
+        "smjac looks through at most 34"
+    )
+    result = run("inspect", str(path))
+    assert result.exit_code == 2 and result.stderr == f"Error: {e.value}\n"
+
+
 # ---------------------------------------------------------------- F2: names in the table
 
 
@@ -277,6 +311,38 @@ def test_the_inspect_table_shows_names_escaped(tmp_path):
     assert "\x1b" not in result.stdout
     assert "ev\\nil\\x1b[31m" in result.stdout
     assert all(line.isprintable() for line in result.stdout.splitlines())
+
+
+def test_advice_naming_a_layer_with_a_newline_can_be_pasted(tmp_path):
+    # it said --key 'ev\nil', which a shell reads as a backslash and an n: no such layer
+    path = tmp_path / "weird.safetensors"
+    st.save_file(
+        {"ev\nil.weight": np.ones((3, 2), np.float32), "ok.weight": np.ones((4, 2), np.float32)}, str(path)
+    )
+    x = tmp_path / "x.json"
+    x.write_text("[1, 2]")
+    result = run("forward", "--layer", str(path), "-x", str(x))
+    assert result.exit_code == 2 and "(e.g. --key $'ev\\nil')" in result.stderr
+    assert run("forward", "--layer", str(path), "-x", str(x), "--key", "ev\nil").exit_code == 0
+
+
+def test_the_inspect_command_in_advice_is_quoted_for_the_shell(tmp_path):
+    folder = tmp_path / "my models"
+    folder.mkdir()
+    many, one = folder / "many.safetensors", folder / "one.safetensors"
+    st.save_file({f"l{i}.weight": np.ones((3, 2), np.float32) for i in range(12)}, str(many))
+    st.save_file({"classifier.weight": np.ones((3, 2), np.float32)}, str(one))
+    x = tmp_path / "x.json"
+    x.write_text("[1, 2, 3]")
+    result = run("forward", "--layer", str(many), "-x", str(x))
+    assert (
+        result.exit_code == 2
+        and f"and 2 more: smjac inspect {shlex.quote(str(many))} lists them all" in result.stderr
+    )
+    result = run("forward", "--layer", str(one), "-x", str(x))
+    assert (
+        result.exit_code == 2 and f"(smjac inspect {shlex.quote(str(one))} lists its layers)" in result.stderr
+    )
 
 
 def test_a_stored_name_is_refused_when_the_config_that_gives_it_was_not_read(tmp_path):

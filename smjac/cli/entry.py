@@ -22,7 +22,8 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__, budget
-from ..errors import ExitStatus, InputError, SmjacError
+from ..errors import ExitStatus, InputError, SmjacError, shell_word
+from ..formats.table import either
 from ..outputs import writer as output
 from .commands import COMMANDS
 from .flags import as_flags
@@ -76,19 +77,62 @@ class _Group(TyperGroup):
 
     def _main_shell_completion(self, ctx_args: Any, prog_name: str, complete_var: str | None = None) -> None:
         """Shell completion in click's spelling too: ``_SMJAC_COMPLETE=bash_source`` is typer's
-        ``source_bash`` (and ``bash_complete`` its ``complete_bash``); typer does the rest."""
+        ``source_bash`` (and ``bash_complete`` its ``complete_bash``); typer does the rest, once
+        the instruction and the shell's variables are known to be what its script sets."""
         var = complete_var or f"_{prog_name}_COMPLETE".replace("-", "_").upper()
         given = os.environ.get(var, "")
-        shell, _, action = given.partition("_")
-        if action in ("source", "complete") and shell not in ("source", "complete"):
-            os.environ[var] = f"{action}_{shell}"
-        try:
-            super()._main_shell_completion(ctx_args, prog_name, complete_var)
-        except KeyError as e:  # typer reads the shell's variables (COMP_WORDS) without a word
+        if given:
+            try:
+                os.environ[var] = _instruction(var, given)
+            except SmjacError as e:
+                sys.exit(fail(e))  # as typer ends a completion: in process (CliRunner) too
+        super()._main_shell_completion(ctx_args, prog_name, complete_var)
+
+
+def _instruction(var: str, given: str) -> str:
+    """``given`` (``bash_source`` or ``source_bash``) in typer's spelling, once it is known to be
+    an instruction typer follows, and, for bash's completions, ``COMP_WORDS`` and ``COMP_CWORD`` to
+    be what the script sets; an InputError otherwise (not typer's exit 1, nor an internal error)."""
+    from typer.completion import Shells
+
+    shells = [s.value for s in Shells]
+    first, _, second = given.partition("_")
+    action, shell = (first, second) if first in ("source", "complete") else (second, first)
+    if action not in ("source", "complete") or shell not in shells:
+        raise InputError(
+            f"{var}={shell_word(given)} is not a completion instruction; use "
+            f"{either([f'{s}_source' for s in shells])} for the script (it asks with bash_complete "
+            "and the like; typer's source_bash, complete_bash, ... work too)"
+        )
+    script = f"{var}={shell_word(given)} is for the shell's completion script"
+    if (action, shell) == ("complete", "bash"):
+        for needed in ("COMP_WORDS", "COMP_CWORD"):
+            if needed not in os.environ:
+                raise InputError(
+                    f"{script}, which sets {needed!r}; install it with smjac --install-completion"
+                )
+        words, cword = len(_shell_words(os.environ["COMP_WORDS"])), os.environ["COMP_CWORD"]
+        if not (cword.isascii() and cword.isdigit() and int(cword) <= words):
             raise InputError(
-                f"{var}={given} is for the shell's completion script, which sets {e}; "
-                "install it with smjac --install-completion"
-            ) from None
+                f"COMP_CWORD={shell_word(cword)} is not the index of a word in COMP_WORDS (0 to {words}); "
+                f"{script}: install it with smjac --install-completion"
+            )
+    return f"{action}_{shell}"
+
+
+def _shell_words(line: str) -> list[str]:
+    """The words of ``line`` as click's ``split_arg_string`` gives them to typer: as a POSIX shell
+    splits them, an unclosed quote ending the last."""
+    import shlex
+
+    lex = shlex.shlex(line, posix=True)
+    lex.whitespace_split, lex.commenters = True, ""
+    words: list[str] = []
+    try:
+        words.extend(lex)
+    except ValueError:  # an unclosed quote: what was read of it is the last word
+        words.append(lex.token)
+    return words
 
 
 HELP_WIDTH = 120  # --help fills a wide terminal up to this, for lines a person can still read

@@ -4,8 +4,10 @@ The maths, the checks and the readers name their parameters in what they say (er
 alike); every message on its way to a user of the command line goes through :func:`as_flags`.
 """
 
+import ast
 import re
-import shlex
+
+from ..errors import shell_word
 
 # The library names its parameters (temperature=0.5, layout="out-in"); the command line spells them
 # as its flags, here and nowhere else.
@@ -41,20 +43,23 @@ _APART = r"(?<![\w./\\'\"`[-])"
 # uses, the name said bare ("class_weights sum to 0"); found in one pass, so that a value
 # (key='class_weights') is never taken for a name
 _PARAMETER = re.compile(
-    rf"{_APART}(?:(?P<name>{'|'.join(_FLAGS)})=(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<word>[^\s,;:.)][^\s,;)]*))?"
+    rf"{_APART}(?:(?P<name>{'|'.join(_FLAGS)})=(?:(?P<quoted>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')|(?P<word>[^\s,;:.)][^\s,;)]*))?"
     rf"|(?P<bare>{'|'.join(n for n in _FLAGS if '_' in n)})(?![\w'\"`-]|[./\\]\w))"
 )
 
 
 def _flag(m: re.Match[str]) -> str:
-    """One parameter as its flag: a value the message quoted is quoted for the shell if it needs
-    it (a path with a space)."""
+    """One parameter as its flag: a value the message quoted (as Python does, ``key='a\\nb'``) is
+    quoted for the shell if it needs it (a path with a space, a name with a newline)."""
     if m["bare"] is not None:
         return _FLAGS[m["bare"]]
     flag = _FLAGS[m["name"]]
-    quoted = m["dq"] if m["dq"] is not None else m["sq"]
-    if quoted is not None:
-        return f"{flag} {shlex.quote(quoted)}"
+    if m["quoted"] is not None:
+        try:
+            value = ast.literal_eval(m["quoted"])
+        except (ValueError, SyntaxError):
+            value = m["quoted"][1:-1]
+        return f"{flag} {shell_word(str(value))}"
     return flag if m["word"] is None else f"{flag} {m['word']}"
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 
 from ..budget import DEFAULT_MAX_INPUT_BYTES, resolve
-from ..errors import LoadError, OutputError, ShapeError, SmjacError, shown
+from ..errors import LoadError, OutputError, ShapeError, SmjacError, shell_word, shown
 from . import safetensors as st
 from .heads import Candidate, Hints, choose, likeliest, listing
 from .keras import KERAS_EXTRA, Keras
@@ -371,7 +371,7 @@ def mismatch(
     else:
         what = (
             f"; no layer of {ckpt.label} takes {width} inputs: x must be what the head reads "
-            f"(smjac inspect {ckpt.label} lists its layers)"
+            f"(smjac inspect {shell_word(ckpt.label)} lists its layers)"
         )
     other = "in-out" if layout == "out-in" else "out-in"
     if W.shape[layout == "in-out"] == width:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import LoadError, shown
+from ..errors import LoadError, shell_word, shown
 
 if TYPE_CHECKING:
     from ..maths.layer import LayoutName
@@ -179,7 +179,8 @@ def listing(candidates: Sequence[Candidate], hints: Hints, *, label: str | None 
     lines = [f"  {c.describe()}" for c in ranked[:SHOWN]]
     if len(ranked) > SHOWN:
         lines.append(
-            f"  and {len(ranked) - SHOWN} more" + (f": smjac inspect {label} lists them all" if label else "")
+            f"  and {len(ranked) - SHOWN} more"
+            + (f": smjac inspect {shell_word(label)} lists them all" if label else "")
         )
     return "\n".join(lines) or "  none"
 

@@ -337,16 +337,26 @@ def _snake_case(name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _keras3_layers(h5: Any, label: str) -> list[_Dense]:
-    """Layers of a Keras 3 weights store: groups ``…/NAME/vars`` whose ``0`` is a matrix."""
-    found: list[_Dense] = []
+MAX_H5_ITEMS = 100_000  # groups and datasets walked in a Keras 3 store: a model's has a few per layer
 
-    def visit(name: str, obj: Any) -> None:
+
+def _keras3_layers(h5: Any, label: str) -> list[_Dense]:
+    """Layers of a Keras 3 weights store: groups ``…/NAME/vars`` whose ``0`` is a matrix, found by
+    visiting at most :data:`MAX_H5_ITEMS` groups and datasets (a crafted file holds millions)."""
+    found: list[_Dense] = []
+    seen = 0
+
+    def visit(name: str, obj: Any) -> bool | None:
+        nonlocal seen
+        seen += 1
+        if seen > MAX_H5_ITEMS:
+            return True  # stops the walk
         if not name.endswith("/vars") or name.startswith("optimizer"):
+            return None
             return
         kernel = member(obj, "0", label)
         if getattr(kernel, "ndim", 0) != 2 or member(obj, "2", label) is not None:
-            return  # a recurrent layer's vars/1 is its recurrent kernel, vars/2 its bias: not Dense-like
+            return None  # a recurrent layer's vars/1 is its recurrent kernel, vars/2 its bias: not Dense-like
         bias = member(obj, "1", label)  # Dense's bias, of shape (K,): any other is refused when used
         if not hasattr(bias, "shape"):
             bias = None
@@ -354,8 +364,13 @@ def _keras3_layers(h5: Any, label: str) -> list[_Dense]:
         for prefix in ("layers/", "_layer_checkpoint_dependencies/"):
             layer = layer.removeprefix(prefix)
         found.append(_Dense(layer, kernel, bias))
+        return None
 
-    h5.visititems(visit)
+    if h5.visititems(visit):
+        raise LoadError(
+            f"{label}: holds more than {MAX_H5_ITEMS:,} HDF5 groups and datasets, more than a model's "
+            f"weights store; smjac looks through at most {MAX_H5_ITEMS:,}"
+        )
     return found
 
 

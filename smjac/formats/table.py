@@ -8,7 +8,7 @@ writing each format costs in memory is :data:`smjac.maths.cost.OUTPUT_BYTES`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
@@ -111,13 +111,16 @@ class Format(str, Enum):
         raise LoadError(f"{path}: {what}; smjac knows {known}")
 
     @classmethod
-    def for_output(cls, path: Path) -> Format:
-        """The format ``-o PATH`` asks for by its suffix; an OutputError naming those smjac writes."""
+    def for_output(cls, path: Path, result: tuple[str, Iterable[Format]] | None = None) -> Format:
+        """The format ``-o PATH`` asks for by its suffix; an OutputError naming those smjac writes,
+        or, given ``result`` (its name and the formats it can be), those that result can be."""
         fmt = cls.of_path(path)
         if fmt is not None and fmt.row.writes:
             return fmt
         what = f"suffix '{path.suffix}'" if path.suffix else "no suffix"
-        raise OutputError(f"{path}: {what}; smjac writes {either([f.suffix for f in cls if f.suffix])}")
+        name, formats = result or ("smjac", cls)
+        verb = "writes" if result is None else "can be"
+        raise OutputError(f"{path}: {what}; {name} {verb} {either([f.suffix for f in formats if f.suffix])}")
 
 
 ROWS: dict[Format, Row] = {

@@ -63,7 +63,8 @@ def destinations(shape: Shape, opts: Options, stdout_isatty: bool) -> list[Desti
     out: list[Destination] = []
     output = None if opts.output is None or str(opts.output) == STDOUT else opts.output
     if output is not None:
-        out.append(Destination(Format.for_output(output), output))
+        fmt = Format.for_output(output, (shape.name, usable(shape, files_only=True)))
+        out.append(Destination(fmt, output))
     if opts.fmt is not None:
         out.append(Destination(opts.fmt, None))
     elif output is None:
