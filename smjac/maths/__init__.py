@@ -17,6 +17,7 @@ from ._parallel import (
     row_blocks,
 )
 from .cost import ESTIMATES, LEGEND_BYTES_PER_ROW, TEXT_BYTES_PER_NUMBER, estimate_bytes
+from .factors import Factored, jacobian_factors, layer_factors
 from .forward_pass import (
     CHUNK_BYTES,
     LOGIT_COPIES,
@@ -32,14 +33,11 @@ from .jacobians import (
     ENTRY_FORMS,
     Blocks,
     DxParts,
-    Factored,
     entry_form,
     jacobian,
     jacobian_blocks,
-    jacobian_factors,
     jacobian_shape,
     layer_entry,
-    layer_factors,
     layer_jacobian,
 )
 from .layer import (
