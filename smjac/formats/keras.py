@@ -353,7 +353,6 @@ def _keras3_layers(h5: Any, label: str) -> list[_Dense]:
             return True  # stops the walk
         if not name.endswith("/vars") or name.startswith("optimizer"):
             return None
-            return
         kernel = member(obj, "0", label)
         if getattr(kernel, "ndim", 0) != 2 or member(obj, "2", label) is not None:
             return None  # a recurrent layer's vars/1 is its recurrent kernel, vars/2 its bias: not Dense-like
