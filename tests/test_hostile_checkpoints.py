@@ -367,3 +367,26 @@ def test_a_stored_name_is_refused_when_the_config_that_gives_it_was_not_read(tmp
     ):
         checkpoints.read(path, key="dense", memory_budget=2**16)
     assert checkpoints.read(path, key="out", memory_budget=2**16).W.shape == (6, 4)
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_legacy_h5_of_more_layers_than_the_limit_is_refused_not_walked(tmp_path, named, monkeypatch):
+    # its layers are the root's layer_names, or, without them, every name in the root
+    from smjac.formats import keras
+
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("dense")
+        g.attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0"]
+        g["dense/kernel:0"], g["dense/bias:0"] = W, np.zeros(4, np.float32)
+        pads = [f"pad{i}" for i in range(30)]
+        for name in pads:
+            f.create_group(name).attrs["weight_names"] = np.array([], dtype="S1")
+        if named:
+            f.attrs["layer_names"] = [n.encode() for n in ["dense", *pads]]
+    # 31 layers and the two weights of one: 33 looked at
+    monkeypatch.setattr(keras, "MAX_H5_ITEMS", 33)
+    assert checkpoints.read(path).W.shape == (3, 4)
+    monkeypatch.setattr(keras, "MAX_H5_ITEMS", 32)
+    with pytest.raises(LoadError, match=f"^{path}: holds more than 32 HDF5 groups and datasets"):
+        checkpoints.read(path)

@@ -18,6 +18,7 @@ stored name means the first, with a note. An HDF5 file reads only itself: see :f
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import re
@@ -366,11 +367,15 @@ def _keras3_layers(h5: Any, label: str) -> list[_Dense]:
         return None
 
     if h5.visititems(visit):
-        raise LoadError(
-            f"{label}: holds more than {MAX_H5_ITEMS:,} HDF5 groups and datasets, more than a model's "
-            f"weights store; smjac looks through at most {MAX_H5_ITEMS:,}"
-        )
+        raise _too_many(label)
     return found
+
+
+def _too_many(label: str) -> LoadError:
+    return LoadError(
+        f"{label}: holds more than {MAX_H5_ITEMS:,} HDF5 groups and datasets, more than a model's "
+        f"weights store; smjac looks through at most {MAX_H5_ITEMS:,}"
+    )
 
 
 _MAX_SOFT_LINKS = 32  # HDF5's own default limit on soft links followed in one path (H5L_NUM_LINKS is 16)
@@ -447,12 +452,18 @@ def _legacy_layers(h5: Any, label: str) -> list[_Dense]:
     """Layers of a legacy Keras HDF5 file: a kernel and a bias among each layer's ``weight_names``."""
     root = member(h5, "model_weights", label) or h5
     found: list[_Dense] = []
-    for name in _attr_names(root, "layer_names") or list(root.keys()):
+    names = _attr_names(root, "layer_names") or list(itertools.islice(root.keys(), MAX_H5_ITEMS + 1))
+    seen = len(names)  # layers and their weights looked at, at most MAX_H5_ITEMS, as a Keras 3 walk
+    for name in names:
         group = member(root, name, label)
         if group is None or not hasattr(group, "attrs"):
             continue
+        weights = _attr_names(group, "weight_names")
+        seen += len(weights)
+        if seen > MAX_H5_ITEMS:
+            break
         kernel = bias = None
-        for weight in _attr_names(group, "weight_names"):
+        for weight in weights:
             leaf = weight.rsplit("/", 1)[-1].split(":")[0]
             ds = member(group, weight, label)
             if leaf == "kernel" and getattr(ds, "ndim", 0) == 2:
@@ -461,6 +472,8 @@ def _legacy_layers(h5: Any, label: str) -> list[_Dense]:
                 bias = ds  # Dense's is of shape (K,): any other is refused when used, never dropped
         if kernel is not None:
             found.append(_Dense(name, kernel, bias))
+    if seen > MAX_H5_ITEMS:
+        raise _too_many(label)
     return found
 
 
