@@ -50,6 +50,7 @@ class LayerOptions(TypedDict, total=False):
 
 
 # the keywords a public function hands to make_layer as ``**layer``: the choices, and the labels of its messages
+_NAMES = ("W", "x", "b")  # make_layer's labels unless it is given others
 LAYER_KEYWORDS = frozenset((*LayerOptions.__annotations__, "names"))
 
 
@@ -178,7 +179,7 @@ def make_layer(
     layout: LayoutName = "in-out",
     function: FunctionName = "softmax",
     temperature: float = 1.0,
-    names: tuple[str, str, str] = ("W", "x", "b"),
+    names: tuple[str, str, str] = _NAMES,
 ) -> Layer:
     """Check that W, x and b fit together and that x and b are finite, and put them in the post's layout.
 
@@ -235,8 +236,8 @@ def make_layer(
     if not (math.isfinite(temperature) and temperature > 0):
         raise InputError(f"temperature must be a positive number, not {temperature}")
     # a label is what each message calls its array: one of only spaces would leave a message without its subject
-    if (
-        not isinstance(names, tuple | list)
+    if names is not _NAMES and (  # the default needs no look: a call costs microseconds (small layers)
+        not isinstance(names, (tuple, list))
         or len(names) != 3
         or not all(isinstance(v, str) and v.strip() for v in names)
     ):
