@@ -223,3 +223,26 @@ def test_a_wide_mapped_batch_streams_as_csv_in_chunks_that_fit_the_budget(tmp_pa
     got = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, usecols=(-2, -1))
     want = maths.forward(W, X)  # a GEMM of other rows may round otherwise: the chunks' own are forward's
     np.testing.assert_allclose(got, np.column_stack([want.z.reshape(-1), want.h.reshape(-1)]), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("N", "n", "K"), [(2000, 50, 3), (400, 2000, 2)])
+def test_a_mapped_batch_as_csv_holds_the_very_floats_of_its_json(tmp_path, N, n, K):
+    # CSV was computed in chunks of its own (2^16 numbers), JSON and .npz in chunks of a quarter
+    # of the budget: a GEMM given other rows at once may round otherwise (15 and 88 of these
+    # logits differed here), so the two formats of one run disagreed
+    from smjac.inputs import map_npy
+
+    rng = np.random.default_rng(8)
+    W, X = rng.normal(size=(n, K)) / 9, rng.normal(size=(N, n))
+    np.save(tmp_path / "X.npy", X)
+    Xm = map_npy(tmp_path / "X.npy")
+    res = results.forward_mapped(maths.make_layer(W, Xm[:1]), Xm, precision=6, sample=0, budget=2**20)
+    assert res.csv_chunks is not None
+    text = "".join(res.csv_chunks(lambda done: None))
+    rows = [line.split(",") for line in text.splitlines()[1:]]
+    assert len(rows) == N * K
+    held = res.data(lambda done: None).fields
+    z = np.array([float(r[-2]) for r in rows]).reshape(N, K)
+    h = np.array([float(r[-1]) for r in rows]).reshape(N, K)
+    assert_array_equal(z, held["z"])
+    assert_array_equal(h, held["h"])

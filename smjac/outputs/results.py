@@ -136,20 +136,22 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int, budge
     work, its text included, is a quarter of the memory ``budget`` at most."""
     from ..formats.text import to_csv
 
-    # CSV text is made some 2^16 numbers at a time: as fast as larger pieces, and the text of one
-    # piece is all that is held; fewer rows where x is wide (a chunk of 2^16 rows of a 10,000-wide
-    # x was 5 GB) or the budget is small
-    work = (L.n + maths.LOGIT_COPIES * L.K) * X.dtype.itemsize  # a row's, as forward_chunks counts it
+    # Every format computes the same chunks, so a mapped batch's CSV holds the very floats of its
+    # JSON or .npz (a product's bits may depend on the rows it is given at once). CSV's text is
+    # then made some 2^16 numbers at a time, as fast as larger pieces, and the text of one piece
+    # is all that is held beside the chunk; fewer rows where the budget is small.
     most = max(1, min(maths.CHUNK_BYTES, budget // 4))
-    rows = max(1, min(2**16 // L.K, most // (work + 2 * L.K * maths.TEXT_BYTES_PER_NUMBER)))
-    piece, chunk_bytes = rows * work, most
+    text_row = 2 * L.K * maths.TEXT_BYTES_PER_NUMBER
+    rows = max(1, min(2**16 // L.K, most // 2 // text_row))
+    chunk_bytes = max(1, most - rows * text_row)  # a chunk's work and one piece of its text: most
 
     def chunks(progress: Any) -> Any:
-        for r0, f in maths.forward_chunks(L.as_given(L.W), X, L.b, chunk_bytes=piece, **L.options):
-            cols = flat_columns({"z": f.z, "h": f.h})
-            cols["sample"] = cols["sample"] + r0
-            text = to_csv(Document({}, columns=cols))
-            yield text if r0 == 0 else text.split("\n", 1)[1]
+        for r0, f in maths.forward_chunks(L.as_given(L.W), X, L.b, chunk_bytes=chunk_bytes, **L.options):
+            for a in range(0, len(f.z), rows):
+                cols = flat_columns({"z": f.z[a : a + rows], "h": f.h[a : a + rows]})
+                cols["sample"] = cols["sample"] + r0 + a
+                text = to_csv(Document({}, columns=cols))
+                yield text if r0 + a == 0 else text.split("\n", 1)[1]
             progress(len(f.z))
 
     def data(progress: Any) -> Document:
