@@ -647,3 +647,24 @@ def test_wrote_shows_a_file_name_with_a_newline_on_one_line(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert json.loads(name.read_text())["h"]  # written under the name given, as given
     assert re.fullmatch(rf"wrote {re.escape(str(tmp_path))}/a\\nb\\x1b\.json \(\d+ bytes\)\n", result.stderr)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_entry_is_the_jacobians_float_in_its_dtype_in_every_format(tmp_path, dtype):
+    # with --dtype float32 the entry was printed and saved as a float64: its 19 digits where the
+    # Jacobian printed the float32's 8, and a float64 .npy
+    args = ["jacobian", *SAMPLE, "--dtype", dtype]
+    whole = json.loads(run(*args, "--format", "json").stdout)["jacobian"]
+    for t, i, j in [(1, 2, 0), (0, 0, 0), (4, 1, 2)]:
+        want = whole[t][i * 3 + j]
+        index = f"{t},{i},{j}"
+        assert json.loads(run(*args, "--entry", index, "--format", "json").stdout)["value"] == want
+        text = repr(want)
+        assert run(*args, "--entry", index, "--format", "csv").stdout == text + "\n"
+        assert run(*args, "--entry", index, "--format", "table").stdout.endswith(f" = {text}\n")
+        for suffix in ("npy", "npz"):
+            out = tmp_path / f"e{t}{i}{j}.{suffix}"
+            assert run(*args, "--entry", index, "-o", str(out)).exit_code == 0
+            got = np.load(out)
+            value = got if suffix == "npy" else got["value"]
+            assert value.dtype == np.dtype(dtype) and value == np.dtype(dtype).type(want)

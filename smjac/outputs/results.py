@@ -292,7 +292,8 @@ def entry(L: maths.Layer, index: Sequence[int], *, of: str, wrt: str, method: st
     from . import render
 
     target = maths.wrt_target(wrt)
-    value = maths.layer_entry(L, index, of=of, wrt=wrt, method=method, sample=sample)
+    # the layer's dtype, as its Jacobian holds the entry: a float32's own shortest digits
+    value = L.W.dtype.type(maths.layer_entry(L, index, of=of, wrt=wrt, method=method, sample=sample))
     column = int(np.ravel_multi_index(index[1:], target.sizes(L.K, L.n)))  # the entry's column
     label = f"∂{of}{notation.sub(index[0])}/∂{notation.column_label(target, column, L.n)[0]}"
     where = {"sample": sample} if L.batched else {}
@@ -302,7 +303,7 @@ def entry(L: maths.Layer, index: Sequence[int], *, of: str, wrt: str, method: st
 
     def view(doc: Document) -> View:
         return View(
-            np.array([[value]]), [label], ["value"], label, table=lambda: render.plain(f"{label} = {value!r}")
+            np.array([[value]]), [label], ["value"], label, table=lambda: render.plain(f"{label} = {value!s}")
         )
 
     return Result(
