@@ -8,6 +8,7 @@ The peak is what numpy and Python allocate while the writer computes and writes 
 from __future__ import annotations
 
 import io
+import json
 import os
 import tracemalloc
 
@@ -186,11 +187,11 @@ def test_a_refusal_offers_only_the_ways_that_apply_and_fit(rng):
     npy = _refusal(one, row["csv"] - 1)  # a row as CSV text is over the budget: CSV is not offered
     assert "-o J.npy (as CSV, even a row at a time would not fit)" in npy and "--format csv;" not in npy
     # dh/dx has no factored form, and its entry is T,K
-    dx = _refusal(one, maths.estimate_bytes(one, "entry", wrt="x"), wrt="x")
+    dx = _refusal(one, maths.estimate_bytes(one, "entry", wrt="x", text="json"), wrt="x")
     assert "--format factored" not in dx and dx.endswith("; or take one entry of it: --entry T,K")
     # a batch's entry takes its forward pass: where that is over the budget, it is not offered
     batch = maths.make_layer(rng.normal(size=(30, 20)), rng.normal(size=(3000, 30)))
-    entry = maths.estimate_bytes(batch, "entry")
+    entry = maths.estimate_bytes(batch, "entry", text="json")
     assert 2**20 < entry < maths.estimate_bytes(batch, "streamed", block_bytes=8)
     refused = _refusal(batch, entry - 1, fmt="json")
     assert refused.endswith("(max_memory). Streamed, even a row at a time, it would not fit either")
@@ -246,3 +247,32 @@ def test_a_mapped_batch_as_csv_holds_the_very_floats_of_its_json(tmp_path, N, n,
     h = np.array([float(r[-1]) for r in rows]).reshape(N, K)
     assert_array_equal(z, held["z"])
     assert_array_equal(h, held["h"])
+
+
+def test_the_factors_are_offered_as_they_would_be_written_and_the_offer_works(tmp_path):
+    # the factors were judged by their arrays, not by the JSON --format factored writes: offered,
+    # then refused; and that refusal offered nothing
+    rng = np.random.default_rng(4)
+    np.save(tmp_path / "W.npy", rng.normal(size=(50, 200)))
+    np.save(tmp_path / "x.npy", rng.normal(size=50))
+    layer = ["jacobian", "-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy")]
+    L = maths.make_layer(np.load(tmp_path / "W.npy"), np.load(tmp_path / "x.npy"))
+    as_json, as_npz = (maths.estimate_bytes(L, "factored", text=t) for t in ("json", "npz"))
+    for most, offer in [(as_json, "--format factored;"), (as_npz, "--format factored -o F.npz;")]:
+        refused = CliRunner().invoke(app, [*layer, "--max-memory", str(most), "--format", "json"])
+        assert refused.exit_code == 2 and offer in refused.stderr, refused.stderr
+        taken = offer.rstrip(";").split()[2:]  # "-o F.npz", or nothing
+        out = tmp_path / "F.npz" if taken else None
+        args = [*layer, "--max-memory", str(most), "--format", "factored", *(["-o", str(out)] if out else [])]
+        done = CliRunner().invoke(app, args)
+        assert done.exit_code == 0, done.stderr
+        F = np.load(out) if out else json.loads(done.stdout)
+        assert np.shape(F["A"]) == (200, 200) and np.shape(F["x"]) == (50,)
+    # over the budget as JSON, the factors offer the file that fits
+    refused = CliRunner().invoke(app, [*layer, "--max-memory", str(as_npz), "--format", "factored"])
+    assert refused.exit_code == 2 and refused.stderr.rstrip().endswith(
+        "(--max-memory). Write them to a file, -o F.npz"
+    )
+    # under both, neither is offered
+    refused = CliRunner().invoke(app, [*layer, "--max-memory", str(as_npz - 1), "--format", "json"])
+    assert refused.exit_code == 2 and "factored" not in refused.stderr

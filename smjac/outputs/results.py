@@ -251,11 +251,12 @@ def jacobian(L: maths.Layer, *, of: maths.Of, wrt: maths.Wrt, method: maths.Meth
             L, "streamed", of=of, wrt=wrt, method=method, text=text, block_bytes=block_bytes
         )
 
-    others = [(f"take one entry of it: --entry {target.entry_form.split(' ')[0]}", maths.estimate_bytes(
-        L, "entry", of=of, wrt=wrt))]  # fmt: skip
-    if target.factored:
-        factored = maths.estimate_bytes(L, "factored", of=of, wrt=wrt)
-        others.insert(0, ("take it as its factors, K² + n numbers: --format factored", factored))
+    others = [[(f"take one entry of it: --entry {target.entry_form.split(' ')[0]}", maths.estimate_bytes(
+        L, "entry", of=of, wrt=wrt, text="json"))]]  # fmt: skip
+    if target.factored:  # as JSON, as --format factored writes them, or else in an .npz file
+        factored = "take it as its factors, K² + n numbers: --format factored"
+        others.insert(0, [(factored, maths.estimate_bytes(L, "factored", of=of, text="json")),
+                          (f"{factored} -o F.npz", maths.estimate_bytes(L, "factored", of=of, text="npz"))])  # fmt: skip
     dims = " × ".join(map(str, shape if L.batched else shape[1:]))
     return Result(
         JACOBIAN, f"{what} ({dims} {L.W.dtype})", data, view,
@@ -324,8 +325,11 @@ def factors(L: maths.Layer, *, of: maths.Of, wrt: str) -> Result:
         F = maths.layer_factors(L, of=of)
         return Document({"formula": F.formula, "shape": list(F.shape), "A": F.A, "x": F.x})
 
+    def cost(text: str) -> int:
+        return maths.estimate_bytes(L, "factored", of=of, text=text)
+
     return Result(
-        FACTORS, "the factors", data, cost=lambda text: maths.estimate_bytes(L, "factored", of=of, text=text)
+        FACTORS, "the factors", data, cost=cost, others=[[("write them to a file, -o F.npz", cost("npz"))]]
     )
 
 

@@ -123,9 +123,9 @@ class Result(NamedTuple):
     checkpoint: Callable[[document.Document], bytes] | None = None  # the bytes of a .safetensors file
     csv_chunks: Callable[[Callable[[int], None]], Any] | None = None  # CSV text in pieces (given progress)
     unit: str = "bytes"  # what ``work`` counts: bytes, or samples, ...
-    # other forms of the same result, as a refusal offers them ("take …: --flag"), with the bytes
-    # each takes: one over the budget is not offered
-    others: Sequence[tuple[str, int]] = ()
+    # other forms of the same result, as a refusal offers them: each its ways ("take …: --flag")
+    # with the bytes each takes; the first within the budget is offered, none if none is
+    others: Sequence[Sequence[tuple[str, int]]] = ()
 
 
 def pick(batch: np.ndarray, batched: bool, sample: int, notes: list[str]) -> np.ndarray:

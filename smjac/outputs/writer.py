@@ -188,7 +188,8 @@ class Writer:
         """What to do instead of a result over the budget: streaming it, as the formats that would
         keep the budget a row at a time, and its other forms that fit."""
         if not self.shape.streams:
-            return ""
+            others = self._others(result)
+            return "; or ".join([others[0][0].upper() + others[0][1:], *others[1:]]) if others else ""
         most = budget.resolve(self.opts.max_memory)
         fits = [f for f in ("npy", "csv") if result.blocks is not None and result.stream_cost(f, 8) <= most]
         if fits == ["npy", "csv"]:
@@ -202,7 +203,8 @@ class Writer:
     def _others(self, result: Result) -> list[str]:
         """The other forms of ``result`` that keep the budget, as a refusal offers them."""
         most = budget.resolve(self.opts.max_memory)
-        return [way for way, need in result.others if need <= most]
+        return [next(way for way, need in ways if need <= most) for ways in result.others if
+                any(need <= most for _, need in ways)]  # fmt: skip
 
     def _block_bytes(self, result: Result, fmt: str) -> int:
         """The largest block, up to :data:`smjac.maths.BLOCK_BYTES`, whose streaming as ``fmt``
