@@ -71,7 +71,10 @@ def size_in_bytes(name: str, size: object) -> int:
     smjac.errors.InputError: block_bytes must be a whole number of bytes, at least 1, not 0
     """
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-        raise InputError(f"{name} must be a whole number of bytes, at least 1, not {size!r}")
+        given = " ".join(repr(size).split())  # one line, even for an array
+        raise InputError(
+            f"{name} must be a whole number of bytes, at least 1, not {given if len(given) <= 60 else given[:57] + '...'}"
+        )
     return int(size)
 
 

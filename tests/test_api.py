@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 import smjac
 
@@ -353,3 +353,78 @@ def test_check_reports_progress_in_forward_passes_adding_up_to_its_work(case):
     seen: list[int] = []
     result.data(seen.append)
     assert result.unit == "forward passes" and result.work == sum(seen) == sum(calls)
+
+
+def test_an_empty_batch_gives_empty_results_and_no_mean_or_check_over_nothing():
+    # the chain's dh/dx took a maximum over no samples (numpy's ValueError), grad's mean divided
+    # by zero (ZeroDivisionError), check indexed its first sample (IndexError), grad_chunks
+    # asserted a chunk
+    W, X0 = np.arange(12.0).reshape(3, 4) / 10, np.zeros((0, 3))
+    for wrt, cols in (("W", 12), ("x", 3), ("z", 4), ("b", 4)):
+        for method in ("shortcut", "chain"):
+            for of in ("h", "z"):
+                J = smjac.jacobian(W, X0, wrt=wrt, method=method, of=of)
+                assert J.shape == (0, 4, cols) and J.dtype == np.float64
+    for give in ({"target": np.zeros(0, int)}, {"upstream": np.zeros((0, 4))}):
+        for g in (smjac.grad(W, X0, reduce="sum", **give), smjac.grad_chunks(W, X0, reduce="sum", **give)):
+            assert_array_equal(g.W, np.zeros((3, 4)))
+            assert_array_equal(g.b, np.zeros(4))
+        for fn in (smjac.grad, smjac.grad_chunks):
+            with pytest.raises(
+                smjac.InputError, match=r"^x has no samples \(a 0×3 batch\): their mean loss is 0/0"
+            ):
+                fn(W, X0, **give)
+    with pytest.raises(
+        smjac.InputError, match=r"^x has no samples \(a 0×3 batch\): there is nothing to check; "
+    ):
+        smjac.check(W, X0)
+    with pytest.raises(
+        smjac.InputError, match=r"^x has no samples \(a 0×3 batch\): there is nothing to verify; "
+    ):
+        smjac.verify(W, X0, grad=np.zeros((3, 4)), target=np.zeros(0, int))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "says"),
+    [
+        # long double: linalg's TypeError in check, a float128 forward pass elsewhere
+        (lambda W: smjac.check(W.astype(np.longdouble), np.ones(3)), smjac.InputError, "W has dtype float"),
+        (
+            lambda W: smjac.forward(W, np.ones(3, np.longdouble)),
+            smjac.InputError,
+            "(long double); smjac computes",
+        ),
+        # numpy's ValueError about an inhomogeneous shape
+        (
+            lambda W: smjac.grad(W, np.ones((2, 3)), target=[[0], [1, 2]]),
+            smjac.ShapeError,
+            "rows of different",
+        ),
+        (
+            lambda W: smjac.forward(W, [[1, 2, 3], [1, 2]]),
+            smjac.ShapeError,
+            "x is not a vector or a matrix: its rows",
+        ),
+        # numpy's TypeError about scalar indices
+        (
+            lambda W: smjac.forward(W, np.ones(3), layout=np.array(["in-out"])),
+            smjac.InputError,
+            "layout must be one",
+        ),
+        # a many-line repr of an array in a one-line message
+        (
+            lambda W: smjac.check(W, np.ones(3), max_memory=np.arange(100)),
+            smjac.InputError,
+            "at least 1, not array([",
+        ),
+    ],
+)
+def test_odd_arguments_are_refused_by_smjac_in_one_line(call, error, says):
+    W = np.arange(12.0).reshape(3, 4) / 10
+    long_double = "dtype float" in says or "long double" in says
+    if long_double and np.dtype(np.longdouble).itemsize <= 8:  # a platform whose long double is a float64
+        call(W)
+        return
+    with pytest.raises(error, match=re.escape(says)) as got:
+        call(W)
+    assert "\n" not in str(got.value)

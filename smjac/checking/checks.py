@@ -380,6 +380,7 @@ def layer_check(
     if target is None and not ce.plain:
         raise InputError(f"{', '.join(ce.options())} shape the cross-entropy of a target: give target too")
     check_choice("reduce", reduce, REDUCTIONS)
+    L.require_samples("there is nothing to check")
     targets = None if target is None and not L.binary else ce.targets(0 if target is None else target, L)
     if targets is not None:
         ce.denominator(targets, reduce)  # a mean over no sample is refused before any work

@@ -186,6 +186,7 @@ def layer_verify(
     (:func:`verify_bytes`).
     """
     answer, kind = _the_answer(answer, kind, grad=grad, grad_b=grad_b, jacobian=jacobian)
+    L.require_samples("there is nothing to verify")
     block_bytes = size_in_bytes("block_bytes", block_bytes)
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     pr = _problem(L, kind, of, wrt, target, upstream, reduce, ce)

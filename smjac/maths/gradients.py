@@ -191,6 +191,8 @@ def layer_grad(
     check_choice("reduce", reduce, REDUCTIONS)
     if (target is None) == (upstream is None):
         raise InputError("give exactly one of target (a class index) or upstream (dLoss/dh)")
+    if reduce == "mean":
+        L.require_samples("their mean loss is 0/0 (torch gives NaN)", 'reduce="sum" (0)')
     if (
         class_weights is None
         and ignore_index is None
@@ -352,6 +354,12 @@ def grad_chunks(
     L = make_layer(W, first_row(x), b, **layer)
     spans = row_chunks(x, chunk_bytes, outputs=L.K)
     N = x.shape[0]
+    if N == 0:  # no chunk: the gradient of no samples, as grad gives it (0), or its refusal
+        return layer_grad(
+            make_layer(W, np.asarray(x[:0]), b, **layer)._replace(batched=True), target=target,
+            upstream=upstream, reduce=reduce, class_weights=class_weights, ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+        )  # fmt: skip
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     options = ce.options()
     t = None

@@ -238,7 +238,7 @@ def _rescale_dx(L: Layer, J: Array, factor: float, T: float = 1.0) -> Array:
 
 def _chain_dx(L: Layer, A: Array, P: Array | None, out: Array) -> None:
     """``dh/dx = dh/dz · Wᵀ``; with W scaled first when a partial sum could overflow."""
-    scale = float(np.max(_dh_dz_scale(L, P))) if P is not None else 1.0
+    scale = float(np.max(_dh_dz_scale(L, P))) if P is not None and len(P) else 1.0  # no sample: 1
     s = _dx_scale(L, scale * L.K)
     if s is None:
         matmul_stack(A, L.W.T, out=out)

@@ -114,6 +114,22 @@ class Layer(NamedTuple):
         """How many classes the outputs h hold: K, or 2 for a binary layer."""
         return 2 if self.W.shape[1] == 1 else self.W.shape[1]
 
+    def require_samples(self, why: str, instead: str = "") -> None:
+        """Refuse an empty batch where a result over its samples has no meaning: ``why`` says what
+        (``"there is nothing to check"``), ``instead`` what else would do. Its forward pass and
+        Jacobians are empty arrays.
+
+        >>> make_layer(np.ones((2, 3)), np.zeros((0, 2))).require_samples("there is nothing to check")
+        Traceback (most recent call last):
+        ...
+        smjac.errors.InputError: x has no samples (a 0×2 batch): there is nothing to check; give at least one
+        """
+        if self.N == 0:
+            raise InputError(
+                f"x has no samples (a 0×{self.n} batch): {why}; give at least one"
+                + (f", or {instead}" if instead else "")
+            )
+
     def out(self, a: Array) -> Array:
         """Drop the sample axis of a per-sample result when x was a single vector."""
         return a if self.batched else a[0]

@@ -49,6 +49,10 @@ def class_indices(
         t = np.asarray(target)
     except OverflowError:
         t = np.asarray(target, dtype=object)
+    except ValueError:  # rows of different lengths
+        raise ShapeError(
+            "targets must be a list, one class per sample, not rows of different lengths"
+        ) from None
     if t.dtype.kind == "O":  # integers past int64: out of any range
         raise InputError(f"target class {np.ravel(t)[0]} is out of range: K = {K}, so 0 ≤ target ≤ {K - 1}")
     if t.dtype == bool or t.dtype.kind not in "iuf" or (t.dtype.kind == "f" and not np.all(t == np.round(t))):

@@ -35,10 +35,15 @@ def as_float(a: ArrayLike, name: str = "an input") -> Array:
     """
     try:
         arr = np.asarray(a)
-    except ValueError as e:  # rows of different lengths
-        raise ShapeError(f"{name} is not a vector or a matrix ({e})") from None
-    if arr.dtype.kind == "f":
+    except ValueError:  # rows of different lengths
+        raise ShapeError(f"{name} is not a vector or a matrix: its rows are of different lengths") from None
+    if arr.dtype.kind == "f" and arr.dtype.itemsize <= 8:
         return arr
+    if arr.dtype.kind == "f":  # long double: neither BLAS nor LAPACK computes in it
+        raise InputError(
+            f"{name} has dtype {arr.dtype} (long double); smjac computes in float64 at most: cast it with "
+            ".astype(numpy.float64), which rounds it"
+        )
     if arr.dtype.kind in "biu":
         return arr.astype(np.float64)
     if arr.dtype.kind == "O":  # a list holding None, text, or whole numbers past int64
@@ -151,6 +156,6 @@ def pow2(a: float) -> float:
 
 
 def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise InputError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
     return value
