@@ -647,6 +647,16 @@ def test_wrote_shows_a_file_name_with_a_newline_on_one_line(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert json.loads(name.read_text())["h"]  # written under the name given, as given
     assert re.fullmatch(rf"wrote {re.escape(str(tmp_path))}/a\\nb\\x1b\.json \(\d+ bytes\)\n", result.stderr)
+    # and so does a refusal to write over it, and one to write into a folder that is not there
+    again = run("forward", *SAMPLE, "-o", str(name))
+    assert again.exit_code == 2
+    assert again.stderr == f"Error: {tmp_path}/a\\nb\\x1b.json: exists; add --force to replace it\n"
+    missing = run("forward", *SAMPLE, "-o", str(tmp_path / "c\nd" / "e.json"))
+    assert (
+        missing.exit_code == 2
+        and missing.stderr.count("\n") == 1
+        and "c\\nd does not exist" in missing.stderr
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import OutputError, shown
 from ..formats.document import Document
 from ..formats.table import Format, encode
 from ..formats.text import stream_csv
@@ -24,15 +24,15 @@ def check_writable(path: str | Path, *, force: bool = False) -> None:
     path = Path(path)
     try:
         if not path.parent.is_dir():
-            raise OutputError(f"{path}: folder {path.parent} does not exist")
+            raise OutputError(f"{shown(str(path))}: folder {shown(str(path.parent))} does not exist")
         if path.is_dir():
-            raise OutputError(f"{path}: is a directory")
+            raise OutputError(f"{shown(str(path))}: is a directory")
         exists = path.exists()
     except OSError as e:  # a name too long for the file system, say
-        name = str(path) if len(str(path)) <= 60 else f"{str(path)[:60]}…"
+        name = shown(str(path) if len(str(path)) <= 60 else f"{str(path)[:60]}…")
         raise OutputError(f"{name}: cannot write it ({e.strerror or e})") from None
     if exists and not force:
-        raise OutputError(f"{path}: exists; add --force to replace it")
+        raise OutputError(f"{shown(str(path))}: exists; add --force to replace it")
 
 
 NAME_MAX = 255  # bytes in one file name on the file systems smjac writes to (ext4, xfs, APFS, NTFS)
@@ -88,7 +88,7 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, 
             _remove(tmp)
             tmp = None
     except OSError as e:
-        raise OutputError(f"{path}: cannot write it ({e.strerror or e})") from None
+        raise OutputError(f"{shown(str(path))}: cannot write it ({e.strerror or e})") from None
     finally:
         if tmp is not None:
             with streams.signals_held():
@@ -109,8 +109,12 @@ def _create(folder: Path, prefix: str, path: Path) -> tuple[int, str]:
         except FileExistsError:
             continue
         except OSError as e:
-            raise OutputError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
-    raise OutputError(f"{path}: cannot write in {folder} (no free temporary name)")  # pragma: no cover
+            raise OutputError(
+                f"{shown(str(path))}: cannot write in {shown(str(folder))} ({e.strerror or e})"
+            ) from None
+    raise OutputError(
+        f"{shown(str(path))}: cannot write in {shown(str(folder))} (no free temporary name)"
+    )  # pragma: no cover
 
 
 def _remove(tmp: str) -> None:
@@ -123,10 +127,10 @@ def _link_no_clobber(tmp: str, path: Path) -> None:
     try:
         os.link(tmp, path)  # fails if path exists: no window in which another file is replaced
     except FileExistsError:
-        raise OutputError(f"{path}: exists; add --force to replace it") from None
+        raise OutputError(f"{shown(str(path))}: exists; add --force to replace it") from None
     except OSError:
         if path.exists():  # a file system without hard links: check, then rename
-            raise OutputError(f"{path}: exists; add --force to replace it") from None
+            raise OutputError(f"{shown(str(path))}: exists; add --force to replace it") from None
         os.replace(tmp, path)
 
 
@@ -176,7 +180,9 @@ def write_blocks(
     """
     fmt = Format.for_output(Path(path))
     if fmt not in (Format.npy, Format.csv):
-        raise OutputError(f"{path}: a result this large is written as .npy or .csv, not .{fmt.value}")
+        raise OutputError(
+            f"{shown(str(path))}: a result this large is written as .npy or .csv, not .{fmt.value}"
+        )
 
     def write(f: BinaryIO) -> None:
         if fmt is Format.npy:
