@@ -194,9 +194,12 @@ def test_a_refusal_offers_only_the_ways_that_apply_and_fit(rng):
     entry = maths.estimate_bytes(batch, "entry", text="json")
     assert 2**20 < entry < maths.estimate_bytes(batch, "streamed", block_bytes=8)
     refused = _refusal(batch, entry - 1, fmt="json")
-    assert refused.endswith("(max_memory). Streamed, even a row at a time, it would not fit either")
+    least = budget.format_size(maths.estimate_bytes(batch, "streamed", block_bytes=8))
+    assert refused.endswith(
+        f"(max_memory). Streamed, it would not fit either: one row at a time takes {least}"
+    )
     assert _refusal(batch, entry, fmt="json").endswith(
-        "not fit either; or take one entry of it: --entry T,I,J"
+        f"not fit either: one row at a time takes {least}; or take one entry of it: --entry T,I,J"
     )
 
 

@@ -313,7 +313,12 @@ def entry(L: maths.Layer, index: Sequence[int], *, of: str, wrt: str, method: st
         data,
         view,
         cost=lambda text: maths.estimate_bytes(L, "entry", of=of, wrt=wrt, text=text),
-        notes=[f"the entry of sample {sample} of {L.N}; --sample I picks another"] if L.batched else [],
+        # the default sample says how to pick another; one picked is only named
+        notes=[
+            f"the entry of sample {sample} of {L.N}" + ("; --sample I picks another" if sample == 0 else "")
+        ]
+        if L.batched
+        else [],
     )
 
 

@@ -197,7 +197,10 @@ class Writer:
         elif fits == ["npy"]:
             stream = "Stream it in blocks to a file, -o J.npy (as CSV, even a row at a time would not fit)"
         else:
-            stream = "Streamed, even a row at a time, it would not fit either"
+            least = result.stream_cost("npy", 8) if result.blocks is not None else 0
+            stream = "Streamed, it would not fit either" + (
+                f": one row at a time takes {budget.format_size(least)}" if least else ""
+            )  # with a batch's forward pass, which every row needs
         return "; or ".join([stream, *self._others(result)])
 
     def _others(self, result: Result) -> list[str]:
