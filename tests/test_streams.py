@@ -145,6 +145,15 @@ def test_an_ascii_stream_gets_ascii(args, how):
         assert "x0" in text and "z1" in text
 
 
+def test_a_name_an_ascii_stream_cannot_hold_is_escaped_not_lost(tmp_path):
+    # "Ümlaut.json" was shown as "?mlaut.json": which file it was could not be told
+    out = tmp_path / "Ümlaut.json"
+    out.write_text("{}")
+    proc = smjac("forward", *SAMPLE, "-o", os.fsencode(out).decode("utf-8"), env={"LC_ALL": "C", "LANG": "C"})
+    assert proc.returncode == 2 and proc.stderr.isascii()
+    assert proc.stderr.decode() == f"Error: {tmp_path}/\\xdcmlaut.json: exists; add --force to replace it\n"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 @pytest.mark.parametrize("suffix", [".npy", ".csv"])
 def test_a_signal_while_writing_leaves_nothing_and_exits_128_plus_it(tmp_path, sig, suffix):

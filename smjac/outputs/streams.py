@@ -108,7 +108,8 @@ class _AllOrError(io.RawIOBase):
 
     When the stream's encoding cannot take UTF-8 text, the bytes (always UTF-8 from smjac's
     text layer, and from click's, which picks UTF-8 for an ASCII stream) are turned into that
-    encoding with :data:`ASCII` stand-ins and ``?`` for anything else.
+    encoding with :data:`ASCII` stand-ins and a backslash escape for anything else (``\\xdc``
+    for Ü: a name stays legible, where ``?`` lost it).
     """
 
     def __init__(self, fd: int, *, closed: bool = False, encoding: str = "utf-8"):
@@ -134,7 +135,7 @@ class _AllOrError(io.RawIOBase):
         view = memoryview(data).cast("B")
         if self.convert:
             text = self.decoder.decode(bytes(view)).translate(ASCII)
-            view = memoryview(text.encode(self.encoding, errors="replace"))
+            view = memoryview(text.encode(self.encoding, errors="backslashreplace"))
         while view.nbytes:
             written = os.write(self.fd, view)
             view = view[written:]
