@@ -274,6 +274,20 @@ def test_a_certain_class_s_delta_is_minus_zero_and_its_bias_gradient_zero_on_bot
     assert seen and all(r is not None for r in seen)
 
 
+def test_logits_whose_squares_overflow_still_take_the_short_path(monkeypatch):
+    # the short path sees a −inf logit in z·z, which finite logits past 1e154 overflow too: those
+    # are looked at entry by entry, and the path keeps the work
+    seen = []
+    monkeypatch.setattr(smjac.maths.small, "grad", _spy(smjac.maths.small.grad, seen))
+    W, x = np.array([[3e200, -2e200, 1e200], [1e200, 1.0, -1e200]]), np.array([0.5, 0.25])
+    for t in range(3):
+        short = smjac.grad(W, x, target=t, reduce="sum")
+        general = _general(monkeypatch, smjac.grad, W, x, target=t, reduce="sum")
+        for name in ("W", "b", "z", "loss"):
+            assert _same_bits(getattr(short, name), getattr(general, name)), (name, t)
+    assert len(seen) == 3 and all(r is not None for r in seen)
+
+
 def _spy(fn, seen):
     def spied(*args):
         seen.append(fn(*args))
@@ -286,6 +300,7 @@ def _spy(fn, seen):
     ("W", "x", "error"),
     [
         ([[1.0, 2.0], [np.nan, 0.5]], [1.0, 1.0], "W holds a NaN"),
+        ([[1.0, -np.inf], [3.0, 0.5]], [1.0, 1.0], "W holds a NaN"),  # a −inf logit: seen in z·z
         ([[1.0, 2.0], [3.0, 0.5]], [np.inf, 1.0], "x holds a NaN or infinite value"),
         ([[1e300, -1e300], [1e300, -1e300]], [1e10, 1e10], "overflows"),
     ],

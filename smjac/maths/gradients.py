@@ -191,8 +191,6 @@ def layer_grad(
     check_choice("reduce", reduce, REDUCTIONS)
     if (target is None) == (upstream is None):
         raise InputError("give exactly one of target (a class index) or upstream (dLoss/dh)")
-    if reduce == "mean":
-        L.require_samples("their mean loss is 0/0 (torch gives NaN)", 'reduce="sum" (0)')
     if (
         class_weights is None
         and ignore_index is None
@@ -204,8 +202,9 @@ def layer_grad(
     ):  # one sample of a small layer, the plain cross-entropy: the general path's bits, without its cost
         done = small.grad(L, int(target))  # type: ignore[arg-type]
         if done is not None:
-            grad_W, grad_b, delta, loss = done
-            return Gradient(grad_W, grad_b, delta if L.batched else delta[0], loss, L)
+            return Gradient(*done, L)
+    if reduce == "mean":
+        L.require_samples("their mean loss is 0/0 (torch gives NaN)", 'reduce="sum" (0)')
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     if upstream is not None:
         if not ce.plain:
