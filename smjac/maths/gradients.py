@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -162,7 +162,9 @@ def grad(
            [ 0.13447071]])
     """
     L = make_layer(W, x, b, **layer_options("grad", layer))
-    return layer_grad(
+    # one sample of a small layer: its few microseconds are not spent on the general call's keywords
+    short = _short_grad(L, target, upstream, reduce, class_weights, ignore_index, label_smoothing)
+    return short or layer_grad(
         L,
         target=target,
         upstream=upstream,
@@ -177,6 +179,36 @@ _NUMBERS = (int, float)
 _INDICES = (int, np.int64, np.int32, np.intp)  # a class index as users give it (not a bool, not a float)
 
 
+def _short_grad(
+    L: Layer,
+    target: Any,
+    upstream: Any,
+    reduce: Any,
+    class_weights: Any,
+    ignore_index: Any,
+    label_smoothing: Any,
+) -> Gradient | None:
+    """One sample of a small layer and the plain cross-entropy of a valid target, by
+    :func:`.small.grad`: the general path's bits, without its cost. None for anything else
+    (a call :func:`layer_grad` then checks, and refuses what it must)."""
+    if (
+        upstream is None
+        and class_weights is None
+        and ignore_index is None
+        and not label_smoothing
+        and type(label_smoothing) in _NUMBERS
+        and type(target) in _INDICES
+        and type(reduce) is str
+        and reduce in REDUCTIONS  # one sample: its mean is its sum
+        and small.fits(L)
+        and 0 <= target < L.W.shape[1]
+    ):
+        done = small.grad(L, int(target))
+        if done is not None:
+            return Gradient(*done, L)
+    return None
+
+
 def layer_grad(
     L: Layer,
     *,
@@ -188,21 +220,12 @@ def layer_grad(
     label_smoothing: float = 0.0,
 ) -> Gradient:
     """:func:`grad` for a :class:`Layer` (one :func:`make_layer` has already checked)."""
+    short = _short_grad(L, target, upstream, reduce, class_weights, ignore_index, label_smoothing)
+    if short is not None:
+        return short
     check_choice("reduce", reduce, REDUCTIONS)
     if (target is None) == (upstream is None):
         raise InputError("give exactly one of target (a class index) or upstream (dLoss/dh)")
-    if (
-        class_weights is None
-        and ignore_index is None
-        and not label_smoothing
-        and type(label_smoothing) in _NUMBERS
-        and type(target) in _INDICES
-        and small.fits(L)
-        and 0 <= target < L.W.shape[1]  # type: ignore[operator]
-    ):  # one sample of a small layer, the plain cross-entropy: the general path's bits, without its cost
-        done = small.grad(L, int(target))  # type: ignore[arg-type]
-        if done is not None:
-            return Gradient(*done, L)
     if reduce == "mean":
         L.require_samples("their mean loss is 0/0 (torch gives NaN)", 'reduce="sum" (0)')
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
