@@ -624,3 +624,22 @@ def test_fuzz_zip_directories(tmp_path_factory, edits, cut, names):
             inputs.load_bundle(path, max_memory=2**30)
     except SmjacError:
         pass
+
+
+def test_an_entry_by_the_chain_rule_is_the_chain_s_float_signed_zero_included():
+    # the chain's product A[:, i] · xᵀ sums its one term onto 0, so where 0 · x_j is −0 (dz/dW off
+    # its blocks, x_j < 0; dh/dW where p rounds to 0 or 1) the Jacobian holds +0: the entry gave −0
+    from smjac.maths import layer_entry, layer_jacobian, make_layer
+
+    rng = np.random.default_rng(1)
+    for n, K, T in [(2, 2, 1.0), (3, 4, 1e-3), (5, 3, 1.0), (1, 5, 1e-3)]:
+        x = rng.normal(size=n)
+        x[0] = -abs(x[0])  # a negative input: 0 · x_j is −0
+        L = make_layer(rng.normal(size=(n, K)), x, temperature=T)
+        for of in ("h", "z"):
+            for method in ("shortcut", "chain"):
+                J = np.asarray(layer_jacobian(L, of=of, wrt="W", method=method)).reshape(K, K * n)
+                for t in range(K):
+                    for c in range(K * n):
+                        got = np.float64(layer_entry(L, (t, c // n, c % n), of=of, wrt="W", method=method))
+                        assert got.tobytes() == J[t, c].tobytes(), (of, method, t, c, got, J[t, c])

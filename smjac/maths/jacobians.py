@@ -489,7 +489,9 @@ def layer_entry(
     if target.factor == "identity":
         return float(A[k])
     _guard_dW(one, of, P)
-    return float(A[k] * one.X[0, index[2]])
+    value = A[k] * one.X[0, index[2]]
+    # the chain rule's product A[:, i] · xᵀ sums its one term onto 0: a −0 (0 · a negative x_j) is +0 there
+    return float(value + 0.0 if method == "chain" else value)
 
 
 def jacobian(
