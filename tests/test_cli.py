@@ -660,6 +660,10 @@ def test_wrote_shows_a_file_name_with_a_newline_on_one_line(tmp_path):
         and missing.stderr.count("\n") == 1
         and "c\\nd does not exist" in missing.stderr
     )
+    for odd in ("f\ng.xyz", "h\ni.npy"):  # a suffix smjac does not write; one the result cannot be
+        refused = run("forward", *SAMPLE, "-o", str(tmp_path / odd))
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert refused.stderr.startswith(f"Error: {tmp_path}/{odd[0]}\\n{odd[2:]}: ")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -47,8 +47,18 @@ def test_out_receives_the_jacobian(big):
     assert_allclose(
         out[1], post_l_dir_shortcut(W, post_softmax(W.T @ X[1] - (W.T @ X[1]).max()), X[1]).T, atol=1e-16
     )
-    with pytest.raises(smjac.ShapeError, match="out has shape"):
+    with pytest.raises(
+        smjac.ShapeError, match=r"of shape \(3, 6, 42\) and dtype float64, not shape \(3, 6, 41\)"
+    ):
         smjac.jacobian(W, X, out=np.empty((3, 6, 41)))
+    # numpy's own errors said neither what out must be nor what it was
+    for wrong, given in [
+        ([[0.0] * 15] * 5, "not a list"),
+        (np.zeros(3), r"of shape \(5, 15\) and dtype float64, not shape \(3,\)"),
+        (np.broadcast_to(np.zeros(15), (5, 15)), "not a read-only array"),
+    ]:
+        with pytest.raises(smjac.ShapeError, match=given):
+            smjac.jacobian(BLOG_W, BLOG_X, out=wrong)
     single = np.empty((5, 15))
     assert smjac.jacobian(BLOG_W, BLOG_X, out=single) is not None
     assert_array_equal(single, smjac.jacobian(BLOG_W, BLOG_X))

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..budget import checked, require
-from ..errors import InputError, size_in_bytes
+from ..errors import InputError, ShapeError, size_in_bytes
 from ..maths import (
     BLOCK_BYTES,
     DEFAULT_REDUCTION,
@@ -158,6 +158,15 @@ def verify(
     )
 
 
+def _array(answer: ArrayLike) -> np.ndarray:
+    try:
+        return np.asarray(answer)
+    except ValueError:  # rows of different lengths
+        raise ShapeError(
+            "the answer is not a vector or a matrix: its rows are of different lengths"
+        ) from None
+
+
 def layer_verify(
     L: Layer,
     answer: ArrayLike | None = None,
@@ -191,7 +200,7 @@ def layer_verify(
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     pr = _problem(L, kind, of, wrt, target, upstream, reduce, ce)
     # an answer read block by block (an NpyFile) or memory-mapped stays so: nothing is read yet
-    a: np.ndarray = answer if isinstance(answer, np.memmap) or hasattr(answer, "rows") else np.asarray(answer)  # type: ignore[assignment]
+    a: np.ndarray = answer if isinstance(answer, np.memmap) or hasattr(answer, "rows") else _array(answer)  # type: ignore[assignment]
     if a.dtype.kind not in "fiub":
         raise InputError(f"the answer must hold numbers, not {a.dtype}")
     coarse = max(

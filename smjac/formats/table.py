@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import LoadError, OutputError
+from ..errors import LoadError, OutputError, shown
 from .document import Document
 from .npy import NPY_MAGIC, to_npy, to_npz
 from .text import csv_bytes, json_bytes
@@ -106,9 +106,9 @@ class Format(str, Enum):
                 "(key=NAME picks the layer) and x with x="
             )
         suffix = Path(path).suffix
-        what = f"suffix '{suffix}'" if suffix else "no suffix"
+        what = f"suffix '{shown(suffix)}'" if suffix else "no suffix"
         known = ", ".join(f.row.suffixes[0] for f in cls if f.row.reads in ("matrix", "bundle"))
-        raise LoadError(f"{path}: {what}; smjac knows {known}")
+        raise LoadError(f"{shown(str(path))}: {what}; smjac knows {known}")
 
     @classmethod
     def for_output(cls, path: Path, result: tuple[str, Iterable[Format]] | None = None) -> Format:
@@ -117,10 +117,12 @@ class Format(str, Enum):
         fmt = cls.of_path(path)
         if fmt is not None and fmt.row.writes:
             return fmt
-        what = f"suffix '{path.suffix}'" if path.suffix else "no suffix"
+        what = f"suffix '{shown(path.suffix)}'" if path.suffix else "no suffix"
         name, formats = result or ("smjac", cls)
         verb = "writes" if result is None else "can be"
-        raise OutputError(f"{path}: {what}; {name} {verb} {either([f.suffix for f in formats if f.suffix])}")
+        raise OutputError(
+            f"{shown(str(path))}: {what}; {name} {verb} {either([f.suffix for f in formats if f.suffix])}"
+        )
 
 
 ROWS: dict[Format, Row] = {

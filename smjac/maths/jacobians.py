@@ -144,6 +144,20 @@ def _chain_dW(A: Array, X: Array, out: Array, progress: Progress | None = None) 
     return out
 
 
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse an ``out=`` that cannot take the result as it is: not an array, another shape or
+    dtype, or read-only (numpy's own errors would not say what it needs)."""
+    if not isinstance(out, np.ndarray):
+        given = f"a {type(out).__name__}"
+    elif out.shape != shape or out.dtype != dtype:
+        given = f"shape {out.shape} and dtype {out.dtype}"
+    elif not out.flags.writeable:
+        given = "a read-only array"
+    else:
+        return
+    raise ShapeError(f"out must be a writable array of shape {shape} and dtype {dtype}, not {given}")
+
+
 def jacobian_shape(L: Layer, *, of: str = "h", wrt: str = "W") -> tuple[int, int, int]:
     """The per-sample Jacobian's shape, N × K × columns, without computing it.
 
@@ -181,8 +195,8 @@ def layer_jacobian(
     shape = jacobian_shape(L, of=of, wrt=wrt)
     if out is None:
         out = np.empty(shape, dtype=L.W.dtype)
-    elif out.shape != shape or out.dtype != L.W.dtype:
-        raise ShapeError(f"out has shape {out.shape} and dtype {out.dtype}; it needs {shape} and {L.W.dtype}")
+    else:
+        check_out(out, shape, L.W.dtype)
     P = _probabilities(L) if of == "h" else None
     factor = TARGETS[wrt].factor  # dz/dwrt: how the chain rule's second factor is applied
     if factor == "kron":
@@ -546,6 +560,7 @@ def jacobian(
     array([0., 0.])
     """
     L = make_layer(W, x, b, **layer_options("jacobian", layer))
-    if out is not None and not L.batched:
+    if out is not None and not L.batched:  # checked as the user gave it, one sample's K × columns
+        check_out(out, jacobian_shape(L, of=of, wrt=wrt)[1:], L.W.dtype)
         out = out[None]
     return L.out(layer_jacobian(L, of=of, wrt=wrt, method=method, out=out))

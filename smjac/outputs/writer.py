@@ -94,7 +94,7 @@ class Writer:
         for d in self.dests:
             why = refusal(d.fmt, shape)
             if why is not None:
-                where = f"{d.path}: " if d.path else f"--format {d.fmt.value}: "
+                where = f"{shown(str(d.path))}: " if d.path else f"--format {d.fmt.value}: "
                 others = [
                     (f.suffix or "") if d.path else f.value
                     for f in usable(shape, files_only=d.path is not None)
@@ -319,7 +319,7 @@ class Writer:
                     f"{where} holds {self.shape.main} only, not {' or '.join(missing)}; {holds} holds it all"
                 )
         if d.path is not None:
-            progress.phase(f"writing {d.path}", len(data))
+            progress.phase(f"writing {shown(str(d.path))}", len(data))
             atomic.write_atomic(d.path, _in_pieces(data, progress), force=self.opts.force)
             return [self._wrote(d.path), *notes]
         if self.env.stdout_isatty:
@@ -338,7 +338,7 @@ class Writer:
         """Text made a line at a time, written a piece at a time; the note to say after it."""
         pieces = _joined(lines, 2**16)  # characters: up to 4 bytes each, and their UTF-8 copy
         if d.path is not None:
-            progress.phase(f"writing {d.path}")
+            progress.phase(f"writing {shown(str(d.path))}")
 
             def write(f: Any) -> None:
                 for piece in pieces:
