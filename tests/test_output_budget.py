@@ -177,6 +177,37 @@ def _refusal(L: maths.Layer, max_memory: int, wrt: str = "W", fmt: str = "table"
     raise AssertionError("not refused")
 
 
+def _entry_offer(L: maths.Layer, **where: str) -> int:
+    """What one entry takes in its costliest format: the budget from which a refusal offers it."""
+    return max(maths.estimate_bytes(L, "entry", text=f, **where) for f in ("table", "json", "csv", "npz"))
+
+
+def test_an_offered_entry_is_taken_in_the_format_refused(tmp_path):
+    # the entry was offered at its JSON cost, and a table (the default at a terminal) of it, 178
+    # bytes more, was then refused at the same budget
+    rng = np.random.default_rng(7)
+    np.save(tmp_path / "W.npy", rng.normal(size=(5, 3)))
+    np.save(tmp_path / "x.npy", rng.normal(size=5))
+    L = maths.make_layer(np.load(tmp_path / "W.npy"), np.load(tmp_path / "x.npy"))
+    args = ["jacobian", "-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy")]
+    for most in range(maths.estimate_bytes(L, "entry", text="json"), _entry_offer(L) + 1, 16):
+        for fmt in ("table", "json", "csv"):  # whatever is offered, at this budget, works
+            refused = CliRunner().invoke(app, [*args, "--max-memory", str(most), "-f", fmt])
+            if "--entry T,I,J" in refused.stderr:
+                taken = CliRunner().invoke(
+                    app, [*args, "--max-memory", str(most), "-f", fmt, "--entry", "2,2,4"]
+                )
+                assert taken.exit_code == 0, (most, fmt, taken.stderr)
+    most = str(_entry_offer(L))
+    for fmt in ("table", "json", "csv"):
+        refused = CliRunner().invoke(app, [*args, "--max-memory", most, "-f", fmt])
+        assert refused.exit_code == 2 and "--entry T,I,J" in refused.stderr, refused.stderr
+        taken = CliRunner().invoke(app, [*args, "--max-memory", most, "-f", fmt, "--entry", "2,2,4"])
+        assert taken.exit_code == 0, taken.stderr
+    refused = CliRunner().invoke(app, [*args, "--max-memory", str(int(most) - 1), "-f", "table"])
+    assert refused.exit_code == 2 and "--entry" not in refused.stderr
+
+
 def test_a_refusal_offers_only_the_ways_that_apply_and_fit(rng):
     one = maths.make_layer(rng.normal(size=(30, 20)), rng.normal(size=30))
     row = {f: maths.estimate_bytes(one, "streamed", text=f, block_bytes=8) for f in ("npy", "csv")}
@@ -187,11 +218,11 @@ def test_a_refusal_offers_only_the_ways_that_apply_and_fit(rng):
     npy = _refusal(one, row["csv"] - 1)  # a row as CSV text is over the budget: CSV is not offered
     assert "-o J.npy (as CSV, even a row at a time would not fit)" in npy and "--format csv;" not in npy
     # dh/dx has no factored form, and its entry is T,K
-    dx = _refusal(one, maths.estimate_bytes(one, "entry", wrt="x", text="json"), wrt="x")
+    dx = _refusal(one, _entry_offer(one, wrt="x"), wrt="x")
     assert "--format factored" not in dx and dx.endswith("; or take one entry of it: --entry T,K")
     # a batch's entry takes its forward pass: where that is over the budget, it is not offered
     batch = maths.make_layer(rng.normal(size=(30, 20)), rng.normal(size=(3000, 30)))
-    entry = maths.estimate_bytes(batch, "entry", text="json")
+    entry = _entry_offer(batch)
     assert 2**20 < entry < maths.estimate_bytes(batch, "streamed", block_bytes=8)
     refused = _refusal(batch, entry - 1, fmt="json")
     least = budget.format_size(maths.estimate_bytes(batch, "streamed", block_bytes=8))
@@ -279,3 +310,21 @@ def test_the_factors_are_offered_as_they_would_be_written_and_the_offer_works(tm
     # under both, neither is offered
     refused = CliRunner().invoke(app, [*layer, "--max-memory", str(as_npz - 1), "--format", "json"])
     assert refused.exit_code == 2 and "factored" not in refused.stderr
+
+
+def test_a_mapped_forward_over_the_budget_offers_csv_which_then_works(tmp_path):
+    # the refusal of JSON (or a table, .npz) said nothing, though CSV streams in chunks
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "W.npy", rng.normal(size=(150, 3)))
+    np.save(tmp_path / "X.npy", rng.normal(size=(600, 150)))
+    W, X = str(tmp_path / "W.npy"), str(tmp_path / "X.npy")
+    args = ["--max-input-bytes", "4000", "forward", "-W", W, "-x", X]
+    for fmt in ("json", "table", "npz"):
+        refused = CliRunner().invoke(app, [*args, "--max-memory", "20K", "-f", fmt])
+        assert refused.exit_code == 2
+        assert refused.stderr.rstrip().endswith(
+            "Stream it as CSV, a chunk of rows at a time: --format csv, or -o F.csv"
+        )
+    done = CliRunner().invoke(app, [*args, "--max-memory", "20K", "-o", str(tmp_path / "F.csv")])
+    assert done.exit_code == 0, done.stderr
+    assert len((tmp_path / "F.csv").read_text().splitlines()) == 1 + 600 * 3

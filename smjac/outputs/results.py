@@ -171,6 +171,8 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int, budge
     return whole._replace(
         data=data, cost=lambda text: maths.estimate_bytes(mapped, "forward", text=text), csv_chunks=chunks,
         work=len(X), unit="samples",
+        # CSV is made a chunk of rows at a time, the chunks sized by the budget
+        others=[[("stream it as CSV, a chunk of rows at a time: --format csv, or -o F.csv", 0)]],
     )  # fmt: skip
 
 
@@ -251,8 +253,11 @@ def jacobian(L: maths.Layer, *, of: maths.Of, wrt: maths.Wrt, method: maths.Meth
             L, "streamed", of=of, wrt=wrt, method=method, text=text, block_bytes=block_bytes
         )
 
-    others = [[(f"take one entry of it: --entry {target.entry_form.split(' ')[0]}", maths.estimate_bytes(
-        L, "entry", of=of, wrt=wrt, text="json"))]]  # fmt: skip
+    # one entry, in whichever format the refused request asked for: its costliest (a table's)
+    entry = max(
+        maths.estimate_bytes(L, "entry", of=of, wrt=wrt, text=f) for f in ("table", "json", "csv", "npz")
+    )
+    others = [[(f"take one entry of it: --entry {target.entry_form.split(' ')[0]}", entry)]]
     if target.factored:  # as JSON, as --format factored writes them, or else in an .npz file
         factored = "take it as its factors, K² + n numbers: --format factored"
         others.insert(0, [(factored, maths.estimate_bytes(L, "factored", of=of, text="json")),
