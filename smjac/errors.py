@@ -88,7 +88,12 @@ def shown(name: str) -> str:
     """
     if name.isprintable():
         return name
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    return "".join(c if c.isprintable() else _escaped(c) for c in name)
+
+
+def _escaped(c: str) -> str:
+    # a byte the file system's encoding could not decode (held as a lone surrogate) as that byte
+    return f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else repr(c)[1:-1]
 
 
 _ANSI_C = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}

@@ -420,6 +420,11 @@ def test_an_empty_batch_gives_empty_results_and_no_mean_or_check_over_nothing():
             smjac.ShapeError,
             "x is not a vector or a matrix: its rows",
         ),
+        (  # an unsigned class past int64 wrapped to a negative number in the message
+            lambda W: smjac.grad(W, np.ones(3), target=np.uint64(2**63)),
+            smjac.InputError,
+            "target class 9223372036854775808 is out of range",
+        ),
         # numpy's TypeError about scalar indices
         (
             lambda W: smjac.forward(W, np.ones(3), layout=np.array(["in-out"])),

@@ -152,6 +152,14 @@ def test_a_name_an_ascii_stream_cannot_hold_is_escaped_not_lost(tmp_path):
     proc = smjac("forward", *SAMPLE, "-o", os.fsencode(out).decode("utf-8"), env={"LC_ALL": "C", "LANG": "C"})
     assert proc.returncode == 2 and proc.stderr.isascii()
     assert proc.stderr.decode() == f"Error: {tmp_path}/\\xdcmlaut.json: exists; add --force to replace it\n"
+    # where Python decodes the name as ASCII, its bytes are shown as bytes, in every refusal
+    ascii_only = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}
+    for name, why in (("Ümlaut.json", "exists; add --force"), ("日.npy", "so it cannot be .npy")):
+        (tmp_path / name).write_text("{}")
+        proc = smjac("forward", *SAMPLE, "-o", os.fsencode(tmp_path / name), env=ascii_only)
+        shown = "".join(f"\\x{b:02x}" if b > 127 else chr(b) for b in name.encode())
+        assert proc.returncode == 2 and proc.stderr.isascii()
+        assert proc.stderr.decode().startswith(f"Error: {tmp_path}/{shown}: ") and why in proc.stderr.decode()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])

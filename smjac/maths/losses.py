@@ -65,6 +65,8 @@ def class_indices(
     with np.errstate(invalid="ignore"):
         if t.dtype.kind == "f" and np.any(np.abs(t) >= 2**62):
             raise InputError(f"a target class is out of range: K = {K}, so 0 ≤ target ≤ {K - 1}")
+    if t.dtype.kind == "u" and t.size and int(t.max()) > np.iinfo(np.intp).max:  # would wrap negative
+        raise InputError(f"target class {int(t.max())} is out of range: K = {K}, so 0 ≤ target ≤ {K - 1}")
     t = t.astype(np.intp).reshape(-1)
     if t.size == 1:
         t = np.repeat(t, N)
