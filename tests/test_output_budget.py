@@ -328,3 +328,19 @@ def test_a_mapped_forward_over_the_budget_offers_csv_which_then_works(tmp_path):
     done = CliRunner().invoke(app, [*args, "--max-memory", "20K", "-o", str(tmp_path / "F.csv")])
     assert done.exit_code == 0, done.stderr
     assert len((tmp_path / "F.csv").read_text().splitlines()) == 1 + 600 * 3
+
+
+def test_a_refusal_with_a_streaming_file_given_says_to_leave_out_the_other_copy(tmp_path):
+    # -f json -o J.npy: the JSON copy on stdout was over the budget, and the refusal offered -o J.npy
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "W.npy", rng.normal(size=(5, 3)))
+    np.save(tmp_path / "x.npy", rng.normal(size=5))
+    out = tmp_path / "J.npy"
+    args = ["jacobian", "-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy"), "--max-memory", "600"]
+    refused = CliRunner().invoke(app, [*args, "-f", "json", "-o", str(out)])
+    assert refused.exit_code == 2 and not out.exists()
+    assert (
+        f"(--max-memory). {out} alone would be streamed in blocks: leave out --format json;" in refused.stderr
+    )
+    done = CliRunner().invoke(app, [*args, "-o", str(out)])
+    assert done.exit_code == 0 and np.load(out).shape == (3, 15)

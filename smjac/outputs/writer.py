@@ -192,7 +192,12 @@ class Writer:
             return "; or ".join([others[0][0].upper() + others[0][1:], *others[1:]]) if others else ""
         most = budget.resolve(self.opts.max_memory)
         fits = [f for f in ("npy", "csv") if result.blocks is not None and result.stream_cost(f, 8) <= most]
-        if fits == ["npy", "csv"]:
+        alone = [d for d in self.dests if d.path is not None and self._streams(d, result)]
+        if alone and len(self.dests) > 1 and alone[0].fmt.value in fits:
+            # a file that streams was asked for already: the other copy (on stdout) is the one over
+            others = [d.fmt.value for d in self.dests if d is not alone[0]]
+            stream = f"{shown(str(alone[0].path))} alone would be streamed in blocks: leave out --format {others[0]}"
+        elif fits == ["npy", "csv"]:
             stream = "Stream it in blocks to a file, -o J.npy, or as CSV to a pipe, --format csv"
         elif fits == ["npy"]:
             stream = "Stream it in blocks to a file, -o J.npy (as CSV, even a row at a time would not fit)"
