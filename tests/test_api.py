@@ -425,6 +425,11 @@ def test_an_empty_batch_gives_empty_results_and_no_mean_or_check_over_nothing():
             smjac.InputError,
             "target class 9223372036854775808 is out of range",
         ),
+        (  # text was read as a number here, where a target of text is refused
+            lambda W: smjac.grad(W, np.ones((2, 3)), target=[0, 1], ignore_index="1"),
+            smjac.InputError,
+            "ignore_index must be a whole number, not '1'",
+        ),
         # numpy's TypeError about scalar indices
         (
             lambda W: smjac.forward(W, np.ones(3), layout=np.array(["in-out"])),

@@ -16,6 +16,7 @@ and turns it into ``dLoss/dW = x δᵀ``; a new loss is one class here.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,7 +139,7 @@ class CrossEntropy:
             object.__setattr__(self, "class_weights", w)
         if self.ignore_index is not None:
             i = self.ignore_index
-            if isinstance(i, bool) or not float(i).is_integer():
+            if isinstance(i, bool | np.bool_) or not isinstance(i, numbers.Real) or not float(i).is_integer():
                 raise InputError(f"ignore_index must be a whole number, not {i!r}")
             object.__setattr__(self, "ignore_index", int(i))
         eps = self.label_smoothing
