@@ -328,9 +328,9 @@ def make_layer(
     return _tuple_new(
         Layer,
         (
-            Wio if Wio.dtype is dtype else Wio.astype(dtype),
-            X if X.dtype is dtype else X.astype(dtype),
-            b if b is None or b.dtype is dtype else b.astype(dtype),
+            Wio if Wio.dtype is dtype else Wio.astype(dtype, copy=False),  # an equal dtype: no copy either
+            X if X.dtype is dtype else X.astype(dtype, copy=False),
+            b if b is None or b.dtype is dtype else b.astype(dtype, copy=False),
             batched,
             layout,
             function,
