@@ -430,6 +430,11 @@ def test_an_empty_batch_gives_empty_results_and_no_mean_or_check_over_nothing():
             smjac.InputError,
             "ignore_index must be a whole number, not '1'",
         ),
+        (  # a long-double answer was taken silently, where every other long-double input is refused
+            lambda W: smjac.verify(W, np.ones(3), grad=np.zeros((3, 4), np.longdouble), upstream=np.ones(4)),
+            smjac.InputError,
+            "the answer has dtype float",
+        ),
         # numpy's TypeError about scalar indices
         (
             lambda W: smjac.forward(W, np.ones(3), layout=np.array(["in-out"])),

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..budget import checked, require
-from ..errors import InputError, ShapeError, size_in_bytes
+from ..errors import InputError, size_in_bytes
 from ..maths import (
     BLOCK_BYTES,
     DEFAULT_REDUCTION,
@@ -42,7 +42,7 @@ from ..maths import (
     make_layer,
 )
 from ..maths.losses import CrossEntropy
-from ..maths.numeric import check_choice
+from ..maths.numeric import as_float, check_choice
 from . import mistakes as cat
 from .comparison import ERRORS_MAX, Stats, compare
 from .diagnosis import agreeing, candidates, diagnose
@@ -159,12 +159,11 @@ def verify(
 
 
 def _array(answer: ArrayLike) -> np.ndarray:
-    try:
-        return np.asarray(answer)
-    except ValueError:  # rows of different lengths
-        raise ShapeError(
-            "the answer is not a vector or a matrix: its rows are of different lengths"
-        ) from None
+    """The answer as the layer's inputs are taken (floats; ragged rows, text, complex numbers and
+    long doubles refused by name), but an array of whole numbers compared as it is, not copied."""
+    if isinstance(answer, np.ndarray) and answer.dtype.kind in "biu":
+        return answer
+    return as_float(answer, "the answer")
 
 
 def layer_verify(
