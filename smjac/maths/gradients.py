@@ -378,7 +378,7 @@ def grad_chunks(
     N = x.shape[0]
     if N == 0:  # no chunk: the gradient of no samples, as grad gives it (0), or its refusal
         return layer_grad(
-            make_layer(W, np.asarray(x[:0]), b, **layer)._replace(batched=True), target=target,
+            make_layer(W, np.empty((0, x.shape[1]), x.dtype), b, **layer)._replace(batched=True), target=target,
             upstream=upstream, reduce=reduce, class_weights=class_weights, ignore_index=ignore_index,
             label_smoothing=label_smoothing,
         )  # fmt: skip

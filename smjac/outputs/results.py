@@ -20,7 +20,7 @@ from .. import maths, notation
 from ..errors import ExitStatus, InputError
 from ..formats.document import Document
 from ..formats.table import Format
-from .shapes import Result, Shape, View, flat_columns, pick
+from .shapes import Result, Shape, View, flat_columns, pick, usable
 
 FORWARD = Shape("the forward pass (z and h)", csv="columns", view="table", picture="bars")
 JACOBIAN = Shape("a Jacobian", main="jacobian", extras=(), streams=True)
@@ -254,9 +254,7 @@ def jacobian(L: maths.Layer, *, of: maths.Of, wrt: maths.Wrt, method: maths.Meth
         )
 
     # one entry, in whichever format the refused request asked for: its costliest (a table's)
-    entry = max(
-        maths.estimate_bytes(L, "entry", of=of, wrt=wrt, text=f) for f in ("table", "json", "csv", "npz")
-    )
+    entry = max(maths.estimate_bytes(L, "entry", of=of, wrt=wrt, text=f.value) for f in usable(ENTRY))
     others = [[(f"take one entry of it: --entry {target.entry_form.split(' ')[0]}", entry)]]
     if target.factored:  # as JSON, as --format factored writes them, or else in an .npz file
         factored = "take it as its factors, K² + n numbers: --format factored"
