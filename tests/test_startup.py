@@ -1,17 +1,19 @@
 """What starting smjac loads: a set of modules, which is deterministic where a time is not.
 
-Start-up is timed by ``benchmarks/bench.py --sections startup`` (and ``benchmarks/startup.py``),
-side by side with ``python -c "import numpy"``; these tests notice the usual way it slips, a
-module that a run does not need imported at every start.
+Start-up is timed by ``benchmarks/bench.py --sections startup``, side by side with ``python -c
+"import numpy"``; these tests notice the usual way it slips, a module that a run does not need
+imported at every start.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +39,10 @@ NOT_FOR_FORWARD = (
     "smjac.formats.heads",
     "smjac.formats.safetensors",
     "smjac.outputs.demo",
+    # the maths a forward pass does not do: its names load on first use (smjac.maths.__getattr__)
+    "smjac.maths.losses",
+    "smjac.maths.gradients",
+    "smjac.maths.factors",
     # the other commands and the whole app: a run imports the command it names
     "smjac.cli.app",
     "smjac.cli.jacobian",
@@ -57,19 +63,45 @@ def _env() -> dict[str, str]:
     return env
 
 
-def imported_by(*args: str) -> set[str]:
-    """Every module a fresh ``python ARGS`` imports (or tries to), as ``-X importtime`` lists them."""
+# Records every module the command asks for, by an import statement or importlib.import_module
+# alike (``-X importtime`` lists only the former, and smjac loads its commands and the maths' names
+# with the latter), including those that fail to import; written out as the command exits.
+_RECORD = """
+import os, runpy, sys
+asked = []
+class Asked:
+    def find_spec(self, name, path=None, target=None):
+        asked.append(name)
+sys.meta_path.insert(0, Asked())
+def write():
+    with open(os.environ["SMJAC_TEST_IMPORTS"], "w") as f:
+        f.write("\\n".join({*asked, *sys.modules}))
+exit_now = os._exit
+def _exit(status):
+    write()
+    exit_now(status)
+os._exit = _exit
+sys.argv = ["smjac", *sys.argv[1:]]
+try:
+    runpy.run_module("smjac", run_name="__main__", alter_sys=True)
+finally:
+    write()
+"""
+
+
+def imported_by(*args: str, tmp_path: Path) -> set[str]:
+    """Every module a fresh ``python -m smjac ARGS`` imports, or tries to."""
+    record = tmp_path / "imports.txt"
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", *args],
+        [sys.executable, "-c", _RECORD, *args],
         capture_output=True,
-        text=True,
-        env=_env(),
+        env={**_env(), "SMJAC_TEST_IMPORTS": str(record)},
         cwd=ROOT,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    names = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \| *(\S+)$", proc.stderr, flags=re.M))
-    assert "numpy" in names  # the listing is read right
+    names = set(record.read_text().split())
+    assert "numpy" in names and "smjac.cli.entry" in names  # the record is read right
     return names
 
 
@@ -106,6 +138,39 @@ def test_import_smjac_loads_its_errors_and_its_first_function_numpy_and_the_math
     )
 
 
+def test_each_name_of_the_maths_is_the_one_its_room_holds():
+    # smjac.maths loads its names on first use, looking through its rooms in order; each must be the
+    # object that the import shown to the type checker names, whichever room is looked in first
+    tree = ast.parse((ROOT / "smjac" / "maths" / "__init__.py").read_text())
+    shown = {
+        alias.name: node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 1
+        for alias in node.names
+    }
+    code = textwrap.dedent(
+        """
+        import importlib, json, sys
+        rooms = json.loads(sys.argv[1])
+        import smjac.maths as m
+        wrong = [n for n, room in rooms.items()
+                 if getattr(m, n) is not getattr(importlib.import_module("smjac.maths." + room), n)]
+        print(json.dumps([sorted(m.__all__), wrong]))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(shown)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    listed, wrong = json.loads(out)
+    assert listed == sorted(shown) and len(shown) > 60
+    assert wrong == []
+
+
 def test_a_ctrl_c_while_numpy_imports_ends_the_command_quietly():
     # the command line takes SIGINT from its first moment: before, a Ctrl-C while numpy imported
     # (the most of start-up) printed a traceback of the import
@@ -135,9 +200,9 @@ def test_a_ctrl_c_while_numpy_imports_ends_the_command_quietly():
 
 
 @pytest.mark.parametrize("suffix", ["json", "csv"])
-def test_forward_on_the_sample_loads_nothing_it_does_not_use(suffix):
+def test_forward_on_the_sample_loads_nothing_it_does_not_use(suffix, tmp_path):
     names = imported_by(
-        "-m", "smjac", "forward", "-W", str(SAMPLE / f"W.{suffix}"), "-x", str(SAMPLE / f"x.{suffix}")
+        "forward", "-W", str(SAMPLE / f"W.{suffix}"), "-x", str(SAMPLE / f"x.{suffix}"), tmp_path=tmp_path
     )
     assert "smjac.maths.forward_pass" in names and "orjson" in names  # text is read through orjson
     assert loaded(names, NOT_FOR_FORWARD) == []
@@ -146,8 +211,6 @@ def test_forward_on_the_sample_loads_nothing_it_does_not_use(suffix):
 
 def test_forward_between_npy_files_leaves_the_text_codec_unloaded(tmp_path):
     names = imported_by(
-        "-m",
-        "smjac",
         "forward",
         "-W",
         str(SAMPLE / "W.npy"),
@@ -155,6 +218,7 @@ def test_forward_between_npy_files_leaves_the_text_codec_unloaded(tmp_path):
         str(SAMPLE / "x.npy"),
         "-o",
         str(tmp_path / "f.npz"),
+        tmp_path=tmp_path,
     )
     assert (tmp_path / "f.npz").exists()
     assert loaded(names, ("orjson", *(m for m in NOT_FOR_FORWARD if m != "zipfile"))) == []  # .npz is a zip

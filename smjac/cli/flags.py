@@ -41,8 +41,9 @@ _FLAGS = {
 _APART = r"(?<![\w./\\'\"`[-])"
 # name=value (quoted or not; name= alone is the flag alone) or, for the parameter names no prose
 # uses, the name said bare ("class_weights sum to 0"); found in one pass, so that a value
-# (key='class_weights') is never taken for a name
-_PARAMETER = re.compile(
+# (key='class_weights') is never taken for a name. A pattern, compiled (and kept by re's cache) on
+# the first message: compiling it costs a millisecond of every start, which most runs never use
+_PARAMETER = (
     rf"{_APART}(?:(?P<name>{'|'.join(_FLAGS)})=(?:(?P<quoted>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')|(?P<word>[^\s,;:.)][^\s,;)]*))?"
     rf"|(?P<bare>{'|'.join(n for n in _FLAGS if '_' in n)})(?![\w'\"`-]|[./\\]\w))"
 )
@@ -88,4 +89,4 @@ def as_flags(message: str) -> str:
     >>> as_flags("pick the layer with key=NAME (e.g. key='class_weights')")
     'pick the layer with --key NAME (e.g. --key class_weights)'
     """
-    return _PARAMETER.sub(_flag, message)
+    return re.sub(_PARAMETER, _flag, message)
