@@ -255,3 +255,26 @@ def test_dash_o_is_stdout_in_the_formats_format_as_the_help_says():
     plain = run("forward", *BLOG, "-f", "json")
     dashed = run("forward", *BLOG, "-o", "-", "-f", "json")
     assert dashed.exit_code == 0 and dashed.stdout == plain.stdout and json.loads(dashed.stdout)["h"]
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("out.csv/", "out.csv/ ends in /, so it names a folder; give out.csv, or a file inside it"),
+        ("my run/", "my run/ ends in /, so it names a folder; give 'my run', or a file inside it"),
+        ("/", "/ ends in /, so it names a folder; give a file"),
+        ("{tmp}", "{tmp} is a folder; give a file, inside it or elsewhere"),
+        ("", "is empty; give a file"),
+    ],
+)
+@pytest.mark.parametrize("command", ["forward", "jacobian", "grad"])
+def test_dash_o_refuses_a_folder_and_writes_no_file_in_its_place(command, given, said, tmp_path, monkeypatch):
+    # Path("out.csv/") is Path("out.csv"): a name that ends in a slash was written as that file
+    monkeypatch.chdir(tmp_path)
+    extra = ["--target", "1"] if command == "grad" else []
+    result = run(command, *BLOG, *extra, "-o", given.format(tmp=tmp_path))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1] == f"Error: Invalid value for '-o' / '--output': {said}".format(
+        tmp=tmp_path
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ commands do with those options: :class:`LayerSource` loads the checked :class:`~
 
 import dataclasses
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ import typer
 
 from .. import budget, inputs, maths
 from ..checking.tolerances import ATOL_MAX, CHECK_ATOL, RTOL_MAX, default_rtol
-from ..errors import InputError
+from ..errors import InputError, shell_word, shown
 from ..outputs import writer as writing
 
 if TYPE_CHECKING:
@@ -64,6 +65,23 @@ def parse_size(text: str | None) -> int | None:
 def size_option(envvar: str, help: str) -> Any:
     """A size option: 4G, 512M or bytes, also from ``envvar``."""
     return typer.Option(envvar=envvar, parser=parse_size, metavar="SIZE", help=help, show_default=False)
+
+
+def output_file(text: str | None) -> Path | None:
+    """-o's FILE, or a usage error where it names a folder: an existing one, or a name that ends in
+    a separator (``out.csv/``), which ``Path`` would quietly read as the file ``out.csv``."""
+    if text is None or text == "-":
+        return None if text is None else Path(text)
+    if not text:
+        raise typer.BadParameter("is empty; give a file")
+    ends = tuple(s for s in (os.sep, os.altsep, "/") if s)
+    if text.endswith(ends):
+        file = text.rstrip("".join(ends))
+        offer = f"{shell_word(file)}, or a file inside it" if file else "a file"
+        raise typer.BadParameter(f"{shown(text)} ends in {text[-1]}, so it names a folder; give {offer}")
+    if Path(text).is_dir():
+        raise typer.BadParameter(f"{shown(text)} is a folder; give a file, inside it or elsewhere")
+    return Path(text)
 
 
 def within(lo: float, hi: float, *, above: bool = False) -> Callable[[float | None], float | None]:
@@ -376,7 +394,9 @@ class Output:
         int, typer.Option(help="Digits after the point in tables and documents.", min=0, max=17)
     ] = 6
     sample: Annotated[int, typer.Option(help="Which sample of a batch a table shows, from 0.", min=0)] = 0
-    output: Annotated[Path | None, typer.Option("-o", "--output", dir_okay=False)] = None  # per command
+    output: Annotated[Path | None, typer.Option("-o", "--output", parser=output_file, metavar="FILE")] = (
+        None  # per command
+    )
     force: Annotated[
         bool, typer.Option("--force", help="Replace FILE if it exists (keeping its permissions).")
     ] = False
