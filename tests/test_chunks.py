@@ -46,6 +46,53 @@ def test_forward_chunks_match_forward(mapped, function):
     assert seen == len(X)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_forward_chunks_give_the_whole_batchs_floats_at_any_chunk_that_holds_a_span(tmp_path, rng, dtype):
+    # A product's last bits depend on the rows one BLAS call is given (OpenBLAS here: from 7 to 500
+    # rows at a time, a third of the logits of a 20000 x 128 x 300 batch differed from one call's).
+    # Chunks were cut by the budget alone, so a mapped forward pass gave other floats at another
+    # --max-memory; now they are whole spans of the pass in memory.
+    N, n, K = 20_000, 128, 300
+    W = rng.normal(size=(n, K)).astype(dtype)
+    X = rng.normal(size=(N, n)).astype(dtype)
+    np.save(tmp_path / "x.npy", X)
+    x = inputs.map_npy(tmp_path / "x.npy")
+    whole = smjac.forward(W, X)
+    span = smjac.maths.forward_pass.sweep_spans(N, n, K, X.itemsize)[0]
+    least = (span[1] - span[0]) * (n + smjac.maths.LOGIT_COPIES * K) * X.itemsize  # a chunk of one span
+    for chunk_bytes in (least, 3 * least + 1, 10**9):
+        parts = list(smjac.forward_chunks(W, x, chunk_bytes=chunk_bytes))
+        assert len(parts) > 1 or chunk_bytes == 10**9
+        assert_array_equal(np.concatenate([f.z for _, f in parts]), whole.z)
+        assert_array_equal(np.concatenate([f.h for _, f in parts]), whole.h)
+    # below a span, chunks are cut to fit: their logits agree to rounding (a few units of the
+    # last place of a sum of n = 128 terms)
+    small = np.concatenate([f.z for _, f in smjac.forward_chunks(W, x, chunk_bytes=least // 3)])
+    assert_allclose(small, whole.z, rtol=0, atol=n * np.finfo(dtype).eps * np.abs(whole.z).max())
+
+
+def test_span_chunks_cover_the_rows_once_in_order_and_keep_every_span_whole():
+    from smjac.maths.forward_pass import span_chunks, sweep_spans
+
+    for N, n, K, rows in [
+        (20_000, 128, 300, 5000),
+        (20_000, 128, 300, 100),
+        (1000, 512, 1000, 600),
+        (50, 2, 2, 7),
+    ]:
+        chunks = span_chunks(N, n, K, 8, rows)
+        assert (
+            [c[0] for c in chunks[1:]] == [c[1] for c in chunks[:-1]]
+            and chunks[0][0] == 0
+            and chunks[-1][1] == N
+        )
+        assert all(b - a <= rows for a, b, _ in chunks)
+        spans = set(sweep_spans(N, n, K, 8))
+        for a, b, inside in chunks:
+            if inside is not None:
+                assert {(a + s0, a + s1) for s0, s1 in inside} <= spans and inside[-1][1] == b - a
+
+
 @pytest.mark.parametrize("reduce", ["sum", "mean"])
 @pytest.mark.parametrize("layout", ["in-out", "out-in"])
 def test_grad_chunks_match_grad_and_finite_differences(mapped, rng, reduce, layout):
@@ -170,6 +217,33 @@ def test_many_outputs_make_smaller_chunks_and_the_budget_holds(tmp_path, rng):
     )
     assert result.exit_code == 0, result.stderr
     assert_allclose(np.load(tmp_path / "g.npy"), smjac.grad(W, X, target=1).W, rtol=1e-12, atol=1e-15)
+
+
+def test_a_mapped_forward_writes_the_same_floats_at_any_budget_and_as_in_memory(tmp_path, rng):
+    from typer.testing import CliRunner
+
+    from smjac.cli import app
+
+    # a shape whose products' bits differ with the rows of a call (see above): 4 spans of 1,500 rows
+    W, X = rng.normal(size=(128, 300)), rng.normal(size=(6000, 128))
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "X.npy", X)
+    layer = ["forward", "-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "X.npy")]
+    # in memory, then mapped: as .npz where the budget holds it whole, and as CSV streamed in chunks
+    # of two spans
+    for name, cap, budget in (
+        ("memory.npz", "1G", "1G"),
+        ("mapped.npz", "1M", "1G"),
+        ("mapped.csv", "1M", "200M"),
+    ):
+        args = ["--max-input-bytes", cap, *layer, "--max-memory", budget, "-o", str(tmp_path / name)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+    whole, mapped = np.load(tmp_path / "memory.npz"), np.load(tmp_path / "mapped.npz")
+    streamed = np.loadtxt(tmp_path / "mapped.csv", delimiter=",", skiprows=1)
+    for key, column in (("z", 2), ("h", 3)):
+        assert_array_equal(mapped[key], whole[key])
+        assert_array_equal(streamed[:, column].reshape(6000, 300), whole[key])
 
 
 @pytest.mark.parametrize("walk", ["forward", "grad"])

@@ -274,7 +274,6 @@ def test_dash_o_refuses_a_folder_and_writes_no_file_in_its_place(command, given,
     extra = ["--target", "1"] if command == "grad" else []
     result = run(command, *BLOG, *extra, "-o", given.format(tmp=tmp_path))
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr.strip().splitlines()[-1] == f"Error: Invalid value for '-o' / '--output': {said}".format(
-        tmp=tmp_path
-    )
+    expected = f"Error: Invalid value for '-o' / '--output': {said.format(tmp=tmp_path)}"
+    assert result.stderr.strip().splitlines()[-1] == expected
     assert list(tmp_path.iterdir()) == []

@@ -130,7 +130,12 @@ class _Rows(NamedTuple):
 
 
 def softmax_rows(
-    L: Layer, *, keep_z: bool = True, log_h: bool = False, t: NDArray[np.intp] | None = None
+    L: Layer,
+    *,
+    keep_z: bool = True,
+    log_h: bool = False,
+    t: NDArray[np.intp] | None = None,
+    spans: list[tuple[int, int]] | None = None,
 ) -> _Rows | None:
     """The forward pass in one sweep over fixed spans of rows, each finished while in cache.
 
@@ -143,6 +148,10 @@ def softmax_rows(
     the bits, are those of :func:`forward_arrays` and the careful gradient: all but the column sums
     work row by row, so neither the spans nor the blocks move a bit.
 
+    ``spans`` (rows of L.X) are given for a chunk of a larger batch: the spans the whole batch's
+    pass makes there (:func:`span_chunks`), each its own product, so that the chunk's bits are the
+    whole pass's.
+
     Returns None when a span meets a non-finite number; the caller then takes the careful path,
     which rescales where it can and otherwise says why it refuses.
     """
@@ -150,8 +159,7 @@ def softmax_rows(
     P = np.empty((N, K), dtype)
     Z = np.empty((N, K), dtype) if keep_z else P  # without z, each span's z becomes its p in place
     H = np.empty((N, K), dtype) if log_h else None
-    spans = sweep_spans(N, n, K, P.itemsize)
-    fused = len(spans) > 1
+    fused = spans is not None or len(spans := sweep_spans(N, n, K, P.itemsize)) > 1
     step = max(1, PASS_BYTES // (K * P.itemsize))  # rows a block of the passes takes at once
     bufsize = bufsize_for_rows(K)
     losses = np.empty(N, dtype) if t is not None else None
@@ -236,11 +244,12 @@ def softmax_rows(
     return _Rows(Z if keep_z else None, P, H, losses, sums)
 
 
-def forward_arrays(L: Layer) -> tuple[Array, Array, Array]:
-    """The class logits, h and p (each N×classes); for a binary layer the logits are ``[0, z]``."""
+def forward_arrays(L: Layer, spans: list[tuple[int, int]] | None = None) -> tuple[Array, Array, Array]:
+    """The class logits, h and p (each N×classes); for a binary layer the logits are ``[0, z]``.
+    ``spans``: those of a chunk of a larger batch, as :func:`softmax_rows` takes them."""
     if L.binary:
         return _forward_careful(L)
-    rows = softmax_rows(L, log_h=L.function == "log-softmax")
+    rows = softmax_rows(L, log_h=L.function == "log-softmax", spans=spans)
     if rows is not None and rows.Z is not None:
         return rows.Z, rows.P if rows.H is None else rows.H, rows.P
     return _forward_careful(L)
@@ -314,11 +323,50 @@ def row_chunks(x: Array, chunk_bytes: int, outputs: int = 0) -> list[tuple[int, 
     >>> len(row_chunks(X, 160_000)), len(row_chunks(X, 160_000, outputs=100))
     (1, 31)
     """
+    return even_spans(x.shape[0], chunk_rows(x, chunk_bytes, outputs))
+
+
+def chunk_rows(x: Array, chunk_bytes: int, outputs: int = 0) -> int:
+    """The rows of a chunk of :func:`row_chunks` (at least one)."""
     if x.ndim != 2:
         raise ShapeError(f"x must be a batch (N×n) to be read in chunks, but has shape {x.shape}")
     chunk_bytes = size_in_bytes("chunk_bytes", chunk_bytes)
     row = (x.shape[1] + LOGIT_COPIES * outputs) * x.itemsize
-    return even_spans(x.shape[0], chunk_bytes // max(1, row))
+    return max(1, chunk_bytes // max(1, row))
+
+
+def span_chunks(
+    N: int, n: int, K: int, itemsize: int, rows: int
+) -> list[tuple[int, int, list[tuple[int, int]] | None]]:
+    """Chunks of at most ``rows`` of a batch's N rows, made of the spans its pass in memory makes
+    (:func:`~._parallel.sweep_spans`), as many whole spans as fit, each chunk with its spans (from
+    its first row). A product's bits depend on the rows that one BLAS call is given, so a chunk
+    of whole spans gives the very floats the batch in memory gives, whatever the chunk's size. A
+    span larger than ``rows`` (a small budget) is cut to fit, and its chunks (spans None) agree
+    with the batch to rounding; so does a batch of one span, unless it fits whole.
+
+    >>> span_chunks(1000, 512, 1000, 8, rows=600)  # 4 spans of 250 rows, two to a chunk
+    [(0, 500, [(0, 250), (250, 500)]), (500, 1000, [(0, 250), (250, 500)])]
+    >>> span_chunks(1000, 512, 1000, 8, rows=100)[:2]
+    [(0, 100, None), (100, 200, None)]
+    """
+    spans = sweep_spans(N, n, K, itemsize)
+    rows = max(1, rows)
+    if len(spans) == 1:
+        return [(0, N, None)] if rows >= N else [(a, b, None) for a, b in even_spans(N, rows)]
+    chunks: list[tuple[int, int, list[tuple[int, int]] | None]] = []
+    held: list[tuple[int, int]] = []
+    for a, b in spans:
+        if held and b - held[0][0] > rows:
+            chunks.append((held[0][0], held[-1][1], [(s0 - held[0][0], s1 - held[0][0]) for s0, s1 in held]))
+            held = []
+        if b - a > rows:
+            chunks += [(c0 + a, c1 + a, None) for c0, c1 in even_spans(b - a, rows)]
+        else:
+            held.append((a, b))
+    if held:
+        chunks.append((held[0][0], held[-1][1], [(s0 - held[0][0], s1 - held[0][0]) for s0, s1 in held]))
+    return chunks
 
 
 def as_batch(x: ArrayLike) -> Array:
@@ -398,8 +446,10 @@ def forward_chunks(
     ``x`` is N×n, typically a read-only ``np.memmap`` (see ``smjac.inputs.map_npy``), or any
     array-like (nested lists). Yields
     ``(first row, Forward of those rows)``; each chunk is checked (finite, shapes) as it is read,
-    and its pages handed back once done. Each chunk's numbers are those :func:`forward` gives for
-    the same rows.
+    and its pages handed back once done. The chunks are made of the spans of rows that
+    :func:`forward` gives one product each, so their numbers are the very floats :func:`forward`
+    gives for the whole batch, whatever ``chunk_bytes``, as long as a chunk holds a span (about
+    4 MiB of logits and their copies: a few tens of MiB); in smaller chunks they agree to rounding.
 
     Examples
     --------
@@ -409,10 +459,11 @@ def forward_chunks(
     """
     layer = layer_options("forward_chunks", layer)
     x = as_batch(x)
-    K = make_layer(W, first_row(x), b, **layer).K  # checked on the first row: outputs per row
-    for r0, r1 in row_chunks(x, chunk_bytes, outputs=K):
+    first = make_layer(W, first_row(x), b, **layer)  # checked on the first row: outputs per row
+    rows = chunk_rows(x, chunk_bytes, outputs=first.K)
+    for r0, r1, spans in span_chunks(x.shape[0], x.shape[1], first.K, first.W.dtype.itemsize, rows):
         # a last chunk of one row is still rows of a batch
         L = make_layer(W, read_rows(x, r0, r1), b, **layer)._replace(batched=True)
-        Z, H, P = forward_arrays(L)
+        Z, H, P = forward_arrays(L, spans)
         release_rows(x, r0, r1)
         yield r0, Forward(z=Z, h=H, p=P)
