@@ -294,6 +294,15 @@ def _at(index: Any, block: int) -> Any:
     return (np.asarray(index) + 0.5) / block - 0.5
 
 
+def _inches(pixels: int) -> float:
+    """``pixels`` in inches at :data:`DPI`, the float that gives back every pixel: matplotlib before
+    3.11 cuts the canvas to whole pixels downward, and 903 / 100 · 100 is 902.99…, so such a
+    picture came out a pixel short of its geometry. Only those sizes move, by one unit of the last
+    place: where the quotient is exact, the layout stays as every version draws it."""
+    inches = pixels / DPI
+    return inches if int(inches * DPI) == pixels else math.nextafter(inches, math.inf)
+
+
 def draw(
     M: np.ndarray,
     *,
@@ -410,7 +419,7 @@ def draw(
             "path.simplify": False,
         }
     ):
-        fig = Figure(figsize=(g.fig_w / DPI, g.fig_h / DPI), dpi=DPI)
+        fig = Figure(figsize=(_inches(g.fig_w), _inches(g.fig_h)), dpi=DPI)
         ax = fig.add_axes(
             (g.left / g.fig_w, 1 - (g.top + g.height) / g.fig_h, g.width / g.fig_w, g.height / g.fig_h)
         )
