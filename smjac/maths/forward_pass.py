@@ -159,7 +159,10 @@ def softmax_rows(
     P = np.empty((N, K), dtype)
     Z = np.empty((N, K), dtype) if keep_z else P  # without z, each span's z becomes its p in place
     H = np.empty((N, K), dtype) if log_h else None
-    fused = spans is not None or len(spans := sweep_spans(N, n, K, P.itemsize)) > 1
+    chunk = spans is not None  # a chunk's spans are each its own product, however few
+    if spans is None:
+        spans = sweep_spans(N, n, K, P.itemsize)
+    fused = chunk or len(spans) > 1
     step = max(1, PASS_BYTES // (K * P.itemsize))  # rows a block of the passes takes at once
     bufsize = bufsize_for_rows(K)
     losses = np.empty(N, dtype) if t is not None else None
