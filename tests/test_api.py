@@ -458,3 +458,21 @@ def test_odd_arguments_are_refused_by_smjac_in_one_line(call, error, says):
     with pytest.raises(error, match=re.escape(says)) as got:
         call(W)
     assert "\n" not in str(got.value)
+
+
+def test_float16_is_computed_and_checked_in_float32():
+    # float16 went through as it was: verify took its tolerance from float16 (rtol 0.098) and passed
+    # an answer 10% off, and check raised linalg's TypeError
+    W = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.6, 0.7, 0.8, 0.9, 0.1], [0.11, 0.12, 0.13, 0.14, 0.15]])
+    x = np.array([0.1, 0.5, 0.4])
+    W16, x16 = W.astype(np.float16), x.astype(np.float16)
+    J = smjac.jacobian(W, x)
+    for wrong in (J * 1.10, J * 1.001):
+        assert not smjac.verify(W16, x16, wrong).ok
+    assert not smjac.verify(W16, x16, grad=smjac.grad(W, x, target=1).W * 1.05, target=1).ok
+    assert smjac.verify(W16, x16, smjac.jacobian(W16.astype(np.float32), x16.astype(np.float32))).ok
+    assert smjac.check(W16, x16).ok
+    f = smjac.forward(W16, x16)
+    assert f.h.dtype == np.float32
+    assert_array_equal(f.h, smjac.forward(W16.astype(np.float32), x16.astype(np.float32)).h)
+    assert smjac.grad(W16, x16, target=1).W.dtype == np.float32

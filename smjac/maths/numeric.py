@@ -18,16 +18,17 @@ REAL = "smjac needs real numbers (float or int)"  # the readers say the same of 
 
 
 def as_float(a: ArrayLike, name: str = "an input") -> Array:
-    """``a`` as an array of floats: float arrays keep their precision, whole numbers and booleans
-    become float64.
+    """``a`` as an array of floats: float32 and float64 arrays keep their precision, float16 becomes
+    float32 (the least smjac computes in: at float16's precision a check's tolerance would pass an
+    answer 10% off), whole numbers and booleans become float64.
 
     Anything else is refused, naming ``name``, rather than cast into something else: complex
     numbers (the cast would drop the imaginary part), text, dates, objects that are not numbers
     (``None``, which the cast makes NaN), rows of different lengths, and whole numbers past
     float64.
 
-    >>> as_float([1, 2]), as_float(np.float32([0.5])).dtype
-    (array([1., 2.]), dtype('float32'))
+    >>> as_float([1, 2]), as_float(np.float32([0.5])).dtype, as_float(np.float16([0.5])).dtype
+    (array([1., 2.]), dtype('float32'), dtype('float32'))
     >>> as_float([1 + 2j], "x")
     Traceback (most recent call last):
     ...
@@ -37,8 +38,10 @@ def as_float(a: ArrayLike, name: str = "an input") -> Array:
         arr = np.asarray(a)
     except ValueError:  # rows of different lengths
         raise ShapeError(f"{name} is not a vector or a matrix: its rows are of different lengths") from None
-    if arr.dtype.kind == "f" and arr.dtype.itemsize <= 8:
+    if arr.dtype.kind == "f" and 4 <= arr.dtype.itemsize <= 8:
         return arr
+    if arr.dtype.kind == "f" and arr.dtype.itemsize < 4:  # float16: exact in float32
+        return arr.astype(np.float32)
     if arr.dtype.kind == "f":  # long double: neither BLAS nor LAPACK computes in it
         raise InputError(
             f"{name} has dtype {arr.dtype} (long double); smjac computes in float64 at most: cast it with "
