@@ -476,3 +476,22 @@ def test_float16_is_computed_and_checked_in_float32():
     assert f.h.dtype == np.float32
     assert_array_equal(f.h, smjac.forward(W16.astype(np.float32), x16.astype(np.float32)).h)
     assert smjac.grad(W16, x16, target=1).W.dtype == np.float32
+
+
+def test_a_masked_entry_is_refused_not_read_through_its_mask():
+    # np.asarray drops the mask: x = [1, --, 2] was computed as [1, 0.5, 2], the hidden number
+    W = np.arange(12.0).reshape(3, 4) / 10
+    hidden = np.ma.array([1.0, 0.5, 2.0], mask=[0, 1, 0])
+    for call in (
+        lambda: smjac.forward(W, hidden),
+        lambda: smjac.grad(W, hidden, target=1),
+        lambda: smjac.forward(np.ma.array(W, mask=W > 1), np.ones(3)),
+        lambda: smjac.verify(W, np.ones(3), np.ma.array(np.zeros((4, 12)), mask=np.eye(4, 12))),
+    ):
+        with pytest.raises(
+            smjac.InputError,
+            match=r"has masked entries \(the first at \[\d(, \d+)?\]\), and smjac reads no mask",
+        ):
+            call()
+    unmasked = np.ma.array([1.0, 0.5, 2.0], mask=[0, 0, 0])  # a mask that hides nothing is no mistake
+    assert_array_equal(smjac.forward(W, unmasked).h, smjac.forward(W, unmasked.data).h)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import reprlib
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,6 +35,13 @@ def as_float(a: ArrayLike, name: str = "an input") -> Array:
     ...
     smjac.errors.InputError: x has dtype complex128; smjac needs real numbers (float or int), and casting would drop the imaginary part
     """
+    ma = sys.modules.get("numpy.ma")  # a masked array's module is loaded once one exists
+    if ma is not None and isinstance(a, ma.MaskedArray) and ma.getmaskarray(a).any():
+        at = ", ".join(str(int(i)) for i in np.argwhere(ma.getmaskarray(a))[0])
+        raise InputError(
+            f"{name} has masked entries (the first at [{at}]), and smjac reads no mask (it would take the "
+            "numbers under it): fill them, with .filled(value), or leave them out"
+        )
     try:
         arr = np.asarray(a)
     except ValueError:  # rows of different lengths
