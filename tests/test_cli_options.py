@@ -277,3 +277,16 @@ def test_dash_o_refuses_a_folder_and_writes_no_file_in_its_place(command, given,
     expected = f"Error: Invalid value for '-o' / '--output': {said.format(tmp=tmp_path)}"
     assert result.stderr.strip().splitlines()[-1] == expected
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["e" * 300 + ".csv", "d" * 260 + "/f.csv"])
+def test_dash_o_with_a_name_too_long_is_refused_in_one_line(name, tmp_path, monkeypatch):
+    # Path.is_dir raised the OS's ENAMETOOLONG, which came out as an internal error
+    monkeypatch.chdir(tmp_path)
+    result = run("jacobian", *BLOG, "-o", name)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert (
+        result.stderr.startswith(f"Error: {name}: cannot write it (")
+        and "internal error" not in result.stderr
+    )
+    assert list(tmp_path.iterdir()) == []

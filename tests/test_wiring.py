@@ -125,7 +125,37 @@ def test_every_cell_of_the_options_matrix_does_what_it_says(tmp_path, name, fmt)
     else:
         assert result.stdout.strip()
     if left_out(fmt, shape):
-        assert "holds grad only, not " in result.stderr and "loss (= " in result.stderr
+        if fmt is Format.table or fmt.picture:  # they show the loss, in the caption or the title
+            assert "loss (= " not in result.stderr
+        else:
+            assert "holds grad only, not " in result.stderr and "loss (= " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fmt", "missing"),
+    [
+        ("table", "grad_b"),
+        ("markdown", "grad_b or loss (= "),
+        ("latex", "grad_b or loss (= "),
+        ("heatmap", "grad_b or loss (= "),
+        ("csv", "grad_b or loss (= "),
+        ("r.md", "grad_b or loss (= "),
+        ("r.png", "grad_b"),
+        ("r.svg", "grad_b"),
+        ("r.npy", "grad_b or loss (= "),
+    ],
+)
+def test_what_draws_the_gradient_alone_says_what_it_leaves_out(tmp_path, fmt, missing):
+    # Markdown, LaTeX, a table and pictures held dL/dW alone without a word; CSV and .npy said so
+    W = np.arange(12.0).reshape(3, 4) / 10
+    for name, a in (("W", W), ("x", np.array([0.1, 0.5, 0.4])), ("b", np.array([0.1, -0.2, 0.3, 0.0]))):
+        np.save(tmp_path / f"{name}.npy", a)
+    where = ["-o", str(tmp_path / fmt)] if "." in fmt else ["-f", fmt]
+    layer = ["-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy"), "-b", str(tmp_path / "b.npy")]
+    result = run("grad", *layer, "--target", "2", *where)
+    assert result.exit_code == 0, result.stderr
+    said = f"holds grad only, not {missing}"
+    assert said in result.stderr and result.stderr.rstrip().endswith("; .json or .npz holds it all")
 
 
 MODEL = ROOT / "samples/model"

@@ -79,7 +79,11 @@ def output_file(text: str | None) -> Path | None:
         file = text.rstrip("".join(ends))
         offer = f"{shell_word(file)}, or a file inside it" if file else "a file"
         raise typer.BadParameter(f"{shown(text)} ends in {text[-1]}, so it names a folder; give {offer}")
-    if Path(text).is_dir():
+    try:
+        folder = Path(text).is_dir()
+    except OSError:  # a name too long, say: the writer says what is wrong with it
+        folder = False
+    if folder:
         raise typer.BadParameter(f"{shown(text)} is a folder; give a file, inside it or elsewhere")
     return Path(text)
 

@@ -406,6 +406,7 @@ def grad(
             axes=("input xⱼ", "output zᵢ", "∂Loss/∂W[j,i]")
             if L.layout == "in-out"
             else ("output zᵢ", "input xⱼ", "∂Loss/∂W[i,j]"),
+            shows=("loss",),
         )
 
     if checkpoint is not None and L.b is not None and checkpoint.bias_key is None:

@@ -62,8 +62,11 @@ def refusal(fmt: Format, shape: Shape) -> str | None:
 
 
 def left_out(fmt: Format, shape: Shape) -> tuple[str, ...]:
-    """The fields of a result that ``fmt`` holds only in part (said on stderr when written)."""
-    return shape.extras if fmt is Format.npy or (fmt is Format.csv and shape.csv == "matrix") else ()
+    """The fields of a result that ``fmt`` holds only in part (said on stderr when written): a
+    .npy, a header-less CSV and whatever draws the view's one matrix (a table, a picture) hold the
+    main array alone, but for what the view shows beside it (:attr:`View.shows`)."""
+    whole = fmt is Format.npy or (fmt is Format.csv and shape.csv == "matrix") or fmt.people or fmt.picture
+    return shape.extras if whole else ()
 
 
 @functools.cache
@@ -95,6 +98,9 @@ class View(NamedTuple):
     # a picture's title, when it says more than ``title`` (the function, the method, the sample)
     picture_title: str | None = None
     axes: tuple[str, str, str] = ("", "", "")  # a picture's labels: rows, columns, values
+    # fields of the result shown beside the matrix, in the caption of a table and the title of a
+    # picture (Markdown, LaTeX and the heatmap show the matrix alone)
+    shows: tuple[str, ...] = ()
 
 
 class Result(NamedTuple):

@@ -265,6 +265,22 @@ class Writer:
         self._flush_bytes()
         return []
 
+    def _held_only(self, d: Destination, doc: document.Document, shown: tuple[str, ...] = ()) -> list[str]:
+        """The note that ``d`` holds the main array alone, naming what it leaves out (those
+        :func:`left_out` names, but for those its view ``shown`` beside it) and what holds it all."""
+        missing = [
+            f"{k} (= {doc.fields[k]!r})" if isinstance(doc.fields[k], float) else k
+            for k in left_out(d.fmt, self.shape)
+            if doc.fields.get(k) is not None and k not in shown
+        ]
+        if not missing:
+            return []
+        holds = " or ".join(
+            f.suffix or "" for f in (Format.json, Format.npz) if refusal(f, self.shape) is None
+        )
+        where = d.path or ("CSV" if d.fmt is Format.csv else f"--format {d.fmt.value}")
+        return [f"{where} holds {self.shape.main} only, not {' or '.join(missing)}; {holds} holds it all"]
+
     def _wrote(self, path: Path, what: str = "") -> str:
         """ "wrote FILE (what, size)": the size the file has on disk, whatever its format; a name
         with a newline or an escape in it shown escaped, on one line."""
@@ -298,31 +314,20 @@ class Writer:
                 col_labels=None if bars else view.cols, title=view.picture_title or view.title,
                 groups=view.groups, axes=view.axes, kind="bars" if bars else "matrix",
             )  # fmt: skip
-            notes += [*drawn, *view.notes]
+            notes += [*drawn, *view.notes, *self._held_only(d, doc, view.shows)]
         elif fmt.people:
             view = self._view(result, doc)
+            held = self._held_only(d, doc, view.shows if fmt is Format.table else ())
             if d.path is None and fmt in (Format.table, Format.heatmap):
                 text, notes = self._draw(fmt, view)
             else:  # Markdown or LaTeX: a line at a time, never the whole text
                 lines = _document(fmt, view, self.opts.precision)
-                return [*self._write_lines(d, lines, progress), *notes, *view.notes]
+                return [*self._write_lines(d, lines, progress), *notes, *view.notes, *held]
             data = text.encode()
-            notes += list(view.notes)
+            notes += [*view.notes, *held]
         else:
             data = table.encode(doc, fmt, result.what)
-            missing = [
-                f"{k} (= {doc.fields[k]!r})" if isinstance(doc.fields[k], float) else k
-                for k in left_out(fmt, self.shape)
-                if doc.fields.get(k) is not None
-            ]
-            if missing:
-                holds = " or ".join(
-                    f.suffix or "" for f in (Format.json, Format.npz) if refusal(f, self.shape) is None
-                )
-                where = d.path or ("CSV" if fmt is Format.csv else f"--format {fmt.value}")
-                notes.append(
-                    f"{where} holds {self.shape.main} only, not {' or '.join(missing)}; {holds} holds it all"
-                )
+            notes += self._held_only(d, doc)
         if d.path is not None:
             progress.phase(f"writing {shown(str(d.path))}", len(data))
             atomic.write_atomic(d.path, _in_pieces(data, progress), force=self.opts.force)
