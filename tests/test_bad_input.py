@@ -99,6 +99,14 @@ CASES = [
     bad_w("csv inf cell", "W.csv", b"0.1,-inf\n", "'-inf' is not a finite number"),
     bad_w("csv overflow", "W.csv", b"0.1,1e400\n", "1e400 overflows"),
     bad_w("csv python-only literal", "W.csv", b"0.1,1_000\n", "'1_000' is not a number"),
+    # float() reads these as 3 and 10: a digit is an ASCII digit
+    bad_w("csv arabic-indic digit", "W.csv", "0.1,\u0663\n".encode(), "column 2: '\u0663' is not a number"),
+    bad_w(
+        "csv fullwidth digits",
+        "W.csv",
+        "0.1,\uff11\uff10\n".encode(),
+        "column 2: '\uff11\uff10' is not a number",
+    ),
     # wrong dimensions and shapes
     bad_w("W a vector", "W.json", b"[0.1, 0.5, 0.4]", "must be a matrix"),
     bad_w("W three-dimensional", "W.json", b"[[[0.1]]]", "must be a matrix"),

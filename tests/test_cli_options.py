@@ -289,3 +289,41 @@ def test_dash_o_with_a_name_too_long_is_refused_in_one_line(name, tmp_path, monk
     assert said.startswith(f"Error: {name[:20]}") and ": cannot write it (" in said and "\n" not in said
     assert "internal error" not in said
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_number_option_takes_ascii_digits_only():
+    # click's int and float types call int() and float(), which read 1_0 as 10 and ٣ as 3:
+    # --ignore-index ٣ ignored class 3, --temperature 1_0 was T = 10
+    group = typer.main.get_command(app)
+    seen = 0
+    for command in [group, *group.commands.values()]:  # type: ignore[attr-defined]
+        for param in command.params:
+            name = type(param.type).__name__
+            if name not in ("IntParamType", "IntRange", "FloatParamType", "FloatRange"):
+                continue
+            seen += 1
+            for typed in ("1_0", "٣", "２", "1 0", "0x1"):
+                with pytest.raises(click_errors(), match="in ASCII digits"):
+                    param.type.convert(typed, param, None)
+            assert param.type.convert("1", param, None) == 1 and param.type.convert(" 1 ", param, None) == 1
+    assert seen >= 10
+
+
+def click_errors() -> type[Exception]:
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["grad", *BLOG, "--target", "1", "--ignore-index", "٣"], "--ignore-index"),
+        (["forward", *BLOG, "--temperature", "1_0"], "--temperature"),
+        (["jacobian", *BLOG, "--precision", "２"], "--precision"),
+        (["check", *BLOG, "--rtol", "0.0_1"], "--rtol"),
+    ],
+)
+def test_a_number_a_person_does_not_type_is_refused_by_name(args, option):
+    result = run(*args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: Invalid value for '{option}': ")
+    assert result.stderr.rstrip().endswith("in ASCII digits")

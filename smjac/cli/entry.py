@@ -12,8 +12,10 @@ are made honest by :func:`smjac.outputs.streams.prepare` in :func:`main`.
 """
 
 import contextlib
+import copy
 import importlib
 import os
+import re
 import sys
 from collections.abc import Iterable
 from typing import Annotated, Any, NoReturn
@@ -64,8 +66,61 @@ _ClickException: type[Exception] = next(
 )
 
 
+# A number as a person types it: ASCII digits, a sign, a point, an exponent; NaN and infinities
+# are words click reads and each option's own check refuses. Python's int() and float(), which
+# click's types call, also read 1_0 as 10 and Arabic-Indic ٣ as 3, which a person does not mean.
+# (Patterns, compiled by re on first use: most runs give no number.)
+_TYPED = {
+    "integer": r"[+-]?[0-9]+",
+    "number": r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
+}
+_NUMBER_TYPES = {
+    "IntParamType": "integer",
+    "IntRange": "integer",
+    "FloatParamType": "number",
+    "FloatRange": "number",
+}
+
+
+def _strict_numbers(command: Any) -> None:
+    """Each whole-number and number option of ``command`` (a copy of its click type) refuses what
+    a person does not type as one: ``1_0``, ``٣``, ``２``."""
+    for param in command.params:
+        kind = next(
+            (_NUMBER_TYPES[c.__name__] for c in type(param.type).__mro__ if c.__name__ in _NUMBER_TYPES), None
+        )
+        if kind is None:
+            continue
+        strict = copy.copy(param.type)
+        convert = strict.convert
+
+        def checked(
+            value: Any, p: Any, ctx: Any, convert: Any = convert, kind: str = kind, strict: Any = strict
+        ) -> Any:
+            if isinstance(value, str) and not re.fullmatch(_TYPED[kind], value.strip(), re.IGNORECASE):
+                strict.fail(
+                    f"{value!r} is not {'a whole number' if kind == 'integer' else 'a number'} in ASCII digits",
+                    p,
+                    ctx,
+                )
+            return convert(value, p, ctx)
+
+        strict.convert = checked
+        param.type = strict
+
+
 class _Group(TyperGroup):
-    """Every error raised while a command runs ends in :func:`fail`, also when run in process."""
+    """Every error raised while a command runs ends in :func:`fail`, also when run in process;
+    number options take ASCII digits only (:func:`_strict_numbers`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in (self, *self.commands.values()):
+            _strict_numbers(command)
+
+    def add_command(self, cmd: Any, name: str | None = None) -> None:
+        _strict_numbers(cmd)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:

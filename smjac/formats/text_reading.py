@@ -32,7 +32,9 @@ from ..errors import LoadError
 from ..maths.numeric import all_finite
 
 _LINE_END = re.compile(r"\r\n?|\n")  # as csv and np.loadtxt end lines
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+_NUMBER = re.compile(
+    r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z"
+)  # ASCII digits: float() also reads ٣ as 3
 
 
 # ---------------------------------------------------------------- reading, careful
