@@ -49,13 +49,14 @@ def run(cmd: str) -> tuple[str, int]:
     """Run a documented command as a reader would, from a folder holding the repository's samples/.
 
     The folder is a fresh temporary one, so an example that writes a file leaves the repository
-    alone; the installed smjac comes first on PATH.
+    alone; the installed smjac comes first on PATH. Plain bash, as a reader's shell: a pipeline's
+    status is its last command's (no pipefail).
     """
     env = {**os.environ, **ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     with tempfile.TemporaryDirectory() as work:
         (Path(work) / "samples").symlink_to(ROOT / "samples")
         proc = subprocess.run(
-            ["bash", "-o", "pipefail", "-c", cmd],
+            ["bash", "-c", cmd],
             cwd=work,
             env=env,
             stdout=subprocess.PIPE,
