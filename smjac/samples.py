@@ -64,12 +64,16 @@ class Plan(NamedTuple):
 def plan(directory: str | Path) -> Plan:
     """Look at ``directory/samples`` and sort the sample files into new, the same, and differing.
 
-    Refuses a missing ``directory``, and a folder where a sample file goes or a file where one of
-    their folders goes.
+    A ``directory`` that is not there is made when written, as ``mkdir -p`` makes it; a file where
+    it or a folder above it goes is refused, and so is a folder where a sample file goes or a file
+    where one of their folders goes.
     """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise OutputError(f"{directory}: no such folder")
+    made = directory.absolute()
+    first = next((p for p in (made, *made.parents) if p.exists()), None)
+    if first is not None and not first.is_dir():
+        where = "" if first == made else f" where the folder {directory} would go"
+        raise OutputError(f"{first}: is a file{where}; smjac writes samples/ into a folder")
     target = directory / "samples"
     root = folder()
     new, same, differ = [], [], []

@@ -57,6 +57,21 @@ def test_writes_every_sample_into_samples(tmp_path):
     }
 
 
+def test_a_folder_not_there_is_made_and_a_file_in_its_way_refused(tmp_path):
+    # "Directory ... does not exist": the help says DIR is where samples/ goes, as mkdir -p makes it
+    result = run(str(tmp_path / "new" / "deep"))
+    assert result.exit_code == 0, result.stderr
+    assert set(written(tmp_path / "new" / "deep" / "samples")) == set(samples.names())
+    (tmp_path / "f").write_bytes(b"")
+    for target in (tmp_path / "f", tmp_path / "f" / "g"):
+        result = run(str(target))
+        assert result.exit_code == 2 and result.stdout == ""
+        assert "is a file" in result.stderr and "internal error" not in result.stderr
+    assert (tmp_path / "f").read_bytes() == b"" and not (tmp_path / "f.tmp").exists()
+    with pytest.raises(OutputError, match=r"f: is a file where the folder .*g would go"):
+        samples.write(tmp_path / "f" / "g")
+
+
 def test_the_current_folder_by_default_and_again_changes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run().exit_code == 0
@@ -125,12 +140,6 @@ def test_what_is_in_the_way_is_named(tmp_path, make, message):
     assert result.exit_code == 2
     assert result.stderr == f"Error: {tmp_path}/{message}\n"
     assert not (tmp_path / "samples/blog/x.json").exists()
-
-
-def test_a_missing_or_file_dir_is_a_usage_error(tmp_path):
-    assert run(str(tmp_path / "nowhere")).exit_code == 2
-    (tmp_path / "f").write_text("")
-    assert run(str(tmp_path / "f")).exit_code == 2
 
 
 def test_the_library_says_force_not_the_flag(tmp_path):

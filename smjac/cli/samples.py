@@ -22,8 +22,7 @@ def write_samples(
         Path,
         typer.Argument(
             metavar="[DIR]",
-            help="The folder to write samples/ into [default: the current folder].",
-            exists=True,
+            help="The folder to write samples/ into, made if it is not there [default: the current folder].",
             file_okay=False,
             show_default=False,
         ),
