@@ -38,7 +38,9 @@ def parse_size(text: str) -> int:
 def format_size(n: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+            if unit == "bytes":
+                return "1 byte" if n == 1 else f"{n:.0f} bytes"
+            return f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError  # pragma: no cover
 

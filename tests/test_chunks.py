@@ -277,3 +277,35 @@ def test_a_mapped_x_cut_short_while_read_is_refused_not_a_bus_error(tmp_path, rn
                 smjac.grad_chunks(W, x, target=0, chunk_bytes=64 * (4 + 18) * 8)
             finally:
                 gradients.release_rows = real
+
+
+def test_a_mapped_forward_streamed_as_csv_keeps_a_budget_below_one_row_by_refusing(tmp_path, rng):
+    # at --max-memory 1 it wrote the CSV anyway, a row at a time, each row over the budget
+    from typer.testing import CliRunner
+
+    from smjac.cli import app
+
+    W, X = rng.normal(size=(64, 10)), rng.normal(size=(5000, 64))
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "X.npy", X)
+    L = smjac.make_layer(W, X[:1])._replace(batched=True)
+    row = smjac.maths.estimate_bytes(L, "forward", text="csv")  # one row's logits and text
+    args = [
+        "--max-input-bytes",
+        "1M",
+        "forward",
+        "-W",
+        str(tmp_path / "W.npy"),
+        "-x",
+        str(tmp_path / "X.npy"),
+    ]
+    out = tmp_path / "f.csv"
+    refused = CliRunner().invoke(app, [*args, "--max-memory", str(row - 1), "-o", str(out)])
+    assert refused.exit_code == 2 and not out.exists()
+    assert "the forward pass streamed as csv would take" in refused.stderr
+    assert refused.stderr.rstrip().endswith("That is one row at a time")
+    kept = CliRunner().invoke(app, [*args, "--max-memory", str(row), "-o", str(out)])
+    assert kept.exit_code == 0, kept.stderr
+    # a row at a time, under a span of the pass in memory: the same numbers to rounding
+    h = np.loadtxt(out, delimiter=",", skiprows=1)[:, 3].reshape(5000, 10)
+    assert_allclose(h, smjac.forward(W, X).h, rtol=1e-12, atol=0)

@@ -168,11 +168,15 @@ def forward_mapped(L: maths.Layer, X: Any, *, precision: int, sample: int, budge
         L._replace(X=np.empty((0, L.n), L.W.dtype), batched=True), precision=precision, sample=sample
     )
     mapped = L._replace(X=X, batched=True)  # the shapes the estimate needs; nothing is read
+    # streamed, the least a chunk can be is one row: its logits and its text
+    row = maths.estimate_bytes(
+        L._replace(X=np.empty((1, L.n), L.W.dtype), batched=True), "forward", text="csv"
+    )
     return whole._replace(
         data=data, cost=lambda text: maths.estimate_bytes(mapped, "forward", text=text), csv_chunks=chunks,
-        work=len(X), unit="samples",
+        stream_cost=lambda fmt, block_bytes: row, work=len(X), unit="samples",
         # CSV is made a chunk of rows at a time, the chunks sized by the budget
-        others=[[("stream it as CSV, a chunk of rows at a time: --format csv, or -o F.csv", 0)]],
+        others=[[("stream it as CSV, a chunk of rows at a time: --format csv, or -o F.csv", row)]],
     )  # fmt: skip
 
 

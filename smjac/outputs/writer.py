@@ -235,6 +235,10 @@ class Writer:
             progress.close()  # the bar and the numbers would share the terminal
         if result.csv_chunks is not None:
             chunks = result.csv_chunks
+            least = result.stream_cost("csv", 0)  # a chunk of one row
+            budget.require(
+                least, f"{result.what} streamed as csv", self.opts.max_memory, way="That is one row at a time"
+            )
 
             def write(out: Any) -> None:
                 for text in chunks(progress):
