@@ -80,8 +80,12 @@ def matrix_table(
     precision: int = 6,
     width: int = 80,
     caption: str | None = None,
+    ascii: bool = False,
 ) -> Shown:
-    """A labelled table of ``M``; rows and columns beyond the screen are elided like numpy does."""
+    """A labelled table of ``M``; rows and columns beyond the screen are elided like numpy does.
+    ``ascii``: for a stream that takes ASCII only, the elided columns are marked ``...`` here,
+    where the table is laid out, not ``…`` widened to it afterwards (which pushed every row two
+    characters past the table's border)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -95,15 +99,16 @@ def matrix_table(
     cols = _keep(M.shape[1], room)
     rows = _keep(M.shape[0], MAX_ROWS)
 
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    gap = "..." if ascii else "…"
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=ascii)  # ASCII draws edges
     table.add_column("", style="bold", no_wrap=True)
     for c in cols:
-        table.add_column("…" if c is None else col_labels[c], justify="right", no_wrap=True)
+        table.add_column(gap if c is None else col_labels[c], justify="right", no_wrap=True)
     for r in rows:
         if r is None:
             table.add_row("⋮", *("⋮" for _ in cols))
             continue
-        table.add_row(row_labels[r], *(Text("…") if c is None else _cell(float(M[r, c]), fmt) for c in cols))
+        table.add_row(row_labels[r], *(Text(gap) if c is None else _cell(float(M[r, c]), fmt) for c in cols))
     elided = None
     shown_r, shown_c = sum(r is not None for r in rows), sum(c is not None for c in cols)
     if (shown_r, shown_c) != M.shape:

@@ -398,7 +398,7 @@ class Writer:
             return console.file.getvalue(), []
         shown = render.matrix_table(
             v.M, v.rows, v.cols, title=v.title, precision=self.opts.precision, width=console.width,
-            caption=v.caption,
+            caption=v.caption, ascii=console.options.ascii_only,
         )  # fmt: skip
         console = self._wide_enough(console, shown.table)
         console.print(shown.table)
