@@ -35,7 +35,15 @@ def parse_size(text: str) -> int:
     return size
 
 
-def format_size(n: float) -> str:
+def format_size(n: float, against: float | None = None) -> str:
+    """``n`` bytes for a person: ``"1.5 MiB"``. Said beside another size ``against`` that would read
+    the same but is not (a need just over a budget), in bytes, every digit.
+
+    >>> format_size(1536), format_size(2**20 + 1), format_size(2**20 + 1, against=2**20)
+    ('1.5 KiB', '1.0 MiB', '1,048,577 bytes')
+    """
+    if against is not None and n != against and format_size(n) == format_size(against):
+        return f"{int(n):,} bytes"
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             if unit == "bytes":
@@ -98,10 +106,15 @@ def require(need: int, what: str, max_memory: int | None, *, way: str = "") -> N
     Traceback (most recent call last):
     ...
     smjac.errors.InputError: it would take 200 bytes, over the memory budget of 100 bytes (max_memory)
+    >>> require(2**20 + 1, "it", 2**20)  # sizes that would both read 1.0 MiB
+    Traceback (most recent call last):
+    ...
+    smjac.errors.InputError: it would take 1,048,577 bytes, over the memory budget of 1,048,576 bytes (max_memory)
     """
     from .errors import InputError
 
     budget = resolve(max_memory)
     if need > budget:
-        said = f"{what} would take {format_size(need)}, over the memory budget of {format_size(budget)} (max_memory)"
+        need_text, budget_text = format_size(need, against=budget), format_size(budget, against=need)
+        said = f"{what} would take {need_text}, over the memory budget of {budget_text} (max_memory)"
         raise InputError(f"{said}. {way}" if way else said)
