@@ -327,3 +327,13 @@ def test_a_number_a_person_does_not_type_is_refused_by_name(args, option):
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines()[-1].startswith(f"Error: Invalid value for '{option}': ")
     assert result.stderr.rstrip().endswith("in ASCII digits")
+
+
+def test_a_number_that_underflows_to_zero_is_refused_as_typed():
+    # "--temperature 1e-400" was refused as "0.0 is not a finite number > 0": not what was typed
+    result = run("forward", *BLOG, "--temperature", "1e-400")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--temperature': 1e-400 underflows to 0 in a 64-bit float"
+    )
+    assert run("check", *BLOG, "--atol", "0").exit_code in (0, 1)  # a zero typed as one is a zero

@@ -103,7 +103,10 @@ def _strict_numbers(command: Any) -> None:
                     p,
                     ctx,
                 )
-            return convert(value, p, ctx)
+            number = convert(value, p, ctx)
+            if isinstance(value, str) and number == 0 and re.search("[1-9]", re.split("[eE]", value)[0]):
+                strict.fail(f"{value.strip()} underflows to 0 in a 64-bit float", p, ctx)  # 1e-400
+            return number
 
         strict.convert = checked
         param.type = strict
