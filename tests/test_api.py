@@ -490,8 +490,29 @@ def test_a_masked_entry_is_refused_not_read_through_its_mask():
     ):
         with pytest.raises(
             smjac.InputError,
-            match=r"has masked entries \(the first at \[\d(, \d+)?\]\), and smjac reads no mask",
+            match=r"^masked entries in (x|W|the answer) \(the first at \[\d(, \d+)?\]\): smjac reads no mask",
         ):
+            call()
+    X = np.ones((3, 3))
+    hides = np.ma.masked_array(np.ones((3, 4)), mask=np.eye(3, 4))
+    t = np.ma.masked_array([1, 0, 3], mask=[1, 0, 0])
+    for call, name in (
+        (lambda: list(smjac.forward_chunks(W, np.ma.masked_array(X, mask=np.eye(3)))), "x"),
+        (lambda: smjac.grad(W, X, target=t), "targets"),
+        (lambda: smjac.grad(W, X[0], target=np.ma.masked), "targets"),
+        (lambda: smjac.grad_chunks(W, X, upstream=hides), "upstream"),
+        (lambda: smjac.grad(W, X, upstream=hides), "upstream"),
+        (lambda: smjac.check(W, X, target=t), "targets"),
+        (lambda: smjac.verify(W, X, grad=np.zeros((3, 4)), target=t), "targets"),
+        (lambda: smjac.verify(W, X, grad=np.zeros((3, 4)), upstream=hides), "upstream"),
+        (
+            lambda: smjac.grad(
+                W, X, target=[1, 0, 3], class_weights=np.ma.masked_array(np.ones(4), mask=[1, 0, 0, 0])
+            ),
+            "class_weights",
+        ),
+    ):
+        with pytest.raises(smjac.InputError, match=f"^masked entries in {name}"):
             call()
     unmasked = np.ma.array([1.0, 0.5, 2.0], mask=[0, 0, 0])  # a mask that hides nothing is no mistake
     assert_array_equal(smjac.forward(W, unmasked).h, smjac.forward(W, unmasked.data).h)

@@ -708,3 +708,29 @@ def test_a_wrong_gradient_entry_is_named_and_counted_in_w_s_own_layout(layout):
     assert v.where["by_W_row"] == np.eye(W.shape[0], dtype=int)[r].tolist()
     assert v.where["by_W_column"] == np.eye(W.shape[1], dtype=int)[c].tolist()
     assert v.worst[0].stored == f"W[{r},{c}]"
+
+
+def test_a_float16_answer_is_allowed_its_rounding_and_no_more(tmp_path):
+    # at float16's own defaults (rtol 0.098, atol 0.0098) an answer 9% off passed, from a .npy
+    # file; in Python a right float16 answer was upcast and then failed at float32's tolerance
+    from typer.testing import CliRunner
+
+    from smjac.cli import app
+
+    W = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.6, 0.7, 0.8, 0.9, 0.1], [0.11, 0.12, 0.13, 0.14, 0.15]])
+    x = np.array([0.1, 0.5, 0.4])
+    J = smjac.jacobian(W, x)
+    cases = {"right": (J, True), "1% off": (J * 1.01, False), "9% off": (J * 1.09, False)}
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "x.npy", x)
+    for name, (answer, ok) in cases.items():
+        half = answer.astype(np.float16)
+        assert smjac.verify(W, x, jacobian=half).ok is ok, name
+        np.save(tmp_path / "J.npy", half)
+        args = ["verify", "-W", str(tmp_path / "W.npy"), "-x", str(tmp_path / "x.npy"), "--jacobian"]
+        result = CliRunner().invoke(app, [*args, str(tmp_path / "J.npy"), "-f", "json"])
+        assert result.exit_code == (0 if ok else 1), (name, result.stderr)
+        assert json.loads(result.stdout)["error"]["rtol"] == 4 * float(np.finfo(np.float16).eps)
+    g = smjac.grad(W, x, target=2).W
+    assert not smjac.verify(W, x, grad=(g * 1.09).astype(np.float16), target=2).ok
+    assert smjac.verify(W, x, grad=g.astype(np.float16), target=2).ok

@@ -42,13 +42,13 @@ from ..maths import (
     make_layer,
 )
 from ..maths.losses import CrossEntropy
-from ..maths.numeric import as_float, check_choice
+from ..maths.numeric import as_float, check_choice, refuse_masked
 from . import mistakes as cat
 from .comparison import ERRORS_MAX, Stats, compare
 from .diagnosis import agreeing, candidates, diagnose
 from .problem import Problem
 from .sources import answer_shapes, frame_shapes, to_std, truth_source
-from .tolerances import default_atol, default_rtol, given
+from .tolerances import given, verify_tolerances
 from .verdict import Diagnosis, Entry, Verdict, derivative_name, describe_shape, entry_name
 
 if TYPE_CHECKING:
@@ -105,8 +105,8 @@ def verify(
         (:data:`~smjac.checking.mistakes.LOSS_OPTIONS`).
     rtol, atol : float, optional
         The answer agrees when ``max|a − r| ≤ atol + rtol·max|r|``. By default they follow the
-        coarser of the answer's and the layer's dtypes (:func:`smjac.checking.tolerances.default_rtol`,
-        :func:`default_atol`).
+        coarser of the answer's and the layer's dtypes, with a float16 answer's own rounding
+        allowed for (:func:`smjac.checking.tolerances.verify_tolerances`).
     max_memory : int, optional
         Bytes the comparison may take (None: no limit): the answer is compared in blocks small
         enough to fit, and what cannot fit even a row at a time is refused before any work.
@@ -160,8 +160,10 @@ def verify(
 
 def _array(answer: ArrayLike) -> np.ndarray:
     """The answer as the layer's inputs are taken (floats; ragged rows, text, complex numbers and
-    long doubles refused by name), but an array of whole numbers compared as it is, not copied."""
-    if isinstance(answer, np.ndarray) and answer.dtype.kind in "biu":
+    long doubles refused by name), but an array of whole numbers compared as it is, not copied,
+    and a float16 one too: its tolerance allows for its rounding (:func:`verify_tolerances`)."""
+    if isinstance(answer, np.ndarray) and (answer.dtype.kind in "biu" or answer.dtype == np.float16):
+        refuse_masked(answer, "the answer")
         return answer
     return as_float(answer, "the answer")
 
@@ -202,11 +204,12 @@ def layer_verify(
     a: np.ndarray = answer if isinstance(answer, np.memmap) or hasattr(answer, "rows") else _array(answer)  # type: ignore[assignment]
     if a.dtype.kind not in "fiub":
         raise InputError(f"the answer must hold numbers, not {a.dtype}")
+    # the precision the answer was made in, as far as can be told: the coarser of its and the layer's
     coarse = max(
         (np.dtype(a.dtype if a.dtype.kind == "f" else np.float64), L.W.dtype), key=lambda d: np.finfo(d).eps
     )
-    rtol = given("rtol", rtol, default_rtol(coarse))
-    atol = given("atol", atol, default_atol(coarse))
+    rtols = verify_tolerances(a.dtype, L.W.dtype)
+    rtol, atol = given("rtol", rtol, rtols[0]), given("atol", atol, rtols[1])
     frames = frame_shapes(pr)
     fitting = [f for f, (R, C) in frames.items() if a.shape in answer_shapes(pr, R, C)]
     expected = answer_shapes(pr, *frames["std"])[0]
@@ -349,6 +352,7 @@ def _problem(
     g = None
     if upstream is not None:
         K = L.classes
+        refuse_masked(upstream, "upstream")
         g = np.asarray(upstream, dtype=L.W.dtype)
         g = np.broadcast_to(g.reshape(-1) if g.size == K else g, (L.N, K))
     return Problem(L, kind, target=t, upstream=g, reduce=reduce, loss=None if loss.plain else loss)

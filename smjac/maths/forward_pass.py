@@ -25,7 +25,7 @@ from ._parallel import (
 )
 from .functions import log_softmax, softmax
 from .layer import Layer, LayerOptions, class_logits, layer_options, make_layer
-from .numeric import Array, all_finite, as_float, at_least, largest_float, peak_abs, pow2
+from .numeric import Array, all_finite, as_float, at_least, largest_float, peak_abs, pow2, refuse_masked
 
 if TYPE_CHECKING:
     from .layer import Unpack
@@ -377,6 +377,7 @@ def as_batch(x: ArrayLike) -> Array:
     a time, never copied whole), and smjac's own reader of rows (:func:`read_rows`); anything else
     array-like (nested lists) as an array of floats, refused as ``x`` as :func:`make_layer` refuses it.
     """
+    refuse_masked(x, "x")
     if isinstance(x, np.ndarray) or hasattr(x, "rows"):
         return x  # type: ignore[return-value]
     return as_float(x, "x")

@@ -37,7 +37,7 @@ from .layer import (
     make_layer,
 )
 from .losses import CrossEntropy, Upstream, class_indices
-from .numeric import Array, all_finite, check_choice, largest_float, peak_abs, pow2
+from .numeric import Array, all_finite, check_choice, largest_float, peak_abs, pow2, refuse_masked
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -390,6 +390,7 @@ def grad_chunks(
         # every target at once (N numbers): the mean's denominator is the whole batch's
         t = class_indices(target, N, L.classes, ignore_index=ce.ignore_index)
         denominator = ce.denominator(t, "mean") if reduce == "mean" else 1.0
+    refuse_masked(upstream, "upstream")
     g = None if upstream is None else np.asarray(upstream)
     grad_W: Array | None = None
     grad_b: Array | None = None
@@ -434,6 +435,7 @@ def constant_upstream(upstream: ArrayLike) -> bool:
     >>> constant_upstream([1.0, 1.0, 1.0]), constant_upstream([[2.0, 2.0], [1.0, 0.0]])
     (True, False)
     """
+    refuse_masked(upstream, "upstream")
     g = np.asarray(upstream)
     rows = g.reshape(-1, g.shape[-1]) if g.ndim else g.reshape(1, 1)
     return bool(np.all(rows == rows[:, :1]))

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..errors import InputError, ShapeError
 from .functions import complement, log_softmax
 from .layer import Layer
-from .numeric import Array, all_finite, as_float, cast, largest_float, peak_abs, pow2
+from .numeric import Array, all_finite, as_float, cast, largest_float, peak_abs, pow2, refuse_masked
 
 TORCH_IGNORE_INDEX = -100  # torch's default ignore_index: a target smjac refuses unless asked to ignore it
 
@@ -46,6 +46,7 @@ def class_indices(
     >>> class_indices(-100, 2, 3, ignore_index=-100)
     array([-100, -100])
     """
+    refuse_masked(target, "targets")
     try:
         t = np.asarray(target)
     except OverflowError:
@@ -63,7 +64,7 @@ def class_indices(
         )
     if t.ndim > 1 and sum(d > 1 for d in t.shape) > 1:
         raise ShapeError(f"targets must be a list, one class per sample, not a table of shape {t.shape}")
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # 2**62 overflows float16: inf, as large as it is
         if t.dtype.kind == "f" and np.any(np.abs(t) >= 2**62):
             raise InputError(f"a target class is out of range: K = {K}, so 0 ≤ target ≤ {K - 1}")
     if t.dtype.kind == "u" and t.size and int(t.max()) > np.iinfo(np.intp).max:  # would wrap negative

@@ -35,13 +35,7 @@ def as_float(a: ArrayLike, name: str = "an input") -> Array:
     ...
     smjac.errors.InputError: x has dtype complex128; smjac needs real numbers (float or int), and casting would drop the imaginary part
     """
-    ma = sys.modules.get("numpy.ma")  # a masked array's module is loaded once one exists
-    if ma is not None and isinstance(a, ma.MaskedArray) and ma.getmaskarray(a).any():
-        at = ", ".join(str(int(i)) for i in np.argwhere(ma.getmaskarray(a))[0])
-        raise InputError(
-            f"{name} has masked entries (the first at [{at}]), and smjac reads no mask (it would take the "
-            "numbers under it): fill them, with .filled(value), or leave them out"
-        )
+    refuse_masked(a, name)
     try:
         arr = np.asarray(a)
     except ValueError:  # rows of different lengths
@@ -61,6 +55,19 @@ def as_float(a: ArrayLike, name: str = "an input") -> Array:
         return _object_floats(arr, name)
     lost = ", and casting would drop the imaginary part" if arr.dtype.kind == "c" else ""
     raise InputError(f"{name} has dtype {arr.dtype}; {REAL}{lost}")
+
+
+def refuse_masked(a: object, name: str) -> None:
+    """Refuse a masked array with masked entries: ``np.asarray`` drops the mask, and the numbers
+    under it would be computed with. A mask that hides nothing is no mistake."""
+    ma = sys.modules.get("numpy.ma")  # a masked array's module is loaded once one exists
+    if ma is not None and isinstance(a, ma.MaskedArray) and ma.getmaskarray(a).any():
+        at = ", ".join(str(int(i)) for i in np.argwhere(ma.getmaskarray(a))[0])
+        first = f" (the first at [{at}])" if at else ""
+        raise InputError(
+            f"masked entries in {name}{first}: smjac reads no mask, and would take the numbers under it; "
+            "fill them, with .filled(value), or leave them out"
+        )
 
 
 def _object_floats(arr: NDArray[np.object_], name: str) -> Array:
