@@ -78,14 +78,25 @@ def size_in_bytes(name: str, size: object) -> int:
     return int(size)
 
 
+SHOWN_MOST = 160  # characters of a name a message shows whole
+
+
 def shown(name: str) -> str:
     """A name from a file (a tensor's, a layer's) as a message shows it: each character that is
     not printable (a newline, ESC) escaped as Python writes it, so that a name can neither break a
     message into lines that pass for smjac's own nor act on a terminal.
 
+    A name past :data:`SHOWN_MOST` characters is shown by its start and its end (its suffix), so
+    that a message stays a line a person reads:
+
     >>> print(shown("classifier.weight"), shown("evil\\n\\x1b[2J.weight"))
     classifier.weight evil\\n\\x1b[2J.weight
+    >>> long = shown("d" * 5000 + "/x.csv")
+    >>> len(long), long[117:122], long[-8:]
+    (160, 'dd…dd', 'dd/x.csv')
     """
+    if len(name) > SHOWN_MOST:
+        name = name[: SHOWN_MOST - 41] + "…" + name[-40:]
     if name.isprintable():
         return name
     return "".join(c if c.isprintable() else _escaped(c) for c in name)

@@ -264,7 +264,10 @@ def test_dash_o_is_stdout_in_the_formats_format_as_the_help_says():
         ("my run/", "my run/ ends in /, so it names a folder; give 'my run', or a file inside it"),
         ("/", "/ ends in /, so it names a folder; give a file"),
         ("{tmp}", "{tmp} is a folder; give a file, inside it or elsewhere"),
-        ("", "is empty; give a file"),
+        ("", "an empty name; give a file"),
+        ("out.csv/.", "out.csv/. ends in ., so it names a folder; give a file"),
+        ("out.csv/..", "out.csv/.. ends in ., so it names a folder; give a file"),
+        (".", ". ends in ., so it names a folder; give a file"),
     ],
 )
 @pytest.mark.parametrize("command", ["forward", "jacobian", "grad"])

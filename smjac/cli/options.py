@@ -21,7 +21,7 @@ import typer
 
 from .. import budget, inputs, maths
 from ..checking.tolerances import ATOL_MAX, CHECK_ATOL, RTOL_MAX, default_rtol
-from ..errors import InputError, shell_word, shown
+from ..errors import SHOWN_MOST, InputError, shell_word, shown
 from ..outputs import writer as writing
 
 if TYPE_CHECKING:
@@ -73,12 +73,14 @@ def output_file(text: str | None) -> Path | None:
     if text is None or text == "-":
         return None if text is None else Path(text)
     if not text:
-        raise typer.BadParameter("is empty; give a file")
+        raise typer.BadParameter("an empty name; give a file")
     ends = tuple(s for s in (os.sep, os.altsep, "/") if s)
     if text.endswith(ends):
         file = text.rstrip("".join(ends))
-        offer = f"{shell_word(file)}, or a file inside it" if file else "a file"
+        offer = f"{shell_word(file)}, or a file inside it" if 0 < len(file) <= SHOWN_MOST else "a file"
         raise typer.BadParameter(f"{shown(text)} ends in {text[-1]}, so it names a folder; give {offer}")
+    if re.split("|".join(map(re.escape, ends)), text)[-1] in (".", ".."):  # x.csv/. is x.csv, a folder
+        raise typer.BadParameter(f"{shown(text)} ends in {text[-1]}, so it names a folder; give a file")
     try:
         folder = Path(text).is_dir()
     except OSError:  # a name too long, say: the writer says what is wrong with it

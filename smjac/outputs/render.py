@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -80,12 +80,8 @@ def matrix_table(
     precision: int = 6,
     width: int = 80,
     caption: str | None = None,
-    ascii: bool = False,
 ) -> Shown:
-    """A labelled table of ``M``; rows and columns beyond the screen are elided like numpy does.
-    ``ascii``: for a stream that takes ASCII only, the elided columns are marked ``...`` here,
-    where the table is laid out, not ``…`` widened to it afterwards (which pushed every row two
-    characters past the table's border)."""
+    """A labelled table of ``M``; rows and columns beyond the screen are elided like numpy does."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -99,8 +95,8 @@ def matrix_table(
     cols = _keep(M.shape[1], room)
     rows = _keep(M.shape[0], MAX_ROWS)
 
-    gap = "..." if ascii else "…"
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=ascii)  # ASCII draws edges
+    gap = "…"
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("", style="bold", no_wrap=True)
     for c in cols:
         table.add_column(gap if c is None else col_labels[c], justify="right", no_wrap=True)
@@ -178,6 +174,36 @@ def legend_table(rows: list[tuple[int, str, str]], layout: str) -> Table:
     table.add_column("stored at")
     for column, what, where in rows:
         table.add_row(str(column), what, where)
+    return table
+
+
+def in_ascii(table: Any) -> Any:
+    """``table`` (a rich Table, or a Group holding tables) with its text as a stream that takes
+    ASCII only shows it (the stand-ins of :data:`smjac.notation.ASCII`), before rich lays it out:
+    a stand-in wider than its symbol (``…`` is ``...``, ``→`` is ``->``) put in afterwards pushed
+    its row past the border. The box rich draws there has edges, so they get their padding."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..notation import ASCII
+
+    if isinstance(table, Group):
+        return Group(*(in_ascii(part) for part in table.renderables), fit=table.fit)
+    if not isinstance(table, Table):
+        return table
+
+    def ascii(cell: Any) -> Any:
+        if isinstance(cell, str):
+            return cell.translate(ASCII)
+        if isinstance(cell, Text):  # its own styles go with the characters they were on
+            return Text(cell.plain.translate(ASCII), style=cell.style, justify=cell.justify)
+        return cell
+
+    table.title, table.caption, table.pad_edge = ascii(table.title), ascii(table.caption), True
+    for column in table.columns:
+        column.header = ascii(column.header)
+        column._cells[:] = [ascii(c) for c in column._cells]  # rich keeps a column's cells here
     return table
 
 

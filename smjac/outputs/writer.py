@@ -269,20 +269,22 @@ class Writer:
         self._flush_bytes()
         return []
 
-    def _held_only(self, d: Destination, doc: document.Document, shown: tuple[str, ...] = ()) -> list[str]:
+    def _held_only(self, d: Destination, doc: document.Document, beside: tuple[str, ...] = ()) -> list[str]:
         """The note that ``d`` holds the main array alone, naming what it leaves out (those
-        :func:`left_out` names, but for those its view ``shown`` beside it) and what holds it all."""
+        :func:`left_out` names, but for those its view shows ``beside`` it) and what holds it all."""
         missing = [
             f"{k} (= {doc.fields[k]!r})" if isinstance(doc.fields[k], float) else k
             for k in left_out(d.fmt, self.shape)
-            if doc.fields.get(k) is not None and k not in shown
+            if doc.fields.get(k) is not None and k not in beside
         ]
         if not missing:
             return []
         holds = " or ".join(
             f.suffix or "" for f in (Format.json, Format.npz) if refusal(f, self.shape) is None
         )
-        where = d.path or ("CSV" if d.fmt is Format.csv else f"--format {d.fmt.value}")
+        where = (
+            shown(str(d.path)) if d.path else ("CSV" if d.fmt is Format.csv else f"--format {d.fmt.value}")
+        )
         return [f"{where} holds {self.shape.main} only, not {' or '.join(missing)}; {holds} holds it all"]
 
     def _wrote(self, path: Path, what: str = "") -> str:
@@ -299,14 +301,16 @@ class Writer:
     ) -> list[str | None]:
         """Write ``doc`` to one destination; the notes to say after it."""
         fmt, notes = d.fmt, list[str | None]()
-        progress.phase(f"making {d.path or 'the ' + fmt.value}")  # text of millions of numbers takes time
+        progress.phase(
+            f"making {shown(str(d.path)) if d.path else 'the ' + fmt.value}"
+        )  # text of millions of numbers takes time
         if fmt is Format.safetensors:
             assert result.checkpoint is not None
             data = result.checkpoint(doc)
             loss = doc.fields.get("loss")
             if isinstance(loss, float):  # kept in the file's __metadata__ too, as a string
                 notes.append(
-                    f"{d.path or 'the file'} keeps loss (= {loss!r}) in its metadata, with how it was reduced"
+                    f"{shown(str(d.path)) if d.path else 'the file'} keeps loss (= {loss!r}) in its metadata, with how it was reduced"
                 )
         elif fmt.picture:
             from ..formats import pictures as plot
@@ -393,15 +397,18 @@ class Writer:
             from rich.text import Text
 
             table = v.table()
+            if console.options.ascii_only:
+                table = render.in_ascii(table)
             console = self._wide_enough(console, table)
             console.print(table, soft_wrap=isinstance(table, Text))  # a report's lines stay whole
             return console.file.getvalue(), []
         shown = render.matrix_table(
             v.M, v.rows, v.cols, title=v.title, precision=self.opts.precision, width=console.width,
-            caption=v.caption, ascii=console.options.ascii_only,
+            caption=v.caption,
         )  # fmt: skip
-        console = self._wide_enough(console, shown.table)
-        console.print(shown.table)
+        table = render.in_ascii(shown.table) if console.options.ascii_only else shown.table
+        console = self._wide_enough(console, table)
+        console.print(table)
         return console.file.getvalue(), [shown.elided]
 
     def _wide_enough(self, console: Any, renderable: Any) -> Any:
