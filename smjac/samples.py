@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import LoadError, OutputError
+from .errors import LoadError, OutputError, shown
 
 _HERE = Path(__file__).resolve().parent
 PACKAGED = _HERE / "_samples"  # in an installed wheel
@@ -69,11 +69,24 @@ def plan(directory: str | Path) -> Plan:
     where one of their folders goes.
     """
     directory = Path(directory)
+    try:
+        return _plan(directory)
+    except OSError as e:  # a name too long, a loop of links: OutputError is one too
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(
+            f"{shown(str(directory))}: cannot write samples/ there ({e.strerror or e})"
+        ) from None
+
+
+def _plan(directory: Path) -> Plan:
     made = directory.absolute()
-    first = next((p for p in (made, *made.parents) if p.exists()), None)
+    first = next((p for p in (made, *made.parents) if p.exists() or p.is_symlink()), None)
+    where = "" if first == made else f" where the folder {shown(str(directory))} would go"
+    if first is not None and not first.exists():  # a link to nothing, or a loop of links
+        raise OutputError(f"{shown(str(first))}: is a link that leads to no folder{where}")
     if first is not None and not first.is_dir():
-        where = "" if first == made else f" where the folder {directory} would go"
-        raise OutputError(f"{first}: is a file{where}; smjac writes samples/ into a folder")
+        raise OutputError(f"{shown(str(first))}: is a file{where}; smjac writes samples/ into a folder")
     target = directory / "samples"
     root = folder()
     new, same, differ = [], [], []

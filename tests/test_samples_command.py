@@ -176,3 +176,23 @@ def test_the_readmes_first_command_works_in_an_empty_folder(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("0.0154465")  # dh/dW's first entry, as the post prints it
+
+
+def test_a_folder_smjac_cannot_make_is_refused_in_one_line_naming_it(tmp_path, monkeypatch):
+    # a name too long was an internal error; a link to nothing was blamed on samples/batch
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "x")
+    (tmp_path / "l1").symlink_to(tmp_path / "l2")
+    (tmp_path / "l2").symlink_to(tmp_path / "l1")
+    cases = {
+        "n" * 300: "cannot write samples/ there (",
+        str(tmp_path / "dangling"): "dangling: is a link that leads to no folder",
+        str(tmp_path / "dangling" / "x"): "dangling: is a link that leads to no folder where the folder",
+        str(tmp_path / "l1"): "l1: is a link that leads to no folder",
+    }
+    for target, said in cases.items():
+        result = run(target)
+        assert result.exit_code == 2 and result.stdout == "", target
+        line = result.stderr.strip()
+        assert "\n" not in line and said in line and "internal error" not in line, line
+    assert not (tmp_path / "nowhere").exists()

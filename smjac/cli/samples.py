@@ -23,7 +23,6 @@ def write_samples(
         typer.Argument(
             metavar="[DIR]",
             help="The folder to write samples/ into, made if it is not there [default: the current folder].",
-            file_okay=False,
             show_default=False,
         ),
     ] = Path("."),
