@@ -188,7 +188,8 @@ def careful_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
         cells = [c.strip() for c in cells]
         if not any(cells):
             continue
-        if not rows and not any(_NUMBER.match(c) or (not finite and _special(c)) for c in cells):
+        numeric = any(_NUMBER.match(c) or (not finite and _special(c)) for c in cells)
+        if not rows and not numeric and any(ch.isalpha() for c in cells for ch in c):  # words: a header
             raise LoadError(
                 f"{label}: line {lineno} looks like a header ({sep.join(cells)[:40]!r}); remove it"
             )
