@@ -107,6 +107,13 @@ CASES = [
         "0.1,\uff11\uff10\n".encode(),
         "column 2: '\uff11\uff10' is not a number",
     ),
+    # a first line of digits of another script is no header: it said "looks like a header"
+    bad_w(
+        "csv arabic-indic line",
+        "W.csv",
+        "\u0663,\u0662\n".encode(),
+        "line 1, column 1: '\u0663' is not a number",
+    ),
     # wrong dimensions and shapes
     bad_w("W a vector", "W.json", b"[0.1, 0.5, 0.4]", "must be a matrix"),
     bad_w("W three-dimensional", "W.json", b"[[[0.1]]]", "must be a matrix"),
