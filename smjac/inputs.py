@@ -394,10 +394,13 @@ def load_layer(
     max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
     max_memory: int | None = None,
     stdin: BinaryIO | None = None,
+    replaced: list[str] | None = None,
 ) -> Layer:
     """Load W, x (and b) from their files, or from a bundle, as a checked :class:`~smjac.maths.Layer`.
 
-    A file given on its own takes the place of the bundle's array. Errors name the files. The
+    A file given on its own takes the place of the bundle's array (or the checkpoint's), and
+    ``replaced``, if given, is told which: a sentence each, for the caller to say. Errors name
+    the files. The
     layer is checked here, once: the ``layer_*`` functions of :mod:`smjac.maths` take it as it is.
     ``max_memory`` (bytes; :func:`default_memory_budget` when None) is the budget each loader
     holds a file's parse to before it starts.
@@ -423,8 +426,11 @@ def load_layer(
         if isinstance(path, np.ndarray):  # already read (the first row of a memory-mapped x, say)
             arrays[k] = np.asarray(path, dtype=np.float64)
         elif path is not None:
+            taken = names[k] if k in arrays else None  # the bundle's own, which the file replaces
             arrays[k] = load_array(path, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
             names[k] = "stdin" if str(path) == STDIN else str(path)
+            if taken is not None and replaced is not None:
+                replaced.append(f"{shown(names[k])} takes the place of {shown(taken)}")
     missing = [f"{key}=" for key in ("W", "x") if key not in arrays]
     if missing:
         raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with layer=FILE")

@@ -685,3 +685,20 @@ def test_one_entry_is_the_jacobians_float_in_its_dtype_in_every_format(tmp_path,
             got = np.load(out)
             value = got if suffix == "npy" else got["value"]
             assert value.dtype == np.dtype(dtype) and value == np.dtype(dtype).type(want)
+
+
+def test_a_file_that_takes_the_place_of_a_bundles_array_is_said(tmp_path):
+    # --layer L.npz -W other.npy used other.npy without a word: the user may have meant the bundle's
+    W2 = BLOG_W * 2
+    np.savez(tmp_path / "L.npz", W=BLOG_W, x=BLOG_X, b=np.zeros(5))
+    np.save(tmp_path / "W2.npy", W2)
+    result = run("forward", "--layer", str(tmp_path / "L.npz"), "-W", str(tmp_path / "W2.npy"), "-f", "json")
+    assert result.exit_code == 0
+    assert result.stderr == f"note: {tmp_path / 'W2.npy'} takes the place of {tmp_path / 'L.npz'}[W]\n"
+    assert_allclose(json.loads(result.stdout)["h"], post_softmax(W2.T @ BLOG_X), rtol=1e-15)
+    quiet = run(
+        "forward", "--layer", str(tmp_path / "L.npz"), "-W", str(tmp_path / "W2.npy"), "-q", "-f", "json"
+    )
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    alone = run("forward", "--layer", str(tmp_path / "L.npz"), "-f", "json")  # nothing replaced, nothing said
+    assert alone.exit_code == 0 and alone.stderr == ""

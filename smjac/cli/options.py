@@ -238,12 +238,15 @@ class LayerSource:
                 w.note(as_flags(text))
             w.checkpoint, key = layer, None
         named = ", ".join(str(p) for p in (self.layer, self.W, self.x if x is None else None, self.b) if p)
+        replaced: list[str] = []
         with w.working(f"reading {named}"):
             L = inputs.load_layer(
                 self.W, self.x if x is None else x, self.b, layer=layer, key=key, layout=self.layout,
                 function=self.function, temperature=self.temperature, dtype=self.dtype,
-                max_bytes=input_cap(ctx), max_memory=w.budget(),
+                max_bytes=input_cap(ctx), max_memory=w.budget(), replaced=replaced,
             )  # fmt: skip
+        for said in replaced:  # the user may have meant the bundle's: say which was used
+            w.note(f"note: {said}")
         if L.binary and binary is not None:
             w.note(f"note: {maths.BINARY_READING}{binary}")
         return L
