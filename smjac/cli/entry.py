@@ -26,6 +26,7 @@ from typer.core import TyperGroup
 from .. import __version__, budget
 from ..errors import ExitStatus, InputError, SmjacError, shell_word
 from ..formats.table import either
+from ..formats.text_reading import NUMBER, WHOLE
 from ..outputs import writer as output
 from .commands import COMMANDS
 from .flags import as_flags
@@ -66,14 +67,10 @@ _ClickException: type[Exception] = next(
 )
 
 
-# A number as a person types it: ASCII digits, a sign, a point, an exponent; NaN and infinities
-# are words click reads and each option's own check refuses. Python's int() and float(), which
-# click's types call, also read 1_0 as 10 and Arabic-Indic ٣ as 3, which a person does not mean.
-# (Patterns, compiled by re on first use: most runs give no number.)
-_TYPED = {
-    "integer": r"[+-]?[0-9]+",
-    "number": r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
-}
+# What click's int and float types take, as a person types it (text_reading's patterns: click
+# calls int() and float(), which also read 1_0 as 10 and ٣ as 3); NaN and infinities are words
+# click reads and each option's own check refuses. Compiled by re on first use.
+_TYPED = {"integer": WHOLE, "number": rf"{NUMBER}|[+-]?(?:nan|inf|infinity)"}
 _NUMBER_TYPES = {
     "IntParamType": "integer",
     "IntRange": "integer",

@@ -22,6 +22,7 @@ import typer
 from .. import budget, inputs, maths
 from ..checking.tolerances import ATOL_MAX, CHECK_ATOL, RTOL_MAX, default_rtol
 from ..errors import SHOWN_MOST, InputError, shell_word, shown
+from ..formats.text_reading import WHOLE
 from ..outputs import writer as writing
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def whole_numbers(text: str) -> list[int] | None:
     ([3, 0, -100], None, None)
     """
     parts = [p.strip() for p in text.split(",")]
-    if all(re.fullmatch(r"[+-]?[0-9]+", p, flags=re.ASCII) for p in parts):
+    if all(re.fullmatch(WHOLE, p) for p in parts):
         return [int(p) for p in parts]
     return None
 

@@ -32,9 +32,11 @@ from ..errors import LoadError
 from ..maths.numeric import all_finite
 
 _LINE_END = re.compile(r"\r\n?|\n")  # as csv and np.loadtxt end lines
-_NUMBER = re.compile(
-    r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z"
-)  # ASCII digits: float() also reads ٣ as 3
+# A number as a person types it, in files and options alike: ASCII digits (float() and int() also
+# read ٣ as 3 and 1_0 as 10, which a person does not mean), a sign, a point, an exponent.
+WHOLE = r"[+-]?[0-9]+"
+NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_NUMBER = re.compile(NUMBER + r"\Z")
 
 
 # ---------------------------------------------------------------- reading, careful

@@ -359,16 +359,21 @@ def span_chunks(
         return [(0, N, None)] if rows >= N else [(a, b, None) for a, b in even_spans(N, rows)]
     chunks: list[tuple[int, int, list[tuple[int, int]] | None]] = []
     held: list[tuple[int, int]] = []
+
+    def close() -> None:  # the spans held so far, as one chunk counted from its first row
+        if held:
+            first = held[0][0]
+            chunks.append((first, held[-1][1], [(s0 - first, s1 - first) for s0, s1 in held]))
+            held.clear()
+
     for a, b in spans:
         if held and b - held[0][0] > rows:
-            chunks.append((held[0][0], held[-1][1], [(s0 - held[0][0], s1 - held[0][0]) for s0, s1 in held]))
-            held = []
+            close()
         if b - a > rows:
-            chunks += [(c0 + a, c1 + a, None) for c0, c1 in even_spans(b - a, rows)]
+            chunks.extend((c0 + a, c1 + a, None) for c0, c1 in even_spans(b - a, rows))
         else:
             held.append((a, b))
-    if held:
-        chunks.append((held[0][0], held[-1][1], [(s0 - held[0][0], s1 - held[0][0]) for s0, s1 in held]))
+    close()
     return chunks
 
 
