@@ -32,6 +32,12 @@ def default_atol(dtype: np.dtype | type) -> float:
     return max(CHECK_ATOL, 10 * float(np.finfo(dtype).eps))
 
 
+def made_in(answer: np.dtype, layer: np.dtype) -> np.dtype:
+    """The precision an answer of dtype ``answer`` to a layer in ``layer``'s was made in, as far as
+    can be told: the coarser of the two (a whole-number answer says nothing of it)."""
+    return max((answer if answer.kind == "f" else layer, layer), key=lambda d: float(np.finfo(d).eps))
+
+
 def verify_tolerances(answer: np.dtype, layer: np.dtype) -> tuple[float, float]:
     """``verify``'s default ``(rtol, atol)`` for an answer of dtype ``answer`` to a layer computed
     in ``layer``'s: those of the coarser of the two, at most float32's (smjac computes in float32
@@ -44,7 +50,7 @@ def verify_tolerances(answer: np.dtype, layer: np.dtype) -> tuple[float, float]:
     (1e-06, 1e-09)
     """
     eps = lambda d: float(np.finfo(d).eps)  # noqa: E731
-    coarse = max((answer if answer.kind == "f" else layer, layer), key=eps)
+    coarse = made_in(answer, layer)
     arithmetic = coarse if eps(coarse) <= eps(np.float32) else np.dtype(np.float32)
     held = eps(answer) if answer.kind == "f" else 0.0
     return max(default_rtol(arithmetic), 4 * held), default_atol(arithmetic)

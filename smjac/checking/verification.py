@@ -48,7 +48,7 @@ from .comparison import ERRORS_MAX, Stats, compare
 from .diagnosis import agreeing, candidates, diagnose
 from .problem import Problem
 from .sources import answer_shapes, frame_shapes, to_std, truth_source
-from .tolerances import given, verify_tolerances
+from .tolerances import given, made_in, verify_tolerances
 from .verdict import Diagnosis, Entry, Verdict, derivative_name, describe_shape, entry_name
 
 if TYPE_CHECKING:
@@ -204,10 +204,7 @@ def layer_verify(
     a: np.ndarray = answer if isinstance(answer, np.memmap) or hasattr(answer, "rows") else _array(answer)  # type: ignore[assignment]
     if a.dtype.kind not in "fiub":
         raise InputError(f"the answer must hold numbers, not {a.dtype}")
-    # the precision the answer was made in, as far as can be told: the coarser of its and the layer's
-    coarse = max(
-        (np.dtype(a.dtype if a.dtype.kind == "f" else np.float64), L.W.dtype), key=lambda d: np.finfo(d).eps
-    )
+    coarse = made_in(a.dtype, L.W.dtype)  # for the diagnosis: where exp overflows, say
     rtols = verify_tolerances(a.dtype, L.W.dtype)
     rtol, atol = given("rtol", rtol, rtols[0]), given("atol", atol, rtols[1])
     frames = frame_shapes(pr)
