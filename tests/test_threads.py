@@ -183,3 +183,44 @@ def test_a_large_x_is_scanned_over_the_passs_spans_on_the_pool(monkeypatch, bad_
     X[bad_row, 7] = np.nan
     with pytest.raises(InputError, match="x holds a NaN or infinite value"):
         make_layer(np.ones((n, K), dtype=np.float32), X)
+
+
+def test_a_stop_signal_while_the_blas_libraries_are_found_is_kept_not_swallowed(monkeypatch, capfd):
+    # threadpoolctl finds the libraries through a ctypes callback; a Ctrl-C whose handler raised
+    # inside it was swallowed, with "Exception ignored on calling ctypes callback function" and a
+    # traceback on stderr (seen once in CI, a TERM in a burst during -o J.npy)
+    import ctypes
+    import os
+    import signal
+
+    import threadpoolctl
+
+    from smjac.maths import _parallel
+
+    walked = []
+
+    class Walk:  # threadpoolctl's walk of the loaded libraries, a ctypes callback and all
+        def __init__(self):
+            @ctypes.CFUNCTYPE(ctypes.c_int)
+            def each_library():
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # the handler runs at the next bytecodes: here, in the callback
+                    pass
+                walked.append(True)
+                return 0
+
+            each_library()
+
+        def select(self, user_api):
+            return type("Libraries", (), {"lib_controllers": []})()
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", Walk)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _parallel._blas_libraries()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert walked == [True]  # the walk ran to its end, and the interrupt came after it
+    assert "Exception ignored" not in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is previous

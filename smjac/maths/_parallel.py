@@ -41,9 +41,7 @@ class _OneBlasThread:
         with self._lock:
             if self._users == 0:
                 if self._libs is None:
-                    from threadpoolctl import ThreadpoolController  # only for large layers
-
-                    self._libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+                    self._libs = _blas_libraries()
                 self._saved = [lib.get_num_threads() for lib in self._libs]
                 self._callers = max((n for n in self._saved if n), default=worker_count())
                 for lib in self._libs:
@@ -58,6 +56,40 @@ class _OneBlasThread:
                 for lib, threads in zip(self._libs or [], self._saved, strict=True):
                     if threads:
                         _set_blas_threads(lib, threads)
+
+
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _blas_libraries() -> list[Any]:
+    """The BLAS libraries loaded, as threadpoolctl finds them (only for large layers).
+
+    threadpoolctl walks the loaded libraries through a ctypes callback, and an exception raised
+    in it is swallowed, with a traceback on stderr: a Ctrl-C or a TERM whose handler raised there
+    was lost. So in the main thread (the one Python runs handlers in) a stop signal that arrives
+    meanwhile is kept, and handed to its own handler once the walk is done.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    if threading.current_thread() is not threading.main_thread():
+        return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    import signal
+
+    arrived: list[int] = []
+    handlers = {
+        n: h
+        for n in (getattr(signal, name) for name in _STOP_SIGNALS if hasattr(signal, name))
+        if callable(h := signal.getsignal(n))
+    }
+    for n in handlers:
+        signal.signal(n, lambda signum, frame: arrived.append(signum))
+    try:
+        return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    finally:
+        for n, h in handlers.items():
+            signal.signal(n, h)
+        for n in arrived[:1]:  # the first: its handler stops the run as it would have
+            handlers[n](n, None)
 
 
 def _set_blas_threads(lib: Any, threads: int) -> None:
