@@ -181,17 +181,14 @@ def in_ascii(table: Any) -> Any:
     """``table`` (a rich Table, or a Group holding tables) with its text as a stream that takes
     ASCII only shows it (the stand-ins of :data:`smjac.notation.ASCII`), before rich lays it out:
     a stand-in wider than its symbol (``…`` is ``...``, ``→`` is ``->``) put in afterwards pushed
-    its row past the border. The box rich draws there has edges, so they get their padding."""
+    its row past the border. smjac's tables keep their look, in ASCII lines."""
+    from rich import box
     from rich.console import Group
+    from rich.rule import Rule
     from rich.table import Table
     from rich.text import Text
 
     from ..notation import ASCII
-
-    if isinstance(table, Group):
-        return Group(*(in_ascii(part) for part in table.renderables), fit=table.fit)
-    if not isinstance(table, Table):
-        return table
 
     def ascii(cell: Any) -> Any:
         if isinstance(cell, str):
@@ -200,7 +197,18 @@ def in_ascii(table: Any) -> Any:
             return Text(cell.plain.translate(ASCII), style=cell.style, justify=cell.justify)
         return cell
 
-    table.title, table.caption, table.pad_edge = ascii(table.title), ascii(table.caption), True
+    if isinstance(table, Group):  # the walk-through: its rules, prose and tables alike
+        return Group(*(in_ascii(part) for part in table.renderables), fit=table.fit)
+    if isinstance(table, Rule):
+        return Rule(ascii(table.title), characters="-", style=table.style, align=table.align)
+    if isinstance(table, Text):
+        return ascii(table)
+    if not isinstance(table, Table):
+        return table
+
+    table.title, table.caption = ascii(table.title), ascii(table.caption)
+    if table.box is box.SIMPLE_HEAD:  # the same lines in ASCII: rich would draw a box with edges, wider
+        table.box = box.Box("    \n    \n -- \n    \n    \n    \n    \n    \n", ascii=True)
     for column in table.columns:
         column.header = ascii(column.header)
         column._cells[:] = [ascii(c) for c in column._cells]  # rich keeps a column's cells here
