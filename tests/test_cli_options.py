@@ -266,7 +266,7 @@ def test_dash_o_is_stdout_in_the_formats_format_as_the_help_says():
         ("{tmp}", "{tmp} is a folder; give a file, inside it or elsewhere"),
         ("", "an empty name; give a file"),
         ("out.csv/.", "out.csv/. ends in ., so it names a folder; give a file"),
-        ("out.csv/..", "out.csv/.. ends in ., so it names a folder; give a file"),
+        ("out.csv/..", "out.csv/.. ends in .., so it names a folder; give a file"),
         (".", ". ends in ., so it names a folder; give a file"),
     ],
 )

@@ -80,8 +80,9 @@ def output_file(text: str | None) -> Path | None:
         file = text.rstrip("".join(ends))
         offer = f"{shell_word(file)}, or a file inside it" if 0 < len(file) <= SHOWN_MOST else "a file"
         raise typer.BadParameter(f"{shown(text)} ends in {text[-1]}, so it names a folder; give {offer}")
-    if re.split("|".join(map(re.escape, ends)), text)[-1] in (".", ".."):  # x.csv/. is x.csv, a folder
-        raise typer.BadParameter(f"{shown(text)} ends in {text[-1]}, so it names a folder; give a file")
+    last = re.split("|".join(map(re.escape, ends)), text)[-1]
+    if last in (".", ".."):  # x.csv/. is x.csv, a folder
+        raise typer.BadParameter(f"{shown(text)} ends in {last}, so it names a folder; give a file")
     try:
         folder = Path(text).is_dir()
     except OSError:  # a name too long, say: the writer says what is wrong with it
