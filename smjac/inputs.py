@@ -375,9 +375,6 @@ def _check_keys(keys: Mapping[str, Any], label: str) -> None:
         raise LoadError(
             f"{label}: holds {', '.join(map(repr, unknown))}; a layer bundle holds W, x and b only"
         )
-    missing = [k for k in ("W", "x") if k not in keys]
-    if missing:
-        raise LoadError(f"{label}: has no {' or '.join(missing)}; a layer bundle holds W, x and b")
 
 
 def load_layer(
@@ -431,9 +428,16 @@ def load_layer(
             names[k] = "stdin" if str(path) == STDIN else str(path)
             if taken is not None and replaced is not None:
                 replaced.append(f"{shown(names[k])} takes the place of {shown(taken)}")
-    missing = [f"{key}=" for key in ("W", "x") if key not in arrays]
+    missing = [key for key in ("W", "x") if key not in arrays]
+    if missing and isinstance(layer, (str, Path)) and ckpt is None:  # a bundle, which a file may complete
+        label = "stdin" if str(layer) == STDIN else str(layer)
+        raise LoadError(
+            f"{shown(label)}: has no {' or '.join(missing)}; give {' and '.join(f'{k}=FILE' for k in missing)}, "
+            "or a bundle that holds it"
+        )
     if missing:
-        raise LoadError(f"missing {' and '.join(missing)}: give each as a file, or both with layer=FILE")
+        said = " and ".join(f"{key}=" for key in missing)
+        raise LoadError(f"missing {said}: give each as a file, or both with layer=FILE")
     with _no_memory_error(names["W"]):
         cast = {k: _cast(v, dtype, names[k]) for k, v in arrays.items()}
     x_ = cast["x"]

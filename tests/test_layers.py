@@ -321,6 +321,23 @@ def test_bad_bundles(tmp_path, content, message):
     assert result.exit_code == 2 and message in result.stderr
 
 
+def test_a_bundle_without_x_is_completed_by_a_file(tmp_path):
+    # "has no x; a layer bundle holds W, x and b" even with -x given, where a checkpoint took it
+    W, x = np.arange(6.0).reshape(3, 2) / 10, np.array([0.1, 0.5, 0.4])
+    np.savez(tmp_path / "W.npz", W=W)
+    given = run(
+        "forward", "--layer", str(tmp_path / "W.npz"), "-x", str(_save(tmp_path, "x", x)), "-f", "json"
+    )
+    assert given.exit_code == 0 and given.stderr == ""  # nothing of the bundle's was replaced
+    assert_allclose(json.loads(given.stdout)["z"], W.T @ x, rtol=1e-14)
+    alone = run("forward", "--layer", str(tmp_path / "W.npz"))
+    assert alone.exit_code == 2
+    assert (
+        alone.stderr.strip()
+        == f"Error: {tmp_path / 'W.npz'}: has no x; give -x FILE, or a bundle that holds it"
+    )
+
+
 def test_a_pickle_inside_an_npz_is_not_unpickled(tmp_path):
     np.savez(tmp_path / "layer.npz", W=np.array([[1.0]], dtype=object), x=np.ones(1))
     result = run("forward", "--layer", str(tmp_path / "layer.npz"))
