@@ -20,7 +20,7 @@ import numpy as np
 import typer
 
 from .. import budget, inputs, maths
-from ..checking.tolerances import ATOL_MAX, CHECK_ATOL, RTOL_MAX, default_rtol
+from ..checking.tolerances import ATOL_MAX, CHECK_ATOL, RTOL_MAX, default_rtol, verify_tolerances
 from ..errors import SHOWN_MOST, InputError, shell_word, shown
 from ..formats.text_reading import WHOLE
 from ..outputs import writer as writing
@@ -115,7 +115,8 @@ RtolOpt = Annotated[
     float | None,
     typer.Option(
         help="Relative tolerance in [0, 1], times the size of the reference [default: by dtype, "
-        f"{tolerance(default_rtol(np.float64))} for float64, {tolerance(default_rtol(np.float32))} for float32].",
+        f"{tolerance(default_rtol(np.float64))} for float64, {tolerance(default_rtol(np.float32))} for float32; "
+        f"verify: {tolerance(verify_tolerances(np.dtype(np.float16), np.dtype(np.float64))[0])} for a float16 answer].",
         callback=within(0, RTOL_MAX),
         show_default=False,
     ),
