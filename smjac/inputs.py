@@ -395,10 +395,10 @@ def load_layer(
 ) -> Layer:
     """Load W, x (and b) from their files, or from a bundle, as a checked :class:`~smjac.maths.Layer`.
 
-    A file given on its own takes the place of the bundle's array (or the checkpoint's), and
-    ``replaced``, if given, is told which: a sentence each, for the caller to say. Errors name
-    the files. The
-    layer is checked here, once: the ``layer_*`` functions of :mod:`smjac.maths` take it as it is.
+    A file given on its own takes the place of the bundle's array (or the checkpoint's), or stands
+    for one a bundle lacks; ``replaced``, if given, is told which it replaced, a sentence each, for
+    the caller to say. Errors name the files. The layer is checked here, once: the ``layer_*``
+    functions of :mod:`smjac.maths` take it as it is.
     ``max_memory`` (bytes; :func:`default_memory_budget` when None) is the budget each loader
     holds a file's parse to before it starts.
 
@@ -415,10 +415,11 @@ def load_layer(
         arrays = {"W": ckpt.W} if ckpt.b is None else {"W": ckpt.W, "b": ckpt.b}
         names["W"], names["b"] = ckpt.names()
         layout = layout or ckpt.layout
-    elif isinstance(layer, (str, Path)):
+    bundle = None  # a bundle's name, which a file may complete
+    if ckpt is None and isinstance(layer, (str, Path)):
         arrays = load_bundle(layer, max_bytes=max_bytes, max_memory=max_memory, stdin=stdin)
-        label = "stdin" if str(layer) == STDIN else str(layer)
-        names = {k: f"{label}[{k}]" for k in LAYER_KEYS}
+        bundle = "stdin" if str(layer) == STDIN else str(layer)
+        names = {k: f"{bundle}[{k}]" for k in LAYER_KEYS}
     for k, path in zip(LAYER_KEYS, (W, x, b), strict=True):
         if isinstance(path, np.ndarray):  # already read (the first row of a memory-mapped x, say)
             arrays[k] = np.asarray(path, dtype=np.float64)
@@ -429,10 +430,9 @@ def load_layer(
             if taken is not None and replaced is not None:
                 replaced.append(f"{shown(names[k])} takes the place of {shown(taken)}")
     missing = [key for key in ("W", "x") if key not in arrays]
-    if missing and isinstance(layer, (str, Path)) and ckpt is None:  # a bundle, which a file may complete
-        label = "stdin" if str(layer) == STDIN else str(layer)
+    if missing and bundle is not None:
         raise LoadError(
-            f"{shown(label)}: has no {' or '.join(missing)}; give {' and '.join(f'{k}=FILE' for k in missing)}, "
+            f"{shown(bundle)}: has no {' or '.join(missing)}; give {' and '.join(f'{k}=FILE' for k in missing)}, "
             "or a bundle that holds it"
         )
     if missing:

@@ -95,16 +95,15 @@ def matrix_table(
     cols = _keep(M.shape[1], room)
     rows = _keep(M.shape[0], MAX_ROWS)
 
-    gap = "…"
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("", style="bold", no_wrap=True)
     for c in cols:
-        table.add_column(gap if c is None else col_labels[c], justify="right", no_wrap=True)
+        table.add_column("…" if c is None else col_labels[c], justify="right", no_wrap=True)
     for r in rows:
         if r is None:
             table.add_row("⋮", *("⋮" for _ in cols))
             continue
-        table.add_row(row_labels[r], *(Text(gap) if c is None else _cell(float(M[r, c]), fmt) for c in cols))
+        table.add_row(row_labels[r], *(Text("…") if c is None else _cell(float(M[r, c]), fmt) for c in cols))
     elided = None
     shown_r, shown_c = sum(r is not None for r in rows), sum(c is not None for c in cols)
     if (shown_r, shown_c) != M.shape:
