@@ -222,3 +222,40 @@ def test_forward_between_npy_files_leaves_the_text_codec_unloaded(tmp_path):
     )
     assert (tmp_path / "f.npz").exists()
     assert loaded(names, ("orjson", *(m for m in NOT_FOR_FORWARD if m != "zipfile"))) == []  # .npz is a zip
+
+
+# What the collector is doing once the command runs, written to stderr as the input is read.
+_COLLECTOR = """
+import gc, sys
+if sys.argv[1] == "off":
+    gc.disable()  # a parent that turned the collector off keeps it off
+from smjac import inputs
+read = inputs.load_layer
+def load_layer(*args, **kwargs):
+    print(gc.isenabled(), gc.get_freeze_count(), file=sys.stderr)
+    return read(*args, **kwargs)
+inputs.load_layer = load_layer
+from smjac.cli import main
+print("typer" in sys.modules, file=sys.stderr)  # importing the package loads no command line
+sys.argv = ["smjac", "forward", "-W", sys.argv[2], "-x", sys.argv[3]]
+main()
+"""
+
+
+@pytest.mark.parametrize("before", ["on", "off"])
+def test_the_command_line_is_imported_with_the_collector_paused_then_frozen(before):
+    proc = subprocess.run(
+        [sys.executable, "-c", _COLLECTOR, before, str(SAMPLE / "W.json"), str(SAMPLE / "x.json")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    imported, state = proc.stderr.splitlines()
+    enabled, frozen = state.split()
+    assert imported == "False"
+    assert enabled == str(before == "on")  # the command's own work is collected as before
+    assert int(frozen) > 10_000  # numpy's and typer's objects, out of every later pass
+    assert proc.stdout.startswith("z,h\n")

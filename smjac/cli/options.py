@@ -136,7 +136,7 @@ AtolOpt = Annotated[
 
 # eq=False: nobody compares a group, and the __eq__ and __hash__ that dataclasses would compile at
 # import cost every start (the three groups: 0.4% of smjac forward's instructions)
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class LayerSource:
     """Where the layer comes from (files, one bundle or a checkpoint) and how it is read."""
 
@@ -263,7 +263,7 @@ def layer_options(command: F) -> F:
 # ---------------------------------------------------------------- the loss
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Loss:
     """The loss a gradient is of: cross-entropy of a target (with torch's options), or dLoss/dh."""
 
@@ -397,7 +397,7 @@ def loss_options(*, upstream: bool = True, helps: Mapping[str, str] | None = Non
 ColorName = Literal["auto", "always", "never"]
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Output:
     """Where the result goes and how it looks; :meth:`writer` makes the one writer from it."""
 

@@ -36,7 +36,7 @@ Factor = Literal["identity", "weights", "kron"]
 Wᵀ (``dz/dx``: K×n), or ``I ⊗ xᵀ`` (``dz/dW``: K×K·n, whose only numbers are x)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Target:
     """One variable a Jacobian may be taken with respect to.
 
