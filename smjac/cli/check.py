@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from .. import budget, inputs
+from .. import inputs
 from ..outputs import results
 from .commands import done
 from .options import (
@@ -43,18 +43,17 @@ def check(
             help="Move at most N logits, N weights and N inputs by finite differences, drawn at random "
             "(for a large layer) [default: all].",
             min=1,
-            max=budget.MAX_SIZE,
             metavar="N",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seeds the draw of --probes.", min=0, max=2**63 - 1)] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the draw of --probes.", min=0, metavar="<int>")] = 0,
     max_weights: Annotated[
         int,
         typer.Option(
             help="Refuse to move more weights than this (per sample, times the samples) rather than "
             "run for hours; 0: no limit.",
             min=0,
-            max=budget.MAX_SIZE,
+            metavar="<int>",
         ),
     ] = CHECK_MAX_WEIGHTS,
     loss: Loss,

@@ -403,9 +403,12 @@ class Output:
 
     fmt: Annotated[str | None, typer.Option("--format", "-f", show_default=False)] = None  # per command
     precision: Annotated[
-        int, typer.Option(help="Digits after the point in tables and documents.", min=0, max=17)
+        int,
+        typer.Option(help="Digits after the point in tables and documents.", min=0, max=17, metavar="<int>"),
     ] = 6
-    sample: Annotated[int, typer.Option(help="Which sample of a batch a table shows, from 0.", min=0)] = 0
+    sample: Annotated[
+        int, typer.Option(help="Which sample of a batch a table shows, from 0.", min=0, metavar="<int>")
+    ] = 0
     output: Annotated[Path | None, typer.Option("-o", "--output", parser=output_file, metavar="FILE")] = (
         None  # per command
     )
