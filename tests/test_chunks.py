@@ -309,3 +309,26 @@ def test_a_mapped_forward_streamed_as_csv_keeps_a_budget_below_one_row_by_refusi
     # a row at a time, under a span of the pass in memory: the same numbers to rounding
     h = np.loadtxt(out, delimiter=",", skiprows=1)[:, 3].reshape(5000, 10)
     assert_allclose(h, smjac.forward(W, X).h, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_a_copy_on_write_map_keeps_the_callers_changes(tmp_path, rng, order):
+    # the walk hands mapped pages back to the kernel as it goes; a private (mode="c") map's pages
+    # hold the caller's own changes, which that would undo: x*2 was read as x, and x put back
+    path = tmp_path / "x.dat"
+    X0, W, t = rng.standard_normal((20000, 8)), rng.standard_normal((8, 5)), rng.integers(0, 5, 20000)
+    np.memmap(path, np.float64, "w+", shape=X0.shape, order=order)[:] = X0
+    x = np.memmap(path, np.float64, mode="c", shape=X0.shape, order=order)
+    x *= 2
+    g = smjac.grad_chunks(W, x, target=t, chunk_bytes=100_000)
+    h = np.concatenate([f.h for _, f in smjac.forward_chunks(W, x, chunk_bytes=100_000)])
+    assert_array_equal(x, 2 * X0)
+    assert_allclose(g.W, smjac.grad(W, 2 * X0, target=t).W, rtol=1e-12, atol=1e-15)
+    assert_allclose(h, smjac.forward(W, 2 * X0).h, rtol=1e-12, atol=1e-300)
+
+
+def test_an_upstream_of_another_batch_is_refused_as_grad_refuses_it(rng):
+    W, X = rng.standard_normal((3, 4)), rng.standard_normal((7, 3))
+    for upstream in (np.ones((9, 4)), np.ones((5, 4)), 1.0):  # the first 7 rows of 9 were taken
+        with pytest.raises(smjac.ShapeError, match="upstream has shape"):
+            smjac.grad_chunks(W, X, upstream=upstream, chunk_bytes=64)

@@ -567,3 +567,33 @@ def test_cli_a_mapped_batch_takes_the_options_over_the_whole_batch(tmp_path, rng
     assert r.exit_code == 0, r.stderr
     opts = {"class_weights": [1.0, 2.0, 0.5, 4.0], "ignore_index": -100, "label_smoothing": 0.2}
     assert_allclose(np.load(out), smjac.grad(W, X, target=y, **opts).W, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"reduce": "sum"},
+        {"class_weights": [1.0, 2.0, 3.0, 4.0]},
+        {"label_smoothing": 0.1},
+        {"ignore_index": 3},
+    ],
+)
+def test_dloss_dz_and_dx_of_a_batch_are_of_the_reduced_loss(options, rng):
+    # finite differences of g.loss itself: a mean's 1/N (or 1/Σw) is in .z and .x, as in W and b
+    # and in torch's x.grad (they were the summed loss's: N times too large under the default mean)
+    from .conftest import central_diff
+
+    W, X = rng.standard_normal((3, 4)), rng.standard_normal((5, 3))
+    t = np.array([0, 1, 2, 3, 0])
+    g = smjac.grad(W, X, target=t, **options)
+
+    def loss_of_x(flat):
+        return smjac.grad(W, flat.reshape(X.shape), target=t, **options).loss
+
+    def loss_of_b(b):
+        return smjac.grad(W, X, b, target=t, **options).loss
+
+    assert_allclose(central_diff(loss_of_x, X.ravel()).reshape(X.shape), g.x, atol=1e-8)
+    assert_allclose(g.z.sum(axis=0), g.b, atol=1e-15)  # dLoss/db = Σ_n dLoss/dz_n
+    assert_allclose(central_diff(loss_of_b, np.zeros(4))[0], g.b, atol=1e-8)

@@ -427,15 +427,25 @@ def release_rows(x: Array, r0: int, r1: int) -> None:
 
     Pages of a mapped file that have been read count in the process's resident memory until the
     kernel needs them; dropping them as the walk goes keeps it flat. They are read again from the
-    file if touched again, so nothing is lost. Anything but an np.memmap is left alone.
+    file if touched again, so nothing is lost. Anything but an np.memmap is left alone, and so is
+    a copy-on-write one (``mode="c"``: its pages hold the caller's changes, which dropping them
+    would undo) and one whose rows are not whole runs of the file (Fortran order, a strided view).
     """
     import mmap
 
     mm = getattr(x, "_mmap", None)
-    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+    if (
+        mm is None
+        or not hasattr(mm, "madvise")
+        or not hasattr(mmap, "MADV_DONTNEED")
+        or getattr(x, "mode", "c") == "c"
+        or not x.flags.c_contiguous
+    ):
         return
     row = x.shape[1] * x.itemsize
-    base = getattr(x, "offset", 0) % mmap.ALLOCATIONGRANULARITY  # where the array starts inside the mapping
+    base = (
+        x.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data
+    )  # x's start in the mapping (a view's too)
     start = (base + r0 * row) // mmap.PAGESIZE * mmap.PAGESIZE
     end = (base + r1 * row) // mmap.PAGESIZE * mmap.PAGESIZE
     if end > start:

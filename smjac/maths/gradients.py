@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import InputError
+from ..errors import InputError, ShapeError
 from . import small
 from ._parallel import matmul_spans, matmul_tn
 from .forward_pass import (
@@ -50,7 +50,8 @@ class Gradient:
 
     ``W`` has W's own shape and layout, ``b`` has K entries; both are summed (or averaged) over a
     batch. ``z`` (K or N×K) is per sample, and so is ``x`` (n or N×n), computed when first asked
-    for (it takes a pass over W). ``loss`` is the cross-entropy when targets were given (summed or
+    for (it takes a pass over W): each sample's ``dLoss/dz`` and ``dLoss/dx`` of the same loss, so
+    a mean's 1/N (or 1/Σw with class weights) is in them, as in torch's ``x.grad``. ``loss`` is the cross-entropy when targets were given (summed or
     averaged likewise), else None. From :func:`grad_chunks`, ``z`` is None (not kept).
     """
 
@@ -259,7 +260,7 @@ def _grad_target(L: Layer, t: NDArray[np.intp], reduce: str) -> Gradient | None:
         grad_W = _weight_gradient(L, L.X, delta, scale)  # scaled after the sum: no N×n temporary
     if grad_W is None or not (math.isfinite(loss) and all_finite(grad_b)):
         return None
-    return Gradient(W=grad_W, b=grad_b, z=L.out(delta), loss=loss, layer=L)
+    return Gradient(W=grad_W, b=grad_b, z=L.out(_per_sample(delta, scale)), loss=loss, layer=L)
 
 
 def _grad_careful(
@@ -306,7 +307,17 @@ def _grad_careful(
         _refuse_gradient("dLoss/db, summed over the batch,", delta.dtype, reduce, L.N)
     if loss is not None and not math.isfinite(loss):
         _refuse_gradient("the cross-entropy loss", delta.dtype, reduce, L.N)
-    return Gradient(W=grad_W, b=grad_b, z=L.out(delta), loss=loss, layer=L)
+    return Gradient(W=grad_W, b=grad_b, z=L.out(_per_sample(delta, scale)), loss=loss, layer=L)
+
+
+def _per_sample(delta: Array, scale: float) -> Array:
+    """δ of each sample as the derivative of the reduced loss: times the mean's 1/N (or 1/Σw), as
+    torch's ``z.grad`` is, so that ``Gradient.z`` and ``.x`` are of the same loss as ``.W`` and
+    ``.b``. In place: δ is this call's own, and W and b were made from it already."""
+    if scale != 1:
+        with np.errstate(under="ignore"):
+            delta *= scale
+    return delta
 
 
 def _weight_gradient(L: Layer, X: Array, delta: Array, scale: float = 1.0) -> Array | None:
@@ -392,6 +403,11 @@ def grad_chunks(
         denominator = ce.denominator(t, "mean") if reduce == "mean" else 1.0
     refuse_masked(upstream, "upstream")
     g = None if upstream is None else np.asarray(upstream)
+    if g is not None and g.shape not in ((L.classes,), (N, L.classes)):  # as grad refuses it, whole
+        raise ShapeError(
+            f"upstream has shape {g.shape} but the batch has N = {N} samples and K = {L.classes} "
+            f"classes; it needs {L.classes} entries or {N}×{L.classes}"
+        )
     grad_W: Array | None = None
     grad_b: Array | None = None
     loss: float | None = None if target is None else 0.0
