@@ -252,6 +252,8 @@ def test_csv_spellings_read_as_before(data, expected, monkeypatch):
         (b"1,nan\n", "line 1, column 2: 'nan' is not a finite number"),
         (b"1,1e999\n", "line 1, column 2: 1e999 overflows"),
         (b"1,,2\n", "line 1, column 2: '' is not a number"),
+        (b"1,2\n,\n", "line 2, column 1: '' is not a number"),  # a row of empty cells was dropped
+        (b"1,2\n ,\t\n", "line 2, column 1: '' is not a number"),
     ],
 )
 def test_csv_refusals_still_name_the_line(tmp_path, data, message):
@@ -548,6 +550,11 @@ def test_numbers_apart_by_spaces_are_data_not_a_header(tmp_path, monkeypatch, de
         (b"1 2 3\n4 5\n", "line 2 has 2 values but the first row has 3"),
         (b"1 2\n3 x\n", "line 2, column 2: 'x' is not a number"),
         (b"1 2, 3\n", "line 1, column 1: '1 2' is not a number"),  # a comma: CSV, as before
+        # only spaces and tabs are space (str.strip and split also took these, and read 3\v4 as 3 4)
+        (b"1 2\n3\x0b4\n", r"line 2, column 1: '3\\x0b4' is not a number"),
+        ("1\u00a0,2\n".encode(), r"line 1, column 1: '1\\xa0' is not a number"),
+        ("1 2\u00a0\n".encode(), r"line 1, column 2: '2\\xa0' is not a number"),
+        (b'"1\n",2\n', r"line 1, column 1: '1\\n' is not a number"),
     ],
 )
 def test_space_separated_refusals_name_the_line(tmp_path, data, message):

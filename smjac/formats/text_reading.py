@@ -37,6 +37,7 @@ _LINE_END = re.compile(r"\r\n?|\n")  # as csv and np.loadtxt end lines
 WHOLE = r"[+-]?[0-9]+"
 NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _NUMBER = re.compile(NUMBER + r"\Z")
+_CSV_SPACE = re.compile(r"[ \t]+")  # what stands between numbers in a file without commas
 
 
 # ---------------------------------------------------------------- reading, careful
@@ -182,13 +183,13 @@ def careful_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
         if sep == ",":
             lines = list(csv.reader(io.StringIO(text, newline="")))
         else:
-            lines = [line.split() for line in _LINE_END.split(text)]
+            lines = [_CSV_SPACE.split(line.strip(" \t")) for line in _LINE_END.split(text)]
     except csv.Error as e:  # a stray carriage return or NUL, say
         raise LoadError(f"{label}: is not valid CSV ({e})") from None
     rows: list[list[float]] = []
     for lineno, cells in enumerate(lines, start=1):
-        cells = [c.strip() for c in cells]
-        if not any(cells):
+        cells = [c.strip(" \t") for c in cells]  # only what the docs call space: a no-break space is no number's
+        if cells in ([], [""]):  # a blank line; a line of empty cells (",,") is a row with no numbers
             continue
         numeric = any(_NUMBER.match(c) or (not finite and _special(c)) for c in cells)
         if not rows and not numeric and any(ch.isalpha() for c in cells for ch in c):  # words: a header
