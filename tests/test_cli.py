@@ -705,3 +705,13 @@ def test_a_file_that_takes_the_place_of_a_bundles_array_is_said(tmp_path):
     assert quiet.exit_code == 0 and quiet.stderr == ""
     alone = run("forward", "--layer", str(tmp_path / "L.npz"), "-f", "json")  # nothing replaced, nothing said
     assert alone.exit_code == 0 and alone.stderr == ""
+
+
+def test_an_output_name_that_is_not_utf8_is_written(tmp_path):
+    # a name as the file system holds it, byte 0xff and all (it was an internal error, making the
+    # temporary file's name)
+    name = os.fsdecode(b"\xffout.csv")
+    result = run("forward", *SAMPLE, "-o", str(tmp_path / name))
+    assert result.exit_code == 0, result.stderr
+    assert os.listdir(tmp_path) == [name]
+    assert (tmp_path / name).read_text().startswith("z,h\n0.354,")

@@ -188,7 +188,9 @@ def careful_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
         raise LoadError(f"{label}: is not valid CSV ({e})") from None
     rows: list[list[float]] = []
     for lineno, cells in enumerate(lines, start=1):
-        cells = [c.strip(" \t") for c in cells]  # only what the docs call space: a no-break space is no number's
+        cells = [
+            c.strip(" \t") for c in cells
+        ]  # only what the docs call space: a no-break space is no number's
         if cells in ([], [""]):  # a blank line; a line of empty cells (",,") is a row with no numbers
             continue
         numeric = any(_NUMBER.match(c) or (not finite and _special(c)) for c in cells)

@@ -44,10 +44,17 @@ def _temporary_prefix(name: str) -> str:
 
     >>> len(_temporary_prefix("a" * 250).encode()) + 8 + 4 <= NAME_MAX
     True
+    >>> _temporary_prefix(os.fsdecode(b"\\xffout.csv")) == os.fsdecode(b".\\xffout.csv.")  # not UTF-8
+    True
     """
     room = NAME_MAX - 2 - 8 - 4  # the two dots, the random characters, ".tmp"
-    cut = name.encode()[:room].decode(errors="ignore")  # never half a UTF-8 character
-    return f".{cut}."
+    kept, size = [], 0
+    for ch in name:  # whole characters, counted in the file system's bytes (a byte that is not UTF-8 too)
+        size += len(os.fsencode(ch))
+        if size > room:
+            break
+        kept.append(ch)
+    return f".{''.join(kept)}."
 
 
 def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, force: bool = False) -> None:
