@@ -734,3 +734,15 @@ def test_a_float16_answer_is_allowed_its_rounding_and_no_more(tmp_path):
     g = smjac.grad(W, x, target=2).W
     assert not smjac.verify(W, x, grad=(g * 1.09).astype(np.float16), target=2).ok
     assert smjac.verify(W, x, grad=g.astype(np.float16), target=2).ok
+
+
+def test_an_answer_held_only_by_atol_says_so(rng):
+    # true values under atol/2: −truth (or 0) agrees as well as truth; the verdict says it cannot tell
+    W, x = rng.standard_normal((3, 4)), rng.standard_normal(3) * 1e-10
+    g = smjac.grad(W, x, target=1).W
+    for answer in (g, -g, np.zeros_like(g)):
+        v = smjac.verify(W, x, grad=answer, target=1)
+        assert v.ok and any("a zero or a sign-flipped answer would agree too" in n for n in v.notes)
+    assert not smjac.verify(W, x, grad=-g, target=1, atol=0).ok
+    big = smjac.verify(W, x * 1e10, grad=smjac.grad(W, x * 1e10, target=1).W, target=1)
+    assert big.ok and not any("sign-flipped" in n for n in big.notes)
