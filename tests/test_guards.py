@@ -643,3 +643,18 @@ def test_an_entry_by_the_chain_rule_is_the_chain_s_float_signed_zero_included():
                     for c in range(K * n):
                         got = np.float64(layer_entry(L, (t, c // n, c % n), of=of, wrt="W", method=method))
                         assert got.tobytes() == J[t, c].tobytes(), (of, method, t, c, got, J[t, c])
+
+
+def test_api_edges_are_refused_in_words_not_numpy_tracebacks():
+    # a weighted mean whose weights sum past the float range; a dz/dW no machine holds
+    with pytest.raises(smjac.InputError, match="class_weights sum past the largest float"):
+        smjac.grad(np.eye(2), [[1.0, 0.0], [0.0, 1.0]], target=[0, 0], class_weights=[1e308, 1.0])
+    with pytest.raises(smjac.InputError, match="more than this machine can hold"):
+        smjac.dz_dW([1.0, 2.0], 10**12)
+
+
+def test_verify_of_a_subnormal_probability_warns_nothing():
+    W, x = np.array([[0.0, 100.0]], np.float32), np.array([1.0], np.float32)  # p_0 = e^-100: subnormal
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert smjac.verify(W, x, grad=smjac.grad(W, x, target=0).W, target=0).ok

@@ -85,7 +85,9 @@ class Problem:
         Y = one_hot(self.target, self.L.K, P.dtype)
         if self.L.function == "log-softmax":  # loss = −h_k
             return -Y
-        with np.errstate(divide="ignore", invalid="ignore"):  # loss = −log h_k
+        with np.errstate(
+            divide="ignore", invalid="ignore", over="ignore"
+        ):  # loss = −log h_k; h_k may be subnormal
             return -Y / P
 
 

@@ -170,7 +170,14 @@ def dz_dW(x: ArrayLike, K: int) -> Array:
         raise ShapeError(f"x must be a vector (n) but has shape {x.shape}")
     if isinstance(K, bool) or not isinstance(K, numbers.Integral) or K < 1:
         raise InputError(f"K must be a whole number of outputs, at least 1, not {K!r}")
-    return _dz_dW(x[None, :], int(K))[0]
+    K = int(K)
+    try:
+        return _dz_dW(x[None, :], K)[0]
+    except (ValueError, MemoryError):  # numpy's "array is too big", or no memory for it
+        raise InputError(
+            f"dz/dW for K = {K:,} outputs and n = {x.size:,} inputs holds K·K·n = {K * K * x.size:,} numbers, "
+            "more than this machine can hold"
+        ) from None
 
 
 def _dz_dW(X: Array, K: int) -> Array:

@@ -220,7 +220,15 @@ class CrossEntropy:
             )
         if self.class_weights is None:
             return float(np.count_nonzero(keep))
-        total = math.fsum(self.class_weights[t[keep]].tolist())
+        try:
+            total = math.fsum(self.class_weights[t[keep]].tolist())
+        except OverflowError:  # the sum past the float range; the mean is the same with the weights scaled
+            total = math.inf
+        if math.isinf(total):
+            raise InputError(
+                "the targets' class_weights sum past the largest float, so the weighted mean cannot be taken; "
+                'scale the weights down (the mean is the same for any scale), or reduce="sum"'
+            )
         if total <= 0:
             raise InputError(
                 "the targets' class_weights sum to 0: the weighted mean is 0/0 (torch gives NaN); give the "
