@@ -190,7 +190,9 @@ def test_a_name_an_ascii_stream_cannot_hold_is_escaped_not_lost(tmp_path):
         assert proc.stderr.decode().startswith(f"Error: {tmp_path}/{shown}: ") and why in proc.stderr.decode()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGALRM, signal.SIGUSR1, signal.SIGXCPU]
+)
 @pytest.mark.parametrize("suffix", [".npy", ".csv"])
 def test_a_signal_while_writing_leaves_nothing_and_exits_128_plus_it(tmp_path, sig, suffix):
     layer = tmp_path / "big.npz"

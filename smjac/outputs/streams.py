@@ -11,8 +11,10 @@ run commands in process):
   disk or a file size limit as success and cuts the output short with exit 0.
 * A stream whose encoding cannot take smjac's symbols (``PYTHONIOENCODING=ascii``, ``LC_ALL=C``)
   gets ASCII stand-ins instead: h₀ → h0, → → ->, × → x.
-* SIGTERM, SIGHUP (where the platform has it) and SIGINT raise :class:`Interrupted`, so a file
-  being written is removed, and the process ends with 128 + the signal's number, as shells expect.
+* The signals whose default is to end the process (:data:`STOP_SIGNALS`: SIGTERM, SIGINT, and
+  where the platform has them SIGHUP, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU from ``ulimit -t``,
+  SIGVTALRM) raise :class:`Interrupted`, so a file being written is removed, and the process ends
+  with 128 + the signal's number, as shells expect. SIGQUIT keeps its core dump, for debugging.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any
 
 from ..errors import ExitStatus
 from ..notation import ASCII
+
+STOP_SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT", "SIGALRM", "SIGUSR1", "SIGUSR2", "SIGXCPU", "SIGVTALRM")
 
 
 class Interrupted(BaseException):
@@ -206,7 +210,7 @@ def prepare() -> None:
             if old is not None:
                 old.flush()
         setattr(sys, name, _stream(fd, fd in closed, encoding, errors_quiet=fd == 2))
-    for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+    for name in STOP_SIGNALS:
         # a signal the parent chose to ignore (nohup, a background job's SIGINT) stays ignored
         if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:
             signal.signal(getattr(signal, name), _raise)
