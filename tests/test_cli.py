@@ -715,3 +715,13 @@ def test_an_output_name_that_is_not_utf8_is_written(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert os.listdir(tmp_path) == [name]
     assert (tmp_path / name).read_text().startswith("z,h\n0.354,")
+
+
+def test_the_app_stays_the_app_whichever_way_it_is_imported():
+    # smjac.cli.app was also a module's name: importing that module made smjac.cli.app the module
+    code = (
+        "from smjac.cli.whole import app as made; import smjac.cli; from smjac.cli import app;"
+        "print(app is made is smjac.cli.app)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout == "True\n", proc.stderr

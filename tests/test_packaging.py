@@ -93,7 +93,7 @@ def test_the_wheel_is_the_package_its_marker_licence_and_metadata(dist):
         names = whl.namelist()
         (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         metadata = email.message_from_bytes(whl.read(meta))
-    assert {"smjac/py.typed", "smjac/data/blog.json", "smjac/cli/app.py", "smjac/samples.py"} <= set(names)
+    assert {"smjac/py.typed", "smjac/data/blog.json", "smjac/cli/whole.py", "smjac/samples.py"} <= set(names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not [n for n in names if n.startswith(("tests/", "docs/", "samples/", "benchmarks/"))]
     assert not [n for n in names if "__pycache__" in n]

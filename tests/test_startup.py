@@ -44,7 +44,7 @@ NOT_FOR_FORWARD = (
     "smjac.maths.gradients",
     "smjac.maths.factors",
     # the other commands and the whole app: a run imports the command it names
-    "smjac.cli.app",
+    "smjac.cli.whole",
     "smjac.cli.jacobian",
     "smjac.cli.grad",
     "smjac.cli.check",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NoReturn
 from ..errors import ExitStatus
 
 if TYPE_CHECKING:
-    from .app import app
+    from .whole import app
 
 
 def main() -> NoReturn:
@@ -61,9 +61,9 @@ def __getattr__(name: str) -> object:
     """:data:`app`, the whole app, made on first use: a run of one command makes only that one."""
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from .app import app
+    from .whole import app
 
-    globals()["app"] = app  # in place of the module of that name, which importing it set here
+    globals()["app"] = app  # kept: the next use is a plain lookup
     return app
 
 

@@ -277,7 +277,7 @@ def main() -> NoReturn:
         streams.prepare()
         sys.argv[1:] = _global_first(sys.argv[1:])
         name = sys.argv[1] if len(sys.argv) > 1 else ""
-        run = build([name] if name in COMMANDS else COMMANDS)  # the whole app: as smjac.cli.app is
+        run = build([name] if name in COMMANDS else COMMANDS)  # the whole app: as smjac.cli.whole makes it
         try:
             status = run(standalone_mode=False)
         except _ClickException as e:

@@ -1,7 +1,7 @@
 """``smjac inspect``: the layers of a checkpoint that could be its head, and the one smjac takes.
 
 Only headers are read (no tensor), so it answers at once for a model of any size. The command
-is registered by :mod:`smjac.cli.app`; its result goes through the shared writer: a table at a
+is registered by :mod:`smjac.cli.whole`; its result goes through the shared writer: a table at a
 terminal, JSON in a pipe or with ``--format json``, notes on stderr.
 """
 
