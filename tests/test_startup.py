@@ -259,3 +259,19 @@ def test_the_command_line_is_imported_with_the_collector_paused_then_frozen(befo
     assert enabled == str(before == "on")  # the command's own work is collected as before
     assert int(frozen) > 10_000  # numpy's and typer's objects, out of every later pass
     assert proc.stdout.startswith("z,h\n")
+
+
+def test_a_broken_install_ends_with_2_in_one_line(tmp_path):
+    # a numpy that fails to import: a traceback and exit 1, which scripts read as "disagrees"
+    (tmp_path / "numpy").mkdir()
+    (tmp_path / "numpy" / "__init__.py").write_text('raise ImportError("broken numpy")\n')
+    proc = subprocess.run(
+        [sys.executable, "-c", "from smjac.cli import main; main()", "forward"],
+        capture_output=True,
+        text=True,
+        env={**_env(), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == "Error: smjac cannot start: ImportError: broken numpy\n"

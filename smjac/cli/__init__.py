@@ -33,6 +33,11 @@ def main() -> NoReturn:
     gc.disable()
     try:
         from .entry import main as run
+    except Exception as e:  # a broken install (numpy that fails to import, say): 2, not Python's 1
+        import sys
+
+        print(f"Error: smjac cannot start: {type(e).__name__}: {e}", file=sys.stderr)
+        os._exit(ExitStatus.ERROR)
     finally:
         gc.freeze()
         if collecting:
