@@ -197,12 +197,6 @@ def layer_verify(
     """
     answer, kind = _the_answer(answer, kind, grad=grad, grad_b=grad_b, jacobian=jacobian)
     L.require_samples("there is nothing to verify")
-    made_as = L.W.dtype  # the layer's own precision: the tolerances' and the diagnosis's
-    held = L.W.nbytes + L.X.nbytes + (0 if L.b is None else L.b.nbytes)
-    L = _in_float64(L)
-    copied = (
-        L.W.nbytes + L.X.nbytes + (0 if L.b is None else L.b.nbytes) - held if L.W.dtype != made_as else 0
-    )
     block_bytes = size_in_bytes("block_bytes", block_bytes)
     ce = CrossEntropy(class_weights, ignore_index, label_smoothing)  # type: ignore[arg-type]
     pr = _problem(L, kind, of, wrt, target, upstream, reduce, ce)
@@ -210,8 +204,8 @@ def layer_verify(
     a: np.ndarray = answer if isinstance(answer, np.memmap) or hasattr(answer, "rows") else _array(answer)  # type: ignore[assignment]
     if a.dtype.kind not in "fiub":
         raise InputError(f"the answer must hold numbers, not {a.dtype}")
-    coarse = made_in(a.dtype, made_as)  # for the diagnosis: where exp overflows, say
-    rtols = verify_tolerances(a.dtype, made_as)
+    coarse = made_in(a.dtype, L.W.dtype)  # for the diagnosis: where exp overflows, say
+    rtols = verify_tolerances(a.dtype, L.W.dtype)
     rtol, atol = given("rtol", rtol, rtols[0]), given("atol", atol, rtols[1])
     frames = frame_shapes(pr)
     fitting = [f for f, (R, C) in frames.items() if a.shape in answer_shapes(pr, R, C)]
@@ -219,7 +213,7 @@ def layer_verify(
     # a shape no frame takes is compared with nothing, but the truth's scale is still made by rows
     shapes = [frames[f] for f in fitting] or [frames["std"]]
     variants = cat.variants(pr) if fitting else []
-    block_bytes, keep = _fit_budget(pr, a.shape, shapes, shapes[0], variants, block_bytes, max_memory, copied)
+    block_bytes, keep = _fit_budget(pr, a.shape, shapes, shapes[0], variants, block_bytes, max_memory)
     if not fitting:
         return _shape_verdict(pr, a, expected, rtol, atol, truth_source(pr, block_bytes).max_abs)
     primary = fitting[0]
@@ -244,17 +238,6 @@ def layer_verify(
             "a zero or a sign-flipped answer would agree too; give a smaller atol to tell",
         )
     return _verdict(pr, a, ok, primary, stats, diagnosis, rtol, atol, truth.max_abs, frames[primary], notes)
-
-
-def _in_float64(L: Layer) -> Layer:
-    """A float32 layer's numbers, computed with in float64: the truth of what it holds. In float32
-    a batch's sum over thousands of samples near a minimum, where the terms cancel, can be off by a
-    fifth of its largest entry, and an answer right to every digit was called wrong. A memory-mapped
-    batch stays as it is (a copy would hold it whole)."""
-    if L.W.dtype == np.float64 or isinstance(L.X, np.memmap):
-        return L
-    f64 = np.float64
-    return L._replace(W=L.W.astype(f64), X=L.X.astype(f64), b=None if L.b is None else L.b.astype(f64))
 
 
 BLOCK_ARRAYS = 12  # block-sized arrays at once: the answer's rows, one value's, differences, masks, indices
@@ -307,18 +290,17 @@ def _fit_budget(
     variants: list[cat.Variant],
     block_bytes: int,
     max_memory: int | None,
-    copied: int = 0,
 ) -> tuple[int, bool]:
     """The block size and whether to keep a heatmap, within ``max_memory``; refused when even
-    one row a block is over it. ``copied``: bytes of the layer's float64 copy (:func:`_in_float64`)."""
+    one row a block is over it."""
     max_memory = checked(max_memory)
     if max_memory is None:
         return block_bytes, True
     row = 8 * max(C for _, C in shapes)
     R, C = primary
     keep = max_memory // 4 >= 2 * R * C * 8  # a heatmap is a nicety: it gives way to the blocks
-    fixed = verify_bytes(pr, shapes, variants, 0, keep) + copied
-    per_block = verify_bytes(pr, shapes, variants, 1, keep) + copied - fixed
+    fixed = verify_bytes(pr, shapes, variants, 0, keep)
+    per_block = verify_bytes(pr, shapes, variants, 1, keep) - fixed
     fitted = min(block_bytes, (max_memory - fixed) // per_block)
     if fitted < row:
         need = fixed + per_block * row
