@@ -401,3 +401,12 @@ def test_binary_to_a_terminal_is_refused_in_one_line_before_any_work():
         "Error: --format npy is binary, not for a terminal: send stdout to a file or a pipe "
         "(> result.npy), or use -o FILE.npy\n"
     )
+
+
+def test_an_input_cap_after_the_command_overrides_one_before_it():
+    # as every other option: the last given wins (the one before the command won, an alias's cap
+    # beating the user's own)
+    proc = smjac("--max-input-bytes", "10", "forward", *SAMPLE, "--max-input-bytes", "2G")
+    assert proc.returncode == 0, proc.stderr
+    proc = smjac("--max-input-bytes", "2G", "forward", *SAMPLE, "--max-input-bytes", "10")
+    assert proc.returncode == 2 and b"10 bytes" in proc.stderr

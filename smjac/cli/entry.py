@@ -304,7 +304,13 @@ def _global_first(args: list[str]) -> list[str]:
     ['--max-input-bytes', '4G', 'grad', '-W', 'W.npy']
     >>> _global_first(["forward", "--max-input-bytes=1M", "--", "--max-input-bytes"])
     ['--max-input-bytes=1M', 'forward', '--', '--max-input-bytes']
+    >>> _global_first(["--max-input-bytes", "1K", "forward", "--max-input-bytes", "2G"])  # the last wins
+    ['--max-input-bytes', '1K', '--max-input-bytes', '2G', 'forward']
     """
+    start = 0  # the options before the command stay first: one given after it comes later, and wins
+    while start < len(args) and args[start].startswith("-") and args[start] != "--":
+        start += 2 if args[start] == _GLOBAL else 1
+    head, args = args[:start], args[start:]
     moved: list[str] = []
     rest: list[str] = []
     i = 0
@@ -322,7 +328,7 @@ def _global_first(args: list[str]) -> list[str]:
         else:
             rest.append(a)
         i += 1
-    return moved + rest
+    return head + moved + rest
 
 
 def _exit(status: int) -> NoReturn:
