@@ -88,7 +88,7 @@ CASES = [
     bad_w("json -Infinity token", "W.json", b"[[0.1, -Infinity]]", "-Infinity is not allowed"),
     bad_w("json overflow", "W.json", b"[[0.1, 1e400]]", "1e400 overflows"),
     bad_w("json huge integer", "W.json", b"[[0.1, 1" + b"0" * 400 + b"]]", "too large"),
-    bad_w("json ragged rows", "W.json", b"[[0.1, 0.2], [0.3]]", "rows have different lengths"),
+    bad_w("json ragged rows", "W.json", b"[[0.1, 0.2], [0.3]]", "row 2 has 1 values but row 1 has 2"),
     bad_w("json deep nesting", "W.json", b"[" * 100000 + b"]" * 100000, "nested too deeply"),
     # CSV that is not a matrix of numbers
     bad_w("csv ragged rows", "W.csv", b"0.1,0.2\n0.3\n", "line 2 has 1 values but the first row has 2"),

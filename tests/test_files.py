@@ -52,7 +52,7 @@ def test_utf8_bom_is_accepted(tmp_path):
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("W.json", b"[[1, 2], [3]]", "rows have different lengths"),
+        ("W.json", b"[[1, 2], [3]]", "row 2 has 1 values but row 1 has 2"),
         ("W.json", b"[[1, true]]", "found a boolean"),
         ("W.json", b"[[1, null]]", "found null"),
         ("W.json", b'[[1, "1.5"]]', "found a string"),

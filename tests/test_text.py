@@ -267,7 +267,7 @@ def test_csv_refusals_still_name_the_line(tmp_path, data, message):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"[[1, 2], [3]]", "rows have different lengths"),
+        (b"[[1, 2], [3]]", "row 2 has 1 values but row 1 has 2"),
         (b"[[1, NaN]]", "NaN is not allowed"),
         (b"[[1, 1e400]]", "1e400 overflows"),
         (b"[1, " + b"1" * 5000 + b"]", "an integer of 5,000 digits is too large"),
@@ -613,3 +613,26 @@ print("csv" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.stdout.split() == ["False;True"], out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (b"[NaN, 2]", "line 30002, column 2: NaN is not allowed"),
+        (b"[1e999, 2]", "line 30002, column 2: 1e999 overflows a 64-bit float"),
+        (b"[" + b"9" * 401 + b", 2]", "line 30002, column 2: an integer of 401 digits is too large"),
+        (b"[" + b"9" * 5000 + b".0, 2]", "line 30002, column 2: a number of 5,002 characters overflows"),
+        (b"[true, 2]", "row 30001, entry 1: expected numbers, found a boolean"),
+        (b'["1", 2]', r'row 30001, entry 1: expected numbers, found a string \("1"\)'),
+        (b"[1, 2, 3]", "row 30001 has 3 values but row 1 has 2"),
+    ],
+)
+def test_json_refusals_say_where(tmp_path, bad, message):
+    # a file of 60,000 rows, one a line, the bad one in the middle: the fast path tries first
+    rows = [b"[1.25, 2]"] * 60_000
+    rows[30_000] = bad
+    path = tmp_path / "x.json"
+    path.write_bytes(b"[\n" + b",\n".join(rows) + b"\n]\n")
+    with pytest.raises(LoadError, match=f"{re.escape(str(path))}: {message}") as refused:
+        inputs.load_array(path)
+    assert len(str(refused.value)) < 300  # a token of thousands of digits is not echoed

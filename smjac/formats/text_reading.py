@@ -53,22 +53,35 @@ def json_document(data: bytes, label: str, finite: bool = True) -> Any:
 def careful_document(data: bytes, label: str, finite: bool = True) -> Any:
     """A JSON document read by ``json``, refusing NaN and infinities (unless not ``finite``),
     numbers that overflow a float64, and a key given twice, with the line and column."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise LoadError(f"{label}: is not UTF-8 text, so not JSON") from None
+
+    def at(token: str) -> str:
+        """``LABEL: line L, column C: `` of the token, its first place (json refuses the first)."""
+        found = re.search(rf"(?<![\w.+-]){re.escape(token)}(?![\w.])", text)
+        if found is None:
+            return f"{label}: "
+        start = found.start()
+        return f"{label}: line {text.count(chr(10), 0, start) + 1}, column {start - text.rfind(chr(10), 0, start)}: "
 
     def refuse_constant(token: str) -> float:
         if not finite:
             return float(token)  # NaN, Infinity, -Infinity
-        raise LoadError(f"{label}: {token} is not allowed; every number must be finite")
+        raise LoadError(f"{at(token)}{token} is not allowed; every number must be finite")
 
     def strict_float(token: str) -> float:
         value = float(token)
         if finite and math.isinf(value):
-            raise LoadError(f"{label}: {token} overflows a 64-bit float")
+            shown = token if len(token) <= 40 else f"a number of {len(token):,} characters"
+            raise LoadError(f"{at(token)}{shown} overflows a 64-bit float")
         return value
 
     def strict_int(token: str) -> int | float:
         digits = len(token.lstrip("-"))
         if digits > 309:  # past any float64 (and Python's 4300-digit limit on int(), a ValueError)
-            raise LoadError(f"{label}: an integer of {digits:,} digits is too large for a 64-bit float")
+            raise LoadError(f"{at(token)}an integer of {digits:,} digits is too large for a 64-bit float")
         return int(token)
 
     def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -81,14 +94,12 @@ def careful_document(data: bytes, label: str, finite: bool = True) -> Any:
 
     try:
         return json.loads(
-            data.decode("utf-8-sig"),
+            text,
             parse_constant=refuse_constant,
             parse_float=strict_float,
             parse_int=strict_int,
             object_pairs_hook=unique_keys,
         )
-    except UnicodeDecodeError:
-        raise LoadError(f"{label}: is not UTF-8 text, so not JSON") from None
     except json.JSONDecodeError as e:
         raise LoadError(
             f"{label}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
@@ -117,7 +128,18 @@ def json_array(obj: list[Any], label: str) -> np.ndarray:
     except OverflowError:
         raise LoadError(f"{label}: holds an integer too large for a 64-bit float") from None
     except ValueError:
-        raise LoadError(f"{label}: rows have different lengths (a matrix must be rectangular)") from None
+        raise LoadError(f"{label}: {_ragged(obj)} (a matrix must be rectangular)") from None
+
+
+def _ragged(obj: list[Any]) -> str:
+    """Which row of a JSON array breaks its shape, counted from 1 as a person counts lines."""
+    first = obj[0] if obj else None
+    for i, row in enumerate(obj, start=1):
+        if isinstance(first, list) != isinstance(row, list):
+            return f"row {i} is {'an array' if isinstance(row, list) else 'a number'} but row 1 is not"
+        if isinstance(row, list) and len(row) != len(first):  # type: ignore[arg-type]
+            return f"row {i} has {len(row)} values but row 1 has {len(first)}"  # type: ignore[arg-type]
+    return "rows have different lengths"
 
 
 def json_kind(obj: Any) -> str:
@@ -138,20 +160,25 @@ MAX_DIMENSIONS = 3  # the deepest array smjac reads: a batch of Jacobians (N × 
 
 
 def _check_json_numbers(obj: list[Any], label: str) -> None:
-    stack: list[tuple[Any, int]] = [(obj, 1)]
+    stack: list[tuple[Any, tuple[int, ...]]] = [(obj, ())]
     while stack:  # iterative, so a deeply nested document cannot exhaust the call stack
-        item, depth = stack.pop()
+        item, where = stack.pop()
         if isinstance(item, list):
-            if depth > MAX_DIMENSIONS:  # numpy would stop at 64 with "rows have different lengths"
+            if len(where) >= MAX_DIMENSIONS:  # numpy would stop at 64 with "rows have different lengths"
                 raise LoadError(
                     f"{label}: is nested too deep (arrays in arrays past {MAX_DIMENSIONS} levels); smjac "
                     "reads a vector, a matrix or a stack of matrices"
                 )
             if set(map(type, item)) <= _PLAIN_NUMBERS:  # a row of numbers, checked in C
                 continue
-            stack.extend((x, depth + 1) for x in item)
+            stack.extend(
+                (item[i], (*where, i + 1)) for i in reversed(range(len(item)))
+            )  # in the file's order
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise LoadError(f"{label}: expected numbers, found {json_kind(item)} ({json.dumps(item)[:40]})")
+            place = "row " + ", entry ".join(map(str, where)) if len(where) > 1 else f"entry {where[0]}"
+            raise LoadError(
+                f"{label}: {place}: expected numbers, found {json_kind(item)} ({json.dumps(item)[:40]})"
+            )
 
 
 def _special(cell: str) -> bool:
