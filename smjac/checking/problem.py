@@ -85,9 +85,8 @@ class Problem:
         Y = one_hot(self.target, self.L.K, P.dtype)
         if self.L.function == "log-softmax":  # loss = −h_k
             return -Y
-        with np.errstate(
-            divide="ignore", invalid="ignore", over="ignore"
-        ):  # loss = −log h_k; h_k may be subnormal
+        # loss = −log h_k; an h_k that underflowed (0) or is subnormal makes −1/h_k infinite
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return -Y / P
 
 

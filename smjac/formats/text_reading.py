@@ -171,9 +171,8 @@ def _check_json_numbers(obj: list[Any], label: str) -> None:
                 )
             if set(map(type, item)) <= _PLAIN_NUMBERS:  # a row of numbers, checked in C
                 continue
-            stack.extend(
-                (item[i], (*where, i + 1)) for i in reversed(range(len(item)))
-            )  # in the file's order
+            # pushed last first, so that the first in the file is looked at first
+            stack.extend((item[i], (*where, i + 1)) for i in reversed(range(len(item))))
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
             place = "row " + ", entry ".join(map(str, where)) if len(where) > 1 else f"entry {where[0]}"
             raise LoadError(
@@ -215,9 +214,8 @@ def careful_csv(data: bytes, label: str, finite: bool = True) -> np.ndarray:
         raise LoadError(f"{label}: is not valid CSV ({e})") from None
     rows: list[list[float]] = []
     for lineno, cells in enumerate(lines, start=1):
-        cells = [
-            c.strip(" \t") for c in cells
-        ]  # only what the docs call space: a no-break space is no number's
+        # only what the docs call space (str.strip took a no-break space and \v too)
+        cells = [c.strip(" \t") for c in cells]
         if cells in ([], [""]):  # a blank line; a line of empty cells (",,") is a row with no numbers
             continue
         numeric = any(_NUMBER.match(c) or (not finite and _special(c)) for c in cells)
