@@ -443,9 +443,8 @@ def release_rows(x: Array, r0: int, r1: int) -> None:
     ):
         return
     row = x.shape[1] * x.itemsize
-    base = (
-        x.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data
-    )  # x's start in the mapping (a view's too)
+    # where x starts inside the mapping (a view's rows start past the file's first)
+    base = x.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data
     start = (base + r0 * row) // mmap.PAGESIZE * mmap.PAGESIZE
     end = (base + r1 * row) // mmap.PAGESIZE * mmap.PAGESIZE
     if end > start:
