@@ -52,7 +52,8 @@ class Gradient:
     batch. ``z`` (K or N×K) is per sample, and so is ``x`` (n or N×n), computed when first asked
     for (it takes a pass over W): each sample's ``dLoss/dz`` and ``dLoss/dx`` of the same loss, so
     a mean's 1/N (or 1/Σw with class weights) is in them, as in torch's ``x.grad``. ``loss`` is
-    the cross-entropy when targets were given (summed or averaged likewise), else None. From :func:`grad_chunks`, ``z`` is None (not kept).
+    the cross-entropy when targets were given (summed or averaged likewise), else None. From
+    :func:`grad_chunks`, ``z`` is None (not kept).
     """
 
     def __init__(self, W: Array, b: Array, z: Array | None, loss: float | None, layer: Layer) -> None:
