@@ -264,7 +264,8 @@ def test_the_command_line_is_imported_with_the_collector_paused_then_frozen(befo
 def test_a_broken_install_ends_with_2_in_one_line(tmp_path):
     # a numpy that fails to import: a traceback and exit 1, which scripts read as "disagrees"
     (tmp_path / "numpy").mkdir()
-    (tmp_path / "numpy" / "__init__.py").write_text('raise ImportError("broken numpy")\n')
+    # as numpy words it: a message of several lines, the first of them blank
+    (tmp_path / "numpy" / "__init__.py").write_text('raise ImportError("\\n\\nbroken numpy\\nmore advice")\n')
     proc = subprocess.run(
         [sys.executable, "-c", "from smjac.cli import main; main()", "forward"],
         capture_output=True,

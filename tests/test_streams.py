@@ -191,7 +191,16 @@ def test_a_name_an_ascii_stream_cannot_hold_is_escaped_not_lost(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGALRM, signal.SIGUSR1, signal.SIGXCPU]
+    "sig",
+    [
+        signal.SIGTERM,
+        signal.SIGHUP,
+        signal.SIGINT,
+        signal.SIGALRM,
+        signal.SIGUSR1,
+        signal.SIGXCPU,
+        signal.SIGPROF,
+    ],
 )
 @pytest.mark.parametrize("suffix", [".npy", ".csv"])
 def test_a_signal_while_writing_leaves_nothing_and_exits_128_plus_it(tmp_path, sig, suffix):

@@ -625,6 +625,7 @@ print("csv" in sys.modules)
         (b"[true, 2]", "row 30001, entry 1: expected numbers, found a boolean"),
         (b'["1", 2]', r'row 30001, entry 1: expected numbers, found a string \("1"\)'),
         (b"[1, 2, 3]", "row 30001 has 3 values but row 1 has 2"),
+        (b'["NaN", NaN]', "line 30002, column 9: NaN is not allowed"),  # not the string's NaN
     ],
 )
 def test_json_refusals_say_where(tmp_path, bad, message):
@@ -636,3 +637,10 @@ def test_json_refusals_say_where(tmp_path, bad, message):
     with pytest.raises(LoadError, match=f"{re.escape(str(path))}: {message}") as refused:
         inputs.load_array(path)
     assert len(str(refused.value)) < 300  # a token of thousands of digits is not echoed
+
+
+def test_a_non_number_in_a_stack_of_matrices_is_placed_by_matrix_row_and_entry(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_bytes(b"[[[1, 2], [3, 4]], [[5, 6], [7, null]]]")
+    with pytest.raises(LoadError, match="matrix 2, row 2, entry 2: expected numbers, found null"):
+        inputs.load_array(path)

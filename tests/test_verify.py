@@ -744,5 +744,9 @@ def test_an_answer_held_only_by_atol_says_so(rng):
         v = smjac.verify(W, x, grad=answer, target=1)
         assert v.ok and any("a zero or a sign-flipped answer would agree too" in n for n in v.notes)
     assert not smjac.verify(W, x, grad=-g, target=1, atol=0).ok
+    # the largest true value between tol/2 and tol: a zero still agrees, a flipped sign not
+    W2, x2 = np.array([[0.1, 0.2], [0.3, 0.4]]), np.array([7e-10, 1.4e-9])
+    zero = smjac.verify(W2, x2, grad=np.zeros((2, 2)), target=0)
+    assert zero.ok and any("a zero answer would agree too" in n for n in zero.notes)
     big = smjac.verify(W, x * 1e10, grad=smjac.grad(W, x * 1e10, target=1).W, target=1)
     assert big.ok and not any("sign-flipped" in n for n in big.notes)

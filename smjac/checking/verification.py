@@ -231,11 +231,12 @@ def layer_verify(
             trial.alive = trial.alive and trial.residual <= trial.tol
     ok = primary == "std" and stats.outside == 0 and stats.non_finite == 0
     diagnosis, notes = ((), agreeing(trials)) if ok else diagnose(pr, trials, stats, coarse, a)
-    if ok and truth.max_abs * 2 < atol:  # |answer − truth| ≤ atol holds for a zero or −truth too
+    if ok and truth.max_abs <= tol:  # |0 − truth| ≤ tol: a zero answer agrees; |−2·truth| ≤ tol: −truth too
+        which = "a zero or a sign-flipped answer" if 2 * truth.max_abs <= tol else "a zero answer"
         notes = (
             *notes,
-            f"every true value is under half of atol = {atol:.3g} (the largest is {truth.max_abs:.3g}): "
-            "a zero or a sign-flipped answer would agree too; give a smaller atol to tell",
+            f"every true value is within the tolerance of 0 (the largest is {truth.max_abs:.3g}, the tolerance "
+            f"{tol:.3g}): {which} would agree too; give a smaller atol to tell",
         )
     return _verdict(pr, a, ok, primary, stats, diagnosis, rtol, atol, truth.max_abs, frames[primary], notes)
 

@@ -36,7 +36,8 @@ def main() -> NoReturn:
     except Exception as e:  # a broken install (numpy that fails to import, say): 2, not Python's 1
         import sys
 
-        print(f"Error: smjac cannot start: {type(e).__name__}: {e}", file=sys.stderr)
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+        print(f"Error: smjac cannot start: {type(e).__name__}: {first}", file=sys.stderr)  # one line
         os._exit(ExitStatus.ERROR)
     finally:
         gc.freeze()

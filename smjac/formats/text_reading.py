@@ -60,7 +60,8 @@ def careful_document(data: bytes, label: str, finite: bool = True) -> Any:
 
     def at(token: str) -> str:
         """``LABEL: line L, column C: `` of the token, its first place (json refuses the first)."""
-        found = re.search(rf"(?<![\w.+-]){re.escape(token)}(?![\w.])", text)
+        pattern = rf'"(?:[^"\\]|\\.)*"|(?<![\w.+-]){re.escape(token)}(?![\w.])'  # a string is passed over
+        found = next((m for m in re.finditer(pattern, text) if not m.group().startswith('"')), None)
         if found is None:
             return f"{label}: "
         start = found.start()
@@ -174,7 +175,10 @@ def _check_json_numbers(obj: list[Any], label: str) -> None:
             # pushed last first, so that the first in the file is looked at first
             stack.extend((item[i], (*where, i + 1)) for i in reversed(range(len(item))))
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
-            place = "row " + ", entry ".join(map(str, where)) if len(where) > 1 else f"entry {where[0]}"
+            place = ", ".join(
+                f"{axis} {i}"
+                for axis, i in zip(("matrix", "row", "entry")[-len(where) :], where, strict=True)
+            )
             raise LoadError(
                 f"{label}: {place}: expected numbers, found {json_kind(item)} ({json.dumps(item)[:40]})"
             )

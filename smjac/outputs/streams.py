@@ -13,8 +13,10 @@ run commands in process):
   gets ASCII stand-ins instead: h₀ → h0, → → ->, × → x.
 * The signals whose default is to end the process (:data:`STOP_SIGNALS`: SIGTERM, SIGINT, and
   where the platform has them SIGHUP, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU from ``ulimit -t``,
-  SIGVTALRM) raise :class:`Interrupted`, so a file being written is removed, and the process ends
-  with 128 + the signal's number, as shells expect. SIGQUIT keeps its core dump, for debugging.
+  SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT) raise :class:`Interrupted`, so a file being
+  written is removed, and the process ends with 128 + the signal's number, as shells expect.
+  SIGQUIT keeps its core dump, for debugging; the real-time signals are left to the C library
+  and the threads that use them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ from typing import Any
 from ..errors import ExitStatus
 from ..notation import ASCII
 
-STOP_SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT", "SIGALRM", "SIGUSR1", "SIGUSR2", "SIGXCPU", "SIGVTALRM")
+STOP_SIGNALS = (
+    *("SIGTERM", "SIGHUP", "SIGINT", "SIGALRM", "SIGUSR1", "SIGUSR2", "SIGXCPU", "SIGVTALRM"),
+    *("SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT"),
+)
 
 
 class Interrupted(BaseException):
